@@ -1,0 +1,397 @@
+//! Loading a config file: YAML or JSON through one loader, typed parsing, then semantic
+//! validation. Every problem carries the file, line and column it points at.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::catalog::{self, Wire};
+use crate::locate::{LocationIndex, PathSegment, Position};
+use crate::model::{Config, ProviderConfig};
+
+/// One problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file the problem is in (or `<inline>`).
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// 1-based column, when known.
+    pub column: Option<u64>,
+    /// What is wrong, in words a user can act on.
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => write!(f, "{}:{line}:{column}: {}", self.file, self.reason),
+            (Some(line), None) => write!(f, "{}:{line}: {}", self.file, self.reason),
+            _ => write!(f, "{}: {}", self.file, self.reason),
+        }
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {file}: {source}")]
+    Read {
+        /// The path.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file was read but is invalid.
+    #[error("{}", render(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn render(problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems.iter().map(Problem::to_string).collect();
+    lines.join("\n")
+}
+
+/// A parsed and validated config, with the warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The config.
+    pub config: Config,
+    /// Non-fatal findings (unsupported sections, providers this build cannot reach yet).
+    pub warnings: Vec<String>,
+}
+
+/// Reads and validates a config file.
+pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
+    let file = path.display().to_string();
+    let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    load_str(&source, &file)
+}
+
+/// Parses and validates config text; `file` names it in problems.
+pub fn load_str(source: &str, file: &str) -> Result<Loaded, ConfigError> {
+    let config = parse(source, file)?;
+    let index = LocationIndex::build(source);
+    let mut validation = Validation {
+        file,
+        index: &index,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+    validation.check(&config);
+    if validation.problems.is_empty() {
+        Ok(Loaded {
+            config,
+            warnings: validation.warnings,
+        })
+    } else {
+        Err(ConfigError::Invalid(validation.problems))
+    }
+}
+
+fn parse(source: &str, file: &str) -> Result<Config, ConfigError> {
+    let looks_like_json = source.trim_start().starts_with('{');
+    if looks_like_json {
+        return serde_json::from_str::<Config>(source).map_err(|e| {
+            ConfigError::Invalid(vec![Problem {
+                file: file.to_string(),
+                line: Some(e.line() as u64),
+                column: Some(e.column() as u64),
+                reason: strip_json_position(&e.to_string()),
+            }])
+        });
+    }
+    if source.trim().is_empty() {
+        return Ok(Config::default());
+    }
+    serde_saphyr::from_str::<Config>(source).map_err(|e| {
+        let location = e.location();
+        ConfigError::Invalid(vec![Problem {
+            file: file.to_string(),
+            line: location.map(|l| l.line()),
+            column: location.map(|l| l.column()),
+            reason: first_line(&e.to_string()),
+        }])
+    })
+}
+
+/// serde_json appends " at line X column Y"; the problem already carries the position.
+fn strip_json_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(cut) => message[..cut].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// serde-saphyr renders a source snippet after the message; `check` prints its own position.
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).trim().to_string()
+}
+
+struct Validation<'a> {
+    file: &'a str,
+    index: &'a LocationIndex,
+    problems: Vec<Problem>,
+    warnings: Vec<String>,
+}
+
+impl Validation<'_> {
+    fn problem(&mut self, path: &[PathSegment<'_>], reason: impl Into<String>) {
+        let position = self.index.position(path);
+        self.problems.push(Problem {
+            file: self.file.to_string(),
+            line: position.map(|p: Position| p.line),
+            column: position.map(|p| p.column),
+            reason: reason.into(),
+        });
+    }
+
+    fn check(&mut self, config: &Config) {
+        use PathSegment::Key;
+        let server = &config.server;
+        if server.listen.parse::<SocketAddr>().is_err() {
+            self.problem(
+                &[Key("server"), Key("listen")],
+                format!("server.listen {:?} is not an address like 127.0.0.1:8080", server.listen),
+            );
+        }
+        if server.threads == 0 {
+            self.problem(&[Key("server"), Key("threads")], "server.threads must be at least 1");
+        }
+        if server.max_request_body_size_mb == Some(0) {
+            self.problem(
+                &[Key("server"), Key("max_request_body_size_mb")],
+                "server.max_request_body_size_mb must be at least 1",
+            );
+        }
+        if let Some(mock) = &config.mock {
+            if mock.listen.parse::<SocketAddr>().is_err() {
+                self.problem(
+                    &[Key("mock"), Key("listen")],
+                    format!("mock.listen {:?} is not an address like 127.0.0.1:9090", mock.listen),
+                );
+            }
+            if !(0.0..=1.0).contains(&mock.fail_rate) {
+                self.problem(&[Key("mock"), Key("fail_rate")], "mock.fail_rate must be between 0 and 1");
+            }
+        }
+        for section in config.unimplemented_sections() {
+            self.warnings.push(format!(
+                "section `{section}` is accepted but not acted on by this version of asbru"
+            ));
+        }
+        for (name, provider) in &config.providers {
+            self.check_provider(name, provider);
+        }
+    }
+
+    fn check_provider(&mut self, name: &str, provider: &ProviderConfig) {
+        use PathSegment::{Index, Key};
+        let here = [Key("providers"), Key(name)];
+        let builtin = catalog::builtin(name);
+        if name.is_empty() || name.contains('/') {
+            self.problem(&here, format!("provider name {name:?} must be non-empty and contain no '/'"));
+        }
+        let wire = match (builtin, &provider.custom_provider_config) {
+            (Some(b), None) => Some(b.wire),
+            (_, Some(custom)) => match Wire::from_base_type(&custom.base_provider_type) {
+                Some(wire) => {
+                    if provider.network_config.base_url.is_none() {
+                        self.problem(
+                            &here,
+                            format!("custom provider {name:?} needs network_config.base_url"),
+                        );
+                    }
+                    Some(wire)
+                }
+                None => {
+                    self.problem(
+                        &[Key("providers"), Key(name), Key("custom_provider_config"), Key("base_provider_type")],
+                        format!(
+                            "custom provider {name:?}: base_provider_type {:?} is not one of openai, anthropic, bedrock, gemini, cohere",
+                            custom.base_provider_type
+                        ),
+                    );
+                    None
+                }
+            },
+            (None, None) => {
+                self.problem(
+                    &here,
+                    format!(
+                        "unknown provider {name:?}: built-in providers are {}; any other name needs custom_provider_config",
+                        catalog::BUILTIN_PROVIDERS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(wire) = wire
+            && !wire.is_supported()
+        {
+            self.warnings.push(format!(
+                "provider {name:?} speaks the {wire:?} wire, which this version of asbru cannot forward to yet; requests to it are refused"
+            ));
+        }
+        if let Some(base_url) = &provider.network_config.base_url
+            && let Err(reason) = check_base_url(base_url)
+        {
+            self.problem(
+                &[Key("providers"), Key(name), Key("network_config"), Key("base_url")],
+                format!("provider {name:?}: base_url {base_url:?} {reason}"),
+            );
+        }
+        for header in provider.network_config.extra_headers.keys() {
+            if header.is_empty() || !header.bytes().all(is_token_byte) {
+                self.problem(
+                    &[Key("providers"), Key(name), Key("network_config"), Key("extra_headers"), Key(header)],
+                    format!("provider {name:?}: extra header name {header:?} is not a valid HTTP header name"),
+                );
+            }
+        }
+        let network = &provider.network_config;
+        if network.default_request_timeout_in_seconds == Some(0) {
+            self.problem(
+                &[Key("providers"), Key(name), Key("network_config"), Key("default_request_timeout_in_seconds")],
+                "default_request_timeout_in_seconds must be at least 1",
+            );
+        }
+        if let (Some(initial), Some(max)) = (network.retry_backoff_initial, network.retry_backoff_max)
+            && initial > max
+        {
+            self.problem(
+                &[Key("providers"), Key(name), Key("network_config"), Key("retry_backoff_initial")],
+                "retry_backoff_initial must not exceed retry_backoff_max",
+            );
+        }
+        for (i, key) in provider.keys.iter().enumerate() {
+            if let Some(weight) = key.weight
+                && !(weight.is_finite() && weight >= 0.0)
+            {
+                self.problem(
+                    &[Key("providers"), Key(name), Key("keys"), Index(i), Key("weight")],
+                    format!("provider {name:?} key #{i}: weight must be a number >= 0"),
+                );
+            }
+            for url in [&key.ollama_key_config, &key.vllm_key_config, &key.sgl_key_config]
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.url.as_ref())
+            {
+                if let Err(reason) = check_base_url(url) {
+                    self.problem(
+                        &[Key("providers"), Key(name), Key("keys"), Index(i)],
+                        format!("provider {name:?} key #{i}: url {url:?} {reason}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Checks that a base URL is `http(s)://host[:port][/path]`.
+pub fn check_base_url(raw: &str) -> Result<(), &'static str> {
+    let uri: http::Uri = raw.parse().map_err(|_| "is not a valid URL")?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err("must start with http:// or https://"),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("has no host");
+    }
+    if uri.query().is_some() {
+        return Err("must not carry a query string");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(src: &str) -> Vec<Problem> {
+        match load_str(src, "test.yaml") {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(p)) => p,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+
+    #[test]
+    fn example_from_the_issue_loads() {
+        let src = r#"
+server: {listen: "127.0.0.1:8080", threads: 2, grace_period_seconds: 30, max_request_body_size_mb: 100, data_dir: ./asbru-data}
+providers:
+  openai:
+    keys: [{name: primary, value: env.OPENAI_API_KEY, models: ["*"], weight: 1}]
+    network_config: {base_url: "http://127.0.0.1:9000", max_retries: 2, retry_backoff_initial: 100, retry_backoff_max: 2000}
+"#;
+        let loaded = load_str(src, "x.yaml").expect("valid");
+        let openai = &loaded.config.providers["openai"];
+        assert_eq!(openai.network_config.max_retries, Some(2));
+        assert_eq!(openai.keys[0].weight, Some(1.0));
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_located() {
+        let p = problems("server:\n  listen: 127.0.0.1:1\nprovders:\n  openai: {}\n");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].reason.contains("provders"), "{:?}", p[0]);
+        assert_eq!(p[0].line, Some(3));
+        assert!(p[0].column.is_some());
+    }
+
+    #[test]
+    fn json_syntax_error_is_located() {
+        let p = problems("{\n  \"providers\": {\n    \"openai\": {\"keys\": [}\n  }\n}\n");
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].line, Some(3));
+    }
+
+    #[test]
+    fn semantic_problems_are_all_reported_with_positions() {
+        let src = "server:\n  listen: nowhere\nproviders:\n  madeup:\n    keys: []\n  openai:\n    network_config:\n      base_url: ftp://x\n";
+        let p = problems(src);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!(p[0].line, Some(2));
+        assert!(p[1].reason.contains("unknown provider \"madeup\""));
+        assert_eq!(p[1].line, Some(5));
+        assert!(p[2].reason.contains("http://"));
+        assert_eq!(p[2].line, Some(8));
+    }
+
+    #[test]
+    fn custom_provider_needs_base_url_and_known_base() {
+        let p = problems("providers:\n  mine:\n    custom_provider_config: {base_provider_type: openai}\n");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].reason.contains("base_url"));
+        let p = problems("providers:\n  mine:\n    custom_provider_config: {base_provider_type: soap}\n    network_config: {base_url: 'http://x'}\n");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].reason.contains("soap"));
+    }
+
+    #[test]
+    fn bifrost_json_loads() {
+        let src = r#"{"$schema":"https://www.getbifrost.ai/schema","client":{"enable_logging":true,"drop_excess_requests":false},
+          "providers":{"openai":{"keys":[{"name":"oa-1","value":"env.OPENAI_API_KEY","models":["*"],"weight":1}],
+            "network_config":{"max_retries":2,"retry_backoff_initial":"500ms","retry_backoff_max":5000},
+            "concurrency_and_buffer_size":{"concurrency":1000,"buffer_size":5000}}},
+          "config_store":{"enabled":true,"type":"sqlite","config":{"path":"./config.db"}}}"#;
+        let loaded = load_str(src, "config.json").expect("valid");
+        assert!(loaded.warnings.iter().any(|w| w.contains("config_store")));
+    }
+
+    #[test]
+    fn empty_file_is_defaults() {
+        let loaded = load_str("", "empty.yaml").expect("valid");
+        assert!(loaded.config.providers.is_empty());
+    }
+}

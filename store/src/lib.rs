@@ -1,0 +1,15 @@
+//! asbru-store: the config model, file loading and validation, and the immutable
+//! [`Snapshot`](snapshot::Snapshot) the hot path reads.
+//!
+//! This crate knows nothing of HTTP or Pingora; it turns configuration into plain data.
+
+pub mod catalog;
+pub mod env;
+pub mod file;
+pub mod locate;
+pub mod model;
+pub mod snapshot;
+
+pub use file::{ConfigError, Problem, load_file, load_str};
+pub use model::Config;
+pub use snapshot::Snapshot;

@@ -1,0 +1,431 @@
+//! The config schema types, shared by the file loader (and later the store and admin API).
+//!
+//! Field names follow Bifrost's `config.json` (spec §4) so that a Bifrost file loads unchanged.
+//! Sections asbru does not implement yet are accepted as raw JSON so that such a file still loads;
+//! [`Config::unimplemented_sections`] names them so start-up can say they are ignored.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// JSON-schema pointer some Bifrost files carry; ignored.
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Bifrost config version: `2` (default) means empty allow-lists deny; `1` means they allow all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// Bifrost's `source_of_truth`; accepted for compatibility.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_of_truth: Option<String>,
+    /// Listener and process settings (asbru's own block).
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Provider name -> provider config.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Gateway behaviour (Bifrost's `client` block).
+    #[serde(default)]
+    pub client: ClientConfig,
+    /// The bundled mock provider, started in-process (asbru's own block, used by `conf/demo.yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mock: Option<MockConfig>,
+    /// Governance section (virtual keys, budgets, ...). Not enforced yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governance: Option<Value>,
+    /// Config store settings. Not implemented yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_store: Option<Value>,
+    /// Log store settings. Not implemented yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs_store: Option<Value>,
+    /// Vector store settings. Not implemented yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector_store: Option<Value>,
+    /// Plugins. Not implemented yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugins: Option<Value>,
+    /// Secret-encryption key material. Not implemented yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<Value>,
+    /// MCP clients. Not implemented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<Value>,
+    /// Framework settings (pricing sync). Not implemented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework: Option<Value>,
+    /// WebSocket settings. Not implemented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<Value>,
+    /// Deprecated top-level admin auth block (now under governance). Not implemented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_config: Option<Value>,
+}
+
+impl Config {
+    /// Names of sections present in the file that this build accepts but does not act on yet.
+    pub fn unimplemented_sections(&self) -> Vec<&'static str> {
+        let sections: [(&'static str, bool); 11] = [
+            ("governance", self.governance.is_some()),
+            ("config_store", self.config_store.is_some()),
+            ("logs_store", self.logs_store.is_some()),
+            ("vector_store", self.vector_store.is_some()),
+            ("plugins", self.plugins.is_some()),
+            ("encryption_key", self.encryption_key.is_some()),
+            ("mcp", self.mcp.is_some()),
+            ("framework", self.framework.is_some()),
+            ("websocket", self.websocket.is_some()),
+            ("auth_config", self.auth_config.is_some()),
+            ("source_of_truth", self.source_of_truth.is_some()),
+        ];
+        sections
+            .into_iter()
+            .filter_map(|(name, present)| present.then_some(name))
+            .collect()
+    }
+
+    /// Whether an empty allow-list means "allow all" (`version: 1`) rather than "deny all".
+    pub fn empty_list_allows_all(&self) -> bool {
+        self.version == Some(1)
+    }
+}
+
+/// Listener and process settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the gateway listens on, `host:port`.
+    pub listen: String,
+    /// Worker threads for the proxy service.
+    pub threads: usize,
+    /// Seconds to keep serving after SIGTERM before stopping to accept.
+    pub grace_period_seconds: u64,
+    /// Seconds to let in-flight requests finish during a graceful shutdown.
+    pub graceful_shutdown_timeout_seconds: u64,
+    /// Largest accepted request body, in MiB. Falls back to `client.max_request_body_size_mb`, then 100.
+    pub max_request_body_size_mb: Option<u64>,
+    /// Directory for asbru's data files (config store, logs).
+    pub data_dir: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.to_string(),
+            threads: 2,
+            grace_period_seconds: 30,
+            graceful_shutdown_timeout_seconds: 30,
+            max_request_body_size_mb: None,
+            data_dir: "./asbru-data".to_string(),
+        }
+    }
+}
+
+/// The listen address used when neither the file nor the CLI sets one.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The request body cap used when no config sets one.
+pub const DEFAULT_MAX_BODY_MB: u64 = 100;
+
+/// Bifrost's `client` block. Fields asbru does not use yet are accepted and ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientConfig {
+    /// Maximum request body size in MiB (Bifrost's spelling; `server.max_request_body_size_mb` wins).
+    pub max_request_body_size_mb: Option<u64>,
+    /// A virtual key is mandatory on inference routes.
+    #[serde(alias = "enforce_governance_header", alias = "is_vk_mandatory")]
+    pub enforce_auth_on_inference: Option<bool>,
+    /// Accept a caller-supplied provider key.
+    pub allow_direct_keys: Option<bool>,
+    /// Turn request logging on or off.
+    pub enable_logging: Option<bool>,
+    /// Log only metadata, not content.
+    pub disable_content_logging: Option<bool>,
+    /// Log retention in days.
+    pub log_retention_days: Option<u64>,
+    /// Request headers copied into log metadata.
+    pub logging_headers: Option<Vec<String>>,
+    /// CORS origins.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Extra CORS headers.
+    pub allowed_headers: Option<Vec<String>>,
+    /// Routes that skip admin auth.
+    pub whitelisted_routes: Option<Vec<String>>,
+    /// Headers every request must carry.
+    pub required_headers: Option<Vec<String>>,
+    /// Filter for `x-bf-eh-*` forwarding.
+    pub header_filter_config: Option<Value>,
+    /// Custom Prometheus label names.
+    pub prometheus_labels: Option<Vec<String>>,
+    /// Object pool warm-up size (Bifrost tuning; no effect in asbru).
+    pub initial_pool_size: Option<u64>,
+    /// Fail fast on full queues (Bifrost tuning; no effect in asbru).
+    pub drop_excess_requests: Option<bool>,
+    /// Compatibility shims.
+    pub compat: Option<Value>,
+    /// MCP agent settings.
+    pub mcp_agent_depth: Option<u64>,
+    /// MCP tool timeout.
+    pub mcp_tool_execution_timeout: Option<u64>,
+    /// MCP sync interval.
+    pub mcp_tool_sync_interval: Option<u64>,
+    /// MCP auto-injection switch.
+    pub mcp_disable_auto_tool_inject: Option<bool>,
+    /// Async job TTL.
+    pub async_job_result_ttl: Option<u64>,
+    /// Skip DB pings in `/health`.
+    pub disable_db_pings_in_health: Option<bool>,
+    /// Routing-rule chain depth.
+    pub routing_chain_max_depth: Option<u64>,
+    /// Garbage-collect expired virtual keys.
+    pub delete_expired_virtual_keys: Option<bool>,
+}
+
+/// One provider (`providers.<name>`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderConfig {
+    /// Upstream credentials, chosen by weight among those that allow the model.
+    pub keys: Vec<KeyConfig>,
+    /// Base URL, headers, timeouts and retries.
+    pub network_config: NetworkConfig,
+    /// Required for a provider whose name is not built in.
+    pub custom_provider_config: Option<CustomProviderConfig>,
+    /// Bifrost queue tuning; accepted, no effect (asbru has no per-provider queues).
+    pub concurrency_and_buffer_size: Option<Value>,
+    /// Outbound proxy. Not implemented yet.
+    pub proxy_config: Option<Value>,
+    /// Include the raw request in responses. Not implemented yet.
+    pub send_back_raw_request: Option<bool>,
+    /// Include the raw response in responses. Not implemented yet.
+    pub send_back_raw_response: Option<bool>,
+    /// Store raw bodies in logs. Not implemented yet.
+    pub store_raw_request_response: Option<bool>,
+    /// OpenAI-specific settings. Not implemented yet.
+    pub openai_config: Option<Value>,
+    /// Anthropic prompt caching settings. Not implemented yet.
+    pub prompt_cache: Option<Value>,
+}
+
+/// One upstream credential.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyConfig {
+    /// Stable id, used for pinning (`x-bf-api-key-id`).
+    #[serde(alias = "key_id")]
+    pub id: Option<String>,
+    /// Human name, used for pinning (`x-bf-api-key`) and in logs.
+    pub name: Option<String>,
+    /// The secret, or `env.NAME`.
+    pub value: String,
+    /// Models this key may serve; `["*"]` is all. Omitted means all; `[]` means none (unless `version: 1`).
+    pub models: Option<Vec<String>>,
+    /// Models this key must never serve.
+    pub blacklisted_models: Vec<String>,
+    /// Relative weight in key selection.
+    pub weight: Option<f64>,
+    /// Public model name -> upstream model/deployment name.
+    pub aliases: BTreeMap<String, AliasTarget>,
+    /// Disabled keys are never chosen.
+    pub enabled: Option<bool>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Prefer for batch requests.
+    pub use_for_batch_api: Option<bool>,
+    /// Azure settings (later issue).
+    pub azure_key_config: Option<Value>,
+    /// Vertex settings (later issue).
+    pub vertex_key_config: Option<Value>,
+    /// Bedrock settings (later issue).
+    pub bedrock_key_config: Option<Value>,
+    /// Ollama `{url}`: used as the base URL when `network_config.base_url` is not set.
+    pub ollama_key_config: Option<UrlKeyConfig>,
+    /// SGLang `{url}`.
+    pub sgl_key_config: Option<UrlKeyConfig>,
+    /// vLLM `{url, model_name}`.
+    pub vllm_key_config: Option<UrlKeyConfig>,
+}
+
+/// An alias target: either a bare model name or `{model_name, ...}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AliasTarget {
+    /// The upstream model name.
+    Name(String),
+    /// The object form.
+    Detailed {
+        /// The upstream model name.
+        model_name: String,
+        /// Optional model family hint.
+        #[serde(default)]
+        model_family: Option<String>,
+    },
+}
+
+impl AliasTarget {
+    /// The upstream model name this alias resolves to.
+    pub fn model_name(&self) -> &str {
+        match self {
+            AliasTarget::Name(name) => name,
+            AliasTarget::Detailed { model_name, .. } => model_name,
+        }
+    }
+}
+
+/// A `{url}` key config (Ollama, SGLang, vLLM).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UrlKeyConfig {
+    /// Base URL of the server.
+    pub url: Option<String>,
+    /// vLLM's served model name.
+    pub model_name: Option<String>,
+}
+
+/// `network_config`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Overrides the provider's default base URL.
+    pub base_url: Option<String>,
+    /// Headers added to every upstream request.
+    pub extra_headers: BTreeMap<String, String>,
+    /// Whole-request timeout in seconds (default 300).
+    pub default_request_timeout_in_seconds: Option<u64>,
+    /// Retries per attempt on connect errors, timeouts, 429 and 5xx (default 0).
+    pub max_retries: Option<u32>,
+    /// First backoff: milliseconds, or a duration string such as `"500ms"` (default 500 ms).
+    #[serde(deserialize_with = "de_opt_millis", serialize_with = "ser_opt_millis")]
+    pub retry_backoff_initial: Option<Duration>,
+    /// Backoff ceiling, same units (default 5 s).
+    #[serde(deserialize_with = "de_opt_millis", serialize_with = "ser_opt_millis")]
+    pub retry_backoff_max: Option<Duration>,
+    /// Longest silence allowed between stream chunks, in seconds (default 120).
+    pub stream_idle_timeout_in_seconds: Option<u64>,
+    /// Connection cap per host; accepted, not enforced.
+    pub max_conns_per_host: Option<u64>,
+    /// Skip TLS verification of the upstream.
+    pub insecure_skip_verify: Option<bool>,
+    /// Extra CA certificate. Not implemented yet.
+    pub ca_cert_pem: Option<String>,
+    /// Force HTTP/2 upstream.
+    pub enforce_http2: Option<bool>,
+    /// Anthropic beta header rewrites. Not implemented yet.
+    pub beta_header_overrides: Option<Value>,
+    /// Stream throughput guard. Not implemented.
+    pub stream_throughput_guard: Option<Value>,
+}
+
+/// Default whole-request timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default stream idle timeout.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default first retry backoff.
+pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+/// Default retry backoff ceiling.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_millis(5000);
+
+/// `custom_provider_config`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CustomProviderConfig {
+    /// The provider takes no key.
+    pub is_key_less: bool,
+    /// Which built-in wire this provider speaks (`openai`, ...).
+    pub base_provider_type: String,
+    /// Request types this provider serves; absent means all.
+    pub allowed_requests: Option<BTreeMap<String, bool>>,
+    /// Request type -> upstream path, e.g. `{chat_completion: "/v1/chat"}`.
+    pub request_path_overrides: BTreeMap<String, String>,
+}
+
+/// The bundled mock provider, started inside the gateway process (`conf/demo.yaml`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MockConfig {
+    /// Where the mock listens.
+    pub listen: String,
+    /// Delay before each response, in ms.
+    pub latency_ms: u64,
+    /// Content chunks per streamed response.
+    pub chunks: u32,
+    /// Delay between stream chunks, in ms.
+    pub chunk_delay_ms: u64,
+    /// Fraction of requests answered with `fail_status`.
+    pub fail_rate: f64,
+    /// Status used for failures.
+    pub fail_status: u16,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            listen: "127.0.0.1:9090".to_string(),
+            latency_ms: 0,
+            chunks: 5,
+            chunk_delay_ms: 0,
+            fail_rate: 0.0,
+            fail_status: 503,
+        }
+    }
+}
+
+/// Parses milliseconds given as an integer, or a Go-style duration string (`"500ms"`, `"2s"`, `"1m"`).
+fn de_opt_millis<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Millis(u64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Millis(ms)) => Ok(Some(Duration::from_millis(ms))),
+        Some(Raw::Text(text)) => parse_go_duration(&text)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid duration {text:?}: use milliseconds or e.g. \"500ms\", \"2s\""))),
+    }
+}
+
+fn ser_opt_millis<S: serde::Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Parses a simple Go duration: a number followed by `ms`, `s`, `m` or `h`.
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let millis = match unit {
+        "ms" => number,
+        "s" => number * 1000.0,
+        "m" => number * 60_000.0,
+        "h" => number * 3_600_000.0,
+        _ => return None,
+    };
+    (millis.is_finite() && millis >= 0.0).then(|| Duration::from_micros((millis * 1000.0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_go_duration("fast"), None);
+        assert_eq!(parse_go_duration("5d"), None);
+    }
+}

@@ -1,0 +1,500 @@
+//! The [`Snapshot`]: the immutable, pre-resolved view of the config that the hot path reads.
+//!
+//! Everything a request needs is computed here once: env references resolved, keys filtered,
+//! upstream host, port and paths split out, defaults applied. Building it does no network I/O;
+//! host names are resolved by the gateway's DNS service into [`Upstream::addrs`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::catalog::{self, RequestType, Wire};
+use crate::env::{self, Resolved};
+use crate::model::{self, Config, KeyConfig, ProviderConfig};
+
+/// The resolved configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Providers by name.
+    pub providers: HashMap<String, Arc<ProviderRuntime>>,
+    /// Provider names, sorted, for listings.
+    pub provider_names: Vec<String>,
+    /// Request body cap in bytes.
+    pub max_request_body_bytes: usize,
+}
+
+impl Snapshot {
+    /// An empty snapshot (no providers).
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            providers: HashMap::new(),
+            provider_names: Vec::new(),
+            max_request_body_bytes: mib(model::DEFAULT_MAX_BODY_MB),
+        }
+    }
+
+    /// Builds a snapshot from a validated config, reading `env.NAME` references through `lookup`.
+    /// Returns the snapshot and the warnings to log (missing env vars, providers left without keys).
+    pub fn build_with(config: &Config, lookup: &dyn Fn(&str) -> Option<String>) -> (Snapshot, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut providers = HashMap::new();
+        for (name, provider) in &config.providers {
+            match ProviderRuntime::build(name, provider, config.empty_list_allows_all(), lookup, &mut warnings) {
+                Some(runtime) => {
+                    providers.insert(name.clone(), Arc::new(runtime));
+                }
+                None => warnings.push(format!("provider {name:?} is left out: its configuration cannot be used")),
+            }
+        }
+        let mut provider_names: Vec<String> = providers.keys().cloned().collect();
+        provider_names.sort();
+        let max_mb = config
+            .server
+            .max_request_body_size_mb
+            .or(config.client.max_request_body_size_mb)
+            .unwrap_or(model::DEFAULT_MAX_BODY_MB);
+        let snapshot = Snapshot {
+            providers,
+            provider_names,
+            max_request_body_bytes: mib(max_mb),
+        };
+        (snapshot, warnings)
+    }
+
+    /// Builds a snapshot reading the process environment.
+    pub fn build(config: &Config) -> (Snapshot, Vec<String>) {
+        Snapshot::build_with(config, &|name| std::env::var(name).ok())
+    }
+
+    /// Looks up a provider by name.
+    pub fn provider(&self, name: &str) -> Option<&Arc<ProviderRuntime>> {
+        self.providers.get(name)
+    }
+
+    /// Whether `name` is a provider this snapshot knows.
+    pub fn has_provider(&self, name: &str) -> bool {
+        self.providers.contains_key(name)
+    }
+}
+
+fn mib(mb: u64) -> usize {
+    usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+}
+
+/// One provider, ready to forward to.
+#[derive(Debug)]
+pub struct ProviderRuntime {
+    /// Provider name.
+    pub name: String,
+    /// The wire it speaks.
+    pub wire: Wire,
+    /// No key is sent upstream.
+    pub keyless: bool,
+    /// Where requests go.
+    pub upstream: Upstream,
+    /// Usable keys (enabled, secret resolved).
+    pub keys: Vec<ProviderKey>,
+    /// How many keys the config declares, usable or not.
+    pub configured_keys: usize,
+    /// Timeouts, retries and extra headers.
+    pub network: NetworkSettings,
+    /// Upstream path per request type.
+    pub paths: EndpointPaths,
+    /// Request types this provider serves; `None` means all.
+    allowed_requests: Option<HashMap<String, bool>>,
+}
+
+impl ProviderRuntime {
+    fn build(
+        name: &str,
+        config: &ProviderConfig,
+        empty_allows_all: bool,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        warnings: &mut Vec<String>,
+    ) -> Option<ProviderRuntime> {
+        let builtin = catalog::builtin(name);
+        let custom = config.custom_provider_config.as_ref();
+        let wire = match custom {
+            Some(c) => Wire::from_base_type(&c.base_provider_type)?,
+            None => builtin?.wire,
+        };
+        let keyless = custom.map(|c| c.is_key_less).unwrap_or(false) || builtin.is_some_and(|b| b.keyless);
+        let key_url = config.keys.iter().find_map(|k| {
+            [&k.ollama_key_config, &k.vllm_key_config, &k.sgl_key_config]
+                .into_iter()
+                .flatten()
+                .find_map(|c| c.url.clone())
+        });
+        let base_url = config
+            .network_config
+            .base_url
+            .clone()
+            .or(key_url)
+            .or_else(|| builtin.and_then(|b| b.default_base_url).map(str::to_string));
+        let Some(base_url) = base_url else {
+            warnings.push(format!("provider {name:?} has no base URL"));
+            return None;
+        };
+        let upstream = match Upstream::parse(&base_url) {
+            Some(u) => u,
+            None => {
+                warnings.push(format!("provider {name:?}: base URL {base_url:?} cannot be used"));
+                return None;
+            }
+        };
+        // A custom provider's base_url is taken to end where the OpenAI `/v1` prefix begins,
+        // unless it already ends in /v1.
+        let api_prefix = if upstream.base_path.ends_with("/v1") {
+            ""
+        } else {
+            builtin.map(|b| b.api_prefix).unwrap_or("/v1")
+        };
+        let overrides = custom.map(|c| &c.request_path_overrides);
+        let path_for = |request_type: RequestType| -> String {
+            match overrides.and_then(|o| o.get(request_type.as_str())) {
+                Some(path) => format!("{}{}", upstream.base_path, path),
+                None => format!("{}{}{}", upstream.base_path, api_prefix, request_type.openai_resource()),
+            }
+        };
+        let paths = EndpointPaths {
+            chat: path_for(RequestType::ChatCompletion),
+            embeddings: path_for(RequestType::Embedding),
+            models: path_for(RequestType::ListModels),
+        };
+        let keys = resolve_keys(name, &config.keys, empty_allows_all, keyless, lookup, warnings);
+        if !keyless && keys.is_empty() {
+            warnings.push(format!(
+                "provider {name:?} has no usable key: requests to it will fail until one is configured"
+            ));
+        }
+        let network = NetworkSettings::from_config(&config.network_config);
+        Some(ProviderRuntime {
+            name: name.to_string(),
+            wire,
+            keyless,
+            upstream,
+            keys,
+            configured_keys: config.keys.len(),
+            network,
+            paths,
+            allowed_requests: custom
+                .and_then(|c| c.allowed_requests.as_ref())
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect()),
+        })
+    }
+
+    /// The upstream path for a request type.
+    pub fn path(&self, request_type: RequestType) -> &str {
+        match request_type {
+            RequestType::ChatCompletion => &self.paths.chat,
+            RequestType::Embedding => &self.paths.embeddings,
+            RequestType::ListModels => &self.paths.models,
+        }
+    }
+
+    /// Whether this provider serves `request_type` (custom providers may restrict it).
+    pub fn allows(&self, request_type: RequestType, stream: bool) -> bool {
+        let Some(allowed) = &self.allowed_requests else {
+            return true;
+        };
+        let name = if stream { request_type.stream_name() } else { request_type.as_str() };
+        allowed.get(name).copied().unwrap_or(false)
+    }
+}
+
+fn resolve_keys(
+    provider: &str,
+    keys: &[KeyConfig],
+    empty_allows_all: bool,
+    keyless: bool,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Vec<ProviderKey> {
+    let mut out = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        if key.enabled == Some(false) {
+            continue;
+        }
+        let label = key
+            .name
+            .clone()
+            .or_else(|| key.id.clone())
+            .unwrap_or_else(|| format!("#{i}"));
+        let secret = match env::resolve_with(&key.value, lookup) {
+            Resolved::Value(v) => v,
+            Resolved::MissingEnv(var) => {
+                warnings.push(format!(
+                    "provider {provider:?} key {label:?}: environment variable {var} is not set; the key is left out of rotation"
+                ));
+                continue;
+            }
+        };
+        if secret.is_empty() && !keyless {
+            warnings.push(format!(
+                "provider {provider:?} key {label:?} has an empty value; the key is left out of rotation"
+            ));
+            continue;
+        }
+        let models = match &key.models {
+            None => ModelFilter::All,
+            Some(list) if list.iter().any(|m| m == "*") => ModelFilter::All,
+            Some(list) if list.is_empty() && empty_allows_all => ModelFilter::All,
+            Some(list) => ModelFilter::Only(list.clone()),
+        };
+        out.push(ProviderKey {
+            id: key.id.clone().unwrap_or_else(|| label.clone()),
+            name: label,
+            secret,
+            models,
+            blacklisted: key.blacklisted_models.clone(),
+            weight: key.weight.unwrap_or(1.0),
+            aliases: key
+                .aliases
+                .iter()
+                .map(|(public, target)| (public.clone(), target.model_name().to_string()))
+                .collect(),
+        });
+    }
+    out
+}
+
+/// Which models a key may serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelFilter {
+    /// Every model.
+    All,
+    /// Only these (an empty list serves none).
+    Only(Vec<String>),
+}
+
+/// One usable upstream key.
+#[derive(Debug, Clone)]
+pub struct ProviderKey {
+    /// Stable id (the configured id, else the name).
+    pub id: String,
+    /// Display name; never the secret.
+    pub name: String,
+    /// The resolved secret. Never logged or shown.
+    pub secret: String,
+    /// Models allowed.
+    pub models: ModelFilter,
+    /// Models refused.
+    pub blacklisted: Vec<String>,
+    /// Relative weight.
+    pub weight: f64,
+    /// Public model -> upstream model.
+    pub aliases: HashMap<String, String>,
+}
+
+impl ProviderKey {
+    /// Whether this key may serve `model`.
+    pub fn serves(&self, model: &str) -> bool {
+        if self.blacklisted.iter().any(|m| m == model) {
+            return false;
+        }
+        if self.aliases.contains_key(model) {
+            return true;
+        }
+        match &self.models {
+            ModelFilter::All => true,
+            ModelFilter::Only(list) => list.iter().any(|m| m == model),
+        }
+    }
+
+    /// The model name to send upstream for `model` through this key.
+    pub fn upstream_model<'a>(&'a self, model: &'a str) -> &'a str {
+        self.aliases.get(model).map(String::as_str).unwrap_or(model)
+    }
+}
+
+/// Upstream paths per request type.
+#[derive(Debug, Clone)]
+pub struct EndpointPaths {
+    /// Chat completions.
+    pub chat: String,
+    /// Embeddings.
+    pub embeddings: String,
+    /// Model listing.
+    pub models: String,
+}
+
+/// Where a provider's requests go.
+#[derive(Debug)]
+pub struct Upstream {
+    /// `https`.
+    pub tls: bool,
+    /// Host name or IP literal (no brackets).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// The `Host` header value.
+    pub authority: String,
+    /// Path prefix from the base URL, without a trailing slash.
+    pub base_path: String,
+    /// Resolved addresses; filled at build for IP literals, else by the gateway's DNS service.
+    pub addrs: ArcSwap<Vec<SocketAddr>>,
+}
+
+impl Upstream {
+    /// Parses `http(s)://host[:port][/path]`.
+    pub fn parse(base_url: &str) -> Option<Upstream> {
+        let uri: http::Uri = base_url.parse().ok()?;
+        let tls = match uri.scheme_str()? {
+            "https" => true,
+            "http" => false,
+            _ => return None,
+        };
+        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_string();
+        if host.is_empty() {
+            return None;
+        }
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let authority = uri.authority()?.as_str().to_string();
+        let base_path = uri.path().trim_end_matches('/').to_string();
+        let addrs = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => Vec::new(),
+        };
+        Some(Upstream {
+            tls,
+            host,
+            port,
+            authority,
+            base_path,
+            addrs: ArcSwap::from_pointee(addrs),
+        })
+    }
+
+    /// Whether the host needs a DNS lookup.
+    pub fn needs_dns(&self) -> bool {
+        self.host.parse::<IpAddr>().is_err()
+    }
+}
+
+/// Per-provider network behaviour with defaults applied.
+#[derive(Debug, Clone)]
+pub struct NetworkSettings {
+    /// Whole-request timeout (connect, send, response head, non-stream body).
+    pub request_timeout: Duration,
+    /// Longest silence between stream chunks.
+    pub stream_idle_timeout: Duration,
+    /// Retries after the first try.
+    pub max_retries: u32,
+    /// First backoff.
+    pub backoff_initial: Duration,
+    /// Backoff ceiling.
+    pub backoff_max: Duration,
+    /// Headers added upstream (names lowercased, values with env refs resolved).
+    pub extra_headers: Vec<(String, String)>,
+    /// Skip TLS verification.
+    pub insecure_skip_verify: bool,
+    /// Prefer HTTP/2 to this upstream.
+    pub enforce_http2: bool,
+}
+
+impl NetworkSettings {
+    fn from_config(config: &model::NetworkConfig) -> NetworkSettings {
+        NetworkSettings {
+            request_timeout: config
+                .default_request_timeout_in_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(model::DEFAULT_REQUEST_TIMEOUT),
+            stream_idle_timeout: config
+                .stream_idle_timeout_in_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(model::DEFAULT_STREAM_IDLE_TIMEOUT),
+            max_retries: config.max_retries.unwrap_or(0),
+            backoff_initial: config.retry_backoff_initial.unwrap_or(model::DEFAULT_BACKOFF_INITIAL),
+            backoff_max: config.retry_backoff_max.unwrap_or(model::DEFAULT_BACKOFF_MAX),
+            extra_headers: config
+                .extra_headers
+                .iter()
+                .filter_map(|(k, v)| match env::resolve(v) {
+                    Resolved::Value(v) => Some((k.to_ascii_lowercase(), v)),
+                    Resolved::MissingEnv(_) => None,
+                })
+                .collect(),
+            insecure_skip_verify: config.insecure_skip_verify.unwrap_or(false),
+            enforce_http2: config.enforce_http2.unwrap_or(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::file::load_str;
+
+    fn build(src: &str, env: &[(&str, &str)]) -> (Snapshot, Vec<String>) {
+        let loaded = load_str(src, "t.yaml").expect("valid config");
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Snapshot::build_with(&loaded.config, &|name| env.get(name).cloned())
+    }
+
+    #[test]
+    fn missing_env_key_is_left_out_with_a_warning() {
+        let (snap, warnings) = build(
+            "providers:\n  openai:\n    keys:\n      - {name: a, value: env.A_KEY}\n      - {name: b, value: env.B_KEY}\n",
+            &[("B_KEY", "sk-b")],
+        );
+        let openai = snap.provider("openai").expect("openai");
+        assert_eq!(openai.keys.len(), 1);
+        assert_eq!(openai.keys[0].secret, "sk-b");
+        assert!(warnings.iter().any(|w| w.contains("A_KEY") && w.contains("left out")));
+        assert!(!warnings.iter().any(|w| w.contains("sk-b")));
+    }
+
+    #[test]
+    fn default_paths_and_base_urls() {
+        let (snap, _) = build(
+            "providers:\n  groq: {keys: [{value: k}]}\n  perplexity: {keys: [{value: k}]}\n  mine:\n    keys: [{value: k}]\n    network_config: {base_url: 'http://127.0.0.1:9000/api/'}\n    custom_provider_config: {base_provider_type: openai, request_path_overrides: {embedding: /embed}}\n",
+            &[],
+        );
+        let groq = snap.provider("groq").expect("groq");
+        assert!(groq.upstream.tls);
+        assert_eq!(groq.upstream.host, "api.groq.com");
+        assert_eq!(groq.path(RequestType::ChatCompletion), "/openai/v1/chat/completions");
+        let pplx = snap.provider("perplexity").expect("pplx");
+        assert_eq!(pplx.path(RequestType::ChatCompletion), "/chat/completions");
+        let mine = snap.provider("mine").expect("mine");
+        assert_eq!(mine.upstream.port, 9000);
+        assert_eq!(mine.upstream.addrs.load().len(), 1);
+        assert_eq!(mine.path(RequestType::ChatCompletion), "/api/v1/chat/completions");
+        assert_eq!(mine.path(RequestType::Embedding), "/api/embed");
+    }
+
+    #[test]
+    fn model_filters() {
+        let (snap, _) = build(
+            "providers:\n  openai:\n    keys:\n      - {name: all, value: k}\n      - {name: none, value: k, models: []}\n      - {name: some, value: k, models: [gpt-4o], blacklisted_models: [gpt-4o-mini]}\n",
+            &[],
+        );
+        let keys = &snap.provider("openai").expect("openai").keys;
+        assert!(keys[0].serves("anything"));
+        assert!(!keys[1].serves("gpt-4o"));
+        assert!(keys[2].serves("gpt-4o"));
+        assert!(!keys[2].serves("gpt-4o-mini"));
+        let (snap, _) = build("version: 1\nproviders:\n  openai:\n    keys:\n      - {value: k, models: []}\n", &[]);
+        assert!(snap.provider("openai").expect("openai").keys[0].serves("x"));
+    }
+
+    #[test]
+    fn keyless_ollama_needs_no_key() {
+        let (snap, warnings) = build("providers:\n  ollama: {}\n", &[]);
+        let ollama = snap.provider("ollama").expect("ollama");
+        assert!(ollama.keyless);
+        assert_eq!(ollama.upstream.host, "localhost");
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn body_cap_precedence() {
+        let (snap, _) = build("client: {max_request_body_size_mb: 7}\n", &[]);
+        assert_eq!(snap.max_request_body_bytes, 7 * 1024 * 1024);
+        let (snap, _) = build("server: {max_request_body_size_mb: 3}\nclient: {max_request_body_size_mb: 7}\n", &[]);
+        assert_eq!(snap.max_request_body_bytes, 3 * 1024 * 1024);
+    }
+}
