@@ -1,0 +1,164 @@
+//! Error bodies in each ingress wire format. Errors are values until here; this is the one place
+//! they become bytes. Messages are written by the gateway, never copied from a socket error, so
+//! they carry no peer address or secret.
+
+use serde::Serialize;
+
+/// A gateway error, ready to be rendered in an ingress format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    /// HTTP status.
+    pub status: u16,
+    /// `false` for a bad request from the client, `true` for a failure on the gateway's side.
+    pub is_bifrost_error: bool,
+    /// `error.type`, e.g. `invalid_request_error`.
+    pub error_type: &'static str,
+    /// `error.code`, when there is one.
+    pub code: Option<&'static str>,
+    /// Human message.
+    pub message: String,
+    /// The top-level `type` (governance decisions), when set.
+    pub decision: Option<&'static str>,
+}
+
+impl WireError {
+    /// A 400 for a request the client must fix.
+    pub fn bad_request(message: impl Into<String>) -> WireError {
+        WireError {
+            status: 400,
+            is_bifrost_error: false,
+            error_type: "invalid_request_error",
+            code: None,
+            message: message.into(),
+            decision: None,
+        }
+    }
+
+    /// A failure on the gateway's side with the given status.
+    pub fn gateway(status: u16, error_type: &'static str, message: impl Into<String>) -> WireError {
+        WireError {
+            status,
+            is_bifrost_error: true,
+            error_type,
+            code: None,
+            message: message.into(),
+            decision: None,
+        }
+    }
+
+    /// Sets `error.code`.
+    pub fn with_code(mut self, code: &'static str) -> WireError {
+        self.code = Some(code);
+        self
+    }
+}
+
+/// Request context echoed in `extra_fields`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ErrorContext<'a> {
+    /// Request id, echoed as `event_id`.
+    pub request_id: Option<&'a str>,
+    /// Provider, when resolved.
+    pub provider: Option<&'a str>,
+    /// Model as requested.
+    pub model_requested: Option<&'a str>,
+    /// Bifrost request type name.
+    pub request_type: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct BifrostErrorBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    decision: Option<&'a str>,
+    is_bifrost_error: bool,
+    status_code: u16,
+    error: ErrorField<'a>,
+    extra_fields: ExtraFields<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorField<'a> {
+    #[serde(rename = "type")]
+    error_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
+    message: &'a str,
+    param: Option<()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ExtraFields<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_requested: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_type: Option<&'a str>,
+}
+
+/// Renders `error` as Bifrost's error body (the OpenAI-compatible routes, spec §1.1).
+pub fn bifrost_body(error: &WireError, ctx: &ErrorContext<'_>) -> Vec<u8> {
+    let body = BifrostErrorBody {
+        event_id: ctx.request_id,
+        decision: error.decision,
+        is_bifrost_error: error.is_bifrost_error,
+        status_code: error.status,
+        error: ErrorField {
+            error_type: error.error_type,
+            code: error.code,
+            message: &error.message,
+            param: None,
+            event_id: ctx.request_id,
+        },
+        extra_fields: ExtraFields {
+            provider: ctx.provider,
+            model_requested: ctx.model_requested,
+            request_type: ctx.request_type,
+        },
+    };
+    serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":{\"message\":\"internal error\"}}".to_vec())
+}
+
+/// A mid-stream error chunk for chat streams: `data: {"error":{...}}\n\n` (spec §1.2).
+pub fn sse_error_event(error: &WireError, ctx: &ErrorContext<'_>) -> Vec<u8> {
+    let mut out = b"data: ".to_vec();
+    out.extend_from_slice(&bifrost_body(error, ctx));
+    out.extend_from_slice(b"\n\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bifrost_shape() {
+        let err = WireError::bad_request("model is required");
+        let ctx = ErrorContext {
+            request_id: Some("req-1"),
+            request_type: Some("chat_completion"),
+            ..Default::default()
+        };
+        let v: serde_json::Value = serde_json::from_slice(&bifrost_body(&err, &ctx)).expect("json");
+        assert_eq!(v["is_bifrost_error"], false);
+        assert_eq!(v["status_code"], 400);
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["message"], "model is required");
+        assert_eq!(v["event_id"], "req-1");
+        assert_eq!(v["extra_fields"]["request_type"], "chat_completion");
+        assert!(v.get("type").is_none());
+    }
+
+    #[test]
+    fn sse_error_is_one_event() {
+        let err = WireError::gateway(502, "api_error", "upstream closed the stream");
+        let bytes = sse_error_event(&err, &ErrorContext::default());
+        let text = String::from_utf8(bytes).expect("utf8");
+        assert!(text.starts_with("data: {"));
+        assert!(text.ends_with("}\n\n"));
+    }
+}

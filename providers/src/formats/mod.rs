@@ -1,0 +1,3 @@
+//! Serde views of each provider's native API.
+
+pub mod openai;
