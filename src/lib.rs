@@ -1,1 +1,17 @@
+//! asbru: an LLM gateway on Pingora, wire-compatible with Bifrost.
+//!
+//! The binary (`src/main.rs`) is a thin CLI over this library, so that tests and benches can start
+//! a real gateway in-process ([`server::spawn`]). See `ARCHITECTURE.md` for the code map.
 
+pub mod bench;
+pub mod cli;
+pub mod dns;
+pub mod forward;
+pub mod headers;
+pub mod inference;
+pub mod models;
+pub mod proxy;
+pub mod respond;
+pub mod routes;
+pub mod server;
+pub mod state;

@@ -1,1 +1,5 @@
-fn main(){}
+//! The `asbru` command: see `asbru --help`.
+
+fn main() -> std::process::ExitCode {
+    asbru::cli::main()
+}

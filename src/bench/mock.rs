@@ -1,0 +1,356 @@
+//! The mock provider: a real HTTP/1.1 server on loopback that speaks the OpenAI wire (chat as JSON
+//! or SSE, embeddings, models), with configurable latency, streaming pace and failures.
+//!
+//! It serves `asbru bench mock`, the `mock:` section of a config (in-process, for the offline
+//! demo) and the integration tests, which also read what it received through [`MockHandle`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream;
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// How the mock behaves.
+#[derive(Debug, Clone)]
+pub struct MockOptions {
+    /// Delay before each response's head.
+    pub latency: Duration,
+    /// Content chunks per streamed chat response.
+    pub chunks: u32,
+    /// Delay between streamed chunks.
+    pub chunk_delay: Duration,
+    /// Fraction of inference requests answered with `fail_status`.
+    pub fail_rate: f64,
+    /// Status for failures.
+    pub fail_status: u16,
+    /// The first N inference requests fail with `fail_status` (deterministic failures for tests).
+    pub fail_first: u64,
+    /// Close the connection after this many streamed content chunks (simulates a dying upstream).
+    pub abort_after_chunks: Option<u32>,
+    /// Keep a copy of every request (tests); off for load runs.
+    pub record: bool,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        MockOptions {
+            latency: Duration::ZERO,
+            chunks: 5,
+            chunk_delay: Duration::ZERO,
+            fail_rate: 0.0,
+            fail_status: 503,
+            fail_first: 0,
+            abort_after_chunks: None,
+            record: false,
+        }
+    }
+}
+
+/// One request as the mock received it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// Raw body bytes.
+    pub body: Bytes,
+}
+
+impl RecordedRequest {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// State shared by the mock's connections.
+#[derive(Debug, Default)]
+pub struct MockState {
+    options: MockOptions,
+    inference_requests: AtomicU64,
+    recorded: Mutex<Vec<RecordedRequest>>,
+}
+
+const MAX_RECORDED: usize = 10_000;
+
+impl MockState {
+    /// New state with these options.
+    pub fn new(options: MockOptions) -> Arc<MockState> {
+        Arc::new(MockState {
+            options,
+            ..Default::default()
+        })
+    }
+
+    /// Inference requests served so far (chat, embeddings; not models or stats).
+    pub fn request_count(&self) -> u64 {
+        self.inference_requests.load(Ordering::Relaxed)
+    }
+
+    /// Copies of the requests received (when recording).
+    pub fn recorded(&self) -> Vec<RecordedRequest> {
+        self.recorded.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, state: Arc<MockState>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(handle_connection(stream, state.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!("mock provider: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// A mock running on its own thread and runtime; dropping the handle stops it.
+pub struct MockHandle {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its state (request count, recorded requests).
+    pub state: Arc<MockState>,
+    shutdown: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MockHandle {
+    /// `http://addr` for use as a provider base URL.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for MockHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts a mock on `listen` (port 0 picks a free port) in a background thread.
+pub fn spawn(listen: SocketAddr, options: MockOptions) -> std::io::Result<MockHandle> {
+    let std_listener = std::net::TcpListener::bind(listen)?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let state = MockState::new(options);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let thread_state = state.clone();
+    let thread = std::thread::Builder::new()
+        .name("asbru-mock".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(std_listener) {
+                    Ok(listener) => serve(listener, thread_state, shutdown_rx).await,
+                    Err(e) => tracing::error!("mock provider: cannot listen: {e}"),
+                }
+            });
+        })?;
+    Ok(MockHandle {
+        addr,
+        state,
+        shutdown,
+        thread: Some(thread),
+    })
+}
+
+async fn handle_connection(tcp: TcpStream, state: Arc<MockState>) {
+    let _ = tcp.set_nodelay(true);
+    let mut stream: pingora::protocols::Stream = Box::new(Stream::from(tcp));
+    loop {
+        let mut session = ServerSession::new_http1(stream);
+        match session.read_request().await {
+            Ok(true) => {}
+            _ => return,
+        }
+        let keep_going = match respond(&mut session, &state).await {
+            Ok(keep) => keep,
+            Err(_) => return,
+        };
+        if !keep_going {
+            return;
+        }
+        match session.finish().await {
+            Ok(Some(reusable)) => {
+                let (next, prefix) = reusable.into_parts();
+                if prefix.is_some_and(|p| !p.is_empty()) {
+                    return;
+                }
+                stream = next;
+            }
+            _ => return,
+        }
+    }
+}
+
+type MockResult<T> = pingora::Result<T>;
+
+/// Serves one request. Returns `false` when the connection must be dropped.
+async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<bool> {
+    let method = session.req_header().method.as_str().to_string();
+    let path = session.req_header().uri.path().to_string();
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        body.extend_from_slice(&chunk);
+    }
+    if path == "/mock/stats" {
+        let stats = json!({"requests": state.request_count()});
+        return write_json(session, 200, &stats).await.map(|_| true);
+    }
+    let is_inference = path.ends_with("/chat/completions") || path.ends_with("/embeddings");
+    if is_inference {
+        let index = state.inference_requests.fetch_add(1, Ordering::Relaxed);
+        if state.options.record {
+            record(state, session, &method, &body);
+        }
+        let opts = &state.options;
+        if !opts.latency.is_zero() {
+            tokio::time::sleep(opts.latency).await;
+        }
+        let fail = index < opts.fail_first || (opts.fail_rate > 0.0 && rand::rng().random::<f64>() < opts.fail_rate);
+        if fail {
+            let err = json!({"error": {"message": "mock provider failure", "type": "server_error", "param": null, "code": null}});
+            return write_json(session, opts.fail_status, &err).await.map(|_| true);
+        }
+    }
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if method == "POST" && path.ends_with("/chat/completions") {
+        let model = request["model"].as_str().unwrap_or("mock-model").to_string();
+        if request["stream"].as_bool() == Some(true) {
+            return stream_chat(session, state, &model).await;
+        }
+        return write_json(session, 200, &chat_completion(&model)).await.map(|_| true);
+    }
+    if method == "POST" && path.ends_with("/embeddings") {
+        let model = request["model"].as_str().unwrap_or("mock-embedding").to_string();
+        let inputs = match &request["input"] {
+            Value::Array(items) => items.len().max(1),
+            _ => 1,
+        };
+        let data: Vec<Value> = (0..inputs)
+            .map(|i| json!({"object": "embedding", "index": i, "embedding": [0.0125, -0.25, 0.5]}))
+            .collect();
+        let reply = json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 4, "total_tokens": 4}});
+        return write_json(session, 200, &reply).await.map(|_| true);
+    }
+    if method == "GET" && path.ends_with("/models") {
+        let reply = json!({"object": "list", "data": [
+            {"id": "mock-gpt", "object": "model", "created": 1700000000, "owned_by": "asbru-mock"},
+            {"id": "mock-embedding", "object": "model", "created": 1700000000, "owned_by": "asbru-mock"}
+        ]});
+        return write_json(session, 200, &reply).await.map(|_| true);
+    }
+    let err = json!({"error": {"message": format!("mock provider has no route {method} {path}"), "type": "invalid_request_error", "param": null, "code": "not_found"}});
+    write_json(session, 404, &err).await.map(|_| true)
+}
+
+fn record(state: &MockState, session: &ServerSession, method: &str, body: &[u8]) {
+    let req = session.req_header();
+    let headers = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    if let Ok(mut recorded) = state.recorded.lock()
+        && recorded.len() < MAX_RECORDED
+    {
+        recorded.push(RecordedRequest {
+            method: method.to_string(),
+            path,
+            headers,
+            body: Bytes::copy_from_slice(body),
+        });
+    }
+}
+
+const REPLY_WORDS: [&str; 6] = ["Hello", " from", " the", " asbru", " mock", " provider."];
+
+fn chat_completion(model: &str) -> Value {
+    json!({
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY_WORDS.concat()}, "finish_reason": "stop", "logprobs": null}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}
+    })
+}
+
+fn chunk(model: &str, delta: Value, finish: Option<&str>) -> Value {
+    json!({
+        "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000, "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+    })
+}
+
+fn sse(value: &Value) -> Bytes {
+    Bytes::from(format!("data: {value}\n\n"))
+}
+
+async fn stream_chat(session: &mut ServerSession, state: &MockState, model: &str) -> MockResult<bool> {
+    let opts = &state.options;
+    let mut head = ResponseHeader::build(200, None)?;
+    head.insert_header("content-type", "text/event-stream")?;
+    head.insert_header("cache-control", "no-cache")?;
+    head.insert_header("transfer-encoding", "chunked")?;
+    session.write_response_header(Box::new(head)).await?;
+    session
+        .write_response_body(sse(&chunk(model, json!({"role": "assistant", "content": ""}), None)), false)
+        .await?;
+    for i in 0..opts.chunks {
+        if opts.abort_after_chunks == Some(i) {
+            return Ok(false);
+        }
+        if !opts.chunk_delay.is_zero() {
+            tokio::time::sleep(opts.chunk_delay).await;
+        }
+        let word = REPLY_WORDS[i as usize % REPLY_WORDS.len()];
+        session
+            .write_response_body(sse(&chunk(model, json!({"content": word}), None)), false)
+            .await?;
+    }
+    session.write_response_body(sse(&chunk(model, json!({}), Some("stop"))), false).await?;
+    let usage = json!({
+        "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000, "model": model, "choices": [],
+        "usage": {"prompt_tokens": 12, "completion_tokens": opts.chunks, "total_tokens": 12 + opts.chunks}
+    });
+    session.write_response_body(sse(&usage), false).await?;
+    session.write_response_body(Bytes::from_static(b"data: [DONE]\n\n"), true).await?;
+    Ok(true)
+}
+
+async fn write_json(session: &mut ServerSession, status: u16, value: &Value) -> MockResult<()> {
+    let body = Bytes::from(value.to_string());
+    let mut head = ResponseHeader::build(status, None)?;
+    head.insert_header("content-type", "application/json")?;
+    head.insert_header("content-length", body.len().to_string())?;
+    session.write_response_header(Box::new(head)).await?;
+    session.write_response_body(body, true).await?;
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! The inference handler for OpenAI-shaped routes: read the body under the cap, read its head,
+//! run the filter chain, then hand the plan of attempts to the forwarder.
+
+use std::sync::Arc;
+
+use asbru_filters::{GatewayRequest, Rejection};
+use asbru_providers::errors::{ErrorContext, WireError};
+use asbru_providers::formats::openai::{BodyError, RequestHead};
+use asbru_store::catalog::RequestType;
+use bytes::{Bytes, BytesMut};
+use pingora::proxy::Session;
+
+use crate::forward::{self, Exchange};
+use crate::respond;
+use crate::state::Gateway;
+
+/// Handles one inference request end to end.
+pub async fn handle(
+    state: &Arc<Gateway>,
+    session: &mut Session,
+    request_id: &str,
+    request_type: RequestType,
+    default_provider: Option<&'static str>,
+) -> pingora::Result<()> {
+    let snapshot = state.snapshot.load_full();
+    let mut err_ctx = ErrorContext {
+        request_id: Some(request_id),
+        request_type: Some(request_type.as_str()),
+        ..Default::default()
+    };
+    let body = match read_body(session, snapshot.max_request_body_bytes).await? {
+        Some(body) => body,
+        None => {
+            // The rest of the body is unread, so this connection cannot carry another request.
+            session.set_keepalive(None);
+            let limit_mb = snapshot.max_request_body_bytes / (1024 * 1024);
+            let err = WireError {
+                status: 413,
+                ..WireError::bad_request(format!(
+                    "request body is larger than the {limit_mb} MB limit (server.max_request_body_size_mb)"
+                ))
+            };
+            return respond::error(session, &err, &err_ctx).await;
+        }
+    };
+    let head = match RequestHead::parse(&body) {
+        Ok(head) => head,
+        Err(BodyError::Malformed(reason)) => {
+            let err = WireError::bad_request(format!("invalid JSON in request body: {reason}"));
+            return respond::error(session, &err, &err_ctx).await;
+        }
+        Err(BodyError::InvalidField(reason)) => {
+            return respond::error(session, &WireError::bad_request(reason), &err_ctx).await;
+        }
+    };
+    if head.stream {
+        err_ctx.request_type = Some(request_type.stream_name());
+    }
+    let Some(model_requested) = head.model.clone() else {
+        let err = WireError::bad_request("model is required (format: provider/model)");
+        return respond::error(session, &err, &err_ctx).await;
+    };
+    err_ctx.model_requested = Some(&model_requested);
+    let request = GatewayRequest {
+        request_type,
+        stream: head.stream,
+        model_requested: model_requested.clone(),
+        default_provider,
+        fallbacks: head.fallbacks.clone(),
+    };
+    let decision = match state.chain.run(&snapshot, &request) {
+        Ok(decision) => decision,
+        Err(rejection) => return respond::error(session, &rejection_to_wire(rejection), &err_ctx).await,
+    };
+    let exchange = Exchange {
+        request_id,
+        request_type,
+        stream: head.stream,
+        head: &head,
+        body: &body,
+        model_requested: &model_requested,
+        forwarded_headers: crate::headers::extra_headers(session.req_header()),
+        accept: session
+            .req_header()
+            .headers
+            .get("accept")
+            .map(|v| v.as_bytes().to_vec()),
+    };
+    forward::run(state, session, &exchange, &decision.plan).await
+}
+
+fn rejection_to_wire(rejection: Rejection) -> WireError {
+    WireError {
+        status: rejection.status,
+        is_bifrost_error: rejection.status >= 500,
+        error_type: rejection.kind,
+        code: None,
+        message: rejection.message,
+        decision: None,
+    }
+}
+
+/// Reads the whole request body; `None` when it exceeds `limit` (checked against
+/// `Content-Length` first, so an oversized upload is refused before it is read).
+async fn read_body(session: &mut Session, limit: usize) -> pingora::Result<Option<Bytes>> {
+    let declared = session
+        .req_header()
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Ok(None);
+    }
+    let mut body = BytesMut::with_capacity(declared.map(|l| l as usize).unwrap_or(0).min(limit));
+    while let Some(chunk) = session.read_request_body().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
+}

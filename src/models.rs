@@ -1,0 +1,140 @@
+//! `GET /v1/models`: asks every configured provider for its models, concurrently, and merges the
+//! lists with ids prefixed `provider/` (spec §1.1). `?provider=name` lists one provider.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use asbru_providers::errors::{ErrorContext, WireError};
+use asbru_store::catalog::RequestType;
+use asbru_store::snapshot::ProviderRuntime;
+use bytes::BytesMut;
+use pingora::proxy::Session;
+use serde_json::{Value, json};
+use tokio::time::{Instant, timeout_at};
+
+use crate::forward::{self, UpstreamRequest};
+use crate::respond;
+use crate::state::Gateway;
+
+const MAX_LIST_BODY: usize = 8 * 1024 * 1024;
+const LIST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Answers a model listing.
+pub async fn list(
+    state: &Arc<Gateway>,
+    session: &mut Session,
+    request_id: &str,
+    default_provider: Option<&'static str>,
+) -> pingora::Result<()> {
+    let snapshot = state.snapshot.load_full();
+    let query_provider = session.req_header().uri.query().and_then(|q| {
+        q.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == "provider")
+            .map(|(_, v)| v.to_string())
+    });
+    let only = query_provider.or(default_provider.map(str::to_string));
+    let err_ctx = ErrorContext {
+        request_id: Some(request_id),
+        request_type: Some(RequestType::ListModels.as_str()),
+        provider: only.as_deref(),
+        ..Default::default()
+    };
+    let providers: Vec<Arc<ProviderRuntime>> = match &only {
+        Some(name) => match snapshot.provider(name) {
+            Some(p) => vec![p.clone()],
+            None => {
+                let err = WireError::bad_request(format!("provider {name:?} is not configured on this gateway"));
+                return respond::error(session, &err, &err_ctx).await;
+            }
+        },
+        None => snapshot
+            .provider_names
+            .iter()
+            .filter_map(|n| snapshot.provider(n).cloned())
+            .filter(|p| p.wire.is_supported())
+            .collect(),
+    };
+    let prefix_ids = default_provider.is_none();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (order, provider) in providers.into_iter().enumerate() {
+        let state = state.clone();
+        tasks.spawn(async move {
+            let result = fetch(&state, &provider).await;
+            (order, provider.name.clone(), result)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(result) = joined {
+            results.push(result);
+        }
+    }
+    results.sort_by_key(|(order, _, _)| *order);
+    let attempted = results.len();
+    let mut data = Vec::new();
+    let mut first_error = None;
+    for (_, name, result) in results {
+        match result {
+            Ok(models) => data.extend(models.into_iter().map(|mut m| {
+                if prefix_ids && let Some(id) = m.get("id").and_then(Value::as_str) {
+                    let prefixed = format!("{name}/{id}");
+                    m["id"] = Value::String(prefixed);
+                }
+                m
+            })),
+            Err(e) => {
+                tracing::warn!(provider = %name, "listing models failed: {}", e.message);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if data.is_empty()
+        && attempted > 0
+        && let Some(err) = first_error
+    {
+        return respond::error(session, &err, &err_ctx).await;
+    }
+    let body = json!({"object": "list", "data": data});
+    respond::json(session, 200, body.to_string().into_bytes(), request_id).await
+}
+
+async fn fetch(state: &Gateway, provider: &ProviderRuntime) -> Result<Vec<Value>, WireError> {
+    let key = if provider.keyless {
+        None
+    } else {
+        Some(provider.keys.first().ok_or_else(|| {
+            WireError::gateway(500, "api_error", format!("no usable keys are configured for provider {}", provider.name))
+        })?)
+    };
+    let request = UpstreamRequest {
+        method: "GET",
+        path: provider.path(RequestType::ListModels),
+        body: None,
+        accept: None,
+        forwarded: &[],
+    };
+    let deadline = Instant::now() + LIST_TIMEOUT.min(provider.network.request_timeout);
+    let (mut upstream, peer) = forward::exchange(state, provider, key, &request, deadline)
+        .await
+        .map_err(|e| e.error)?;
+    let status = upstream.response_header().map(|h| h.status.as_u16()).unwrap_or(502);
+    let mut body = BytesMut::new();
+    loop {
+        match timeout_at(deadline, upstream.read_response_body()).await {
+            Ok(Ok(Some(chunk))) if body.len() + chunk.len() <= MAX_LIST_BODY => body.extend_from_slice(&chunk),
+            Ok(Ok(None)) => break,
+            _ => return Err(WireError::gateway(502, "api_error", format!("provider {} sent an unreadable model list", provider.name))),
+        }
+    }
+    state.connector.release_http_session(upstream, &peer, None).await;
+    if !(200..300).contains(&status) {
+        return Err(WireError::gateway(status, "api_error", format!("provider {} answered {status} to the model listing", provider.name)));
+    }
+    let parsed: Value = serde_json::from_slice(&body)
+        .map_err(|_| WireError::gateway(502, "api_error", format!("provider {} sent a model list that is not JSON", provider.name)))?;
+    match parsed.get("data") {
+        Some(Value::Array(items)) => Ok(items.clone()),
+        _ => Err(WireError::gateway(502, "api_error", format!("provider {} sent a model list without `data`", provider.name))),
+    }
+}

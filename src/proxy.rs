@@ -1,0 +1,126 @@
+//! The Pingora glue: `ProxyHttp` phases mapped onto the route table, the inference handler and
+//! the error writer. No business logic lives here.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+use asbru_providers::errors::{ErrorContext, WireError};
+
+use crate::routes::{Match, Route};
+use crate::state::Gateway;
+use crate::{inference, models, respond};
+
+/// Per-request context.
+#[derive(Debug, Default)]
+pub struct RequestCtx {
+    /// The client's `x-request-id`, or a generated UUIDv4.
+    pub request_id: String,
+}
+
+/// The gateway's `ProxyHttp` implementation.
+pub struct GatewayProxy {
+    state: Arc<Gateway>,
+}
+
+impl GatewayProxy {
+    /// A proxy over shared state.
+    pub fn new(state: Arc<Gateway>) -> GatewayProxy {
+        GatewayProxy { state }
+    }
+}
+
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+fn request_id(session: &Session) -> String {
+    session
+        .req_header()
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+#[async_trait]
+impl ProxyHttp for GatewayProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    /// Every route is answered here; the upstream exchange runs inside (see DESIGN.md §2).
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.request_id = request_id(session);
+        let method = session.req_header().method.clone();
+        let found = self.state.routes.find(&method, session.req_header().uri.path());
+        let err_ctx = ErrorContext {
+            request_id: Some(&ctx.request_id),
+            ..Default::default()
+        };
+        match found {
+            Match::NotFound => {
+                let path = session.req_header().uri.path().to_string();
+                let err = WireError::bad_request(format!("Route not found: {path}"));
+                let err = WireError { status: 404, ..err };
+                respond::error(session, &err, &err_ctx).await?;
+            }
+            Match::WrongMethod(allowed) => {
+                let err = WireError::bad_request(format!("method {method} is not allowed here; use {allowed}"));
+                let err = WireError { status: 405, ..err };
+                respond::error(session, &err, &err_ctx).await?;
+            }
+            Match::Found(Route::Health) => {
+                respond::json(session, 200, br#"{"status":"ok"}"#.to_vec(), &ctx.request_id).await?;
+            }
+            Match::Found(Route::ListModels { default_provider }) => {
+                models::list(&self.state, session, &ctx.request_id, default_provider).await?;
+            }
+            Match::Found(Route::Inference {
+                request_type,
+                default_provider,
+            }) => {
+                inference::handle(&self.state, session, &ctx.request_id, request_type, default_provider).await?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Never reached: `request_filter` answers every request.
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        Err(Error::explain(ErrorType::InternalError, "asbru answers every route in request_filter"))
+    }
+
+    /// A failure escaped a handler. If nothing was written yet, answer with a Bifrost 500 body that
+    /// carries no internal detail; otherwise the connection is dropped so the client sees a
+    /// truncated response rather than a complete-looking one.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let downstream_gone = matches!(e.etype(), ErrorType::WriteError | ErrorType::ConnectionClosed)
+            && e.esource() == &ErrorSource::Downstream;
+        if downstream_gone || session.response_written().is_some() {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        let (status, message) = match e.etype() {
+            ErrorType::HTTPStatus(code) => (*code, "request could not be processed"),
+            ErrorType::ReadError | ErrorType::ReadTimedout => (400, "could not read the request"),
+            _ => (500, "internal gateway error"),
+        };
+        let err = WireError::gateway(status, "api_error", message);
+        let err_ctx = ErrorContext {
+            request_id: Some(&ctx.request_id),
+            ..Default::default()
+        };
+        let _ = respond::error(session, &err, &err_ctx).await;
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+}

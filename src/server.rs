@@ -1,0 +1,205 @@
+//! Builds and runs the Pingora server: the proxy service, the DNS refresher and, when the config
+//! has a `mock:` section, the bundled mock provider.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use asbru_store::{Config, Snapshot};
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{BackgroundService, background_service};
+use tokio::sync::{oneshot, watch};
+
+use crate::bench::mock::{self, MockOptions};
+use crate::dns::{self, DnsRefresh};
+use crate::proxy::GatewayProxy;
+use crate::state::Gateway;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address is not usable.
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, String),
+    /// The readiness probe never succeeded.
+    #[error("the gateway did not become ready on {0}")]
+    NotReady(SocketAddr),
+    /// A thread could not be started.
+    #[error("cannot start the gateway thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Builds a ready-to-run Pingora server for `config`, listening on `listen`.
+pub fn build(config: &Config, listen: &str) -> Result<(Server, Arc<Gateway>), StartError> {
+    listen
+        .parse::<SocketAddr>()
+        .map_err(|e| StartError::Listen(listen.to_string(), e.to_string()))?;
+    let (snapshot, warnings) = Snapshot::build(config);
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    dns::resolve_all(&snapshot);
+    if snapshot.providers.is_empty() {
+        tracing::info!(
+            "no providers configured: add one under `providers:` in a config file and start with `asbru serve --config FILE` (see conf/quickstart.yaml, or conf/demo.yaml for an offline demo)"
+        );
+    }
+    let state = Gateway::new(snapshot);
+    let server_conf = ServerConf {
+        threads: config.server.threads.max(1),
+        grace_period_seconds: Some(config.server.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout_seconds),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, server_conf);
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        GatewayProxy::new(state.clone()),
+        "asbru gateway",
+    );
+    proxy.add_tcp(listen);
+    server.add_service(proxy);
+    server.add_service(background_service("asbru dns refresh", DnsRefresh { state: state.clone() }));
+    if let Some(mock_config) = &config.mock {
+        let listen = mock_config.listen.clone();
+        let options = MockOptions {
+            latency: Duration::from_millis(mock_config.latency_ms),
+            chunks: mock_config.chunks,
+            chunk_delay: Duration::from_millis(mock_config.chunk_delay_ms),
+            fail_rate: mock_config.fail_rate,
+            fail_status: mock_config.fail_status,
+            ..MockOptions::default()
+        };
+        server.add_service(background_service("asbru mock provider", InProcessMock { listen, options }));
+    }
+    Ok((server, state))
+}
+
+/// Runs the gateway until a signal stops it (SIGTERM: graceful; SIGINT: fast).
+pub fn serve(config: &Config, listen: &str) -> Result<(), StartError> {
+    let (mut server, _state) = build(config, listen)?;
+    server.bootstrap();
+    tracing::info!("asbru {} listening on http://{listen}", env!("CARGO_PKG_VERSION"));
+    server.run(RunArgs::default());
+    Ok(())
+}
+
+/// The `mock:` section: the mock provider inside the gateway process.
+struct InProcessMock {
+    listen: String,
+    options: MockOptions,
+}
+
+#[async_trait]
+impl BackgroundService for InProcessMock {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let listener = match tokio::net::TcpListener::bind(&self.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("mock provider cannot listen on {}: {e}", self.listen);
+                return;
+            }
+        };
+        tracing::info!("mock provider listening on http://{}", self.listen);
+        let (stop, stop_rx) = watch::channel(false);
+        let state = mock::MockState::new(self.options.clone());
+        let serving = tokio::spawn(mock::serve(listener, state, stop_rx));
+        let _ = shutdown.changed().await;
+        let _ = stop.send(true);
+        let _ = serving.await;
+    }
+}
+
+/// A gateway running on a background thread (tests, benches). Dropping it shuts it down.
+pub struct RunningGateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its shared state (snapshot swaps in tests).
+    pub state: Arc<Gateway>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningGateway {
+    /// `http://addr`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct StopSignal(Mutex<Option<oneshot::Receiver<()>>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for StopSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        let receiver = self.0.lock().ok().and_then(|mut r| r.take());
+        if let Some(receiver) = receiver {
+            let _ = receiver.await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// Starts the gateway on a free loopback port in a background thread and waits until it answers.
+pub fn spawn(config: &Config) -> Result<RunningGateway, StartError> {
+    let addr = free_port()?;
+    let (mut server, state) = build(config, &addr.to_string())?;
+    let (stop, stop_rx) = oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("asbru-gateway".into())
+        .spawn(move || {
+            server.bootstrap();
+            server.run(RunArgs {
+                shutdown_signal: Box::new(StopSignal(Mutex::new(Some(stop_rx)))),
+            });
+        })
+        .map_err(StartError::Thread)?;
+    let running = RunningGateway {
+        addr,
+        state,
+        stop: Some(stop),
+        thread: Some(thread),
+    };
+    wait_ready(addr)?;
+    Ok(running)
+}
+
+fn free_port() -> Result<SocketAddr, StartError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| StartError::Listen("127.0.0.1:0".into(), e.to_string()))?;
+    listener
+        .local_addr()
+        .map_err(|e| StartError::Listen("127.0.0.1:0".into(), e.to_string()))
+}
+
+/// Polls `/health` until it answers 200 (bounded to 10 s).
+pub fn wait_ready(addr: SocketAddr) -> Result<(), StartError> {
+    use std::io::{Read, Write};
+    for _ in 0..1000 {
+        if let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+            let probe = b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n";
+            let mut reply = [0u8; 12];
+            if stream.write_all(probe).is_ok() && stream.read_exact(&mut reply).is_ok() && reply.starts_with(b"HTTP/1.1 200") {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(StartError::NotReady(addr))
+}
