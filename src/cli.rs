@@ -103,16 +103,15 @@ pub fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ASBRU_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
-}
-
-fn load(path: &PathBuf) -> Result<file::Loaded, ConfigError> {
-    file::load_file(path)
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
     let mut config = match &args.config {
-        Some(path) => match load(path) {
+        Some(path) => match file::load_file(path) {
             Ok(loaded) => {
                 for warning in &loaded.warnings {
                     tracing::warn!("{warning}");
@@ -143,12 +142,16 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 fn check(args: CheckArgs) -> ExitCode {
-    match load(&args.config) {
+    match file::load_file(&args.config) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 println!("warning: {warning}");
             }
-            println!("{}: ok ({} providers)", args.config.display(), loaded.config.providers.len());
+            println!(
+                "{}: ok ({} providers)",
+                args.config.display(),
+                loaded.config.providers.len()
+            );
             ExitCode::SUCCESS
         }
         Err(ConfigError::Invalid(problems)) => {
@@ -179,7 +182,10 @@ fn run_mock(args: MockArgs) -> ExitCode {
         fail_first: args.fail_first,
         ..MockOptions::default()
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start a runtime: {e}");
@@ -196,7 +202,11 @@ fn run_mock(args: MockArgs) -> ExitCode {
         };
         tracing::info!("mock provider listening on http://{}", args.listen);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let serving = tokio::spawn(mock::serve(listener, mock::MockState::new(options), stop_rx));
+        let serving = tokio::spawn(mock::serve(
+            listener,
+            mock::MockState::new(options),
+            stop_rx,
+        ));
         let _ = tokio::signal::ctrl_c().await;
         let _ = stop.send(true);
         let _ = serving.await;

@@ -5,8 +5,8 @@ use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use asbru_store::Snapshot;
+use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
@@ -32,7 +32,9 @@ pub fn resolve_all(snapshot: &Snapshot) {
                     upstream.addrs.store(Arc::new(addrs));
                 }
             }
-            Err(e) => tracing::warn!(provider = %provider.name, host = %upstream.host, "cannot resolve host name: {e}"),
+            Err(e) => {
+                tracing::warn!(provider = %provider.name, host = %upstream.host, "cannot resolve host name: {e}")
+            }
         }
     }
 }

@@ -78,7 +78,12 @@ pub struct AttemptError {
 
 /// Runs `plan` and answers the client. Returns an error only when the client connection failed
 /// or a response had to be cut short.
-pub async fn run(state: &Arc<Gateway>, session: &mut Session, ex: &Exchange<'_>, plan: &[Attempt]) -> pingora::Result<()> {
+pub async fn run(
+    state: &Arc<Gateway>,
+    session: &mut Session,
+    ex: &Exchange<'_>,
+    plan: &[Attempt],
+) -> pingora::Result<()> {
     let mut primary_failure = None;
     for attempt in plan {
         match try_target(state, session, ex, attempt).await? {
@@ -97,7 +102,11 @@ pub async fn run(state: &Arc<Gateway>, session: &mut Session, ex: &Exchange<'_>,
     match primary_failure {
         Some((failure, attempt)) => write_failure(session, ex, attempt, failure).await,
         None => {
-            let err = WireError::gateway(500, "api_error", "no provider could be tried for this request");
+            let err = WireError::gateway(
+                500,
+                "api_error",
+                "no provider could be tried for this request",
+            );
             respond::error(session, &err, &error_context(ex, None)).await
         }
     }
@@ -123,7 +132,9 @@ async fn try_target(
             Err(e) => return Ok(Some(Failure::Gateway(key_error(&e)))),
         };
         let key = choice.map(|(_, k)| k);
-        let upstream_model = key.map(|k| k.upstream_model(&attempt.model)).unwrap_or(&attempt.model);
+        let upstream_model = key
+            .map(|k| k.upstream_model(&attempt.model))
+            .unwrap_or(&attempt.model);
         let body = Bytes::from(ex.head.upstream_body(ex.body, upstream_model));
         let path = provider.path(ex.request_type);
         let request = UpstreamRequest {
@@ -136,9 +147,22 @@ async fn try_target(
         let deadline = Instant::now() + net.request_timeout;
         match exchange(state, provider, key, &request, deadline).await {
             Ok((upstream, peer)) => {
-                let status = upstream.response_header().map(|h| h.status.as_u16()).unwrap_or(502);
+                let status = upstream
+                    .response_header()
+                    .map(|h| h.status.as_u16())
+                    .unwrap_or(502);
                 if (200..300).contains(&status) {
-                    deliver(state, session, ex, attempt, upstream_model, upstream, peer, deadline).await?;
+                    deliver(
+                        state,
+                        session,
+                        ex,
+                        attempt,
+                        upstream_model,
+                        upstream,
+                        peer,
+                        deadline,
+                    )
+                    .await?;
                     return Ok(None);
                 }
                 let reply = read_error_reply(state, upstream, &peer, deadline).await;
@@ -148,13 +172,17 @@ async fn try_target(
                 }
                 let retryable = status == 429
                     || status >= 500
-                    || (matches!(status, 401 | 403) && has_unused_key(provider, &attempt.model, &avoid));
+                    || (matches!(status, 401 | 403)
+                        && has_unused_key(provider, &attempt.model, &avoid));
                 last_failure = Some(match reply {
                     Some(reply) => Failure::Reply(reply),
                     None => Failure::Gateway(WireError::gateway(
                         502,
                         "api_error",
-                        format!("provider {} answered {status} and its error body could not be read", provider.name),
+                        format!(
+                            "provider {} answered {status} and its error body could not be read",
+                            provider.name
+                        ),
                     )),
                 });
                 if !retryable {
@@ -191,7 +219,10 @@ fn key_error(e: &KeyError) -> WireError {
 /// `min(initial * 2^n, max)`, times a jitter in [0.8, 1.2] (spec §7.3).
 pub fn backoff(net: &NetworkSettings, retry: u32) -> Duration {
     let factor = 2u32.saturating_pow(retry.min(20));
-    let base = net.backoff_initial.saturating_mul(factor).min(net.backoff_max);
+    let base = net
+        .backoff_initial
+        .saturating_mul(factor)
+        .min(net.backoff_max);
     base.mul_f64(rand::rng().random_range(0.8..=1.2))
 }
 
@@ -263,9 +294,13 @@ pub async fn exchange(
     let addr = match addrs.len() {
         0 => {
             return Err(AttemptError {
-                error: WireError::gateway(502, "api_error", format!("provider {name} is unreachable: its host name did not resolve")),
+                error: WireError::gateway(
+                    502,
+                    "api_error",
+                    format!("provider {name} is unreachable: its host name did not resolve"),
+                ),
                 retryable: true,
-            })
+            });
         }
         1 => addrs[0],
         n => addrs[rand::rng().random_range(0..n)],
@@ -279,33 +314,45 @@ pub async fn exchange(
         error: WireError::gateway(
             504,
             "api_error",
-            format!("provider {name} did not answer within {}s", provider.network.request_timeout.as_secs()),
+            format!(
+                "provider {name} did not answer within {}s",
+                provider.network.request_timeout.as_secs()
+            ),
         )
         .with_code("upstream_timeout"),
         retryable: true,
     };
     let mut stale_retries = 0;
     loop {
-        let (mut upstream, reused) = match timeout_at(deadline, state.connector.get_http_session(&peer)).await {
-            Err(_) => return Err(timeout_error()),
-            Ok(Err(e)) => {
-                let timed_out = matches!(
-                    e.etype(),
-                    pingora::ErrorType::ConnectTimedout | pingora::ErrorType::TLSHandshakeTimedout
-                );
-                if timed_out {
-                    return Err(timeout_error());
-                }
-                return Err(AttemptError {
-                    error: WireError::gateway(502, "api_error", format!("could not connect to provider {name}"))
+        let (mut upstream, reused) =
+            match timeout_at(deadline, state.connector.get_http_session(&peer)).await {
+                Err(_) => return Err(timeout_error()),
+                Ok(Err(e)) => {
+                    let timed_out = matches!(
+                        e.etype(),
+                        pingora::ErrorType::ConnectTimedout
+                            | pingora::ErrorType::TLSHandshakeTimedout
+                    );
+                    if timed_out {
+                        return Err(timeout_error());
+                    }
+                    return Err(AttemptError {
+                        error: WireError::gateway(
+                            502,
+                            "api_error",
+                            format!("could not connect to provider {name}"),
+                        )
                         .with_code("upstream_unreachable"),
-                    retryable: true,
+                        retryable: true,
+                    });
                 }
-                );
-            }
-            Ok(Ok(pair)) => pair,
-        };
-        let sent = timeout_at(deadline, send_and_read_head(&mut upstream, head.clone(), request.body.clone())).await;
+                Ok(Ok(pair)) => pair,
+            };
+        let sent = timeout_at(
+            deadline,
+            send_and_read_head(&mut upstream, head.clone(), request.body.clone()),
+        )
+        .await;
         match sent {
             Err(_) => return Err(timeout_error()),
             Ok(Ok(())) => return Ok((upstream, peer)),
@@ -315,17 +362,24 @@ pub async fn exchange(
             }
             Ok(Err(_)) => {
                 return Err(AttemptError {
-                    error: WireError::gateway(502, "api_error", format!("the connection to provider {name} failed before it answered"))
-                        .with_code("upstream_connection_failed"),
+                    error: WireError::gateway(
+                        502,
+                        "api_error",
+                        format!("the connection to provider {name} failed before it answered"),
+                    )
+                    .with_code("upstream_connection_failed"),
                     retryable: true,
-                }
-                );
+                });
             }
         }
     }
 }
 
-async fn send_and_read_head(upstream: &mut HttpSession, head: RequestHeader, body: Option<Bytes>) -> pingora::Result<()> {
+async fn send_and_read_head(
+    upstream: &mut HttpSession,
+    head: RequestHeader,
+    body: Option<Bytes>,
+) -> pingora::Result<()> {
     upstream.write_request_header(Box::new(head)).await?;
     if let Some(body) = body {
         upstream.write_request_body(body, true).await?;
@@ -336,7 +390,12 @@ async fn send_and_read_head(upstream: &mut HttpSession, head: RequestHeader, bod
 }
 
 /// Reads a non-success reply (bounded) and returns the connection to the pool when it is clean.
-async fn read_error_reply(state: &Gateway, mut upstream: HttpSession, peer: &HttpPeer, deadline: Instant) -> Option<UpstreamReply> {
+async fn read_error_reply(
+    state: &Gateway,
+    mut upstream: HttpSession,
+    peer: &HttpPeer,
+    deadline: Instant,
+) -> Option<UpstreamReply> {
     let head = upstream.response_header()?.clone();
     let mut body = BytesMut::new();
     loop {
@@ -351,8 +410,14 @@ async fn read_error_reply(state: &Gateway, mut upstream: HttpSession, peer: &Htt
             _ => return None,
         }
     }
-    state.connector.release_http_session(upstream, peer, None).await;
-    Some(UpstreamReply { head, body: body.freeze() })
+    state
+        .connector
+        .release_http_session(upstream, peer, None)
+        .await;
+    Some(UpstreamReply {
+        head,
+        body: body.freeze(),
+    })
 }
 
 fn is_event_stream(head: &ResponseHeader) -> bool {
@@ -402,10 +467,15 @@ async fn deliver(
     deadline: Instant,
 ) -> pingora::Result<()> {
     let Some(upstream_head) = upstream.response_header() else {
-        return Err(pingora::Error::explain(pingora::ErrorType::InternalError, "upstream head missing"));
+        return Err(pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            "upstream head missing",
+        ));
     };
     let streaming = is_event_stream(upstream_head);
-    let has_length = upstream_head.headers.contains_key(http::header::CONTENT_LENGTH);
+    let has_length = upstream_head
+        .headers
+        .contains_key(http::header::CONTENT_LENGTH);
     let keep_length = has_length && !streaming;
     let mut head = client_head(
         upstream_head,
@@ -423,19 +493,30 @@ async fn deliver(
     loop {
         // Streams are bounded by silence between chunks; plain bodies by the request deadline.
         let read = if streaming {
-            tokio::time::timeout(idle, upstream.read_response_body()).await.map_err(|_| ())
+            tokio::time::timeout(idle, upstream.read_response_body())
+                .await
+                .map_err(|_| ())
         } else {
-            timeout_at(deadline, upstream.read_response_body()).await.map_err(|_| ())
+            timeout_at(deadline, upstream.read_response_body())
+                .await
+                .map_err(|_| ())
         };
         match read {
             Ok(Ok(Some(chunk))) => session.write_response_body(Some(chunk), false).await?,
             Ok(Ok(None)) => {
                 session.write_response_body(None, true).await?;
-                state.connector.release_http_session(upstream, &peer, None).await;
+                state
+                    .connector
+                    .release_http_session(upstream, &peer, None)
+                    .await;
                 return Ok(());
             }
             Ok(Err(_)) | Err(()) => {
-                let what = if read.is_err() { "went silent" } else { "broke off" };
+                let what = if read.is_err() {
+                    "went silent"
+                } else {
+                    "broke off"
+                };
                 tracing::warn!(
                     request_id = ex.request_id,
                     provider = %attempt.provider.name,
@@ -448,9 +529,19 @@ async fn deliver(
                         "upstream response was cut short",
                     ));
                 }
-                let err = WireError::gateway(502, "api_error", format!("provider {} stream {what} before it finished", attempt.provider.name));
-                let event = errors::sse_error_event(&err, &error_context(ex, Some(&attempt.provider.name)));
-                session.write_response_body(Some(Bytes::from(event)), true).await?;
+                let err = WireError::gateway(
+                    502,
+                    "api_error",
+                    format!(
+                        "provider {} stream {what} before it finished",
+                        attempt.provider.name
+                    ),
+                );
+                let event =
+                    errors::sse_error_event(&err, &error_context(ex, Some(&attempt.provider.name)));
+                session
+                    .write_response_body(Some(Bytes::from(event)), true)
+                    .await?;
                 return Ok(());
             }
         }
@@ -462,15 +553,38 @@ fn error_context<'a>(ex: &'a Exchange<'a>, provider: Option<&'a str>) -> ErrorCo
         request_id: Some(ex.request_id),
         provider,
         model_requested: Some(ex.model_requested),
-        request_type: Some(if ex.stream { ex.request_type.stream_name() } else { ex.request_type.as_str() }),
+        request_type: Some(if ex.stream {
+            ex.request_type.stream_name()
+        } else {
+            ex.request_type.as_str()
+        }),
     }
 }
 
-async fn write_failure(session: &mut Session, ex: &Exchange<'_>, attempt: &Attempt, failure: Failure) -> pingora::Result<()> {
+async fn write_failure(
+    session: &mut Session,
+    ex: &Exchange<'_>,
+    attempt: &Attempt,
+    failure: Failure,
+) -> pingora::Result<()> {
     match failure {
-        Failure::Gateway(err) => respond::error(session, &err, &error_context(ex, Some(&attempt.provider.name))).await,
+        Failure::Gateway(err) => {
+            respond::error(
+                session,
+                &err,
+                &error_context(ex, Some(&attempt.provider.name)),
+            )
+            .await
+        }
         Failure::Reply(reply) => {
-            let mut head = client_head(&reply.head, &attempt.provider.name, &attempt.model, attempt.fallback_index, ex.request_id, false)?;
+            let mut head = client_head(
+                &reply.head,
+                &attempt.provider.name,
+                &attempt.model,
+                attempt.fallback_index,
+                ex.request_id,
+                false,
+            )?;
             head.remove_header("transfer-encoding");
             head.insert_header("content-length", reply.body.len().to_string())?;
             session.write_response_header(Box::new(head), false).await?;

@@ -70,7 +70,9 @@ pub async fn handle(
     };
     let decision = match state.chain.run(&snapshot, &request) {
         Ok(decision) => decision,
-        Err(rejection) => return respond::error(session, &rejection_to_wire(rejection), &err_ctx).await,
+        Err(rejection) => {
+            return respond::error(session, &rejection_to_wire(rejection), &err_ctx).await;
+        }
     };
     let exchange = Exchange {
         request_id,

@@ -44,7 +44,9 @@ pub async fn list(
         Some(name) => match snapshot.provider(name) {
             Some(p) => vec![p.clone()],
             None => {
-                let err = WireError::bad_request(format!("provider {name:?} is not configured on this gateway"));
+                let err = WireError::bad_request(format!(
+                    "provider {name:?} is not configured on this gateway"
+                ));
                 return respond::error(session, &err, &err_ctx).await;
             }
         },
@@ -104,7 +106,14 @@ async fn fetch(state: &Gateway, provider: &ProviderRuntime) -> Result<Vec<Value>
         None
     } else {
         Some(provider.keys.first().ok_or_else(|| {
-            WireError::gateway(500, "api_error", format!("no usable keys are configured for provider {}", provider.name))
+            WireError::gateway(
+                500,
+                "api_error",
+                format!(
+                    "no usable keys are configured for provider {}",
+                    provider.name
+                ),
+            )
         })?)
     };
     let request = UpstreamRequest {
@@ -118,23 +127,59 @@ async fn fetch(state: &Gateway, provider: &ProviderRuntime) -> Result<Vec<Value>
     let (mut upstream, peer) = forward::exchange(state, provider, key, &request, deadline)
         .await
         .map_err(|e| e.error)?;
-    let status = upstream.response_header().map(|h| h.status.as_u16()).unwrap_or(502);
+    let status = upstream
+        .response_header()
+        .map(|h| h.status.as_u16())
+        .unwrap_or(502);
     let mut body = BytesMut::new();
     loop {
         match timeout_at(deadline, upstream.read_response_body()).await {
-            Ok(Ok(Some(chunk))) if body.len() + chunk.len() <= MAX_LIST_BODY => body.extend_from_slice(&chunk),
+            Ok(Ok(Some(chunk))) if body.len() + chunk.len() <= MAX_LIST_BODY => {
+                body.extend_from_slice(&chunk)
+            }
             Ok(Ok(None)) => break,
-            _ => return Err(WireError::gateway(502, "api_error", format!("provider {} sent an unreadable model list", provider.name))),
+            _ => {
+                return Err(WireError::gateway(
+                    502,
+                    "api_error",
+                    format!("provider {} sent an unreadable model list", provider.name),
+                ));
+            }
         }
     }
-    state.connector.release_http_session(upstream, &peer, None).await;
+    state
+        .connector
+        .release_http_session(upstream, &peer, None)
+        .await;
     if !(200..300).contains(&status) {
-        return Err(WireError::gateway(status, "api_error", format!("provider {} answered {status} to the model listing", provider.name)));
+        return Err(WireError::gateway(
+            status,
+            "api_error",
+            format!(
+                "provider {} answered {status} to the model listing",
+                provider.name
+            ),
+        ));
     }
-    let parsed: Value = serde_json::from_slice(&body)
-        .map_err(|_| WireError::gateway(502, "api_error", format!("provider {} sent a model list that is not JSON", provider.name)))?;
+    let parsed: Value = serde_json::from_slice(&body).map_err(|_| {
+        WireError::gateway(
+            502,
+            "api_error",
+            format!(
+                "provider {} sent a model list that is not JSON",
+                provider.name
+            ),
+        )
+    })?;
     match parsed.get("data") {
         Some(Value::Array(items)) => Ok(items.clone()),
-        _ => Err(WireError::gateway(502, "api_error", format!("provider {} sent a model list without `data`", provider.name))),
+        _ => Err(WireError::gateway(
+            502,
+            "api_error",
+            format!(
+                "provider {} sent a model list without `data`",
+                provider.name
+            ),
+        )),
     }
 }

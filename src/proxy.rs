@@ -57,7 +57,10 @@ impl ProxyHttp for GatewayProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = request_id(session);
         let method = session.req_header().method.clone();
-        let found = self.state.routes.find(&method, session.req_header().uri.path());
+        let found = self
+            .state
+            .routes
+            .find(&method, session.req_header().uri.path());
         let err_ctx = ErrorContext {
             request_id: Some(&ctx.request_id),
             ..Default::default()
@@ -70,12 +73,20 @@ impl ProxyHttp for GatewayProxy {
                 respond::error(session, &err, &err_ctx).await?;
             }
             Match::WrongMethod(allowed) => {
-                let err = WireError::bad_request(format!("method {method} is not allowed here; use {allowed}"));
+                let err = WireError::bad_request(format!(
+                    "method {method} is not allowed here; use {allowed}"
+                ));
                 let err = WireError { status: 405, ..err };
                 respond::error(session, &err, &err_ctx).await?;
             }
             Match::Found(Route::Health) => {
-                respond::json(session, 200, br#"{"status":"ok"}"#.to_vec(), &ctx.request_id).await?;
+                respond::json(
+                    session,
+                    200,
+                    br#"{"status":"ok"}"#.to_vec(),
+                    &ctx.request_id,
+                )
+                .await?;
             }
             Match::Found(Route::ListModels { default_provider }) => {
                 models::list(&self.state, session, &ctx.request_id, default_provider).await?;
@@ -84,23 +95,44 @@ impl ProxyHttp for GatewayProxy {
                 request_type,
                 default_provider,
             }) => {
-                inference::handle(&self.state, session, &ctx.request_id, request_type, default_provider).await?;
+                inference::handle(
+                    &self.state,
+                    session,
+                    &ctx.request_id,
+                    request_type,
+                    default_provider,
+                )
+                .await?;
             }
         }
         Ok(true)
     }
 
     /// Never reached: `request_filter` answers every request.
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        Err(Error::explain(ErrorType::InternalError, "asbru answers every route in request_filter"))
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        Err(Error::explain(
+            ErrorType::InternalError,
+            "asbru answers every route in request_filter",
+        ))
     }
 
     /// A failure escaped a handler. If nothing was written yet, answer with a Bifrost 500 body that
     /// carries no internal detail; otherwise the connection is dropped so the client sees a
     /// truncated response rather than a complete-looking one.
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        let downstream_gone = matches!(e.etype(), ErrorType::WriteError | ErrorType::ConnectionClosed)
-            && e.esource() == &ErrorSource::Downstream;
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let downstream_gone = matches!(
+            e.etype(),
+            ErrorType::WriteError | ErrorType::ConnectionClosed
+        ) && e.esource() == &ErrorSource::Downstream;
         if downstream_gone || session.response_written().is_some() {
             return FailToProxy {
                 error_code: 0,

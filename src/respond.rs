@@ -7,17 +7,34 @@ use pingora::proxy::Session;
 use asbru_providers::errors::{self, ErrorContext, WireError};
 
 /// Writes a complete JSON response.
-pub async fn json(session: &mut Session, status: u16, body: Vec<u8>, request_id: &str) -> pingora::Result<()> {
+pub async fn json(
+    session: &mut Session,
+    status: u16,
+    body: Vec<u8>,
+    request_id: &str,
+) -> pingora::Result<()> {
     let mut head = ResponseHeader::build(status, Some(4))?;
     head.insert_header("content-type", "application/json")?;
     head.insert_header("content-length", body.len().to_string())?;
     head.insert_header("x-request-id", request_id)?;
     session.write_response_header(Box::new(head), false).await?;
-    session.write_response_body(Some(Bytes::from(body)), true).await
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await
 }
 
 /// Writes `error` as a Bifrost error body with its status.
-pub async fn error(session: &mut Session, error: &WireError, ctx: &ErrorContext<'_>) -> pingora::Result<()> {
+pub async fn error(
+    session: &mut Session,
+    error: &WireError,
+    ctx: &ErrorContext<'_>,
+) -> pingora::Result<()> {
     let body = errors::bifrost_body(error, ctx);
-    json(session, error.status, body, ctx.request_id.unwrap_or_default()).await
+    json(
+        session,
+        error.status,
+        body,
+        ctx.request_id.unwrap_or_default(),
+    )
+    .await
 }

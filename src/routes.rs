@@ -52,13 +52,47 @@ impl RouteTable {
             ("/health", Method::GET, Route::Health),
             ("/v1/chat/completions", Method::POST, inference(CHAT, None)),
             ("/v1/embeddings", Method::POST, inference(EMBED, None)),
-            ("/v1/models", Method::GET, Route::ListModels { default_provider: None }),
-            ("/openai/v1/chat/completions", Method::POST, inference(CHAT, Some("openai"))),
-            ("/openai/chat/completions", Method::POST, inference(CHAT, Some("openai"))),
-            ("/openai/v1/embeddings", Method::POST, inference(EMBED, Some("openai"))),
-            ("/openai/embeddings", Method::POST, inference(EMBED, Some("openai"))),
-            ("/openai/v1/models", Method::GET, Route::ListModels { default_provider: Some("openai") }),
-            ("/openai/models", Method::GET, Route::ListModels { default_provider: Some("openai") }),
+            (
+                "/v1/models",
+                Method::GET,
+                Route::ListModels {
+                    default_provider: None,
+                },
+            ),
+            (
+                "/openai/v1/chat/completions",
+                Method::POST,
+                inference(CHAT, Some("openai")),
+            ),
+            (
+                "/openai/chat/completions",
+                Method::POST,
+                inference(CHAT, Some("openai")),
+            ),
+            (
+                "/openai/v1/embeddings",
+                Method::POST,
+                inference(EMBED, Some("openai")),
+            ),
+            (
+                "/openai/embeddings",
+                Method::POST,
+                inference(EMBED, Some("openai")),
+            ),
+            (
+                "/openai/v1/models",
+                Method::GET,
+                Route::ListModels {
+                    default_provider: Some("openai"),
+                },
+            ),
+            (
+                "/openai/models",
+                Method::GET,
+                Route::ListModels {
+                    default_provider: Some("openai"),
+                },
+            ),
         ];
         let mut router = matchit::Router::new();
         for (path, method, route) in entries {
@@ -117,14 +151,26 @@ mod tests {
         let table = RouteTable::new();
         assert_eq!(
             table.find(&Method::POST, "/v1/chat/completions"),
-            Match::Found(Route::Inference { request_type: CHAT, default_provider: None })
+            Match::Found(Route::Inference {
+                request_type: CHAT,
+                default_provider: None
+            })
         );
         assert_eq!(
             table.find(&Method::POST, "/openai/chat/completions"),
-            Match::Found(Route::Inference { request_type: CHAT, default_provider: Some("openai") })
+            Match::Found(Route::Inference {
+                request_type: CHAT,
+                default_provider: Some("openai")
+            })
         );
-        assert_eq!(table.find(&Method::GET, "/v1/chat/completions"), Match::WrongMethod("POST"));
+        assert_eq!(
+            table.find(&Method::GET, "/v1/chat/completions"),
+            Match::WrongMethod("POST")
+        );
         assert_eq!(table.find(&Method::GET, "/nope"), Match::NotFound);
-        assert_eq!(table.find(&Method::GET, "/health"), Match::Found(Route::Health));
+        assert_eq!(
+            table.find(&Method::GET, "/health"),
+            Match::Found(Route::Health)
+        );
     }
 }

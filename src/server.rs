@@ -5,8 +5,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use asbru_store::{Config, Snapshot};
+use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
@@ -61,7 +61,12 @@ pub fn build(config: &Config, listen: &str) -> Result<(Server, Arc<Gateway>), St
     );
     proxy.add_tcp(listen);
     server.add_service(proxy);
-    server.add_service(background_service("asbru dns refresh", DnsRefresh { state: state.clone() }));
+    server.add_service(background_service(
+        "asbru dns refresh",
+        DnsRefresh {
+            state: state.clone(),
+        },
+    ));
     if let Some(mock_config) = &config.mock {
         let listen = mock_config.listen.clone();
         let options = MockOptions {
@@ -72,7 +77,10 @@ pub fn build(config: &Config, listen: &str) -> Result<(Server, Arc<Gateway>), St
             fail_status: mock_config.fail_status,
             ..MockOptions::default()
         };
-        server.add_service(background_service("asbru mock provider", InProcessMock { listen, options }));
+        server.add_service(background_service(
+            "asbru mock provider",
+            InProcessMock { listen, options },
+        ));
     }
     Ok((server, state))
 }
@@ -81,7 +89,10 @@ pub fn build(config: &Config, listen: &str) -> Result<(Server, Arc<Gateway>), St
 pub fn serve(config: &Config, listen: &str) -> Result<(), StartError> {
     let (mut server, _state) = build(config, listen)?;
     server.bootstrap();
-    tracing::info!("asbru {} listening on http://{listen}", env!("CARGO_PKG_VERSION"));
+    tracing::info!(
+        "asbru {} listening on http://{listen}",
+        env!("CARGO_PKG_VERSION")
+    );
     server.run(RunArgs::default());
     Ok(())
 }
@@ -195,7 +206,10 @@ pub fn wait_ready(addr: SocketAddr) -> Result<(), StartError> {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
             let probe = b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n";
             let mut reply = [0u8; 12];
-            if stream.write_all(probe).is_ok() && stream.read_exact(&mut reply).is_ok() && reply.starts_with(b"HTTP/1.1 200") {
+            if stream.write_all(probe).is_ok()
+                && stream.read_exact(&mut reply).is_ok()
+                && reply.starts_with(b"HTTP/1.1 200")
+            {
                 return Ok(());
             }
         }

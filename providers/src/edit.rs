@@ -54,7 +54,10 @@ pub fn member_span(source: &[u8], value: Range<usize>, key: &str) -> Option<Rang
     let quoted_len = key.len() + 2;
     let key_start = i.checked_sub(quoted_len)?;
     let quoted = &source[key_start..i];
-    if quoted.first() != Some(&b'"') || quoted.last() != Some(&b'"') || &quoted[1..quoted.len() - 1] != key.as_bytes() {
+    if quoted.first() != Some(&b'"')
+        || quoted.last() != Some(&b'"')
+        || &quoted[1..quoted.len() - 1] != key.as_bytes()
+    {
         return None;
     }
     // Prefer eating the comma before the member; the first member eats the one after.
@@ -86,15 +89,24 @@ mod tests {
     fn drop_member(src: &str, key: &str, value: &str) -> String {
         let start = src.find(value).expect("value present");
         let span = member_span(src.as_bytes(), start..start + value.len(), key).expect("span");
-        let mut edits = [Edit { range: span, replacement: Vec::new() }];
+        let mut edits = [Edit {
+            range: span,
+            replacement: Vec::new(),
+        }];
         String::from_utf8(apply(src.as_bytes(), &mut edits)).expect("utf8")
     }
 
     #[test]
     fn drops_middle_first_last_and_only_members() {
-        assert_eq!(drop_member(r#"{"a":1,"f":[2],"b":3}"#, "f", "[2]"), r#"{"a":1,"b":3}"#);
+        assert_eq!(
+            drop_member(r#"{"a":1,"f":[2],"b":3}"#, "f", "[2]"),
+            r#"{"a":1,"b":3}"#
+        );
         assert_eq!(drop_member(r#"{"f":[2],"b":3}"#, "f", "[2]"), r#"{"b":3}"#);
-        assert_eq!(drop_member(r#"{"a":1, "f" : [2] }"#, "f", "[2]"), r#"{"a":1 }"#);
+        assert_eq!(
+            drop_member(r#"{"a":1, "f" : [2] }"#, "f", "[2]"),
+            r#"{"a":1 }"#
+        );
         assert_eq!(drop_member(r#"{ "f": [2] }"#, "f", "[2]"), r#"{  }"#);
     }
 
@@ -109,8 +121,14 @@ mod tests {
     fn apply_keeps_untouched_bytes() {
         let src = b"0123456789";
         let mut edits = [
-            Edit { range: 6..8, replacement: b"X".to_vec() },
-            Edit { range: 1..2, replacement: b"YY".to_vec() },
+            Edit {
+                range: 6..8,
+                replacement: b"X".to_vec(),
+            },
+            Edit {
+                range: 1..2,
+                replacement: b"YY".to_vec(),
+            },
         ];
         assert_eq!(apply(src, &mut edits), b"0YY2345X89");
     }

@@ -120,7 +120,8 @@ pub fn bifrost_body(error: &WireError, ctx: &ErrorContext<'_>) -> Vec<u8> {
             request_type: ctx.request_type,
         },
     };
-    serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":{\"message\":\"internal error\"}}".to_vec())
+    serde_json::to_vec(&body)
+        .unwrap_or_else(|_| b"{\"error\":{\"message\":\"internal error\"}}".to_vec())
 }
 
 /// A mid-stream error chunk for chat streams: `data: {"error":{...}}\n\n` (spec §1.2).

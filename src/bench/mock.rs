@@ -71,7 +71,10 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// The first value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -106,7 +109,11 @@ impl MockState {
 }
 
 /// Accepts connections on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, state: Arc<MockState>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<MockState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -232,22 +239,33 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
         if !opts.latency.is_zero() {
             tokio::time::sleep(opts.latency).await;
         }
-        let fail = index < opts.fail_first || (opts.fail_rate > 0.0 && rand::rng().random::<f64>() < opts.fail_rate);
+        let fail = index < opts.fail_first
+            || (opts.fail_rate > 0.0 && rand::rng().random::<f64>() < opts.fail_rate);
         if fail {
             let err = json!({"error": {"message": "mock provider failure", "type": "server_error", "param": null, "code": null}});
-            return write_json(session, opts.fail_status, &err).await.map(|_| true);
+            return write_json(session, opts.fail_status, &err)
+                .await
+                .map(|_| true);
         }
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if method == "POST" && path.ends_with("/chat/completions") {
-        let model = request["model"].as_str().unwrap_or("mock-model").to_string();
+        let model = request["model"]
+            .as_str()
+            .unwrap_or("mock-model")
+            .to_string();
         if request["stream"].as_bool() == Some(true) {
             return stream_chat(session, state, &model).await;
         }
-        return write_json(session, 200, &chat_completion(&model)).await.map(|_| true);
+        return write_json(session, 200, &chat_completion(&model))
+            .await
+            .map(|_| true);
     }
     if method == "POST" && path.ends_with("/embeddings") {
-        let model = request["model"].as_str().unwrap_or("mock-embedding").to_string();
+        let model = request["model"]
+            .as_str()
+            .unwrap_or("mock-embedding")
+            .to_string();
         let inputs = match &request["input"] {
             Value::Array(items) => items.len().max(1),
             _ => 1,
@@ -274,9 +292,19 @@ fn record(state: &MockState, session: &ServerSession, method: &str, body: &[u8])
     let headers = req
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    let path = req
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
     if let Ok(mut recorded) = state.recorded.lock()
         && recorded.len() < MAX_RECORDED
     {
@@ -313,7 +341,11 @@ fn sse(value: &Value) -> Bytes {
     Bytes::from(format!("data: {value}\n\n"))
 }
 
-async fn stream_chat(session: &mut ServerSession, state: &MockState, model: &str) -> MockResult<bool> {
+async fn stream_chat(
+    session: &mut ServerSession,
+    state: &MockState,
+    model: &str,
+) -> MockResult<bool> {
     let opts = &state.options;
     let mut head = ResponseHeader::build(200, None)?;
     head.insert_header("content-type", "text/event-stream")?;
@@ -321,7 +353,14 @@ async fn stream_chat(session: &mut ServerSession, state: &MockState, model: &str
     head.insert_header("transfer-encoding", "chunked")?;
     session.write_response_header(Box::new(head)).await?;
     session
-        .write_response_body(sse(&chunk(model, json!({"role": "assistant", "content": ""}), None)), false)
+        .write_response_body(
+            sse(&chunk(
+                model,
+                json!({"role": "assistant", "content": ""}),
+                None,
+            )),
+            false,
+        )
         .await?;
     for i in 0..opts.chunks {
         if opts.abort_after_chunks == Some(i) {
@@ -335,13 +374,17 @@ async fn stream_chat(session: &mut ServerSession, state: &MockState, model: &str
             .write_response_body(sse(&chunk(model, json!({"content": word}), None)), false)
             .await?;
     }
-    session.write_response_body(sse(&chunk(model, json!({}), Some("stop"))), false).await?;
+    session
+        .write_response_body(sse(&chunk(model, json!({}), Some("stop"))), false)
+        .await?;
     let usage = json!({
         "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000, "model": model, "choices": [],
         "usage": {"prompt_tokens": 12, "completion_tokens": opts.chunks, "total_tokens": 12 + opts.chunks}
     });
     session.write_response_body(sse(&usage), false).await?;
-    session.write_response_body(Bytes::from_static(b"data: [DONE]\n\n"), true).await?;
+    session
+        .write_response_body(Bytes::from_static(b"data: [DONE]\n\n"), true)
+        .await?;
     Ok(true)
 }
 

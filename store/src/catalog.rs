@@ -115,10 +115,18 @@ pub const BUILTIN_PROVIDERS: &[BuiltinProvider] = &[
         api_prefix: "/v1",
         keyless: false,
     },
-    other("anthropic", Wire::Anthropic, Some("https://api.anthropic.com")),
+    other(
+        "anthropic",
+        Wire::Anthropic,
+        Some("https://api.anthropic.com"),
+    ),
     other("azure", Wire::Azure, None),
     other("bedrock", Wire::Bedrock, None),
-    other("gemini", Wire::Gemini, Some("https://generativelanguage.googleapis.com")),
+    other(
+        "gemini",
+        Wire::Gemini,
+        Some("https://generativelanguage.googleapis.com"),
+    ),
     other("vertex", Wire::Vertex, None),
     other("cohere", Wire::Cohere, Some("https://api.cohere.ai")),
 ];

@@ -25,7 +25,9 @@ pub struct Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.line, self.column) {
-            (Some(line), Some(column)) => write!(f, "{}:{line}:{column}: {}", self.file, self.reason),
+            (Some(line), Some(column)) => {
+                write!(f, "{}:{line}:{column}: {}", self.file, self.reason)
+            }
             (Some(line), None) => write!(f, "{}:{line}: {}", self.file, self.reason),
             _ => write!(f, "{}: {}", self.file, self.reason),
         }
@@ -156,11 +158,17 @@ impl Validation<'_> {
         if server.listen.parse::<SocketAddr>().is_err() {
             self.problem(
                 &[Key("server"), Key("listen")],
-                format!("server.listen {:?} is not an address like 127.0.0.1:8080", server.listen),
+                format!(
+                    "server.listen {:?} is not an address like 127.0.0.1:8080",
+                    server.listen
+                ),
             );
         }
         if server.threads == 0 {
-            self.problem(&[Key("server"), Key("threads")], "server.threads must be at least 1");
+            self.problem(
+                &[Key("server"), Key("threads")],
+                "server.threads must be at least 1",
+            );
         }
         if server.max_request_body_size_mb == Some(0) {
             self.problem(
@@ -172,11 +180,17 @@ impl Validation<'_> {
             if mock.listen.parse::<SocketAddr>().is_err() {
                 self.problem(
                     &[Key("mock"), Key("listen")],
-                    format!("mock.listen {:?} is not an address like 127.0.0.1:9090", mock.listen),
+                    format!(
+                        "mock.listen {:?} is not an address like 127.0.0.1:9090",
+                        mock.listen
+                    ),
                 );
             }
             if !(0.0..=1.0).contains(&mock.fail_rate) {
-                self.problem(&[Key("mock"), Key("fail_rate")], "mock.fail_rate must be between 0 and 1");
+                self.problem(
+                    &[Key("mock"), Key("fail_rate")],
+                    "mock.fail_rate must be between 0 and 1",
+                );
             }
         }
         for section in config.unimplemented_sections() {
@@ -194,7 +208,10 @@ impl Validation<'_> {
         let here = [Key("providers"), Key(name)];
         let builtin = catalog::builtin(name);
         if name.is_empty() || name.contains('/') {
-            self.problem(&here, format!("provider name {name:?} must be non-empty and contain no '/'"));
+            self.problem(
+                &here,
+                format!("provider name {name:?} must be non-empty and contain no '/'"),
+            );
         }
         let wire = match (builtin, &provider.custom_provider_config) {
             (Some(b), None) => Some(b.wire),
@@ -241,7 +258,12 @@ impl Validation<'_> {
             && let Err(reason) = check_base_url(base_url)
         {
             self.problem(
-                &[Key("providers"), Key(name), Key("network_config"), Key("base_url")],
+                &[
+                    Key("providers"),
+                    Key(name),
+                    Key("network_config"),
+                    Key("base_url"),
+                ],
                 format!("provider {name:?}: base_url {base_url:?} {reason}"),
             );
         }
@@ -256,15 +278,26 @@ impl Validation<'_> {
         let network = &provider.network_config;
         if network.default_request_timeout_in_seconds == Some(0) {
             self.problem(
-                &[Key("providers"), Key(name), Key("network_config"), Key("default_request_timeout_in_seconds")],
+                &[
+                    Key("providers"),
+                    Key(name),
+                    Key("network_config"),
+                    Key("default_request_timeout_in_seconds"),
+                ],
                 "default_request_timeout_in_seconds must be at least 1",
             );
         }
-        if let (Some(initial), Some(max)) = (network.retry_backoff_initial, network.retry_backoff_max)
+        if let (Some(initial), Some(max)) =
+            (network.retry_backoff_initial, network.retry_backoff_max)
             && initial > max
         {
             self.problem(
-                &[Key("providers"), Key(name), Key("network_config"), Key("retry_backoff_initial")],
+                &[
+                    Key("providers"),
+                    Key(name),
+                    Key("network_config"),
+                    Key("retry_backoff_initial"),
+                ],
                 "retry_backoff_initial must not exceed retry_backoff_max",
             );
         }
@@ -273,14 +306,24 @@ impl Validation<'_> {
                 && !(weight.is_finite() && weight >= 0.0)
             {
                 self.problem(
-                    &[Key("providers"), Key(name), Key("keys"), Index(i), Key("weight")],
+                    &[
+                        Key("providers"),
+                        Key(name),
+                        Key("keys"),
+                        Index(i),
+                        Key("weight"),
+                    ],
                     format!("provider {name:?} key #{i}: weight must be a number >= 0"),
                 );
             }
-            for url in [&key.ollama_key_config, &key.vllm_key_config, &key.sgl_key_config]
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c.url.as_ref())
+            for url in [
+                &key.ollama_key_config,
+                &key.vllm_key_config,
+                &key.sgl_key_config,
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.url.as_ref())
             {
                 if let Err(reason) = check_base_url(url) {
                     self.problem(
@@ -370,10 +413,14 @@ providers:
 
     #[test]
     fn custom_provider_needs_base_url_and_known_base() {
-        let p = problems("providers:\n  mine:\n    custom_provider_config: {base_provider_type: openai}\n");
+        let p = problems(
+            "providers:\n  mine:\n    custom_provider_config: {base_provider_type: openai}\n",
+        );
         assert_eq!(p.len(), 1);
         assert!(p[0].reason.contains("base_url"));
-        let p = problems("providers:\n  mine:\n    custom_provider_config: {base_provider_type: soap}\n    network_config: {base_url: 'http://x'}\n");
+        let p = problems(
+            "providers:\n  mine:\n    custom_provider_config: {base_provider_type: soap}\n    network_config: {base_url: 'http://x'}\n",
+        );
         assert_eq!(p.len(), 1);
         assert!(p[0].reason.contains("soap"));
     }

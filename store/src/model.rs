@@ -386,9 +386,11 @@ fn de_opt_millis<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D:
     match Option::<Raw>::deserialize(d)? {
         None => Ok(None),
         Some(Raw::Millis(ms)) => Ok(Some(Duration::from_millis(ms))),
-        Some(Raw::Text(text)) => parse_go_duration(&text)
-            .map(Some)
-            .ok_or_else(|| serde::de::Error::custom(format!("invalid duration {text:?}: use milliseconds or e.g. \"500ms\", \"2s\""))),
+        Some(Raw::Text(text)) => parse_go_duration(&text).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?}: use milliseconds or e.g. \"500ms\", \"2s\""
+            ))
+        }),
     }
 }
 

@@ -38,15 +38,26 @@ impl Snapshot {
 
     /// Builds a snapshot from a validated config, reading `env.NAME` references through `lookup`.
     /// Returns the snapshot and the warnings to log (missing env vars, providers left without keys).
-    pub fn build_with(config: &Config, lookup: &dyn Fn(&str) -> Option<String>) -> (Snapshot, Vec<String>) {
+    pub fn build_with(
+        config: &Config,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> (Snapshot, Vec<String>) {
         let mut warnings = Vec::new();
         let mut providers = HashMap::new();
         for (name, provider) in &config.providers {
-            match ProviderRuntime::build(name, provider, config.empty_list_allows_all(), lookup, &mut warnings) {
+            match ProviderRuntime::build(
+                name,
+                provider,
+                config.empty_list_allows_all(),
+                lookup,
+                &mut warnings,
+            ) {
                 Some(runtime) => {
                     providers.insert(name.clone(), Arc::new(runtime));
                 }
-                None => warnings.push(format!("provider {name:?} is left out: its configuration cannot be used")),
+                None => warnings.push(format!(
+                    "provider {name:?} is left out: its configuration cannot be used"
+                )),
             }
         }
         let mut provider_names: Vec<String> = providers.keys().cloned().collect();
@@ -121,7 +132,8 @@ impl ProviderRuntime {
             Some(c) => Wire::from_base_type(&c.base_provider_type)?,
             None => builtin?.wire,
         };
-        let keyless = custom.map(|c| c.is_key_less).unwrap_or(false) || builtin.is_some_and(|b| b.keyless);
+        let keyless =
+            custom.map(|c| c.is_key_less).unwrap_or(false) || builtin.is_some_and(|b| b.keyless);
         let key_url = config.keys.iter().find_map(|k| {
             [&k.ollama_key_config, &k.vllm_key_config, &k.sgl_key_config]
                 .into_iter()
@@ -141,7 +153,9 @@ impl ProviderRuntime {
         let upstream = match Upstream::parse(&base_url) {
             Some(u) => u,
             None => {
-                warnings.push(format!("provider {name:?}: base URL {base_url:?} cannot be used"));
+                warnings.push(format!(
+                    "provider {name:?}: base URL {base_url:?} cannot be used"
+                ));
                 return None;
             }
         };
@@ -156,7 +170,12 @@ impl ProviderRuntime {
         let path_for = |request_type: RequestType| -> String {
             match overrides.and_then(|o| o.get(request_type.as_str())) {
                 Some(path) => format!("{}{}", upstream.base_path, path),
-                None => format!("{}{}{}", upstream.base_path, api_prefix, request_type.openai_resource()),
+                None => format!(
+                    "{}{}{}",
+                    upstream.base_path,
+                    api_prefix,
+                    request_type.openai_resource()
+                ),
             }
         };
         let paths = EndpointPaths {
@@ -164,7 +183,14 @@ impl ProviderRuntime {
             embeddings: path_for(RequestType::Embedding),
             models: path_for(RequestType::ListModels),
         };
-        let keys = resolve_keys(name, &config.keys, empty_allows_all, keyless, lookup, warnings);
+        let keys = resolve_keys(
+            name,
+            &config.keys,
+            empty_allows_all,
+            keyless,
+            lookup,
+            warnings,
+        );
         if !keyless && keys.is_empty() {
             warnings.push(format!(
                 "provider {name:?} has no usable key: requests to it will fail until one is configured"
@@ -200,7 +226,11 @@ impl ProviderRuntime {
         let Some(allowed) = &self.allowed_requests else {
             return true;
         };
-        let name = if stream { request_type.stream_name() } else { request_type.as_str() };
+        let name = if stream {
+            request_type.stream_name()
+        } else {
+            request_type.as_str()
+        };
         allowed.get(name).copied().unwrap_or(false)
     }
 }
@@ -347,7 +377,11 @@ impl Upstream {
             "http" => false,
             _ => return None,
         };
-        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = uri
+            .host()?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         if host.is_empty() {
             return None;
         }
@@ -407,8 +441,12 @@ impl NetworkSettings {
                 .map(Duration::from_secs)
                 .unwrap_or(model::DEFAULT_STREAM_IDLE_TIMEOUT),
             max_retries: config.max_retries.unwrap_or(0),
-            backoff_initial: config.retry_backoff_initial.unwrap_or(model::DEFAULT_BACKOFF_INITIAL),
-            backoff_max: config.retry_backoff_max.unwrap_or(model::DEFAULT_BACKOFF_MAX),
+            backoff_initial: config
+                .retry_backoff_initial
+                .unwrap_or(model::DEFAULT_BACKOFF_INITIAL),
+            backoff_max: config
+                .retry_backoff_max
+                .unwrap_or(model::DEFAULT_BACKOFF_MAX),
             extra_headers: config
                 .extra_headers
                 .iter()
@@ -430,7 +468,10 @@ mod tests {
 
     fn build(src: &str, env: &[(&str, &str)]) -> (Snapshot, Vec<String>) {
         let loaded = load_str(src, "t.yaml").expect("valid config");
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Snapshot::build_with(&loaded.config, &|name| env.get(name).cloned())
     }
 
@@ -443,7 +484,11 @@ mod tests {
         let openai = snap.provider("openai").expect("openai");
         assert_eq!(openai.keys.len(), 1);
         assert_eq!(openai.keys[0].secret, "sk-b");
-        assert!(warnings.iter().any(|w| w.contains("A_KEY") && w.contains("left out")));
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("A_KEY") && w.contains("left out"))
+        );
         assert!(!warnings.iter().any(|w| w.contains("sk-b")));
     }
 
@@ -456,13 +501,19 @@ mod tests {
         let groq = snap.provider("groq").expect("groq");
         assert!(groq.upstream.tls);
         assert_eq!(groq.upstream.host, "api.groq.com");
-        assert_eq!(groq.path(RequestType::ChatCompletion), "/openai/v1/chat/completions");
+        assert_eq!(
+            groq.path(RequestType::ChatCompletion),
+            "/openai/v1/chat/completions"
+        );
         let pplx = snap.provider("perplexity").expect("pplx");
         assert_eq!(pplx.path(RequestType::ChatCompletion), "/chat/completions");
         let mine = snap.provider("mine").expect("mine");
         assert_eq!(mine.upstream.port, 9000);
         assert_eq!(mine.upstream.addrs.load().len(), 1);
-        assert_eq!(mine.path(RequestType::ChatCompletion), "/api/v1/chat/completions");
+        assert_eq!(
+            mine.path(RequestType::ChatCompletion),
+            "/api/v1/chat/completions"
+        );
         assert_eq!(mine.path(RequestType::Embedding), "/api/embed");
     }
 
@@ -477,7 +528,10 @@ mod tests {
         assert!(!keys[1].serves("gpt-4o"));
         assert!(keys[2].serves("gpt-4o"));
         assert!(!keys[2].serves("gpt-4o-mini"));
-        let (snap, _) = build("version: 1\nproviders:\n  openai:\n    keys:\n      - {value: k, models: []}\n", &[]);
+        let (snap, _) = build(
+            "version: 1\nproviders:\n  openai:\n    keys:\n      - {value: k, models: []}\n",
+            &[],
+        );
         assert!(snap.provider("openai").expect("openai").keys[0].serves("x"));
     }
 
@@ -494,7 +548,10 @@ mod tests {
     fn body_cap_precedence() {
         let (snap, _) = build("client: {max_request_body_size_mb: 7}\n", &[]);
         assert_eq!(snap.max_request_body_bytes, 7 * 1024 * 1024);
-        let (snap, _) = build("server: {max_request_body_size_mb: 3}\nclient: {max_request_body_size_mb: 7}\n", &[]);
+        let (snap, _) = build(
+            "server: {max_request_body_size_mb: 3}\nclient: {max_request_body_size_mb: 7}\n",
+            &[],
+        );
         assert_eq!(snap.max_request_body_bytes, 3 * 1024 * 1024);
     }
 }

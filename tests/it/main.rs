@@ -1,1 +1,9 @@
+//! Integration tests: one binary. Each test starts a real gateway in-process on a free loopback
+//! port and real mock providers on others, and talks HTTP to them.
 
+mod support;
+
+mod cli;
+mod errors;
+mod forwarding;
+mod resilience;

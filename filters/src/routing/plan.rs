@@ -29,11 +29,17 @@ impl Filter for RoutingFilter {
         "routing"
     }
 
-    fn on_request(&self, snapshot: &Snapshot, request: &GatewayRequest, decision: &mut Decision) -> FilterAction {
-        let primary = match resolve_target(snapshot, &request.model_requested, request.default_provider) {
-            Ok(target) => target,
-            Err(rejection) => return FilterAction::Reject(rejection),
-        };
+    fn on_request(
+        &self,
+        snapshot: &Snapshot,
+        request: &GatewayRequest,
+        decision: &mut Decision,
+    ) -> FilterAction {
+        let primary =
+            match resolve_target(snapshot, &request.model_requested, request.default_provider) {
+                Ok(target) => target,
+                Err(rejection) => return FilterAction::Reject(rejection),
+            };
         if let Err(rejection) = check_serves(&primary.0, request.request_type, request.stream) {
             return FilterAction::Reject(rejection);
         }
@@ -47,7 +53,9 @@ impl Filter for RoutingFilter {
             .fallbacks
             .iter()
             .filter_map(|raw| explicit_target(snapshot, raw))
-            .filter(|(provider, _)| check_serves(provider, request.request_type, request.stream).is_ok());
+            .filter(|(provider, _)| {
+                check_serves(provider, request.request_type, request.stream).is_ok()
+            });
         for (index, (provider, model)) in fallbacks.enumerate() {
             decision.plan.push(Attempt {
                 provider,
@@ -70,7 +78,9 @@ pub fn resolve_target(
     default_provider: Option<&str>,
 ) -> Result<(Arc<ProviderRuntime>, String), Rejection> {
     if raw.trim().is_empty() {
-        return Err(Rejection::bad_request("model is required (format: provider/model)"));
+        return Err(Rejection::bad_request(
+            "model is required (format: provider/model)",
+        ));
     }
     let parsed = split_model(snapshot, raw);
     let provider_name = match (parsed.0, default_provider) {
@@ -84,7 +94,9 @@ pub fn resolve_target(
     };
     let model = parsed.1;
     if model.is_empty() {
-        return Err(Rejection::bad_request(format!("model name is missing in {raw:?} (format: provider/model)")));
+        return Err(Rejection::bad_request(format!(
+            "model name is missing in {raw:?} (format: provider/model)"
+        )));
     }
     match snapshot.provider(provider_name) {
         Some(provider) => Ok((provider.clone(), model.to_string())),
@@ -111,7 +123,11 @@ fn explicit_target(snapshot: &Snapshot, raw: &str) -> Option<(Arc<ProviderRuntim
     Some((snapshot.provider(provider)?.clone(), model.to_string()))
 }
 
-fn check_serves(provider: &ProviderRuntime, request_type: RequestType, stream: bool) -> Result<(), Rejection> {
+fn check_serves(
+    provider: &ProviderRuntime,
+    request_type: RequestType,
+    stream: bool,
+) -> Result<(), Rejection> {
     if !provider.wire.is_supported() {
         return Err(Rejection::bad_request(format!(
             "provider {:?} ({:?} wire) is not supported by this version of asbru yet",
@@ -122,7 +138,11 @@ fn check_serves(provider: &ProviderRuntime, request_type: RequestType, stream: b
         return Err(Rejection::bad_request(format!(
             "provider {:?} does not allow {} requests",
             provider.name,
-            if stream { request_type.stream_name() } else { request_type.as_str() }
+            if stream {
+                request_type.stream_name()
+            } else {
+                request_type.as_str()
+            }
         )));
     }
     Ok(())
@@ -139,7 +159,11 @@ mod tests {
         Snapshot::build_with(&loaded.config, &|_| None).0
     }
 
-    fn request(model: &str, fallbacks: &[&str], default_provider: Option<&'static str>) -> GatewayRequest {
+    fn request(
+        model: &str,
+        fallbacks: &[&str],
+        default_provider: Option<&'static str>,
+    ) -> GatewayRequest {
         GatewayRequest {
             request_type: RequestType::ChatCompletion,
             stream: false,
@@ -156,7 +180,14 @@ mod tests {
         let snap = snapshot(CONF);
         let chain = FilterChain::standard();
         let decision = chain
-            .run(&snap, &request("openrouter/meta/llama-3", &["openai/gpt-4o", "bogus", "groq/x", "openai/"], None))
+            .run(
+                &snap,
+                &request(
+                    "openrouter/meta/llama-3",
+                    &["openai/gpt-4o", "bogus", "groq/x", "openai/"],
+                    None,
+                ),
+            )
             .expect("plan");
         let plan: Vec<(String, String, usize)> = decision
             .plan
@@ -177,12 +208,34 @@ mod tests {
         let snap = snapshot(CONF);
         let chain = FilterChain::standard();
         let reject = |r: GatewayRequest| chain.run(&snap, &r).expect_err("rejected");
-        assert!(reject(request("gpt-4o", &[], None)).message.contains("provider is required"));
-        assert!(reject(request("groq/llama", &[], None)).message.contains("not configured"));
-        assert!(reject(request("", &[], None)).message.contains("model is required"));
-        assert!(reject(request("openai/", &[], None)).message.contains("model name is missing"));
-        assert!(reject(request("anthropic/claude", &[], None)).message.contains("not supported"));
-        let ok = chain.run(&snap, &request("gpt-4o", &[], Some("openai"))).expect("default provider");
+        assert!(
+            reject(request("gpt-4o", &[], None))
+                .message
+                .contains("provider is required")
+        );
+        assert!(
+            reject(request("groq/llama", &[], None))
+                .message
+                .contains("not configured")
+        );
+        assert!(
+            reject(request("", &[], None))
+                .message
+                .contains("model is required")
+        );
+        assert!(
+            reject(request("openai/", &[], None))
+                .message
+                .contains("model name is missing")
+        );
+        assert!(
+            reject(request("anthropic/claude", &[], None))
+                .message
+                .contains("not supported")
+        );
+        let ok = chain
+            .run(&snap, &request("gpt-4o", &[], Some("openai")))
+            .expect("default provider");
         assert_eq!(ok.plan[0].provider.name, "openai");
     }
 }

@@ -49,7 +49,12 @@ impl RequestHead {
         let first = body.iter().find(|b| !b.is_ascii_whitespace());
         if first != Some(&b'{') {
             return Err(BodyError::Malformed(
-                if first.is_none() { "the body is empty" } else { "expected a JSON object" }.to_string(),
+                if first.is_none() {
+                    "the body is empty"
+                } else {
+                    "expected a JSON object"
+                }
+                .to_string(),
             ));
         }
         let probe: Probe<'_> = serde_json::from_slice(body).map_err(|e| {
@@ -72,7 +77,9 @@ impl RequestHead {
             None => (Vec::new(), None),
             Some(raw) => {
                 let list: Option<Vec<String>> = serde_json::from_str(raw.get()).map_err(|_| {
-                    BodyError::InvalidField("`fallbacks` must be an array of \"provider/model\" strings".to_string())
+                    BodyError::InvalidField(
+                        "`fallbacks` must be an array of \"provider/model\" strings".to_string(),
+                    )
                 })?;
                 let span = edit::offset_in(body, raw.get().as_bytes())
                     .and_then(|value| edit::member_span(body, value, "fallbacks"));
@@ -95,11 +102,17 @@ impl RequestHead {
         if let Some(span) = &self.model_span {
             let encoded = serde_json::to_vec(upstream_model).unwrap_or_else(|_| b"\"\"".to_vec());
             if body.get(span.clone()) != Some(encoded.as_slice()) {
-                edits.push(Edit { range: span.clone(), replacement: encoded });
+                edits.push(Edit {
+                    range: span.clone(),
+                    replacement: encoded,
+                });
             }
         }
         if let Some(span) = &self.fallbacks_member {
-            edits.push(Edit { range: span.clone(), replacement: Vec::new() });
+            edits.push(Edit {
+                range: span.clone(),
+                replacement: Vec::new(),
+            });
         }
         if edits.is_empty() {
             return body.to_vec();
@@ -120,15 +133,24 @@ mod tests {
         assert!(head.stream);
         let out = head.upstream_body(body, "gpt-4o-mini");
         let expected = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"x_custom":{"keep":  [1, 2.50, "\u00e9"]},"stream":true}"#;
-        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(expected));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(expected)
+        );
     }
 
     #[test]
     fn strips_fallbacks() {
         let body = br#"{"model":"openai/a","fallbacks":["groq/b", "bad"],"messages":[]}"#;
         let head = RequestHead::parse(body).expect("parse");
-        assert_eq!(head.fallbacks, vec!["groq/b".to_string(), "bad".to_string()]);
-        assert_eq!(head.upstream_body(body, "a"), br#"{"model":"a","messages":[]}"#.to_vec());
+        assert_eq!(
+            head.fallbacks,
+            vec!["groq/b".to_string(), "bad".to_string()]
+        );
+        assert_eq!(
+            head.upstream_body(body, "a"),
+            br#"{"model":"a","messages":[]}"#.to_vec()
+        );
     }
 
     #[test]
@@ -136,17 +158,38 @@ mod tests {
         let body = br#"{"model":"openai\/gpt\u002d4o"}"#;
         let head = RequestHead::parse(body).expect("parse");
         assert_eq!(head.model.as_deref(), Some("openai/gpt-4o"));
-        assert_eq!(head.upstream_body(body, "gpt-4o"), br#"{"model":"gpt-4o"}"#.to_vec());
+        assert_eq!(
+            head.upstream_body(body, "gpt-4o"),
+            br#"{"model":"gpt-4o"}"#.to_vec()
+        );
     }
 
     #[test]
     fn rejects_bad_bodies() {
-        assert!(matches!(RequestHead::parse(b""), Err(BodyError::Malformed(_))));
-        assert!(matches!(RequestHead::parse(b"[1]"), Err(BodyError::Malformed(_))));
-        assert!(matches!(RequestHead::parse(b"{\"model\":"), Err(BodyError::Malformed(_))));
-        assert!(matches!(RequestHead::parse(b"{\"model\":1}"), Err(BodyError::InvalidField(_))));
-        assert!(matches!(RequestHead::parse(b"{\"stream\":\"yes\"}"), Err(BodyError::InvalidField(_))));
-        assert!(matches!(RequestHead::parse(b"{\"a\":1} trailing"), Err(BodyError::Malformed(_))));
+        assert!(matches!(
+            RequestHead::parse(b""),
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            RequestHead::parse(b"[1]"),
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            RequestHead::parse(b"{\"model\":"),
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            RequestHead::parse(b"{\"model\":1}"),
+            Err(BodyError::InvalidField(_))
+        ));
+        assert!(matches!(
+            RequestHead::parse(b"{\"stream\":\"yes\"}"),
+            Err(BodyError::InvalidField(_))
+        ));
+        assert!(matches!(
+            RequestHead::parse(b"{\"a\":1} trailing"),
+            Err(BodyError::Malformed(_))
+        ));
         let head = RequestHead::parse(b"{\"messages\":[]}").expect("parse");
         assert_eq!(head.model, None);
     }

@@ -1,0 +1,234 @@
+//! The happy paths: bodies, streams, routes, headers, byte-exact pass-through.
+
+use std::time::Duration;
+
+use asbru::bench::mock::MockOptions;
+
+use crate::support::*;
+
+fn one_provider(base_url: &str) -> String {
+    format!("providers:\n{}", provider_yaml("openai", base_url, ""))
+}
+
+#[tokio::test]
+async fn non_stream_chat_passes_through() {
+    let upstream = default_mock();
+    let gw = gateway(&one_provider(&upstream.base_url()));
+    let reply = post(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["model"], "gpt-4o-mini");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "Hello from the asbru mock provider."
+    );
+    assert_eq!(body["usage"]["total_tokens"], 18);
+    assert_eq!(
+        reply.header("x-bifrost-provider").as_deref(),
+        Some("openai")
+    );
+    assert_eq!(
+        reply.header("x-bifrost-resolved-model").as_deref(),
+        Some("gpt-4o-mini")
+    );
+    assert_eq!(reply.header("x-bifrost-fallback-index"), None);
+    assert!(
+        reply
+            .header("x-request-id")
+            .is_some_and(|id| id.len() == 36)
+    );
+    let seen = upstream.state.recorded();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v1/chat/completions");
+}
+
+#[tokio::test]
+async fn client_request_id_is_echoed() {
+    let upstream = default_mock();
+    let gw = gateway(&one_provider(&upstream.base_url()));
+    let body = br#"{"model":"openai/m","messages":[]}"#;
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-request-id", "trace-123")],
+        body,
+    )
+    .await;
+    assert_eq!(reply.header("x-request-id").as_deref(), Some("trace-123"));
+}
+
+#[tokio::test]
+async fn unknown_fields_pass_through_byte_for_byte() {
+    let upstream = default_mock();
+    let gw = gateway(&one_provider(&upstream.base_url()));
+    let sent = "{ \"model\" : \"openai/gpt-4o\",\n  \"messages\":[{\"role\":\"user\",\"content\":\"caf\\u00e9 \u{1F600}\"}],\n  \"x_vendor\": {\"nested\": [1.50, 2e3, null]}, \"temperature\":0.70,\n  \"fallbacks\": [\"openai/gpt-4o-mini\"] ,\"seed\":  42}";
+    let expected = "{ \"model\" : \"gpt-4o\",\n  \"messages\":[{\"role\":\"user\",\"content\":\"caf\\u00e9 \u{1F600}\"}],\n  \"x_vendor\": {\"nested\": [1.50, 2e3, null]}, \"temperature\":0.70 ,\"seed\":  42}";
+    let reply = post(&gw, "/v1/chat/completions", sent).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let seen = upstream.state.recorded();
+    assert_eq!(String::from_utf8_lossy(&seen[0].body), expected);
+}
+
+#[tokio::test]
+async fn one_mebibyte_body_goes_through_intact() {
+    let upstream = default_mock();
+    let gw = gateway(&one_provider(&upstream.base_url()));
+    let content: String = (0..(1024 * 1024))
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let body = format!(
+        r#"{{"model":"openai/gpt-4o","messages":[{{"role":"user","content":"{content}"}}]}}"#
+    );
+    let reply = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let seen = upstream.state.recorded();
+    let expected = body.replacen("openai/gpt-4o", "gpt-4o", 1);
+    assert_eq!(seen[0].body.len(), expected.len());
+    assert!(
+        seen[0].body == expected.as_bytes(),
+        "the upstream body differs from the client's"
+    );
+}
+
+#[tokio::test]
+async fn stream_is_relayed_chunk_by_chunk() {
+    let upstream = mock(MockOptions {
+        chunks: 5,
+        chunk_delay: Duration::from_millis(80),
+        ..MockOptions::default()
+    });
+    let gw = gateway(&one_provider(&upstream.base_url()));
+    let reply = post(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"openai/gpt-4o","stream":true,"messages":[]}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 200);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|ct| ct.starts_with("text/event-stream"))
+    );
+    let events = sse_data(&reply.text());
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let content: String = events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(content, "Hello from the asbru mock");
+    let usage = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+        .find(|v| v.get("usage").is_some())
+        .expect("a usage chunk");
+    assert_eq!(usage["usage"]["completion_tokens"], 5);
+    // Chunks were written as the upstream produced them, not collected and sent at the end.
+    assert!(
+        reply.chunks.len() >= 5,
+        "only {} body reads",
+        reply.chunks.len()
+    );
+    let first = reply.chunks.first().expect("chunks").0;
+    let last = reply.chunks.last().expect("chunks").0;
+    assert!(
+        last - first >= Duration::from_millis(240),
+        "chunks arrived together: spread {:?}",
+        last - first
+    );
+}
+
+#[tokio::test]
+async fn openai_integration_route_assumes_openai_and_strips_client_credentials() {
+    let upstream = default_mock();
+    let gw = gateway(&one_provider(&upstream.base_url()));
+    let headers = [
+        ("authorization", "Bearer client-secret"),
+        ("x-api-key", "client-anthropic-key"),
+        ("x-bf-eh-openai-organization", "org-42"),
+    ];
+    let body = br#"{"model":"gpt-4o-mini","messages":[]}"#;
+    for path in ["/openai/v1/chat/completions", "/openai/chat/completions"] {
+        let reply = send(gw.addr, "POST", path, &headers, body).await;
+        assert_eq!(reply.status(), 200, "{path}: {}", reply.text());
+    }
+    for seen in upstream.state.recorded() {
+        assert_eq!(seen.header("authorization"), Some("Bearer sk-openai-key"));
+        assert_eq!(seen.header("x-api-key"), None);
+        assert_eq!(seen.header("openai-organization"), Some("org-42"));
+        assert_eq!(
+            String::from_utf8_lossy(&seen.body),
+            r#"{"model":"gpt-4o-mini","messages":[]}"#
+        );
+    }
+}
+
+#[tokio::test]
+async fn embeddings_and_model_listing() {
+    let first = default_mock();
+    let second = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n{}{}",
+        provider_yaml("openai", &first.base_url(), ""),
+        provider_yaml("local", &format!("{}/api", second.base_url()), "")
+    ));
+    let reply = post(
+        &gw,
+        "/v1/embeddings",
+        r#"{"model":"local/mock-embedding","input":["a","b"]}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(reply.json()["data"].as_array().map(Vec::len), Some(2));
+    assert_eq!(second.state.recorded()[0].path, "/api/v1/embeddings");
+    let reply = post(
+        &gw,
+        "/openai/v1/embeddings",
+        r#"{"model":"mock-embedding","input":"a"}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 200);
+
+    let reply = send(gw.addr, "GET", "/v1/models", &[], b"").await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let ids: Vec<String> = reply.json()["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|m| m["id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "local/mock-gpt",
+            "local/mock-embedding",
+            "openai/mock-gpt",
+            "openai/mock-embedding"
+        ]
+    );
+    let reply = send(gw.addr, "GET", "/v1/models?provider=openai", &[], b"").await;
+    assert_eq!(reply.json()["data"].as_array().map(Vec::len), Some(2));
+    let reply = send(gw.addr, "GET", "/openai/v1/models", &[], b"").await;
+    assert_eq!(reply.json()["data"][0]["id"], "mock-gpt");
+}
+
+#[tokio::test]
+async fn health_answers() {
+    let gw = gateway("");
+    let reply = send(gw.addr, "GET", "/health", &[], b"").await;
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.json()["status"], "ok");
+}
