@@ -592,3 +592,30 @@ async fn write_failure(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let net = NetworkSettings {
+            request_timeout: Duration::from_secs(1),
+            stream_idle_timeout: Duration::from_secs(1),
+            max_retries: 5,
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(1000),
+            extra_headers: Vec::new(),
+            insecure_skip_verify: false,
+            enforce_http2: false,
+        };
+        for _ in 0..100 {
+            let first = backoff(&net, 0);
+            assert!(first >= Duration::from_millis(80) && first <= Duration::from_millis(120), "{first:?}");
+            let third = backoff(&net, 2);
+            assert!(third >= Duration::from_millis(320) && third <= Duration::from_millis(480), "{third:?}");
+            let capped = backoff(&net, 30);
+            assert!(capped <= Duration::from_millis(1200), "{capped:?}");
+        }
+    }
+}

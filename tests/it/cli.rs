@@ -80,3 +80,61 @@ fn serve_refuses_an_invalid_config() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.yaml:1:"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A child process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+#[test]
+fn serve_without_a_file_starts_on_defaults_and_honours_asbru_listen() {
+    let addr = free_addr();
+    let child = asbru()
+        .arg("serve")
+        .env("ASBRU_LISTEN", addr.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let _guard = Child(child);
+    asbru::server::wait_ready(addr).expect("gateway answers /health");
+}
+
+#[tokio::test]
+async fn demo_config_works_offline() {
+    let addr = free_addr();
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/demo.yaml");
+    let child = asbru()
+        .args(["serve", "--config"])
+        .arg(&demo)
+        .args(["--listen", &addr.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let _guard = Child(child);
+    asbru::server::wait_ready(addr).expect("gateway answers /health");
+    let body = br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let mut reply = None;
+    // The in-process mock starts alongside the gateway; give it a moment to bind.
+    for _ in 0..100 {
+        let r = crate::support::send(addr, "POST", "/v1/chat/completions", &[], body).await;
+        if r.status() == 200 {
+            reply = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let reply = reply.expect("the demo answers 200");
+    assert_eq!(reply.json()["choices"][0]["message"]["content"], "Hello from the asbru mock provider.");
+}

@@ -232,3 +232,18 @@ async fn health_answers() {
     assert_eq!(reply.status(), 200);
     assert_eq!(reply.json()["status"], "ok");
 }
+
+#[tokio::test]
+async fn extra_headers_and_keyless_providers() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n  ollama:\n    network_config:\n      base_url: \"{}\"\n      extra_headers: {{X-Team: research, x-trace: \"on\"}}\n",
+        upstream.base_url()
+    ));
+    let reply = post(&gw, "/v1/chat/completions", r#"{"model":"ollama/llama3","messages":[]}"#).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let seen = &upstream.state.recorded()[0];
+    assert_eq!(seen.header("authorization"), None, "a keyless provider gets no credentials");
+    assert_eq!(seen.header("x-team"), Some("research"));
+    assert_eq!(seen.header("x-trace"), Some("on"));
+}
