@@ -611,9 +611,15 @@ mod tests {
         };
         for _ in 0..100 {
             let first = backoff(&net, 0);
-            assert!(first >= Duration::from_millis(80) && first <= Duration::from_millis(120), "{first:?}");
+            assert!(
+                first >= Duration::from_millis(80) && first <= Duration::from_millis(120),
+                "{first:?}"
+            );
             let third = backoff(&net, 2);
-            assert!(third >= Duration::from_millis(320) && third <= Duration::from_millis(480), "{third:?}");
+            assert!(
+                third >= Duration::from_millis(320) && third <= Duration::from_millis(480),
+                "{third:?}"
+            );
             let capped = backoff(&net, 30);
             assert!(capped <= Duration::from_millis(1200), "{capped:?}");
         }

@@ -114,6 +114,16 @@ async fn read_body(session: &mut Session, limit: usize) -> pingora::Result<Optio
     if declared.is_some_and(|len| len > limit as u64) {
         return Ok(None);
     }
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get("expect")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        // Clients such as curl wait for this before sending large bodies.
+        let head = pingora::http::ResponseHeader::build(100, None)?;
+        session.write_response_header(Box::new(head), false).await?;
+    }
     let mut body = BytesMut::with_capacity(declared.map(|l| l as usize).unwrap_or(0).min(limit));
     while let Some(chunk) = session.read_request_body().await? {
         if body.len() + chunk.len() > limit {

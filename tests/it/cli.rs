@@ -136,5 +136,8 @@ async fn demo_config_works_offline() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let reply = reply.expect("the demo answers 200");
-    assert_eq!(reply.json()["choices"][0]["message"]["content"], "Hello from the asbru mock provider.");
+    assert_eq!(
+        reply.json()["choices"][0]["message"]["content"],
+        "Hello from the asbru mock provider."
+    );
 }

@@ -240,10 +240,50 @@ async fn extra_headers_and_keyless_providers() {
         "providers:\n  ollama:\n    network_config:\n      base_url: \"{}\"\n      extra_headers: {{X-Team: research, x-trace: \"on\"}}\n",
         upstream.base_url()
     ));
-    let reply = post(&gw, "/v1/chat/completions", r#"{"model":"ollama/llama3","messages":[]}"#).await;
+    let reply = post(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"ollama/llama3","messages":[]}"#,
+    )
+    .await;
     assert_eq!(reply.status(), 200, "{}", reply.text());
     let seen = &upstream.state.recorded()[0];
-    assert_eq!(seen.header("authorization"), None, "a keyless provider gets no credentials");
+    assert_eq!(
+        seen.header("authorization"),
+        None,
+        "a keyless provider gets no credentials"
+    );
     assert_eq!(seen.header("x-team"), Some("research"));
     assert_eq!(seen.header("x-trace"), Some("on"));
+}
+
+#[tokio::test]
+async fn expect_continue_is_answered_before_the_body() {
+    use std::io::{Read, Write};
+    let upstream = default_mock();
+    let gw = gateway(&one_provider(&upstream.base_url()));
+    let body = br#"{"model":"openai/gpt-4o","messages":[]}"#;
+    let mut stream = std::net::TcpStream::connect(gw.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("head");
+    let mut interim = [0u8; 25];
+    stream
+        .read_exact(&mut interim)
+        .expect("100 Continue arrives before the body is sent");
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
+    stream.write_all(body).expect("body");
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("HTTP/1.1 200"), "{rest}");
 }
