@@ -8,6 +8,8 @@ use std::time::Duration;
 use asbru_store::{Config, ConfigError, file};
 use clap::{Args, Parser, Subcommand};
 
+use crate::bench::compare::{self, CompareOptions};
+use crate::bench::load::{self, LoadOptions};
 use crate::bench::mock::{self, MockOptions};
 
 /// asbru, an LLM gateway: one OpenAI-compatible API in front of every provider.
@@ -57,6 +59,83 @@ pub struct CheckArgs {
 pub enum BenchCommand {
     /// Run the mock OpenAI-wire provider (chat JSON and SSE, embeddings, models, /mock/stats).
     Mock(MockArgs),
+    /// Open-loop load at a fixed rate; latency measured from each request's intended send time.
+    Load(LoadArgs),
+    /// The same load straight at a mock and through a gateway: added latency, CPU per request, RSS.
+    Compare(CompareArgs),
+}
+
+/// `asbru bench load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Target URL (http only; loopback unless --allow-remote).
+    #[arg(long)]
+    pub url: String,
+    /// Requests per second, sent on schedule whatever the responses do.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// How long to send, in seconds (at most 3600).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Requests in flight at once; beyond it sends wait and their latency counts the wait.
+    #[arg(long, default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// Request body file (POST). Without it, GET.
+    #[arg(long, value_name = "FILE")]
+    pub body: Option<PathBuf>,
+    /// Extra header `K:V`; repeatable.
+    #[arg(long = "header", value_name = "K:V")]
+    pub headers: Vec<String>,
+    /// Read responses as SSE: time to first byte, to first content chunk, and gaps between chunks.
+    #[arg(long)]
+    pub stream: bool,
+    /// Per-request timeout, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Allow a target that is not on loopback.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `asbru bench compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Bundled scenario: passthrough, passthrough-stream, governance, anthropic-stream.
+    #[arg(long, default_value = "passthrough")]
+    pub scenario: String,
+    /// A gateway config file to benchmark instead of a bundled scenario (its providers are pointed at the mock).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Model to request through the gateway (default: the scenario's).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Mock latencies to run, in ms, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,50")]
+    pub latency_ms: Vec<u64>,
+    /// Requests per second.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Warm-up seconds before each measured run.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// Force streaming responses (default: the scenario's).
+    #[arg(long)]
+    pub stream: bool,
+    /// Pin the gateway process to this CPU with `taskset`.
+    #[arg(long, value_name = "CPU")]
+    pub gateway_cpu: Option<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `asbru bench mock`.
@@ -93,6 +172,8 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
         Command::Bench(BenchCommand::Mock(args)) => run_mock(args),
+        Command::Bench(BenchCommand::Load(args)) => run_load(args),
+        Command::Bench(BenchCommand::Compare(args)) => run_compare(args),
         Command::Version => {
             println!("asbru {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -212,4 +293,145 @@ fn run_mock(args: MockArgs) -> ExitCode {
         let _ = serving.await;
         ExitCode::SUCCESS
     })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start a runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration, ExitCode> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        eprintln!("error: {flag} must be a non-negative number of seconds");
+        ExitCode::FAILURE
+    })
+}
+
+fn print_json(value: &impl serde::Serialize) -> ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_load(args: LoadArgs) -> ExitCode {
+    let prepared = (|| -> Result<LoadOptions, ExitCode> {
+        let body = match &args.body {
+            Some(path) => Some(bytes::Bytes::from(std::fs::read(path).map_err(|e| {
+                eprintln!("error: cannot read {}: {e}", path.display());
+                ExitCode::FAILURE
+            })?)),
+            None => None,
+        };
+        let headers = args
+            .headers
+            .iter()
+            .map(|h| load::parse_header(h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            })?;
+        Ok(LoadOptions {
+            url: args.url.clone(),
+            rate: args.rate,
+            duration: seconds(args.duration, "--duration")?,
+            max_in_flight: args.max_in_flight,
+            body,
+            headers,
+            stream: args.stream,
+            timeout: seconds(args.timeout, "--timeout")?,
+            allow_remote: args.allow_remote,
+        })
+    })();
+    let options = match prepared {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = load::run(&options) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    match result {
+        None => {
+            eprintln!("interrupted");
+            ExitCode::FAILURE
+        }
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        Some(Ok(report)) if args.json => print_json(&report),
+        Some(Ok(report)) => {
+            print!("{}", report.table());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn run_compare(args: CompareArgs) -> ExitCode {
+    let gateway_bin = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot find the asbru binary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (duration, warmup) = match (seconds(args.duration, "--duration"), seconds(args.warmup, "--warmup")) {
+        (Ok(d), Ok(w)) => (d, w),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let options = CompareOptions {
+        scenario: args.scenario,
+        config: args.config,
+        model: args.model,
+        latencies_ms: args.latency_ms,
+        rate: args.rate,
+        duration,
+        warmup,
+        max_in_flight: args.max_in_flight,
+        stream: args.stream.then_some(true),
+        gateway_cpu: args.gateway_cpu,
+        gateway_bin,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    // Dropping the comparison (on Ctrl-C) kills the gateway child and stops the mock.
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = compare::run(&options) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    match result {
+        None => {
+            eprintln!("interrupted; the gateway and mock were stopped");
+            ExitCode::FAILURE
+        }
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        Some(Ok(report)) if args.json => print_json(&report),
+        Some(Ok(report)) => {
+            print!("{}", report.table());
+            ExitCode::SUCCESS
+        }
+    }
 }

@@ -1,3 +1,8 @@
-//! Bundled bench tools: the mock provider (also used by the tests and `conf/demo.yaml`).
+//! Bundled bench tools: the mock provider (also used by the tests and `conf/demo.yaml`), the
+//! open-loop load generator, and the direct-vs-gateway comparison.
 
+pub mod compare;
+pub mod load;
 pub mod mock;
+pub mod process;
+pub mod report;

@@ -1,0 +1,388 @@
+//! `asbru bench compare`: the same open-loop load sent straight to a mock provider and then
+//! through a gateway in front of it, reporting what the gateway adds: latency per percentile,
+//! throughput, CPU time per request (from `/proc/<pid>/stat`) and peak RSS.
+//!
+//! The gateway runs as a child process (optionally pinned with `taskset`) so that its CPU time is
+//! its own; the mock and the load generator run in this process. Children are killed when the
+//! comparison ends, fails or is interrupted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use asbru_store::Config;
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::load::{self, LoadOptions};
+use super::mock::{self, MockOptions};
+use super::process;
+use super::report::{LoadReport, Percentiles, SignedPercentiles, fmt_us};
+
+/// A bundled scenario.
+pub struct Scenario {
+    /// Name used with `--scenario`.
+    pub name: &'static str,
+    /// Gateway config (providers are re-pointed at the mock).
+    pub config: &'static str,
+    /// Model sent through the gateway.
+    pub model: &'static str,
+    /// Stream responses.
+    pub stream: bool,
+    /// Why the scenario cannot run in this version, if it cannot.
+    pub skip: Option<&'static str>,
+}
+
+/// Every bundled scenario.
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "passthrough",
+        config: include_str!("../../benches/scenarios/passthrough.yaml"),
+        model: "openai/gpt-4o-mini",
+        stream: false,
+        skip: None,
+    },
+    Scenario {
+        name: "passthrough-stream",
+        config: include_str!("../../benches/scenarios/passthrough-stream.yaml"),
+        model: "openai/gpt-4o-mini",
+        stream: true,
+        skip: None,
+    },
+    Scenario {
+        name: "governance",
+        config: "",
+        model: "openai/gpt-4o-mini",
+        stream: false,
+        skip: Some("virtual keys, budgets, rate limits and request logging are not implemented yet"),
+    },
+    Scenario {
+        name: "anthropic-stream",
+        config: "",
+        model: "anthropic/claude-3-5-haiku",
+        stream: true,
+        skip: Some("the Anthropic translation is not implemented yet"),
+    },
+];
+
+/// What to compare.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    /// Bundled scenario name (ignored when `config` is set).
+    pub scenario: String,
+    /// A gateway config file to use instead of a bundled scenario.
+    pub config: Option<PathBuf>,
+    /// Model to request through the gateway with `config`.
+    pub model: Option<String>,
+    /// Mock latencies to run, in ms.
+    pub latencies_ms: Vec<u64>,
+    /// Requests per second.
+    pub rate: f64,
+    /// Measured duration per run.
+    pub duration: Duration,
+    /// Warm-up before each measured gateway run.
+    pub warmup: Duration,
+    /// In-flight cap.
+    pub max_in_flight: usize,
+    /// Force streaming on or off (default: the scenario's).
+    pub stream: Option<bool>,
+    /// Pin the gateway to this CPU with `taskset`.
+    pub gateway_cpu: Option<usize>,
+    /// The `asbru` binary to run as the gateway.
+    pub gateway_bin: PathBuf,
+}
+
+/// Why a comparison could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// Unknown scenario name.
+    #[error("unknown scenario {0:?}; bundled: {1}")]
+    UnknownScenario(String, String),
+    /// Bad config file.
+    #[error("{0}")]
+    Config(String),
+    /// Could not start the mock or the gateway.
+    #[error("{0}")]
+    Start(String),
+    /// The load generator refused the options.
+    #[error(transparent)]
+    Load(#[from] load::LoadError),
+}
+
+/// One mock latency's results.
+#[derive(Debug, Serialize)]
+pub struct LatencyRun {
+    /// Mock latency in ms.
+    pub mock_latency_ms: u64,
+    /// Load straight at the mock.
+    pub direct: LoadReport,
+    /// The same load through the gateway.
+    pub gateway: LoadReport,
+    /// Gateway minus direct, per latency percentile (µs).
+    pub added_latency_us: SignedPercentiles,
+    /// Gateway minus direct, time to first content chunk (streams, µs).
+    pub added_first_content_us: Option<SignedPercentiles>,
+    /// Gateway process CPU (user + system) per completed request, µs.
+    pub gateway_cpu_us_per_request: f64,
+    /// Gateway process CPU over the measured run, ms.
+    pub gateway_cpu_ms: u64,
+    /// Gateway peak resident memory, MiB.
+    pub gateway_peak_rss_mb: f64,
+}
+
+/// The whole comparison.
+#[derive(Debug, Serialize)]
+pub struct CompareReport {
+    /// Scenario name or config path.
+    pub scenario: String,
+    /// Whether the gateway was pinned, and where.
+    pub gateway_cpu: Option<usize>,
+    /// One entry per mock latency.
+    pub runs: Vec<LatencyRun>,
+    /// Scenarios skipped, with the reason (when a skipped scenario was asked for).
+    pub skipped: Option<String>,
+}
+
+/// Kills the child when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the comparison.
+pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError> {
+    let (label, config_text, model, scenario_stream) = match &options.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CompareError::Config(format!("cannot read {}: {e}", path.display())))?;
+            let model = options.model.clone().unwrap_or_else(|| "openai/gpt-4o-mini".to_string());
+            (path.display().to_string(), text, model, false)
+        }
+        None => {
+            let scenario = SCENARIOS.iter().find(|s| s.name == options.scenario).ok_or_else(|| {
+                CompareError::UnknownScenario(
+                    options.scenario.clone(),
+                    SCENARIOS.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+                )
+            })?;
+            if let Some(reason) = scenario.skip {
+                return Ok(CompareReport {
+                    scenario: scenario.name.to_string(),
+                    gateway_cpu: options.gateway_cpu,
+                    runs: Vec::new(),
+                    skipped: Some(format!("scenario {} skipped: {reason}", scenario.name)),
+                });
+            }
+            let model = options.model.clone().unwrap_or_else(|| scenario.model.to_string());
+            (scenario.name.to_string(), scenario.config.to_string(), model, scenario.stream)
+        }
+    };
+    let stream = options.stream.unwrap_or(scenario_stream);
+    let base_config = asbru_store::load_str(&config_text, &label)
+        .map_err(|e| CompareError::Config(e.to_string()))?
+        .config;
+    let mut runs = Vec::new();
+    for &latency_ms in &options.latencies_ms {
+        runs.push(run_one(options, &base_config, &model, stream, latency_ms).await?);
+    }
+    Ok(CompareReport {
+        scenario: label,
+        gateway_cpu: options.gateway_cpu,
+        runs,
+        skipped: None,
+    })
+}
+
+fn chat_body(model: &str, stream: bool) -> Bytes {
+    let body = serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
+        "max_tokens": 32,
+        "stream": stream,
+    });
+    Bytes::from(body.to_string())
+}
+
+fn free_addr() -> Result<std::net::SocketAddr, CompareError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| CompareError::Start(format!("no free port: {e}")))
+}
+
+fn write_gateway_config(base: &Config, mock_url: &str, listen: &str) -> Result<PathBuf, CompareError> {
+    let mut config = base.clone();
+    config.server.listen = listen.to_string();
+    config.mock = None;
+    for provider in config.providers.values_mut() {
+        provider.network_config.base_url = Some(mock_url.to_string());
+    }
+    let path = std::env::temp_dir().join(format!("asbru-bench-{}-{}.json", std::process::id(), listen.replace([':', '.'], "-")));
+    let text = serde_json::to_string_pretty(&config).map_err(|e| CompareError::Config(e.to_string()))?;
+    std::fs::write(&path, text).map_err(|e| CompareError::Start(format!("cannot write {}: {e}", path.display())))?;
+    Ok(path)
+}
+
+fn start_gateway(bin: &Path, config: &Path, cpu: Option<usize>) -> Result<ChildGuard, CompareError> {
+    let mut command = match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("ASBRU_LOG", "warn")
+        .env_remove("ASBRU_LISTEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let child = command
+        .spawn()
+        .map_err(|e| CompareError::Start(format!("cannot start the gateway {}: {e}", bin.display())))?;
+    Ok(ChildGuard(child))
+}
+
+async fn run_one(
+    options: &CompareOptions,
+    base: &Config,
+    model: &str,
+    stream: bool,
+    latency_ms: u64,
+) -> Result<LatencyRun, CompareError> {
+    let mock = mock::spawn(
+        "127.0.0.1:0".parse().map_err(|_| CompareError::Start("bad mock address".into()))?,
+        MockOptions {
+            latency: Duration::from_millis(latency_ms),
+            ..MockOptions::default()
+        },
+    )
+    .map_err(|e| CompareError::Start(format!("cannot start the mock provider: {e}")))?;
+    let gateway_addr = free_addr()?;
+    let config_path = write_gateway_config(base, &mock.base_url(), &gateway_addr.to_string())?;
+    let gateway = start_gateway(&options.gateway_bin, &config_path, options.gateway_cpu)?;
+    let ready = tokio::task::spawn_blocking(move || crate::server::wait_ready(gateway_addr)).await;
+    let _ = std::fs::remove_file(&config_path);
+    if !matches!(ready, Ok(Ok(()))) {
+        return Err(CompareError::Start(format!("the gateway did not become ready on {gateway_addr}")));
+    }
+    let pid = gateway.0.id();
+    let upstream_model = model.split_once('/').map(|(_, m)| m).unwrap_or(model);
+    let load_options = |url: String, body: Bytes, duration: Duration| LoadOptions {
+        url,
+        rate: options.rate,
+        duration,
+        max_in_flight: options.max_in_flight,
+        body: Some(body),
+        headers: Vec::new(),
+        stream,
+        timeout: Duration::from_secs(30),
+        allow_remote: false,
+    };
+    let direct_url = format!("{}/v1/chat/completions", mock.base_url());
+    let gateway_url = format!("http://{gateway_addr}/v1/chat/completions");
+    let direct_body = chat_body(upstream_model, stream);
+    let gateway_body = chat_body(model, stream);
+
+    if !options.warmup.is_zero() {
+        load::run(&load_options(direct_url.clone(), direct_body.clone(), options.warmup)).await?;
+        load::run(&load_options(gateway_url.clone(), gateway_body.clone(), options.warmup)).await?;
+    }
+    let direct = load::run(&load_options(direct_url, direct_body, options.duration)).await?;
+    let cpu_before = process::cpu_time(pid).unwrap_or_default();
+    let through = load::run(&load_options(gateway_url, gateway_body, options.duration)).await?;
+    let cpu_after = process::cpu_time(pid).unwrap_or_default();
+    let rss = process::peak_rss(pid).unwrap_or(0);
+    drop(gateway);
+    drop(mock);
+
+    let cpu = cpu_after.saturating_sub(cpu_before);
+    let per_request = if through.completed > 0 {
+        cpu.as_secs_f64() * 1e6 / through.completed as f64
+    } else {
+        0.0
+    };
+    let added_first_content_us = match (&through.first_content_us, &direct.first_content_us) {
+        (Some(g), Some(d)) => Some(g.minus(d)),
+        _ => None,
+    };
+    Ok(LatencyRun {
+        mock_latency_ms: latency_ms,
+        added_latency_us: through.latency_us.minus(&direct.latency_us),
+        added_first_content_us,
+        gateway_cpu_us_per_request: (per_request * 10.0).round() / 10.0,
+        gateway_cpu_ms: u64::try_from(cpu.as_millis()).unwrap_or(u64::MAX),
+        gateway_peak_rss_mb: (rss as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0,
+        direct,
+        gateway: through,
+    })
+}
+
+fn percentile_row(name: &str, p: &Percentiles) -> String {
+    format!(
+        "  {name:<14} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+        fmt_us(p.p50),
+        fmt_us(p.p90),
+        fmt_us(p.p99),
+        fmt_us(p.p999),
+        fmt_us(p.max)
+    )
+}
+
+fn signed_row(name: &str, p: &SignedPercentiles) -> String {
+    let f = |v: i64| format!("{v:+}µs");
+    format!(
+        "  {name:<14} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+        f(p.p50),
+        f(p.p90),
+        f(p.p99),
+        f(p.p999),
+        f(p.max)
+    )
+}
+
+impl CompareReport {
+    /// A human-readable summary.
+    pub fn table(&self) -> String {
+        if let Some(skipped) = &self.skipped {
+            return format!("{skipped}\n");
+        }
+        let mut out = String::new();
+        for run in &self.runs {
+            out.push_str(&format!(
+                "scenario {}  mock latency {} ms  rate {}/s for {}s{}{}\n",
+                self.scenario,
+                run.mock_latency_ms,
+                run.gateway.rate,
+                run.gateway.duration_s,
+                if run.gateway.stream { "  (stream)" } else { "" },
+                self.gateway_cpu.map(|c| format!("  gateway pinned to cpu {c}")).unwrap_or_default()
+            ));
+            out.push_str(&format!(
+                "  {:<14} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+                "latency", "p50", "p90", "p99", "p99.9", "max"
+            ));
+            out.push_str(&percentile_row("direct", &run.direct.latency_us));
+            out.push_str(&percentile_row("gateway", &run.gateway.latency_us));
+            out.push_str(&signed_row("added", &run.added_latency_us));
+            if let Some(added) = &run.added_first_content_us {
+                out.push_str(&signed_row("added 1st chunk", added));
+            }
+            out.push_str(&format!(
+                "  throughput     direct {:.1}/s  gateway {:.1}/s  (gateway statuses {:?}, errors {:?})\n",
+                run.direct.achieved_rate, run.gateway.achieved_rate, run.gateway.status_counts, run.gateway.errors
+            ));
+            out.push_str(&format!(
+                "  gateway        {:.1} µs CPU per request ({} ms over {} requests), peak RSS {:.1} MiB\n\n",
+                run.gateway_cpu_us_per_request, run.gateway_cpu_ms, run.gateway.completed, run.gateway_peak_rss_mb
+            ));
+        }
+        out
+    }
+}

@@ -1,0 +1,351 @@
+//! `asbru bench load`: an open-loop load generator. Requests are sent on a fixed schedule whatever
+//! the responses do, and every latency is measured from the request's *intended* send time, so a
+//! slow server cannot hide its queueing (no coordinated omission).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+
+use super::report::{LoadReport, Percentiles};
+
+/// Longest run accepted, so that every run is bounded.
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// Highest rate accepted.
+pub const MAX_RATE: f64 = 1_000_000.0;
+
+/// What to send, how fast, for how long.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// `http://host:port/path`.
+    pub url: String,
+    /// Requests per second.
+    pub rate: f64,
+    /// How long to keep sending.
+    pub duration: Duration,
+    /// Requests allowed in flight at once; beyond it, sends wait (and their latency grows).
+    pub max_in_flight: usize,
+    /// Request body (POST); `None` sends GET.
+    pub body: Option<Bytes>,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Read responses as SSE and time the chunks.
+    pub stream: bool,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Allow a non-loopback target.
+    pub allow_remote: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            url: String::new(),
+            rate: 100.0,
+            duration: Duration::from_secs(10),
+            max_in_flight: 256,
+            body: None,
+            headers: Vec::new(),
+            stream: false,
+            timeout: Duration::from_secs(30),
+            allow_remote: false,
+        }
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The URL is not `http://host:port/path`.
+    #[error("invalid --url {0:?}: expected http://host:port/path")]
+    Url(String),
+    /// The host is not loopback and `--allow-remote` was not given.
+    #[error("refusing to load non-loopback target {0}; pass --allow-remote to do it on purpose")]
+    Remote(String),
+    /// Rate, duration or in-flight limit out of bounds.
+    #[error("{0}")]
+    Bounds(String),
+    /// A header is malformed.
+    #[error("invalid header {0:?}: expected K:V")]
+    Header(String),
+}
+
+struct Target {
+    addr: SocketAddr,
+    authority: String,
+    path: String,
+}
+
+fn parse_target(url: &str, allow_remote: bool) -> Result<Target, LoadError> {
+    let uri: http::Uri = url.parse().map_err(|_| LoadError::Url(url.to_string()))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(LoadError::Url(url.to_string()));
+    }
+    let host = uri.host().ok_or_else(|| LoadError::Url(url.to_string()))?;
+    let port = uri.port_u16().unwrap_or(80);
+    let host_bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = match host_bare.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => (host_bare, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| LoadError::Url(url.to_string()))?,
+    };
+    if !addr.ip().is_loopback() && !allow_remote {
+        return Err(LoadError::Remote(addr.to_string()));
+    }
+    let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+    let path = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    Ok(Target { addr, authority, path })
+}
+
+/// Validates options and parses `K:V` headers.
+pub fn parse_header(raw: &str) -> Result<(String, String), LoadError> {
+    let (k, v) = raw.split_once(':').ok_or_else(|| LoadError::Header(raw.to_string()))?;
+    let k = k.trim();
+    if k.is_empty() {
+        return Err(LoadError::Header(raw.to_string()));
+    }
+    Ok((k.to_string(), v.trim().to_string()))
+}
+
+/// One request's measurements.
+#[derive(Debug)]
+enum Sample {
+    Done {
+        status: u16,
+        latency: Duration,
+        ttfb: Duration,
+        first_content: Option<Duration>,
+        gaps: Vec<Duration>,
+    },
+    Failed(&'static str),
+}
+
+fn histogram() -> Result<Histogram<u64>, LoadError> {
+    // 1 µs .. 1 h at 3 significant digits.
+    Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| LoadError::Bounds(format!("histogram: {e}")))
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Runs the load and returns the report. Bounded by `duration + timeout`.
+pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
+    if !(options.rate > 0.0 && options.rate <= MAX_RATE) {
+        return Err(LoadError::Bounds(format!("--rate must be in (0, {MAX_RATE}]")));
+    }
+    if options.duration.is_zero() || options.duration > MAX_DURATION {
+        return Err(LoadError::Bounds(format!("--duration must be in (0, {}s]", MAX_DURATION.as_secs())));
+    }
+    if options.max_in_flight == 0 {
+        return Err(LoadError::Bounds("--max-in-flight must be at least 1".into()));
+    }
+    let target = Arc::new(parse_target(&options.url, options.allow_remote)?);
+    let scheduled = (options.rate * options.duration.as_secs_f64()).round().max(1.0) as u64;
+    let connector = Arc::new(Connector::new(None));
+    let slots = Arc::new(Semaphore::new(options.max_in_flight));
+    let (tx, mut rx) = mpsc::unbounded_channel::<Sample>();
+    let request = Arc::new(RequestTemplate::new(&target, options)?);
+    let start = Instant::now() + Duration::from_millis(5);
+    let hard_stop = start + options.duration + options.timeout + Duration::from_secs(1);
+
+    let scheduler = {
+        let opts = options.clone();
+        tokio::spawn(async move {
+            let interval = 1.0 / opts.rate;
+            for i in 0..scheduled {
+                let intended = start + Duration::from_secs_f64(i as f64 * interval);
+                tokio::time::sleep_until(intended).await;
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let (connector, target, request, tx) = (connector.clone(), target.clone(), request.clone(), tx.clone());
+                let (timeout, stream) = (opts.timeout, opts.stream);
+                tokio::spawn(async move {
+                    let sample = match tokio::time::timeout(timeout, one(&connector, &target, &request, intended, stream)).await {
+                        Ok(sample) => sample,
+                        Err(_) => Sample::Failed("timeout"),
+                    };
+                    let _ = tx.send(sample);
+                    drop(permit);
+                });
+            }
+        })
+    };
+
+    let mut latency = histogram()?;
+    let mut ttfb = histogram()?;
+    let mut first_content = histogram()?;
+    let mut gaps = histogram()?;
+    let mut status_counts: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut received = 0u64;
+    let mut last_completion = start;
+    while received < scheduled {
+        let sample = match tokio::time::timeout_at(hard_stop, rx.recv()).await {
+            Ok(Some(sample)) => sample,
+            _ => break,
+        };
+        received += 1;
+        match sample {
+            Sample::Done {
+                status,
+                latency: l,
+                ttfb: t,
+                first_content: fc,
+                gaps: g,
+            } => {
+                last_completion = Instant::now();
+                *status_counts.entry(status).or_default() += 1;
+                let _ = latency.record(micros(l));
+                let _ = ttfb.record(micros(t));
+                if let Some(fc) = fc {
+                    let _ = first_content.record(micros(fc));
+                }
+                for gap in g {
+                    let _ = gaps.record(micros(gap));
+                }
+            }
+            Sample::Failed(kind) => *errors.entry(kind.to_string()).or_default() += 1,
+        }
+    }
+    scheduler.abort();
+    if received < scheduled {
+        *errors.entry("unfinished".to_string()).or_default() += scheduled - received;
+    }
+    let completed: u64 = status_counts.values().sum();
+    let elapsed = last_completion.saturating_duration_since(start).as_secs_f64().max(1e-9);
+    Ok(LoadReport {
+        url: options.url.clone(),
+        rate: options.rate,
+        duration_s: options.duration.as_secs_f64(),
+        stream: options.stream,
+        scheduled,
+        completed,
+        achieved_rate: (completed as f64 / elapsed * 10.0).round() / 10.0,
+        status_counts,
+        errors,
+        latency_us: Percentiles::of(&latency),
+        ttfb_us: Percentiles::of(&ttfb),
+        first_content_us: options.stream.then(|| Percentiles::of(&first_content)),
+        chunk_gap_us: options.stream.then(|| Percentiles::of(&gaps)),
+    })
+}
+
+struct RequestTemplate {
+    head: RequestHeader,
+    body: Option<Bytes>,
+}
+
+impl RequestTemplate {
+    fn new(target: &Target, options: &LoadOptions) -> Result<RequestTemplate, LoadError> {
+        let method = if options.body.is_some() { "POST" } else { "GET" };
+        let bad_url = || LoadError::Url(options.url.clone());
+        let mut head = RequestHeader::build(method, target.path.as_bytes(), None).map_err(|_| bad_url())?;
+        head.insert_header("host", target.authority.as_str()).map_err(|_| bad_url())?;
+        if let Some(body) = &options.body {
+            head.insert_header("content-type", "application/json").map_err(|_| bad_url())?;
+            head.insert_header("content-length", body.len().to_string()).map_err(|_| bad_url())?;
+        }
+        for (k, v) in &options.headers {
+            head.insert_header(k.clone(), v.as_str())
+                .map_err(|_| LoadError::Header(format!("{k}:{v}")))?;
+        }
+        Ok(RequestTemplate {
+            head,
+            body: options.body.clone(),
+        })
+    }
+}
+
+/// Whether an SSE chunk carries generated content (a non-empty `content` delta).
+fn has_content(chunk: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"content\":\"";
+    chunk
+        .windows(NEEDLE.len() + 1)
+        .any(|w| w.starts_with(NEEDLE) && w[NEEDLE.len()] != b'"')
+}
+
+async fn one(connector: &Connector, target: &Target, request: &RequestTemplate, intended: Instant, stream: bool) -> Sample {
+    let peer = HttpPeer::new(target.addr, false, String::new());
+    let Ok((mut session, _)) = connector.get_http_session(&peer).await else {
+        return Sample::Failed("connect");
+    };
+    if session.write_request_header(Box::new(request.head.clone())).await.is_err() {
+        return Sample::Failed("write");
+    }
+    if let Some(body) = &request.body
+        && session.write_request_body(body.clone(), true).await.is_err()
+    {
+        return Sample::Failed("write");
+    }
+    if session.finish_request_body().await.is_err() || session.read_response_header().await.is_err() {
+        return Sample::Failed("read");
+    }
+    let ttfb = intended.elapsed();
+    let status = session.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
+    let mut first_content = None;
+    let mut gaps = Vec::new();
+    let mut last_chunk: Option<Instant> = None;
+    loop {
+        match session.read_response_body().await {
+            Ok(Some(chunk)) => {
+                if stream {
+                    let now = Instant::now();
+                    if let Some(prev) = last_chunk {
+                        gaps.push(now - prev);
+                    }
+                    last_chunk = Some(now);
+                    if first_content.is_none() && has_content(&chunk) {
+                        first_content = Some(now.saturating_duration_since(intended));
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(_) => return Sample::Failed("read"),
+        }
+    }
+    let latency = intended.elapsed();
+    connector.release_http_session(session, &peer, Some(Duration::from_secs(60))).await;
+    Sample::Done {
+        status,
+        latency,
+        ttfb,
+        first_content,
+        gaps,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_and_headers() {
+        assert!(parse_target("http://127.0.0.1:8080/v1/chat/completions", false).is_ok());
+        assert!(parse_target("http://localhost:8080/x", false).is_ok());
+        assert!(matches!(parse_target("http://10.1.2.3:80/", false), Err(LoadError::Remote(_))));
+        assert!(parse_target("http://10.1.2.3:80/", true).is_ok());
+        assert!(matches!(parse_target("https://127.0.0.1/", false), Err(LoadError::Url(_))));
+        assert_eq!(parse_header("x-bf-vk: abc").expect("ok"), ("x-bf-vk".into(), "abc".into()));
+        assert!(parse_header("nocolon").is_err());
+    }
+
+    #[test]
+    fn content_detection() {
+        assert!(has_content(br#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#));
+        assert!(!has_content(br#"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#));
+        assert!(!has_content(b"data: [DONE]"));
+    }
+}
