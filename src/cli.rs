@@ -296,10 +296,13 @@ fn run_mock(args: MockArgs) -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
-        eprintln!("error: cannot start a runtime: {e}");
-        ExitCode::FAILURE
-    })
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start a runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 fn seconds(value: f64, flag: &str) -> Result<Duration, ExitCode> {
@@ -391,7 +394,10 @@ fn run_compare(args: CompareArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (duration, warmup) = match (seconds(args.duration, "--duration"), seconds(args.warmup, "--warmup")) {
+    let (duration, warmup) = match (
+        seconds(args.duration, "--duration"),
+        seconds(args.warmup, "--warmup"),
+    ) {
         (Ok(d), Ok(w)) => (d, w),
         (Err(code), _) | (_, Err(code)) => return code,
     };

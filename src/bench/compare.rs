@@ -54,7 +54,9 @@ pub const SCENARIOS: &[Scenario] = &[
         config: "",
         model: "openai/gpt-4o-mini",
         stream: false,
-        skip: Some("virtual keys, budgets, rate limits and request logging are not implemented yet"),
+        skip: Some(
+            "virtual keys, budgets, rate limits and request logging are not implemented yet",
+        ),
     },
     Scenario {
         name: "anthropic-stream",
@@ -157,18 +159,29 @@ impl Drop for ChildGuard {
 pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError> {
     let (label, config_text, model, scenario_stream) = match &options.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CompareError::Config(format!("cannot read {}: {e}", path.display())))?;
-            let model = options.model.clone().unwrap_or_else(|| "openai/gpt-4o-mini".to_string());
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CompareError::Config(format!("cannot read {}: {e}", path.display()))
+            })?;
+            let model = options
+                .model
+                .clone()
+                .unwrap_or_else(|| "openai/gpt-4o-mini".to_string());
             (path.display().to_string(), text, model, false)
         }
         None => {
-            let scenario = SCENARIOS.iter().find(|s| s.name == options.scenario).ok_or_else(|| {
-                CompareError::UnknownScenario(
-                    options.scenario.clone(),
-                    SCENARIOS.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
-                )
-            })?;
+            let scenario = SCENARIOS
+                .iter()
+                .find(|s| s.name == options.scenario)
+                .ok_or_else(|| {
+                    CompareError::UnknownScenario(
+                        options.scenario.clone(),
+                        SCENARIOS
+                            .iter()
+                            .map(|s| s.name)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    )
+                })?;
             if let Some(reason) = scenario.skip {
                 return Ok(CompareReport {
                     scenario: scenario.name.to_string(),
@@ -177,8 +190,16 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
                     skipped: Some(format!("scenario {} skipped: {reason}", scenario.name)),
                 });
             }
-            let model = options.model.clone().unwrap_or_else(|| scenario.model.to_string());
-            (scenario.name.to_string(), scenario.config.to_string(), model, scenario.stream)
+            let model = options
+                .model
+                .clone()
+                .unwrap_or_else(|| scenario.model.to_string());
+            (
+                scenario.name.to_string(),
+                scenario.config.to_string(),
+                model,
+                scenario.stream,
+            )
         }
     };
     let stream = options.stream.unwrap_or(scenario_stream);
@@ -213,20 +234,34 @@ fn free_addr() -> Result<std::net::SocketAddr, CompareError> {
         .map_err(|e| CompareError::Start(format!("no free port: {e}")))
 }
 
-fn write_gateway_config(base: &Config, mock_url: &str, listen: &str) -> Result<PathBuf, CompareError> {
+fn write_gateway_config(
+    base: &Config,
+    mock_url: &str,
+    listen: &str,
+) -> Result<PathBuf, CompareError> {
     let mut config = base.clone();
     config.server.listen = listen.to_string();
     config.mock = None;
     for provider in config.providers.values_mut() {
         provider.network_config.base_url = Some(mock_url.to_string());
     }
-    let path = std::env::temp_dir().join(format!("asbru-bench-{}-{}.json", std::process::id(), listen.replace([':', '.'], "-")));
-    let text = serde_json::to_string_pretty(&config).map_err(|e| CompareError::Config(e.to_string()))?;
-    std::fs::write(&path, text).map_err(|e| CompareError::Start(format!("cannot write {}: {e}", path.display())))?;
+    let path = std::env::temp_dir().join(format!(
+        "asbru-bench-{}-{}.json",
+        std::process::id(),
+        listen.replace([':', '.'], "-")
+    ));
+    let text =
+        serde_json::to_string_pretty(&config).map_err(|e| CompareError::Config(e.to_string()))?;
+    std::fs::write(&path, text)
+        .map_err(|e| CompareError::Start(format!("cannot write {}: {e}", path.display())))?;
     Ok(path)
 }
 
-fn start_gateway(bin: &Path, config: &Path, cpu: Option<usize>) -> Result<ChildGuard, CompareError> {
+fn start_gateway(
+    bin: &Path,
+    config: &Path,
+    cpu: Option<usize>,
+) -> Result<ChildGuard, CompareError> {
     let mut command = match cpu {
         Some(cpu) => {
             let mut c = Command::new("taskset");
@@ -243,9 +278,9 @@ fn start_gateway(bin: &Path, config: &Path, cpu: Option<usize>) -> Result<ChildG
         .env_remove("ASBRU_LISTEN")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
-    let child = command
-        .spawn()
-        .map_err(|e| CompareError::Start(format!("cannot start the gateway {}: {e}", bin.display())))?;
+    let child = command.spawn().map_err(|e| {
+        CompareError::Start(format!("cannot start the gateway {}: {e}", bin.display()))
+    })?;
     Ok(ChildGuard(child))
 }
 
@@ -257,7 +292,9 @@ async fn run_one(
     latency_ms: u64,
 ) -> Result<LatencyRun, CompareError> {
     let mock = mock::spawn(
-        "127.0.0.1:0".parse().map_err(|_| CompareError::Start("bad mock address".into()))?,
+        "127.0.0.1:0"
+            .parse()
+            .map_err(|_| CompareError::Start("bad mock address".into()))?,
         MockOptions {
             latency: Duration::from_millis(latency_ms),
             ..MockOptions::default()
@@ -270,7 +307,9 @@ async fn run_one(
     let ready = tokio::task::spawn_blocking(move || crate::server::wait_ready(gateway_addr)).await;
     let _ = std::fs::remove_file(&config_path);
     if !matches!(ready, Ok(Ok(()))) {
-        return Err(CompareError::Start(format!("the gateway did not become ready on {gateway_addr}")));
+        return Err(CompareError::Start(format!(
+            "the gateway did not become ready on {gateway_addr}"
+        )));
     }
     let pid = gateway.0.id();
     let upstream_model = model.split_once('/').map(|(_, m)| m).unwrap_or(model);
@@ -291,8 +330,18 @@ async fn run_one(
     let gateway_body = chat_body(model, stream);
 
     if !options.warmup.is_zero() {
-        load::run(&load_options(direct_url.clone(), direct_body.clone(), options.warmup)).await?;
-        load::run(&load_options(gateway_url.clone(), gateway_body.clone(), options.warmup)).await?;
+        load::run(&load_options(
+            direct_url.clone(),
+            direct_body.clone(),
+            options.warmup,
+        ))
+        .await?;
+        load::run(&load_options(
+            gateway_url.clone(),
+            gateway_body.clone(),
+            options.warmup,
+        ))
+        .await?;
     }
     let direct = load::run(&load_options(direct_url, direct_body, options.duration)).await?;
     let cpu_before = process::cpu_time(pid).unwrap_or_default();
@@ -362,7 +411,9 @@ impl CompareReport {
                 run.gateway.rate,
                 run.gateway.duration_s,
                 if run.gateway.stream { "  (stream)" } else { "" },
-                self.gateway_cpu.map(|c| format!("  gateway pinned to cpu {c}")).unwrap_or_default()
+                self.gateway_cpu
+                    .map(|c| format!("  gateway pinned to cpu {c}"))
+                    .unwrap_or_default()
             ));
             out.push_str(&format!(
                 "  {:<14} {:>9} {:>9} {:>9} {:>9} {:>9}\n",

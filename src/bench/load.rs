@@ -103,14 +103,26 @@ fn parse_target(url: &str, allow_remote: bool) -> Result<Target, LoadError> {
     if !addr.ip().is_loopback() && !allow_remote {
         return Err(LoadError::Remote(addr.to_string()));
     }
-    let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
-    let path = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
-    Ok(Target { addr, authority, path })
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    Ok(Target {
+        addr,
+        authority,
+        path,
+    })
 }
 
 /// Validates options and parses `K:V` headers.
 pub fn parse_header(raw: &str) -> Result<(String, String), LoadError> {
-    let (k, v) = raw.split_once(':').ok_or_else(|| LoadError::Header(raw.to_string()))?;
+    let (k, v) = raw
+        .split_once(':')
+        .ok_or_else(|| LoadError::Header(raw.to_string()))?;
     let k = k.trim();
     if k.is_empty() {
         return Err(LoadError::Header(raw.to_string()));
@@ -133,7 +145,8 @@ enum Sample {
 
 fn histogram() -> Result<Histogram<u64>, LoadError> {
     // 1 µs .. 1 h at 3 significant digits.
-    Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| LoadError::Bounds(format!("histogram: {e}")))
+    Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+        .map_err(|e| LoadError::Bounds(format!("histogram: {e}")))
 }
 
 fn micros(d: Duration) -> u64 {
@@ -143,16 +156,25 @@ fn micros(d: Duration) -> u64 {
 /// Runs the load and returns the report. Bounded by `duration + timeout`.
 pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
     if !(options.rate > 0.0 && options.rate <= MAX_RATE) {
-        return Err(LoadError::Bounds(format!("--rate must be in (0, {MAX_RATE}]")));
+        return Err(LoadError::Bounds(format!(
+            "--rate must be in (0, {MAX_RATE}]"
+        )));
     }
     if options.duration.is_zero() || options.duration > MAX_DURATION {
-        return Err(LoadError::Bounds(format!("--duration must be in (0, {}s]", MAX_DURATION.as_secs())));
+        return Err(LoadError::Bounds(format!(
+            "--duration must be in (0, {}s]",
+            MAX_DURATION.as_secs()
+        )));
     }
     if options.max_in_flight == 0 {
-        return Err(LoadError::Bounds("--max-in-flight must be at least 1".into()));
+        return Err(LoadError::Bounds(
+            "--max-in-flight must be at least 1".into(),
+        ));
     }
     let target = Arc::new(parse_target(&options.url, options.allow_remote)?);
-    let scheduled = (options.rate * options.duration.as_secs_f64()).round().max(1.0) as u64;
+    let scheduled = (options.rate * options.duration.as_secs_f64())
+        .round()
+        .max(1.0) as u64;
     let connector = Arc::new(Connector::new(None));
     let slots = Arc::new(Semaphore::new(options.max_in_flight));
     let (tx, mut rx) = mpsc::unbounded_channel::<Sample>();
@@ -166,14 +188,24 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
             let interval = 1.0 / opts.rate;
             for i in 0..scheduled {
                 let intended = start + Duration::from_secs_f64(i as f64 * interval);
-                tokio::time::sleep_until(intended).await;
+                wait_until(intended).await;
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     return;
                 };
-                let (connector, target, request, tx) = (connector.clone(), target.clone(), request.clone(), tx.clone());
+                let (connector, target, request, tx) = (
+                    connector.clone(),
+                    target.clone(),
+                    request.clone(),
+                    tx.clone(),
+                );
                 let (timeout, stream) = (opts.timeout, opts.stream);
                 tokio::spawn(async move {
-                    let sample = match tokio::time::timeout(timeout, one(&connector, &target, &request, intended, stream)).await {
+                    let sample = match tokio::time::timeout(
+                        timeout,
+                        one(&connector, &target, &request, intended, stream),
+                    )
+                    .await
+                    {
                         Ok(sample) => sample,
                         Err(_) => Sample::Failed("timeout"),
                     };
@@ -225,7 +257,10 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
         *errors.entry("unfinished".to_string()).or_default() += scheduled - received;
     }
     let completed: u64 = status_counts.values().sum();
-    let elapsed = last_completion.saturating_duration_since(start).as_secs_f64().max(1e-9);
+    let elapsed = last_completion
+        .saturating_duration_since(start)
+        .as_secs_f64()
+        .max(1e-9);
     Ok(LoadReport {
         url: options.url.clone(),
         rate: options.rate,
@@ -243,6 +278,20 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
     })
 }
 
+/// Tokio's timer wheel has millisecond granularity, and oversleeping would be charged to the
+/// target as latency. Sleep until shortly before the send time, then yield until it arrives.
+async fn wait_until(intended: Instant) {
+    const SPIN_WINDOW: Duration = Duration::from_micros(1500);
+    if let Some(coarse) = intended.checked_sub(SPIN_WINDOW)
+        && coarse > Instant::now()
+    {
+        tokio::time::sleep_until(coarse).await;
+    }
+    while Instant::now() < intended {
+        tokio::task::yield_now().await;
+    }
+}
+
 struct RequestTemplate {
     head: RequestHeader,
     body: Option<Bytes>,
@@ -250,13 +299,21 @@ struct RequestTemplate {
 
 impl RequestTemplate {
     fn new(target: &Target, options: &LoadOptions) -> Result<RequestTemplate, LoadError> {
-        let method = if options.body.is_some() { "POST" } else { "GET" };
+        let method = if options.body.is_some() {
+            "POST"
+        } else {
+            "GET"
+        };
         let bad_url = || LoadError::Url(options.url.clone());
-        let mut head = RequestHeader::build(method, target.path.as_bytes(), None).map_err(|_| bad_url())?;
-        head.insert_header("host", target.authority.as_str()).map_err(|_| bad_url())?;
+        let mut head =
+            RequestHeader::build(method, target.path.as_bytes(), None).map_err(|_| bad_url())?;
+        head.insert_header("host", target.authority.as_str())
+            .map_err(|_| bad_url())?;
         if let Some(body) = &options.body {
-            head.insert_header("content-type", "application/json").map_err(|_| bad_url())?;
-            head.insert_header("content-length", body.len().to_string()).map_err(|_| bad_url())?;
+            head.insert_header("content-type", "application/json")
+                .map_err(|_| bad_url())?;
+            head.insert_header("content-length", body.len().to_string())
+                .map_err(|_| bad_url())?;
         }
         for (k, v) in &options.headers {
             head.insert_header(k.clone(), v.as_str())
@@ -277,24 +334,41 @@ fn has_content(chunk: &[u8]) -> bool {
         .any(|w| w.starts_with(NEEDLE) && w[NEEDLE.len()] != b'"')
 }
 
-async fn one(connector: &Connector, target: &Target, request: &RequestTemplate, intended: Instant, stream: bool) -> Sample {
+async fn one(
+    connector: &Connector,
+    target: &Target,
+    request: &RequestTemplate,
+    intended: Instant,
+    stream: bool,
+) -> Sample {
     let peer = HttpPeer::new(target.addr, false, String::new());
     let Ok((mut session, _)) = connector.get_http_session(&peer).await else {
         return Sample::Failed("connect");
     };
-    if session.write_request_header(Box::new(request.head.clone())).await.is_err() {
-        return Sample::Failed("write");
-    }
-    if let Some(body) = &request.body
-        && session.write_request_body(body.clone(), true).await.is_err()
+    if session
+        .write_request_header(Box::new(request.head.clone()))
+        .await
+        .is_err()
     {
         return Sample::Failed("write");
     }
-    if session.finish_request_body().await.is_err() || session.read_response_header().await.is_err() {
+    if let Some(body) = &request.body
+        && session
+            .write_request_body(body.clone(), true)
+            .await
+            .is_err()
+    {
+        return Sample::Failed("write");
+    }
+    if session.finish_request_body().await.is_err() || session.read_response_header().await.is_err()
+    {
         return Sample::Failed("read");
     }
     let ttfb = intended.elapsed();
-    let status = session.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
+    let status = session
+        .response_header()
+        .map(|h| h.status.as_u16())
+        .unwrap_or(0);
     let mut first_content = None;
     let mut gaps = Vec::new();
     let mut last_chunk: Option<Instant> = None;
@@ -317,7 +391,9 @@ async fn one(connector: &Connector, target: &Target, request: &RequestTemplate, 
         }
     }
     let latency = intended.elapsed();
-    connector.release_http_session(session, &peer, Some(Duration::from_secs(60))).await;
+    connector
+        .release_http_session(session, &peer, Some(Duration::from_secs(60)))
+        .await;
     Sample::Done {
         status,
         latency,
@@ -335,17 +411,30 @@ mod tests {
     fn targets_and_headers() {
         assert!(parse_target("http://127.0.0.1:8080/v1/chat/completions", false).is_ok());
         assert!(parse_target("http://localhost:8080/x", false).is_ok());
-        assert!(matches!(parse_target("http://10.1.2.3:80/", false), Err(LoadError::Remote(_))));
+        assert!(matches!(
+            parse_target("http://10.1.2.3:80/", false),
+            Err(LoadError::Remote(_))
+        ));
         assert!(parse_target("http://10.1.2.3:80/", true).is_ok());
-        assert!(matches!(parse_target("https://127.0.0.1/", false), Err(LoadError::Url(_))));
-        assert_eq!(parse_header("x-bf-vk: abc").expect("ok"), ("x-bf-vk".into(), "abc".into()));
+        assert!(matches!(
+            parse_target("https://127.0.0.1/", false),
+            Err(LoadError::Url(_))
+        ));
+        assert_eq!(
+            parse_header("x-bf-vk: abc").expect("ok"),
+            ("x-bf-vk".into(), "abc".into())
+        );
         assert!(parse_header("nocolon").is_err());
     }
 
     #[test]
     fn content_detection() {
-        assert!(has_content(br#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#));
-        assert!(!has_content(br#"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#));
+        assert!(has_content(
+            br#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#
+        ));
+        assert!(!has_content(
+            br#"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#
+        ));
         assert!(!has_content(b"data: [DONE]"));
     }
 }

@@ -1,0 +1,146 @@
+//! The bundled bench tools run and report (figures are never asserted; speed is for benches).
+
+use std::process::Command;
+use std::time::Duration;
+
+use asbru::bench::load::{self, LoadError, LoadOptions};
+use asbru::bench::mock::MockOptions;
+use bytes::Bytes;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn load_reports_every_scheduled_request() {
+    let upstream = mock(MockOptions {
+        chunks: 3,
+        ..MockOptions::default()
+    });
+    let options = LoadOptions {
+        url: format!("{}/v1/chat/completions", upstream.base_url()),
+        rate: 200.0,
+        duration: Duration::from_millis(500),
+        body: Some(Bytes::from_static(
+            br#"{"model":"m","stream":true,"messages":[]}"#,
+        )),
+        stream: true,
+        ..LoadOptions::default()
+    };
+    let report = load::run(&options).await.expect("load runs");
+    assert_eq!(report.scheduled, 100);
+    assert_eq!(report.completed, 100);
+    assert_eq!(report.status_counts.get(&200), Some(&100));
+    assert_eq!(upstream.state.request_count(), 100);
+    assert_eq!(report.latency_us.count, 100);
+    let first_content = report.first_content_us.expect("stream figures");
+    assert_eq!(first_content.count, 100, "every stream had a content chunk");
+    assert!(report.chunk_gap_us.is_some());
+}
+
+#[tokio::test]
+async fn load_counts_failures_and_refuses_remote_targets() {
+    let dead = dead_address();
+    let options = LoadOptions {
+        url: format!("http://{dead}/v1/models"),
+        rate: 50.0,
+        duration: Duration::from_millis(200),
+        ..LoadOptions::default()
+    };
+    let report = load::run(&options).await.expect("load runs");
+    assert_eq!(report.completed, 0);
+    assert_eq!(report.errors.get("connect"), Some(&10));
+
+    let remote = LoadOptions {
+        url: "http://192.0.2.1:80/".into(),
+        ..LoadOptions::default()
+    };
+    assert!(matches!(
+        load::run(&remote).await,
+        Err(LoadError::Remote(_))
+    ));
+    let unbounded = LoadOptions {
+        url: format!("http://{dead}/"),
+        duration: Duration::from_secs(100_000),
+        ..LoadOptions::default()
+    };
+    assert!(matches!(
+        load::run(&unbounded).await,
+        Err(LoadError::Bounds(_))
+    ));
+}
+
+#[test]
+fn compare_smoke_produces_the_json_fields() {
+    let out = Command::new(env!("CARGO_BIN_EXE_asbru"))
+        .args([
+            "bench",
+            "compare",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--rate",
+            "50",
+            "--latency-ms",
+            "0",
+            "--json",
+        ])
+        .output()
+        .expect("run compare");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["scenario"], "passthrough");
+    let run = &report["runs"][0];
+    assert_eq!(run["mock_latency_ms"], 0);
+    assert_eq!(run["gateway"]["completed"], 50);
+    assert_eq!(run["direct"]["completed"], 50);
+    assert_eq!(run["gateway"]["status_counts"]["200"], 50);
+    for field in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(
+            run["added_latency_us"][field].is_i64(),
+            "added_latency_us.{field}"
+        );
+        assert!(
+            run["gateway"]["latency_us"][field].is_u64(),
+            "latency_us.{field}"
+        );
+    }
+    assert!(run["gateway_cpu_us_per_request"].is_number());
+    assert!(
+        run["gateway_peak_rss_mb"]
+            .as_f64()
+            .is_some_and(|mb| mb > 0.0)
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_asbru"))
+        .args(["bench", "compare", "--scenario", "governance", "--json"])
+        .output()
+        .expect("run compare");
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert!(
+        report["skipped"]
+            .as_str()
+            .is_some_and(|s| s.contains("not implemented yet"))
+    );
+}
+
+#[test]
+fn load_cli_refuses_non_loopback() {
+    let out = Command::new(env!("CARGO_BIN_EXE_asbru"))
+        .args([
+            "bench",
+            "load",
+            "--url",
+            "http://192.0.2.1/",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .expect("run load");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-remote"));
+}
