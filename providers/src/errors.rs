@@ -132,6 +132,104 @@ pub fn sse_error_event(error: &WireError, ctx: &ErrorContext<'_>) -> Vec<u8> {
     out
 }
 
+/// Anthropic's error `type` for a status, used when the gateway itself answers on `/anthropic`.
+pub fn anthropic_type_for_status(status: u16) -> &'static str {
+    match status {
+        400 | 405 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        529 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
+/// Renders `error` in Anthropic's shape: `{"type":"error","error":{"type":...,"message":...}}`.
+pub fn anthropic_body(error: &WireError) -> Vec<u8> {
+    const ANTHROPIC_TYPES: [&str; 9] = [
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "request_too_large",
+        "rate_limit_error",
+        "overloaded_error",
+        "billing_error",
+        "timeout_error",
+        "invalid_request_error",
+    ];
+    // Keep a specific Anthropic type; map anything else (OpenAI's types, generic ones) by status.
+    let kind = if ANTHROPIC_TYPES.contains(&error.error_type)
+        && !(error.error_type == "invalid_request_error" && error.status != 400)
+    {
+        error.error_type
+    } else {
+        anthropic_type_for_status(error.status)
+    };
+    let body =
+        serde_json::json!({"type": "error", "error": {"type": kind, "message": error.message}});
+    serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"type\":\"error\"}".to_vec())
+}
+
+/// A mid-stream error event for Anthropic streams.
+pub fn anthropic_sse_error_event(error: &WireError) -> Vec<u8> {
+    let mut out = Vec::new();
+    crate::sse::write_event(&mut out, "error", &anthropic_body(error));
+    out
+}
+
+const KNOWN_TYPES: [&str; 14] = [
+    "invalid_request_error",
+    "authentication_error",
+    "permission_error",
+    "not_found_error",
+    "rate_limit_error",
+    "api_error",
+    "overloaded_error",
+    "request_too_large",
+    "billing_error",
+    "timeout_error",
+    "server_error",
+    "insufficient_quota",
+    "tokens",
+    "requests",
+];
+
+fn known_type(kind: &str, status: u16) -> &'static str {
+    KNOWN_TYPES
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or(if status >= 500 {
+            "api_error"
+        } else {
+            "invalid_request_error"
+        })
+}
+
+/// An upstream's error reply in a foreign wire, as a [`WireError`] keeping its status, type and
+/// message, for rendering in the ingress format. Accepts Anthropic and OpenAI error shapes.
+pub fn from_upstream(status: u16, body: &[u8]) -> WireError {
+    let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let detail = &parsed["error"];
+    let message = detail["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("the provider answered with status {status}"));
+    let kind = detail["type"].as_str().unwrap_or("");
+    WireError {
+        status,
+        is_bifrost_error: false,
+        error_type: known_type(kind, status),
+        code: None,
+        message,
+        decision: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,3 +1,4 @@
 //! Serde views of each provider's native API.
 
+pub mod anthropic;
 pub mod openai;

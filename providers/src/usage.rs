@@ -1,0 +1,207 @@
+//! One usage record for every path, stream and non-stream, whatever the upstream's wire. Input
+//! counts every prompt token once, cache reads and cache writes included.
+
+use serde::{Deserialize, Serialize};
+
+use crate::formats::anthropic::types::AnthropicUsage;
+use crate::formats::openai::types::{CompletionTokensDetails, OpenAiUsage, PromptTokensDetails};
+
+/// Token usage of one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// All prompt tokens, cached or not.
+    pub input_tokens: u64,
+    /// Generated tokens, reasoning included.
+    pub output_tokens: u64,
+    /// Prompt tokens read from a cache (part of `input_tokens`).
+    pub cache_read_tokens: u64,
+    /// Prompt tokens written to a cache (part of `input_tokens`).
+    pub cache_write_tokens: u64,
+    /// Reasoning tokens (part of `output_tokens`).
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// From OpenAI's usage object.
+    pub fn from_openai(u: &OpenAiUsage) -> Usage {
+        let details = u.prompt_tokens_details.as_ref();
+        Usage {
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+            cache_read_tokens: details.map(|d| d.cached_tokens).unwrap_or(0),
+            cache_write_tokens: details.and_then(|d| d.cached_write_tokens).unwrap_or(0),
+            reasoning_tokens: u
+                .completion_tokens_details
+                .as_ref()
+                .map(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+        }
+    }
+
+    /// From Anthropic's usage object, where `input_tokens` excludes cached tokens.
+    pub fn from_anthropic(u: &AnthropicUsage) -> Usage {
+        let read = u.cache_read_input_tokens.unwrap_or(0);
+        let write = u.cache_creation_input_tokens.unwrap_or(0);
+        Usage {
+            input_tokens: u.input_tokens + read + write,
+            output_tokens: u.output_tokens,
+            cache_read_tokens: read,
+            cache_write_tokens: write,
+            reasoning_tokens: 0,
+        }
+    }
+
+    /// As OpenAI's usage object.
+    pub fn to_openai(&self) -> OpenAiUsage {
+        let cached = self.cache_read_tokens > 0 || self.cache_write_tokens > 0;
+        OpenAiUsage {
+            prompt_tokens: self.input_tokens,
+            completion_tokens: self.output_tokens,
+            total_tokens: self.input_tokens + self.output_tokens,
+            prompt_tokens_details: cached.then(|| PromptTokensDetails {
+                cached_tokens: self.cache_read_tokens,
+                cached_write_tokens: (self.cache_write_tokens > 0)
+                    .then_some(self.cache_write_tokens),
+            }),
+            completion_tokens_details: (self.reasoning_tokens > 0).then_some(
+                CompletionTokensDetails {
+                    reasoning_tokens: self.reasoning_tokens,
+                },
+            ),
+        }
+    }
+
+    /// As Anthropic's usage object.
+    pub fn to_anthropic(&self) -> AnthropicUsage {
+        AnthropicUsage {
+            input_tokens: self
+                .input_tokens
+                .saturating_sub(self.cache_read_tokens + self.cache_write_tokens),
+            output_tokens: self.output_tokens,
+            cache_creation_input_tokens: (self.cache_write_tokens > 0)
+                .then_some(self.cache_write_tokens),
+            cache_read_input_tokens: (self.cache_read_tokens > 0).then_some(self.cache_read_tokens),
+        }
+    }
+
+    /// Adds what a later stream event reports (Anthropic sends input first and output last).
+    pub fn merge_max(&mut self, other: Usage) {
+        self.input_tokens = self.input_tokens.max(other.input_tokens);
+        self.output_tokens = self.output_tokens.max(other.output_tokens);
+        self.cache_read_tokens = self.cache_read_tokens.max(other.cache_read_tokens);
+        self.cache_write_tokens = self.cache_write_tokens.max(other.cache_write_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.max(other.reasoning_tokens);
+    }
+}
+
+#[derive(Deserialize)]
+struct WithOpenAiUsage {
+    #[serde(default)]
+    usage: Option<OpenAiUsage>,
+}
+
+#[derive(Deserialize)]
+struct WithAnthropicUsage {
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+    #[serde(default)]
+    message: Option<Box<WithAnthropicUsage>>,
+}
+
+/// Usage from an OpenAI response body or chunk, reading nothing else.
+pub fn from_openai_json(body: &[u8]) -> Option<Usage> {
+    let parsed: WithOpenAiUsage = serde_json::from_slice(body).ok()?;
+    parsed.usage.as_ref().map(Usage::from_openai)
+}
+
+/// Usage from an Anthropic response body or stream event (`message_start` nests it in `message`).
+pub fn from_anthropic_json(body: &[u8]) -> Option<Usage> {
+    let parsed: WithAnthropicUsage = serde_json::from_slice(body).ok()?;
+    match (parsed.usage, parsed.message.and_then(|m| m.usage)) {
+        (Some(u), _) | (None, Some(u)) => Some(Usage::from_anthropic(&u)),
+        (None, None) => None,
+    }
+}
+
+/// The wire whose SSE a [`StreamUsage`] watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamWire {
+    /// OpenAI `data:` chunks.
+    OpenAi,
+    /// Anthropic events.
+    Anthropic,
+}
+
+/// Reads usage from a stream relayed verbatim, without changing it.
+pub struct StreamUsage {
+    wire: StreamWire,
+    splitter: crate::sse::SseSplitter,
+    usage: Usage,
+}
+
+impl StreamUsage {
+    /// Watches a stream of `wire`.
+    pub fn new(wire: StreamWire) -> StreamUsage {
+        StreamUsage {
+            wire,
+            splitter: crate::sse::SseSplitter::new(),
+            usage: Usage::default(),
+        }
+    }
+
+    /// Looks at the next piece of the stream.
+    pub fn observe(&mut self, bytes: &[u8]) {
+        self.splitter.feed(bytes);
+        while let Some(event) = self.splitter.next_event() {
+            if !event.data.contains("usage") {
+                continue;
+            }
+            let found = match self.wire {
+                StreamWire::OpenAi => from_openai_json(event.data.as_bytes()),
+                StreamWire::Anthropic => from_anthropic_json(event.data.as_bytes()),
+            };
+            if let Some(found) = found {
+                self.usage.merge_max(found);
+            }
+        }
+    }
+
+    /// Usage seen so far.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anthropic_cache_tokens_are_counted_once() {
+        let u = from_anthropic_json(
+            br#"{"usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":100,"cache_creation_input_tokens":20}}"#,
+        )
+        .expect("usage");
+        assert_eq!(u.input_tokens, 130);
+        assert_eq!(u.cache_read_tokens, 100);
+        let openai = u.to_openai();
+        assert_eq!(openai.prompt_tokens, 130);
+        assert_eq!(openai.total_tokens, 135);
+        assert_eq!(
+            openai.prompt_tokens_details.expect("details").cached_tokens,
+            100
+        );
+        assert_eq!(u.to_anthropic().input_tokens, 10);
+    }
+
+    #[test]
+    fn stream_usage_from_both_wires() {
+        let mut s = StreamUsage::new(StreamWire::Anthropic);
+        s.observe(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":9}}\n\n");
+        assert_eq!(s.usage().input_tokens, 7);
+        assert_eq!(s.usage().output_tokens, 9);
+        let mut s = StreamUsage::new(StreamWire::OpenAi);
+        s.observe(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}\n\ndata: [DONE]\n\n");
+        assert_eq!(s.usage().output_tokens, 4);
+    }
+}

@@ -1,0 +1,183 @@
+//! Golden tests: a native request or reply in, the exact expected translation out, for every
+//! fixture under `tests/fixtures/`. Run with `ASBRU_UPDATE_GOLDEN=1` to rewrite the expected files
+//! after an intended change, then review the diff.
+
+use std::path::{Path, PathBuf};
+
+use asbru_providers::adapters::chat_stream::ChatToMessagesStream;
+use asbru_providers::adapters::messages_stream::MessagesToChatStream;
+use asbru_providers::adapters::{chat_to_messages, messages_to_chat};
+use asbru_providers::errors::{self, ErrorContext};
+use serde_json::Value;
+
+const CREATED: u64 = 1_700_000_000;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn updating() -> bool {
+    std::env::var_os("ASBRU_UPDATE_GOLDEN").is_some()
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn check_json(expected_path: &Path, actual: &Value) {
+    if updating() {
+        let text = serde_json::to_string_pretty(actual).expect("json") + "\n";
+        std::fs::write(expected_path, text).expect("write golden");
+        return;
+    }
+    let expected = read_json(expected_path);
+    assert_eq!(
+        actual,
+        &expected,
+        "{} differs:\nactual:   {}\nexpected: {}",
+        expected_path.display(),
+        actual,
+        expected
+    );
+}
+
+fn cases(dir: &str) -> Vec<PathBuf> {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(fixtures().join(dir))
+        .expect("fixture dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 8, "expected the eight golden cases in {dir}");
+    cases
+}
+
+fn upstream_model(model: &str) -> &str {
+    model.split_once('/').map(|(_, m)| m).unwrap_or(model)
+}
+
+#[test]
+fn openai_chat_to_anthropic_and_back() {
+    for case in cases("chat_to_messages") {
+        let input = read_json(&case.join("request.openai.json"));
+        let chat = serde_json::from_value(input).expect("openai request parses");
+        let model = {
+            let raw: &asbru_providers::formats::openai::types::ChatRequest = &chat;
+            upstream_model(&raw.model).to_string()
+        };
+        let translated = chat_to_messages::request(chat, &model).expect("translates");
+        check_json(
+            &case.join("request.anthropic.json"),
+            &serde_json::to_value(&translated).expect("json"),
+        );
+
+        let reply = read_json(&case.join("response.anthropic.json"));
+        let actual = if case.ends_with("error") {
+            let err = errors::from_upstream(529, reply.to_string().as_bytes());
+            let ctx = ErrorContext {
+                request_id: Some("req-1"),
+                provider: Some("anthropic"),
+                model_requested: Some("anthropic/claude-sonnet-4"),
+                request_type: Some("chat_completion"),
+            };
+            serde_json::from_slice(&errors::bifrost_body(&err, &ctx)).expect("json")
+        } else {
+            let reply = serde_json::from_value(reply).expect("anthropic reply parses");
+            serde_json::to_value(chat_to_messages::response(reply, CREATED)).expect("json")
+        };
+        check_json(&case.join("response.openai.json"), &actual);
+    }
+}
+
+#[test]
+fn anthropic_messages_to_openai_and_back() {
+    for case in cases("messages_to_chat") {
+        let input = read_json(&case.join("request.anthropic.json"));
+        let req: asbru_providers::formats::anthropic::types::MessagesRequest =
+            serde_json::from_value(input).expect("anthropic request parses");
+        let model = upstream_model(&req.model).to_string();
+        let translated = messages_to_chat::request(req, &model).expect("translates");
+        check_json(
+            &case.join("request.openai.json"),
+            &serde_json::to_value(&translated).expect("json"),
+        );
+
+        let reply = read_json(&case.join("response.openai.json"));
+        let actual = if case.ends_with("error") {
+            let err = errors::from_upstream(429, reply.to_string().as_bytes());
+            serde_json::from_slice(&errors::anthropic_body(&err)).expect("json")
+        } else {
+            let reply = serde_json::from_value(reply).expect("openai reply parses");
+            serde_json::to_value(messages_to_chat::response(reply).expect("translates"))
+                .expect("json")
+        };
+        check_json(&case.join("response.anthropic.json"), &actual);
+    }
+}
+
+/// Feeds `input` split at `cut` (and, for cut 0, one byte at a time) through a translator.
+fn translate_split(input: &[u8], cut: usize, mut feed: impl FnMut(&[u8], &mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::new();
+    if cut == 0 {
+        for byte in input.chunks(1) {
+            feed(byte, &mut out);
+        }
+    } else {
+        feed(&input[..cut], &mut out);
+        feed(&input[cut..], &mut out);
+    }
+    out
+}
+
+fn check_stream(
+    name: &str,
+    expected_suffix: &str,
+    mut make: impl FnMut() -> Box<dyn FnMut(&[u8], &mut Vec<u8>)>,
+) {
+    let dir = fixtures().join("streams");
+    let input = std::fs::read(dir.join(format!("{name}.sse"))).expect("stream fixture");
+    let expected_path = dir.join(format!("{name}.{expected_suffix}.sse"));
+    let whole = translate_split(&input, input.len(), make());
+    if updating() {
+        std::fs::write(&expected_path, &whole).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read(&expected_path).expect("expected stream");
+    assert_eq!(
+        String::from_utf8_lossy(&whole),
+        String::from_utf8_lossy(&expected),
+        "{name}: whole-input translation differs"
+    );
+    for cut in 0..input.len() {
+        let split = translate_split(&input, cut, make());
+        assert!(
+            split == expected,
+            "{name}: output differs when the input is split at byte {cut}"
+        );
+    }
+}
+
+#[test]
+fn anthropic_streams_to_openai_chunks() {
+    for name in [
+        "anthropic_text",
+        "anthropic_tools_thinking",
+        "anthropic_error",
+    ] {
+        check_stream(name, "openai", || {
+            let mut t = MessagesToChatStream::new(CREATED);
+            Box::new(move |bytes, out| t.feed(bytes, out))
+        });
+    }
+}
+
+#[test]
+fn openai_streams_to_anthropic_events() {
+    for name in ["openai_text", "openai_tools"] {
+        check_stream(name, "anthropic", || {
+            let mut t = ChatToMessagesStream::new("gpt-4o");
+            Box::new(move |bytes, out| t.feed(bytes, out))
+        });
+    }
+}
