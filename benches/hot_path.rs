@@ -76,11 +76,5 @@ fn filter_chain(c: &mut Criterion) {
     });
 }
 
-criterion_group!(
-    benches,
-    route_match,
-    body_rewrite,
-    key_selection,
-    filter_chain
-);
+criterion_group!(benches, route_match, body_rewrite, key_selection, filter_chain);
 criterion_main!(benches);

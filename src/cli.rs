@@ -263,10 +263,7 @@ fn run_mock(args: MockArgs) -> ExitCode {
         fail_first: args.fail_first,
         ..MockOptions::default()
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start a runtime: {e}");
@@ -283,11 +280,7 @@ fn run_mock(args: MockArgs) -> ExitCode {
         };
         tracing::info!("mock provider listening on http://{}", args.listen);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let serving = tokio::spawn(mock::serve(
-            listener,
-            mock::MockState::new(options),
-            stop_rx,
-        ));
+        let serving = tokio::spawn(mock::serve(listener, mock::MockState::new(options), stop_rx));
         let _ = tokio::signal::ctrl_c().await;
         let _ = stop.send(true);
         let _ = serving.await;
@@ -394,10 +387,7 @@ fn run_compare(args: CompareArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (duration, warmup) = match (
-        seconds(args.duration, "--duration"),
-        seconds(args.warmup, "--warmup"),
-    ) {
+    let (duration, warmup) = match (seconds(args.duration, "--duration"), seconds(args.warmup, "--warmup")) {
         (Ok(d), Ok(w)) => (d, w),
         (Err(code), _) | (_, Err(code)) => return code,
     };

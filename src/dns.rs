@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use asbru_store::Snapshot;
+use asbru_store::snapshot::Upstream;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -19,23 +20,29 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 /// previous addresses and logs a warning.
 pub fn resolve_all(snapshot: &Snapshot) {
     for provider in snapshot.providers.values() {
-        let upstream = &provider.upstream;
-        if !upstream.needs_dns() {
-            continue;
-        }
-        match (upstream.host.as_str(), upstream.port).to_socket_addrs() {
-            Ok(addrs) => {
-                let addrs: Vec<_> = addrs.collect();
-                if addrs.is_empty() {
-                    tracing::warn!(provider = %provider.name, host = %upstream.host, "host name resolved to no address");
-                } else if **upstream.addrs.load() != addrs {
-                    upstream.addrs.store(Arc::new(addrs));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(provider = %provider.name, host = %upstream.host, "cannot resolve host name: {e}")
+        resolve(&provider.name, &provider.upstream);
+        for key in &provider.keys {
+            if let Some(azure) = &key.azure {
+                resolve(&provider.name, &azure.upstream);
             }
         }
+    }
+}
+
+fn resolve(provider: &str, upstream: &Upstream) {
+    if !upstream.needs_dns() {
+        return;
+    }
+    match (upstream.host.as_str(), upstream.port).to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            if addrs.is_empty() {
+                tracing::warn!(provider, host = %upstream.host, "host name resolved to no address");
+            } else if **upstream.addrs.load() != addrs {
+                upstream.addrs.store(Arc::new(addrs));
+            }
+        }
+        Err(e) => tracing::warn!(provider, host = %upstream.host, "cannot resolve host name: {e}"),
     }
 }
 

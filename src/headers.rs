@@ -57,17 +57,11 @@ mod tests {
     #[test]
     fn extra_headers_respect_the_denylist() {
         let mut req = RequestHeader::build("POST", b"/", None).expect("header");
-        req.insert_header("x-bf-eh-openai-organization", "org-1")
-            .expect("h");
-        req.insert_header("x-bf-eh-authorization", "Bearer stolen")
-            .expect("h");
+        req.insert_header("x-bf-eh-openai-organization", "org-1").expect("h");
+        req.insert_header("x-bf-eh-authorization", "Bearer stolen").expect("h");
         req.insert_header("x-bf-eh-x-bf-vk", "vk").expect("h");
-        req.insert_header("authorization", "Bearer client")
-            .expect("h");
+        req.insert_header("authorization", "Bearer client").expect("h");
         let forwarded = extra_headers(&req);
-        assert_eq!(
-            forwarded,
-            vec![("openai-organization".to_string(), b"org-1".to_vec())]
-        );
+        assert_eq!(forwarded, vec![("openai-organization".to_string(), b"org-1".to_vec())]);
     }
 }

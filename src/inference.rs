@@ -1,5 +1,5 @@
-//! The inference handler for OpenAI-shaped routes: read the body under the cap, read its head,
-//! run the filter chain, then hand the plan of attempts to the forwarder.
+//! The inference handler for OpenAI- and Anthropic-shaped routes: read the body under the cap,
+//! read its head, run the filter chain, then hand the plan of attempts to the forwarder.
 
 use std::sync::Arc;
 
@@ -12,7 +12,20 @@ use pingora::proxy::Session;
 
 use crate::forward::{self, Exchange};
 use crate::respond;
+use crate::routes::Ingress;
 use crate::state::Gateway;
+
+/// Where the model comes from.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The body's `model`, with this provider assumed when it has no prefix.
+    Model {
+        /// Provider implied by the route.
+        default_provider: Option<&'static str>,
+    },
+    /// An Azure SDK path's deployment (`azure/<deployment>`, or `<provider>/<model>` if prefixed).
+    AzureDeployment(String),
+}
 
 /// Handles one inference request end to end.
 pub async fn handle(
@@ -20,7 +33,8 @@ pub async fn handle(
     session: &mut Session,
     request_id: &str,
     request_type: RequestType,
-    default_provider: Option<&'static str>,
+    ingress: Ingress,
+    target: Target,
 ) -> pingora::Result<()> {
     let snapshot = state.snapshot.load_full();
     let mut err_ctx = ErrorContext {
@@ -40,25 +54,31 @@ pub async fn handle(
                     "request body is larger than the {limit_mb} MB limit (server.max_request_body_size_mb)"
                 ))
             };
-            return respond::error(session, &err, &err_ctx).await;
+            return respond::error(session, ingress, &err, &err_ctx).await;
         }
     };
     let head = match RequestHead::parse(&body) {
         Ok(head) => head,
         Err(BodyError::Malformed(reason)) => {
             let err = WireError::bad_request(format!("invalid JSON in request body: {reason}"));
-            return respond::error(session, &err, &err_ctx).await;
+            return respond::error(session, ingress, &err, &err_ctx).await;
         }
         Err(BodyError::InvalidField(reason)) => {
-            return respond::error(session, &WireError::bad_request(reason), &err_ctx).await;
+            return respond::error(session, ingress, &WireError::bad_request(reason), &err_ctx).await;
         }
     };
     if head.stream {
         err_ctx.request_type = Some(request_type.stream_name());
     }
-    let Some(model_requested) = head.model.clone() else {
-        let err = WireError::bad_request("model is required (format: provider/model)");
-        return respond::error(session, &err, &err_ctx).await;
+    let (model_requested, default_provider) = match target {
+        Target::Model { default_provider } => match head.model.clone() {
+            Some(model) => (model, default_provider),
+            None => {
+                let err = WireError::bad_request("model is required (format: provider/model)");
+                return respond::error(session, ingress, &err, &err_ctx).await;
+            }
+        },
+        Target::AzureDeployment(deployment) => (deployment, Some("azure")),
     };
     err_ctx.model_requested = Some(&model_requested);
     let request = GatewayRequest {
@@ -70,23 +90,22 @@ pub async fn handle(
     };
     let decision = match state.chain.run(&snapshot, &request) {
         Ok(decision) => decision,
-        Err(rejection) => {
-            return respond::error(session, &rejection_to_wire(rejection), &err_ctx).await;
-        }
+        Err(rejection) => return respond::error(session, ingress, &rejection_to_wire(rejection), &err_ctx).await,
     };
+    let req_headers = &session.req_header().headers;
+    let header = |name: &str| req_headers.get(name).map(|v| v.as_bytes().to_vec());
     let exchange = Exchange {
         request_id,
         request_type,
+        ingress,
         stream: head.stream,
         head: &head,
         body: &body,
         model_requested: &model_requested,
         forwarded_headers: crate::headers::extra_headers(session.req_header()),
-        accept: session
-            .req_header()
-            .headers
-            .get("accept")
-            .map(|v| v.as_bytes().to_vec()),
+        accept: header("accept"),
+        anthropic_version: header("anthropic-version"),
+        anthropic_beta: header("anthropic-beta"),
     };
     forward::run(state, session, &exchange, &decision.plan).await
 }

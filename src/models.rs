@@ -12,9 +12,10 @@ use pingora::proxy::Session;
 use serde_json::{Value, json};
 use tokio::time::{Instant, timeout_at};
 
-use crate::forward::{self, UpstreamRequest};
 use crate::respond;
+use crate::routes::Ingress;
 use crate::state::Gateway;
+use crate::upstream::{self, UpstreamRequest};
 
 const MAX_LIST_BODY: usize = 8 * 1024 * 1024;
 const LIST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -44,17 +45,15 @@ pub async fn list(
         Some(name) => match snapshot.provider(name) {
             Some(p) => vec![p.clone()],
             None => {
-                let err = WireError::bad_request(format!(
-                    "provider {name:?} is not configured on this gateway"
-                ));
-                return respond::error(session, &err, &err_ctx).await;
+                let err = WireError::bad_request(format!("provider {name:?} is not configured on this gateway"));
+                return respond::error(session, Ingress::OpenAi, &err, &err_ctx).await;
             }
         },
         None => snapshot
             .provider_names
             .iter()
             .filter_map(|n| snapshot.provider(n).cloned())
-            .filter(|p| p.wire.is_supported())
+            .filter(|p| p.path(RequestType::ListModels).is_some())
             .collect(),
     };
     let prefix_ids = default_provider.is_none();
@@ -95,7 +94,7 @@ pub async fn list(
         && attempted > 0
         && let Some(err) = first_error
     {
-        return respond::error(session, &err, &err_ctx).await;
+        return respond::error(session, Ingress::OpenAi, &err, &err_ctx).await;
     }
     let body = json!({"object": "list", "data": data});
     respond::json(session, 200, body.to_string().into_bytes(), request_id).await
@@ -109,34 +108,31 @@ async fn fetch(state: &Gateway, provider: &ProviderRuntime) -> Result<Vec<Value>
             WireError::gateway(
                 500,
                 "api_error",
-                format!(
-                    "no usable keys are configured for provider {}",
-                    provider.name
-                ),
+                format!("no usable keys are configured for provider {}", provider.name),
             )
         })?)
     };
+    let path = provider
+        .path(RequestType::ListModels)
+        .ok_or_else(|| WireError::bad_request(format!("provider {} has no model listing", provider.name)))?;
     let request = UpstreamRequest {
         method: "GET",
-        path: provider.path(RequestType::ListModels),
+        path,
         body: None,
         accept: None,
         forwarded: &[],
+        anthropic_version: None,
+        anthropic_beta: None,
     };
     let deadline = Instant::now() + LIST_TIMEOUT.min(provider.network.request_timeout);
-    let (mut upstream, peer) = forward::exchange(state, provider, key, &request, deadline)
+    let (mut upstream, peer) = upstream::send(state, provider, &provider.upstream, key, &request, deadline)
         .await
         .map_err(|e| e.error)?;
-    let status = upstream
-        .response_header()
-        .map(|h| h.status.as_u16())
-        .unwrap_or(502);
+    let status = upstream.response_header().map(|h| h.status.as_u16()).unwrap_or(502);
     let mut body = BytesMut::new();
     loop {
         match timeout_at(deadline, upstream.read_response_body()).await {
-            Ok(Ok(Some(chunk))) if body.len() + chunk.len() <= MAX_LIST_BODY => {
-                body.extend_from_slice(&chunk)
-            }
+            Ok(Ok(Some(chunk))) if body.len() + chunk.len() <= MAX_LIST_BODY => body.extend_from_slice(&chunk),
             Ok(Ok(None)) => break,
             _ => {
                 return Err(WireError::gateway(
@@ -147,28 +143,19 @@ async fn fetch(state: &Gateway, provider: &ProviderRuntime) -> Result<Vec<Value>
             }
         }
     }
-    state
-        .connector
-        .release_http_session(upstream, &peer, None)
-        .await;
+    state.connector.release_http_session(upstream, &peer, None).await;
     if !(200..300).contains(&status) {
         return Err(WireError::gateway(
             status,
             "api_error",
-            format!(
-                "provider {} answered {status} to the model listing",
-                provider.name
-            ),
+            format!("provider {} answered {status} to the model listing", provider.name),
         ));
     }
     let parsed: Value = serde_json::from_slice(&body).map_err(|_| {
         WireError::gateway(
             502,
             "api_error",
-            format!(
-                "provider {} sent a model list that is not JSON",
-                provider.name
-            ),
+            format!("provider {} sent a model list that is not JSON", provider.name),
         )
     })?;
     match parsed.get("data") {
@@ -176,10 +163,7 @@ async fn fetch(state: &Gateway, provider: &ProviderRuntime) -> Result<Vec<Value>
         _ => Err(WireError::gateway(
             502,
             "api_error",
-            format!(
-                "provider {} sent a model list without `data`",
-                provider.name
-            ),
+            format!("provider {} sent a model list without `data`", provider.name),
         )),
     }
 }

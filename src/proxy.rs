@@ -9,7 +9,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use asbru_providers::errors::{ErrorContext, WireError};
 
-use crate::routes::{Match, Route};
+use crate::routes::{Ingress, Match, Route};
 use crate::state::Gateway;
 use crate::{inference, models, respond};
 
@@ -34,6 +34,15 @@ impl GatewayProxy {
 
 const MAX_REQUEST_ID_LEN: usize = 128;
 
+/// Errors on `/anthropic/...` paths use Anthropic's shape, so Anthropic SDKs can read them.
+fn ingress_of(session: &Session) -> Ingress {
+    if session.req_header().uri.path().starts_with("/anthropic/") {
+        Ingress::Anthropic
+    } else {
+        Ingress::OpenAi
+    }
+}
+
 fn request_id(session: &Session) -> String {
     session
         .req_header()
@@ -43,11 +52,7 @@ fn request_id(session: &Session) -> String {
         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN)
         .map(str::to_string)
         // A UUIDv4 from the thread-local RNG: no getrandom syscall per request.
-        .unwrap_or_else(|| {
-            uuid::Builder::from_random_bytes(rand::random())
-                .into_uuid()
-                .to_string()
-        })
+        .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string())
 }
 
 #[async_trait]
@@ -62,10 +67,7 @@ impl ProxyHttp for GatewayProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = request_id(session);
         let method = session.req_header().method.clone();
-        let found = self
-            .state
-            .routes
-            .find(&method, session.req_header().uri.path());
+        let found = self.state.routes.find(&method, session.req_header().uri.path());
         let err_ctx = ErrorContext {
             request_id: Some(&ctx.request_id),
             ..Default::default()
@@ -75,37 +77,39 @@ impl ProxyHttp for GatewayProxy {
                 let path = session.req_header().uri.path().to_string();
                 let err = WireError::bad_request(format!("Route not found: {path}"));
                 let err = WireError { status: 404, ..err };
-                respond::error(session, &err, &err_ctx).await?;
+                respond::error(session, ingress_of(session), &err, &err_ctx).await?;
             }
             Match::WrongMethod(allowed) => {
-                let err = WireError::bad_request(format!(
-                    "method {method} is not allowed here; use {allowed}"
-                ));
+                let err = WireError::bad_request(format!("method {method} is not allowed here; use {allowed}"));
                 let err = WireError { status: 405, ..err };
-                respond::error(session, &err, &err_ctx).await?;
+                respond::error(session, ingress_of(session), &err, &err_ctx).await?;
             }
-            Match::Found(Route::Health) => {
-                respond::json(
-                    session,
-                    200,
-                    br#"{"status":"ok"}"#.to_vec(),
-                    &ctx.request_id,
-                )
-                .await?;
+            Match::Found(Route::Health, _) => {
+                respond::json(session, 200, br#"{"status":"ok"}"#.to_vec(), &ctx.request_id).await?;
             }
-            Match::Found(Route::ListModels { default_provider }) => {
+            Match::Found(Route::ListModels { default_provider }, _) => {
                 models::list(&self.state, session, &ctx.request_id, default_provider).await?;
             }
-            Match::Found(Route::Inference {
-                request_type,
-                default_provider,
-            }) => {
+            Match::Found(
+                Route::Inference {
+                    request_type,
+                    default_provider,
+                    ingress,
+                },
+                _,
+            ) => {
+                let target = inference::Target::Model { default_provider };
+                inference::handle(&self.state, session, &ctx.request_id, request_type, ingress, target).await?;
+            }
+            Match::Found(Route::AzureDeployment { request_type }, deployment) => {
+                let target = inference::Target::AzureDeployment(deployment.unwrap_or_default());
                 inference::handle(
                     &self.state,
                     session,
                     &ctx.request_id,
                     request_type,
-                    default_provider,
+                    Ingress::OpenAi,
+                    target,
                 )
                 .await?;
             }
@@ -114,11 +118,7 @@ impl ProxyHttp for GatewayProxy {
     }
 
     /// Never reached: `request_filter` answers every request.
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        _ctx: &mut RequestCtx,
-    ) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         Err(Error::explain(
             ErrorType::InternalError,
             "asbru answers every route in request_filter",
@@ -128,16 +128,9 @@ impl ProxyHttp for GatewayProxy {
     /// A failure escaped a handler. If nothing was written yet, answer with a Bifrost 500 body that
     /// carries no internal detail; otherwise the connection is dropped so the client sees a
     /// truncated response rather than a complete-looking one.
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
-        let downstream_gone = matches!(
-            e.etype(),
-            ErrorType::WriteError | ErrorType::ConnectionClosed
-        ) && e.esource() == &ErrorSource::Downstream;
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let downstream_gone = matches!(e.etype(), ErrorType::WriteError | ErrorType::ConnectionClosed)
+            && e.esource() == &ErrorSource::Downstream;
         if downstream_gone || session.response_written().is_some() {
             return FailToProxy {
                 error_code: 0,
@@ -154,7 +147,7 @@ impl ProxyHttp for GatewayProxy {
             request_id: Some(&ctx.request_id),
             ..Default::default()
         };
-        let _ = respond::error(session, &err, &err_ctx).await;
+        let _ = respond::error(session, ingress_of(session), &err, &err_ctx).await;
         FailToProxy {
             error_code: status,
             can_reuse_downstream: false,

@@ -6,35 +6,29 @@ use pingora::proxy::Session;
 
 use asbru_providers::errors::{self, ErrorContext, WireError};
 
+use crate::routes::Ingress;
+
 /// Writes a complete JSON response.
-pub async fn json(
-    session: &mut Session,
-    status: u16,
-    body: Vec<u8>,
-    request_id: &str,
-) -> pingora::Result<()> {
+pub async fn json(session: &mut Session, status: u16, body: Vec<u8>, request_id: &str) -> pingora::Result<()> {
     let mut head = ResponseHeader::build(status, Some(4))?;
     head.insert_header("content-type", "application/json")?;
     head.insert_header("content-length", body.len().to_string())?;
     head.insert_header("x-request-id", request_id)?;
     session.write_response_header(Box::new(head), false).await?;
-    session
-        .write_response_body(Some(Bytes::from(body)), true)
-        .await
+    session.write_response_body(Some(Bytes::from(body)), true).await
 }
 
-/// Writes `error` as a Bifrost error body with its status.
+/// Writes `error` with its status, as a Bifrost error body (OpenAI-compatible routes) or in
+/// Anthropic's shape (`/anthropic` routes).
 pub async fn error(
     session: &mut Session,
+    ingress: Ingress,
     error: &WireError,
     ctx: &ErrorContext<'_>,
 ) -> pingora::Result<()> {
-    let body = errors::bifrost_body(error, ctx);
-    json(
-        session,
-        error.status,
-        body,
-        ctx.request_id.unwrap_or_default(),
-    )
-    .await
+    let body = match ingress {
+        Ingress::OpenAi => errors::bifrost_body(error, ctx),
+        Ingress::Anthropic => errors::anthropic_body(error),
+    };
+    json(session, error.status, body, ctx.request_id.unwrap_or_default()).await
 }

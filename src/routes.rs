@@ -3,6 +3,15 @@
 use asbru_store::catalog::RequestType;
 use http::Method;
 
+/// The wire format a client speaks on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// OpenAI chat completions (and Bifrost's error bodies).
+    OpenAi,
+    /// Anthropic Messages (and Anthropic's error bodies).
+    Anthropic,
+}
+
 /// What a matched route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -14,6 +23,13 @@ pub enum Route {
         request_type: RequestType,
         /// Provider assumed when the model has no `provider/` prefix.
         default_provider: Option<&'static str>,
+        /// The client's wire.
+        ingress: Ingress,
+    },
+    /// Azure SDK style `/openai/openai/deployments/{deployment}/...`: the deployment names the model.
+    AzureDeployment {
+        /// Chat or embeddings.
+        request_type: RequestType,
     },
     /// `GET .../models`: the models of every configured provider.
     ListModels {
@@ -23,10 +39,10 @@ pub enum Route {
 }
 
 /// Outcome of matching a request line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Match {
-    /// A route.
-    Found(Route),
+    /// A route, with the `{deployment}` path parameter where the route has one.
+    Found(Route, Option<String>),
     /// The path exists but not for this method; carries the allowed method.
     WrongMethod(&'static str),
     /// No such path.
@@ -47,18 +63,19 @@ impl RouteTable {
         let inference = |request_type, default_provider| Route::Inference {
             request_type,
             default_provider,
+            ingress: Ingress::OpenAi,
         };
-        let entries: [(&str, Method, Route); 10] = [
+        let anthropic = |request_type| Route::Inference {
+            request_type,
+            default_provider: Some("anthropic"),
+            ingress: Ingress::Anthropic,
+        };
+        let azure = |request_type| Route::AzureDeployment { request_type };
+        let entries: [(&str, Method, Route); 16] = [
             ("/health", Method::GET, Route::Health),
             ("/v1/chat/completions", Method::POST, inference(CHAT, None)),
             ("/v1/embeddings", Method::POST, inference(EMBED, None)),
-            (
-                "/v1/models",
-                Method::GET,
-                Route::ListModels {
-                    default_provider: None,
-                },
-            ),
+            ("/v1/models", Method::GET, Route::ListModels { default_provider: None }),
             (
                 "/openai/v1/chat/completions",
                 Method::POST,
@@ -69,16 +86,8 @@ impl RouteTable {
                 Method::POST,
                 inference(CHAT, Some("openai")),
             ),
-            (
-                "/openai/v1/embeddings",
-                Method::POST,
-                inference(EMBED, Some("openai")),
-            ),
-            (
-                "/openai/embeddings",
-                Method::POST,
-                inference(EMBED, Some("openai")),
-            ),
+            ("/openai/v1/embeddings", Method::POST, inference(EMBED, Some("openai"))),
+            ("/openai/embeddings", Method::POST, inference(EMBED, Some("openai"))),
             (
                 "/openai/v1/models",
                 Method::GET,
@@ -92,6 +101,28 @@ impl RouteTable {
                 Route::ListModels {
                     default_provider: Some("openai"),
                 },
+            ),
+            ("/anthropic/v1/messages", Method::POST, anthropic(CHAT)),
+            ("/anthropic/messages", Method::POST, anthropic(CHAT)),
+            (
+                "/anthropic/v1/messages/count_tokens",
+                Method::POST,
+                anthropic(RequestType::CountTokens),
+            ),
+            (
+                "/anthropic/messages/count_tokens",
+                Method::POST,
+                anthropic(RequestType::CountTokens),
+            ),
+            (
+                "/openai/openai/deployments/{deployment}/chat/completions",
+                Method::POST,
+                azure(CHAT),
+            ),
+            (
+                "/openai/openai/deployments/{deployment}/embeddings",
+                Method::POST,
+                azure(EMBED),
             ),
         ];
         let mut router = matchit::Router::new();
@@ -110,7 +141,7 @@ impl RouteTable {
             Ok(found) => {
                 let (allowed, route) = found.value;
                 if allowed == method || (*allowed == Method::GET && method == Method::HEAD) {
-                    Match::Found(*route)
+                    Match::Found(*route, found.params.get("deployment").map(str::to_string))
                 } else {
                     Match::WrongMethod(allowed.as_str_static())
                 }
@@ -149,28 +180,30 @@ mod tests {
     #[test]
     fn matches_routes_and_methods() {
         let table = RouteTable::new();
-        assert_eq!(
-            table.find(&Method::POST, "/v1/chat/completions"),
-            Match::Found(Route::Inference {
-                request_type: CHAT,
-                default_provider: None
-            })
-        );
+        let openai = |default_provider| Route::Inference {
+            request_type: CHAT,
+            default_provider,
+            ingress: Ingress::OpenAi,
+        };
+        assert_eq!(table.find(&Method::POST, "/v1/chat/completions"), Match::Found(openai(None), None));
         assert_eq!(
             table.find(&Method::POST, "/openai/chat/completions"),
-            Match::Found(Route::Inference {
-                request_type: CHAT,
-                default_provider: Some("openai")
-            })
+            Match::Found(openai(Some("openai")), None)
         );
+        assert!(matches!(
+            table.find(&Method::POST, "/anthropic/v1/messages"),
+            Match::Found(Route::Inference { ingress: Ingress::Anthropic, .. }, None)
+        ));
+        assert!(matches!(
+            table.find(&Method::POST, "/anthropic/messages/count_tokens"),
+            Match::Found(Route::Inference { request_type: RequestType::CountTokens, .. }, None)
+        ));
         assert_eq!(
-            table.find(&Method::GET, "/v1/chat/completions"),
-            Match::WrongMethod("POST")
+            table.find(&Method::POST, "/openai/openai/deployments/my-gpt/chat/completions"),
+            Match::Found(Route::AzureDeployment { request_type: CHAT }, Some("my-gpt".to_string()))
         );
+        assert_eq!(table.find(&Method::GET, "/v1/chat/completions"), Match::WrongMethod("POST"));
         assert_eq!(table.find(&Method::GET, "/nope"), Match::NotFound);
-        assert_eq!(
-            table.find(&Method::GET, "/health"),
-            Match::Found(Route::Health)
-        );
+        assert_eq!(table.find(&Method::GET, "/health"), Match::Found(Route::Health, None));
     }
 }

@@ -63,9 +63,7 @@ pub fn build(config: &Config, listen: &str) -> Result<(Server, Arc<Gateway>), St
     server.add_service(proxy);
     server.add_service(background_service(
         "asbru dns refresh",
-        DnsRefresh {
-            state: state.clone(),
-        },
+        DnsRefresh { state: state.clone() },
     ));
     if let Some(mock_config) = &config.mock {
         let listen = mock_config.listen.clone();
@@ -89,10 +87,7 @@ pub fn build(config: &Config, listen: &str) -> Result<(Server, Arc<Gateway>), St
 pub fn serve(config: &Config, listen: &str) -> Result<(), StartError> {
     let (mut server, _state) = build(config, listen)?;
     server.bootstrap();
-    tracing::info!(
-        "asbru {} listening on http://{listen}",
-        env!("CARGO_PKG_VERSION")
-    );
+    tracing::info!("asbru {} listening on http://{listen}", env!("CARGO_PKG_VERSION"));
     server.run(RunArgs::default());
     Ok(())
 }

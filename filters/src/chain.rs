@@ -18,12 +18,7 @@ pub trait Filter: Send + Sync {
 
     /// Runs before the request is forwarded. Return [`FilterAction::Continue`] to pass it on, or
     /// [`FilterAction::Reject`] to answer the client now. Runs on the hot path: no I/O, no locks.
-    fn on_request(
-        &self,
-        snapshot: &Snapshot,
-        request: &GatewayRequest,
-        decision: &mut Decision,
-    ) -> FilterAction;
+    fn on_request(&self, snapshot: &Snapshot, request: &GatewayRequest, decision: &mut Decision) -> FilterAction;
 }
 
 /// What a filter decided.
@@ -78,16 +73,10 @@ impl FilterChain {
     }
 
     /// Runs every filter in order; the first rejection wins.
-    pub fn run(
-        &self,
-        snapshot: &Snapshot,
-        request: &GatewayRequest,
-    ) -> Result<Decision, Rejection> {
+    pub fn run(&self, snapshot: &Snapshot, request: &GatewayRequest) -> Result<Decision, Rejection> {
         let mut decision = Decision::default();
         for filter in &self.filters {
-            if let FilterAction::Reject(rejection) =
-                filter.on_request(snapshot, request, &mut decision)
-            {
+            if let FilterAction::Reject(rejection) = filter.on_request(snapshot, request, &mut decision) {
                 return Err(rejection);
             }
         }

@@ -54,10 +54,7 @@ pub fn member_span(source: &[u8], value: Range<usize>, key: &str) -> Option<Rang
     let quoted_len = key.len() + 2;
     let key_start = i.checked_sub(quoted_len)?;
     let quoted = &source[key_start..i];
-    if quoted.first() != Some(&b'"')
-        || quoted.last() != Some(&b'"')
-        || &quoted[1..quoted.len() - 1] != key.as_bytes()
-    {
+    if quoted.first() != Some(&b'"') || quoted.last() != Some(&b'"') || &quoted[1..quoted.len() - 1] != key.as_bytes() {
         return None;
     }
     // Prefer eating the comma before the member; the first member eats the one after.
@@ -98,15 +95,9 @@ mod tests {
 
     #[test]
     fn drops_middle_first_last_and_only_members() {
-        assert_eq!(
-            drop_member(r#"{"a":1,"f":[2],"b":3}"#, "f", "[2]"),
-            r#"{"a":1,"b":3}"#
-        );
+        assert_eq!(drop_member(r#"{"a":1,"f":[2],"b":3}"#, "f", "[2]"), r#"{"a":1,"b":3}"#);
         assert_eq!(drop_member(r#"{"f":[2],"b":3}"#, "f", "[2]"), r#"{"b":3}"#);
-        assert_eq!(
-            drop_member(r#"{"a":1, "f" : [2] }"#, "f", "[2]"),
-            r#"{"a":1 }"#
-        );
+        assert_eq!(drop_member(r#"{"a":1, "f" : [2] }"#, "f", "[2]"), r#"{"a":1 }"#);
         assert_eq!(drop_member(r#"{ "f": [2] }"#, "f", "[2]"), r#"{  }"#);
     }
 

@@ -120,8 +120,7 @@ pub fn bifrost_body(error: &WireError, ctx: &ErrorContext<'_>) -> Vec<u8> {
             request_type: ctx.request_type,
         },
     };
-    serde_json::to_vec(&body)
-        .unwrap_or_else(|_| b"{\"error\":{\"message\":\"internal error\"}}".to_vec())
+    serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":{\"message\":\"internal error\"}}".to_vec())
 }
 
 /// A mid-stream error chunk for chat streams: `data: {"error":{...}}\n\n` (spec §1.2).
@@ -169,8 +168,7 @@ pub fn anthropic_body(error: &WireError) -> Vec<u8> {
     } else {
         anthropic_type_for_status(error.status)
     };
-    let body =
-        serde_json::json!({"type": "error", "error": {"type": kind, "message": error.message}});
+    let body = serde_json::json!({"type": "error", "error": {"type": kind, "message": error.message}});
     serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"type\":\"error\"}".to_vec())
 }
 

@@ -60,14 +60,11 @@ impl Usage {
             total_tokens: self.input_tokens + self.output_tokens,
             prompt_tokens_details: cached.then(|| PromptTokensDetails {
                 cached_tokens: self.cache_read_tokens,
-                cached_write_tokens: (self.cache_write_tokens > 0)
-                    .then_some(self.cache_write_tokens),
+                cached_write_tokens: (self.cache_write_tokens > 0).then_some(self.cache_write_tokens),
             }),
-            completion_tokens_details: (self.reasoning_tokens > 0).then_some(
-                CompletionTokensDetails {
-                    reasoning_tokens: self.reasoning_tokens,
-                },
-            ),
+            completion_tokens_details: (self.reasoning_tokens > 0).then_some(CompletionTokensDetails {
+                reasoning_tokens: self.reasoning_tokens,
+            }),
         }
     }
 
@@ -78,8 +75,7 @@ impl Usage {
                 .input_tokens
                 .saturating_sub(self.cache_read_tokens + self.cache_write_tokens),
             output_tokens: self.output_tokens,
-            cache_creation_input_tokens: (self.cache_write_tokens > 0)
-                .then_some(self.cache_write_tokens),
+            cache_creation_input_tokens: (self.cache_write_tokens > 0).then_some(self.cache_write_tokens),
             cache_read_input_tokens: (self.cache_read_tokens > 0).then_some(self.cache_read_tokens),
         }
     }
@@ -187,10 +183,7 @@ mod tests {
         let openai = u.to_openai();
         assert_eq!(openai.prompt_tokens, 130);
         assert_eq!(openai.total_tokens, 135);
-        assert_eq!(
-            openai.prompt_tokens_details.expect("details").cached_tokens,
-            100
-        );
+        assert_eq!(openai.prompt_tokens_details.expect("details").cached_tokens, 100);
         assert_eq!(u.to_anthropic().input_tokens, 10);
     }
 

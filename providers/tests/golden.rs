@@ -109,8 +109,7 @@ fn anthropic_messages_to_openai_and_back() {
             serde_json::from_slice(&errors::anthropic_body(&err)).expect("json")
         } else {
             let reply = serde_json::from_value(reply).expect("openai reply parses");
-            serde_json::to_value(messages_to_chat::response(reply).expect("translates"))
-                .expect("json")
+            serde_json::to_value(messages_to_chat::response(reply).expect("translates")).expect("json")
         };
         check_json(&case.join("response.anthropic.json"), &actual);
     }
@@ -130,11 +129,7 @@ fn translate_split(input: &[u8], cut: usize, mut feed: impl FnMut(&[u8], &mut Ve
     out
 }
 
-fn check_stream(
-    name: &str,
-    expected_suffix: &str,
-    mut make: impl FnMut() -> Box<dyn FnMut(&[u8], &mut Vec<u8>)>,
-) {
+fn check_stream(name: &str, expected_suffix: &str, mut make: impl FnMut() -> Box<dyn FnMut(&[u8], &mut Vec<u8>)>) {
     let dir = fixtures().join("streams");
     let input = std::fs::read(dir.join(format!("{name}.sse"))).expect("stream fixture");
     let expected_path = dir.join(format!("{name}.{expected_suffix}.sse"));
@@ -160,11 +155,7 @@ fn check_stream(
 
 #[test]
 fn anthropic_streams_to_openai_chunks() {
-    for name in [
-        "anthropic_text",
-        "anthropic_tools_thinking",
-        "anthropic_error",
-    ] {
+    for name in ["anthropic_text", "anthropic_tools_thinking", "anthropic_error"] {
         check_stream(name, "openai", || {
             let mut t = MessagesToChatStream::new(CREATED);
             Box::new(move |bytes, out| t.feed(bytes, out))

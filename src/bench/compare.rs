@@ -54,9 +54,7 @@ pub const SCENARIOS: &[Scenario] = &[
         config: "",
         model: "openai/gpt-4o-mini",
         stream: false,
-        skip: Some(
-            "virtual keys, budgets, rate limits and request logging are not implemented yet",
-        ),
+        skip: Some("virtual keys, budgets, rate limits and request logging are not implemented yet"),
     },
     Scenario {
         name: "anthropic-stream",
@@ -159,9 +157,8 @@ impl Drop for ChildGuard {
 pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError> {
     let (label, config_text, model, scenario_stream) = match &options.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                CompareError::Config(format!("cannot read {}: {e}", path.display()))
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CompareError::Config(format!("cannot read {}: {e}", path.display())))?;
             let model = options
                 .model
                 .clone()
@@ -169,19 +166,12 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
             (path.display().to_string(), text, model, false)
         }
         None => {
-            let scenario = SCENARIOS
-                .iter()
-                .find(|s| s.name == options.scenario)
-                .ok_or_else(|| {
-                    CompareError::UnknownScenario(
-                        options.scenario.clone(),
-                        SCENARIOS
-                            .iter()
-                            .map(|s| s.name)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    )
-                })?;
+            let scenario = SCENARIOS.iter().find(|s| s.name == options.scenario).ok_or_else(|| {
+                CompareError::UnknownScenario(
+                    options.scenario.clone(),
+                    SCENARIOS.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+                )
+            })?;
             if let Some(reason) = scenario.skip {
                 return Ok(CompareReport {
                     scenario: scenario.name.to_string(),
@@ -190,10 +180,7 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
                     skipped: Some(format!("scenario {} skipped: {reason}", scenario.name)),
                 });
             }
-            let model = options
-                .model
-                .clone()
-                .unwrap_or_else(|| scenario.model.to_string());
+            let model = options.model.clone().unwrap_or_else(|| scenario.model.to_string());
             (
                 scenario.name.to_string(),
                 scenario.config.to_string(),
@@ -234,11 +221,7 @@ fn free_addr() -> Result<std::net::SocketAddr, CompareError> {
         .map_err(|e| CompareError::Start(format!("no free port: {e}")))
 }
 
-fn write_gateway_config(
-    base: &Config,
-    mock_url: &str,
-    listen: &str,
-) -> Result<PathBuf, CompareError> {
+fn write_gateway_config(base: &Config, mock_url: &str, listen: &str) -> Result<PathBuf, CompareError> {
     let mut config = base.clone();
     config.server.listen = listen.to_string();
     config.mock = None;
@@ -250,18 +233,12 @@ fn write_gateway_config(
         std::process::id(),
         listen.replace([':', '.'], "-")
     ));
-    let text =
-        serde_json::to_string_pretty(&config).map_err(|e| CompareError::Config(e.to_string()))?;
-    std::fs::write(&path, text)
-        .map_err(|e| CompareError::Start(format!("cannot write {}: {e}", path.display())))?;
+    let text = serde_json::to_string_pretty(&config).map_err(|e| CompareError::Config(e.to_string()))?;
+    std::fs::write(&path, text).map_err(|e| CompareError::Start(format!("cannot write {}: {e}", path.display())))?;
     Ok(path)
 }
 
-fn start_gateway(
-    bin: &Path,
-    config: &Path,
-    cpu: Option<usize>,
-) -> Result<ChildGuard, CompareError> {
+fn start_gateway(bin: &Path, config: &Path, cpu: Option<usize>) -> Result<ChildGuard, CompareError> {
     let mut command = match cpu {
         Some(cpu) => {
             let mut c = Command::new("taskset");
@@ -278,9 +255,9 @@ fn start_gateway(
         .env_remove("ASBRU_LISTEN")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
-    let child = command.spawn().map_err(|e| {
-        CompareError::Start(format!("cannot start the gateway {}: {e}", bin.display()))
-    })?;
+    let child = command
+        .spawn()
+        .map_err(|e| CompareError::Start(format!("cannot start the gateway {}: {e}", bin.display())))?;
     Ok(ChildGuard(child))
 }
 
@@ -330,18 +307,8 @@ async fn run_one(
     let gateway_body = chat_body(model, stream);
 
     if !options.warmup.is_zero() {
-        load::run(&load_options(
-            direct_url.clone(),
-            direct_body.clone(),
-            options.warmup,
-        ))
-        .await?;
-        load::run(&load_options(
-            gateway_url.clone(),
-            gateway_body.clone(),
-            options.warmup,
-        ))
-        .await?;
+        load::run(&load_options(direct_url.clone(), direct_body.clone(), options.warmup)).await?;
+        load::run(&load_options(gateway_url.clone(), gateway_body.clone(), options.warmup)).await?;
     }
     let direct = load::run(&load_options(direct_url, direct_body, options.duration)).await?;
     let cpu_before = process::cpu_time(pid).unwrap_or_default();

@@ -103,26 +103,17 @@ fn parse_target(url: &str, allow_remote: bool) -> Result<Target, LoadError> {
     if !addr.ip().is_loopback() && !allow_remote {
         return Err(LoadError::Remote(addr.to_string()));
     }
-    let authority = uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .unwrap_or_default();
+    let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
     let path = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    Ok(Target {
-        addr,
-        authority,
-        path,
-    })
+    Ok(Target { addr, authority, path })
 }
 
 /// Validates options and parses `K:V` headers.
 pub fn parse_header(raw: &str) -> Result<(String, String), LoadError> {
-    let (k, v) = raw
-        .split_once(':')
-        .ok_or_else(|| LoadError::Header(raw.to_string()))?;
+    let (k, v) = raw.split_once(':').ok_or_else(|| LoadError::Header(raw.to_string()))?;
     let k = k.trim();
     if k.is_empty() {
         return Err(LoadError::Header(raw.to_string()));
@@ -145,8 +136,7 @@ enum Sample {
 
 fn histogram() -> Result<Histogram<u64>, LoadError> {
     // 1 µs .. 1 h at 3 significant digits.
-    Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
-        .map_err(|e| LoadError::Bounds(format!("histogram: {e}")))
+    Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| LoadError::Bounds(format!("histogram: {e}")))
 }
 
 fn micros(d: Duration) -> u64 {
@@ -156,9 +146,7 @@ fn micros(d: Duration) -> u64 {
 /// Runs the load and returns the report. Bounded by `duration + timeout`.
 pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
     if !(options.rate > 0.0 && options.rate <= MAX_RATE) {
-        return Err(LoadError::Bounds(format!(
-            "--rate must be in (0, {MAX_RATE}]"
-        )));
+        return Err(LoadError::Bounds(format!("--rate must be in (0, {MAX_RATE}]")));
     }
     if options.duration.is_zero() || options.duration > MAX_DURATION {
         return Err(LoadError::Bounds(format!(
@@ -167,14 +155,10 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
         )));
     }
     if options.max_in_flight == 0 {
-        return Err(LoadError::Bounds(
-            "--max-in-flight must be at least 1".into(),
-        ));
+        return Err(LoadError::Bounds("--max-in-flight must be at least 1".into()));
     }
     let target = Arc::new(parse_target(&options.url, options.allow_remote)?);
-    let scheduled = (options.rate * options.duration.as_secs_f64())
-        .round()
-        .max(1.0) as u64;
+    let scheduled = (options.rate * options.duration.as_secs_f64()).round().max(1.0) as u64;
     let connector = Arc::new(Connector::new(None));
     let slots = Arc::new(Semaphore::new(options.max_in_flight));
     let (tx, mut rx) = mpsc::unbounded_channel::<Sample>();
@@ -192,23 +176,15 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     return;
                 };
-                let (connector, target, request, tx) = (
-                    connector.clone(),
-                    target.clone(),
-                    request.clone(),
-                    tx.clone(),
-                );
+                let (connector, target, request, tx) = (connector.clone(), target.clone(), request.clone(), tx.clone());
                 let (timeout, stream) = (opts.timeout, opts.stream);
                 tokio::spawn(async move {
-                    let sample = match tokio::time::timeout(
-                        timeout,
-                        one(&connector, &target, &request, intended, stream),
-                    )
-                    .await
-                    {
-                        Ok(sample) => sample,
-                        Err(_) => Sample::Failed("timeout"),
-                    };
+                    let sample =
+                        match tokio::time::timeout(timeout, one(&connector, &target, &request, intended, stream)).await
+                        {
+                            Ok(sample) => sample,
+                            Err(_) => Sample::Failed("timeout"),
+                        };
                     let _ = tx.send(sample);
                     drop(permit);
                 });
@@ -257,10 +233,7 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
         *errors.entry("unfinished".to_string()).or_default() += scheduled - received;
     }
     let completed: u64 = status_counts.values().sum();
-    let elapsed = last_completion
-        .saturating_duration_since(start)
-        .as_secs_f64()
-        .max(1e-9);
+    let elapsed = last_completion.saturating_duration_since(start).as_secs_f64().max(1e-9);
     Ok(LoadReport {
         url: options.url.clone(),
         rate: options.rate,
@@ -299,14 +272,9 @@ struct RequestTemplate {
 
 impl RequestTemplate {
     fn new(target: &Target, options: &LoadOptions) -> Result<RequestTemplate, LoadError> {
-        let method = if options.body.is_some() {
-            "POST"
-        } else {
-            "GET"
-        };
+        let method = if options.body.is_some() { "POST" } else { "GET" };
         let bad_url = || LoadError::Url(options.url.clone());
-        let mut head =
-            RequestHeader::build(method, target.path.as_bytes(), None).map_err(|_| bad_url())?;
+        let mut head = RequestHeader::build(method, target.path.as_bytes(), None).map_err(|_| bad_url())?;
         head.insert_header("host", target.authority.as_str())
             .map_err(|_| bad_url())?;
         if let Some(body) = &options.body {
@@ -353,22 +321,15 @@ async fn one(
         return Sample::Failed("write");
     }
     if let Some(body) = &request.body
-        && session
-            .write_request_body(body.clone(), true)
-            .await
-            .is_err()
+        && session.write_request_body(body.clone(), true).await.is_err()
     {
         return Sample::Failed("write");
     }
-    if session.finish_request_body().await.is_err() || session.read_response_header().await.is_err()
-    {
+    if session.finish_request_body().await.is_err() || session.read_response_header().await.is_err() {
         return Sample::Failed("read");
     }
     let ttfb = intended.elapsed();
-    let status = session
-        .response_header()
-        .map(|h| h.status.as_u16())
-        .unwrap_or(0);
+    let status = session.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
     let mut first_content = None;
     let mut gaps = Vec::new();
     let mut last_chunk: Option<Instant> = None;
@@ -429,9 +390,7 @@ mod tests {
 
     #[test]
     fn content_detection() {
-        assert!(has_content(
-            br#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#
-        ));
+        assert!(has_content(br#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#));
         assert!(!has_content(
             br#"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#
         ));

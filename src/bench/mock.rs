@@ -71,10 +71,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// The first value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -109,11 +106,7 @@ impl MockState {
 }
 
 /// Accepts connections on `listener` until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<MockState>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: TcpListener, state: Arc<MockState>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -168,16 +161,14 @@ pub fn spawn(listen: SocketAddr, options: MockOptions) -> std::io::Result<MockHa
         .enable_all()
         .build()?;
     let thread_state = state.clone();
-    let thread = std::thread::Builder::new()
-        .name("asbru-mock".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                match TcpListener::from_std(std_listener) {
-                    Ok(listener) => serve(listener, thread_state, shutdown_rx).await,
-                    Err(e) => tracing::error!("mock provider: cannot listen: {e}"),
-                }
-            });
-        })?;
+    let thread = std::thread::Builder::new().name("asbru-mock".into()).spawn(move || {
+        runtime.block_on(async move {
+            match TcpListener::from_std(std_listener) {
+                Ok(listener) => serve(listener, thread_state, shutdown_rx).await,
+                Err(e) => tracing::error!("mock provider: cannot listen: {e}"),
+            }
+        });
+    })?;
     Ok(MockHandle {
         addr,
         state,
@@ -239,33 +230,22 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
         if !opts.latency.is_zero() {
             tokio::time::sleep(opts.latency).await;
         }
-        let fail = index < opts.fail_first
-            || (opts.fail_rate > 0.0 && rand::rng().random::<f64>() < opts.fail_rate);
+        let fail = index < opts.fail_first || (opts.fail_rate > 0.0 && rand::rng().random::<f64>() < opts.fail_rate);
         if fail {
             let err = json!({"error": {"message": "mock provider failure", "type": "server_error", "param": null, "code": null}});
-            return write_json(session, opts.fail_status, &err)
-                .await
-                .map(|_| true);
+            return write_json(session, opts.fail_status, &err).await.map(|_| true);
         }
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if method == "POST" && path.ends_with("/chat/completions") {
-        let model = request["model"]
-            .as_str()
-            .unwrap_or("mock-model")
-            .to_string();
+        let model = request["model"].as_str().unwrap_or("mock-model").to_string();
         if request["stream"].as_bool() == Some(true) {
             return stream_chat(session, state, &model).await;
         }
-        return write_json(session, 200, &chat_completion(&model))
-            .await
-            .map(|_| true);
+        return write_json(session, 200, &chat_completion(&model)).await.map(|_| true);
     }
     if method == "POST" && path.ends_with("/embeddings") {
-        let model = request["model"]
-            .as_str()
-            .unwrap_or("mock-embedding")
-            .to_string();
+        let model = request["model"].as_str().unwrap_or("mock-embedding").to_string();
         let inputs = match &request["input"] {
             Value::Array(items) => items.len().max(1),
             _ => 1,
@@ -273,7 +253,8 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
         let data: Vec<Value> = (0..inputs)
             .map(|i| json!({"object": "embedding", "index": i, "embedding": [0.0125, -0.25, 0.5]}))
             .collect();
-        let reply = json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 4, "total_tokens": 4}});
+        let reply =
+            json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 4, "total_tokens": 4}});
         return write_json(session, 200, &reply).await.map(|_| true);
     }
     if method == "GET" && path.ends_with("/models") {
@@ -299,12 +280,7 @@ fn record(state: &MockState, session: &ServerSession, method: &str, body: &[u8])
             )
         })
         .collect();
-    let path = req
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
+    let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
     if let Ok(mut recorded) = state.recorded.lock()
         && recorded.len() < MAX_RECORDED
     {
@@ -341,11 +317,7 @@ fn sse(value: &Value) -> Bytes {
     Bytes::from(format!("data: {value}\n\n"))
 }
 
-async fn stream_chat(
-    session: &mut ServerSession,
-    state: &MockState,
-    model: &str,
-) -> MockResult<bool> {
+async fn stream_chat(session: &mut ServerSession, state: &MockState, model: &str) -> MockResult<bool> {
     let opts = &state.options;
     let mut head = ResponseHeader::build(200, None)?;
     head.insert_header("content-type", "text/event-stream")?;
@@ -354,11 +326,7 @@ async fn stream_chat(
     session.write_response_header(Box::new(head)).await?;
     session
         .write_response_body(
-            sse(&chunk(
-                model,
-                json!({"role": "assistant", "content": ""}),
-                None,
-            )),
+            sse(&chunk(model, json!({"role": "assistant", "content": ""}), None)),
             false,
         )
         .await?;

@@ -42,10 +42,7 @@ mod tests {
     fn parses_stat_and_status() {
         let stat = "4242 (asbru (x) y) S 1 4242 4242 0 -1 4194560 500 0 0 0 150 25 0 0 20 0 3 0 100 1000 200";
         assert_eq!(parse_cpu_ticks(stat), Some(175));
-        assert_eq!(
-            parse_kib_field("Name:\tx\nVmHWM:\t   2048 kB\n", "VmHWM:"),
-            Some(2048)
-        );
+        assert_eq!(parse_kib_field("Name:\tx\nVmHWM:\t   2048 kB\n", "VmHWM:"), Some(2048));
         let me = std::process::id();
         assert!(cpu_time(me).is_some());
         assert!(peak_rss(me).is_some_and(|b| b > 0));

@@ -136,11 +136,7 @@ impl LoadReport {
             self.completed,
             self.achieved_rate
         );
-        let statuses: Vec<String> = self
-            .status_counts
-            .iter()
-            .map(|(s, n)| format!("{s}: {n}"))
-            .collect();
+        let statuses: Vec<String> = self.status_counts.iter().map(|(s, n)| format!("{s}: {n}")).collect();
         out.push_str(&format!(
             "status  {}\n",
             if statuses.is_empty() {
@@ -150,11 +146,7 @@ impl LoadReport {
             }
         ));
         if !self.errors.is_empty() {
-            let errors: Vec<String> = self
-                .errors
-                .iter()
-                .map(|(e, n)| format!("{e}: {n}"))
-                .collect();
+            let errors: Vec<String> = self.errors.iter().map(|(e, n)| format!("{e}: {n}")).collect();
             out.push_str(&format!("errors  {}\n", errors.join("  ")));
         }
         out.push_str(&format!(
@@ -187,10 +179,7 @@ mod tests {
         assert_eq!(p.count, 1000);
         assert_eq!(p.p50, 500);
         assert_eq!(p.max, 1000);
-        let base = Percentiles {
-            p50: 600,
-            ..p.clone()
-        };
+        let base = Percentiles { p50: 600, ..p.clone() };
         assert_eq!(p.minus(&base).p50, -100);
         assert_eq!(fmt_us(1500), "1500µs");
         assert_eq!(fmt_us(25_000), "25.0ms");

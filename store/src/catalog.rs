@@ -35,7 +35,7 @@ impl Wire {
 
     /// Whether this build can forward to this wire.
     pub fn is_supported(self) -> bool {
-        matches!(self, Wire::OpenAi)
+        matches!(self, Wire::OpenAi | Wire::Anthropic | Wire::Azure)
     }
 }
 
@@ -115,11 +115,7 @@ pub const BUILTIN_PROVIDERS: &[BuiltinProvider] = &[
         api_prefix: "/v1",
         keyless: false,
     },
-    other(
-        "anthropic",
-        Wire::Anthropic,
-        Some("https://api.anthropic.com"),
-    ),
+    other("anthropic", Wire::Anthropic, Some("https://api.anthropic.com")),
     other("azure", Wire::Azure, None),
     other("bedrock", Wire::Bedrock, None),
     other(
@@ -145,6 +141,8 @@ pub enum RequestType {
     Embedding,
     /// `GET .../models`.
     ListModels,
+    /// Anthropic `POST /v1/messages/count_tokens`.
+    CountTokens,
 }
 
 impl RequestType {
@@ -154,6 +152,7 @@ impl RequestType {
             RequestType::ChatCompletion => "chat_completion",
             RequestType::Embedding => "embedding",
             RequestType::ListModels => "list_models",
+            RequestType::CountTokens => "count_tokens",
         }
     }
 
@@ -165,12 +164,23 @@ impl RequestType {
         }
     }
 
-    /// The OpenAI resource path after the API prefix.
-    pub fn openai_resource(self) -> &'static str {
+    /// The OpenAI resource path after the API prefix; `None` where OpenAI has no equivalent.
+    pub fn openai_resource(self) -> Option<&'static str> {
         match self {
-            RequestType::ChatCompletion => "/chat/completions",
-            RequestType::Embedding => "/embeddings",
-            RequestType::ListModels => "/models",
+            RequestType::ChatCompletion => Some("/chat/completions"),
+            RequestType::Embedding => Some("/embeddings"),
+            RequestType::ListModels => Some("/models"),
+            RequestType::CountTokens => None,
+        }
+    }
+
+    /// The Anthropic resource path after `/v1`; `None` where Anthropic has no equivalent.
+    pub fn anthropic_resource(self) -> Option<&'static str> {
+        match self {
+            RequestType::ChatCompletion => Some("/messages"),
+            RequestType::CountTokens => Some("/messages/count_tokens"),
+            RequestType::ListModels => Some("/models"),
+            RequestType::Embedding => None,
         }
     }
 }

@@ -38,18 +38,9 @@ mod tests {
     #[test]
     fn literal_and_references() {
         let lookup = |name: &str| (name == "SET").then(|| "secret".to_string());
-        assert_eq!(
-            resolve_with("sk-literal", lookup),
-            Resolved::Value("sk-literal".into())
-        );
-        assert_eq!(
-            resolve_with("env.SET", lookup),
-            Resolved::Value("secret".into())
-        );
-        assert_eq!(
-            resolve_with("env.UNSET", lookup),
-            Resolved::MissingEnv("UNSET".into())
-        );
+        assert_eq!(resolve_with("sk-literal", lookup), Resolved::Value("sk-literal".into()));
+        assert_eq!(resolve_with("env.SET", lookup), Resolved::Value("secret".into()));
+        assert_eq!(resolve_with("env.UNSET", lookup), Resolved::MissingEnv("UNSET".into()));
         assert_eq!(resolve_with("env.", lookup), Resolved::Value("env.".into()));
     }
 }

@@ -165,10 +165,7 @@ impl Validation<'_> {
             );
         }
         if server.threads == 0 {
-            self.problem(
-                &[Key("server"), Key("threads")],
-                "server.threads must be at least 1",
-            );
+            self.problem(&[Key("server"), Key("threads")], "server.threads must be at least 1");
         }
         if server.max_request_body_size_mb == Some(0) {
             self.problem(
@@ -180,10 +177,7 @@ impl Validation<'_> {
             if mock.listen.parse::<SocketAddr>().is_err() {
                 self.problem(
                     &[Key("mock"), Key("listen")],
-                    format!(
-                        "mock.listen {:?} is not an address like 127.0.0.1:9090",
-                        mock.listen
-                    ),
+                    format!("mock.listen {:?} is not an address like 127.0.0.1:9090", mock.listen),
                 );
             }
             if !(0.0..=1.0).contains(&mock.fail_rate) {
@@ -218,10 +212,7 @@ impl Validation<'_> {
             (_, Some(custom)) => match Wire::from_base_type(&custom.base_provider_type) {
                 Some(wire) => {
                     if provider.network_config.base_url.is_none() {
-                        self.problem(
-                            &here,
-                            format!("custom provider {name:?} needs network_config.base_url"),
-                        );
+                        self.problem(&here, format!("custom provider {name:?} needs network_config.base_url"));
                     }
                     Some(wire)
                 }
@@ -258,19 +249,20 @@ impl Validation<'_> {
             && let Err(reason) = check_base_url(base_url)
         {
             self.problem(
-                &[
-                    Key("providers"),
-                    Key(name),
-                    Key("network_config"),
-                    Key("base_url"),
-                ],
+                &[Key("providers"), Key(name), Key("network_config"), Key("base_url")],
                 format!("provider {name:?}: base_url {base_url:?} {reason}"),
             );
         }
         for header in provider.network_config.extra_headers.keys() {
             if header.is_empty() || !header.bytes().all(is_token_byte) {
                 self.problem(
-                    &[Key("providers"), Key(name), Key("network_config"), Key("extra_headers"), Key(header)],
+                    &[
+                        Key("providers"),
+                        Key(name),
+                        Key("network_config"),
+                        Key("extra_headers"),
+                        Key(header),
+                    ],
                     format!("provider {name:?}: extra header name {header:?} is not a valid HTTP header name"),
                 );
             }
@@ -287,8 +279,7 @@ impl Validation<'_> {
                 "default_request_timeout_in_seconds must be at least 1",
             );
         }
-        if let (Some(initial), Some(max)) =
-            (network.retry_backoff_initial, network.retry_backoff_max)
+        if let (Some(initial), Some(max)) = (network.retry_backoff_initial, network.retry_backoff_max)
             && initial > max
         {
             self.problem(
@@ -306,24 +297,14 @@ impl Validation<'_> {
                 && !(weight.is_finite() && weight >= 0.0)
             {
                 self.problem(
-                    &[
-                        Key("providers"),
-                        Key(name),
-                        Key("keys"),
-                        Index(i),
-                        Key("weight"),
-                    ],
+                    &[Key("providers"), Key(name), Key("keys"), Index(i), Key("weight")],
                     format!("provider {name:?} key #{i}: weight must be a number >= 0"),
                 );
             }
-            for url in [
-                &key.ollama_key_config,
-                &key.vllm_key_config,
-                &key.sgl_key_config,
-            ]
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.url.as_ref())
+            for url in [&key.ollama_key_config, &key.vllm_key_config, &key.sgl_key_config]
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.url.as_ref())
             {
                 if let Err(reason) = check_base_url(url) {
                     self.problem(
@@ -413,9 +394,7 @@ providers:
 
     #[test]
     fn custom_provider_needs_base_url_and_known_base() {
-        let p = problems(
-            "providers:\n  mine:\n    custom_provider_config: {base_provider_type: openai}\n",
-        );
+        let p = problems("providers:\n  mine:\n    custom_provider_config: {base_provider_type: openai}\n");
         assert_eq!(p.len(), 1);
         assert!(p[0].reason.contains("base_url"));
         let p = problems(

@@ -38,20 +38,11 @@ impl Snapshot {
 
     /// Builds a snapshot from a validated config, reading `env.NAME` references through `lookup`.
     /// Returns the snapshot and the warnings to log (missing env vars, providers left without keys).
-    pub fn build_with(
-        config: &Config,
-        lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> (Snapshot, Vec<String>) {
+    pub fn build_with(config: &Config, lookup: &dyn Fn(&str) -> Option<String>) -> (Snapshot, Vec<String>) {
         let mut warnings = Vec::new();
         let mut providers = HashMap::new();
         for (name, provider) in &config.providers {
-            match ProviderRuntime::build(
-                name,
-                provider,
-                config.empty_list_allows_all(),
-                lookup,
-                &mut warnings,
-            ) {
+            match ProviderRuntime::build(name, provider, config.empty_list_allows_all(), lookup, &mut warnings) {
                 Some(runtime) => {
                     providers.insert(name.clone(), Arc::new(runtime));
                 }
@@ -132,13 +123,19 @@ impl ProviderRuntime {
             Some(c) => Wire::from_base_type(&c.base_provider_type)?,
             None => builtin?.wire,
         };
-        let keyless =
-            custom.map(|c| c.is_key_less).unwrap_or(false) || builtin.is_some_and(|b| b.keyless);
+        let keyless = custom.map(|c| c.is_key_less).unwrap_or(false) || builtin.is_some_and(|b| b.keyless);
         let key_url = config.keys.iter().find_map(|k| {
             [&k.ollama_key_config, &k.vllm_key_config, &k.sgl_key_config]
                 .into_iter()
                 .flatten()
                 .find_map(|c| c.url.clone())
+                .or_else(|| {
+                    let raw = k.azure_key_config.as_ref()?.get("endpoint")?.as_str()?;
+                    match env::resolve_with(raw, lookup) {
+                        Resolved::Value(v) => Some(v),
+                        Resolved::MissingEnv(_) => None,
+                    }
+                })
         });
         let base_url = config
             .network_config
@@ -153,44 +150,37 @@ impl ProviderRuntime {
         let upstream = match Upstream::parse(&base_url) {
             Some(u) => u,
             None => {
-                warnings.push(format!(
-                    "provider {name:?}: base URL {base_url:?} cannot be used"
-                ));
+                warnings.push(format!("provider {name:?}: base URL {base_url:?} cannot be used"));
                 return None;
             }
         };
-        // A custom provider's base_url is taken to end where the OpenAI `/v1` prefix begins,
-        // unless it already ends in /v1.
+        // A custom provider's base_url is taken to end where the `/v1` prefix begins, unless it
+        // already ends in /v1.
         let api_prefix = if upstream.base_path.ends_with("/v1") {
             ""
         } else {
             builtin.map(|b| b.api_prefix).unwrap_or("/v1")
         };
         let overrides = custom.map(|c| &c.request_path_overrides);
-        let path_for = |request_type: RequestType| -> String {
-            match overrides.and_then(|o| o.get(request_type.as_str())) {
-                Some(path) => format!("{}{}", upstream.base_path, path),
-                None => format!(
-                    "{}{}{}",
-                    upstream.base_path,
-                    api_prefix,
-                    request_type.openai_resource()
-                ),
+        let path_for = |request_type: RequestType| -> Option<String> {
+            if let Some(path) = overrides.and_then(|o| o.get(request_type.as_str())) {
+                return Some(format!("{}{}", upstream.base_path, path));
             }
+            let resource = match wire {
+                Wire::Anthropic => request_type.anthropic_resource(),
+                // Azure paths name the deployment; they are built per request.
+                Wire::Azure => None,
+                _ => request_type.openai_resource(),
+            }?;
+            Some(format!("{}{}{}", upstream.base_path, api_prefix, resource))
         };
         let paths = EndpointPaths {
             chat: path_for(RequestType::ChatCompletion),
             embeddings: path_for(RequestType::Embedding),
             models: path_for(RequestType::ListModels),
+            count_tokens: path_for(RequestType::CountTokens),
         };
-        let keys = resolve_keys(
-            name,
-            &config.keys,
-            empty_allows_all,
-            keyless,
-            lookup,
-            warnings,
-        );
+        let keys = resolve_keys(name, &config.keys, empty_allows_all, keyless, lookup, warnings);
         if !keyless && keys.is_empty() {
             warnings.push(format!(
                 "provider {name:?} has no usable key: requests to it will fail until one is configured"
@@ -212,12 +202,22 @@ impl ProviderRuntime {
         })
     }
 
-    /// The upstream path for a request type.
-    pub fn path(&self, request_type: RequestType) -> &str {
+    /// The upstream path for a request type; `None` when this provider has no such endpoint
+    /// (or, for Azure, when the path depends on the deployment: see [`azure_path`]).
+    pub fn path(&self, request_type: RequestType) -> Option<&str> {
         match request_type {
-            RequestType::ChatCompletion => &self.paths.chat,
-            RequestType::Embedding => &self.paths.embeddings,
-            RequestType::ListModels => &self.paths.models,
+            RequestType::ChatCompletion => self.paths.chat.as_deref(),
+            RequestType::Embedding => self.paths.embeddings.as_deref(),
+            RequestType::ListModels => self.paths.models.as_deref(),
+            RequestType::CountTokens => self.paths.count_tokens.as_deref(),
+        }
+    }
+
+    /// Whether this provider can serve `request_type` at all.
+    pub fn supports(&self, request_type: RequestType) -> bool {
+        match self.wire {
+            Wire::Azure => matches!(request_type, RequestType::ChatCompletion | RequestType::Embedding),
+            _ => self.path(request_type).is_some(),
         }
     }
 
@@ -274,6 +274,7 @@ fn resolve_keys(
             Some(list) if list.is_empty() && empty_allows_all => ModelFilter::All,
             Some(list) => ModelFilter::Only(list.clone()),
         };
+        let azure = azure_key(provider, &label, key, lookup, warnings);
         out.push(ProviderKey {
             id: key.id.clone().unwrap_or_else(|| label.clone()),
             name: label,
@@ -286,9 +287,43 @@ fn resolve_keys(
                 .iter()
                 .map(|(public, target)| (public.clone(), target.model_name().to_string()))
                 .collect(),
+            azure,
         });
     }
     out
+}
+
+fn azure_key(
+    provider: &str,
+    label: &str,
+    key: &KeyConfig,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Option<Arc<AzureKey>> {
+    let config = key.azure_key_config.as_ref()?;
+    let mut field = |name: &str| -> Option<String> {
+        let raw = config.get(name)?.as_str()?;
+        match env::resolve_with(raw, lookup) {
+            Resolved::Value(v) => Some(v),
+            Resolved::MissingEnv(var) => {
+                warnings.push(format!(
+                    "provider {provider:?} key {label:?}: environment variable {var} for azure_key_config.{name} is not set"
+                ));
+                None
+            }
+        }
+    };
+    let endpoint = field("endpoint")?;
+    let Some(upstream) = Upstream::parse(&endpoint) else {
+        warnings.push(format!(
+            "provider {provider:?} key {label:?}: azure endpoint {endpoint:?} is not a URL"
+        ));
+        return None;
+    };
+    Some(Arc::new(AzureKey {
+        upstream: Arc::new(upstream),
+        api_version: field("api_version").unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_string()),
+    }))
 }
 
 /// Which models a key may serve.
@@ -300,8 +335,8 @@ pub enum ModelFilter {
     Only(Vec<String>),
 }
 
-/// One usable upstream key.
-#[derive(Debug, Clone)]
+/// One usable upstream key. Its `Debug` output never shows the secret.
+#[derive(Clone)]
 pub struct ProviderKey {
     /// Stable id (the configured id, else the name).
     pub id: String,
@@ -317,6 +352,20 @@ pub struct ProviderKey {
     pub weight: f64,
     /// Public model -> upstream model.
     pub aliases: HashMap<String, String>,
+    /// Azure endpoint and API version, for Azure keys.
+    pub azure: Option<Arc<AzureKey>>,
+}
+
+impl std::fmt::Debug for ProviderKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderKey")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("secret", &"<redacted>")
+            .field("models", &self.models)
+            .field("weight", &self.weight)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProviderKey {
@@ -340,15 +389,41 @@ impl ProviderKey {
     }
 }
 
-/// Upstream paths per request type.
+/// Upstream paths per request type (`None`: no such endpoint).
 #[derive(Debug, Clone)]
 pub struct EndpointPaths {
-    /// Chat completions.
-    pub chat: String,
+    /// Chat completions (Messages for Anthropic).
+    pub chat: Option<String>,
     /// Embeddings.
-    pub embeddings: String,
+    pub embeddings: Option<String>,
     /// Model listing.
-    pub models: String,
+    pub models: Option<String>,
+    /// Token counting (Anthropic).
+    pub count_tokens: Option<String>,
+}
+
+/// The Azure OpenAI path for a deployment: `/openai/deployments/{deployment}/{resource}?api-version=`.
+pub fn azure_path(base_path: &str, deployment: &str, request_type: RequestType, api_version: &str) -> Option<String> {
+    let resource = match request_type {
+        RequestType::ChatCompletion => "chat/completions",
+        RequestType::Embedding => "embeddings",
+        _ => return None,
+    };
+    Some(format!(
+        "{base_path}/openai/deployments/{deployment}/{resource}?api-version={api_version}"
+    ))
+}
+
+/// The Azure API version used when a key does not set one.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+
+/// A key's own Azure endpoint.
+#[derive(Debug)]
+pub struct AzureKey {
+    /// The resource endpoint.
+    pub upstream: Arc<Upstream>,
+    /// `api-version` query value.
+    pub api_version: String,
 }
 
 /// Where a provider's requests go.
@@ -377,11 +452,7 @@ impl Upstream {
             "http" => false,
             _ => return None,
         };
-        let host = uri
-            .host()?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
+        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_string();
         if host.is_empty() {
             return None;
         }
@@ -441,12 +512,8 @@ impl NetworkSettings {
                 .map(Duration::from_secs)
                 .unwrap_or(model::DEFAULT_STREAM_IDLE_TIMEOUT),
             max_retries: config.max_retries.unwrap_or(0),
-            backoff_initial: config
-                .retry_backoff_initial
-                .unwrap_or(model::DEFAULT_BACKOFF_INITIAL),
-            backoff_max: config
-                .retry_backoff_max
-                .unwrap_or(model::DEFAULT_BACKOFF_MAX),
+            backoff_initial: config.retry_backoff_initial.unwrap_or(model::DEFAULT_BACKOFF_INITIAL),
+            backoff_max: config.retry_backoff_max.unwrap_or(model::DEFAULT_BACKOFF_MAX),
             extra_headers: config
                 .extra_headers
                 .iter()
@@ -468,10 +535,7 @@ mod tests {
 
     fn build(src: &str, env: &[(&str, &str)]) -> (Snapshot, Vec<String>) {
         let loaded = load_str(src, "t.yaml").expect("valid config");
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Snapshot::build_with(&loaded.config, &|name| env.get(name).cloned())
     }
 
@@ -484,11 +548,7 @@ mod tests {
         let openai = snap.provider("openai").expect("openai");
         assert_eq!(openai.keys.len(), 1);
         assert_eq!(openai.keys[0].secret, "sk-b");
-        assert!(
-            warnings
-                .iter()
-                .any(|w| w.contains("A_KEY") && w.contains("left out"))
-        );
+        assert!(warnings.iter().any(|w| w.contains("A_KEY") && w.contains("left out")));
         assert!(!warnings.iter().any(|w| w.contains("sk-b")));
     }
 
@@ -503,18 +563,41 @@ mod tests {
         assert_eq!(groq.upstream.host, "api.groq.com");
         assert_eq!(
             groq.path(RequestType::ChatCompletion),
-            "/openai/v1/chat/completions"
+            Some("/openai/v1/chat/completions")
         );
         let pplx = snap.provider("perplexity").expect("pplx");
-        assert_eq!(pplx.path(RequestType::ChatCompletion), "/chat/completions");
+        assert_eq!(pplx.path(RequestType::ChatCompletion), Some("/chat/completions"));
         let mine = snap.provider("mine").expect("mine");
         assert_eq!(mine.upstream.port, 9000);
         assert_eq!(mine.upstream.addrs.load().len(), 1);
-        assert_eq!(
-            mine.path(RequestType::ChatCompletion),
-            "/api/v1/chat/completions"
+        assert_eq!(mine.path(RequestType::ChatCompletion), Some("/api/v1/chat/completions"));
+        assert_eq!(mine.path(RequestType::Embedding), Some("/api/embed"));
+    }
+
+    #[test]
+    fn anthropic_and_azure_paths() {
+        let (snap, warnings) = build(
+            "providers:\n  anthropic: {keys: [{value: k}]}\n  azure:\n    keys:\n      - value: k\n        aliases: {gpt-4o: my-deployment}\n        azure_key_config: {endpoint: env.AZ_ENDPOINT, api_version: '2024-06-01'}\n",
+            &[("AZ_ENDPOINT", "https://res.openai.azure.com")],
         );
-        assert_eq!(mine.path(RequestType::Embedding), "/api/embed");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let anthropic = snap.provider("anthropic").expect("anthropic");
+        assert_eq!(anthropic.path(RequestType::ChatCompletion), Some("/v1/messages"));
+        assert_eq!(
+            anthropic.path(RequestType::CountTokens),
+            Some("/v1/messages/count_tokens")
+        );
+        assert!(!anthropic.supports(RequestType::Embedding));
+        let azure = snap.provider("azure").expect("azure");
+        assert_eq!(azure.upstream.host, "res.openai.azure.com");
+        let key = &azure.keys[0];
+        let az = key.azure.as_ref().expect("azure key");
+        assert_eq!(az.api_version, "2024-06-01");
+        assert_eq!(key.upstream_model("gpt-4o"), "my-deployment");
+        assert_eq!(
+            azure_path("", "my-deployment", RequestType::ChatCompletion, &az.api_version).as_deref(),
+            Some("/openai/deployments/my-deployment/chat/completions?api-version=2024-06-01")
+        );
     }
 
     #[test]

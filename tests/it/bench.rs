@@ -19,9 +19,7 @@ async fn load_reports_every_scheduled_request() {
         url: format!("{}/v1/chat/completions", upstream.base_url()),
         rate: 200.0,
         duration: Duration::from_millis(500),
-        body: Some(Bytes::from_static(
-            br#"{"model":"m","stream":true,"messages":[]}"#,
-        )),
+        body: Some(Bytes::from_static(br#"{"model":"m","stream":true,"messages":[]}"#)),
         stream: true,
         ..LoadOptions::default()
     };
@@ -53,19 +51,13 @@ async fn load_counts_failures_and_refuses_remote_targets() {
         url: "http://192.0.2.1:80/".into(),
         ..LoadOptions::default()
     };
-    assert!(matches!(
-        load::run(&remote).await,
-        Err(LoadError::Remote(_))
-    ));
+    assert!(matches!(load::run(&remote).await, Err(LoadError::Remote(_))));
     let unbounded = LoadOptions {
         url: format!("http://{dead}/"),
         duration: Duration::from_secs(100_000),
         ..LoadOptions::default()
     };
-    assert!(matches!(
-        load::run(&unbounded).await,
-        Err(LoadError::Bounds(_))
-    ));
+    assert!(matches!(load::run(&unbounded).await, Err(LoadError::Bounds(_))));
 }
 
 #[test]
@@ -86,11 +78,7 @@ fn compare_smoke_produces_the_json_fields() {
         ])
         .output()
         .expect("run compare");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report["scenario"], "passthrough");
     let run = &report["runs"][0];
@@ -99,21 +87,11 @@ fn compare_smoke_produces_the_json_fields() {
     assert_eq!(run["direct"]["completed"], 50);
     assert_eq!(run["gateway"]["status_counts"]["200"], 50);
     for field in ["p50", "p90", "p99", "p999", "max"] {
-        assert!(
-            run["added_latency_us"][field].is_i64(),
-            "added_latency_us.{field}"
-        );
-        assert!(
-            run["gateway"]["latency_us"][field].is_u64(),
-            "latency_us.{field}"
-        );
+        assert!(run["added_latency_us"][field].is_i64(), "added_latency_us.{field}");
+        assert!(run["gateway"]["latency_us"][field].is_u64(), "latency_us.{field}");
     }
     assert!(run["gateway_cpu_us_per_request"].is_number());
-    assert!(
-        run["gateway_peak_rss_mb"]
-            .as_f64()
-            .is_some_and(|mb| mb > 0.0)
-    );
+    assert!(run["gateway_peak_rss_mb"].as_f64().is_some_and(|mb| mb > 0.0));
 
     let out = Command::new(env!("CARGO_BIN_EXE_asbru"))
         .args(["bench", "compare", "--scenario", "governance", "--json"])
@@ -131,14 +109,7 @@ fn compare_smoke_produces_the_json_fields() {
 #[test]
 fn load_cli_refuses_non_loopback() {
     let out = Command::new(env!("CARGO_BIN_EXE_asbru"))
-        .args([
-            "bench",
-            "load",
-            "--url",
-            "http://192.0.2.1/",
-            "--duration",
-            "1",
-        ])
+        .args(["bench", "load", "--url", "http://192.0.2.1/", "--duration", "1"])
         .output()
         .expect("run load");
     assert!(!out.status.success());

@@ -11,16 +11,8 @@ fn check_reports_line_and_column() {
     let dir = std::env::temp_dir().join(format!("asbru-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let broken = dir.join("broken.yaml");
-    std::fs::write(
-        &broken,
-        "server:\n  listen: 127.0.0.1:8080\nprovders:\n  openai: {}\n",
-    )
-    .expect("write");
-    let out = asbru()
-        .args(["check", "--config"])
-        .arg(&broken)
-        .output()
-        .expect("run");
+    std::fs::write(&broken, "server:\n  listen: 127.0.0.1:8080\nprovders:\n  openai: {}\n").expect("write");
+    let out = asbru().args(["check", "--config"]).arg(&broken).output().expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("broken.yaml:3:"), "{stderr}");
@@ -40,16 +32,8 @@ fn check_reports_line_and_column() {
     assert!(stderr.contains("2 problem(s)"), "{stderr}");
 
     let fine = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/demo.yaml");
-    let out = asbru()
-        .args(["check", "--config"])
-        .arg(&fine)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = asbru().args(["check", "--config"]).arg(&fine).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -71,11 +55,7 @@ fn serve_refuses_an_invalid_config() {
     std::fs::create_dir_all(&dir).expect("dir");
     let broken = dir.join("bad.yaml");
     std::fs::write(&broken, "server: {listen: nowhere}\n").expect("write");
-    let out = asbru()
-        .args(["serve", "--config"])
-        .arg(&broken)
-        .output()
-        .expect("run");
+    let out = asbru().args(["serve", "--config"]).arg(&broken).output().expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.yaml:1:"));
     let _ = std::fs::remove_dir_all(&dir);

@@ -36,10 +36,7 @@ async fn bad_requests_are_400() {
         (r#"{"model":"gpt-4o"}"#, "provider is required"),
         (r#"{"model":"groq/llama"}"#, "not configured"),
         (r#"{"model":"openai/"}"#, "model name is missing"),
-        (
-            r#"{"model":"openai/gpt-4o","fallbacks":"groq/x"}"#,
-            "fallbacks",
-        ),
+        (r#"{"model":"openai/gpt-4o","fallbacks":"groq/x"}"#, "fallbacks"),
     ];
     for (body, part) in cases {
         let reply = post(&gw, "/v1/chat/completions", body).await;
@@ -47,11 +44,7 @@ async fn bad_requests_are_400() {
         assert_eq!(json["is_bifrost_error"], false);
         assert_eq!(json["extra_fields"]["request_type"], "chat_completion");
     }
-    assert_eq!(
-        upstream.state.request_count(),
-        0,
-        "no bad request reached the provider"
-    );
+    assert_eq!(upstream.state.request_count(), 0, "no bad request reached the provider");
 }
 
 #[tokio::test]
@@ -65,9 +58,7 @@ async fn unknown_route_and_wrong_method() {
 
 fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     stream.write_all(request).expect("write");
     let mut reply = Vec::new();
     let _ = stream.read_to_end(&mut reply);
@@ -93,9 +84,7 @@ async fn oversized_bodies_are_413() {
     );
 
     // Chunked, no length: refused once the limit is crossed.
-    let mut request =
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
-            .to_vec();
+    let mut request = b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
     let piece = vec![b'a'; 64 * 1024];
     for _ in 0..17 {
         request.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
@@ -103,11 +92,7 @@ async fn oversized_bodies_are_413() {
         request.extend_from_slice(b"\r\n");
     }
     let reply = raw_exchange(gw.addr, &request);
-    assert!(
-        reply.starts_with("HTTP/1.1 413"),
-        "{}",
-        &reply[..reply.len().min(200)]
-    );
+    assert!(reply.starts_with("HTTP/1.1 413"), "{}", &reply[..reply.len().min(200)]);
     assert_eq!(upstream.state.request_count(), 0);
 }
 
@@ -173,11 +158,7 @@ async fn missing_env_key_is_left_out_never_sent_empty() {
         r#"{"model":"openai/gpt-4o","messages":[]}"#,
     )
     .await;
-    let body = assert_bifrost_error(
-        &reply,
-        500,
-        "no usable keys are configured for provider openai",
-    );
+    let body = assert_bifrost_error(&reply, 500, "no usable keys are configured for provider openai");
     assert_eq!(body["is_bifrost_error"], true);
     assert_eq!(upstream.state.request_count(), 0);
     drop(gw);
@@ -207,17 +188,8 @@ async fn no_key_for_the_model_is_400() {
         "providers:\n  openai:\n    keys: [{{value: sk-x, models: [gpt-4o]}}]\n    network_config: {{base_url: \"{}\"}}\n",
         upstream.base_url()
     ));
-    let reply = post(
-        &gw,
-        "/v1/chat/completions",
-        r#"{"model":"openai/o1","messages":[]}"#,
-    )
-    .await;
-    assert_bifrost_error(
-        &reply,
-        400,
-        "no keys found for provider: openai and model: o1",
-    );
+    let reply = post(&gw, "/v1/chat/completions", r#"{"model":"openai/o1","messages":[]}"#).await;
+    assert_bifrost_error(&reply, 400, "no keys found for provider: openai and model: o1");
 }
 
 #[tokio::test]

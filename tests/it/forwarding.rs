@@ -29,20 +29,10 @@ async fn non_stream_chat_passes_through() {
         "Hello from the asbru mock provider."
     );
     assert_eq!(body["usage"]["total_tokens"], 18);
-    assert_eq!(
-        reply.header("x-bifrost-provider").as_deref(),
-        Some("openai")
-    );
-    assert_eq!(
-        reply.header("x-bifrost-resolved-model").as_deref(),
-        Some("gpt-4o-mini")
-    );
+    assert_eq!(reply.header("x-bifrost-provider").as_deref(), Some("openai"));
+    assert_eq!(reply.header("x-bifrost-resolved-model").as_deref(), Some("gpt-4o-mini"));
     assert_eq!(reply.header("x-bifrost-fallback-index"), None);
-    assert!(
-        reply
-            .header("x-request-id")
-            .is_some_and(|id| id.len() == 36)
-    );
+    assert!(reply.header("x-request-id").is_some_and(|id| id.len() == 36));
     let seen = upstream.state.recorded();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path, "/v1/chat/completions");
@@ -80,12 +70,8 @@ async fn unknown_fields_pass_through_byte_for_byte() {
 async fn one_mebibyte_body_goes_through_intact() {
     let upstream = default_mock();
     let gw = gateway(&one_provider(&upstream.base_url()));
-    let content: String = (0..(1024 * 1024))
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
-    let body = format!(
-        r#"{{"model":"openai/gpt-4o","messages":[{{"role":"user","content":"{content}"}}]}}"#
-    );
+    let content: String = (0..(1024 * 1024)).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let body = format!(r#"{{"model":"openai/gpt-4o","messages":[{{"role":"user","content":"{content}"}}]}}"#);
     let reply = post(&gw, "/v1/chat/completions", &body).await;
     assert_eq!(reply.status(), 200, "{}", reply.text());
     let seen = upstream.state.recorded();
@@ -123,11 +109,7 @@ async fn stream_is_relayed_chunk_by_chunk() {
         .iter()
         .filter(|e| *e != "[DONE]")
         .filter_map(|e| serde_json::from_str::<serde_json::Value>(e).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
         .collect();
     assert_eq!(content, "Hello from the asbru mock");
     let usage = events
@@ -137,11 +119,7 @@ async fn stream_is_relayed_chunk_by_chunk() {
         .expect("a usage chunk");
     assert_eq!(usage["usage"]["completion_tokens"], 5);
     // Chunks were written as the upstream produced them, not collected and sent at the end.
-    assert!(
-        reply.chunks.len() >= 5,
-        "only {} body reads",
-        reply.chunks.len()
-    );
+    assert!(reply.chunks.len() >= 5, "only {} body reads", reply.chunks.len());
     let first = reply.chunks.first().expect("chunks").0;
     let last = reply.chunks.last().expect("chunks").0;
     assert!(
@@ -264,9 +242,7 @@ async fn expect_continue_is_answered_before_the_body() {
     let gw = gateway(&one_provider(&upstream.base_url()));
     let body = br#"{"model":"openai/gpt-4o","messages":[]}"#;
     let mut stream = std::net::TcpStream::connect(gw.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     let head = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()

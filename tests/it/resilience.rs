@@ -102,11 +102,7 @@ async fn no_retry_without_max_retries_and_none_on_a_400() {
     )
     .await;
     assert_eq!(reply.status(), 400);
-    assert_eq!(
-        bad_request.state.request_count(),
-        1,
-        "a 400 must not be retried"
-    );
+    assert_eq!(bad_request.state.request_count(), 1, "a 400 must not be retried");
 }
 
 #[tokio::test]
@@ -132,10 +128,7 @@ async fn falls_back_after_the_primary_exhausts_its_retries() {
     assert_eq!(primary.state.request_count(), 3, "1 try + 2 retries");
     assert_eq!(secondary.state.request_count(), 1);
     assert_eq!(reply.header("x-bifrost-provider").as_deref(), Some("groq"));
-    assert_eq!(
-        reply.header("x-bifrost-fallback-index").as_deref(),
-        Some("1")
-    );
+    assert_eq!(reply.header("x-bifrost-fallback-index").as_deref(), Some("1"));
     assert_eq!(reply.json()["model"], "llama-3.1-8b");
     assert_eq!(
         String::from_utf8_lossy(&secondary.state.recorded()[0].body),
@@ -168,10 +161,7 @@ async fn when_everything_fails_the_primary_error_is_returned() {
     .await;
     assert_eq!(reply.status(), 503);
     assert_eq!(reply.json()["error"]["message"], "mock provider failure");
-    assert_eq!(
-        reply.header("x-bifrost-provider").as_deref(),
-        Some("openai")
-    );
+    assert_eq!(reply.header("x-bifrost-provider").as_deref(), Some("openai"));
     assert_eq!(secondary.state.request_count(), 1);
 }
 
@@ -197,23 +187,14 @@ async fn no_fallback_once_the_stream_started() {
     assert_eq!(reply.status(), 200);
     let events = sse_data(&reply.text());
     assert!(events.iter().any(|e| e.contains("\"Hello\"")), "{events:?}");
-    let last: serde_json::Value =
-        serde_json::from_str(events.last().expect("events")).expect("json");
+    let last: serde_json::Value = serde_json::from_str(events.last().expect("events")).expect("json");
     assert_eq!(
         last["error"]["type"], "api_error",
         "stream ends with an error event: {events:?}"
     );
     assert!(!events.iter().any(|e| e == "[DONE]"));
-    assert_eq!(
-        primary.state.request_count(),
-        1,
-        "no retry after bytes went out"
-    );
-    assert_eq!(
-        secondary.state.request_count(),
-        0,
-        "no fallback after bytes went out"
-    );
+    assert_eq!(primary.state.request_count(), 1, "no retry after bytes went out");
+    assert_eq!(secondary.state.request_count(), 0, "no fallback after bytes went out");
 }
 
 #[tokio::test]

@@ -43,8 +43,8 @@ pub fn select<'a, R: Rng + ?Sized>(
         });
     }
     let keys = &provider.keys;
-    let pick = pick_weighted(keys, model, |i| !avoid.contains(&i), rng)
-        .or_else(|| pick_weighted(keys, model, |_| true, rng));
+    let pick =
+        pick_weighted(keys, model, |i| !avoid.contains(&i), rng).or_else(|| pick_weighted(keys, model, |_| true, rng));
     match pick {
         Some(i) => Ok(Some((i, &keys[i]))),
         None => Err(KeyError::NoneForModel {
@@ -65,20 +65,13 @@ fn pick_weighted<R: Rng + ?Sized>(
         .iter()
         .enumerate()
         .filter(candidate)
-        .fold((0usize, 0.0f64), |(n, w), (_, k)| {
-            (n + 1, w + k.weight.max(0.0))
-        });
+        .fold((0usize, 0.0f64), |(n, w), (_, k)| (n + 1, w + k.weight.max(0.0)));
     if count == 0 {
         return None;
     }
     if total <= 0.0 {
         let nth = rng.random_range(0..count);
-        return keys
-            .iter()
-            .enumerate()
-            .filter(candidate)
-            .nth(nth)
-            .map(|(i, _)| i);
+        return keys.iter().enumerate().filter(candidate).nth(nth).map(|(i, _)| i);
     }
     let mut point = rng.random::<f64>() * total;
     let mut last = None;
@@ -119,10 +112,7 @@ mod tests {
             let (i, _) = select(&p, "m", &[], &mut rng).expect("ok").expect("keyed");
             counts[i] += 1;
         }
-        assert_eq!(
-            counts[2], 0,
-            "zero weight is never picked while others have weight"
-        );
+        assert_eq!(counts[2], 0, "zero weight is never picked while others have weight");
         let share = f64::from(counts[0]) / 20_000.0;
         assert!((share - 0.75).abs() < 0.02, "share of a = {share}");
     }
@@ -133,21 +123,12 @@ mod tests {
             "providers:\n  openai:\n    keys:\n      - {name: a, value: ka, models: [x]}\n      - {name: b, value: kb, models: [y]}\n      - {name: c, value: kc, models: [y]}\n",
         );
         let mut rng = StdRng::seed_from_u64(1);
-        assert_eq!(
-            select(&p, "x", &[], &mut rng).expect("ok").map(|c| c.0),
-            Some(0)
-        );
+        assert_eq!(select(&p, "x", &[], &mut rng).expect("ok").map(|c| c.0), Some(0));
         for _ in 0..50 {
-            assert_eq!(
-                select(&p, "y", &[1], &mut rng).expect("ok").map(|c| c.0),
-                Some(2)
-            );
+            assert_eq!(select(&p, "y", &[1], &mut rng).expect("ok").map(|c| c.0), Some(2));
         }
         // Only the avoided key serves x: it is used again rather than failing.
-        assert_eq!(
-            select(&p, "x", &[0], &mut rng).expect("ok").map(|c| c.0),
-            Some(0)
-        );
+        assert_eq!(select(&p, "x", &[0], &mut rng).expect("ok").map(|c| c.0), Some(0));
         assert!(matches!(
             select(&p, "z", &[], &mut rng),
             Err(KeyError::NoneForModel { .. })
@@ -162,10 +143,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(3);
         let mut seen = [false; 2];
         for _ in 0..100 {
-            seen[select(&p, "m", &[], &mut rng)
-                .expect("ok")
-                .expect("keyed")
-                .0] = true;
+            seen[select(&p, "m", &[], &mut rng).expect("ok").expect("keyed").0] = true;
         }
         assert_eq!(seen, [true, true]);
         let p = provider("providers:\n  openai:\n    keys: [{value: env.NOPE_NOT_SET}]\n");

@@ -29,17 +29,11 @@ impl Filter for RoutingFilter {
         "routing"
     }
 
-    fn on_request(
-        &self,
-        snapshot: &Snapshot,
-        request: &GatewayRequest,
-        decision: &mut Decision,
-    ) -> FilterAction {
-        let primary =
-            match resolve_target(snapshot, &request.model_requested, request.default_provider) {
-                Ok(target) => target,
-                Err(rejection) => return FilterAction::Reject(rejection),
-            };
+    fn on_request(&self, snapshot: &Snapshot, request: &GatewayRequest, decision: &mut Decision) -> FilterAction {
+        let primary = match resolve_target(snapshot, &request.model_requested, request.default_provider) {
+            Ok(target) => target,
+            Err(rejection) => return FilterAction::Reject(rejection),
+        };
         if let Err(rejection) = check_serves(&primary.0, request.request_type, request.stream) {
             return FilterAction::Reject(rejection);
         }
@@ -53,9 +47,7 @@ impl Filter for RoutingFilter {
             .fallbacks
             .iter()
             .filter_map(|raw| explicit_target(snapshot, raw))
-            .filter(|(provider, _)| {
-                check_serves(provider, request.request_type, request.stream).is_ok()
-            });
+            .filter(|(provider, _)| check_serves(provider, request.request_type, request.stream).is_ok());
         for (index, (provider, model)) in fallbacks.enumerate() {
             decision.plan.push(Attempt {
                 provider,
@@ -78,9 +70,7 @@ pub fn resolve_target(
     default_provider: Option<&str>,
 ) -> Result<(Arc<ProviderRuntime>, String), Rejection> {
     if raw.trim().is_empty() {
-        return Err(Rejection::bad_request(
-            "model is required (format: provider/model)",
-        ));
+        return Err(Rejection::bad_request("model is required (format: provider/model)"));
     }
     let parsed = split_model(snapshot, raw);
     let provider_name = match (parsed.0, default_provider) {
@@ -123,15 +113,18 @@ fn explicit_target(snapshot: &Snapshot, raw: &str) -> Option<(Arc<ProviderRuntim
     Some((snapshot.provider(provider)?.clone(), model.to_string()))
 }
 
-fn check_serves(
-    provider: &ProviderRuntime,
-    request_type: RequestType,
-    stream: bool,
-) -> Result<(), Rejection> {
+fn check_serves(provider: &ProviderRuntime, request_type: RequestType, stream: bool) -> Result<(), Rejection> {
     if !provider.wire.is_supported() {
         return Err(Rejection::bad_request(format!(
             "provider {:?} ({:?} wire) is not supported by this version of asbru yet",
             provider.name, provider.wire
+        )));
+    }
+    if !provider.supports(request_type) {
+        return Err(Rejection::bad_request(format!(
+            "provider {:?} does not support {} requests",
+            provider.name,
+            request_type.as_str()
         )));
     }
     if !provider.allows(request_type, stream) {
@@ -159,11 +152,7 @@ mod tests {
         Snapshot::build_with(&loaded.config, &|_| None).0
     }
 
-    fn request(
-        model: &str,
-        fallbacks: &[&str],
-        default_provider: Option<&'static str>,
-    ) -> GatewayRequest {
+    fn request(model: &str, fallbacks: &[&str], default_provider: Option<&'static str>) -> GatewayRequest {
         GatewayRequest {
             request_type: RequestType::ChatCompletion,
             stream: false,
@@ -218,21 +207,15 @@ mod tests {
                 .message
                 .contains("not configured")
         );
-        assert!(
-            reject(request("", &[], None))
-                .message
-                .contains("model is required")
-        );
+        assert!(reject(request("", &[], None)).message.contains("model is required"));
         assert!(
             reject(request("openai/", &[], None))
                 .message
                 .contains("model name is missing")
         );
-        assert!(
-            reject(request("anthropic/claude", &[], None))
-                .message
-                .contains("not supported")
-        );
+        let mut embed = request("anthropic/claude", &[], None);
+        embed.request_type = RequestType::Embedding;
+        assert!(reject(embed).message.contains("does not support embedding"));
         let ok = chain
             .run(&snap, &request("gpt-4o", &[], Some("openai")))
             .expect("default provider");

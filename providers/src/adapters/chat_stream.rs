@@ -66,8 +66,7 @@ impl ChatToMessagesStream {
                     .get("message")
                     .and_then(Value::as_str)
                     .unwrap_or("upstream stream error");
-                let body =
-                    json!({"type": "error", "error": {"type": "api_error", "message": message}});
+                let body = json!({"type": "error", "error": {"type": "api_error", "message": message}});
                 write(out, "error", &body);
             }
         }
@@ -151,11 +150,7 @@ impl ChatToMessagesStream {
                 if !matches!(self.open, Some(OpenBlock::Text(_))) {
                     let index = self.next_block;
                     self.next_block += 1;
-                    self.open_block(
-                        OpenBlock::Text(index),
-                        json!({"type": "text", "text": ""}),
-                        out,
-                    );
+                    self.open_block(OpenBlock::Text(index), json!({"type": "text", "text": ""}), out);
                 }
                 if let Some(OpenBlock::Text(index)) = self.open {
                     let event = json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}});

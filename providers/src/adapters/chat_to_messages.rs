@@ -7,8 +7,8 @@ use crate::formats::anthropic::types::{
     Block, Content, ImageSource, KnownBlock, Message, MessagesRequest, MessagesResponse, ToolDef,
 };
 use crate::formats::openai::types::{
-    ChatMessage, ChatRequest, ChatResponse, Choice, ContentPart, FunctionCall, MessageContent,
-    ResponseMessage, ToolCall,
+    ChatMessage, ChatRequest, ChatResponse, Choice, ContentPart, FunctionCall, MessageContent, ResponseMessage,
+    ToolCall,
 };
 use crate::usage::Usage;
 
@@ -39,9 +39,7 @@ pub fn request(chat: ChatRequest, upstream_model: &str) -> Result<MessagesReques
                     Some(Message {
                         role,
                         content: Content::Blocks(blocks),
-                    }) if role == "user" && blocks.iter().all(is_tool_result) => {
-                        blocks.push(result)
-                    }
+                    }) if role == "user" && blocks.iter().all(is_tool_result) => blocks.push(result),
                     _ => messages.push(Message {
                         role: "user".into(),
                         content: Content::Blocks(vec![result]),
@@ -164,10 +162,7 @@ fn user_content(content: Option<MessageContent>) -> Result<Content, TranslateErr
         None => Ok(Content::Text(String::new())),
         Some(MessageContent::Text(text)) => Ok(Content::Text(text)),
         Some(MessageContent::Parts(parts)) => Ok(Content::Blocks(
-            parts
-                .into_iter()
-                .map(part_to_block)
-                .collect::<Result<Vec<_>, _>>()?,
+            parts.into_iter().map(part_to_block).collect::<Result<Vec<_>, _>>()?,
         )),
     }
 }
@@ -179,9 +174,10 @@ fn part_to_block(part: ContentPart) -> Result<Block, TranslateError> {
             extra: Map::new(),
         })),
         "image_url" => {
-            let url = part.image_url.map(|i| i.url).ok_or_else(|| {
-                TranslateError::InvalidRequest("image_url part without a url".into())
-            })?;
+            let url = part
+                .image_url
+                .map(|i| i.url)
+                .ok_or_else(|| TranslateError::InvalidRequest("image_url part without a url".into()))?;
             Ok(Block::Known(KnownBlock::Image {
                 source: image_source(&url)?,
             }))
@@ -194,12 +190,12 @@ fn part_to_block(part: ContentPart) -> Result<Block, TranslateError> {
 
 fn image_source(url: &str) -> Result<ImageSource, TranslateError> {
     if let Some(rest) = url.strip_prefix("data:") {
-        let (meta, data) = rest.split_once(',').ok_or_else(|| {
-            TranslateError::InvalidRequest("malformed data URL in image_url".into())
-        })?;
-        let media_type = meta.strip_suffix(";base64").ok_or_else(|| {
-            TranslateError::InvalidRequest("image data URLs must be base64".into())
-        })?;
+        let (meta, data) = rest
+            .split_once(',')
+            .ok_or_else(|| TranslateError::InvalidRequest("malformed data URL in image_url".into()))?;
+        let media_type = meta
+            .strip_suffix(";base64")
+            .ok_or_else(|| TranslateError::InvalidRequest("image data URLs must be base64".into()))?;
         return Ok(ImageSource {
             kind: "base64".into(),
             media_type: Some(media_type.to_string()),
@@ -246,14 +242,12 @@ fn assistant_message(message: ChatMessage) -> Message {
 }
 
 fn tool_result(message: ChatMessage) -> Result<Block, TranslateError> {
-    let id = message.tool_call_id.ok_or_else(|| {
-        TranslateError::InvalidRequest("tool message without tool_call_id".into())
-    })?;
+    let id = message
+        .tool_call_id
+        .ok_or_else(|| TranslateError::InvalidRequest("tool message without tool_call_id".into()))?;
     Ok(Block::Known(KnownBlock::ToolResult {
         tool_use_id: id,
-        content: Some(Value::String(
-            message.content.map(|c| c.text()).unwrap_or_default(),
-        )),
+        content: Some(Value::String(message.content.map(|c| c.text()).unwrap_or_default())),
         is_error: None,
     }))
 }
@@ -279,11 +273,7 @@ pub fn response(reply: MessagesResponse, created: u64) -> ChatResponse {
             _ => {}
         }
     }
-    let finish = reply
-        .stop_reason
-        .as_deref()
-        .map(finish_reason)
-        .unwrap_or("stop");
+    let finish = reply.stop_reason.as_deref().map(finish_reason).unwrap_or("stop");
     let content = if text.is_empty() && !calls.is_empty() {
         None
     } else {

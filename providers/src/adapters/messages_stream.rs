@@ -77,12 +77,7 @@ impl MessagesToChatStream {
         }
     }
 
-    fn tool_delta(
-        index: u32,
-        id: Option<String>,
-        name: Option<String>,
-        arguments: String,
-    ) -> Delta {
+    fn tool_delta(index: u32, id: Option<String>, name: Option<String>, arguments: String) -> Delta {
         Delta {
             tool_calls: Some(vec![ToolCallDelta {
                 index,
@@ -113,10 +108,7 @@ impl MessagesToChatStream {
                 };
                 Self::emit(out, &self.chunk(delta, None));
             }
-            StreamEvent::ContentBlockStart {
-                index,
-                content_block,
-            } => {
+            StreamEvent::ContentBlockStart { index, content_block } => {
                 if let Block::Known(KnownBlock::ToolUse { id, name, .. }) = content_block {
                     let call = self.tool_count;
                     self.tool_count += 1;
@@ -135,12 +127,10 @@ impl MessagesToChatStream {
                         reasoning: Some(thinking),
                         ..Delta::default()
                     },
-                    BlockDelta::InputJsonDelta { partial_json } => {
-                        match self.tool_index.get(&index) {
-                            Some(&call) => Self::tool_delta(call, None, None, partial_json),
-                            None => return,
-                        }
-                    }
+                    BlockDelta::InputJsonDelta { partial_json } => match self.tool_index.get(&index) {
+                        Some(&call) => Self::tool_delta(call, None, None, partial_json),
+                        None => return,
+                    },
                     BlockDelta::SignatureDelta { .. } | BlockDelta::Unknown => return,
                 };
                 Self::emit(out, &self.chunk(delta, None));
@@ -150,11 +140,7 @@ impl MessagesToChatStream {
                 // message_delta carries cumulative output; input may be absent (0) here.
                 update.input_tokens = update.input_tokens.max(self.usage.input_tokens);
                 self.usage.merge_max(update);
-                let finish = delta
-                    .stop_reason
-                    .as_deref()
-                    .map(finish_reason)
-                    .unwrap_or("stop");
+                let finish = delta.stop_reason.as_deref().map(finish_reason).unwrap_or("stop");
                 let mut chunk = self.chunk(Delta::default(), Some(finish));
                 chunk.usage = Some(self.usage.to_openai());
                 Self::emit(out, &chunk);
@@ -164,12 +150,8 @@ impl MessagesToChatStream {
                 sse::write_data(out, b"[DONE]");
             }
             StreamEvent::Error { error } => {
-                let err = WireError::gateway(502, "api_error", error.message)
-                    .with_code("upstream_stream_error");
-                out.extend_from_slice(&crate::errors::sse_error_event(
-                    &err,
-                    &ErrorContext::default(),
-                ));
+                let err = WireError::gateway(502, "api_error", error.message).with_code("upstream_stream_error");
+                out.extend_from_slice(&crate::errors::sse_error_event(&err, &ErrorContext::default()));
             }
             StreamEvent::ContentBlockStop { .. } | StreamEvent::Ping => {}
         }

@@ -4,12 +4,10 @@
 use serde_json::{Map, Value, json};
 
 use super::{TranslateError, stop_reason};
-use crate::formats::anthropic::types::{
-    Block, Content, KnownBlock, MessagesRequest, MessagesResponse, ToolDef,
-};
+use crate::formats::anthropic::types::{Block, Content, KnownBlock, MessagesRequest, MessagesResponse, ToolDef};
 use crate::formats::openai::types::{
-    ChatMessage, ChatRequest, ChatResponse, ContentPart, FunctionCall, FunctionDef, ImageUrl,
-    MessageContent, Stop, Tool, ToolCall,
+    ChatMessage, ChatRequest, ChatResponse, ContentPart, FunctionCall, FunctionDef, ImageUrl, MessageContent, Stop,
+    Tool, ToolCall,
 };
 use crate::usage::Usage;
 
@@ -145,9 +143,7 @@ fn user_turn(content: Content, out: &mut Vec<ChatMessage>) -> Result<(), Transla
     for block in blocks {
         match block {
             Block::Known(KnownBlock::ToolResult {
-                tool_use_id,
-                content,
-                ..
+                tool_use_id, content, ..
             }) => out.push(ChatMessage {
                 role: "tool".into(),
                 content: Some(MessageContent::Text(tool_result_text(content))),
@@ -169,9 +165,7 @@ fn user_turn(content: Content, out: &mut Vec<ChatMessage>) -> Result<(), Transla
                         )
                     }
                     _ => {
-                        return Err(TranslateError::InvalidRequest(
-                            "image block without data or url".into(),
-                        ));
+                        return Err(TranslateError::InvalidRequest("image block without data or url".into()));
                     }
                 };
                 parts.push(ContentPart {
@@ -258,9 +252,7 @@ pub fn response(reply: ChatResponse) -> Result<MessagesResponse, TranslateError>
         role: "assistant".into(),
         model: reply.model,
         content,
-        stop_reason: Some(
-            stop_reason(choice.finish_reason.as_deref().unwrap_or("stop")).to_string(),
-        ),
+        stop_reason: Some(stop_reason(choice.finish_reason.as_deref().unwrap_or("stop")).to_string()),
         stop_sequence: None,
         usage,
     })

@@ -9,6 +9,7 @@
 
 pub mod chat_stream;
 pub mod chat_to_messages;
+pub mod exchange;
 pub mod messages_stream;
 pub mod messages_to_chat;
 

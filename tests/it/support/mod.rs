@@ -59,10 +59,7 @@ impl Reply {
     }
 
     pub fn body(&self) -> Vec<u8> {
-        self.chunks
-            .iter()
-            .flat_map(|(_, c)| c.iter().copied())
-            .collect()
+        self.chunks.iter().flat_map(|(_, c)| c.iter().copied()).collect()
     }
 
     pub fn text(&self) -> String {
@@ -70,49 +67,32 @@ impl Reply {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body())
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body()).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
     }
 }
 
 /// Sends one request to `addr` and reads the whole response, recording chunk arrival times.
-pub async fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Reply {
+pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
     // Building a connector loads the TLS roots (tens of ms), so tests share one. Sessions are
     // never released to its pool, so no connection outlives the test runtime that opened it.
     static CONNECTOR: std::sync::OnceLock<Connector> = std::sync::OnceLock::new();
     let connector = CONNECTOR.get_or_init(|| Connector::new(None));
     let peer = HttpPeer::new(addr, false, String::new());
-    let (mut session, _) = connector
-        .get_http_session(&peer)
-        .await
-        .expect("connect to gateway");
+    let (mut session, _) = connector.get_http_session(&peer).await.expect("connect to gateway");
     session.set_read_timeout(Some(Duration::from_secs(20)));
     let mut req = RequestHeader::build(method, path.as_bytes(), None).expect("request head");
     req.insert_header("host", "localhost").expect("host");
     if method != "GET" {
         req.insert_header("content-length", body.len().to_string())
             .expect("len");
-        if !headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        {
-            req.insert_header("content-type", "application/json")
-                .expect("ct");
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            req.insert_header("content-type", "application/json").expect("ct");
         }
     }
     for (k, v) in headers {
         req.insert_header(k.to_string(), *v).expect("header");
     }
-    session
-        .write_request_header(Box::new(req))
-        .await
-        .expect("write head");
+    session.write_request_header(Box::new(req)).await.expect("write head");
     if method != "GET" {
         session
             .write_request_body(Bytes::copy_from_slice(body), true)
@@ -120,10 +100,7 @@ pub async fn send(
             .expect("write body");
     }
     session.finish_request_body().await.expect("finish body");
-    session
-        .read_response_header()
-        .await
-        .expect("read response head");
+    session.read_response_header().await.expect("read response head");
     let head = session.response_header().expect("head").clone();
     let mut chunks = Vec::new();
     while let Some(chunk) = session.read_response_body().await.expect("read body") {

@@ -77,9 +77,7 @@ impl RequestHead {
             None => (Vec::new(), None),
             Some(raw) => {
                 let list: Option<Vec<String>> = serde_json::from_str(raw.get()).map_err(|_| {
-                    BodyError::InvalidField(
-                        "`fallbacks` must be an array of \"provider/model\" strings".to_string(),
-                    )
+                    BodyError::InvalidField("`fallbacks` must be an array of \"provider/model\" strings".to_string())
                 })?;
                 let span = edit::offset_in(body, raw.get().as_bytes())
                     .and_then(|value| edit::member_span(body, value, "fallbacks"));
@@ -133,20 +131,14 @@ mod tests {
         assert!(head.stream);
         let out = head.upstream_body(body, "gpt-4o-mini");
         let expected = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"x_custom":{"keep":  [1, 2.50, "\u00e9"]},"stream":true}"#;
-        assert_eq!(
-            String::from_utf8_lossy(&out),
-            String::from_utf8_lossy(expected)
-        );
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(expected));
     }
 
     #[test]
     fn strips_fallbacks() {
         let body = br#"{"model":"openai/a","fallbacks":["groq/b", "bad"],"messages":[]}"#;
         let head = RequestHead::parse(body).expect("parse");
-        assert_eq!(
-            head.fallbacks,
-            vec!["groq/b".to_string(), "bad".to_string()]
-        );
+        assert_eq!(head.fallbacks, vec!["groq/b".to_string(), "bad".to_string()]);
         assert_eq!(
             head.upstream_body(body, "a"),
             br#"{"model":"a","messages":[]}"#.to_vec()
@@ -158,22 +150,13 @@ mod tests {
         let body = br#"{"model":"openai\/gpt\u002d4o"}"#;
         let head = RequestHead::parse(body).expect("parse");
         assert_eq!(head.model.as_deref(), Some("openai/gpt-4o"));
-        assert_eq!(
-            head.upstream_body(body, "gpt-4o"),
-            br#"{"model":"gpt-4o"}"#.to_vec()
-        );
+        assert_eq!(head.upstream_body(body, "gpt-4o"), br#"{"model":"gpt-4o"}"#.to_vec());
     }
 
     #[test]
     fn rejects_bad_bodies() {
-        assert!(matches!(
-            RequestHead::parse(b""),
-            Err(BodyError::Malformed(_))
-        ));
-        assert!(matches!(
-            RequestHead::parse(b"[1]"),
-            Err(BodyError::Malformed(_))
-        ));
+        assert!(matches!(RequestHead::parse(b""), Err(BodyError::Malformed(_))));
+        assert!(matches!(RequestHead::parse(b"[1]"), Err(BodyError::Malformed(_))));
         assert!(matches!(
             RequestHead::parse(b"{\"model\":"),
             Err(BodyError::Malformed(_))

@@ -1,0 +1,158 @@
+//! The per-attempt choice of translation: given the ingress wire and the upstream wire, what body
+//! goes upstream and how the reply comes back. Same wire: the body passes through with only the
+//! model rewritten, and the reply passes through verbatim. Different wires: translate both ways.
+
+use super::chat_stream::ChatToMessagesStream;
+use super::messages_stream::MessagesToChatStream;
+use super::{TranslateError, chat_to_messages, messages_to_chat};
+use crate::formats::openai::RequestHead;
+use crate::usage::{self, StreamUsage, StreamWire, Usage};
+
+/// A wire format, as seen by the translators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// OpenAI chat completions (also Azure OpenAI and every OpenAI-compatible provider).
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+/// What to send upstream, and how to read what comes back.
+pub struct Prepared {
+    /// The upstream body.
+    pub body: Vec<u8>,
+    /// The reply side.
+    pub reply: ReplyTranslator,
+}
+
+/// Builds the upstream body for one attempt. `created` stamps translated OpenAI replies.
+pub fn prepare(
+    ingress: Wire,
+    upstream: Wire,
+    head: &RequestHead,
+    raw: &[u8],
+    upstream_model: &str,
+    created: u64,
+) -> Result<Prepared, TranslateError> {
+    let invalid = |e: serde_json::Error| TranslateError::InvalidRequest(e.to_string());
+    let (body, reply) = match (ingress, upstream) {
+        (Wire::OpenAi, Wire::OpenAi) | (Wire::Anthropic, Wire::Anthropic) => (
+            head.upstream_body(raw, upstream_model),
+            ReplyTranslator::Passthrough {
+                usage: StreamUsage::new(stream_wire(upstream)),
+                wire: upstream,
+            },
+        ),
+        (Wire::OpenAi, Wire::Anthropic) => {
+            let chat = serde_json::from_slice(raw).map_err(invalid)?;
+            let request = chat_to_messages::request(chat, upstream_model)?;
+            (
+                serde_json::to_vec(&request).map_err(invalid)?,
+                ReplyTranslator::ChatFromMessages {
+                    stream: MessagesToChatStream::new(created),
+                    created,
+                },
+            )
+        }
+        (Wire::Anthropic, Wire::OpenAi) => {
+            let messages = serde_json::from_slice(raw).map_err(invalid)?;
+            let request = messages_to_chat::request(messages, upstream_model)?;
+            (
+                serde_json::to_vec(&request).map_err(invalid)?,
+                ReplyTranslator::MessagesFromChat {
+                    stream: ChatToMessagesStream::new(upstream_model),
+                },
+            )
+        }
+    };
+    Ok(Prepared { body, reply })
+}
+
+fn stream_wire(wire: Wire) -> StreamWire {
+    match wire {
+        Wire::OpenAi => StreamWire::OpenAi,
+        Wire::Anthropic => StreamWire::Anthropic,
+    }
+}
+
+/// Turns the upstream's successful reply into the ingress format, and reads its usage.
+pub enum ReplyTranslator {
+    /// Same wire: bytes go through untouched; usage is read on the side.
+    Passthrough {
+        /// Usage seen in the stream.
+        usage: StreamUsage,
+        /// The wire.
+        wire: Wire,
+    },
+    /// Anthropic reply to an OpenAI client.
+    ChatFromMessages {
+        /// Stream state.
+        stream: MessagesToChatStream,
+        /// Timestamp for the translated reply.
+        created: u64,
+    },
+    /// OpenAI reply to an Anthropic client.
+    MessagesFromChat {
+        /// Stream state.
+        stream: ChatToMessagesStream,
+    },
+}
+
+impl ReplyTranslator {
+    /// Whether the reply bytes pass through unchanged.
+    pub fn is_passthrough(&self) -> bool {
+        matches!(self, ReplyTranslator::Passthrough { .. })
+    }
+
+    /// Translates a complete non-stream reply body; returns the body to send and its usage.
+    pub fn body(&self, body: &[u8]) -> Result<(Option<Vec<u8>>, Usage), TranslateError> {
+        let invalid = |e: serde_json::Error| TranslateError::InvalidReply(e.to_string());
+        match self {
+            ReplyTranslator::Passthrough { wire, .. } => {
+                let usage = match wire {
+                    Wire::OpenAi => usage::from_openai_json(body),
+                    Wire::Anthropic => usage::from_anthropic_json(body),
+                };
+                Ok((None, usage.unwrap_or_default()))
+            }
+            ReplyTranslator::ChatFromMessages { created, .. } => {
+                let reply = serde_json::from_slice(body).map_err(invalid)?;
+                let chat = chat_to_messages::response(reply, *created);
+                let usage = chat.usage.as_ref().map(Usage::from_openai).unwrap_or_default();
+                Ok((Some(serde_json::to_vec(&chat).map_err(invalid)?), usage))
+            }
+            ReplyTranslator::MessagesFromChat { .. } => {
+                let reply = serde_json::from_slice(body).map_err(invalid)?;
+                let messages = messages_to_chat::response(reply)?;
+                let usage = Usage::from_anthropic(&messages.usage);
+                Ok((Some(serde_json::to_vec(&messages).map_err(invalid)?), usage))
+            }
+        }
+    }
+
+    /// Feeds a piece of a streamed reply. For pass-through the caller relays `bytes` itself and
+    /// nothing is appended to `out`; otherwise `out` receives the translated events.
+    pub fn stream(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        match self {
+            ReplyTranslator::Passthrough { usage, .. } => usage.observe(bytes),
+            ReplyTranslator::ChatFromMessages { stream, .. } => stream.feed(bytes, out),
+            ReplyTranslator::MessagesFromChat { stream } => stream.feed(bytes, out),
+        }
+    }
+
+    /// The upstream stream ended cleanly: close what the ingress format needs closed.
+    pub fn stream_end(&mut self, out: &mut Vec<u8>) {
+        if let ReplyTranslator::MessagesFromChat { stream } = self {
+            stream.finish(out);
+        }
+    }
+
+    /// Usage seen so far in a stream.
+    pub fn usage(&self) -> Usage {
+        match self {
+            ReplyTranslator::Passthrough { usage, .. } => usage.usage(),
+            ReplyTranslator::ChatFromMessages { stream, .. } => stream.usage(),
+            ReplyTranslator::MessagesFromChat { stream } => stream.usage(),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Relaying a successful upstream reply to the client: whole bodies are read (bounded),
+//! translated when the wires differ, and written at once; SSE streams are relayed or translated
+//! chunk by chunk as they arrive.
+
+use asbru_providers::adapters::exchange::ReplyTranslator;
+use asbru_providers::errors::{self, ErrorContext, WireError};
+use asbru_providers::usage::Usage;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use tokio::time::Instant;
+
+use crate::headers::is_hop_by_hop;
+use crate::routes::Ingress;
+use crate::state::Gateway;
+use crate::upstream;
+
+/// Largest non-stream reply read into memory.
+pub const MAX_REPLY_BODY: usize = 64 * 1024 * 1024;
+
+/// Who answered, for the response headers.
+pub struct Served<'a> {
+    /// Provider name.
+    pub provider: &'a str,
+    /// Model sent upstream.
+    pub resolved_model: &'a str,
+    /// 0 for the primary.
+    pub fallback_index: usize,
+    /// Request id.
+    pub request_id: &'a str,
+    /// The client's wire.
+    pub ingress: Ingress,
+}
+
+/// Copies an upstream head for the client, minus hop-by-hop and framing headers, plus asbru's own.
+pub fn client_head(
+    upstream: &ResponseHeader,
+    served: &Served<'_>,
+    translated: bool,
+) -> pingora::Result<ResponseHeader> {
+    let mut head = ResponseHeader::build(upstream.status, Some(upstream.headers.len() + 5))?;
+    for (name, value) in upstream.headers.iter() {
+        // A translated body has its own type and encoding.
+        let body_specific =
+            translated && (name == http::header::CONTENT_TYPE || name == http::header::CONTENT_ENCODING);
+        if !is_hop_by_hop(name) && !body_specific {
+            head.append_header(name.clone(), value.clone())?;
+        }
+    }
+    head.insert_header("x-bifrost-provider", served.provider)?;
+    head.insert_header("x-bifrost-resolved-model", served.resolved_model)?;
+    if served.fallback_index > 0 {
+        head.insert_header("x-bifrost-fallback-index", served.fallback_index.to_string())?;
+    }
+    head.insert_header("x-request-id", served.request_id)?;
+    Ok(head)
+}
+
+fn is_event_stream(head: &ResponseHeader) -> bool {
+    head.headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+}
+
+/// Relays a successful reply. Returns the usage read from it.
+#[allow(clippy::too_many_arguments)]
+pub async fn deliver(
+    state: &Gateway,
+    session: &mut Session,
+    served: &Served<'_>,
+    reply: ReplyTranslator,
+    upstream_session: HttpSession,
+    peer: HttpPeer,
+    deadline: Instant,
+    idle: std::time::Duration,
+) -> pingora::Result<Usage> {
+    let Some(upstream_head) = upstream_session.response_header().cloned() else {
+        return Err(pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            "upstream head missing",
+        ));
+    };
+    if is_event_stream(&upstream_head) {
+        return relay_stream(
+            state,
+            session,
+            served,
+            reply,
+            upstream_session,
+            peer,
+            &upstream_head,
+            idle,
+        )
+        .await;
+    }
+    let translated = !reply.is_passthrough();
+    let Some(body) = upstream::read_whole_body(state, upstream_session, &peer, MAX_REPLY_BODY, deadline).await else {
+        let err = WireError::gateway(
+            502,
+            "api_error",
+            format!("provider {} sent an incomplete reply", served.provider),
+        );
+        write_error(session, served, &err).await?;
+        return Ok(Usage::default());
+    };
+    let (body, usage) = match reply.body(&body) {
+        Ok((Some(translated), usage)) => (Bytes::from(translated), usage),
+        Ok((None, usage)) => (body, usage),
+        Err(e) => {
+            let err = WireError::gateway(502, "api_error", format!("provider {}: {e}", served.provider));
+            write_error(session, served, &err).await?;
+            return Ok(Usage::default());
+        }
+    };
+    let mut head = client_head(&upstream_head, served, translated)?;
+    if translated {
+        head.insert_header("content-type", "application/json")?;
+    }
+    head.insert_header("content-length", body.len().to_string())?;
+    session.write_response_header(Box::new(head), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(usage)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay_stream(
+    state: &Gateway,
+    session: &mut Session,
+    served: &Served<'_>,
+    mut reply: ReplyTranslator,
+    mut upstream_session: HttpSession,
+    peer: HttpPeer,
+    upstream_head: &ResponseHeader,
+    idle: std::time::Duration,
+) -> pingora::Result<Usage> {
+    let passthrough = reply.is_passthrough();
+    let mut head = client_head(upstream_head, served, !passthrough)?;
+    if !passthrough {
+        head.insert_header("content-type", "text/event-stream")?;
+    }
+    head.insert_header("cache-control", "no-cache")?;
+    head.insert_header("transfer-encoding", "chunked")?;
+    session.write_response_header(Box::new(head), false).await?;
+    let mut out = Vec::new();
+    loop {
+        let read = tokio::time::timeout(idle, upstream_session.read_response_body()).await;
+        match read {
+            Ok(Ok(Some(chunk))) => {
+                reply.stream(&chunk, &mut out);
+                if passthrough {
+                    session.write_response_body(Some(chunk), false).await?;
+                } else if !out.is_empty() {
+                    session
+                        .write_response_body(Some(Bytes::from(std::mem::take(&mut out))), false)
+                        .await?;
+                }
+            }
+            Ok(Ok(None)) => {
+                reply.stream_end(&mut out);
+                let tail = (!out.is_empty()).then(|| Bytes::from(std::mem::take(&mut out)));
+                session.write_response_body(tail, true).await?;
+                state
+                    .connector
+                    .release_http_session(upstream_session, &peer, None)
+                    .await;
+                return Ok(reply.usage());
+            }
+            Ok(Err(_)) | Err(_) => {
+                let what = if read.is_err() { "went silent" } else { "broke off" };
+                tracing::warn!(
+                    request_id = served.request_id,
+                    provider = served.provider,
+                    "upstream stream {what}"
+                );
+                let err = WireError::gateway(
+                    502,
+                    "api_error",
+                    format!("provider {} stream {what} before it finished", served.provider),
+                );
+                let event = match served.ingress {
+                    Ingress::OpenAi => errors::sse_error_event(
+                        &err,
+                        &ErrorContext {
+                            request_id: Some(served.request_id),
+                            provider: Some(served.provider),
+                            ..Default::default()
+                        },
+                    ),
+                    Ingress::Anthropic => errors::anthropic_sse_error_event(&err),
+                };
+                session.write_response_body(Some(Bytes::from(event)), true).await?;
+                return Ok(reply.usage());
+            }
+        }
+    }
+}
+
+async fn write_error(session: &mut Session, served: &Served<'_>, err: &WireError) -> pingora::Result<()> {
+    let ctx = ErrorContext {
+        request_id: Some(served.request_id),
+        provider: Some(served.provider),
+        ..Default::default()
+    };
+    crate::respond::error(session, served.ingress, err, &ctx).await
+}

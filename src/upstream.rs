@@ -1,0 +1,243 @@
+//! One request to one upstream through Pingora's pooled connector: the peer, the request head
+//! with the provider's auth, the send, and the response head. Errors come back as values whose
+//! messages carry no address or secret.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use asbru_providers::errors::WireError;
+use asbru_store::catalog::Wire;
+use asbru_store::snapshot::{NetworkSettings, ProviderKey, ProviderRuntime, Upstream};
+use bytes::{Bytes, BytesMut};
+use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::upstreams::peer::HttpPeer;
+use rand::Rng;
+use tokio::time::{Instant, timeout_at};
+
+use crate::state::Gateway;
+
+/// Longest time spent establishing one upstream connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Retries on a pooled connection the upstream had already closed.
+const STALE_CONNECTION_RETRIES: usize = 2;
+/// The Anthropic API version sent when the client names none.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// What to send upstream.
+pub struct UpstreamRequest<'a> {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path and query.
+    pub path: &'a str,
+    /// Body; `None` for GET.
+    pub body: Option<Bytes>,
+    /// The client's `Accept`, passed on.
+    pub accept: Option<&'a [u8]>,
+    /// `x-bf-eh-*` headers.
+    pub forwarded: &'a [(String, Vec<u8>)],
+    /// The client's `anthropic-version`, for Anthropic upstreams.
+    pub anthropic_version: Option<&'a [u8]>,
+    /// The client's `anthropic-beta`, for Anthropic upstreams.
+    pub anthropic_beta: Option<&'a [u8]>,
+}
+
+/// Why one try at an upstream failed.
+pub struct AttemptError {
+    /// The error to report if this is the last try.
+    pub error: WireError,
+    /// Whether another try may succeed.
+    pub retryable: bool,
+}
+
+fn build_request_head(
+    provider: &ProviderRuntime,
+    upstream: &Upstream,
+    key: Option<&ProviderKey>,
+    request: &UpstreamRequest<'_>,
+) -> pingora::Result<RequestHeader> {
+    let mut head = RequestHeader::build(request.method, request.path.as_bytes(), Some(10))?;
+    head.insert_header("host", upstream.authority.as_str())?;
+    head.insert_header("user-agent", concat!("asbru/", env!("CARGO_PKG_VERSION")))?;
+    if let Some(body) = &request.body {
+        head.insert_header("content-type", "application/json")?;
+        head.insert_header("content-length", body.len().to_string())?;
+    }
+    head.insert_header("accept", request.accept.unwrap_or(b"application/json"))?;
+    for (name, value) in request.forwarded {
+        head.insert_header(name.clone(), value.as_slice())?;
+    }
+    if provider.wire == Wire::Anthropic {
+        head.insert_header(
+            "anthropic-version",
+            request.anthropic_version.unwrap_or(ANTHROPIC_VERSION.as_bytes()),
+        )?;
+        if let Some(beta) = request.anthropic_beta {
+            head.insert_header("anthropic-beta", beta)?;
+        }
+    }
+    for (name, value) in &provider.network.extra_headers {
+        head.insert_header(name.clone(), value.as_str())?;
+    }
+    if let Some(key) = key {
+        match provider.wire {
+            Wire::Anthropic => head.insert_header("x-api-key", key.secret.as_str())?,
+            Wire::Azure => head.insert_header("api-key", key.secret.as_str())?,
+            _ => head.insert_header("authorization", format!("Bearer {}", key.secret))?,
+        }
+    }
+    Ok(head)
+}
+
+fn make_peer(upstream: &Upstream, net: &NetworkSettings, addr: SocketAddr) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, upstream.tls, upstream.host.clone());
+    peer.options.connection_timeout = Some(CONNECT_TIMEOUT.min(net.request_timeout));
+    peer.options.total_connection_timeout = Some(CONNECT_TIMEOUT.min(net.request_timeout));
+    if net.insecure_skip_verify {
+        peer.options.verify_cert = false;
+        peer.options.verify_hostname = false;
+    }
+    if net.enforce_http2 {
+        peer.options.set_http_version(2, 2);
+    }
+    peer
+}
+
+/// Sends one request to `upstream` and reads the response head. The returned session is ready
+/// for body reads.
+pub async fn send(
+    state: &Gateway,
+    provider: &ProviderRuntime,
+    upstream: &Upstream,
+    key: Option<&ProviderKey>,
+    request: &UpstreamRequest<'_>,
+    deadline: Instant,
+) -> Result<(HttpSession, HttpPeer), AttemptError> {
+    let name = &provider.name;
+    let addrs = upstream.addrs.load();
+    let addr = match addrs.len() {
+        0 => {
+            return Err(AttemptError {
+                error: WireError::gateway(
+                    502,
+                    "api_error",
+                    format!("provider {name} is unreachable: its host name did not resolve"),
+                ),
+                retryable: true,
+            });
+        }
+        1 => addrs[0],
+        n => addrs[rand::rng().random_range(0..n)],
+    };
+    let peer = make_peer(upstream, &provider.network, addr);
+    let head = build_request_head(provider, upstream, key, request).map_err(|_| AttemptError {
+        error: WireError::gateway(
+            500,
+            "api_error",
+            format!("provider {name}: the request headers (key or extra_headers) contain invalid characters"),
+        ),
+        retryable: false,
+    })?;
+    let timeout_error = || AttemptError {
+        error: WireError::gateway(
+            504,
+            "api_error",
+            format!(
+                "provider {name} did not answer within {}s",
+                provider.network.request_timeout.as_secs()
+            ),
+        )
+        .with_code("upstream_timeout"),
+        retryable: true,
+    };
+    let mut stale_retries = 0;
+    loop {
+        let (mut session, reused) = match timeout_at(deadline, state.connector.get_http_session(&peer)).await {
+            Err(_) => return Err(timeout_error()),
+            Ok(Err(e)) => {
+                let timed_out = matches!(
+                    e.etype(),
+                    pingora::ErrorType::ConnectTimedout | pingora::ErrorType::TLSHandshakeTimedout
+                );
+                if timed_out {
+                    return Err(timeout_error());
+                }
+                return Err(AttemptError {
+                    error: WireError::gateway(502, "api_error", format!("could not connect to provider {name}"))
+                        .with_code("upstream_unreachable"),
+                    retryable: true,
+                });
+            }
+            Ok(Ok(pair)) => pair,
+        };
+        let sent = timeout_at(
+            deadline,
+            send_and_read_head(&mut session, head.clone(), request.body.clone()),
+        )
+        .await;
+        match sent {
+            Err(_) => return Err(timeout_error()),
+            Ok(Ok(())) => return Ok((session, peer)),
+            Ok(Err(_)) if reused && stale_retries < STALE_CONNECTION_RETRIES => {
+                // A pooled connection the upstream had closed; nothing was processed. Try a new one.
+                stale_retries += 1;
+            }
+            Ok(Err(_)) => {
+                return Err(AttemptError {
+                    error: WireError::gateway(
+                        502,
+                        "api_error",
+                        format!("the connection to provider {name} failed before it answered"),
+                    )
+                    .with_code("upstream_connection_failed"),
+                    retryable: true,
+                });
+            }
+        }
+    }
+}
+
+async fn send_and_read_head(
+    session: &mut HttpSession,
+    head: RequestHeader,
+    body: Option<Bytes>,
+) -> pingora::Result<()> {
+    session.write_request_header(Box::new(head)).await?;
+    if let Some(body) = body {
+        session.write_request_body(body, true).await?;
+    }
+    session.finish_request_body().await?;
+    session.read_response_header().await?;
+    Ok(())
+}
+
+/// Reads a whole response body, bounded by `limit` bytes and `deadline`; returns the connection to
+/// the pool when the body ended cleanly. `None` if it was too large, late or broken.
+pub async fn read_whole_body(
+    state: &Gateway,
+    mut session: HttpSession,
+    peer: &HttpPeer,
+    limit: usize,
+    deadline: Instant,
+) -> Option<Bytes> {
+    let mut body = BytesMut::new();
+    loop {
+        match timeout_at(deadline, session.read_response_body()).await {
+            Ok(Ok(Some(chunk))) => {
+                if body.len() + chunk.len() > limit {
+                    return None;
+                }
+                if body.is_empty() && session.response_done() {
+                    // The common case: the whole body arrived in one read; no copy.
+                    state.connector.release_http_session(session, peer, None).await;
+                    return Some(chunk);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Ok(None)) => break,
+            _ => return None,
+        }
+    }
+    state.connector.release_http_session(session, peer, None).await;
+    Some(body.freeze())
+}
