@@ -185,24 +185,45 @@ mod tests {
             default_provider,
             ingress: Ingress::OpenAi,
         };
-        assert_eq!(table.find(&Method::POST, "/v1/chat/completions"), Match::Found(openai(None), None));
+        assert_eq!(
+            table.find(&Method::POST, "/v1/chat/completions"),
+            Match::Found(openai(None), None)
+        );
         assert_eq!(
             table.find(&Method::POST, "/openai/chat/completions"),
             Match::Found(openai(Some("openai")), None)
         );
         assert!(matches!(
             table.find(&Method::POST, "/anthropic/v1/messages"),
-            Match::Found(Route::Inference { ingress: Ingress::Anthropic, .. }, None)
+            Match::Found(
+                Route::Inference {
+                    ingress: Ingress::Anthropic,
+                    ..
+                },
+                None
+            )
         ));
         assert!(matches!(
             table.find(&Method::POST, "/anthropic/messages/count_tokens"),
-            Match::Found(Route::Inference { request_type: RequestType::CountTokens, .. }, None)
+            Match::Found(
+                Route::Inference {
+                    request_type: RequestType::CountTokens,
+                    ..
+                },
+                None
+            )
         ));
         assert_eq!(
             table.find(&Method::POST, "/openai/openai/deployments/my-gpt/chat/completions"),
-            Match::Found(Route::AzureDeployment { request_type: CHAT }, Some("my-gpt".to_string()))
+            Match::Found(
+                Route::AzureDeployment { request_type: CHAT },
+                Some("my-gpt".to_string())
+            )
         );
-        assert_eq!(table.find(&Method::GET, "/v1/chat/completions"), Match::WrongMethod("POST"));
+        assert_eq!(
+            table.find(&Method::GET, "/v1/chat/completions"),
+            Match::WrongMethod("POST")
+        );
         assert_eq!(table.find(&Method::GET, "/nope"), Match::NotFound);
         assert_eq!(table.find(&Method::GET, "/health"), Match::Found(Route::Health, None));
     }

@@ -206,7 +206,7 @@ async fn handle_connection(tcp: TcpStream, state: Arc<MockState>) {
     }
 }
 
-type MockResult<T> = pingora::Result<T>;
+pub(crate) type MockResult<T> = pingora::Result<T>;
 
 /// Serves one request. Returns `false` when the connection must be dropped.
 async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<bool> {
@@ -220,7 +220,8 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
         let stats = json!({"requests": state.request_count()});
         return write_json(session, 200, &stats).await.map(|_| true);
     }
-    let is_inference = path.ends_with("/chat/completions") || path.ends_with("/embeddings");
+    let anthropic = path.ends_with("/messages") || path.ends_with("/messages/count_tokens");
+    let is_inference = path.ends_with("/chat/completions") || path.ends_with("/embeddings") || anthropic;
     if is_inference {
         let index = state.inference_requests.fetch_add(1, Ordering::Relaxed);
         if state.options.record {
@@ -232,17 +233,37 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
         }
         let fail = index < opts.fail_first || (opts.fail_rate > 0.0 && rand::rng().random::<f64>() < opts.fail_rate);
         if fail {
-            let err = json!({"error": {"message": "mock provider failure", "type": "server_error", "param": null, "code": null}});
+            let err = if anthropic {
+                json!({"type": "error", "error": {"type": "overloaded_error", "message": "mock provider failure"}})
+            } else {
+                json!({"error": {"message": "mock provider failure", "type": "server_error", "param": null, "code": null}})
+            };
             return write_json(session, opts.fail_status, &err).await.map(|_| true);
         }
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let tool = first_tool_name(&request);
+    if method == "POST" && path.ends_with("/messages/count_tokens") {
+        return write_json(session, 200, &json!({"input_tokens": 42}))
+            .await
+            .map(|_| true);
+    }
+    if method == "POST" && path.ends_with("/messages") {
+        let model = request["model"].as_str().unwrap_or("claude-mock").to_string();
+        if request["stream"].as_bool() == Some(true) {
+            return super::mock_anthropic::stream(session, &state.options, &model, tool.as_deref()).await;
+        }
+        let reply = super::mock_anthropic::message(&model, tool.as_deref());
+        return write_json(session, 200, &reply).await.map(|_| true);
+    }
     if method == "POST" && path.ends_with("/chat/completions") {
         let model = request["model"].as_str().unwrap_or("mock-model").to_string();
         if request["stream"].as_bool() == Some(true) {
-            return stream_chat(session, state, &model).await;
+            return stream_chat(session, state, &model, tool.as_deref()).await;
         }
-        return write_json(session, 200, &chat_completion(&model)).await.map(|_| true);
+        return write_json(session, 200, &chat_completion(&model, tool.as_deref()))
+            .await
+            .map(|_| true);
     }
     if method == "POST" && path.ends_with("/embeddings") {
         let model = request["model"].as_str().unwrap_or("mock-embedding").to_string();
@@ -293,9 +314,31 @@ fn record(state: &MockState, session: &ServerSession, method: &str, body: &[u8])
     }
 }
 
-const REPLY_WORDS: [&str; 6] = ["Hello", " from", " the", " asbru", " mock", " provider."];
+pub(crate) const REPLY_WORDS: [&str; 6] = ["Hello", " from", " the", " asbru", " mock", " provider."];
 
-fn chat_completion(model: &str) -> Value {
+/// The name of the first tool a request declares (OpenAI or Anthropic shape): the mock then
+/// answers with a call to it.
+pub(crate) fn first_tool_name(request: &Value) -> Option<String> {
+    let tool = request["tools"].as_array()?.first()?;
+    tool["function"]["name"]
+        .as_str()
+        .or_else(|| tool["name"].as_str())
+        .map(str::to_string)
+}
+
+/// The arguments every mock tool call carries.
+pub(crate) const TOOL_ARGUMENTS: &str = r#"{"city":"Paris"}"#;
+
+fn chat_completion(model: &str, tool: Option<&str>) -> Value {
+    if let Some(tool) = tool {
+        return json!({
+            "id": "chatcmpl-mock", "object": "chat.completion", "created": 1700000000, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_mock_1", "type": "function", "function": {"name": tool, "arguments": TOOL_ARGUMENTS}}
+            ]}, "finish_reason": "tool_calls", "logprobs": null}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}
+        });
+    }
     json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion",
@@ -317,19 +360,52 @@ fn sse(value: &Value) -> Bytes {
     Bytes::from(format!("data: {value}\n\n"))
 }
 
-async fn stream_chat(session: &mut ServerSession, state: &MockState, model: &str) -> MockResult<bool> {
-    let opts = &state.options;
+/// Writes the head of an SSE response.
+pub(crate) async fn sse_head(session: &mut ServerSession) -> MockResult<()> {
     let mut head = ResponseHeader::build(200, None)?;
     head.insert_header("content-type", "text/event-stream")?;
     head.insert_header("cache-control", "no-cache")?;
     head.insert_header("transfer-encoding", "chunked")?;
-    session.write_response_header(Box::new(head)).await?;
+    session.write_response_header(Box::new(head)).await
+}
+
+async fn stream_chat(
+    session: &mut ServerSession,
+    state: &MockState,
+    model: &str,
+    tool: Option<&str>,
+) -> MockResult<bool> {
+    let opts = &state.options;
+    sse_head(session).await?;
     session
         .write_response_body(
             sse(&chunk(model, json!({"role": "assistant", "content": ""}), None)),
             false,
         )
         .await?;
+    if let Some(tool) = tool {
+        let (first, second) = TOOL_ARGUMENTS.split_at(8);
+        let start = json!({"tool_calls": [{"index": 0, "id": "call_mock_1", "type": "function", "function": {"name": tool, "arguments": ""}}]});
+        session
+            .write_response_body(sse(&chunk(model, start, None)), false)
+            .await?;
+        for part in [first, second] {
+            let delta = json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]});
+            session
+                .write_response_body(sse(&chunk(model, delta, None)), false)
+                .await?;
+        }
+        session
+            .write_response_body(sse(&chunk(model, json!({}), Some("tool_calls"))), false)
+            .await?;
+        let usage = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000, "model": model, "choices": [],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}});
+        session.write_response_body(sse(&usage), false).await?;
+        session
+            .write_response_body(Bytes::from_static(b"data: [DONE]\n\n"), true)
+            .await?;
+        return Ok(true);
+    }
     for i in 0..opts.chunks {
         if opts.abort_after_chunks == Some(i) {
             return Ok(false);
@@ -356,7 +432,7 @@ async fn stream_chat(session: &mut ServerSession, state: &MockState, model: &str
     Ok(true)
 }
 
-async fn write_json(session: &mut ServerSession, status: u16, value: &Value) -> MockResult<()> {
+pub(crate) async fn write_json(session: &mut ServerSession, status: u16, value: &Value) -> MockResult<()> {
     let body = Bytes::from(value.to_string());
     let mut head = ResponseHeader::build(status, None)?;
     head.insert_header("content-type", "application/json")?;
@@ -364,4 +440,9 @@ async fn write_json(session: &mut ServerSession, status: u16, value: &Value) -> 
     session.write_response_header(Box::new(head)).await?;
     session.write_response_body(body, true).await?;
     Ok(())
+}
+
+/// The non-stream Anthropic reply the mock sends for `model` (tests compare pass-through bytes).
+pub fn anthropic_message_for_tests(model: &str, tool: Option<&str>) -> Value {
+    super::mock_anthropic::message(model, tool)
 }

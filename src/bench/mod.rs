@@ -4,5 +4,6 @@
 pub mod compare;
 pub mod load;
 pub mod mock;
+mod mock_anthropic;
 pub mod process;
 pub mod report;

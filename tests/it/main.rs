@@ -8,3 +8,4 @@ mod cli;
 mod errors;
 mod forwarding;
 mod resilience;
+mod translation;
