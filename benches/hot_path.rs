@@ -76,5 +76,81 @@ fn filter_chain(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, route_match, body_rewrite, key_selection, filter_chain);
+/// A conversation of about 4 KB: system prompt, several turns, a tool call and its result.
+fn conversation_4kb() -> Vec<u8> {
+    let turn = "Tell me more about the history of the city, its rivers, bridges and markets. ".repeat(4);
+    let mut messages = vec![serde_json::json!({"role": "system", "content": "You are a helpful travel guide."})];
+    for i in 0..8 {
+        messages.push(serde_json::json!({"role": "user", "content": format!("{turn} ({i})")}));
+        messages.push(serde_json::json!({"role": "assistant", "content": "Here is what I know about it."}));
+    }
+    messages.push(serde_json::json!({"role": "assistant", "content": null, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\":\"bridges\"}"}}]}));
+    messages.push(serde_json::json!({"role": "tool", "tool_call_id": "call_1", "content": "Twelve bridges."}));
+    let body = serde_json::json!({
+        "model": "anthropic/claude-sonnet-4", "messages": messages, "temperature": 0.2,
+        "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    });
+    serde_json::to_vec(&body).expect("json")
+}
+
+fn translation(c: &mut Criterion) {
+    use asbru_providers::adapters::chat_stream::ChatToMessagesStream;
+    use asbru_providers::adapters::exchange::{self, Wire};
+    use asbru_providers::adapters::messages_stream::MessagesToChatStream;
+
+    let body = conversation_4kb();
+    let head = RequestHead::parse(&body).expect("valid body");
+    let mut group = c.benchmark_group("translate_request");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("openai_to_anthropic_4KB", |b| {
+        b.iter(|| {
+            exchange::prepare(
+                Wire::OpenAi,
+                Wire::Anthropic,
+                &head,
+                black_box(&body),
+                "claude-sonnet-4",
+                0,
+            )
+            .map(|p| p.body.len())
+        })
+    });
+    group.finish();
+
+    let delta = br#"event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello there, "}}
+
+"#;
+    c.bench_function("stream_event/anthropic_to_openai_text_delta", |b| {
+        let mut translator = MessagesToChatStream::new(0);
+        let mut out = Vec::with_capacity(512);
+        b.iter(|| {
+            out.clear();
+            translator.feed(black_box(delta), &mut out);
+            black_box(out.len())
+        })
+    });
+    let chunk = br#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"Hello there, "},"finish_reason":null}]}
+
+"#;
+    c.bench_function("stream_event/openai_to_anthropic_text_delta", |b| {
+        let mut translator = ChatToMessagesStream::new("gpt-4o");
+        let mut out = Vec::with_capacity(512);
+        b.iter(|| {
+            out.clear();
+            translator.feed(black_box(chunk), &mut out);
+            black_box(out.len())
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    route_match,
+    body_rewrite,
+    key_selection,
+    filter_chain,
+    translation
+);
 criterion_main!(benches);

@@ -90,7 +90,6 @@ pub fn request(chat: ChatRequest, upstream_model: &str) -> Result<MessagesReques
                         .parameters
                         .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
                 ),
-                extra: Map::new(),
             })
             .collect()
     });
@@ -109,7 +108,6 @@ pub fn request(chat: ChatRequest, upstream_model: &str) -> Result<MessagesReques
         tool_choice,
         thinking,
         metadata: chat.user.map(|user| json!({"user_id": user})),
-        extra: Map::new(),
     })
 }
 

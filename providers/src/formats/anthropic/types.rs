@@ -43,9 +43,6 @@ pub struct MessagesRequest {
     /// `{user_id}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
-    /// Everything else.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
 /// A turn.
@@ -176,9 +173,6 @@ pub struct ToolDef {
     /// JSON Schema of the input (absent on server tools).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_schema: Option<Value>,
-    /// Other fields (`type` of server tools, `cache_control`).
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
 /// A non-stream reply.

@@ -2,7 +2,7 @@
 //! Fields the gateway does not translate are kept in `extra` where a pass-through needs them.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// `POST /v1/chat/completions` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -50,9 +50,6 @@ pub struct ChatRequest {
     /// End-user id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// Everything else, kept as sent.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
 /// `stop`: one string or several.
@@ -98,7 +95,7 @@ pub struct ChatMessage {
 }
 
 /// Message content: a string or a list of parts.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum MessageContent {
     /// Plain text.
@@ -129,9 +126,6 @@ pub struct ContentPart {
     /// For `image_url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_url: Option<ImageUrl>,
-    /// Other fields.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
 /// `image_url` of a content part.
@@ -377,4 +371,32 @@ pub struct ErrorDetail {
     /// Param.
     #[serde(default)]
     pub param: Option<Value>,
+}
+
+/// Decodes a string or a list directly, without serde's buffering for untagged enums (this is on
+/// the translation path of every message).
+impl<'de> Deserialize<'de> for MessageContent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ContentVisitor;
+        impl<'de> serde::de::Visitor<'de> for ContentVisitor {
+            type Value = MessageContent;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a list of content parts")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MessageContent, E> {
+                Ok(MessageContent::Text(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<MessageContent, E> {
+                Ok(MessageContent::Text(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<MessageContent, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                while let Some(part) = seq.next_element::<ContentPart>()? {
+                    parts.push(part);
+                }
+                Ok(MessageContent::Parts(parts))
+            }
+        }
+        d.deserialize_any(ContentVisitor)
+    }
 }

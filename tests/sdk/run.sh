@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Drives the official `openai` and `anthropic` Python SDKs against a real asbru gateway in front of
+# the bundled mock provider: plain, streaming and tool-call requests, both wires, both directions.
+# Usage: tests/sdk/run.sh [path/to/asbru]   (default: target/debug/asbru, built if missing)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+bin="${1:-$root/target/debug/asbru}"
+[ -x "$bin" ] || (cd "$root" && cargo build --quiet --bin asbru)
+
+venv="$root/target/sdk-venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check openai anthropic
+
+work="$(mktemp -d)"
+gateway_pid=""
+cleanup() {
+  [ -n "$gateway_pid" ] && kill "$gateway_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+read -r gw_port mock_port < <("$venv/bin/python" - <<'PY'
+import socket
+ports = []
+socks = []
+for _ in range(2):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); ports.append(s.getsockname()[1]); socks.append(s)
+print(*ports)
+PY
+)
+
+cat > "$work/sdk.yaml" <<YAML
+server: {listen: "127.0.0.1:$gw_port", threads: 2}
+mock: {listen: "127.0.0.1:$mock_port", chunks: 4}
+providers:
+  openai:
+    keys: [{name: sdk, value: sk-sdk-openai}]
+    network_config: {base_url: "http://127.0.0.1:$mock_port"}
+  anthropic:
+    keys: [{name: sdk, value: sk-sdk-anthropic}]
+    network_config: {base_url: "http://127.0.0.1:$mock_port"}
+YAML
+
+"$bin" serve --config "$work/sdk.yaml" > "$work/gateway.log" 2>&1 &
+gateway_pid=$!
+for _ in $(seq 1 200); do
+  if "$venv/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$gw_port/health', timeout=1)" 2>/dev/null; then
+    break
+  fi
+  sleep 0.05
+done
+
+if ! ASBRU_URL="http://127.0.0.1:$gw_port" "$venv/bin/python" "$root/tests/sdk/test_sdks.py"; then
+  echo "--- gateway log"; cat "$work/gateway.log"
+  exit 1
+fi

@@ -1,0 +1,141 @@
+"""Official SDKs against asbru: every call must succeed and decode into the SDK's own types."""
+
+import json
+import os
+import sys
+import time
+
+import anthropic
+import openai
+
+BASE = os.environ["ASBRU_URL"]
+TOOLS_OPENAI = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
+                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+TOOLS_ANTHROPIC = [{"name": "get_weather", "description": "Weather",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+failures = []
+
+
+def check(name, fn):
+    try:
+        fn()
+        print(f"ok   {name}")
+    except Exception as e:  # noqa: BLE001 - report every failure, then fail the run
+        failures.append(name)
+        print(f"FAIL {name}: {type(e).__name__}: {e}")
+
+
+def wait_ready(client):
+    # The in-process mock starts alongside the gateway; retry briefly.
+    for _ in range(100):
+        try:
+            client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+            return
+        except openai.APIError:
+            time.sleep(0.05)
+
+
+oai = openai.OpenAI(base_url=f"{BASE}/v1", api_key="not-needed", max_retries=0)
+ant = anthropic.Anthropic(base_url=f"{BASE}/anthropic", api_key="not-needed", max_retries=0)
+wait_ready(oai)
+
+
+def openai_chat(model):
+    def run():
+        r = oai.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+        assert r.choices[0].message.content.startswith("Hello"), r
+        assert r.usage.total_tokens > 0, r.usage
+    return run
+
+
+def openai_stream(model):
+    def run():
+        text, usage = "", None
+        stream = oai.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
+                                             stream=True, stream_options={"include_usage": True})
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                text += chunk.choices[0].delta.content
+            usage = chunk.usage or usage
+        assert text.startswith("Hello"), text
+        assert usage is not None and usage.completion_tokens > 0, usage
+    return run
+
+
+def openai_tools(model, stream):
+    def run():
+        kwargs = dict(model=model, messages=[{"role": "user", "content": "weather in Paris?"}], tools=TOOLS_OPENAI)
+        if not stream:
+            call = oai.chat.completions.create(**kwargs).choices[0].message.tool_calls[0]
+            name, args = call.function.name, call.function.arguments
+        else:
+            name, args = None, ""
+            for chunk in oai.chat.completions.create(stream=True, **kwargs):
+                for tc in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                    assert tc.index == 0
+                    name = name or (tc.function.name if tc.function else None)
+                    args += (tc.function.arguments or "") if tc.function else ""
+        assert name == "get_weather", name
+        assert json.loads(args) == {"city": "Paris"}, args
+    return run
+
+
+def anthropic_message(model):
+    def run():
+        r = ant.messages.create(model=model, max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+        assert r.content[0].type == "text" and r.content[0].text.startswith("Hello"), r
+        assert r.usage.output_tokens > 0, r.usage
+    return run
+
+
+def anthropic_stream(model):
+    def run():
+        with ant.messages.stream(model=model, max_tokens=64, messages=[{"role": "user", "content": "hi"}]) as s:
+            text = "".join(s.text_stream)
+            final = s.get_final_message()
+        assert text.startswith("Hello"), text
+        assert final.stop_reason == "end_turn", final.stop_reason
+    return run
+
+
+def anthropic_tools(model, stream):
+    def run():
+        kwargs = dict(model=model, max_tokens=64, tools=TOOLS_ANTHROPIC,
+                      messages=[{"role": "user", "content": "weather in Paris?"}])
+        if stream:
+            with ant.messages.stream(**kwargs) as s:
+                message = s.get_final_message()
+        else:
+            message = ant.messages.create(**kwargs)
+        uses = [b for b in message.content if b.type == "tool_use"]
+        assert uses and uses[0].name == "get_weather", message
+        assert uses[0].input == {"city": "Paris"}, uses[0].input
+        assert message.stop_reason == "tool_use", message.stop_reason
+    return run
+
+
+def anthropic_error():
+    try:
+        ant.messages.create(model="groq/llama-3.1-8b-instant", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    except anthropic.BadRequestError as e:
+        assert e.status_code == 400
+        return
+    raise AssertionError("expected a 400")
+
+
+for model in ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku"]:
+    check(f"openai sdk chat {model}", openai_chat(model))
+    check(f"openai sdk stream {model}", openai_stream(model))
+    check(f"openai sdk tools {model}", openai_tools(model, stream=False))
+    check(f"openai sdk tools stream {model}", openai_tools(model, stream=True))
+for model in ["claude-3-5-haiku", "openai/gpt-4o-mini"]:
+    check(f"anthropic sdk message {model}", anthropic_message(model))
+    check(f"anthropic sdk stream {model}", anthropic_stream(model))
+    check(f"anthropic sdk tools {model}", anthropic_tools(model, stream=False))
+    check(f"anthropic sdk tools stream {model}", anthropic_tools(model, stream=True))
+check("anthropic sdk error shape", anthropic_error)
+
+if failures:
+    print(f"{len(failures)} SDK check(s) failed")
+    sys.exit(1)
+print("all SDK checks passed")
