@@ -58,10 +58,10 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "anthropic-stream",
-        config: "",
+        config: include_str!("../../benches/scenarios/anthropic-stream.yaml"),
         model: "anthropic/claude-3-5-haiku",
         stream: true,
-        skip: Some("the Anthropic translation is not implemented yet"),
+        skip: None,
     },
 ];
 
@@ -301,9 +301,16 @@ async fn run_one(
         timeout: Duration::from_secs(30),
         allow_remote: false,
     };
-    let direct_url = format!("{}/v1/chat/completions", mock.base_url());
+    // The direct run speaks the upstream's own wire to the mock.
+    let anthropic_upstream = model.starts_with("anthropic/");
+    let direct_url = if anthropic_upstream {
+        format!("{}/v1/messages", mock.base_url())
+    } else {
+        format!("{}/v1/chat/completions", mock.base_url())
+    };
     let gateway_url = format!("http://{gateway_addr}/v1/chat/completions");
     let direct_body = chat_body(upstream_model, stream);
+    // The chat body is also a valid Messages body (model, messages, max_tokens, stream).
     let gateway_body = chat_body(model, stream);
 
     if !options.warmup.is_zero() {

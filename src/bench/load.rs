@@ -294,12 +294,16 @@ impl RequestTemplate {
     }
 }
 
-/// Whether an SSE chunk carries generated content (a non-empty `content` delta).
+/// Whether an SSE chunk carries generated content: a non-empty OpenAI `content` delta, or an
+/// Anthropic `text_delta`.
 fn has_content(chunk: &[u8]) -> bool {
-    const NEEDLE: &[u8] = b"\"content\":\"";
-    chunk
-        .windows(NEEDLE.len() + 1)
-        .any(|w| w.starts_with(NEEDLE) && w[NEEDLE.len()] != b'"')
+    fn non_empty_string_after(chunk: &[u8], needle: &[u8]) -> bool {
+        chunk
+            .windows(needle.len() + 1)
+            .any(|w| w.starts_with(needle) && w[needle.len()] != b'"')
+    }
+    non_empty_string_after(chunk, b"\"content\":\"")
+        || (chunk.windows(10).any(|w| w == b"text_delta") && non_empty_string_after(chunk, b"\"text\":\""))
 }
 
 async fn one(
@@ -395,5 +399,7 @@ mod tests {
             br#"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#
         ));
         assert!(!has_content(b"data: [DONE]"));
+        assert!(has_content(br#"data: {"delta":{"text":"Hi","type":"text_delta"},"index":0}"#));
+        assert!(!has_content(br#"data: {"content_block":{"text":"","type":"text"}}"#));
     }
 }
