@@ -399,7 +399,9 @@ mod tests {
             br#"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#
         ));
         assert!(!has_content(b"data: [DONE]"));
-        assert!(has_content(br#"data: {"delta":{"text":"Hi","type":"text_delta"},"index":0}"#));
+        assert!(has_content(
+            br#"data: {"delta":{"text":"Hi","type":"text_delta"},"index":0}"#
+        ));
         assert!(!has_content(br#"data: {"content_block":{"text":"","type":"text"}}"#));
     }
 }
