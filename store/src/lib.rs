@@ -3,6 +3,7 @@
 //!
 //! This crate knows nothing of HTTP or Pingora; it turns configuration into plain data.
 
+pub mod backend;
 pub mod catalog;
 pub mod env;
 pub mod file;

@@ -1,0 +1,45 @@
+//! Versioned SQL migrations, embedded per backend and recorded in `schema_migrations`.
+
+/// One migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Version, from 1, in order.
+    pub version: u32,
+    /// Short name.
+    pub name: &'static str,
+    /// The SQL to run.
+    pub sql: &'static str,
+}
+
+/// SQLite migrations.
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "key_encryption_status",
+        sql: include_str!("../../migrations/sqlite/0002_key_encryption_status.sql"),
+    },
+];
+
+/// PostgreSQL migrations.
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "key_encryption_status",
+        sql: include_str!("../../migrations/postgres/0002_key_encryption_status.sql"),
+    },
+];
+
+/// The newest schema version this binary knows.
+pub fn latest_version() -> u32 {
+    SQLITE.iter().map(|m| m.version).max().unwrap_or(0)
+}

@@ -1,0 +1,193 @@
+//! The `ConfigStore`: one blocking API over SQLite and PostgreSQL for the persisted config.
+//!
+//! Every read and write goes through a [`Tx`], so several writes can be made atomic with
+//! [`ConfigStore::transaction`]; the single-operation helpers on `dyn ConfigStore` are one
+//! transaction each. Every committed transaction that wrote bumps the `config_version` counter,
+//! which running gateways poll to rebuild their snapshot. Async code must reach a store through
+//! `spawn_blocking` or a dedicated thread.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::model::ProviderConfig;
+
+mod migrate;
+pub mod postgres;
+pub mod sqlite;
+
+pub use migrate::{Migration, latest_version};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or opened.
+    #[error("config store unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness constraint: the name is taken (an admin API answers 409).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database's schema is newer than this binary knows.
+    #[error(
+        "the config store's schema is at version {found}, newer than this asbru knows ({known}); upgrade asbru instead of using this database with an older version"
+    )]
+    SchemaTooNew {
+        /// Version in the database.
+        found: u32,
+        /// Latest version this binary has.
+        known: u32,
+    },
+    /// A migration failed; nothing of it was applied.
+    #[error("migration {version} ({name}) failed: {reason}")]
+    Migration {
+        /// Version.
+        version: u32,
+        /// Name.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Stored data could not be decoded.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// The transaction body panicked; everything was rolled back.
+    #[error("the transaction panicked and was rolled back: {0}")]
+    Panicked(String),
+    /// Any other database error.
+    #[error("config store error: {0}")]
+    Database(String),
+}
+
+/// The operations available inside a transaction.
+pub trait Tx {
+    /// Every provider, with its keys, by name.
+    fn providers(&mut self) -> Result<BTreeMap<String, ProviderConfig>, StoreError>;
+    /// One provider.
+    fn provider(&mut self, name: &str) -> Result<Option<ProviderConfig>, StoreError>;
+    /// Creates or replaces a provider and all its keys.
+    fn put_provider(&mut self, name: &str, config: &ProviderConfig) -> Result<(), StoreError>;
+    /// Deletes a provider and its keys; `false` if it did not exist.
+    fn delete_provider(&mut self, name: &str) -> Result<bool, StoreError>;
+    /// A settings document (`client`, `auth_config`, `plugins`, `logs_store`, ...).
+    fn setting(&mut self, key: &str) -> Result<Option<Value>, StoreError>;
+    /// Creates or replaces a settings document.
+    fn put_setting(&mut self, key: &str, value: &Value) -> Result<(), StoreError>;
+}
+
+/// A transaction body.
+pub type TxBody<'a> = dyn FnMut(&mut dyn Tx) -> Result<(), StoreError> + 'a;
+
+/// A persisted config store.
+pub trait ConfigStore: Send + Sync {
+    /// Runs `body` in one transaction: committed if it returns `Ok`, rolled back on an error or
+    /// a panic. A committed transaction that wrote anything bumps the config version.
+    fn transaction(&self, body: &mut TxBody<'_>) -> Result<(), StoreError>;
+    /// The config version: bumped by every committed write.
+    fn config_version(&self) -> Result<u64, StoreError>;
+    /// The schema version (the last migration applied).
+    fn schema_version(&self) -> Result<u32, StoreError>;
+    /// Checks the database answers.
+    fn ping(&self) -> Result<(), StoreError>;
+}
+
+impl dyn ConfigStore {
+    /// Every provider.
+    pub fn providers(&self) -> Result<BTreeMap<String, ProviderConfig>, StoreError> {
+        let mut out = BTreeMap::new();
+        self.transaction(&mut |tx| {
+            out = tx.providers()?;
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// One provider.
+    pub fn provider(&self, name: &str) -> Result<Option<ProviderConfig>, StoreError> {
+        let mut out = None;
+        self.transaction(&mut |tx| {
+            out = tx.provider(name)?;
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Creates or replaces a provider.
+    pub fn put_provider(&self, name: &str, config: &ProviderConfig) -> Result<(), StoreError> {
+        self.transaction(&mut |tx| tx.put_provider(name, config))
+    }
+
+    /// Deletes a provider.
+    pub fn delete_provider(&self, name: &str) -> Result<bool, StoreError> {
+        let mut deleted = false;
+        self.transaction(&mut |tx| {
+            deleted = tx.delete_provider(name)?;
+            Ok(())
+        })?;
+        Ok(deleted)
+    }
+
+    /// A settings document.
+    pub fn setting(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        let mut out = None;
+        self.transaction(&mut |tx| {
+            out = tx.setting(key)?;
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Creates or replaces a settings document.
+    pub fn put_setting(&self, key: &str, value: &Value) -> Result<(), StoreError> {
+        self.transaction(&mut |tx| tx.put_setting(key, value))
+    }
+}
+
+/// Splits a provider into its row (keys removed) and its key rows.
+pub(crate) fn split_provider(config: &ProviderConfig) -> Result<(String, Vec<KeyRow>), StoreError> {
+    let mut without_keys = config.clone();
+    let keys = std::mem::take(&mut without_keys.keys);
+    let config_json = serde_json::to_string(&without_keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let rows = keys
+        .into_iter()
+        .map(|key| {
+            let value = key.value.clone();
+            let name = key.name.clone();
+            let config_json = serde_json::to_string(&key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok(KeyRow {
+                name,
+                value,
+                config_json,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok((config_json, rows))
+}
+
+/// Rebuilds a provider from its row and key rows (in position order).
+pub(crate) fn join_provider(config_json: &str, keys: Vec<KeyRow>) -> Result<ProviderConfig, StoreError> {
+    let mut config: ProviderConfig =
+        serde_json::from_str(config_json).map_err(|e| StoreError::Corrupt(format!("provider row: {e}")))?;
+    for row in keys {
+        let mut key: crate::model::KeyConfig =
+            serde_json::from_str(&row.config_json).map_err(|e| StoreError::Corrupt(format!("key row: {e}")))?;
+        key.value = row.value;
+        config.keys.push(key);
+    }
+    Ok(config)
+}
+
+/// A key as stored.
+pub(crate) struct KeyRow {
+    pub name: Option<String>,
+    pub value: String,
+    pub config_json: String,
+}
+
+/// Turns a panic payload into text.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}

@@ -1,0 +1,277 @@
+//! The PostgreSQL backend: the same schema and behaviour as SQLite, over an r2d2 pool of blocking
+//! `postgres` clients. Migrations run under an advisory lock so concurrent start-ups of several
+//! gateway nodes apply them once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use r2d2_postgres::PostgresConnectionManager;
+use r2d2_postgres::postgres::error::SqlState;
+use r2d2_postgres::postgres::{self, NoTls};
+use serde_json::Value;
+
+use super::migrate::{self, Migration};
+use super::{ConfigStore, KeyRow, StoreError, Tx, TxBody, join_provider, panic_message, split_provider};
+use crate::model::ProviderConfig;
+
+/// Advisory lock id taken while migrating ("asbru" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0061_7362_7275;
+
+/// A config store in a PostgreSQL database.
+pub struct PostgresStore {
+    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+}
+
+fn db_error(e: postgres::Error) -> StoreError {
+    match e.code() {
+        Some(code) if *code == SqlState::UNIQUE_VIOLATION || *code == SqlState::FOREIGN_KEY_VIOLATION => {
+            StoreError::Conflict(
+                e.as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| e.to_string()),
+            )
+        }
+        _ if e.is_closed() || e.code().is_none() => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+impl PostgresStore {
+    /// Connects with a `postgres://` URL or `key=value` string, and migrates to the latest schema.
+    pub fn open(url: &str, max_open: u32, max_idle: u32) -> Result<PostgresStore, StoreError> {
+        PostgresStore::open_at(url, max_open, max_idle, migrate::latest_version())
+    }
+
+    /// Connects and migrates up to `target` only. For upgrade tests.
+    #[doc(hidden)]
+    pub fn open_at(url: &str, max_open: u32, max_idle: u32, target: u32) -> Result<PostgresStore, StoreError> {
+        let config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+            StoreError::Unavailable(format!("invalid PostgreSQL connection string: {e}"))
+        })?;
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(max_open.max(1))
+            .min_idle(Some(max_idle.min(max_open.max(1))))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        let store = PostgresStore { pool };
+        store.migrate(migrate::POSTGRES, target)?;
+        Ok(store)
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
+        self.pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    fn migrate(&self, migrations: &[Migration], target: u32) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(db_error)?;
+        let result = run_migrations(&mut conn, migrations, target);
+        let unlocked = conn
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .map_err(db_error);
+        result.and(unlocked.map(|_| ()))
+    }
+}
+
+fn run_migrations(conn: &mut postgres::Client, migrations: &[Migration], target: u32) -> Result<(), StoreError> {
+    conn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+    )
+    .map_err(db_error)?;
+    let current: i32 = conn
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+        .map_err(db_error)?
+        .get(0);
+    let current = current.max(0) as u32;
+    let known = migrate::latest_version();
+    if current > known {
+        return Err(StoreError::SchemaTooNew { found: current, known });
+    }
+    for m in migrations.iter().filter(|m| m.version > current && m.version <= target) {
+        let failed = |e: postgres::Error| StoreError::Migration {
+            version: m.version,
+            name: m.name,
+            reason: e.to_string(),
+        };
+        let mut tx = conn.transaction().map_err(failed)?;
+        tx.batch_execute(m.sql).map_err(failed)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[&(m.version as i32), &m.name],
+        )
+        .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+    }
+    Ok(())
+}
+
+struct PgTx<'a, 'b> {
+    tx: &'a mut postgres::Transaction<'b>,
+    wrote: bool,
+}
+
+impl PgTx<'_, '_> {
+    fn keys(&mut self, provider: &str) -> Result<Vec<KeyRow>, StoreError> {
+        let rows = self
+            .tx
+            .query(
+                "SELECT name, value, config_json FROM provider_keys WHERE provider = $1 ORDER BY position",
+                &[&provider],
+            )
+            .map_err(db_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| KeyRow {
+                name: r.get(0),
+                value: r.get(1),
+                config_json: r.get(2),
+            })
+            .collect())
+    }
+}
+
+impl Tx for PgTx<'_, '_> {
+    fn providers(&mut self) -> Result<BTreeMap<String, ProviderConfig>, StoreError> {
+        let rows = self
+            .tx
+            .query("SELECT name, config_json FROM providers ORDER BY name", &[])
+            .map_err(db_error)?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let name: String = row.get(0);
+            let config_json: String = row.get(1);
+            let keys = self.keys(&name)?;
+            out.insert(name, join_provider(&config_json, keys)?);
+        }
+        Ok(out)
+    }
+
+    fn provider(&mut self, name: &str) -> Result<Option<ProviderConfig>, StoreError> {
+        let row = self
+            .tx
+            .query_opt("SELECT config_json FROM providers WHERE name = $1", &[&name])
+            .map_err(db_error)?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let config_json: String = row.get(0);
+                let keys = self.keys(name)?;
+                Ok(Some(join_provider(&config_json, keys)?))
+            }
+        }
+    }
+
+    fn put_provider(&mut self, name: &str, config: &ProviderConfig) -> Result<(), StoreError> {
+        let (config_json, keys) = split_provider(config)?;
+        self.tx
+            .execute(
+                "INSERT INTO providers (name, config_json) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET config_json = excluded.config_json, updated_at = now()",
+                &[&name, &config_json],
+            )
+            .map_err(db_error)?;
+        self.tx
+            .execute("DELETE FROM provider_keys WHERE provider = $1", &[&name])
+            .map_err(db_error)?;
+        for (position, key) in keys.iter().enumerate() {
+            self.tx
+                .execute(
+                    "INSERT INTO provider_keys (provider, position, name, value, config_json) VALUES ($1, $2, $3, $4, $5)",
+                    &[&name, &(position as i32), &key.name, &key.value, &key.config_json],
+                )
+                .map_err(db_error)?;
+        }
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn delete_provider(&mut self, name: &str) -> Result<bool, StoreError> {
+        let n = self
+            .tx
+            .execute("DELETE FROM providers WHERE name = $1", &[&name])
+            .map_err(db_error)?;
+        self.wrote |= n > 0;
+        Ok(n > 0)
+    }
+
+    fn setting(&mut self, key: &str) -> Result<Option<Value>, StoreError> {
+        let row = self
+            .tx
+            .query_opt("SELECT value_json FROM settings WHERE key = $1", &[&key])
+            .map_err(db_error)?;
+        row.map(|r| {
+            let text: String = r.get(0);
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("setting {key}: {e}")))
+        })
+        .transpose()
+    }
+
+    fn put_setting(&mut self, key: &str, value: &Value) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO settings (key, value_json) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value_json = excluded.value_json, updated_at = now()",
+                &[&key, &value.to_string()],
+            )
+            .map_err(db_error)?;
+        self.wrote = true;
+        Ok(())
+    }
+}
+
+impl ConfigStore for PostgresStore {
+    fn transaction(&self, body: &mut TxBody<'_>) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(db_error)?;
+        let (outcome, wrote) = {
+            let mut handle = PgTx {
+                tx: &mut tx,
+                wrote: false,
+            };
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut handle)));
+            (outcome, handle.wrote)
+        };
+        match outcome {
+            // Dropping `tx` without commit rolls back.
+            Err(panic) => Err(StoreError::Panicked(panic_message(panic.as_ref()))),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => {
+                if wrote {
+                    tx.execute("UPDATE config_version SET version = version + 1 WHERE id = 1", &[])
+                        .map_err(db_error)?;
+                }
+                tx.commit().map_err(db_error)
+            }
+        }
+    }
+
+    fn config_version(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn()?;
+        let v: i64 = conn
+            .query_one("SELECT version FROM config_version WHERE id = 1", &[])
+            .map_err(db_error)?
+            .get(0);
+        Ok(v.max(0) as u64)
+    }
+
+    fn schema_version(&self) -> Result<u32, StoreError> {
+        let mut conn = self.conn()?;
+        let v: i32 = conn
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+            .map_err(db_error)?
+            .get(0);
+        Ok(v.max(0) as u32)
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        conn.execute("SELECT 1", &[]).map_err(db_error).map(|_| ())
+    }
+}

@@ -1,0 +1,285 @@
+//! The SQLite backend: one file (`config.db` under the data dir by default), WAL, `synchronous=NORMAL`,
+//! foreign keys on, a busy timeout, and an r2d2 pool.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use r2d2_sqlite::rusqlite::{self, OptionalExtension, TransactionBehavior, params};
+use serde_json::Value;
+
+use super::migrate::{self, Migration};
+use super::{ConfigStore, KeyRow, StoreError, Tx, TxBody, join_provider, panic_message, split_provider};
+use crate::model::ProviderConfig;
+
+/// How long a writer waits for the database lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A config store in a SQLite file.
+pub struct SqliteStore {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+}
+
+fn db_error(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(code, message) = &e {
+        match code.code {
+            rusqlite::ErrorCode::ConstraintViolation => {
+                return StoreError::Conflict(message.clone().unwrap_or_else(|| e.to_string()));
+            }
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                return StoreError::Unavailable(format!("the database is locked by another process: {e}"));
+            }
+            rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt => {
+                return StoreError::Unavailable(format!("the file is not a usable SQLite database: {e}"));
+            }
+            _ => {}
+        }
+    }
+    StoreError::Database(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its parent directories if needed) and migrates to the latest schema.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_at(path, migrate::latest_version())
+    }
+
+    /// Opens and migrates up to `target` only. For upgrade tests.
+    #[doc(hidden)]
+    pub fn open_at(path: &Path, target: u32) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let manager = SqliteConnectionManager::file(path).with_init(|conn| {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+        });
+        // One direct connection first, so a corrupt or locked file fails at once with its reason
+        // instead of after the pool's connection timeout.
+        {
+            use r2d2::ManageConnection;
+            let probe = manager.connect().map_err(|e| match db_error(e) {
+                StoreError::Database(reason) => {
+                    StoreError::Unavailable(format!("cannot open {}: {reason}", path.display()))
+                }
+                other => other,
+            })?;
+            probe
+                .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+                .map_err(db_error)?;
+        }
+        let pool = r2d2::Pool::builder()
+            .max_size(4)
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let store = SqliteStore { pool };
+        store.migrate(migrate::SQLITE, target)?;
+        Ok(store)
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, StoreError> {
+        self.pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    fn migrate(&self, migrations: &[Migration], target: u32) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+            )",
+        )
+        .map_err(db_error)?;
+        // IMMEDIATE takes the write lock first, so concurrent start-ups migrate one at a time.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_error)?;
+        let current: u32 = tx
+            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| {
+                r.get(0)
+            })
+            .map_err(db_error)?;
+        let known = migrate::latest_version();
+        if current > known {
+            return Err(StoreError::SchemaTooNew { found: current, known });
+        }
+        for m in migrations.iter().filter(|m| m.version > current && m.version <= target) {
+            let failed = |e: rusqlite::Error| StoreError::Migration {
+                version: m.version,
+                name: m.name,
+                reason: e.to_string(),
+            };
+            tx.execute_batch(m.sql).map_err(failed)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+                params![m.version, m.name],
+            )
+            .map_err(failed)?;
+        }
+        tx.commit().map_err(db_error)
+    }
+}
+
+struct SqliteTx<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    wrote: bool,
+}
+
+impl Tx for SqliteTx<'_> {
+    fn providers(&mut self) -> Result<BTreeMap<String, ProviderConfig>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT name, config_json FROM providers ORDER BY name")
+            .map_err(db_error)?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_error)?
+            .collect::<Result<_, _>>()
+            .map_err(db_error)?;
+        let mut out = BTreeMap::new();
+        for (name, config_json) in rows {
+            let keys = self.keys(&name)?;
+            out.insert(name, join_provider(&config_json, keys)?);
+        }
+        Ok(out)
+    }
+
+    fn provider(&mut self, name: &str) -> Result<Option<ProviderConfig>, StoreError> {
+        let row: Option<String> = self
+            .tx
+            .query_row("SELECT config_json FROM providers WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db_error)?;
+        match row {
+            None => Ok(None),
+            Some(config_json) => Ok(Some(join_provider(&config_json, self.keys(name)?)?)),
+        }
+    }
+
+    fn put_provider(&mut self, name: &str, config: &ProviderConfig) -> Result<(), StoreError> {
+        let (config_json, keys) = split_provider(config)?;
+        self.tx
+            .execute(
+                "INSERT INTO providers (name, config_json) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET config_json = excluded.config_json, updated_at = CURRENT_TIMESTAMP",
+                params![name, config_json],
+            )
+            .map_err(db_error)?;
+        self.tx
+            .execute("DELETE FROM provider_keys WHERE provider = ?1", [name])
+            .map_err(db_error)?;
+        for (position, key) in keys.iter().enumerate() {
+            self.tx
+                .execute(
+                    "INSERT INTO provider_keys (provider, position, name, value, config_json) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![name, position as i64, key.name, key.value, key.config_json],
+                )
+                .map_err(db_error)?;
+        }
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn delete_provider(&mut self, name: &str) -> Result<bool, StoreError> {
+        let n = self
+            .tx
+            .execute("DELETE FROM providers WHERE name = ?1", [name])
+            .map_err(db_error)?;
+        self.wrote |= n > 0;
+        Ok(n > 0)
+    }
+
+    fn setting(&mut self, key: &str) -> Result<Option<Value>, StoreError> {
+        let row: Option<String> = self
+            .tx
+            .query_row("SELECT value_json FROM settings WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(db_error)?;
+        row.map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("setting {key}: {e}"))))
+            .transpose()
+    }
+
+    fn put_setting(&mut self, key: &str, value: &Value) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO settings (key, value_json) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value_json = excluded.value_json, updated_at = CURRENT_TIMESTAMP",
+                params![key, value.to_string()],
+            )
+            .map_err(db_error)?;
+        self.wrote = true;
+        Ok(())
+    }
+}
+
+impl SqliteTx<'_> {
+    fn keys(&self, provider: &str) -> Result<Vec<KeyRow>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT name, value, config_json FROM provider_keys WHERE provider = ?1 ORDER BY position")
+            .map_err(db_error)?;
+        stmt.query_map([provider], |r| {
+            Ok(KeyRow {
+                name: r.get(0)?,
+                value: r.get(1)?,
+                config_json: r.get(2)?,
+            })
+        })
+        .map_err(db_error)?
+        .collect::<Result<_, _>>()
+        .map_err(db_error)
+    }
+}
+
+impl ConfigStore for SqliteStore {
+    fn transaction(&self, body: &mut TxBody<'_>) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_error)?;
+        let mut handle = SqliteTx { tx: &tx, wrote: false };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut handle)));
+        let wrote = handle.wrote;
+        match outcome {
+            // Dropping `tx` without commit rolls back.
+            Err(panic) => Err(StoreError::Panicked(panic_message(panic.as_ref()))),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => {
+                if wrote {
+                    tx.execute("UPDATE config_version SET version = version + 1 WHERE id = 1", [])
+                        .map_err(db_error)?;
+                }
+                tx.commit().map_err(db_error)
+            }
+        }
+    }
+
+    fn config_version(&self) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        let v: i64 = conn
+            .query_row("SELECT version FROM config_version WHERE id = 1", [], |r| r.get(0))
+            .map_err(db_error)?;
+        Ok(v.max(0) as u64)
+    }
+
+    fn schema_version(&self) -> Result<u32, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
+        .map_err(db_error)
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+            .map_err(db_error)
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,310 @@
+//! One suite, two backends: the same ConfigStore tests against SQLite and PostgreSQL.
+//!
+//! PostgreSQL runs when `ASBRU_TEST_POSTGRES_URL` is set (each test gets its own database);
+//! with `ASBRU_REQUIRE_POSTGRES=1` a missing or unreachable server fails instead of skipping.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use asbru_store::backend::postgres::PostgresStore;
+use asbru_store::backend::sqlite::SqliteStore;
+use asbru_store::backend::{ConfigStore, StoreError, latest_version};
+use asbru_store::model::{KeyConfig, ProviderConfig};
+use r2d2_postgres::postgres;
+use serde_json::json;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn sqlite_path() -> PathBuf {
+    std::env::temp_dir()
+        .join(unique("asbru_store"))
+        .join("nested")
+        .join("config.db")
+}
+
+/// A fresh PostgreSQL database URL, or `None` when PostgreSQL tests are not enabled.
+fn postgres_url() -> Option<String> {
+    let required = std::env::var("ASBRU_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+    let Ok(base) = std::env::var("ASBRU_TEST_POSTGRES_URL") else {
+        assert!(
+            !required,
+            "ASBRU_REQUIRE_POSTGRES=1 but ASBRU_TEST_POSTGRES_URL is not set"
+        );
+        eprintln!("PostgreSQL store tests skipped: set ASBRU_TEST_POSTGRES_URL to run them");
+        return None;
+    };
+    let mut admin = match postgres::Client::connect(&base, postgres::NoTls) {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(!required, "PostgreSQL at ASBRU_TEST_POSTGRES_URL is unreachable: {e}");
+            eprintln!("PostgreSQL store tests skipped: server unreachable: {e}");
+            return None;
+        }
+    };
+    let db = unique("asbru_test");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .expect("create test database");
+    let mut config: postgres::Config = base.parse().expect("url");
+    config.dbname(&db);
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres").to_string();
+    Some(format!("host={host} port={port} user={user} dbname={db}"))
+}
+
+fn backends() -> Vec<(
+    &'static str,
+    Box<dyn Fn(u32) -> Result<Box<dyn ConfigStore>, StoreError>>,
+)> {
+    let path = sqlite_path();
+    let mut out: Vec<(
+        &'static str,
+        Box<dyn Fn(u32) -> Result<Box<dyn ConfigStore>, StoreError>>,
+    )> = vec![(
+        "sqlite",
+        Box::new(move |v| SqliteStore::open_at(&path, v).map(|s| Box::new(s) as Box<dyn ConfigStore>)),
+    )];
+    if let Some(url) = postgres_url() {
+        out.push((
+            "postgres",
+            Box::new(move |v| PostgresStore::open_at(&url, 4, 1, v).map(|s| Box::new(s) as Box<dyn ConfigStore>)),
+        ));
+    }
+    out
+}
+
+fn provider(keys: &[(&str, &str)]) -> ProviderConfig {
+    ProviderConfig {
+        keys: keys
+            .iter()
+            .map(|(name, value)| KeyConfig {
+                name: Some(name.to_string()),
+                value: value.to_string(),
+                models: Some(vec!["*".into()]),
+                weight: Some(2.0),
+                ..KeyConfig::default()
+            })
+            .collect(),
+        ..ProviderConfig::default()
+    }
+}
+
+#[test]
+fn crud_round_trips() {
+    for (backend, open) in backends() {
+        let store = open(latest_version()).expect("open");
+        assert_eq!(store.schema_version().expect("schema"), latest_version(), "{backend}");
+        store.ping().expect("ping");
+        let mut openai = provider(&[("primary", "env.OPENAI_API_KEY"), ("backup", "sk-literal")]);
+        openai.network_config.base_url = Some("http://127.0.0.1:9000".into());
+        openai.network_config.max_retries = Some(2);
+        store.put_provider("openai", &openai).expect("put");
+        store.put_provider("groq", &provider(&[("g", "sk-g")])).expect("put");
+        let got = store.provider("openai").expect("get").expect("present");
+        assert_eq!(got.keys.len(), 2, "{backend}");
+        assert_eq!(
+            got.keys[0].value, "env.OPENAI_API_KEY",
+            "env references are stored as references"
+        );
+        assert_eq!(got.keys[1].name.as_deref(), Some("backup"));
+        assert_eq!(got.keys[1].weight, Some(2.0));
+        assert_eq!(got.network_config.max_retries, Some(2));
+        assert_eq!(
+            store.providers().expect("list").keys().collect::<Vec<_>>(),
+            ["groq", "openai"]
+        );
+
+        // Replace: keys are replaced, not appended.
+        store
+            .put_provider("openai", &provider(&[("only", "sk-new")]))
+            .expect("replace");
+        assert_eq!(store.provider("openai").expect("get").expect("present").keys.len(), 1);
+
+        assert!(store.delete_provider("groq").expect("delete"));
+        assert!(!store.delete_provider("groq").expect("delete again"));
+        assert!(store.provider("groq").expect("get").is_none());
+
+        store
+            .put_setting("client", &json!({"enable_logging": true}))
+            .expect("setting");
+        assert_eq!(
+            store.setting("client").expect("get"),
+            Some(json!({"enable_logging": true}))
+        );
+        assert_eq!(store.setting("absent").expect("get"), None);
+    }
+}
+
+#[test]
+fn duplicate_key_names_are_a_conflict() {
+    for (backend, open) in backends() {
+        let store = open(latest_version()).expect("open");
+        let err = store
+            .put_provider("openai", &provider(&[("same", "a"), ("same", "b")]))
+            .expect_err("duplicate key name");
+        assert!(matches!(err, StoreError::Conflict(_)), "{backend}: {err:?}");
+        assert!(
+            store.provider("openai").expect("get").is_none(),
+            "{backend}: nothing half-written"
+        );
+    }
+}
+
+#[test]
+fn transactions_commit_or_roll_back_whole() {
+    for (backend, open) in backends() {
+        let store = open(latest_version()).expect("open");
+        let v0 = store.config_version().expect("version");
+        store
+            .transaction(&mut |tx| {
+                tx.put_provider("a", &provider(&[("k", "1")]))?;
+                tx.put_provider("b", &provider(&[("k", "2")]))?;
+                tx.put_setting("client", &json!({"x": 1}))
+            })
+            .expect("commit");
+        assert_eq!(
+            store.config_version().expect("version"),
+            v0 + 1,
+            "{backend}: one bump per transaction"
+        );
+
+        let err = store
+            .transaction(&mut |tx| {
+                tx.put_provider("c", &provider(&[("k", "3")]))?;
+                tx.delete_provider("a")?;
+                Err(StoreError::Conflict("stop".into()))
+            })
+            .expect_err("error rolls back");
+        assert!(matches!(err, StoreError::Conflict(_)));
+        let err = store
+            .transaction(&mut |tx| {
+                tx.put_provider("d", &provider(&[("k", "4")]))?;
+                tx.delete_provider("b")?;
+                panic!("boom in the middle");
+            })
+            .expect_err("panic rolls back");
+        assert!(
+            matches!(err, StoreError::Panicked(ref m) if m.contains("boom")),
+            "{backend}: {err:?}"
+        );
+        let names: Vec<String> = store.providers().expect("list").into_keys().collect();
+        assert_eq!(names, ["a", "b"], "{backend}: neither failed transaction left a trace");
+        assert_eq!(
+            store.config_version().expect("version"),
+            v0 + 1,
+            "{backend}: failed transactions do not bump"
+        );
+
+        // Reads do not bump the version either.
+        store.providers().expect("read");
+        assert_eq!(store.config_version().expect("version"), v0 + 1);
+    }
+}
+
+#[test]
+fn an_existing_database_is_upgraded_with_its_data() {
+    for (backend, open) in backends() {
+        {
+            let old = open(1).expect("open at version 1");
+            assert_eq!(old.schema_version().expect("schema"), 1);
+            old.put_provider("openai", &provider(&[("kept", "sk-kept")]))
+                .expect("write at v1");
+        }
+        let upgraded = open(latest_version()).expect("upgrade");
+        assert_eq!(
+            upgraded.schema_version().expect("schema"),
+            latest_version(),
+            "{backend}"
+        );
+        let kept = upgraded.provider("openai").expect("get").expect("data kept");
+        assert_eq!(kept.keys[0].value, "sk-kept", "{backend}");
+        // The new column exists and writes still work.
+        upgraded
+            .put_provider("groq", &provider(&[("g", "1")]))
+            .expect("write at latest");
+    }
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let path = sqlite_path();
+    SqliteStore::open(&path).expect("create");
+    {
+        let conn = r2d2_sqlite::rusqlite::Connection::open(&path).expect("raw open");
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (999, 'future')",
+            [],
+        )
+        .expect("insert");
+    }
+    match SqliteStore::open(&path) {
+        Err(StoreError::SchemaTooNew { found: 999, known }) => assert_eq!(known, latest_version()),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a newer schema must be refused"),
+    }
+    if let Some(url) = postgres_url() {
+        PostgresStore::open(&url, 2, 1).expect("create");
+        let mut raw = postgres::Client::connect(&url, postgres::NoTls).expect("raw connect");
+        raw.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (999, 'future')",
+            &[],
+        )
+        .expect("insert");
+        assert!(matches!(
+            PostgresStore::open(&url, 2, 1),
+            Err(StoreError::SchemaTooNew { found: 999, .. })
+        ));
+    }
+}
+
+#[test]
+fn concurrent_writers_lose_nothing() {
+    for (backend, open) in backends() {
+        let store: Arc<dyn ConfigStore> = Arc::from(open(latest_version()).expect("open"));
+        let v0 = store.config_version().expect("version");
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        store
+                            .put_provider(&format!("p{w}-{i}"), &provider(&[("k", "v")]))
+                            .expect("write");
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().expect("writer");
+        }
+        assert_eq!(store.providers().expect("list").len(), 100, "{backend}");
+        assert_eq!(store.config_version().expect("version"), v0 + 100, "{backend}");
+    }
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_a_clear_error() {
+    let path = sqlite_path();
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+    std::fs::write(
+        &path,
+        b"this is not a sqlite database, it is plain text padded to be long enough....",
+    )
+    .expect("write");
+    let err = SqliteStore::open(&path).err().expect("refused");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("not a usable SQLite database"), "{err}");
+}
