@@ -65,15 +65,12 @@ fn postgres_url() -> Option<String> {
     Some(format!("host={host} port={port} user={user} dbname={db}"))
 }
 
-fn backends() -> Vec<(
-    &'static str,
-    Box<dyn Fn(u32) -> Result<Box<dyn ConfigStore>, StoreError>>,
-)> {
+/// Opens a store of one backend, migrated up to the given schema version.
+type Opener = Box<dyn Fn(u32) -> Result<Box<dyn ConfigStore>, StoreError>>;
+
+fn backends() -> Vec<(&'static str, Opener)> {
     let path = sqlite_path();
-    let mut out: Vec<(
-        &'static str,
-        Box<dyn Fn(u32) -> Result<Box<dyn ConfigStore>, StoreError>>,
-    )> = vec![(
+    let mut out: Vec<(&'static str, Opener)> = vec![(
         "sqlite",
         Box::new(move |v| SqliteStore::open_at(&path, v).map(|s| Box::new(s) as Box<dyn ConfigStore>)),
     )];
