@@ -28,6 +28,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Validate a config file and report every problem with its line and column.
     Check(CheckArgs),
+    /// Apply the config store's migrations (SQLite or PostgreSQL, per `config_store`) and exit.
+    Migrate(MigrateArgs),
     /// Bundled bench tools.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -52,6 +54,14 @@ pub struct CheckArgs {
     /// Config file to validate.
     #[arg(short, long, value_name = "FILE")]
     pub config: PathBuf,
+}
+
+/// `asbru migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Config file naming the store. Without one: SQLite at ./asbru-data/config.db.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// `asbru bench ...`.
@@ -171,6 +181,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
+        Command::Migrate(args) => migrate(args),
         Command::Bench(BenchCommand::Mock(args)) => run_mock(args),
         Command::Bench(BenchCommand::Load(args)) => run_load(args),
         Command::Bench(BenchCommand::Compare(args)) => run_compare(args),
@@ -428,6 +439,42 @@ fn run_compare(args: CompareArgs) -> ExitCode {
         Some(Ok(report)) => {
             print!("{}", report.table());
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn migrate(args: MigrateArgs) -> ExitCode {
+    let config = match &args.config {
+        Some(path) => match file::load_file(path) {
+            Ok(loaded) => loaded.config,
+            Err(e) => {
+                eprintln!("error: invalid config\n{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Config::default(),
+    };
+    match asbru_store::backend::open(&config) {
+        Ok(Some(store)) => match store.schema_version() {
+            Ok(version) => {
+                println!(
+                    "config store is at schema version {version} (latest {})",
+                    asbru_store::backend::latest_version()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(None) => {
+            println!("config store disabled (config_store.enabled: false): nothing to migrate");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -412,7 +412,9 @@ providers:
             "concurrency_and_buffer_size":{"concurrency":1000,"buffer_size":5000}}},
           "config_store":{"enabled":true,"type":"sqlite","config":{"path":"./config.db"}}}"#;
         let loaded = load_str(src, "config.json").expect("valid");
-        assert!(loaded.warnings.iter().any(|w| w.contains("config_store")));
+        let store = loaded.config.config_store.expect("config_store section");
+        assert!(store.enabled);
+        assert_eq!(store.config.path.as_deref(), Some("./config.db"));
     }
 
     #[test]

@@ -38,9 +38,9 @@ pub struct Config {
     /// Governance section (virtual keys, budgets, ...). Not enforced yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub governance: Option<Value>,
-    /// Config store settings. Not implemented yet.
+    /// Where the persisted config lives (SQLite by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_store: Option<Value>,
+    pub config_store: Option<ConfigStoreConfig>,
     /// Log store settings. Not implemented yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logs_store: Option<Value>,
@@ -70,9 +70,8 @@ pub struct Config {
 impl Config {
     /// Names of sections present in the file that this build accepts but does not act on yet.
     pub fn unimplemented_sections(&self) -> Vec<&'static str> {
-        let sections: [(&'static str, bool); 11] = [
+        let sections: [(&'static str, bool); 10] = [
             ("governance", self.governance.is_some()),
-            ("config_store", self.config_store.is_some()),
             ("logs_store", self.logs_store.is_some()),
             ("vector_store", self.vector_store.is_some()),
             ("plugins", self.plugins.is_some()),
@@ -93,6 +92,64 @@ impl Config {
     pub fn empty_list_allows_all(&self) -> bool {
         self.version == Some(1)
     }
+}
+
+/// `config_store`: which database holds the persisted config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigStoreConfig {
+    /// `false`: file-only mode, nothing persisted.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// `sqlite` (default) or `postgres`.
+    #[serde(rename = "type", default)]
+    pub kind: StoreKind,
+    /// Connection settings.
+    #[serde(default)]
+    pub config: StoreConnection,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// The store's database engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// A SQLite file.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+/// `config_store.config`: SQLite `{path}`, or PostgreSQL `{url}` or its parts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConnection {
+    /// SQLite file (default: `<data_dir>/config.db`).
+    pub path: Option<String>,
+    /// PostgreSQL URL (`postgres://...`) or `key=value` string.
+    pub url: Option<String>,
+    /// PostgreSQL host.
+    pub host: Option<String>,
+    /// PostgreSQL port (Bifrost writes it as a string).
+    pub port: Option<Value>,
+    /// PostgreSQL user.
+    pub user: Option<String>,
+    /// PostgreSQL password, or `env.NAME`.
+    pub password: Option<String>,
+    /// PostgreSQL database.
+    pub db_name: Option<String>,
+    /// `disable` (default), `allow`, `prefer`; TLS modes are refused until supported.
+    pub ssl_mode: Option<String>,
+    /// Idle connections kept (default 5).
+    pub max_idle_conns: Option<u32>,
+    /// Connection cap (default 50).
+    pub max_open_conns: Option<u32>,
+    /// Accepted for compatibility.
+    pub conn_max_lifetime: Option<Value>,
 }
 
 /// Listener and process settings.

@@ -121,3 +121,49 @@ async fn demo_config_works_offline() {
         "Hello from the asbru mock provider."
     );
 }
+
+#[test]
+fn migrate_creates_upgrades_and_refuses_bad_files() {
+    let dir = std::env::temp_dir().join(format!("asbru-migrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = dir.join("deep").join("config.db");
+    let config = dir.join("store.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "config_store:\n  enabled: true\n  type: sqlite\n  config: {{path: \"{}\"}}\n",
+            db.display()
+        ),
+    )
+    .expect("write");
+    for _ in 0..2 {
+        let out = asbru()
+            .args(["migrate", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("schema version 2"));
+    }
+    assert!(db.exists());
+
+    std::fs::write(&db, vec![b'x'; 4096]).expect("corrupt");
+    let out = asbru()
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a usable SQLite database"));
+
+    let disabled = dir.join("off.yaml");
+    std::fs::write(&disabled, "config_store: {enabled: false}\n").expect("write");
+    let out = asbru()
+        .args(["migrate", "--config"])
+        .arg(&disabled)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("disabled"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,10 +13,12 @@ use serde_json::Value;
 use crate::model::ProviderConfig;
 
 mod migrate;
+mod open;
 pub mod postgres;
 pub mod sqlite;
 
 pub use migrate::{Migration, latest_version};
+pub use open::open;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,105 @@
+//! Opening the store a config names (`config_store`), migrating it to the latest schema.
+
+use std::path::PathBuf;
+
+use super::postgres::PostgresStore;
+use super::sqlite::SqliteStore;
+use super::{ConfigStore, StoreError};
+use crate::env::{self, Resolved};
+use crate::model::{Config, ConfigStoreConfig, StoreKind};
+
+/// Opens and migrates the configured store; `None` in file-only mode (`enabled: false`).
+/// Without a `config_store` section the default is SQLite at `<data_dir>/config.db`.
+pub fn open(config: &Config) -> Result<Option<Box<dyn ConfigStore>>, StoreError> {
+    let section = config.config_store.clone().unwrap_or(ConfigStoreConfig {
+        enabled: true,
+        kind: StoreKind::Sqlite,
+        config: Default::default(),
+    });
+    if !section.enabled {
+        return Ok(None);
+    }
+    let conn = &section.config;
+    match section.kind {
+        StoreKind::Sqlite => {
+            let path = conn
+                .path
+                .as_ref()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(&config.server.data_dir).join("config.db"));
+            Ok(Some(Box::new(SqliteStore::open(&path)?)))
+        }
+        StoreKind::Postgres => {
+            let url = postgres_url(conn)?;
+            let store = PostgresStore::open(
+                &url,
+                conn.max_open_conns.unwrap_or(50),
+                conn.max_idle_conns.unwrap_or(5),
+            )?;
+            Ok(Some(Box::new(store)))
+        }
+    }
+}
+
+fn resolve(raw: &str, what: &str) -> Result<String, StoreError> {
+    match env::resolve(raw) {
+        Resolved::Value(v) => Ok(v),
+        Resolved::MissingEnv(var) => Err(StoreError::Unavailable(format!(
+            "config_store.config.{what} refers to environment variable {var}, which is not set"
+        ))),
+    }
+}
+
+/// Builds a `key=value` connection string, quoting values.
+fn postgres_url(conn: &crate::model::StoreConnection) -> Result<String, StoreError> {
+    match conn.ssl_mode.as_deref().unwrap_or("disable") {
+        "disable" | "allow" | "prefer" => {}
+        other => {
+            return Err(StoreError::Unavailable(format!(
+                "config_store.config.ssl_mode {other:?} needs TLS to PostgreSQL, which this version does not support yet; use disable"
+            )));
+        }
+    }
+    if let Some(url) = &conn.url {
+        return resolve(url, "url");
+    }
+    let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+    let mut parts = vec![format!("host={}", quote(conn.host.as_deref().unwrap_or("localhost")))];
+    if let Some(port) = &conn.port {
+        let port = match port {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        parts.push(format!("port={}", quote(&port)));
+    }
+    if let Some(user) = &conn.user {
+        parts.push(format!("user={}", quote(&resolve(user, "user")?)));
+    }
+    if let Some(password) = &conn.password {
+        parts.push(format!("password={}", quote(&resolve(password, "password")?)));
+    }
+    if let Some(db) = &conn.db_name {
+        parts.push(format!("dbname={}", quote(db)));
+    }
+    Ok(parts.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_strings() {
+        let conn: crate::model::StoreConnection = serde_json::from_value(serde_json::json!({
+            "host": "db", "port": "5433", "user": "asbru", "password": "it's", "db_name": "cfg"
+        }))
+        .expect("valid");
+        assert_eq!(
+            postgres_url(&conn).expect("url"),
+            "host='db' port='5433' user='asbru' password='it\\'s' dbname='cfg'"
+        );
+        let tls: crate::model::StoreConnection =
+            serde_json::from_value(serde_json::json!({"ssl_mode": "require"})).expect("valid");
+        assert!(postgres_url(&tls).is_err());
+    }
+}
