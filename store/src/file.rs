@@ -195,6 +195,30 @@ impl Validation<'_> {
         for (name, provider) in &config.providers {
             self.check_provider(name, provider);
         }
+        if let Some(governance) = &config.governance {
+            self.check_governance(governance);
+        }
+    }
+
+    fn check_governance(&mut self, governance: &crate::governance::GovernanceConfig) {
+        use PathSegment::{Index, Key};
+        for problem in crate::governance_check::check(governance) {
+            // Point at the section as the file spells it (snake_case or Helm's camelCase).
+            let camel = camel_case(problem.section);
+            let section = if self.index.contains(&[Key("governance"), Key(&camel)]) {
+                camel.as_str()
+            } else {
+                problem.section
+            };
+            let mut path = vec![Key("governance"), Key(section), Index(problem.index)];
+            if let Some(field) = problem.field {
+                path.push(Key(field));
+            }
+            self.problem(
+                &path,
+                format!("governance.{}[{}]: {}", problem.section, problem.index, problem.reason),
+            );
+        }
     }
 
     fn check_provider(&mut self, name: &str, provider: &ProviderConfig) {
@@ -315,6 +339,22 @@ impl Validation<'_> {
             }
         }
     }
+}
+
+fn camel_case(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for ch in snake.chars() {
+        if ch == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(ch.to_uppercase());
+            upper = false;
+        } else {
+            out.push(ch);
+        }
+    }
+    out
 }
 
 fn is_token_byte(b: u8) -> bool {

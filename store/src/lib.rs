@@ -7,6 +7,8 @@ pub mod backend;
 pub mod catalog;
 pub mod env;
 pub mod file;
+pub mod governance;
+mod governance_check;
 pub mod locate;
 pub mod model;
 pub mod snapshot;

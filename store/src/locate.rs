@@ -34,6 +34,25 @@ impl LocationIndex {
         }
     }
 
+    /// Whether `path` exists in the document.
+    pub fn contains(&self, path: &[PathSegment<'_>]) -> bool {
+        let Some(mut node) = self.root.as_ref() else {
+            return false;
+        };
+        for segment in path {
+            let next = match (segment, &node.kind) {
+                (PathSegment::Key(key), Kind::Map(map)) => map.get(*key),
+                (PathSegment::Index(i), Kind::Seq(items)) => items.get(*i),
+                _ => None,
+            };
+            match next {
+                Some(child) => node = child,
+                None => return false,
+            }
+        }
+        true
+    }
+
     /// The position of the value at `path` (map keys as strings, sequence indices as numbers).
     /// Falls back to the deepest ancestor that exists.
     pub fn position(&self, path: &[PathSegment<'_>]) -> Option<Position> {

@@ -35,9 +35,9 @@ pub struct Config {
     /// The bundled mock provider, started in-process (asbru's own block, used by `conf/demo.yaml`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mock: Option<MockConfig>,
-    /// Governance section (virtual keys, budgets, ...). Not enforced yet.
+    /// Governance section (virtual keys, budgets, ...). Validated; not enforced yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub governance: Option<Value>,
+    pub governance: Option<crate::governance::GovernanceConfig>,
     /// Where the persisted config lives (SQLite by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_store: Option<ConfigStoreConfig>,

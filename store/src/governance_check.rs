@@ -1,0 +1,338 @@
+//! Validation of the `governance` section: unique ids, references that resolve, durations that
+//! parse, and the spec's exclusivity rules. Problems carry the path to point at.
+
+use std::collections::HashSet;
+
+use crate::governance::{Budget, GovernanceConfig, RateLimit, parse_period};
+
+/// One governance problem: a path (section name in snake_case, index, field) and a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GovernanceProblem {
+    /// Section, e.g. `virtual_keys`.
+    pub section: &'static str,
+    /// Index in the section.
+    pub index: usize,
+    /// Field, when the problem is in one.
+    pub field: Option<&'static str>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+struct Checker {
+    problems: Vec<GovernanceProblem>,
+}
+
+impl Checker {
+    fn problem(&mut self, section: &'static str, index: usize, field: Option<&'static str>, reason: String) {
+        self.problems.push(GovernanceProblem {
+            section,
+            index,
+            field,
+            reason,
+        });
+    }
+
+    fn budget(&mut self, section: &'static str, index: usize, budget: &Budget) {
+        if !(budget.max_limit.is_finite() && budget.max_limit >= 0.0) {
+            self.problem(
+                section,
+                index,
+                Some("max_limit"),
+                "max_limit must be a number >= 0".into(),
+            );
+        }
+        if parse_period(&budget.reset_duration).is_none() {
+            self.problem(
+                section,
+                index,
+                Some("reset_duration"),
+                format!(
+                    "reset_duration {:?} is not a duration like 30s, 5m, 1h, 1d, 1w, 1M (months) or 1Y",
+                    budget.reset_duration
+                ),
+            );
+        }
+    }
+
+    fn rate_limit(&mut self, section: &'static str, index: usize, limit: &RateLimit) {
+        for (field, duration) in [
+            ("token_reset_duration", &limit.token_reset_duration),
+            ("request_reset_duration", &limit.request_reset_duration),
+        ] {
+            if let Some(d) = duration
+                && parse_period(d).is_none()
+            {
+                self.problem(
+                    section,
+                    index,
+                    Some(field),
+                    format!("{field} {d:?} is not a duration like 1m or 1h"),
+                );
+            }
+        }
+        if limit.token_max_limit.is_some() != limit.token_reset_duration.is_some() {
+            self.problem(
+                section,
+                index,
+                None,
+                "token_max_limit and token_reset_duration go together".into(),
+            );
+        }
+        if limit.request_max_limit.is_some() != limit.request_reset_duration.is_some() {
+            self.problem(
+                section,
+                index,
+                None,
+                "request_max_limit and request_reset_duration go together".into(),
+            );
+        }
+    }
+
+    fn unique<'a>(&mut self, section: &'static str, ids: impl Iterator<Item = &'a str>) -> HashSet<&'a str> {
+        let mut seen = HashSet::new();
+        for (i, id) in ids.enumerate() {
+            if id.is_empty() {
+                self.problem(section, i, Some("id"), "id is required".into());
+            } else if !seen.insert(id) {
+                self.problem(section, i, Some("id"), format!("id {id:?} is used twice"));
+            }
+        }
+        seen
+    }
+
+    fn reference(
+        &mut self,
+        section: &'static str,
+        index: usize,
+        field: &'static str,
+        value: Option<&String>,
+        known: &HashSet<&str>,
+        kind: &str,
+    ) {
+        if let Some(id) = value
+            && !known.contains(id.as_str())
+        {
+            self.problem(section, index, Some(field), format!("{field} {id:?} names no {kind}"));
+        }
+    }
+}
+
+/// Checks a governance section.
+pub fn check(g: &GovernanceConfig) -> Vec<GovernanceProblem> {
+    let mut c = Checker { problems: Vec::new() };
+    let budgets = c.unique("budgets", g.budgets.iter().map(|b| b.id.as_deref().unwrap_or("")));
+    let limits = c.unique(
+        "rate_limits",
+        g.rate_limits.iter().map(|r| r.id.as_deref().unwrap_or("")),
+    );
+    let customers = c.unique("customers", g.customers.iter().map(|x| x.id.as_str()));
+    let teams = c.unique("teams", g.teams.iter().map(|x| x.id.as_str()));
+    c.unique("virtual_keys", g.virtual_keys.iter().map(|x| x.id.as_str()));
+    c.unique("model_configs", g.model_configs.iter().map(|x| x.id.as_str()));
+    c.unique("routing_rules", g.routing_rules.iter().map(|x| x.id.as_str()));
+    for (i, b) in g.budgets.iter().enumerate() {
+        c.budget("budgets", i, b);
+    }
+    for (i, r) in g.rate_limits.iter().enumerate() {
+        c.rate_limit("rate_limits", i, r);
+    }
+    macro_rules! owner {
+        ($section:literal, $items:expr) => {
+            for (i, x) in $items.iter().enumerate() {
+                c.reference($section, i, "budget_id", x.budget_id.as_ref(), &budgets, "budget");
+                c.reference(
+                    $section,
+                    i,
+                    "rate_limit_id",
+                    x.rate_limit_id.as_ref(),
+                    &limits,
+                    "rate limit",
+                );
+                for b in &x.budgets {
+                    c.budget($section, i, b);
+                }
+                if let Some(r) = &x.rate_limit {
+                    c.rate_limit($section, i, r);
+                }
+            }
+        };
+    }
+    owner!("customers", g.customers);
+    owner!("teams", g.teams);
+    owner!("virtual_keys", g.virtual_keys);
+    owner!("model_configs", g.model_configs);
+    owner!("providers", g.providers);
+    for (i, team) in g.teams.iter().enumerate() {
+        c.reference(
+            "teams",
+            i,
+            "customer_id",
+            team.customer_id.as_ref(),
+            &customers,
+            "customer",
+        );
+    }
+    let mut values = HashSet::new();
+    for (i, vk) in g.virtual_keys.iter().enumerate() {
+        c.reference("virtual_keys", i, "team_id", vk.team_id.as_ref(), &teams, "team");
+        c.reference(
+            "virtual_keys",
+            i,
+            "customer_id",
+            vk.customer_id.as_ref(),
+            &customers,
+            "customer",
+        );
+        if vk.team_id.is_some() && vk.customer_id.is_some() {
+            c.problem(
+                "virtual_keys",
+                i,
+                Some("customer_id"),
+                "a virtual key belongs to a team or to a customer, not both".into(),
+            );
+        }
+        if vk.value.is_empty() {
+            c.problem(
+                "virtual_keys",
+                i,
+                Some("value"),
+                "value (the key callers send) is required".into(),
+            );
+        } else if !values.insert(vk.value.as_str()) {
+            c.problem(
+                "virtual_keys",
+                i,
+                Some("value"),
+                "two virtual keys have the same value".into(),
+            );
+        }
+        for pc in &vk.provider_configs {
+            c.reference(
+                "virtual_keys",
+                i,
+                "budget_id",
+                pc.budget_id.as_ref(),
+                &budgets,
+                "budget",
+            );
+            c.reference(
+                "virtual_keys",
+                i,
+                "rate_limit_id",
+                pc.rate_limit_id.as_ref(),
+                &limits,
+                "rate limit",
+            );
+            if pc.weight.is_some_and(|w| !(w.is_finite() && w >= 0.0)) {
+                c.problem(
+                    "virtual_keys",
+                    i,
+                    Some("provider_configs"),
+                    format!("provider {:?}: weight must be >= 0 or null", pc.provider),
+                );
+            }
+            for b in &pc.budgets {
+                c.budget("virtual_keys", i, b);
+            }
+        }
+    }
+    for (i, rule) in g.routing_rules.iter().enumerate() {
+        if rule.cel_expression.trim().is_empty() {
+            c.problem(
+                "routing_rules",
+                i,
+                Some("cel_expression"),
+                "cel_expression is required".into(),
+            );
+        }
+        match rule.scope.as_deref().unwrap_or("global") {
+            "global" => {}
+            "customer" | "team" | "virtual_key" if rule.scope_id.is_some() => {}
+            "customer" | "team" | "virtual_key" => c.problem(
+                "routing_rules",
+                i,
+                Some("scope_id"),
+                "scope_id is required for a non-global scope".into(),
+            ),
+            other => c.problem(
+                "routing_rules",
+                i,
+                Some("scope"),
+                format!("scope {other:?} is not one of global, customer, team, virtual_key"),
+            ),
+        }
+    }
+    c.problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load_str;
+
+    #[test]
+    fn the_issue_example_is_valid() {
+        let src = r#"
+governance:
+  budgets:
+    - {id: budget-dev, max_limit: 50, reset_duration: "1M"}
+  rateLimits:
+    - {id: rl-standard, token_max_limit: 100000, token_reset_duration: "1h", request_max_limit: 1000, request_reset_duration: "1h"}
+  customers:
+    - {id: customer-acme, name: Acme Corp, budget_id: budget-dev, rate_limit_id: rl-standard}
+  teams:
+    - {id: team-ml, name: ML Team, customer_id: customer-acme, budget_id: budget-dev}
+  virtualKeys:
+    - id: vk-openai-prod
+      name: OpenAI Production
+      value: vk-openai-prod-secret-token
+      is_active: true
+      team_id: team-ml
+      budgets: [{max_limit: 10, reset_duration: "1d"}, {max_limit: 200, reset_duration: "1M"}]
+      rate_limit_id: rl-standard
+      provider_configs:
+        - {provider: openai, weight: 1, allowed_models: ["gpt-4o", "gpt-4o-mini"], key_ids: ["openai-primary"],
+           budgets: [{max_limit: 5, reset_duration: "1h"}]}
+  modelConfigs:
+    - {id: model-gpt4o, model_name: gpt-4o, provider: openai, budget_id: budget-dev}
+  providers:
+    - {name: openai, budget_id: budget-dev, rate_limit_id: rl-standard}
+"#;
+        let loaded = load_str(src, "g.yaml").expect("valid");
+        let g = loaded.config.governance.expect("governance");
+        assert_eq!(g.virtual_keys[0].budgets.len(), 2);
+        assert_eq!(g.rate_limits[0].id.as_deref(), Some("rl-standard"));
+        assert_eq!(g.virtual_keys[0].provider_configs[0].key_ids, ["openai-primary"]);
+        assert!(check(&g).is_empty());
+    }
+
+    #[test]
+    fn problems_are_found() {
+        let src = r#"
+governance:
+  budgets: [{id: b1, max_limit: 5, reset_duration: "1q"}, {id: b1, max_limit: 1, reset_duration: "1d"}]
+  teams: [{id: t1, name: T, customer_id: nobody}]
+  virtual_keys:
+    - {id: vk1, name: A, value: same, team_id: t1, customer_id: c1, budget_id: missing}
+    - {id: vk2, name: B, value: same}
+  routing_rules: [{id: r1, name: R, cel_expression: "true", scope: team}]
+"#;
+        let problems = match load_str(src, "g.yaml") {
+            Err(crate::ConfigError::Invalid(p)) => p,
+            other => panic!("expected problems, got {other:?}"),
+        };
+        let text: Vec<String> = problems.iter().map(|p| p.reason.clone()).collect();
+        let has = |needle: &str| text.iter().any(|t| t.contains(needle));
+        assert!(has("\"1q\""), "{text:?}");
+        assert!(has("id \"b1\" is used twice"), "{text:?}");
+        assert!(has("customer_id \"nobody\" names no customer"), "{text:?}");
+        assert!(has("budget_id \"missing\""), "{text:?}");
+        assert!(has("not both"), "{text:?}");
+        assert!(has("same value"), "{text:?}");
+        assert!(has("scope_id is required"), "{text:?}");
+        assert!(
+            problems.iter().all(|p| p.line.is_some()),
+            "every problem is located: {problems:?}"
+        );
+    }
+}
