@@ -305,3 +305,182 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     assert!(err.to_string().contains("not a usable SQLite database"), "{err}");
 }
+
+fn round_trip<T>(store: &dyn ConfigStore, backend: &str, entity: T, id: &str)
+where
+    T: asbru_store::backend::entities::Entity + PartialEq + std::fmt::Debug + Clone,
+{
+    store.put(&entity).expect("put");
+    assert_eq!(
+        store.get::<T>(id).expect("get"),
+        Some(entity.clone()),
+        "{backend}: {id}"
+    );
+    assert_eq!(store.list::<T>().expect("list"), vec![entity], "{backend}: {id}");
+    assert!(store.delete::<T>(id).expect("delete"), "{backend}: {id}");
+    assert_eq!(store.get::<T>(id).expect("get"), None, "{backend}: {id}");
+    assert!(!store.delete::<T>(id).expect("delete again"));
+}
+
+#[test]
+fn every_governance_entity_round_trips() {
+    use asbru_store::backend::entities::Plugin;
+    use asbru_store::governance::*;
+    for (backend, open) in backends() {
+        let store = open(latest_version()).expect("open");
+        let store = store.as_ref();
+        let budget = Budget {
+            id: Some("b1".into()),
+            max_limit: 50.0,
+            reset_duration: "1M".into(),
+            current_usage: Some(12.5),
+            ..Budget::default()
+        };
+        round_trip(store, backend, budget.clone(), "b1");
+        round_trip(
+            store,
+            backend,
+            RateLimit {
+                id: Some("rl".into()),
+                token_max_limit: Some(1000),
+                token_reset_duration: Some("1h".into()),
+                token_current_usage: Some(10),
+                ..RateLimit::default()
+            },
+            "rl",
+        );
+        round_trip(
+            store,
+            backend,
+            Customer {
+                id: "c".into(),
+                name: "Acme".into(),
+                budgets: vec![budget.clone()],
+                ..Customer::default()
+            },
+            "c",
+        );
+        round_trip(
+            store,
+            backend,
+            Team {
+                id: "t".into(),
+                name: "ML".into(),
+                customer_id: Some("c".into()),
+                ..Team::default()
+            },
+            "t",
+        );
+        round_trip(
+            store,
+            backend,
+            ModelConfig {
+                id: "m".into(),
+                model_name: "gpt-4o".into(),
+                ..ModelConfig::default()
+            },
+            "m",
+        );
+        round_trip(
+            store,
+            backend,
+            ProviderGovernance {
+                name: "openai".into(),
+                budget_id: Some("b1".into()),
+                ..ProviderGovernance::default()
+            },
+            "openai",
+        );
+        round_trip(
+            store,
+            backend,
+            RoutingRule {
+                id: "r".into(),
+                name: "R".into(),
+                cel_expression: "true".into(),
+                targets: vec![RoutingTarget {
+                    provider: Some("groq".into()),
+                    weight: Some(1.0),
+                    ..RoutingTarget::default()
+                }],
+                ..RoutingRule::default()
+            },
+            "r",
+        );
+        round_trip(
+            store,
+            backend,
+            PricingOverride {
+                provider: "openai".into(),
+                model: "gpt-4o".into(),
+                input_cost_per_token: Some(2.5e-6),
+                ..PricingOverride::default()
+            },
+            "openai/gpt-4o",
+        );
+        round_trip(
+            store,
+            backend,
+            Plugin {
+                name: "semantic_cache".into(),
+                enabled: true,
+                config: json!({"ttl": "5m"}),
+                ..Plugin::default()
+            },
+            "semantic_cache",
+        );
+        let vk = VirtualKey {
+            id: "vk1".into(),
+            name: "Prod".into(),
+            value: "sk-bf-secret-1".into(),
+            provider_configs: vec![VirtualKeyProvider {
+                provider: "openai".into(),
+                weight: None,
+                allowed_models: vec!["*".into()],
+                ..VirtualKeyProvider::default()
+            }],
+            ..VirtualKey::default()
+        };
+        round_trip(store, backend, vk.clone(), "vk1");
+    }
+}
+
+#[test]
+fn virtual_keys_are_found_by_value_hash_and_values_are_unique() {
+    use asbru_store::governance::VirtualKey;
+    for (backend, open) in backends() {
+        let store = open(latest_version()).expect("open");
+        let store = store.as_ref();
+        let vk = |id: &str, value: &str| VirtualKey {
+            id: id.into(),
+            name: id.into(),
+            value: value.into(),
+            ..VirtualKey::default()
+        };
+        store.put(&vk("a", "sk-bf-aaa")).expect("put");
+        store.put(&vk("b", "sk-bf-bbb")).expect("put");
+        assert_eq!(
+            store.virtual_key_by_value("sk-bf-bbb").expect("lookup").map(|v| v.id),
+            Some("b".into())
+        );
+        assert_eq!(
+            store.virtual_key_by_value("sk-bf-zzz").expect("lookup"),
+            None,
+            "{backend}"
+        );
+        let err = store.put(&vk("c", "sk-bf-aaa")).expect_err("duplicate value");
+        assert!(matches!(err, StoreError::Conflict(_)), "{backend}: {err:?}");
+        // Changing a key's value moves its lookup.
+        store.put(&vk("a", "sk-bf-new")).expect("update");
+        assert_eq!(store.virtual_key_by_value("sk-bf-aaa").expect("lookup"), None);
+        assert_eq!(
+            store.virtual_key_by_value("sk-bf-new").expect("lookup").map(|v| v.id),
+            Some("a".into())
+        );
+        let budgetless = asbru_store::governance::Budget::default();
+        assert!(
+            matches!(store.put(&budgetless), Err(StoreError::Conflict(_))),
+            "an entity needs an id"
+        );
+    }
+}

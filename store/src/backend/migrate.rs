@@ -23,6 +23,11 @@ pub const SQLITE: &[Migration] = &[
         name: "key_encryption_status",
         sql: include_str!("../../migrations/sqlite/0002_key_encryption_status.sql"),
     },
+    Migration {
+        version: 3,
+        name: "governance_entities",
+        sql: include_str!("../../migrations/sqlite/0003_governance_entities.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -36,6 +41,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         name: "key_encryption_status",
         sql: include_str!("../../migrations/postgres/0002_key_encryption_status.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "governance_entities",
+        sql: include_str!("../../migrations/postgres/0003_governance_entities.sql"),
     },
 ];
 

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::model::ProviderConfig;
+use entities::EntityKind;
 
+pub mod entities;
 mod migrate;
 mod open;
 pub mod postgres;
@@ -74,6 +76,22 @@ pub trait Tx {
     fn setting(&mut self, key: &str) -> Result<Option<Value>, StoreError>;
     /// Creates or replaces a settings document.
     fn put_setting(&mut self, key: &str, value: &Value) -> Result<(), StoreError>;
+    /// All documents of a kind, ordered by id.
+    fn entities(&mut self, kind: EntityKind) -> Result<Vec<Value>, StoreError>;
+    /// One document.
+    fn entity(&mut self, kind: EntityKind, id: &str) -> Result<Option<Value>, StoreError>;
+    /// The document of a kind whose lookup hash is `hash`.
+    fn entity_by_hash(&mut self, kind: EntityKind, hash: &str) -> Result<Option<Value>, StoreError>;
+    /// Creates or replaces a document (with its lookup hash, for virtual keys).
+    fn put_entity(
+        &mut self,
+        kind: EntityKind,
+        id: &str,
+        doc: &Value,
+        lookup_hash: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Deletes a document; `false` if it did not exist.
+    fn delete_entity(&mut self, kind: EntityKind, id: &str) -> Result<bool, StoreError>;
 }
 
 /// A transaction body.

@@ -10,6 +10,7 @@ use r2d2_postgres::postgres::error::SqlState;
 use r2d2_postgres::postgres::{self, NoTls};
 use serde_json::Value;
 
+use super::entities::EntityKind;
 use super::migrate::{self, Migration};
 use super::{ConfigStore, KeyRow, StoreError, Tx, TxBody, join_provider, panic_message, split_provider};
 use crate::model::ProviderConfig;
@@ -118,6 +119,15 @@ struct PgTx<'a, 'b> {
 }
 
 impl PgTx<'_, '_> {
+    fn doc(&mut self, sql: &str, args: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Option<Value>, StoreError> {
+        let row = self.tx.query_opt(sql, args).map_err(db_error)?;
+        row.map(|r| {
+            let text: String = r.get(0);
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .transpose()
+    }
+
     fn keys(&mut self, provider: &str) -> Result<Vec<KeyRow>, StoreError> {
         let rows = self
             .tx
@@ -211,6 +221,67 @@ impl Tx for PgTx<'_, '_> {
             serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("setting {key}: {e}")))
         })
         .transpose()
+    }
+
+    fn entities(&mut self, kind: EntityKind) -> Result<Vec<Value>, StoreError> {
+        let rows = self
+            .tx
+            .query(
+                "SELECT doc_json FROM governance_entities WHERE kind = $1 ORDER BY id",
+                &[&kind.as_str()],
+            )
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.get(0);
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
+    fn entity(&mut self, kind: EntityKind, id: &str) -> Result<Option<Value>, StoreError> {
+        self.doc(
+            "SELECT doc_json FROM governance_entities WHERE kind = $1 AND id = $2",
+            &[&kind.as_str(), &id],
+        )
+    }
+
+    fn entity_by_hash(&mut self, kind: EntityKind, hash: &str) -> Result<Option<Value>, StoreError> {
+        self.doc(
+            "SELECT doc_json FROM governance_entities WHERE kind = $1 AND lookup_hash = $2",
+            &[&kind.as_str(), &hash],
+        )
+    }
+
+    fn put_entity(
+        &mut self,
+        kind: EntityKind,
+        id: &str,
+        doc: &Value,
+        lookup_hash: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO governance_entities (kind, id, doc_json, lookup_hash) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (kind, id) DO UPDATE SET doc_json = excluded.doc_json, lookup_hash = excluded.lookup_hash,
+                 updated_at = now()",
+                &[&kind.as_str(), &id, &doc.to_string(), &lookup_hash],
+            )
+            .map_err(db_error)?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn delete_entity(&mut self, kind: EntityKind, id: &str) -> Result<bool, StoreError> {
+        let n = self
+            .tx
+            .execute(
+                "DELETE FROM governance_entities WHERE kind = $1 AND id = $2",
+                &[&kind.as_str(), &id],
+            )
+            .map_err(db_error)?;
+        self.wrote |= n > 0;
+        Ok(n > 0)
     }
 
     fn put_setting(&mut self, key: &str, value: &Value) -> Result<(), StoreError> {

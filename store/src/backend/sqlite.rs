@@ -9,6 +9,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use r2d2_sqlite::rusqlite::{self, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 
+use super::entities::EntityKind;
 use super::migrate::{self, Migration};
 use super::{ConfigStore, KeyRow, StoreError, Tx, TxBody, join_provider, panic_message, split_provider};
 use crate::model::ProviderConfig;
@@ -205,6 +206,67 @@ impl Tx for SqliteTx<'_> {
             .transpose()
     }
 
+    fn entities(&mut self, kind: EntityKind) -> Result<Vec<Value>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT doc_json FROM governance_entities WHERE kind = ?1 ORDER BY id")
+            .map_err(db_error)?;
+        let texts: Vec<String> = stmt
+            .query_map([kind.as_str()], |r| r.get(0))
+            .map_err(db_error)?
+            .collect::<Result<_, _>>()
+            .map_err(db_error)?;
+        texts
+            .iter()
+            .map(|t| serde_json::from_str(t).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    fn entity(&mut self, kind: EntityKind, id: &str) -> Result<Option<Value>, StoreError> {
+        self.doc(
+            "SELECT doc_json FROM governance_entities WHERE kind = ?1 AND id = ?2",
+            &[&kind.as_str(), &id],
+        )
+    }
+
+    fn entity_by_hash(&mut self, kind: EntityKind, hash: &str) -> Result<Option<Value>, StoreError> {
+        self.doc(
+            "SELECT doc_json FROM governance_entities WHERE kind = ?1 AND lookup_hash = ?2",
+            &[&kind.as_str(), &hash],
+        )
+    }
+
+    fn put_entity(
+        &mut self,
+        kind: EntityKind,
+        id: &str,
+        doc: &Value,
+        lookup_hash: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO governance_entities (kind, id, doc_json, lookup_hash) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(kind, id) DO UPDATE SET doc_json = excluded.doc_json, lookup_hash = excluded.lookup_hash,
+                 updated_at = CURRENT_TIMESTAMP",
+                params![kind.as_str(), id, doc.to_string(), lookup_hash],
+            )
+            .map_err(db_error)?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn delete_entity(&mut self, kind: EntityKind, id: &str) -> Result<bool, StoreError> {
+        let n = self
+            .tx
+            .execute(
+                "DELETE FROM governance_entities WHERE kind = ?1 AND id = ?2",
+                params![kind.as_str(), id],
+            )
+            .map_err(db_error)?;
+        self.wrote |= n > 0;
+        Ok(n > 0)
+    }
+
     fn put_setting(&mut self, key: &str, value: &Value) -> Result<(), StoreError> {
         self.tx
             .execute(
@@ -219,6 +281,16 @@ impl Tx for SqliteTx<'_> {
 }
 
 impl SqliteTx<'_> {
+    fn doc(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Option<Value>, StoreError> {
+        let text: Option<String> = self
+            .tx
+            .query_row(sql, args, |r| r.get(0))
+            .optional()
+            .map_err(db_error)?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
     fn keys(&self, provider: &str) -> Result<Vec<KeyRow>, StoreError> {
         let mut stmt = self
             .tx

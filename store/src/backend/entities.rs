@@ -1,0 +1,220 @@
+//! Governance entities in the store: each kind is a typed document keyed by its id; virtual keys
+//! are also indexed by the SHA-256 of their value, so a caller's key is found without reading
+//! (or decrypting) every row.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{ConfigStore, StoreError, Tx};
+use crate::env::{self, Resolved};
+use crate::governance::{
+    Budget, Customer, ModelConfig, PricingOverride, ProviderGovernance, RateLimit, RoutingRule, Team, VirtualKey,
+};
+
+/// The kinds of stored entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityKind {
+    /// [`Budget`].
+    Budget,
+    /// [`RateLimit`].
+    RateLimit,
+    /// [`Customer`].
+    Customer,
+    /// [`Team`].
+    Team,
+    /// [`VirtualKey`].
+    VirtualKey,
+    /// [`ModelConfig`].
+    ModelConfig,
+    /// [`ProviderGovernance`].
+    ProviderGovernance,
+    /// [`RoutingRule`].
+    RoutingRule,
+    /// [`PricingOverride`].
+    PricingOverride,
+    /// [`Plugin`].
+    Plugin,
+}
+
+impl EntityKind {
+    /// The `kind` column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Budget => "budget",
+            EntityKind::RateLimit => "rate_limit",
+            EntityKind::Customer => "customer",
+            EntityKind::Team => "team",
+            EntityKind::VirtualKey => "virtual_key",
+            EntityKind::ModelConfig => "model_config",
+            EntityKind::ProviderGovernance => "provider_governance",
+            EntityKind::RoutingRule => "routing_rule",
+            EntityKind::PricingOverride => "pricing_override",
+            EntityKind::Plugin => "plugin",
+        }
+    }
+}
+
+/// A plugin's stored settings.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Plugin {
+    /// Plugin name (its id).
+    pub name: String,
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Its configuration.
+    pub config: Value,
+    /// Where a custom plugin is loaded from.
+    pub path: Option<String>,
+    /// `pre_builtin`, `builtin` or `post_builtin`.
+    pub placement: Option<String>,
+    /// Order within the placement.
+    pub order: Option<i64>,
+}
+
+/// A document the store keeps by kind and id.
+pub trait Entity: Serialize + DeserializeOwned {
+    /// Its kind.
+    const KIND: EntityKind;
+    /// Its id; entities without one cannot be stored.
+    fn entity_id(&self) -> Option<String>;
+    /// The secret it is looked up by (virtual keys).
+    fn lookup_value(&self) -> Option<&str> {
+        None
+    }
+}
+
+macro_rules! entity {
+    ($t:ty, $kind:ident, |$x:ident| $id:expr) => {
+        impl Entity for $t {
+            const KIND: EntityKind = EntityKind::$kind;
+            fn entity_id(&self) -> Option<String> {
+                let $x = self;
+                $id
+            }
+        }
+    };
+}
+
+entity!(Budget, Budget, |b| b.id.clone());
+entity!(RateLimit, RateLimit, |r| r.id.clone());
+entity!(Customer, Customer, |c| Some(c.id.clone()));
+entity!(Team, Team, |t| Some(t.id.clone()));
+entity!(ModelConfig, ModelConfig, |m| Some(m.id.clone()));
+entity!(ProviderGovernance, ProviderGovernance, |p| Some(p.name.clone()));
+entity!(RoutingRule, RoutingRule, |r| Some(r.id.clone()));
+entity!(PricingOverride, PricingOverride, |p| Some(format!(
+    "{}/{}",
+    p.provider, p.model
+)));
+entity!(Plugin, Plugin, |p| Some(p.name.clone()));
+
+impl Entity for VirtualKey {
+    const KIND: EntityKind = EntityKind::VirtualKey;
+    fn entity_id(&self) -> Option<String> {
+        Some(self.id.clone())
+    }
+    fn lookup_value(&self) -> Option<&str> {
+        Some(&self.value)
+    }
+}
+
+/// SHA-256 of a virtual key's value, hex: how virtual keys are found.
+pub fn value_hash(value: &str) -> String {
+    format!("{:x}", Sha256::digest(value.as_bytes()))
+}
+
+fn decode<T: DeserializeOwned>(kind: EntityKind, doc: Value) -> Result<T, StoreError> {
+    serde_json::from_value(doc).map_err(|e| StoreError::Corrupt(format!("{} row: {e}", kind.as_str())))
+}
+
+impl dyn Tx + '_ {
+    /// Creates or replaces an entity.
+    pub fn put<T: Entity>(&mut self, entity: &T) -> Result<(), StoreError> {
+        let id = entity
+            .entity_id()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| StoreError::Conflict(format!("a {} needs an id", T::KIND.as_str())))?;
+        let doc = serde_json::to_value(entity).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // An `env.NAME` value is hashed as resolved now; if unset, the key cannot be looked up.
+        let hash = entity.lookup_value().and_then(|v| match env::resolve(v) {
+            Resolved::Value(v) => Some(value_hash(&v)),
+            Resolved::MissingEnv(_) => None,
+        });
+        self.put_entity(T::KIND, &id, &doc, hash.as_deref())
+    }
+
+    /// All entities of a kind, by id.
+    pub fn list<T: Entity>(&mut self) -> Result<Vec<T>, StoreError> {
+        self.entities(T::KIND)?
+            .into_iter()
+            .map(|doc| decode(T::KIND, doc))
+            .collect()
+    }
+
+    /// One entity.
+    pub fn get<T: Entity>(&mut self, id: &str) -> Result<Option<T>, StoreError> {
+        self.entity(T::KIND, id)?.map(|doc| decode(T::KIND, doc)).transpose()
+    }
+
+    /// Deletes one entity; `false` if it did not exist.
+    pub fn delete<T: Entity>(&mut self, id: &str) -> Result<bool, StoreError> {
+        self.delete_entity(T::KIND, id)
+    }
+
+    /// The virtual key whose value is `value`.
+    pub fn virtual_key_by_value(&mut self, value: &str) -> Result<Option<VirtualKey>, StoreError> {
+        self.entity_by_hash(EntityKind::VirtualKey, &value_hash(value))?
+            .map(|doc| decode(EntityKind::VirtualKey, doc))
+            .transpose()
+    }
+}
+
+impl dyn ConfigStore + '_ {
+    /// Creates or replaces an entity.
+    pub fn put<T: Entity>(&self, entity: &T) -> Result<(), StoreError> {
+        self.transaction(&mut |tx| tx.put(entity))
+    }
+
+    /// All entities of a kind.
+    pub fn list<T: Entity>(&self) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        self.transaction(&mut |tx| {
+            out = tx.list()?;
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// One entity.
+    pub fn get<T: Entity>(&self, id: &str) -> Result<Option<T>, StoreError> {
+        let mut out = None;
+        self.transaction(&mut |tx| {
+            out = tx.get(id)?;
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Deletes one entity.
+    pub fn delete<T: Entity>(&self, id: &str) -> Result<bool, StoreError> {
+        let mut deleted = false;
+        self.transaction(&mut |tx| {
+            deleted = tx.delete::<T>(id)?;
+            Ok(())
+        })?;
+        Ok(deleted)
+    }
+
+    /// The virtual key whose value is `value`.
+    pub fn virtual_key_by_value(&self, value: &str) -> Result<Option<VirtualKey>, StoreError> {
+        let mut out = None;
+        self.transaction(&mut |tx| {
+            out = tx.virtual_key_by_value(value)?;
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
