@@ -11,6 +11,7 @@ pub mod governance;
 mod governance_check;
 pub mod locate;
 pub mod model;
+pub mod secrets;
 pub mod snapshot;
 
 pub use file::{ConfigError, Problem, load_file, load_str};

@@ -50,9 +50,10 @@ pub struct Config {
     /// Plugins. Not implemented yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugins: Option<Value>,
-    /// Secret-encryption key material. Not implemented yet.
+    /// Key material for encrypting stored secrets (`env.NAME` allowed). Cannot change once rows
+    /// are encrypted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encryption_key: Option<Value>,
+    pub encryption_key: Option<String>,
     /// MCP clients. Not implemented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp: Option<Value>,
@@ -70,12 +71,11 @@ pub struct Config {
 impl Config {
     /// Names of sections present in the file that this build accepts but does not act on yet.
     pub fn unimplemented_sections(&self) -> Vec<&'static str> {
-        let sections: [(&'static str, bool); 10] = [
+        let sections: [(&'static str, bool); 9] = [
             ("governance", self.governance.is_some()),
             ("logs_store", self.logs_store.is_some()),
             ("vector_store", self.vector_store.is_some()),
             ("plugins", self.plugins.is_some()),
-            ("encryption_key", self.encryption_key.is_some()),
             ("mcp", self.mcp.is_some()),
             ("framework", self.framework.is_some()),
             ("websocket", self.websocket.is_some()),

@@ -11,6 +11,7 @@ use asbru_store::backend::postgres::PostgresStore;
 use asbru_store::backend::sqlite::SqliteStore;
 use asbru_store::backend::{ConfigStore, StoreError, latest_version};
 use asbru_store::model::{KeyConfig, ProviderConfig};
+use asbru_store::secrets::Cipher;
 use r2d2_postgres::postgres;
 use serde_json::json;
 
@@ -69,15 +70,28 @@ fn postgres_url() -> Option<String> {
 type Opener = Box<dyn Fn(u32) -> Result<Box<dyn ConfigStore>, StoreError>>;
 
 fn backends() -> Vec<(&'static str, Opener)> {
+    backends_sealed_with(None)
+}
+
+/// The backends, sealing secrets with the cipher derived from `key` (when given).
+fn backends_sealed_with(key: Option<&str>) -> Vec<(&'static str, Opener)> {
+    let cipher = key.map(|k| Arc::new(Cipher::derive(k).expect("derive")));
     let path = sqlite_path();
+    let sqlite_cipher = cipher.clone();
     let mut out: Vec<(&'static str, Opener)> = vec![(
         "sqlite",
-        Box::new(move |v| SqliteStore::open_at(&path, v).map(|s| Box::new(s) as Box<dyn ConfigStore>)),
+        Box::new(move |v| {
+            SqliteStore::open_at(&path, v)
+                .map(|s| Box::new(s.with_cipher(sqlite_cipher.clone())) as Box<dyn ConfigStore>)
+        }),
     )];
     if let Some(url) = postgres_url() {
         out.push((
             "postgres",
-            Box::new(move |v| PostgresStore::open_at(&url, 4, 1, v).map(|s| Box::new(s) as Box<dyn ConfigStore>)),
+            Box::new(move |v| {
+                PostgresStore::open_at(&url, 4, 1, v)
+                    .map(|s| Box::new(s.with_cipher(cipher.clone())) as Box<dyn ConfigStore>)
+            }),
         ));
     }
     out
@@ -211,27 +225,46 @@ fn transactions_commit_or_roll_back_whole() {
     }
 }
 
+/// Rows as the version-1 schema holds them, written the way a version-1 binary would.
+const V1_ROWS: [&str; 2] = [
+    "INSERT INTO providers (name, config_json) VALUES ('openai', '{\"keys\":[]}')",
+    "INSERT INTO provider_keys (provider, position, name, value, config_json) VALUES ('openai', 0, 'kept', 'sk-kept', '{\"name\":\"kept\",\"value\":\"\"}')",
+];
+
+fn check_upgraded(backend: &str, upgraded: &dyn ConfigStore) {
+    assert_eq!(
+        upgraded.schema_version().expect("schema"),
+        latest_version(),
+        "{backend}"
+    );
+    let kept = upgraded.provider("openai").expect("get").expect("data kept");
+    assert_eq!(kept.keys[0].value, "sk-kept", "{backend}");
+    assert_eq!(kept.keys[0].name.as_deref(), Some("kept"), "{backend}");
+    // The new columns exist and writes work.
+    upgraded
+        .put_provider("groq", &provider(&[("g", "1")]))
+        .expect("write at latest");
+}
+
 #[test]
 fn an_existing_database_is_upgraded_with_its_data() {
-    for (backend, open) in backends() {
-        {
-            let old = open(1).expect("open at version 1");
-            assert_eq!(old.schema_version().expect("schema"), 1);
-            old.put_provider("openai", &provider(&[("kept", "sk-kept")]))
-                .expect("write at v1");
+    let path = sqlite_path();
+    {
+        let old = SqliteStore::open_at(&path, 1).expect("open at version 1");
+        assert_eq!((&old as &dyn ConfigStore).schema_version().expect("schema"), 1);
+        let conn = r2d2_sqlite::rusqlite::Connection::open(&path).expect("raw open");
+        for sql in V1_ROWS {
+            conn.execute(sql, []).expect("v1 row");
         }
-        let upgraded = open(latest_version()).expect("upgrade");
-        assert_eq!(
-            upgraded.schema_version().expect("schema"),
-            latest_version(),
-            "{backend}"
-        );
-        let kept = upgraded.provider("openai").expect("get").expect("data kept");
-        assert_eq!(kept.keys[0].value, "sk-kept", "{backend}");
-        // The new column exists and writes still work.
-        upgraded
-            .put_provider("groq", &provider(&[("g", "1")]))
-            .expect("write at latest");
+    }
+    check_upgraded("sqlite", &SqliteStore::open(&path).expect("upgrade"));
+    if let Some(url) = postgres_url() {
+        PostgresStore::open_at(&url, 2, 1, 1).expect("open at version 1");
+        let mut raw = postgres::Client::connect(&url, postgres::NoTls).expect("raw connect");
+        for sql in V1_ROWS {
+            raw.execute(sql, &[]).expect("v1 row");
+        }
+        check_upgraded("postgres", &PostgresStore::open(&url, 2, 1).expect("upgrade"));
     }
 }
 
@@ -481,6 +514,87 @@ fn virtual_keys_are_found_by_value_hash_and_values_are_unique() {
         assert!(
             matches!(store.put(&budgetless), Err(StoreError::Conflict(_))),
             "an entity needs an id"
+        );
+    }
+}
+
+/// Raw column values, read around the store, to prove what is on disk.
+fn raw_sqlite_values(path: &std::path::Path) -> Vec<String> {
+    let conn = r2d2_sqlite::rusqlite::Connection::open(path).expect("raw open");
+    let mut stmt = conn
+        .prepare("SELECT value FROM provider_keys UNION ALL SELECT doc_json FROM governance_entities")
+        .expect("prepare");
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[test]
+fn literal_secrets_are_encrypted_at_rest() {
+    use asbru_store::governance::VirtualKey;
+    let path = sqlite_path();
+    let sealed = |key: Option<&str>| {
+        let cipher = key.map(|k| Arc::new(Cipher::derive(k).expect("derive")));
+        SqliteStore::open(&path).expect("open").with_cipher(cipher)
+    };
+    {
+        let store: Box<dyn ConfigStore> = Box::new(sealed(Some("master-key")));
+        store
+            .put_provider(
+                "openai",
+                &provider(&[("lit", "sk-literal-secret"), ("ref", "env.OPENAI_API_KEY")]),
+            )
+            .expect("put");
+        store
+            .put(&VirtualKey {
+                id: "vk".into(),
+                name: "vk".into(),
+                value: "sk-bf-virtual-secret".into(),
+                ..VirtualKey::default()
+            })
+            .expect("put vk");
+    }
+    let raw = raw_sqlite_values(&path).join("\n");
+    assert!(
+        !raw.contains("sk-literal-secret"),
+        "provider key stored in clear: {raw}"
+    );
+    assert!(
+        !raw.contains("sk-bf-virtual-secret"),
+        "virtual key stored in clear: {raw}"
+    );
+    assert!(raw.contains("env.OPENAI_API_KEY"), "references stay readable");
+
+    let store: Box<dyn ConfigStore> = Box::new(sealed(Some("master-key")));
+    let keys = store.provider("openai").expect("get").expect("present").keys;
+    assert_eq!(keys[0].value, "sk-literal-secret");
+    assert_eq!(keys[1].value, "env.OPENAI_API_KEY");
+    let vk = store
+        .virtual_key_by_value("sk-bf-virtual-secret")
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(vk.value, "sk-bf-virtual-secret");
+
+    let wrong: Box<dyn ConfigStore> = Box::new(sealed(Some("another-key")));
+    assert!(
+        matches!(wrong.provider("openai"), Err(StoreError::Corrupt(_))),
+        "wrong key is refused"
+    );
+    let none: Box<dyn ConfigStore> = Box::new(sealed(None));
+    let err = none.provider("openai").expect_err("no key");
+    assert!(err.to_string().contains("no encryption_key"), "{err}");
+
+    // The same behaviour on PostgreSQL.
+    for (backend, open) in backends_sealed_with(Some("master-key")) {
+        let store = open(latest_version()).expect("open");
+        store
+            .put_provider("p", &provider(&[("k", "sk-pg-secret")]))
+            .expect("put");
+        assert_eq!(
+            store.provider("p").expect("get").expect("present").keys[0].value,
+            "sk-pg-secret",
+            "{backend}"
         );
     }
 }

@@ -7,11 +7,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{ConfigStore, StoreError, Tx};
+use super::{ConfigStore, StoreError, StoredDoc, Tx};
 use crate::env::{self, Resolved};
 use crate::governance::{
     Budget, Customer, ModelConfig, PricingOverride, ProviderGovernance, RateLimit, RoutingRule, Team, VirtualKey,
 };
+use crate::secrets::{self, Cipher, EncryptionStatus};
 
 /// The kinds of stored entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,37 +127,51 @@ pub fn value_hash(value: &str) -> String {
     format!("{:x}", Sha256::digest(value.as_bytes()))
 }
 
-fn decode<T: DeserializeOwned>(kind: EntityKind, doc: Value) -> Result<T, StoreError> {
-    serde_json::from_value(doc).map_err(|e| StoreError::Corrupt(format!("{} row: {e}", kind.as_str())))
+/// The field holding an entity's secret, for kinds that have one.
+const SECRET_FIELD: &str = "value";
+
+fn decode<T: Entity>(stored: StoredDoc, cipher: Option<&Cipher>) -> Result<T, StoreError> {
+    let mut doc = stored.doc;
+    if T::KIND == EntityKind::VirtualKey
+        && let Some(Value::String(sealed)) = doc.get_mut(SECRET_FIELD)
+    {
+        *sealed = secrets::open(cipher, sealed, &stored.status)?;
+    }
+    serde_json::from_value(doc).map_err(|e| StoreError::Corrupt(format!("{} row: {e}", T::KIND.as_str())))
 }
 
 impl dyn Tx + '_ {
-    /// Creates or replaces an entity.
+    /// Creates or replaces an entity. A virtual key's value is sealed when a cipher is set.
     pub fn put<T: Entity>(&mut self, entity: &T) -> Result<(), StoreError> {
         let id = entity
             .entity_id()
             .filter(|id| !id.is_empty())
             .ok_or_else(|| StoreError::Conflict(format!("a {} needs an id", T::KIND.as_str())))?;
-        let doc = serde_json::to_value(entity).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut doc = serde_json::to_value(entity).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // An `env.NAME` value is hashed as resolved now; if unset, the key cannot be looked up.
         let hash = entity.lookup_value().and_then(|v| match env::resolve(v) {
             Resolved::Value(v) => Some(value_hash(&v)),
             Resolved::MissingEnv(_) => None,
         });
-        self.put_entity(T::KIND, &id, &doc, hash.as_deref())
+        let mut status = EncryptionStatus::Plaintext;
+        if let Some(secret) = entity.lookup_value() {
+            let (sealed, sealed_status) = secrets::seal(self.cipher(), secret)?;
+            doc[SECRET_FIELD] = Value::String(sealed);
+            status = sealed_status;
+        }
+        self.put_entity(T::KIND, &id, &doc, hash.as_deref(), status)
     }
 
     /// All entities of a kind, by id.
     pub fn list<T: Entity>(&mut self) -> Result<Vec<T>, StoreError> {
-        self.entities(T::KIND)?
-            .into_iter()
-            .map(|doc| decode(T::KIND, doc))
-            .collect()
+        let docs = self.entities(T::KIND)?;
+        docs.into_iter().map(|doc| decode(doc, self.cipher())).collect()
     }
 
     /// One entity.
     pub fn get<T: Entity>(&mut self, id: &str) -> Result<Option<T>, StoreError> {
-        self.entity(T::KIND, id)?.map(|doc| decode(T::KIND, doc)).transpose()
+        let doc = self.entity(T::KIND, id)?;
+        doc.map(|doc| decode(doc, self.cipher())).transpose()
     }
 
     /// Deletes one entity; `false` if it did not exist.
@@ -166,9 +181,8 @@ impl dyn Tx + '_ {
 
     /// The virtual key whose value is `value`.
     pub fn virtual_key_by_value(&mut self, value: &str) -> Result<Option<VirtualKey>, StoreError> {
-        self.entity_by_hash(EntityKind::VirtualKey, &value_hash(value))?
-            .map(|doc| decode(EntityKind::VirtualKey, doc))
-            .transpose()
+        let doc = self.entity_by_hash(EntityKind::VirtualKey, &value_hash(value))?;
+        doc.map(|doc| decode(doc, self.cipher())).transpose()
     }
 }
 

@@ -28,6 +28,11 @@ pub const SQLITE: &[Migration] = &[
         name: "governance_entities",
         sql: include_str!("../../migrations/sqlite/0003_governance_entities.sql"),
     },
+    Migration {
+        version: 4,
+        name: "entity_encryption_status",
+        sql: include_str!("../../migrations/sqlite/0004_entity_encryption_status.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -46,6 +51,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 3,
         name: "governance_entities",
         sql: include_str!("../../migrations/postgres/0003_governance_entities.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "entity_encryption_status",
+        sql: include_str!("../../migrations/postgres/0004_entity_encryption_status.sql"),
     },
 ];
 

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::model::ProviderConfig;
+use crate::secrets::{self, Cipher, EncryptionStatus};
 use entities::EntityKind;
 
 pub mod entities;
@@ -77,19 +78,23 @@ pub trait Tx {
     /// Creates or replaces a settings document.
     fn put_setting(&mut self, key: &str, value: &Value) -> Result<(), StoreError>;
     /// All documents of a kind, ordered by id.
-    fn entities(&mut self, kind: EntityKind) -> Result<Vec<Value>, StoreError>;
+    fn entities(&mut self, kind: EntityKind) -> Result<Vec<StoredDoc>, StoreError>;
     /// One document.
-    fn entity(&mut self, kind: EntityKind, id: &str) -> Result<Option<Value>, StoreError>;
+    fn entity(&mut self, kind: EntityKind, id: &str) -> Result<Option<StoredDoc>, StoreError>;
     /// The document of a kind whose lookup hash is `hash`.
-    fn entity_by_hash(&mut self, kind: EntityKind, hash: &str) -> Result<Option<Value>, StoreError>;
-    /// Creates or replaces a document (with its lookup hash, for virtual keys).
+    fn entity_by_hash(&mut self, kind: EntityKind, hash: &str) -> Result<Option<StoredDoc>, StoreError>;
+    /// Creates or replaces a document (with its lookup hash, for virtual keys, and whether its
+    /// secret is encrypted).
     fn put_entity(
         &mut self,
         kind: EntityKind,
         id: &str,
         doc: &Value,
         lookup_hash: Option<&str>,
+        status: EncryptionStatus,
     ) -> Result<(), StoreError>;
+    /// The cipher for secrets at rest, when `encryption_key` is set.
+    fn cipher(&self) -> Option<&Cipher>;
     /// Deletes a document; `false` if it did not exist.
     fn delete_entity(&mut self, kind: EntityKind, id: &str) -> Result<bool, StoreError>;
 }
@@ -110,7 +115,7 @@ pub trait ConfigStore: Send + Sync {
     fn ping(&self) -> Result<(), StoreError>;
 }
 
-impl dyn ConfigStore {
+impl dyn ConfigStore + '_ {
     /// Every provider.
     pub fn providers(&self) -> Result<BTreeMap<String, ProviderConfig>, StoreError> {
         let mut out = BTreeMap::new();
@@ -162,21 +167,42 @@ impl dyn ConfigStore {
     }
 }
 
-/// Splits a provider into its row (keys removed) and its key rows.
-pub(crate) fn split_provider(config: &ProviderConfig) -> Result<(String, Vec<KeyRow>), StoreError> {
+/// A stored document and how its secret is kept.
+#[derive(Debug, Clone)]
+pub struct StoredDoc {
+    /// The document.
+    pub doc: Value,
+    /// `plaintext` or `encrypted`.
+    pub status: String,
+}
+
+impl From<secrets::SecretError> for StoreError {
+    fn from(e: secrets::SecretError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// Splits a provider into its row (keys removed) and its key rows, sealing literal key values.
+pub(crate) fn split_provider(
+    config: &ProviderConfig,
+    cipher: Option<&Cipher>,
+) -> Result<(String, Vec<KeyRow>), StoreError> {
     let mut without_keys = config.clone();
     let keys = std::mem::take(&mut without_keys.keys);
     let config_json = serde_json::to_string(&without_keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let rows = keys
         .into_iter()
-        .map(|key| {
-            let value = key.value.clone();
+        .map(|mut key| {
+            // The secret lives only in the `value` column (sealed when a cipher is set).
+            let (value, status) = secrets::seal(cipher, &key.value)?;
+            key.value = String::new();
             let name = key.name.clone();
             let config_json = serde_json::to_string(&key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             Ok(KeyRow {
                 name,
                 value,
                 config_json,
+                status: status.as_str().to_string(),
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -184,13 +210,17 @@ pub(crate) fn split_provider(config: &ProviderConfig) -> Result<(String, Vec<Key
 }
 
 /// Rebuilds a provider from its row and key rows (in position order).
-pub(crate) fn join_provider(config_json: &str, keys: Vec<KeyRow>) -> Result<ProviderConfig, StoreError> {
+pub(crate) fn join_provider(
+    config_json: &str,
+    keys: Vec<KeyRow>,
+    cipher: Option<&Cipher>,
+) -> Result<ProviderConfig, StoreError> {
     let mut config: ProviderConfig =
         serde_json::from_str(config_json).map_err(|e| StoreError::Corrupt(format!("provider row: {e}")))?;
     for row in keys {
         let mut key: crate::model::KeyConfig =
             serde_json::from_str(&row.config_json).map_err(|e| StoreError::Corrupt(format!("key row: {e}")))?;
-        key.value = row.value;
+        key.value = secrets::open(cipher, &row.value, &row.status)?;
         config.keys.push(key);
     }
     Ok(config)
@@ -201,6 +231,7 @@ pub(crate) struct KeyRow {
     pub name: Option<String>,
     pub value: String,
     pub config_json: String,
+    pub status: String,
 }
 
 /// Turns a panic payload into text.

@@ -4,9 +4,12 @@ use std::path::PathBuf;
 
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
+use std::sync::Arc;
+
 use super::{ConfigStore, StoreError};
 use crate::env::{self, Resolved};
 use crate::model::{Config, ConfigStoreConfig, StoreKind};
+use crate::secrets::Cipher;
 
 /// Opens and migrates the configured store; `None` in file-only mode (`enabled: false`).
 /// Without a `config_store` section the default is SQLite at `<data_dir>/config.db`.
@@ -20,6 +23,7 @@ pub fn open(config: &Config) -> Result<Option<Box<dyn ConfigStore>>, StoreError>
         return Ok(None);
     }
     let conn = &section.config;
+    let cipher = cipher(config)?.map(Arc::new);
     match section.kind {
         StoreKind::Sqlite => {
             let path = conn
@@ -27,7 +31,7 @@ pub fn open(config: &Config) -> Result<Option<Box<dyn ConfigStore>>, StoreError>
                 .as_ref()
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(&config.server.data_dir).join("config.db"));
-            Ok(Some(Box::new(SqliteStore::open(&path)?)))
+            Ok(Some(Box::new(SqliteStore::open(&path)?.with_cipher(cipher))))
         }
         StoreKind::Postgres => {
             let url = postgres_url(conn)?;
@@ -36,7 +40,30 @@ pub fn open(config: &Config) -> Result<Option<Box<dyn ConfigStore>>, StoreError>
                 conn.max_open_conns.unwrap_or(50),
                 conn.max_idle_conns.unwrap_or(5),
             )?;
-            Ok(Some(Box::new(store)))
+            Ok(Some(Box::new(store.with_cipher(cipher))))
+        }
+    }
+}
+
+/// The at-rest cipher from `encryption_key` (or `ASBRU_ENCRYPTION_KEY`, or Bifrost's
+/// `BIFROST_ENCRYPTION_KEY`); without one, secrets are stored in plaintext and a warning is logged.
+fn cipher(config: &Config) -> Result<Option<Cipher>, StoreError> {
+    let material = match &config.encryption_key {
+        Some(raw) => Some(resolve(raw, "encryption_key")?),
+        None => std::env::var("ASBRU_ENCRYPTION_KEY")
+            .or_else(|_| std::env::var("BIFROST_ENCRYPTION_KEY"))
+            .ok()
+            .filter(|v| !v.is_empty()),
+    };
+    match material {
+        Some(material) => Cipher::derive(&material)
+            .map(Some)
+            .map_err(|e| StoreError::Unavailable(e.to_string())),
+        None => {
+            tracing::warn!(
+                "no encryption_key is set: provider keys and virtual keys are stored in plaintext in the config store"
+            );
+            Ok(None)
         }
     }
 }
@@ -45,7 +72,7 @@ fn resolve(raw: &str, what: &str) -> Result<String, StoreError> {
     match env::resolve(raw) {
         Resolved::Value(v) => Ok(v),
         Resolved::MissingEnv(var) => Err(StoreError::Unavailable(format!(
-            "config_store.config.{what} refers to environment variable {var}, which is not set"
+            "{what} refers to environment variable {var}, which is not set"
         ))),
     }
 }
@@ -61,7 +88,7 @@ fn postgres_url(conn: &crate::model::StoreConnection) -> Result<String, StoreErr
         }
     }
     if let Some(url) = &conn.url {
-        return resolve(url, "url");
+        return resolve(url, "config_store.config.url");
     }
     let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
     let mut parts = vec![format!("host={}", quote(conn.host.as_deref().unwrap_or("localhost")))];
@@ -73,10 +100,13 @@ fn postgres_url(conn: &crate::model::StoreConnection) -> Result<String, StoreErr
         parts.push(format!("port={}", quote(&port)));
     }
     if let Some(user) = &conn.user {
-        parts.push(format!("user={}", quote(&resolve(user, "user")?)));
+        parts.push(format!("user={}", quote(&resolve(user, "config_store.config.user")?)));
     }
     if let Some(password) = &conn.password {
-        parts.push(format!("password={}", quote(&resolve(password, "password")?)));
+        parts.push(format!(
+            "password={}",
+            quote(&resolve(password, "config_store.config.password")?)
+        ));
     }
     if let Some(db) = &conn.db_name {
         parts.push(format!("dbname={}", quote(db)));

@@ -12,8 +12,10 @@ use serde_json::Value;
 
 use super::entities::EntityKind;
 use super::migrate::{self, Migration};
-use super::{ConfigStore, KeyRow, StoreError, Tx, TxBody, join_provider, panic_message, split_provider};
+use super::{ConfigStore, KeyRow, StoreError, StoredDoc, Tx, TxBody, join_provider, panic_message, split_provider};
 use crate::model::ProviderConfig;
+use crate::secrets::{Cipher, EncryptionStatus};
+use std::sync::Arc;
 
 /// Advisory lock id taken while migrating ("asbru" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0061_7362_7275;
@@ -21,6 +23,12 @@ const MIGRATION_LOCK: i64 = 0x0061_7362_7275;
 /// A config store in a PostgreSQL database.
 pub struct PostgresStore {
     pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    cipher: Option<Arc<Cipher>>,
+}
+
+fn stored_doc(text: &str, status: String) -> Result<StoredDoc, StoreError> {
+    let doc = serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(StoredDoc { doc, status })
 }
 
 fn db_error(e: postgres::Error) -> StoreError {
@@ -56,9 +64,15 @@ impl PostgresStore {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore { pool, cipher: None };
         store.migrate(migrate::POSTGRES, target)?;
         Ok(store)
+    }
+
+    /// Seals literal secrets with `cipher` on write and opens them on read.
+    pub fn with_cipher(mut self, cipher: Option<Arc<Cipher>>) -> PostgresStore {
+        self.cipher = cipher;
+        self
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
@@ -116,23 +130,24 @@ fn run_migrations(conn: &mut postgres::Client, migrations: &[Migration], target:
 struct PgTx<'a, 'b> {
     tx: &'a mut postgres::Transaction<'b>,
     wrote: bool,
+    cipher: Option<&'a Cipher>,
 }
 
 impl PgTx<'_, '_> {
-    fn doc(&mut self, sql: &str, args: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Option<Value>, StoreError> {
+    fn doc(
+        &mut self,
+        sql: &str,
+        args: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Option<StoredDoc>, StoreError> {
         let row = self.tx.query_opt(sql, args).map_err(db_error)?;
-        row.map(|r| {
-            let text: String = r.get(0);
-            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
-        })
-        .transpose()
+        row.map(|r| stored_doc(&r.get::<_, String>(0), r.get(1))).transpose()
     }
 
     fn keys(&mut self, provider: &str) -> Result<Vec<KeyRow>, StoreError> {
         let rows = self
             .tx
             .query(
-                "SELECT name, value, config_json FROM provider_keys WHERE provider = $1 ORDER BY position",
+                "SELECT name, value, config_json, encryption_status FROM provider_keys WHERE provider = $1 ORDER BY position",
                 &[&provider],
             )
             .map_err(db_error)?;
@@ -142,6 +157,7 @@ impl PgTx<'_, '_> {
                 name: r.get(0),
                 value: r.get(1),
                 config_json: r.get(2),
+                status: r.get(3),
             })
             .collect())
     }
@@ -158,7 +174,7 @@ impl Tx for PgTx<'_, '_> {
             let name: String = row.get(0);
             let config_json: String = row.get(1);
             let keys = self.keys(&name)?;
-            out.insert(name, join_provider(&config_json, keys)?);
+            out.insert(name, join_provider(&config_json, keys, self.cipher)?);
         }
         Ok(out)
     }
@@ -173,13 +189,13 @@ impl Tx for PgTx<'_, '_> {
             Some(row) => {
                 let config_json: String = row.get(0);
                 let keys = self.keys(name)?;
-                Ok(Some(join_provider(&config_json, keys)?))
+                Ok(Some(join_provider(&config_json, keys, self.cipher)?))
             }
         }
     }
 
     fn put_provider(&mut self, name: &str, config: &ProviderConfig) -> Result<(), StoreError> {
-        let (config_json, keys) = split_provider(config)?;
+        let (config_json, keys) = split_provider(config, self.cipher)?;
         self.tx
             .execute(
                 "INSERT INTO providers (name, config_json) VALUES ($1, $2)
@@ -193,8 +209,16 @@ impl Tx for PgTx<'_, '_> {
         for (position, key) in keys.iter().enumerate() {
             self.tx
                 .execute(
-                    "INSERT INTO provider_keys (provider, position, name, value, config_json) VALUES ($1, $2, $3, $4, $5)",
-                    &[&name, &(position as i32), &key.name, &key.value, &key.config_json],
+                    "INSERT INTO provider_keys (provider, position, name, value, config_json, encryption_status)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        &name,
+                        &(position as i32),
+                        &key.name,
+                        &key.value,
+                        &key.config_json,
+                        &key.status,
+                    ],
                 )
                 .map_err(db_error)?;
         }
@@ -223,32 +247,29 @@ impl Tx for PgTx<'_, '_> {
         .transpose()
     }
 
-    fn entities(&mut self, kind: EntityKind) -> Result<Vec<Value>, StoreError> {
+    fn entities(&mut self, kind: EntityKind) -> Result<Vec<StoredDoc>, StoreError> {
         let rows = self
             .tx
             .query(
-                "SELECT doc_json FROM governance_entities WHERE kind = $1 ORDER BY id",
+                "SELECT doc_json, encryption_status FROM governance_entities WHERE kind = $1 ORDER BY id",
                 &[&kind.as_str()],
             )
             .map_err(db_error)?;
         rows.iter()
-            .map(|r| {
-                let text: String = r.get(0);
-                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
+            .map(|r| stored_doc(&r.get::<_, String>(0), r.get(1)))
             .collect()
     }
 
-    fn entity(&mut self, kind: EntityKind, id: &str) -> Result<Option<Value>, StoreError> {
+    fn entity(&mut self, kind: EntityKind, id: &str) -> Result<Option<StoredDoc>, StoreError> {
         self.doc(
-            "SELECT doc_json FROM governance_entities WHERE kind = $1 AND id = $2",
+            "SELECT doc_json, encryption_status FROM governance_entities WHERE kind = $1 AND id = $2",
             &[&kind.as_str(), &id],
         )
     }
 
-    fn entity_by_hash(&mut self, kind: EntityKind, hash: &str) -> Result<Option<Value>, StoreError> {
+    fn entity_by_hash(&mut self, kind: EntityKind, hash: &str) -> Result<Option<StoredDoc>, StoreError> {
         self.doc(
-            "SELECT doc_json FROM governance_entities WHERE kind = $1 AND lookup_hash = $2",
+            "SELECT doc_json, encryption_status FROM governance_entities WHERE kind = $1 AND lookup_hash = $2",
             &[&kind.as_str(), &hash],
         )
     }
@@ -259,17 +280,23 @@ impl Tx for PgTx<'_, '_> {
         id: &str,
         doc: &Value,
         lookup_hash: Option<&str>,
+        status: EncryptionStatus,
     ) -> Result<(), StoreError> {
         self.tx
             .execute(
-                "INSERT INTO governance_entities (kind, id, doc_json, lookup_hash) VALUES ($1, $2, $3, $4)
+                "INSERT INTO governance_entities (kind, id, doc_json, lookup_hash, encryption_status)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (kind, id) DO UPDATE SET doc_json = excluded.doc_json, lookup_hash = excluded.lookup_hash,
-                 updated_at = now()",
-                &[&kind.as_str(), &id, &doc.to_string(), &lookup_hash],
+                 encryption_status = excluded.encryption_status, updated_at = now()",
+                &[&kind.as_str(), &id, &doc.to_string(), &lookup_hash, &status.as_str()],
             )
             .map_err(db_error)?;
         self.wrote = true;
         Ok(())
+    }
+
+    fn cipher(&self) -> Option<&Cipher> {
+        self.cipher
     }
 
     fn delete_entity(&mut self, kind: EntityKind, id: &str) -> Result<bool, StoreError> {
@@ -305,6 +332,7 @@ impl ConfigStore for PostgresStore {
             let mut handle = PgTx {
                 tx: &mut tx,
                 wrote: false,
+                cipher: self.cipher.as_deref(),
             };
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut handle)));
             (outcome, handle.wrote)

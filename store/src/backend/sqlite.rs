@@ -11,8 +11,10 @@ use serde_json::Value;
 
 use super::entities::EntityKind;
 use super::migrate::{self, Migration};
-use super::{ConfigStore, KeyRow, StoreError, Tx, TxBody, join_provider, panic_message, split_provider};
+use super::{ConfigStore, KeyRow, StoreError, StoredDoc, Tx, TxBody, join_provider, panic_message, split_provider};
 use crate::model::ProviderConfig;
+use crate::secrets::{Cipher, EncryptionStatus};
+use std::sync::Arc;
 
 /// How long a writer waits for the database lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,6 +22,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A config store in a SQLite file.
 pub struct SqliteStore {
     pool: r2d2::Pool<SqliteConnectionManager>,
+    cipher: Option<Arc<Cipher>>,
+}
+
+fn stored_doc(text: &str, status: String) -> Result<StoredDoc, StoreError> {
+    let doc = serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(StoredDoc { doc, status })
 }
 
 fn db_error(e: rusqlite::Error) -> StoreError {
@@ -76,9 +84,15 @@ impl SqliteStore {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-        let store = SqliteStore { pool };
+        let store = SqliteStore { pool, cipher: None };
         store.migrate(migrate::SQLITE, target)?;
         Ok(store)
+    }
+
+    /// Seals literal secrets with `cipher` on write and opens them on read.
+    pub fn with_cipher(mut self, cipher: Option<Arc<Cipher>>) -> SqliteStore {
+        self.cipher = cipher;
+        self
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, StoreError> {
@@ -128,6 +142,7 @@ impl SqliteStore {
 struct SqliteTx<'a> {
     tx: &'a rusqlite::Transaction<'a>,
     wrote: bool,
+    cipher: Option<&'a Cipher>,
 }
 
 impl Tx for SqliteTx<'_> {
@@ -144,7 +159,7 @@ impl Tx for SqliteTx<'_> {
         let mut out = BTreeMap::new();
         for (name, config_json) in rows {
             let keys = self.keys(&name)?;
-            out.insert(name, join_provider(&config_json, keys)?);
+            out.insert(name, join_provider(&config_json, keys, self.cipher)?);
         }
         Ok(out)
     }
@@ -159,12 +174,12 @@ impl Tx for SqliteTx<'_> {
             .map_err(db_error)?;
         match row {
             None => Ok(None),
-            Some(config_json) => Ok(Some(join_provider(&config_json, self.keys(name)?)?)),
+            Some(config_json) => Ok(Some(join_provider(&config_json, self.keys(name)?, self.cipher)?)),
         }
     }
 
     fn put_provider(&mut self, name: &str, config: &ProviderConfig) -> Result<(), StoreError> {
-        let (config_json, keys) = split_provider(config)?;
+        let (config_json, keys) = split_provider(config, self.cipher)?;
         self.tx
             .execute(
                 "INSERT INTO providers (name, config_json) VALUES (?1, ?2)
@@ -178,8 +193,9 @@ impl Tx for SqliteTx<'_> {
         for (position, key) in keys.iter().enumerate() {
             self.tx
                 .execute(
-                    "INSERT INTO provider_keys (provider, position, name, value, config_json) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![name, position as i64, key.name, key.value, key.config_json],
+                    "INSERT INTO provider_keys (provider, position, name, value, config_json, encryption_status)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![name, position as i64, key.name, key.value, key.config_json, key.status],
                 )
                 .map_err(db_error)?;
         }
@@ -206,32 +222,31 @@ impl Tx for SqliteTx<'_> {
             .transpose()
     }
 
-    fn entities(&mut self, kind: EntityKind) -> Result<Vec<Value>, StoreError> {
+    fn entities(&mut self, kind: EntityKind) -> Result<Vec<StoredDoc>, StoreError> {
         let mut stmt = self
             .tx
-            .prepare_cached("SELECT doc_json FROM governance_entities WHERE kind = ?1 ORDER BY id")
+            .prepare_cached("SELECT doc_json, encryption_status FROM governance_entities WHERE kind = ?1 ORDER BY id")
             .map_err(db_error)?;
-        let texts: Vec<String> = stmt
-            .query_map([kind.as_str()], |r| r.get(0))
+        let rows: Vec<(String, String)> = stmt
+            .query_map([kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(db_error)?
             .collect::<Result<_, _>>()
             .map_err(db_error)?;
-        texts
-            .iter()
-            .map(|t| serde_json::from_str(t).map_err(|e| StoreError::Corrupt(e.to_string())))
+        rows.into_iter()
+            .map(|(text, status)| stored_doc(&text, status))
             .collect()
     }
 
-    fn entity(&mut self, kind: EntityKind, id: &str) -> Result<Option<Value>, StoreError> {
+    fn entity(&mut self, kind: EntityKind, id: &str) -> Result<Option<StoredDoc>, StoreError> {
         self.doc(
-            "SELECT doc_json FROM governance_entities WHERE kind = ?1 AND id = ?2",
+            "SELECT doc_json, encryption_status FROM governance_entities WHERE kind = ?1 AND id = ?2",
             &[&kind.as_str(), &id],
         )
     }
 
-    fn entity_by_hash(&mut self, kind: EntityKind, hash: &str) -> Result<Option<Value>, StoreError> {
+    fn entity_by_hash(&mut self, kind: EntityKind, hash: &str) -> Result<Option<StoredDoc>, StoreError> {
         self.doc(
-            "SELECT doc_json FROM governance_entities WHERE kind = ?1 AND lookup_hash = ?2",
+            "SELECT doc_json, encryption_status FROM governance_entities WHERE kind = ?1 AND lookup_hash = ?2",
             &[&kind.as_str(), &hash],
         )
     }
@@ -242,17 +257,23 @@ impl Tx for SqliteTx<'_> {
         id: &str,
         doc: &Value,
         lookup_hash: Option<&str>,
+        status: EncryptionStatus,
     ) -> Result<(), StoreError> {
         self.tx
             .execute(
-                "INSERT INTO governance_entities (kind, id, doc_json, lookup_hash) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO governance_entities (kind, id, doc_json, lookup_hash, encryption_status)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(kind, id) DO UPDATE SET doc_json = excluded.doc_json, lookup_hash = excluded.lookup_hash,
-                 updated_at = CURRENT_TIMESTAMP",
-                params![kind.as_str(), id, doc.to_string(), lookup_hash],
+                 encryption_status = excluded.encryption_status, updated_at = CURRENT_TIMESTAMP",
+                params![kind.as_str(), id, doc.to_string(), lookup_hash, status.as_str()],
             )
             .map_err(db_error)?;
         self.wrote = true;
         Ok(())
+    }
+
+    fn cipher(&self) -> Option<&Cipher> {
+        self.cipher
     }
 
     fn delete_entity(&mut self, kind: EntityKind, id: &str) -> Result<bool, StoreError> {
@@ -281,26 +302,26 @@ impl Tx for SqliteTx<'_> {
 }
 
 impl SqliteTx<'_> {
-    fn doc(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Option<Value>, StoreError> {
-        let text: Option<String> = self
+    fn doc(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Option<StoredDoc>, StoreError> {
+        let row: Option<(String, String)> = self
             .tx
-            .query_row(sql, args, |r| r.get(0))
+            .query_row(sql, args, |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
             .map_err(db_error)?;
-        text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        row.map(|(text, status)| stored_doc(&text, status)).transpose()
     }
 
     fn keys(&self, provider: &str) -> Result<Vec<KeyRow>, StoreError> {
         let mut stmt = self
             .tx
-            .prepare_cached("SELECT name, value, config_json FROM provider_keys WHERE provider = ?1 ORDER BY position")
+            .prepare_cached("SELECT name, value, config_json, encryption_status FROM provider_keys WHERE provider = ?1 ORDER BY position")
             .map_err(db_error)?;
         stmt.query_map([provider], |r| {
             Ok(KeyRow {
                 name: r.get(0)?,
                 value: r.get(1)?,
                 config_json: r.get(2)?,
+                status: r.get(3)?,
             })
         })
         .map_err(db_error)?
@@ -315,7 +336,11 @@ impl ConfigStore for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_error)?;
-        let mut handle = SqliteTx { tx: &tx, wrote: false };
+        let mut handle = SqliteTx {
+            tx: &tx,
+            wrote: false,
+            cipher: self.cipher.as_deref(),
+        };
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut handle)));
         let wrote = handle.wrote;
         match outcome {
