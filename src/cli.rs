@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// Listen address, overriding the file's `server.listen`.
     #[arg(short, long, value_name = "ADDR", env = "ASBRU_LISTEN")]
     pub listen: Option<String>,
+    /// Replace the config store's providers and governance with the file's.
+    #[arg(long)]
+    pub reseed: bool,
 }
 
 /// `asbru check`.
@@ -224,7 +227,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         config.server.listen = listen;
     }
     let listen = config.server.listen.clone();
-    match crate::server::serve(&config, &listen) {
+    let options = crate::server::StartOptions { reseed: args.reseed };
+    match crate::server::serve(&config, &listen, options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

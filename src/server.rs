@@ -29,13 +29,30 @@ pub enum StartError {
     /// A thread could not be started.
     #[error("cannot start the gateway thread: {0}")]
     Thread(std::io::Error),
+    /// The config store could not be opened or seeded.
+    #[error("{0}")]
+    Store(#[from] asbru_store::backend::StoreError),
+}
+
+/// How to start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// Replace the store's providers and governance with the file's.
+    pub reseed: bool,
 }
 
 /// Builds a ready-to-run Pingora server for `config`, listening on `listen`.
 pub fn build(config: &Config, listen: &str) -> Result<(Server, Arc<Gateway>), StartError> {
+    build_with(config, listen, StartOptions::default())
+}
+
+/// [`build`] with options.
+pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<(Server, Arc<Gateway>), StartError> {
     listen
         .parse::<SocketAddr>()
         .map_err(|e| StartError::Listen(listen.to_string(), e.to_string()))?;
+    let layers = crate::layers::settle(file, options.reseed)?;
+    let config = &layers.config;
     let (snapshot, warnings) = Snapshot::build(config);
     for warning in &warnings {
         tracing::warn!("{warning}");
@@ -65,6 +82,14 @@ pub fn build(config: &Config, listen: &str) -> Result<(Server, Arc<Gateway>), St
         "asbru dns refresh",
         DnsRefresh { state: state.clone() },
     ));
+    if let Some(store) = layers.store {
+        let sync = crate::store_sync::StoreSync {
+            state: state.clone(),
+            store,
+            file: file.clone(),
+        };
+        server.add_service(background_service("asbru config store sync", sync));
+    }
     if let Some(mock_config) = &config.mock {
         let listen = mock_config.listen.clone();
         let options = MockOptions {
@@ -84,8 +109,8 @@ pub fn build(config: &Config, listen: &str) -> Result<(Server, Arc<Gateway>), St
 }
 
 /// Runs the gateway until a signal stops it (SIGTERM: graceful; SIGINT: fast).
-pub fn serve(config: &Config, listen: &str) -> Result<(), StartError> {
-    let (mut server, _state) = build(config, listen)?;
+pub fn serve(config: &Config, listen: &str, options: StartOptions) -> Result<(), StartError> {
+    let (mut server, _state) = build_with(config, listen, options)?;
     server.bootstrap();
     tracing::info!("asbru {} listening on http://{listen}", env!("CARGO_PKG_VERSION"));
     server.run(RunArgs::default());
@@ -163,8 +188,13 @@ impl ShutdownSignalWatch for StopSignal {
 
 /// Starts the gateway on a free loopback port in a background thread and waits until it answers.
 pub fn spawn(config: &Config) -> Result<RunningGateway, StartError> {
+    spawn_with(config, StartOptions::default())
+}
+
+/// [`spawn`] with options.
+pub fn spawn_with(config: &Config, options: StartOptions) -> Result<RunningGateway, StartError> {
     let addr = free_port()?;
-    let (mut server, state) = build(config, &addr.to_string())?;
+    let (mut server, state) = build_with(config, &addr.to_string(), options)?;
     let (stop, stop_rx) = oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("asbru-gateway".into())

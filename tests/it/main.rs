@@ -8,4 +8,5 @@ mod cli;
 mod errors;
 mod forwarding;
 mod resilience;
+mod store_modes;
 mod translation;

@@ -32,6 +32,7 @@ PY
 )
 
 cat > "$work/sdk.yaml" <<YAML
+config_store: {enabled: false}
 server: {listen: "127.0.0.1:$gw_port", threads: 2}
 mock: {listen: "127.0.0.1:$mock_port", chunks: 4}
 providers:

@@ -16,8 +16,18 @@ use serde_json::Value;
 
 /// Starts a gateway from YAML text.
 pub fn gateway(yaml: &str) -> RunningGateway {
-    let loaded = asbru_store::load_str(yaml, "test.yaml").expect("test config is valid");
-    server::spawn(&loaded.config).expect("gateway starts")
+    let mut config = asbru_store::load_str(yaml, "test.yaml")
+        .expect("test config is valid")
+        .config;
+    // Tests run from the file unless they name a store: no state shared between tests.
+    if config.config_store.is_none() {
+        config.config_store = Some(asbru_store::model::ConfigStoreConfig {
+            enabled: false,
+            kind: Default::default(),
+            config: Default::default(),
+        });
+    }
+    server::spawn(&config).expect("gateway starts")
 }
 
 /// Starts a recording mock on a free port.

@@ -1,0 +1,133 @@
+//! The two config layers (seed 003): the file and the config store. Three modes:
+//! - file-only (`config_store.enabled: false`): the file is the config; nothing is persisted;
+//! - bootstrap: on the first start (an empty store), the file's providers and governance seed
+//!   the store; afterwards the store wins and the file's copies are ignored, with one log line
+//!   saying so (`asbru serve --reseed` replaces them from the file);
+//! - store as source of truth: a minimal file with `config_store` and no providers.
+//!
+//! Listener, client and other process settings always come from the file.
+
+use std::sync::Arc;
+
+use asbru_store::Config;
+use asbru_store::backend::entities::Entity;
+use asbru_store::backend::{self, ConfigStore, StoreError, Tx};
+use asbru_store::governance::{
+    Budget, Customer, GovernanceConfig, ModelConfig, PricingOverride, ProviderGovernance, RateLimit, RoutingRule, Team,
+    VirtualKey,
+};
+
+/// Settings key recording the last seeding from the file.
+const SEEDED: &str = "seeded_from_file";
+
+/// The effective config and the store behind it.
+pub struct Layers {
+    /// The config the snapshot is built from.
+    pub config: Config,
+    /// The store, unless in file-only mode.
+    pub store: Option<Arc<dyn ConfigStore>>,
+}
+
+/// Opens the store the file names and settles which layer wins. `reseed` replaces the store's
+/// providers and governance with the file's.
+pub fn settle(file: &Config, reseed: bool) -> Result<Layers, StoreError> {
+    let Some(store) = backend::open(file)? else {
+        tracing::info!("config store disabled: running from the file only; admin writes are refused");
+        return Ok(Layers {
+            config: file.clone(),
+            store: None,
+        });
+    };
+    let store: Arc<dyn ConfigStore> = Arc::from(store);
+    let has_data = store_has_data(store.as_ref())?;
+    if reseed || !has_data {
+        seed(store.as_ref(), file)?;
+        if reseed {
+            tracing::info!(
+                "config store re-seeded from the file (--reseed): its providers and governance were replaced"
+            );
+        } else {
+            tracing::info!("config store was empty: seeded with the file's providers and governance");
+        }
+    } else if !file.providers.is_empty() || file.governance.is_some() {
+        tracing::info!(
+            "config store already has data: the file's providers and governance are ignored; run `asbru serve --reseed` to replace them from the file"
+        );
+    }
+    let config = effective(file, store.as_ref())?;
+    Ok(Layers {
+        config,
+        store: Some(store),
+    })
+}
+
+/// Whether the store holds any providers or governance entities (an empty store is seeded).
+fn store_has_data(store: &dyn ConfigStore) -> Result<bool, StoreError> {
+    Ok(!store.providers()?.is_empty()
+        || !store.list::<VirtualKey>()?.is_empty()
+        || !store.list::<Budget>()?.is_empty()
+        || !store.list::<RateLimit>()?.is_empty()
+        || !store.list::<Customer>()?.is_empty()
+        || !store.list::<Team>()?.is_empty()
+        || !store.list::<RoutingRule>()?.is_empty()
+        || !store.list::<ModelConfig>()?.is_empty())
+}
+
+/// The file's process settings with the store's providers.
+pub fn effective(file: &Config, store: &dyn ConfigStore) -> Result<Config, StoreError> {
+    let mut config = file.clone();
+    config.providers = store.providers()?;
+    Ok(config)
+}
+
+fn replace_all<T: Entity>(tx: &mut dyn Tx, items: &[T]) -> Result<(), StoreError> {
+    for old in tx.list::<T>()? {
+        if let Some(id) = old.entity_id() {
+            tx.delete::<T>(&id)?;
+        }
+    }
+    for item in items {
+        tx.put(item)?;
+    }
+    Ok(())
+}
+
+/// Replaces the store's providers and governance with the file's, in one transaction.
+fn seed(store: &dyn ConfigStore, file: &Config) -> Result<(), StoreError> {
+    let governance = file.governance.clone().unwrap_or_default();
+    store.transaction(&mut |tx| {
+        for name in tx.providers()?.keys() {
+            if !file.providers.contains_key(name) {
+                tx.delete_provider(name)?;
+            }
+        }
+        for (name, provider) in &file.providers {
+            tx.put_provider(name, provider)?;
+        }
+        let GovernanceConfig {
+            budgets,
+            rate_limits,
+            customers,
+            teams,
+            virtual_keys,
+            model_configs,
+            providers,
+            routing_rules,
+            pricing_overrides,
+            auth_config,
+        } = &governance;
+        replace_all::<Budget>(tx, budgets)?;
+        replace_all::<RateLimit>(tx, rate_limits)?;
+        replace_all::<Customer>(tx, customers)?;
+        replace_all::<Team>(tx, teams)?;
+        replace_all::<VirtualKey>(tx, virtual_keys)?;
+        replace_all::<ModelConfig>(tx, model_configs)?;
+        replace_all::<ProviderGovernance>(tx, providers)?;
+        replace_all::<RoutingRule>(tx, routing_rules)?;
+        replace_all::<PricingOverride>(tx, pricing_overrides)?;
+        if let Some(auth) = auth_config {
+            tx.put_setting("auth_config", auth)?;
+        }
+        tx.put_setting(SEEDED, &serde_json::json!({"providers": file.providers.len()}))
+    })
+}

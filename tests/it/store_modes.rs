@@ -1,0 +1,124 @@
+//! The two config layers across restarts: bootstrap, store wins, `--reseed`, live updates from
+//! the store, and file-only mode.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use asbru::server::{self, StartOptions};
+use asbru_store::backend::ConfigStore;
+use asbru_store::backend::sqlite::SqliteStore;
+
+use crate::support::*;
+
+fn data_dir(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("asbru-modes-{tag}-{}", std::process::id()))
+}
+
+fn config(dir: &std::path::Path, base_url: &str) -> asbru_store::Config {
+    let yaml = format!(
+        "server: {{data_dir: \"{}\"}}\nproviders:\n  openai:\n    keys: [{{name: k, value: sk-file}}]\n    network_config: {{base_url: \"{base_url}\"}}\n",
+        dir.display()
+    );
+    asbru_store::load_str(&yaml, "modes.yaml").expect("valid").config
+}
+
+async fn ask(gw: &server::RunningGateway) -> u16 {
+    post(gw, "/v1/chat/completions", r#"{"model":"openai/gpt-4o","messages":[]}"#)
+        .await
+        .status()
+}
+
+#[tokio::test]
+async fn bootstrap_then_store_wins_then_reseed() {
+    let first = default_mock();
+    let second = default_mock();
+    let dir = data_dir("restart");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // First start: the empty store is seeded from the file.
+    let gw = server::spawn(&config(&dir, &first.base_url())).expect("start");
+    assert_eq!(ask(&gw).await, 200);
+    drop(gw);
+    assert!(dir.join("config.db").exists());
+    assert_eq!(first.state.request_count(), 1);
+
+    // Restart with a changed file: the store's data wins.
+    let gw = server::spawn(&config(&dir, &second.base_url())).expect("restart");
+    assert_eq!(ask(&gw).await, 200);
+    drop(gw);
+    assert_eq!(first.state.request_count(), 2, "the stored provider was used");
+    assert_eq!(second.state.request_count(), 0);
+
+    // --reseed: the file wins.
+    let gw = server::spawn_with(&config(&dir, &second.base_url()), StartOptions { reseed: true }).expect("reseed");
+    assert_eq!(ask(&gw).await, 200);
+    drop(gw);
+    assert_eq!(
+        second.state.request_count(),
+        1,
+        "the file's provider was used after --reseed"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_store_write_reaches_the_running_gateway() {
+    let first = default_mock();
+    let second = default_mock();
+    let dir = data_dir("live");
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = server::spawn(&config(&dir, &first.base_url())).expect("start");
+    assert_eq!(ask(&gw).await, 200);
+
+    // Another process writes to the same store.
+    let store: Box<dyn ConfigStore> = Box::new(SqliteStore::open(&dir.join("config.db")).expect("open"));
+    let mut openai = store.provider("openai").expect("read").expect("seeded");
+    openai.network_config.base_url = Some(second.base_url());
+    store.put_provider("openai", &openai).expect("write");
+
+    let mut switched = false;
+    for _ in 0..40 {
+        ask(&gw).await;
+        if second.state.request_count() > 0 {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        switched,
+        "the running gateway did not pick up the store change within 4 s"
+    );
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn file_only_mode_persists_nothing() {
+    let upstream = default_mock();
+    let dir = data_dir("fileonly");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = config(&dir, &upstream.base_url());
+    cfg.config_store = Some(asbru_store::model::ConfigStoreConfig {
+        enabled: false,
+        kind: Default::default(),
+        config: Default::default(),
+    });
+    let gw = server::spawn(&cfg).expect("start");
+    assert_eq!(ask(&gw).await, 200);
+    drop(gw);
+    assert!(!dir.join("config.db").exists(), "file-only mode wrote a database");
+}
+
+#[test]
+fn an_unusable_store_stops_the_start_with_a_clear_error() {
+    let dir = data_dir("broken");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("config.db"), vec![b'x'; 4096]).expect("corrupt");
+    let err = server::spawn(&config(&dir, "http://127.0.0.1:9"))
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("not a usable SQLite database"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
