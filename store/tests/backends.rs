@@ -598,3 +598,34 @@ fn literal_secrets_are_encrypted_at_rest() {
         );
     }
 }
+
+#[test]
+fn a_second_writer_moves_the_version_the_first_sees() {
+    for (backend, open) in backends() {
+        let reader = open(latest_version()).expect("open reader");
+        let writer = open(latest_version()).expect("open writer");
+        let before = reader.config_version().expect("version");
+        writer.put_provider("x", &provider(&[("k", "v")])).expect("write");
+        assert_eq!(reader.config_version().expect("version"), before + 1, "{backend}");
+        assert!(
+            reader.provider("x").expect("read").is_some(),
+            "{backend}: the write is visible"
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_postgres_is_a_clear_error() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let url = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2",
+        dead.port()
+    );
+    let started = std::time::Instant::now();
+    let err = PostgresStore::open(&url, 2, 1).err().expect("refused");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("cannot connect to PostgreSQL"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "bounded");
+}

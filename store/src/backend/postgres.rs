@@ -58,6 +58,14 @@ impl PostgresStore {
             StoreError::Unavailable(format!("invalid PostgreSQL connection string: {e}"))
         })?;
         let manager = PostgresConnectionManager::new(config, NoTls);
+        // One direct connection first, so an unreachable server fails at once with its reason
+        // instead of after the pool's connection timeout.
+        {
+            use r2d2::ManageConnection;
+            manager
+                .connect()
+                .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        }
         let pool = r2d2::Pool::builder()
             .max_size(max_open.max(1))
             .min_idle(Some(max_idle.min(max_open.max(1))))
