@@ -1,5 +1,5 @@
-//! Keeps the snapshot in step with the config store: polls `config_version` every 500 ms and, when
-//! it moved (a write by the admin API, another process or another node), rebuilds the snapshot
+//! Keeps the snapshot in step with the config store: polls `config_version` every 500 ms (woken
+//! earlier by PostgreSQL LISTEN/NOTIFY) and, when it moved (a write by the admin API, another process or another node), rebuilds the snapshot
 //! from the store and swaps it. A rebuild that fails keeps the old snapshot and logs why.
 
 use std::sync::Arc;
@@ -75,8 +75,10 @@ impl BackgroundService for StoreSync {
             file: self.file.clone(),
         });
         loop {
+            // PostgreSQL wakes this early on a NOTIFY from any node; otherwise it is a poll.
+            let store = self.store.clone();
             tokio::select! {
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = tokio::task::spawn_blocking(move || store.wait_for_change(POLL_INTERVAL)) => {}
                 _ = shutdown.changed() => return,
             }
             let sync = sync.clone();

@@ -629,3 +629,31 @@ fn an_unreachable_postgres_is_a_clear_error() {
     assert!(err.to_string().contains("cannot connect to PostgreSQL"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "bounded");
 }
+
+#[test]
+fn postgres_notifies_other_nodes_of_a_write() {
+    let Some(url) = postgres_url() else {
+        return;
+    };
+    let listener: Arc<dyn ConfigStore> = Arc::new(PostgresStore::open(&url, 2, 1).expect("open"));
+    let writer = PostgresStore::open(&url, 2, 1).expect("open");
+    // The first wait opens the LISTEN connection; nothing has been written, so it times out.
+    listener.wait_for_change(std::time::Duration::from_millis(50));
+    let waiting = {
+        let listener = listener.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            listener.wait_for_change(std::time::Duration::from_secs(20));
+            started.elapsed()
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    (&writer as &dyn ConfigStore)
+        .put_provider("p", &provider(&[("k", "v")]))
+        .expect("write");
+    let waited = waiting.join().expect("waiter");
+    assert!(
+        waited < std::time::Duration::from_secs(10),
+        "the NOTIFY did not wake the listener ({waited:?})"
+    );
+}

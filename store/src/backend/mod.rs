@@ -113,6 +113,11 @@ pub trait ConfigStore: Send + Sync {
     fn schema_version(&self) -> Result<u32, StoreError>;
     /// Checks the database answers.
     fn ping(&self) -> Result<(), StoreError>;
+    /// Blocks until another writer may have changed the config, or `timeout` passes. The default
+    /// just waits; PostgreSQL returns early on a NOTIFY from any node's committed write.
+    fn wait_for_change(&self, timeout: std::time::Duration) {
+        std::thread::sleep(timeout);
+    }
 }
 
 impl dyn ConfigStore + '_ {

@@ -3,10 +3,12 @@
 //! gateway nodes apply them once.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use r2d2_postgres::PostgresConnectionManager;
 use r2d2_postgres::postgres::error::SqlState;
+use r2d2_postgres::postgres::fallible_iterator::FallibleIterator;
 use r2d2_postgres::postgres::{self, NoTls};
 use serde_json::Value;
 
@@ -24,7 +26,13 @@ const MIGRATION_LOCK: i64 = 0x0061_7362_7275;
 pub struct PostgresStore {
     pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
     cipher: Option<Arc<Cipher>>,
+    connect: postgres::Config,
+    /// The connection that LISTENs for change notifications (the sync thread's only).
+    listener: Mutex<Option<postgres::Client>>,
 }
+
+/// The channel committed writes NOTIFY.
+const CHANNEL: &str = "asbru_config";
 
 fn stored_doc(text: &str, status: String) -> Result<StoredDoc, StoreError> {
     let doc = serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -57,7 +65,7 @@ impl PostgresStore {
         let config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
             StoreError::Unavailable(format!("invalid PostgreSQL connection string: {e}"))
         })?;
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
         // One direct connection first, so an unreachable server fails at once with its reason
         // instead of after the pool's connection timeout.
         {
@@ -72,7 +80,12 @@ impl PostgresStore {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
-        let store = PostgresStore { pool, cipher: None };
+        let store = PostgresStore {
+            pool,
+            cipher: None,
+            connect: config,
+            listener: Mutex::new(None),
+        };
         store.migrate(migrate::POSTGRES, target)?;
         Ok(store)
     }
@@ -353,6 +366,8 @@ impl ConfigStore for PostgresStore {
                 if wrote {
                     tx.execute("UPDATE config_version SET version = version + 1 WHERE id = 1", &[])
                         .map_err(db_error)?;
+                    // Delivered to every listening node when the transaction commits.
+                    tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL]).map_err(db_error)?;
                 }
                 tx.commit().map_err(db_error)
             }
@@ -380,5 +395,37 @@ impl ConfigStore for PostgresStore {
     fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         conn.execute("SELECT 1", &[]).map_err(db_error).map(|_| ())
+    }
+
+    fn wait_for_change(&self, timeout: Duration) {
+        let Ok(mut guard) = self.listener.lock() else {
+            std::thread::sleep(timeout);
+            return;
+        };
+        if guard.is_none() {
+            match self.connect.connect(NoTls) {
+                Ok(mut client) => match client.batch_execute(&format!("LISTEN {CHANNEL}")) {
+                    Ok(()) => *guard = Some(client),
+                    Err(e) => tracing::warn!("cannot LISTEN for config changes, polling instead: {e}"),
+                },
+                Err(e) => tracing::warn!("cannot open the LISTEN connection, polling instead: {e}"),
+            }
+        }
+        let broken = match guard.as_mut() {
+            None => {
+                std::thread::sleep(timeout);
+                return;
+            }
+            Some(client) => {
+                let mut notifications = client.notifications();
+                let mut waiting = notifications.timeout_iter(timeout);
+                FallibleIterator::next(&mut waiting).err()
+            }
+        };
+        if let Some(e) = broken {
+            // The connection broke: drop it and reconnect on the next wait.
+            tracing::warn!("LISTEN connection lost, reconnecting: {e}");
+            *guard = None;
+        }
     }
 }
