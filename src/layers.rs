@@ -28,6 +28,13 @@ pub struct Layers {
     pub store: Option<Arc<dyn ConfigStore>>,
 }
 
+impl Layers {
+    /// The store to write to; in file-only mode, [`StoreError::Disabled`] for every write.
+    pub fn writable(&self) -> Result<&Arc<dyn ConfigStore>, StoreError> {
+        self.store.as_ref().ok_or(StoreError::Disabled)
+    }
+}
+
 /// Opens the store the file names and settles which layer wins. `reseed` replaces the store's
 /// providers and governance with the file's.
 pub fn settle(file: &Config, reseed: bool) -> Result<Layers, StoreError> {
@@ -75,9 +82,7 @@ fn store_has_data(store: &dyn ConfigStore) -> Result<bool, StoreError> {
 
 /// The file's process settings with the store's providers.
 pub fn effective(file: &Config, store: &dyn ConfigStore) -> Result<Config, StoreError> {
-    let mut config = file.clone();
-    config.providers = store.providers()?;
-    Ok(config)
+    asbru_store::snapshot::effective_config(file, store)
 }
 
 fn replace_all<T: Entity>(tx: &mut dyn Tx, items: &[T]) -> Result<(), StoreError> {

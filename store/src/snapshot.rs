@@ -82,6 +82,26 @@ impl Snapshot {
     }
 }
 
+/// The file's process settings with the store's providers and governance: what a snapshot is
+/// built from when a config store is in use.
+pub fn effective_config(
+    file: &Config,
+    store: &dyn crate::backend::ConfigStore,
+) -> Result<Config, crate::backend::StoreError> {
+    let mut config = file.clone();
+    config.providers = store.providers()?;
+    Ok(config)
+}
+
+/// Builds a snapshot from a config store (with the file's process settings). Returns the
+/// snapshot and the warnings to log.
+pub fn build(
+    file: &Config,
+    store: &dyn crate::backend::ConfigStore,
+) -> Result<(Snapshot, Vec<String>), crate::backend::StoreError> {
+    Ok(Snapshot::build(&effective_config(file, store)?))
+}
+
 fn mib(mb: u64) -> usize {
     usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
 }

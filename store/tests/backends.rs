@@ -657,3 +657,30 @@ fn postgres_notifies_other_nodes_of_a_write() {
         "the NOTIFY did not wake the listener ({waited:?})"
     );
 }
+
+#[test]
+fn postgres_connections_lost_under_the_store_are_replaced() {
+    let Some(url) = postgres_url() else {
+        return;
+    };
+    let store: Box<dyn ConfigStore> = Box::new(PostgresStore::open(&url, 3, 2).expect("open"));
+    store.put_provider("before", &provider(&[("k", "v")])).expect("write");
+    // Kill every connection the store holds, as a server restart or a network cut would.
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("admin");
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .expect("terminate");
+    // The pool validates connections on checkout, drops the dead ones and opens new ones.
+    let mut recovered = false;
+    for _ in 0..3 {
+        if store.put_provider("after", &provider(&[("k", "v")])).is_ok() {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered, "the store did not reconnect");
+    assert_eq!(store.providers().expect("read").len(), 2);
+}

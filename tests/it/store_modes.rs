@@ -122,3 +122,18 @@ fn an_unusable_store_stops_the_start_with_a_clear_error() {
     assert!(err.to_string().contains("not a usable SQLite database"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn writes_in_file_only_mode_are_refused_clearly() {
+    let dir = data_dir("refuse");
+    let mut cfg = config(&dir, "http://127.0.0.1:9");
+    cfg.config_store = Some(asbru_store::model::ConfigStoreConfig {
+        enabled: false,
+        kind: Default::default(),
+        config: Default::default(),
+    });
+    let layers = asbru::layers::settle(&cfg, false).expect("settle");
+    let err = layers.writable().err().expect("no store to write to");
+    assert!(err.to_string().starts_with("config store disabled"), "{err}");
+    assert!(!dir.exists());
+}

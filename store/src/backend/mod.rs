@@ -58,6 +58,11 @@ pub enum StoreError {
     /// The transaction body panicked; everything was rolled back.
     #[error("the transaction panicked and was rolled back: {0}")]
     Panicked(String),
+    /// File-only mode: there is no store to write to.
+    #[error(
+        "config store disabled: this gateway runs from its config file only (config_store.enabled: false); change the file instead"
+    )]
+    Disabled,
     /// Any other database error.
     #[error("config store error: {0}")]
     Database(String),
