@@ -286,6 +286,25 @@ pub struct PricingOverride {
     pub scope_id: Option<String>,
 }
 
+/// A row of the model pricing table (the bundled defaults, or a synced datasheet), same fields as
+/// an override.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelPrice {
+    /// Provider.
+    pub provider: String,
+    /// Model.
+    pub model: String,
+    /// USD per input token.
+    pub input_cost_per_token: Option<f64>,
+    /// USD per output token.
+    pub output_cost_per_token: Option<f64>,
+    /// USD per cached input token read.
+    pub cache_read_input_token_cost: Option<f64>,
+    /// USD per input token written to the cache.
+    pub cache_creation_input_token_cost: Option<f64>,
+}
+
 /// A reset period: `30s`, `5m`, `1h`, `1d`, `1w` are fixed lengths; `1M` and `1Y` are calendar
 /// units (rolling 30 and 365 days unless calendar-aligned). `m` is minutes and `M` is months.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

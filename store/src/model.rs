@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
+
+pub use crate::governance::{
+    Budget, Customer, GovernanceConfig, ModelConfig, ModelPrice, PricingOverride, ProviderGovernance, RateLimit,
+    RoutingRule, RoutingTarget, Team, VirtualKey, VirtualKeyProvider,
+};
 use serde_json::Value;
 
 /// The whole configuration file.

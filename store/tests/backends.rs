@@ -462,6 +462,19 @@ fn every_governance_entity_round_trips() {
             },
             "semantic_cache",
         );
+        round_trip(
+            store,
+            backend,
+            ModelPrice {
+                provider: "anthropic".into(),
+                model: "claude-sonnet-4".into(),
+                input_cost_per_token: Some(3e-6),
+                output_cost_per_token: Some(1.5e-5),
+                cache_read_input_token_cost: Some(3e-7),
+                cache_creation_input_token_cost: Some(3.75e-6),
+            },
+            "anthropic/claude-sonnet-4",
+        );
         let vk = VirtualKey {
             id: "vk1".into(),
             name: "Prod".into(),

@@ -137,3 +137,33 @@ fn writes_in_file_only_mode_are_refused_clearly() {
     assert!(err.to_string().starts_with("config store disabled"), "{err}");
     assert!(!dir.exists());
 }
+
+#[tokio::test]
+async fn the_store_as_source_of_truth_with_a_minimal_file() {
+    let upstream = default_mock();
+    let dir = data_dir("truth");
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        // An operator (or another node) put the providers in the store.
+        let store: Box<dyn ConfigStore> = Box::new(SqliteStore::open(&dir.join("config.db")).expect("open"));
+        let provider: asbru_store::model::ProviderConfig = serde_json::from_value(serde_json::json!({
+            "keys": [{"name": "k", "value": "sk-from-store"}],
+            "network_config": {"base_url": upstream.base_url()}
+        }))
+        .expect("provider");
+        store.put_provider("openai", &provider).expect("write");
+    }
+    let minimal = format!(
+        "server: {{data_dir: \"{}\"}}\nconfig_store: {{enabled: true, type: sqlite}}\n",
+        dir.display()
+    );
+    let cfg = asbru_store::load_str(&minimal, "minimal.yaml").expect("valid").config;
+    let gw = server::spawn(&cfg).expect("start");
+    assert_eq!(ask(&gw).await, 200);
+    assert_eq!(
+        upstream.state.recorded()[0].header("authorization"),
+        Some("Bearer sk-from-store")
+    );
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 use super::{ConfigStore, StoreError, StoredDoc, Tx};
 use crate::env::{self, Resolved};
 use crate::governance::{
-    Budget, Customer, ModelConfig, PricingOverride, ProviderGovernance, RateLimit, RoutingRule, Team, VirtualKey,
+    Budget, Customer, ModelConfig, ModelPrice, PricingOverride, ProviderGovernance, RateLimit, RoutingRule, Team,
+    VirtualKey,
 };
 use crate::secrets::{self, Cipher, EncryptionStatus};
 
@@ -35,6 +36,8 @@ pub enum EntityKind {
     RoutingRule,
     /// [`PricingOverride`].
     PricingOverride,
+    /// [`ModelPrice`].
+    ModelPrice,
     /// [`Plugin`].
     Plugin,
 }
@@ -52,6 +55,7 @@ impl EntityKind {
             EntityKind::ProviderGovernance => "provider_governance",
             EntityKind::RoutingRule => "routing_rule",
             EntityKind::PricingOverride => "pricing_override",
+            EntityKind::ModelPrice => "model_price",
             EntityKind::Plugin => "plugin",
         }
     }
@@ -111,6 +115,7 @@ entity!(PricingOverride, PricingOverride, |p| Some(format!(
     p.provider, p.model
 )));
 entity!(Plugin, Plugin, |p| Some(p.name.clone()));
+entity!(ModelPrice, ModelPrice, |p| Some(format!("{}/{}", p.provider, p.model)));
 
 impl Entity for VirtualKey {
     const KIND: EntityKind = EntityKind::VirtualKey;
