@@ -188,9 +188,11 @@ impl Validation<'_> {
             }
         }
         for section in config.unimplemented_sections() {
-            self.warnings.push(format!(
-                "section `{section}` is accepted but not acted on by this version of asbru"
-            ));
+            self.warnings.push(if section == "governance" {
+                "section `governance` is validated and stored in the config store, but not enforced by this version of asbru yet".to_string()
+            } else {
+                format!("section `{section}` is accepted but not acted on by this version of asbru")
+            });
         }
         for (name, provider) in &config.providers {
             self.check_provider(name, provider);
