@@ -8,9 +8,10 @@ use std::time::Duration;
 use asbru_store::{Config, ConfigError, file};
 use clap::{Args, Parser, Subcommand};
 
-use crate::bench::compare::{self, CompareOptions};
+use crate::bench::compare::{self, CompareOptions, CompareReport};
 use crate::bench::load::{self, LoadOptions};
 use crate::bench::mock::{self, MockOptions};
+use crate::bench::report::LoadReport;
 
 /// asbru, an LLM gateway: one OpenAI-compatible API in front of every provider.
 #[derive(Debug, Parser)]
@@ -367,31 +368,7 @@ fn run_load(args: LoadArgs) -> ExitCode {
         Ok(o) => o,
         Err(code) => return code,
     };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let result = rt.block_on(async {
-        tokio::select! {
-            r = load::run(&options) => Some(r),
-            _ = tokio::signal::ctrl_c() => None,
-        }
-    });
-    match result {
-        None => {
-            eprintln!("interrupted");
-            ExitCode::FAILURE
-        }
-        Some(Err(e)) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-        Some(Ok(report)) if args.json => print_json(&report),
-        Some(Ok(report)) => {
-            print!("{}", report.table());
-            ExitCode::SUCCESS
-        }
-    }
+    run_interruptible(load::run(&options), args.json, "interrupted", LoadReport::table)
 }
 
 fn run_compare(args: CompareArgs) -> ExitCode {
@@ -419,29 +396,44 @@ fn run_compare(args: CompareArgs) -> ExitCode {
         gateway_cpu: args.gateway_cpu,
         gateway_bin,
     };
+    // Dropping the comparison (on Ctrl-C) kills the gateway child and stops the mock.
+    run_interruptible(
+        compare::run(&options),
+        args.json,
+        "interrupted; the gateway and mock were stopped",
+        CompareReport::table,
+    )
+}
+
+/// Runs a bench to completion or Ctrl-C, then prints its report as JSON or a table.
+fn run_interruptible<R: serde::Serialize, E: std::fmt::Display>(
+    work: impl std::future::Future<Output = Result<R, E>>,
+    json: bool,
+    interrupted: &str,
+    table: fn(&R) -> String,
+) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    // Dropping the comparison (on Ctrl-C) kills the gateway child and stops the mock.
     let result = rt.block_on(async {
         tokio::select! {
-            r = compare::run(&options) => Some(r),
+            r = work => Some(r),
             _ = tokio::signal::ctrl_c() => None,
         }
     });
     match result {
         None => {
-            eprintln!("interrupted; the gateway and mock were stopped");
+            eprintln!("{interrupted}");
             ExitCode::FAILURE
         }
         Some(Err(e)) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-        Some(Ok(report)) if args.json => print_json(&report),
+        Some(Ok(report)) if json => print_json(&report),
         Some(Ok(report)) => {
-            print!("{}", report.table());
+            print!("{}", table(&report));
             ExitCode::SUCCESS
         }
     }

@@ -226,11 +226,7 @@ fn write_gateway_config(base: &Config, mock_url: &str, listen: &str) -> Result<P
     config.server.listen = listen.to_string();
     config.mock = None;
     // The bench measures the proxy path; a store left by another run must not redirect providers.
-    config.config_store = Some(asbru_store::model::ConfigStoreConfig {
-        enabled: false,
-        kind: Default::default(),
-        config: Default::default(),
-    });
+    config.config_store = Some(asbru_store::model::ConfigStoreConfig::disabled());
     for provider in config.providers.values_mut() {
         provider.network_config.base_url = Some(mock_url.to_string());
     }

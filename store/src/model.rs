@@ -114,6 +114,17 @@ pub struct ConfigStoreConfig {
     pub config: StoreConnection,
 }
 
+impl ConfigStoreConfig {
+    /// File-only mode: no store.
+    pub fn disabled() -> ConfigStoreConfig {
+        ConfigStoreConfig {
+            enabled: false,
+            kind: StoreKind::default(),
+            config: StoreConnection::default(),
+        }
+    }
+}
+
 fn enabled_by_default() -> bool {
     true
 }

@@ -99,11 +99,7 @@ async fn file_only_mode_persists_nothing() {
     let dir = data_dir("fileonly");
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = config(&dir, &upstream.base_url());
-    cfg.config_store = Some(asbru_store::model::ConfigStoreConfig {
-        enabled: false,
-        kind: Default::default(),
-        config: Default::default(),
-    });
+    cfg.config_store = Some(asbru_store::model::ConfigStoreConfig::disabled());
     let gw = server::spawn(&cfg).expect("start");
     assert_eq!(ask(&gw).await, 200);
     drop(gw);
@@ -127,11 +123,7 @@ fn an_unusable_store_stops_the_start_with_a_clear_error() {
 fn writes_in_file_only_mode_are_refused_clearly() {
     let dir = data_dir("refuse");
     let mut cfg = config(&dir, "http://127.0.0.1:9");
-    cfg.config_store = Some(asbru_store::model::ConfigStoreConfig {
-        enabled: false,
-        kind: Default::default(),
-        config: Default::default(),
-    });
+    cfg.config_store = Some(asbru_store::model::ConfigStoreConfig::disabled());
     let layers = asbru::layers::settle(&cfg, false).expect("settle");
     let err = layers.writable().err().expect("no store to write to");
     assert!(err.to_string().starts_with("config store disabled"), "{err}");

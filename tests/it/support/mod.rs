@@ -21,11 +21,7 @@ pub fn gateway(yaml: &str) -> RunningGateway {
         .config;
     // Tests run from the file unless they name a store: no state shared between tests.
     if config.config_store.is_none() {
-        config.config_store = Some(asbru_store::model::ConfigStoreConfig {
-            enabled: false,
-            kind: Default::default(),
-            config: Default::default(),
-        });
+        config.config_store = Some(asbru_store::model::ConfigStoreConfig::disabled());
     }
     server::spawn(&config).expect("gateway starts")
 }
