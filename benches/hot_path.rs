@@ -1,13 +1,17 @@
 //! Criterion micro-benches for the per-request work: route match, body head read and model
-//! rewrite (1 KB and 100 KB), key selection and the filter chain.
+//! rewrite (1 KB and 100 KB), key selection, the filter chain, and governance (admission with
+//! reservation, and settlement, for a virtual key with a 4-level chain).
 //!
 //! Run: `cargo bench --bench hot_path`.
 
 use std::hint::black_box;
 
 use asbru::routes::RouteTable;
+use asbru_filters::governance::runtime::key_hash;
+use asbru_filters::governance::{self, Estimate, Registry};
+use asbru_filters::pricing::TokenUsage;
 use asbru_filters::routing::keys;
-use asbru_filters::{FilterChain, GatewayRequest};
+use asbru_filters::{FilterChain, GatewayRequest, Live};
 use asbru_providers::formats::openai::RequestHead;
 use asbru_store::Snapshot;
 use asbru_store::catalog::RequestType;
@@ -22,10 +26,36 @@ fn chat_body(content_len: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-fn snapshot() -> Snapshot {
-    let yaml = "providers:\n  openai:\n    keys:\n      - {name: a, value: sk-a, weight: 3}\n      - {name: b, value: sk-b, weight: 1, models: [gpt-4o]}\n      - {name: c, value: sk-c, weight: 1}\n  groq: {keys: [{value: sk-g}]}\n";
+const PROVIDERS: &str = "providers:\n  openai:\n    keys:\n      - {name: a, value: sk-a, weight: 3}\n      - {name: b, value: sk-b, weight: 1, models: [gpt-4o]}\n      - {name: c, value: sk-c, weight: 1}\n  groq: {keys: [{value: sk-g}]}\n";
+
+/// A virtual key under a team under a customer, with a provider config: a budget and a rate
+/// limit at each of the four levels, none of which trips.
+const GOVERNANCE: &str = "governance:\n  customers:\n    - {id: acme, name: Acme, budgets: [{max_limit: 1000000, reset_duration: 1M}], rate_limit: {request_max_limit: 1000000000, request_reset_duration: 1h}}\n  teams:\n    - {id: ml, name: ML, customer_id: acme, budgets: [{max_limit: 1000000, reset_duration: 1w}], rate_limit: {token_max_limit: 1000000000000, token_reset_duration: 1d}}\n  virtual_keys:\n    - id: vk-bench\n      name: bench\n      value: sk-bf-bench\n      team_id: ml\n      budgets: [{max_limit: 1000000, reset_duration: 1d}]\n      rate_limit: {request_max_limit: 1000000000, request_reset_duration: 1m, token_max_limit: 1000000000000, token_reset_duration: 1m}\n      provider_configs:\n        - {provider: openai, weight: 1, allowed_models: [gpt-4o-mini], budgets: [{max_limit: 1000000, reset_duration: 1h}], rate_limit: {request_max_limit: 1000000000, request_reset_duration: 1h}}\n";
+
+fn live(yaml: &str) -> Live {
     let loaded = asbru_store::load_str(yaml, "bench.yaml").expect("valid bench config");
-    Snapshot::build_with(&loaded.config, &|_| None).0
+    let registry = std::sync::Arc::new(Registry::new());
+    Live::build_with(&loaded.config, &registry, 1_800_000_000, &|_| None).0
+}
+
+fn snapshot() -> Snapshot {
+    live(PROVIDERS).snapshot
+}
+
+fn request(model: &str, fallbacks: Vec<String>) -> GatewayRequest {
+    GatewayRequest {
+        request_type: RequestType::ChatCompletion,
+        stream: false,
+        model_requested: model.to_string(),
+        default_provider: None,
+        fallbacks,
+        credentials: Default::default(),
+        estimate: Estimate {
+            input_tokens: 1024,
+            max_output_tokens: Some(256),
+        },
+        now: 1_800_000_100,
+    }
 }
 
 fn route_match(c: &mut Criterion) {
@@ -62,17 +92,51 @@ fn key_selection(c: &mut Criterion) {
 }
 
 fn filter_chain(c: &mut Criterion) {
-    let snap = snapshot();
+    let live = live(PROVIDERS);
     let chain = FilterChain::standard();
-    let request = GatewayRequest {
-        request_type: RequestType::ChatCompletion,
-        stream: false,
-        model_requested: "openai/gpt-4o-mini".to_string(),
-        default_provider: None,
-        fallbacks: vec!["groq/llama-3.1-8b-instant".to_string()],
-    };
+    let request = request("openai/gpt-4o-mini", vec!["groq/llama-3.1-8b-instant".to_string()]);
     c.bench_function("filter_chain/routing", |b| {
-        b.iter(|| black_box(chain.run(&snap, black_box(&request)).map(|d| d.plan.len())))
+        b.iter(|| black_box(chain.run(&live, black_box(&request)).map(|d| d.plan.len())))
+    });
+}
+
+fn governance_bench(c: &mut Criterion) {
+    let live = live(&format!("{PROVIDERS}{GOVERNANCE}"));
+    let gov = &live.governance;
+    let vk = gov.key(&key_hash("sk-bf-bench")).expect("bench key").clone();
+    let estimate = Estimate {
+        input_tokens: 1024,
+        max_output_tokens: Some(256),
+    };
+    let usage = TokenUsage {
+        input: 300,
+        output: 120,
+        ..Default::default()
+    };
+    c.bench_function("governance/admit_and_settle_4_levels", |b| {
+        b.iter(|| {
+            let mut ticket = governance::admit(
+                gov,
+                Some(&vk),
+                "openai",
+                black_box("gpt-4o-mini"),
+                &estimate,
+                1_800_000_100,
+            )
+            .expect("admitted");
+            ticket.mark_sent();
+            black_box(ticket.charge(Some(usage)))
+        })
+    });
+    let chain = FilterChain::standard();
+    let mut request = request("gpt-4o-mini", Vec::new());
+    request.credentials.bearer = Some("sk-bf-bench".to_string());
+    c.bench_function("governance/full_chain_vk_lookup_route_admit", |b| {
+        b.iter(|| {
+            let mut decision = chain.run(&live, black_box(&request)).expect("admitted");
+            let mut ticket = decision.ticket.take().expect("ticket");
+            black_box(ticket.charge(Some(usage)))
+        })
     });
 }
 
@@ -112,6 +176,7 @@ fn translation(c: &mut Criterion) {
                 black_box(&body),
                 "claude-sonnet-4",
                 0,
+                false,
             )
             .map(|p| p.body.len())
         })
@@ -151,6 +216,7 @@ criterion_group!(
     body_rewrite,
     key_selection,
     filter_chain,
+    governance_bench,
     translation
 );
 criterion_main!(benches);

@@ -60,8 +60,8 @@ impl BackgroundService for DnsRefresh {
                 _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
                 _ = shutdown.changed() => return,
             }
-            let snapshot = self.state.snapshot.load_full();
-            let _ = tokio::task::spawn_blocking(move || resolve_all(&snapshot)).await;
+            let live = self.state.live.load_full();
+            let _ = tokio::task::spawn_blocking(move || resolve_all(&live.snapshot)).await;
         }
     }
 }

@@ -8,11 +8,15 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use asbru_filters::Live;
+use asbru_filters::governance::{self, Charge, Estimate, Ticket, VirtualKeyRuntime};
+use asbru_filters::pricing::TokenUsage;
 use asbru_filters::routing::Attempt;
 use asbru_filters::routing::keys::{self, KeyError};
 use asbru_providers::adapters::exchange::{self, Wire as TranslateWire};
 use asbru_providers::errors::{self, ErrorContext, WireError};
 use asbru_providers::formats::openai::RequestHead;
+use asbru_providers::usage::Usage;
 use asbru_store::catalog::{RequestType, Wire};
 use asbru_store::snapshot::{self, NetworkSettings, ProviderKey, ProviderRuntime, Upstream};
 use bytes::Bytes;
@@ -82,6 +86,41 @@ fn ingress_wire(ingress: Ingress) -> TranslateWire {
     }
 }
 
+/// Governance for one request: the primary attempt's ticket, and what is needed to admit a
+/// fallback (each attempt is checked and reserved on its own provider's and model's caps).
+pub struct Governed<'a> {
+    /// The live config the request was admitted on.
+    pub live: &'a Live,
+    /// The caller's virtual key.
+    pub vk: Option<Arc<VirtualKeyRuntime>>,
+    /// The primary attempt's ticket (`None` when no governance applies).
+    pub ticket: Option<Ticket>,
+    /// What the request may use.
+    pub estimate: Estimate,
+    /// When the request arrived.
+    pub now: i64,
+}
+
+impl Governed<'_> {
+    /// The ticket for a fallback: `Ok(None)` when no governance applies, `Err` when the
+    /// fallback is refused (it is skipped).
+    fn admit(&self, attempt: &Attempt) -> Result<Option<Ticket>, asbru_filters::Rejection> {
+        let gov = &self.live.governance;
+        if self.vk.is_none() && !gov.has_caps {
+            return Ok(None);
+        }
+        governance::admit(
+            gov,
+            self.vk.as_deref(),
+            &attempt.provider.name,
+            &attempt.model,
+            &self.estimate,
+            self.now,
+        )
+        .map(Some)
+    }
+}
+
 /// Runs `plan` and answers the client. Returns an error only when the client connection failed
 /// or a response had to be cut short.
 pub async fn run(
@@ -89,10 +128,27 @@ pub async fn run(
     session: &mut Session,
     ex: &Exchange<'_>,
     plan: &[Attempt],
+    governed: &mut Governed<'_>,
 ) -> pingora::Result<()> {
     let mut primary_failure = None;
-    for attempt in plan {
-        match try_target(state, session, ex, attempt).await? {
+    for (index, attempt) in plan.iter().enumerate() {
+        let mut ticket = if index == 0 {
+            governed.ticket.take()
+        } else {
+            match governed.admit(attempt) {
+                Ok(ticket) => ticket,
+                Err(rejection) => {
+                    tracing::debug!(
+                        request_id = ex.request_id,
+                        provider = %attempt.provider.name,
+                        "fallback skipped: {}",
+                        rejection.message
+                    );
+                    continue;
+                }
+            }
+        };
+        match try_target(state, session, ex, attempt, ticket.as_mut()).await? {
             None => return Ok(()),
             Some(failure) => {
                 tracing::debug!(
@@ -146,8 +202,25 @@ async fn try_target(
     session: &mut Session,
     ex: &Exchange<'_>,
     attempt: &Attempt,
+    mut ticket: Option<&mut Ticket>,
+) -> pingora::Result<Option<Failure>> {
+    let failure = try_target_inner(state, session, ex, attempt, ticket.as_deref_mut()).await;
+    if let (Ok(Some(_)), Some(ticket)) = (&failure, ticket) {
+        // Every try failed before a reply was relayed: nothing was spent.
+        ticket.release();
+    }
+    failure
+}
+
+async fn try_target_inner(
+    state: &Arc<Gateway>,
+    session: &mut Session,
+    ex: &Exchange<'_>,
+    attempt: &Attempt,
+    mut ticket: Option<&mut Ticket>,
 ) -> pingora::Result<Option<Failure>> {
     let provider = &attempt.provider;
+    let want_usage = ticket.as_ref().is_some_and(|t| t.needs_usage());
     let net = &provider.network;
     let upstream_wire = translate_wire(provider.wire);
     let mut avoid: Vec<usize> = Vec::new();
@@ -156,7 +229,8 @@ async fn try_target(
         if try_number > 0 {
             tokio::time::sleep(backoff(net, try_number - 1)).await;
         }
-        let choice = match keys::select(provider, &attempt.model, &avoid, &mut rand::rng()) {
+        let allowed = attempt.key_ids.as_deref();
+        let choice = match keys::select_within(provider, &attempt.model, &avoid, allowed, &mut rand::rng()) {
             Ok(choice) => choice,
             Err(e) => return Ok(Some(Failure::Gateway(key_error(&e)))),
         };
@@ -169,6 +243,7 @@ async fn try_target(
             ex.body,
             upstream_model,
             unix_now(),
+            want_usage,
         ) {
             Ok(prepared) => prepared,
             Err(e) => return Ok(Some(Failure::Gateway(WireError::bad_request(e.to_string())))),
@@ -191,6 +266,9 @@ async fn try_target(
             anthropic_beta: ex.anthropic_beta.as_deref(),
         };
         let deadline = Instant::now() + net.request_timeout;
+        if let Some(ticket) = ticket.as_deref_mut() {
+            ticket.mark_sent();
+        }
         match upstream::send(state, provider, upstream, key, &request, deadline).await {
             Ok((upstream_session, peer)) => {
                 let status = upstream_session
@@ -205,7 +283,8 @@ async fn try_target(
                         request_id: ex.request_id,
                         ingress: ex.ingress,
                     };
-                    let usage = relay::deliver(
+                    let mut reported = None;
+                    let delivered = relay::deliver(
                         state,
                         session,
                         &served,
@@ -214,8 +293,12 @@ async fn try_target(
                         peer,
                         deadline,
                         net.stream_idle_timeout,
+                        &mut reported,
                     )
-                    .await?;
+                    .await;
+                    let charge = ticket.as_deref_mut().map(|t| t.charge(reported.map(token_usage)));
+                    record_charge(state, ex, &provider.name, &attempt.model, charge);
+                    let usage = reported.unwrap_or_default();
                     tracing::debug!(
                         request_id = ex.request_id,
                         provider = %provider.name,
@@ -224,8 +307,11 @@ async fn try_target(
                         cache_read_tokens = usage.cache_read_tokens,
                         cache_write_tokens = usage.cache_write_tokens,
                         reasoning_tokens = usage.reasoning_tokens,
+                        cost_micros = charge.map(|c| c.cost_micros),
+                        unpriced = charge.is_some_and(|c| c.unpriced),
                         "request served"
                     );
+                    delivered?;
                     return Ok(None);
                 }
                 let head = upstream_session.response_header().cloned();
@@ -267,6 +353,48 @@ async fn try_target(
         }
     }
     Ok(last_failure)
+}
+
+fn token_usage(u: Usage) -> TokenUsage {
+    TokenUsage {
+        input: u.input_tokens,
+        output: u.output_tokens,
+        cache_read: u.cache_read_tokens,
+        cache_write: u.cache_write_tokens,
+    }
+}
+
+/// Metrics and logs for what a request was charged. An unpriced model is never silent.
+fn record_charge(state: &Gateway, ex: &Exchange<'_>, provider: &str, model: &str, charge: Option<Charge>) {
+    let Some(charge) = charge else {
+        return;
+    };
+    let metrics = &state.metrics;
+    if charge.unpriced {
+        metrics.unpriced_requests.with_label_values(&[provider, model]).inc();
+        tracing::warn!(
+            request_id = ex.request_id,
+            provider,
+            model,
+            "model has no price: its cost is counted as 0 (add a governance.pricing_overrides entry)"
+        );
+    }
+    if charge.estimated {
+        metrics.estimated_charges.inc();
+        tracing::warn!(
+            request_id = ex.request_id,
+            provider,
+            model,
+            cost_micros = charge.cost_micros,
+            "provider reported no usage: the reservation was charged"
+        );
+    }
+    if charge.cost_micros > 0 {
+        metrics
+            .cost_micros
+            .with_label_values(&[provider, model])
+            .inc_by(u64::try_from(charge.cost_micros).unwrap_or(0));
+    }
 }
 
 fn has_unused_key(provider: &ProviderRuntime, model: &str, avoid: &[usize]) -> bool {

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use asbru_filters::auth::Credentials;
+use asbru_filters::governance::Estimate;
 use asbru_filters::{GatewayRequest, Rejection};
 use asbru_providers::errors::{ErrorContext, WireError};
 use asbru_providers::formats::openai::{BodyError, RequestHead};
@@ -10,7 +12,7 @@ use asbru_store::catalog::RequestType;
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
-use crate::forward::{self, Exchange};
+use crate::forward::{self, Exchange, Governed};
 use crate::respond;
 use crate::routes::Ingress;
 use crate::state::Gateway;
@@ -36,7 +38,8 @@ pub async fn handle(
     ingress: Ingress,
     target: Target,
 ) -> pingora::Result<()> {
-    let snapshot = state.snapshot.load_full();
+    let live = state.live.load_full();
+    let snapshot = &live.snapshot;
     let mut err_ctx = ErrorContext {
         request_id: Some(request_id),
         request_type: Some(request_type.as_str()),
@@ -87,10 +90,29 @@ pub async fn handle(
         model_requested: model_requested.clone(),
         default_provider,
         fallbacks: head.fallbacks.clone(),
+        credentials: credentials(session),
+        estimate: Estimate {
+            input_tokens: body.len() as u64,
+            max_output_tokens: head.max_tokens,
+        },
+        now: crate::state::unix_now(),
     };
-    let decision = match state.chain.run(&snapshot, &request) {
+    let mut decision = match state.chain.run(&live, &request) {
         Ok(decision) => decision,
-        Err(rejection) => return respond::error(session, ingress, &rejection_to_wire(rejection), &err_ctx).await,
+        Err(rejection) => {
+            if let Some(decision) = rejection.decision {
+                state.metrics.governance_rejections.with_label_values(&[decision]).inc();
+                tracing::info!(request_id, decision, "request refused: {}", rejection.message);
+            }
+            return respond::error(session, ingress, &rejection_to_wire(rejection), &err_ctx).await;
+        }
+    };
+    let mut governed = Governed {
+        live: &live,
+        vk: decision.vk.take(),
+        ticket: decision.ticket.take(),
+        estimate: request.estimate,
+        now: request.now,
     };
     let req_headers = &session.req_header().headers;
     let header = |name: &str| req_headers.get(name).map(|v| v.as_bytes().to_vec());
@@ -107,7 +129,30 @@ pub async fn handle(
         anthropic_version: header("anthropic-version"),
         anthropic_beta: header("anthropic-beta"),
     };
-    forward::run(state, session, &exchange, &decision.plan).await
+    forward::run(state, session, &exchange, &decision.plan, &mut governed).await
+}
+
+/// The headers that may carry a virtual key.
+fn credentials(session: &Session) -> Credentials {
+    let headers = &session.req_header().headers;
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let bearer = text("authorization").and_then(|v| {
+        let (scheme, token) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    });
+    Credentials {
+        virtual_key: text("x-bf-vk"),
+        bearer,
+        x_api_key: text("x-api-key"),
+        x_goog_api_key: text("x-goog-api-key"),
+        api_key: text("api-key"),
+    }
 }
 
 fn rejection_to_wire(rejection: Rejection) -> WireError {
@@ -117,7 +162,7 @@ fn rejection_to_wire(rejection: Rejection) -> WireError {
         error_type: rejection.kind,
         code: None,
         message: rejection.message,
-        decision: None,
+        decision: rejection.decision,
     }
 }
 

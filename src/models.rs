@@ -27,7 +27,8 @@ pub async fn list(
     request_id: &str,
     default_provider: Option<&'static str>,
 ) -> pingora::Result<()> {
-    let snapshot = state.snapshot.load_full();
+    let live = state.live.load_full();
+    let snapshot = &live.snapshot;
     let query_provider = session.req_header().uri.query().and_then(|q| {
         q.split('&')
             .filter_map(|pair| pair.split_once('='))

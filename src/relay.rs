@@ -65,7 +65,8 @@ fn is_event_stream(head: &ResponseHeader) -> bool {
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
-/// Relays a successful reply. Returns the usage read from it.
+/// Relays a successful reply. The usage the provider reported is kept in `reported` as it
+/// passes, so it is known even when the client goes away mid-reply.
 #[allow(clippy::too_many_arguments)]
 pub async fn deliver(
     state: &Gateway,
@@ -76,7 +77,8 @@ pub async fn deliver(
     peer: HttpPeer,
     deadline: Instant,
     idle: std::time::Duration,
-) -> pingora::Result<Usage> {
+    reported: &mut Option<Usage>,
+) -> pingora::Result<()> {
     let Some(upstream_head) = upstream_session.response_header().cloned() else {
         return Err(pingora::Error::explain(
             pingora::ErrorType::InternalError,
@@ -93,6 +95,7 @@ pub async fn deliver(
             peer,
             &upstream_head,
             idle,
+            reported,
         )
         .await;
     }
@@ -103,16 +106,16 @@ pub async fn deliver(
             "api_error",
             format!("provider {} sent an incomplete reply", served.provider),
         );
-        write_error(session, served, &err).await?;
-        return Ok(Usage::default());
+        return write_error(session, served, &err).await;
     };
-    let (body, usage) = match reply.body(&body) {
-        Ok((Some(translated), usage)) => (Bytes::from(translated), usage),
-        Ok((None, usage)) => (body, usage),
+    let body = match reply.body(&body) {
+        Ok((translated, usage)) => {
+            *reported = Some(usage).filter(|u| *u != Usage::default());
+            translated.map(Bytes::from).unwrap_or(body)
+        }
         Err(e) => {
             let err = WireError::gateway(502, "api_error", format!("provider {}: {e}", served.provider));
-            write_error(session, served, &err).await?;
-            return Ok(Usage::default());
+            return write_error(session, served, &err).await;
         }
     };
     let mut head = client_head(&upstream_head, served, translated)?;
@@ -121,8 +124,7 @@ pub async fn deliver(
     }
     head.insert_header("content-length", body.len().to_string())?;
     session.write_response_header(Box::new(head), false).await?;
-    session.write_response_body(Some(body), true).await?;
-    Ok(usage)
+    session.write_response_body(Some(body), true).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -135,8 +137,10 @@ async fn relay_stream(
     peer: HttpPeer,
     upstream_head: &ResponseHeader,
     idle: std::time::Duration,
-) -> pingora::Result<Usage> {
+    reported: &mut Option<Usage>,
+) -> pingora::Result<()> {
     let passthrough = reply.is_passthrough();
+    let verbatim = reply.relays_verbatim();
     let mut head = client_head(upstream_head, served, !passthrough)?;
     if !passthrough {
         head.insert_header("content-type", "text/event-stream")?;
@@ -150,7 +154,8 @@ async fn relay_stream(
         match read {
             Ok(Ok(Some(chunk))) => {
                 reply.stream(&chunk, &mut out);
-                if passthrough {
+                *reported = reply.reported_usage();
+                if verbatim {
                     session.write_response_body(Some(chunk), false).await?;
                 } else if !out.is_empty() {
                     session
@@ -160,13 +165,14 @@ async fn relay_stream(
             }
             Ok(Ok(None)) => {
                 reply.stream_end(&mut out);
+                *reported = reply.reported_usage();
                 let tail = (!out.is_empty()).then(|| Bytes::from(std::mem::take(&mut out)));
                 session.write_response_body(tail, true).await?;
                 state
                     .connector
                     .release_http_session(upstream_session, &peer, None)
                     .await;
-                return Ok(reply.usage());
+                return Ok(());
             }
             Ok(Err(_)) | Err(_) => {
                 let what = if read.is_err() { "went silent" } else { "broke off" };
@@ -191,8 +197,7 @@ async fn relay_stream(
                     ),
                     Ingress::Anthropic => errors::anthropic_sse_error_event(&err),
                 };
-                session.write_response_body(Some(Bytes::from(event)), true).await?;
-                return Ok(reply.usage());
+                return session.write_response_body(Some(Bytes::from(event)), true).await;
             }
         }
     }

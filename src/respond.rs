@@ -32,3 +32,12 @@ pub async fn error(
     };
     json(session, error.status, body, ctx.request_id.unwrap_or_default()).await
 }
+
+/// Writes the Prometheus text exposition.
+pub async fn metrics(session: &mut Session, body: Vec<u8>) -> pingora::Result<()> {
+    let mut head = ResponseHeader::build(200, Some(2))?;
+    head.insert_header("content-type", "text/plain; version=0.0.4; charset=utf-8")?;
+    head.insert_header("content-length", body.len().to_string())?;
+    session.write_response_header(Box::new(head), false).await?;
+    session.write_response_body(Some(Bytes::from(body)), true).await
+}

@@ -17,6 +17,8 @@ pub enum Ingress {
 pub enum Route {
     /// `GET /health`.
     Health,
+    /// `GET /metrics` (Prometheus).
+    Metrics,
     /// An OpenAI-shaped inference call forwarded to a provider.
     Inference {
         /// Chat or embeddings.
@@ -71,8 +73,9 @@ impl RouteTable {
             ingress: Ingress::Anthropic,
         };
         let azure = |request_type| Route::AzureDeployment { request_type };
-        let entries: [(&str, Method, Route); 16] = [
+        let entries: [(&str, Method, Route); 17] = [
             ("/health", Method::GET, Route::Health),
+            ("/metrics", Method::GET, Route::Metrics),
             ("/v1/chat/completions", Method::POST, inference(CHAT, None)),
             ("/v1/embeddings", Method::POST, inference(EMBED, None)),
             ("/v1/models", Method::GET, Route::ListModels { default_provider: None }),

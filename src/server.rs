@@ -5,7 +5,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use asbru_store::{Config, Snapshot};
+use asbru_filters::Live;
+use asbru_filters::governance::Registry;
+use asbru_store::Config;
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
@@ -53,17 +55,24 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
         .map_err(|e| StartError::Listen(listen.to_string(), e.to_string()))?;
     let layers = crate::layers::settle(file, options.reseed)?;
     let config = &layers.config;
-    let (snapshot, warnings) = Snapshot::build(config);
+    let registry = Arc::new(Registry::new());
+    if let Some(store) = &layers.store {
+        let restored = crate::usage_flush::restore(&registry, store.as_ref())?;
+        if restored > 0 {
+            tracing::info!(meters = restored, "governance usage restored from the config store");
+        }
+    }
+    let (live, warnings) = Live::build(config, &registry, crate::state::unix_now());
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
-    dns::resolve_all(&snapshot);
-    if snapshot.providers.is_empty() {
+    dns::resolve_all(&live.snapshot);
+    if live.snapshot.providers.is_empty() {
         tracing::info!(
             "no providers configured: add one under `providers:` in a config file and start with `asbru serve --config FILE` (see conf/quickstart.yaml, or conf/demo.yaml for an offline demo)"
         );
     }
-    let state = Gateway::new(snapshot);
+    let state = Gateway::new(live, registry.clone(), layers.store.clone());
     let server_conf = ServerConf {
         threads: config.server.threads.max(1),
         grace_period_seconds: Some(config.server.grace_period_seconds),
@@ -83,6 +92,11 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
         DnsRefresh { state: state.clone() },
     ));
     if let Some(store) = layers.store {
+        let flush = crate::usage_flush::UsageFlush {
+            registry,
+            store: store.clone(),
+        };
+        server.add_service(background_service("asbru usage flush", flush));
         let sync = crate::store_sync::StoreSync {
             state: state.clone(),
             store,
@@ -110,10 +124,14 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
 
 /// Runs the gateway until a signal stops it (SIGTERM: graceful; SIGINT: fast).
 pub fn serve(config: &Config, listen: &str, options: StartOptions) -> Result<(), StartError> {
-    let (mut server, _state) = build_with(config, listen, options)?;
+    let (mut server, state) = build_with(config, listen, options)?;
     server.bootstrap();
     tracing::info!("asbru {} listening on http://{listen}", env!("CARGO_PKG_VERSION"));
     server.run(RunArgs::default());
+    // Requests that finished during the grace period settled after the service's last flush.
+    if let Some(store) = &state.store {
+        crate::usage_flush::flush(&state.registry, store.as_ref(), false);
+    }
     Ok(())
 }
 

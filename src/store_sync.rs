@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use asbru_filters::Live;
+use asbru_store::Config;
 use asbru_store::backend::ConfigStore;
-use asbru_store::{Config, Snapshot};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -41,12 +42,12 @@ impl StoreSync {
         }
         match crate::layers::effective(&self.file, self.store.as_ref()) {
             Ok(config) => {
-                let (snapshot, warnings) = Snapshot::build(&config);
+                let (live, warnings) = Live::build(&config, &self.state.registry, crate::state::unix_now());
                 for warning in warnings {
                     tracing::warn!("{warning}");
                 }
-                crate::dns::resolve_all(&snapshot);
-                self.state.snapshot.store(Arc::new(snapshot));
+                crate::dns::resolve_all(&live.snapshot);
+                self.state.live.store(Arc::new(live));
                 if seen.is_some() {
                     tracing::info!(version, "config store changed: snapshot rebuilt");
                 }

@@ -1,13 +1,16 @@
 //! The filter chain: the ordered checks every inference request passes before it is forwarded.
 //!
-//! A filter reads the [`Snapshot`] and the [`GatewayRequest`], may add to the [`Decision`] being
-//! built (the plan of attempts, later the virtual key and budget reservations), and returns a
+//! A filter reads the [`Live`] config and the [`GatewayRequest`], may add to the [`Decision`] being
+//! built (the virtual key, the plan of attempts, the budget reservation), and returns a
 //! [`FilterAction`]. The first [`FilterAction::Reject`] ends the chain and its [`Rejection`] is
 //! written to the client in the ingress wire format. Rejections are final: they never trigger
 //! retries or fallbacks.
 
-use asbru_store::Snapshot;
+use std::sync::Arc;
 
+use crate::auth::AuthFilter;
+use crate::governance::{GovernanceFilter, Ticket, VirtualKeyRuntime};
+use crate::live::Live;
 use crate::request::GatewayRequest;
 use crate::routing::{Attempt, RoutingFilter};
 
@@ -18,7 +21,7 @@ pub trait Filter: Send + Sync {
 
     /// Runs before the request is forwarded. Return [`FilterAction::Continue`] to pass it on, or
     /// [`FilterAction::Reject`] to answer the client now. Runs on the hot path: no I/O, no locks.
-    fn on_request(&self, snapshot: &Snapshot, request: &GatewayRequest, decision: &mut Decision) -> FilterAction;
+    fn on_request(&self, live: &Live, request: &GatewayRequest, decision: &mut Decision) -> FilterAction;
 }
 
 /// What a filter decided.
@@ -39,6 +42,8 @@ pub struct Rejection {
     pub kind: &'static str,
     /// Human message.
     pub message: String,
+    /// The governance decision (`budget_exceeded`, ...), the error body's top-level `type`.
+    pub decision: Option<&'static str>,
 }
 
 impl Rejection {
@@ -48,6 +53,7 @@ impl Rejection {
             status: 400,
             kind: "invalid_request_error",
             message: message.into(),
+            decision: None,
         }
     }
 }
@@ -55,8 +61,12 @@ impl Rejection {
 /// What the chain has decided so far about a request.
 #[derive(Debug, Default)]
 pub struct Decision {
+    /// The caller's virtual key, when it presented one.
+    pub vk: Option<Arc<VirtualKeyRuntime>>,
     /// Attempts in order: the primary first, then each fallback.
     pub plan: Vec<Attempt>,
+    /// The primary attempt's reservations, when governance applies.
+    pub ticket: Option<Ticket>,
 }
 
 /// The ordered filters.
@@ -68,15 +78,19 @@ impl FilterChain {
     /// The chain every inference route runs.
     pub fn standard() -> FilterChain {
         FilterChain {
-            filters: vec![Box::new(RoutingFilter)],
+            filters: vec![
+                Box::new(AuthFilter),
+                Box::new(RoutingFilter),
+                Box::new(GovernanceFilter),
+            ],
         }
     }
 
     /// Runs every filter in order; the first rejection wins.
-    pub fn run(&self, snapshot: &Snapshot, request: &GatewayRequest) -> Result<Decision, Rejection> {
+    pub fn run(&self, live: &Live, request: &GatewayRequest) -> Result<Decision, Rejection> {
         let mut decision = Decision::default();
         for filter in &self.filters {
-            if let FilterAction::Reject(rejection) = filter.on_request(snapshot, request, &mut decision) {
+            if let FilterAction::Reject(rejection) = filter.on_request(live, request, &mut decision) {
                 return Err(rejection);
             }
         }

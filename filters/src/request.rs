@@ -2,6 +2,9 @@
 
 use asbru_store::catalog::RequestType;
 
+use crate::auth::Credentials;
+use crate::governance::Estimate;
+
 /// What the ingress decoded from the client's request.
 #[derive(Debug, Clone)]
 pub struct GatewayRequest {
@@ -15,4 +18,10 @@ pub struct GatewayRequest {
     pub default_provider: Option<&'static str>,
     /// Bifrost `fallbacks`, as sent.
     pub fallbacks: Vec<String>,
+    /// Credentials that may carry a virtual key.
+    pub credentials: Credentials,
+    /// What the request may use, for budget reservations.
+    pub estimate: Estimate,
+    /// Unix seconds when the request arrived.
+    pub now: i64,
 }

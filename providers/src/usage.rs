@@ -168,6 +168,77 @@ impl StreamUsage {
     }
 }
 
+/// Drops the final usage-only chunk (`"choices":[]` with `usage`) from an OpenAI stream whose
+/// usage the gateway asked for on the client's behalf; every other byte passes unchanged. Events
+/// are held back only until their blank-line terminator arrives.
+#[derive(Debug, Default)]
+pub struct UsageChunkFilter {
+    pending: Vec<u8>,
+}
+
+impl UsageChunkFilter {
+    /// A filter with nothing pending.
+    pub fn new() -> UsageChunkFilter {
+        UsageChunkFilter::default()
+    }
+
+    /// Feeds the next piece of the stream; what the client gets is appended to `out`.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        self.pending.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(len) = event_len(&self.pending[start..]) {
+            let event = &self.pending[start..start + len];
+            if !is_usage_only(event) {
+                out.extend_from_slice(event);
+            }
+            start += len;
+        }
+        self.pending.drain(..start);
+        if self.pending.len() > crate::sse::MAX_EVENT_BYTES {
+            out.append(&mut self.pending);
+        }
+    }
+
+    /// The stream ended: whatever is pending goes out as it is.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.pending);
+    }
+}
+
+/// The length of the first complete event in `buf`, terminator included.
+fn event_len(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 1 < buf.len() {
+        match (buf[i], buf[i + 1]) {
+            (b'\n', b'\n') | (b'\r', b'\r') => return Some(i + 2),
+            (b'\r', b'\n') if buf.get(i + 2..i + 4) == Some(b"\r\n") => return Some(i + 4),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn is_usage_only(event: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Chunk {
+        #[serde(default)]
+        choices: Vec<serde::de::IgnoredAny>,
+        #[serde(default)]
+        usage: Option<OpenAiUsage>,
+    }
+    let text = String::from_utf8_lossy(event);
+    let data: String = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if !data.contains("\"usage\"") {
+        return false;
+    }
+    serde_json::from_str::<Chunk>(&data).is_ok_and(|c| c.choices.is_empty() && c.usage.is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +267,23 @@ mod tests {
         let mut s = StreamUsage::new(StreamWire::OpenAi);
         s.observe(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}\n\ndata: [DONE]\n\n");
         assert_eq!(s.usage().output_tokens, 4);
+    }
+
+    #[test]
+    fn usage_chunk_filter_drops_only_the_usage_chunk_at_any_split() {
+        let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}\n\ndata: [DONE]\n\n";
+        let expected = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: [DONE]\n\n";
+        for split in 0..stream.len() {
+            let mut filter = UsageChunkFilter::new();
+            let mut out = Vec::new();
+            filter.feed(&stream[..split], &mut out);
+            filter.feed(&stream[split..], &mut out);
+            filter.finish(&mut out);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(expected),
+                "split {split}"
+            );
+        }
     }
 }

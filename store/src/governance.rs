@@ -77,6 +77,10 @@ pub struct RateLimit {
     pub token_current_usage: Option<u64>,
     /// Requests made in the current window, as persisted.
     pub request_current_usage: Option<u64>,
+    /// Start of the current token window, RFC 3339.
+    pub token_last_reset: Option<String>,
+    /// Start of the current request window, RFC 3339.
+    pub request_last_reset: Option<String>,
 }
 
 /// A customer.
@@ -145,6 +149,8 @@ pub struct VirtualKey {
     pub rate_limit: Option<RateLimit>,
     /// Providers this key may use; empty means none (unless `version: 1`).
     pub provider_configs: Vec<VirtualKeyProvider>,
+    /// Every configured provider is allowed, with every model (Bifrost v2.1).
+    pub allow_all_providers: Option<bool>,
     /// Expiry, RFC 3339.
     pub expires_at: Option<String>,
     /// Snap resets to UTC calendar boundaries.
@@ -159,11 +165,12 @@ pub struct VirtualKeyProvider {
     pub provider: String,
     /// Load-balancing weight; `null` keeps the provider out of balancing (explicit use only).
     pub weight: Option<f64>,
-    /// Models allowed; `["*"]` is all.
-    pub allowed_models: Vec<String>,
+    /// Models allowed; `["*"]` or leaving the field out is all, `[]` is none, a `regex:` prefix
+    /// marks a pattern.
+    pub allowed_models: Option<Vec<String>>,
     /// Models refused (win over `allowed_models`).
     pub blacklisted_models: Vec<String>,
-    /// Provider keys this VK may use, by name or id (Helm also spells it `keys`).
+    /// Provider keys this VK may use, by name or id (Helm also spells it `keys`); empty is all.
     #[serde(alias = "keys")]
     pub key_ids: Vec<String>,
     /// A budget by id.

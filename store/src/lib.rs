@@ -13,6 +13,7 @@ pub mod locate;
 pub mod model;
 pub mod secrets;
 pub mod snapshot;
+pub mod usage;
 
 pub use file::{ConfigError, Problem, load_file, load_str};
 pub use model::Config;

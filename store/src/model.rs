@@ -213,6 +213,9 @@ pub struct ClientConfig {
     /// A virtual key is mandatory on inference routes.
     #[serde(alias = "enforce_governance_header", alias = "is_vk_mandatory")]
     pub enforce_auth_on_inference: Option<bool>,
+    /// Output tokens a budget reservation assumes when a request sets no `max_tokens`
+    /// (asbru; default 4096).
+    pub default_max_output_tokens: Option<u64>,
     /// Accept a caller-supplied provider key.
     pub allow_direct_keys: Option<bool>,
     /// Turn request logging on or off.

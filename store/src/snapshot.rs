@@ -83,13 +83,31 @@ impl Snapshot {
 }
 
 /// The file's process settings with the store's providers and governance: what a snapshot is
-/// built from when a config store is in use.
+/// built from when a config store is in use. (Model pricing rows synced into the store are read
+/// by the gateway separately; the bundled table covers the defaults.)
 pub fn effective_config(
     file: &Config,
     store: &dyn crate::backend::ConfigStore,
 ) -> Result<Config, crate::backend::StoreError> {
+    use crate::governance::*;
     let mut config = file.clone();
     config.providers = store.providers()?;
+    let file_governance = file.governance.clone().unwrap_or_default();
+    config.governance = Some(GovernanceConfig {
+        budgets: store.list::<Budget>()?,
+        rate_limits: store.list::<RateLimit>()?,
+        customers: store.list::<Customer>()?,
+        teams: store.list::<Team>()?,
+        virtual_keys: store.list::<VirtualKey>()?,
+        model_configs: store.list::<ModelConfig>()?,
+        providers: store.list::<ProviderGovernance>()?,
+        routing_rules: store.list::<RoutingRule>()?,
+        pricing_overrides: store.list::<PricingOverride>()?,
+        auth_config: match store.setting("auth_config")? {
+            Some(value) => Some(value),
+            None => file_governance.auth_config,
+        },
+    });
     Ok(config)
 }
 

@@ -482,7 +482,7 @@ fn every_governance_entity_round_trips() {
             provider_configs: vec![VirtualKeyProvider {
                 provider: "openai".into(),
                 weight: None,
-                allowed_models: vec!["*".into()],
+                allowed_models: Some(vec!["*".into()]),
                 ..VirtualKeyProvider::default()
             }],
             ..VirtualKey::default()

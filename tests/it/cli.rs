@@ -143,7 +143,7 @@ fn migrate_creates_upgrades_and_refuses_bad_files() {
             .output()
             .expect("run");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stdout).contains("schema version 4"));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("schema version 5"));
     }
     assert!(db.exists());
 

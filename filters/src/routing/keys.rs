@@ -34,6 +34,18 @@ pub fn select<'a, R: Rng + ?Sized>(
     avoid: &[usize],
     rng: &mut R,
 ) -> Result<Choice<'a>, KeyError> {
+    select_within(provider, model, avoid, None, rng)
+}
+
+/// Like [`select`], restricted to the keys whose id or name is in `allowed` (a virtual key's
+/// `key_ids`), when given. The restriction is never relaxed.
+pub fn select_within<'a, R: Rng + ?Sized>(
+    provider: &'a ProviderRuntime,
+    model: &str,
+    avoid: &[usize],
+    allowed: Option<&[String]>,
+    rng: &mut R,
+) -> Result<Choice<'a>, KeyError> {
     if provider.keyless {
         return Ok(None);
     }
@@ -43,8 +55,9 @@ pub fn select<'a, R: Rng + ?Sized>(
         });
     }
     let keys = &provider.keys;
-    let pick =
-        pick_weighted(keys, model, |i| !avoid.contains(&i), rng).or_else(|| pick_weighted(keys, model, |_| true, rng));
+    let permitted = |i: usize| allowed.is_none_or(|ids| ids.iter().any(|id| *id == keys[i].id || *id == keys[i].name));
+    let pick = pick_weighted(keys, model, |i| permitted(i) && !avoid.contains(&i), rng)
+        .or_else(|| pick_weighted(keys, model, permitted, rng));
     match pick {
         Some(i) => Ok(Some((i, &keys[i]))),
         None => Err(KeyError::NoneForModel {

@@ -1,5 +1,7 @@
 //! The plan of attempts: the primary target from the request's `model`, then each of its
-//! `fallbacks` in order (spec §7.3).
+//! `fallbacks` in order (spec §7.3). A bare model name sent with a virtual key that has provider
+//! configs goes to one of the key's providers, chosen by weight, and the others become its
+//! fallbacks when the request names none (spec §7.1).
 
 use std::sync::Arc;
 
@@ -7,7 +9,11 @@ use asbru_store::Snapshot;
 use asbru_store::catalog::{self, RequestType};
 use asbru_store::snapshot::ProviderRuntime;
 
+use rand::Rng;
+
 use crate::chain::{Decision, Filter, FilterAction, Rejection};
+use crate::governance::VirtualKeyRuntime;
+use crate::live::Live;
 use crate::request::GatewayRequest;
 
 /// One target to try.
@@ -19,6 +25,9 @@ pub struct Attempt {
     pub model: String,
     /// 0 for the primary, n for the n-th fallback.
     pub fallback_index: usize,
+    /// Provider keys this attempt may use, by id or name (a virtual key's `key_ids`); `None`
+    /// means any.
+    pub key_ids: Option<Arc<[String]>>,
 }
 
 /// Builds the plan from the request's model and fallbacks.
@@ -29,7 +38,26 @@ impl Filter for RoutingFilter {
         "routing"
     }
 
-    fn on_request(&self, snapshot: &Snapshot, request: &GatewayRequest, decision: &mut Decision) -> FilterAction {
+    fn on_request(&self, live: &Live, request: &GatewayRequest, decision: &mut Decision) -> FilterAction {
+        let snapshot = &live.snapshot;
+        let vk = decision.vk.clone();
+        let bare = request.default_provider.is_none() && split_model(snapshot, &request.model_requested).0.is_none();
+        if bare
+            && let Some(vk) = vk.as_deref()
+            && let Some(targets) = vk_targets(snapshot, vk, request)
+        {
+            let auto_fallbacks = request.fallbacks.is_empty();
+            for (index, (provider, model)) in targets.into_iter().enumerate() {
+                if index > 0 && !auto_fallbacks {
+                    break;
+                }
+                decision.plan.push(attempt(Some(vk), provider, model, index));
+            }
+            if !auto_fallbacks {
+                push_fallbacks(snapshot, request, Some(vk), decision);
+            }
+            return FilterAction::Continue;
+        }
         let primary = match resolve_target(snapshot, &request.model_requested, request.default_provider) {
             Ok(target) => target,
             Err(rejection) => return FilterAction::Reject(rejection),
@@ -37,26 +65,83 @@ impl Filter for RoutingFilter {
         if let Err(rejection) = check_serves(&primary.0, request.request_type, request.stream) {
             return FilterAction::Reject(rejection);
         }
-        decision.plan.push(Attempt {
-            provider: primary.0,
-            model: primary.1,
-            fallback_index: 0,
-        });
-        // Unusable fallbacks are dropped, as Bifrost does: a bad fallback must not fail a good primary.
-        let fallbacks = request
-            .fallbacks
-            .iter()
-            .filter_map(|raw| explicit_target(snapshot, raw))
-            .filter(|(provider, _)| check_serves(provider, request.request_type, request.stream).is_ok());
-        for (index, (provider, model)) in fallbacks.enumerate() {
-            decision.plan.push(Attempt {
-                provider,
-                model,
-                fallback_index: index + 1,
-            });
-        }
+        decision.plan.push(attempt(vk.as_deref(), primary.0, primary.1, 0));
+        push_fallbacks(snapshot, request, vk.as_deref(), decision);
         FilterAction::Continue
     }
+}
+
+fn attempt(vk: Option<&VirtualKeyRuntime>, provider: Arc<ProviderRuntime>, model: String, index: usize) -> Attempt {
+    let key_ids = vk
+        .and_then(|vk| vk.access(&provider.name))
+        .filter(|a| !a.key_ids.is_empty())
+        .map(|a| a.key_ids.clone());
+    Attempt {
+        provider,
+        model,
+        fallback_index: index,
+        key_ids,
+    }
+}
+
+/// The request's own fallbacks. Unusable ones are dropped, as Bifrost does: a bad fallback must
+/// not fail a good primary.
+fn push_fallbacks(
+    snapshot: &Snapshot,
+    request: &GatewayRequest,
+    vk: Option<&VirtualKeyRuntime>,
+    decision: &mut Decision,
+) {
+    let fallbacks = request
+        .fallbacks
+        .iter()
+        .filter_map(|raw| explicit_target(snapshot, raw))
+        .filter(|(provider, _)| check_serves(provider, request.request_type, request.stream).is_ok());
+    let first = decision.plan.len();
+    for (index, (provider, model)) in fallbacks.enumerate() {
+        decision.plan.push(attempt(vk, provider, model, first + index));
+    }
+}
+
+/// The virtual key's providers that serve `model`: one picked by weight first, then the others
+/// by weight, heaviest first. `None` when the key has no eligible provider.
+fn vk_targets(
+    snapshot: &Snapshot,
+    vk: &VirtualKeyRuntime,
+    request: &GatewayRequest,
+) -> Option<Vec<(Arc<ProviderRuntime>, String)>> {
+    let model = request.model_requested.as_str();
+    let mut eligible: Vec<(f64, Arc<ProviderRuntime>)> = vk
+        .provider_configs
+        .iter()
+        .filter(|a| a.weight.is_some_and(|w| w > 0.0) && a.allows(model))
+        .filter_map(|a| {
+            let provider = snapshot.provider(&a.provider)?;
+            check_serves(provider, request.request_type, request.stream).ok()?;
+            Some((a.weight.unwrap_or(0.0), provider.clone()))
+        })
+        .collect();
+    if eligible.is_empty() {
+        return None;
+    }
+    let total: f64 = eligible.iter().map(|(w, _)| w).sum();
+    let mut point = rand::rng().random::<f64>() * total;
+    let mut chosen = eligible.len() - 1;
+    for (i, (weight, _)) in eligible.iter().enumerate() {
+        if point < *weight {
+            chosen = i;
+            break;
+        }
+        point -= weight;
+    }
+    let first = eligible.remove(chosen);
+    eligible.sort_by(|a, b| b.0.total_cmp(&a.0));
+    Some(
+        std::iter::once(first)
+            .chain(eligible)
+            .map(|(_, provider)| (provider, model.to_string()))
+            .collect(),
+    )
 }
 
 fn is_provider_name(snapshot: &Snapshot, name: &str) -> bool {
@@ -147,9 +232,10 @@ mod tests {
     use crate::chain::FilterChain;
     use asbru_store::load_str;
 
-    fn snapshot(src: &str) -> Snapshot {
+    fn snapshot(src: &str) -> Live {
         let loaded = load_str(src, "t.yaml").expect("valid");
-        Snapshot::build_with(&loaded.config, &|_| None).0
+        let registry = Arc::new(crate::governance::Registry::new());
+        Live::build_with(&loaded.config, &registry, 0, &|_| None).0
     }
 
     fn request(model: &str, fallbacks: &[&str], default_provider: Option<&'static str>) -> GatewayRequest {
@@ -159,6 +245,9 @@ mod tests {
             model_requested: model.to_string(),
             default_provider,
             fallbacks: fallbacks.iter().map(|s| s.to_string()).collect(),
+            credentials: Default::default(),
+            estimate: Default::default(),
+            now: 0,
         }
     }
 

@@ -6,7 +6,7 @@ use super::chat_stream::ChatToMessagesStream;
 use super::messages_stream::MessagesToChatStream;
 use super::{TranslateError, chat_to_messages, messages_to_chat};
 use crate::formats::openai::RequestHead;
-use crate::usage::{self, StreamUsage, StreamWire, Usage};
+use crate::usage::{self, StreamUsage, StreamWire, Usage, UsageChunkFilter};
 
 /// A wire format, as seen by the translators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,10 @@ pub struct Prepared {
 }
 
 /// Builds the upstream body for one attempt. `created` stamps translated OpenAI replies.
+///
+/// With `want_usage`, an OpenAI-wire stream is asked for its final usage chunk
+/// (`stream_options.include_usage`); if the client had not asked for it, that chunk is dropped
+/// from the reply.
 pub fn prepare(
     ingress: Wire,
     upstream: Wire,
@@ -33,14 +37,27 @@ pub fn prepare(
     raw: &[u8],
     upstream_model: &str,
     created: u64,
+    want_usage: bool,
 ) -> Result<Prepared, TranslateError> {
     let invalid = |e: serde_json::Error| TranslateError::InvalidRequest(e.to_string());
     let (body, reply) = match (ingress, upstream) {
-        (Wire::OpenAi, Wire::OpenAi) | (Wire::Anthropic, Wire::Anthropic) => (
+        (Wire::OpenAi, Wire::OpenAi) => {
+            let inject = want_usage && head.stream && !head.include_usage;
+            (
+                head.upstream_body_with(raw, upstream_model, inject),
+                ReplyTranslator::Passthrough {
+                    usage: StreamUsage::new(StreamWire::OpenAi),
+                    wire: upstream,
+                    strip: inject.then(UsageChunkFilter::new),
+                },
+            )
+        }
+        (Wire::Anthropic, Wire::Anthropic) => (
             head.upstream_body(raw, upstream_model),
             ReplyTranslator::Passthrough {
-                usage: StreamUsage::new(stream_wire(upstream)),
+                usage: StreamUsage::new(StreamWire::Anthropic),
                 wire: upstream,
+                strip: None,
             },
         ),
         (Wire::OpenAi, Wire::Anthropic) => {
@@ -68,13 +85,6 @@ pub fn prepare(
     Ok(Prepared { body, reply })
 }
 
-fn stream_wire(wire: Wire) -> StreamWire {
-    match wire {
-        Wire::OpenAi => StreamWire::OpenAi,
-        Wire::Anthropic => StreamWire::Anthropic,
-    }
-}
-
 /// Turns the upstream's successful reply into the ingress format, and reads its usage.
 pub enum ReplyTranslator {
     /// Same wire: bytes go through untouched; usage is read on the side.
@@ -83,6 +93,8 @@ pub enum ReplyTranslator {
         usage: StreamUsage,
         /// The wire.
         wire: Wire,
+        /// Drops the usage chunk the gateway asked for on the client's behalf.
+        strip: Option<UsageChunkFilter>,
     },
     /// Anthropic reply to an OpenAI client.
     ChatFromMessages {
@@ -99,9 +111,14 @@ pub enum ReplyTranslator {
 }
 
 impl ReplyTranslator {
-    /// Whether the reply bytes pass through unchanged.
+    /// Whether the reply passes through untranslated (same wire).
     pub fn is_passthrough(&self) -> bool {
         matches!(self, ReplyTranslator::Passthrough { .. })
+    }
+
+    /// Whether streamed bytes go to the client exactly as read (the caller relays them itself).
+    pub fn relays_verbatim(&self) -> bool {
+        matches!(self, ReplyTranslator::Passthrough { strip: None, .. })
     }
 
     /// Translates a complete non-stream reply body; returns the body to send and its usage.
@@ -130,11 +147,17 @@ impl ReplyTranslator {
         }
     }
 
-    /// Feeds a piece of a streamed reply. For pass-through the caller relays `bytes` itself and
-    /// nothing is appended to `out`; otherwise `out` receives the translated events.
+    /// Feeds a piece of a streamed reply. When [`ReplyTranslator::relays_verbatim`], the caller
+    /// relays `bytes` itself and nothing is appended to `out`; otherwise `out` receives what the
+    /// client gets.
     pub fn stream(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         match self {
-            ReplyTranslator::Passthrough { usage, .. } => usage.observe(bytes),
+            ReplyTranslator::Passthrough { usage, strip, .. } => {
+                usage.observe(bytes);
+                if let Some(filter) = strip {
+                    filter.feed(bytes, out);
+                }
+            }
             ReplyTranslator::ChatFromMessages { stream, .. } => stream.feed(bytes, out),
             ReplyTranslator::MessagesFromChat { stream } => stream.feed(bytes, out),
         }
@@ -142,9 +165,18 @@ impl ReplyTranslator {
 
     /// The upstream stream ended cleanly: close what the ingress format needs closed.
     pub fn stream_end(&mut self, out: &mut Vec<u8>) {
-        if let ReplyTranslator::MessagesFromChat { stream } = self {
-            stream.finish(out);
+        match self {
+            ReplyTranslator::MessagesFromChat { stream } => stream.finish(out),
+            ReplyTranslator::Passthrough {
+                strip: Some(filter), ..
+            } => filter.finish(out),
+            _ => {}
         }
+    }
+
+    /// The usage the provider reported, if it reported any.
+    pub fn reported_usage(&self) -> Option<Usage> {
+        Some(self.usage()).filter(|u| *u != Usage::default())
     }
 
     /// Usage seen so far in a stream.

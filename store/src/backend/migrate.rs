@@ -33,6 +33,11 @@ pub const SQLITE: &[Migration] = &[
         name: "entity_encryption_status",
         sql: include_str!("../../migrations/sqlite/0004_entity_encryption_status.sql"),
     },
+    Migration {
+        version: 5,
+        name: "governance_usage",
+        sql: include_str!("../../migrations/sqlite/0005_governance_usage.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -56,6 +61,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 4,
         name: "entity_encryption_status",
         sql: include_str!("../../migrations/postgres/0004_entity_encryption_status.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "governance_usage",
+        sql: include_str!("../../migrations/postgres/0005_governance_usage.sql"),
     },
 ];
 

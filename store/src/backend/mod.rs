@@ -118,6 +118,11 @@ pub trait ConfigStore: Send + Sync {
     fn schema_version(&self) -> Result<u32, StoreError>;
     /// Checks the database answers.
     fn ping(&self) -> Result<(), StoreError>;
+    /// Every persisted governance counter (see [`crate::usage`]).
+    fn load_usage(&self) -> Result<Vec<crate::usage::UsageRecord>, StoreError>;
+    /// Creates or replaces these counters, in one transaction. Usage is not config: this does not
+    /// bump the config version.
+    fn save_usage(&self, records: &[crate::usage::UsageRecord]) -> Result<(), StoreError>;
     /// Blocks until another writer may have changed the config, or `timeout` passes. The default
     /// just waits; PostgreSQL returns early on a NOTIFY from any node's committed write.
     fn wait_for_change(&self, timeout: std::time::Duration) {

@@ -17,6 +17,7 @@ use super::migrate::{self, Migration};
 use super::{ConfigStore, KeyRow, StoreError, StoredDoc, Tx, TxBody, join_provider, panic_message, split_provider};
 use crate::model::ProviderConfig;
 use crate::secrets::{Cipher, EncryptionStatus};
+use crate::usage::UsageRecord;
 use std::sync::Arc;
 
 /// Advisory lock id taken while migrating ("asbru" in ASCII).
@@ -395,6 +396,34 @@ impl ConfigStore for PostgresStore {
     fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         conn.execute("SELECT 1", &[]).map_err(db_error).map(|_| ())
+    }
+
+    fn load_usage(&self) -> Result<Vec<UsageRecord>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows = conn
+            .query("SELECT doc_json FROM governance_usage ORDER BY counter_id", &[])
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let text: String = row.get(0);
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("usage row: {e}")))
+            })
+            .collect()
+    }
+
+    fn save_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(db_error)?;
+        for record in records {
+            let doc = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO governance_usage (counter_id, doc_json) VALUES ($1, $2)
+                 ON CONFLICT (counter_id) DO UPDATE SET doc_json = excluded.doc_json, updated_at = now()",
+                &[&record.counter_id, &doc],
+            )
+            .map_err(db_error)?;
+        }
+        tx.commit().map_err(db_error)
     }
 
     fn wait_for_change(&self, timeout: Duration) {

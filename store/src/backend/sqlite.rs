@@ -14,6 +14,7 @@ use super::migrate::{self, Migration};
 use super::{ConfigStore, KeyRow, StoreError, StoredDoc, Tx, TxBody, join_provider, panic_message, split_provider};
 use crate::model::ProviderConfig;
 use crate::secrets::{Cipher, EncryptionStatus};
+use crate::usage::UsageRecord;
 use std::sync::Arc;
 
 /// How long a writer waits for the database lock before failing.
@@ -378,5 +379,37 @@ impl ConfigStore for SqliteStore {
         conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
             .map_err(db_error)
             .map(|_| ())
+    }
+
+    fn load_usage(&self) -> Result<Vec<UsageRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare("SELECT doc_json FROM governance_usage ORDER BY counter_id")
+            .map_err(db_error)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db_error)?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|text| serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("usage row: {e}"))))
+            .collect()
+    }
+
+    fn save_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_error)?;
+        for record in records {
+            let doc = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO governance_usage (counter_id, doc_json) VALUES (?1, ?2)
+                 ON CONFLICT(counter_id) DO UPDATE SET doc_json = excluded.doc_json, updated_at = CURRENT_TIMESTAMP",
+                params![record.counter_id, doc],
+            )
+            .map_err(db_error)?;
+        }
+        tx.commit().map_err(db_error)
     }
 }

@@ -18,8 +18,14 @@ pub struct RequestHead {
     pub stream: bool,
     /// Bifrost's `fallbacks: ["provider/model", ...]`.
     pub fallbacks: Vec<String>,
+    /// `max_completion_tokens`, else `max_tokens` (OpenAI and Anthropic spell it so).
+    pub max_tokens: Option<u64>,
+    /// `stream_options.include_usage: true`: the client asked for the final usage chunk.
+    pub include_usage: bool,
     model_span: Option<Range<usize>>,
     fallbacks_member: Option<Range<usize>>,
+    stream_options: Option<Range<usize>>,
+    object_start: usize,
 }
 
 /// Why a body cannot be read.
@@ -41,6 +47,18 @@ struct Probe<'a> {
     stream: Option<bool>,
     #[serde(borrow, default)]
     fallbacks: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream_options: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
 }
 
 impl RequestHead {
@@ -84,19 +102,44 @@ impl RequestHead {
                 (list.unwrap_or_default(), span)
             }
         };
+        let count = |raw: Option<&RawValue>| raw.and_then(|r| serde_json::from_str::<u64>(r.get()).ok());
+        let include_usage = probe
+            .stream_options
+            .and_then(|r| serde_json::from_str::<StreamOptions>(r.get()).ok())
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        let stream_options = probe
+            .stream_options
+            .filter(|r| r.get().starts_with('{'))
+            .and_then(|r| edit::offset_in(body, r.get().as_bytes()));
+        let object_start = body.iter().position(|b| *b == b'{').unwrap_or(0);
         Ok(RequestHead {
             model,
             stream: probe.stream.unwrap_or(false),
             fallbacks,
+            max_tokens: count(probe.max_completion_tokens).or(count(probe.max_tokens)),
+            include_usage,
             model_span,
             fallbacks_member,
+            stream_options,
+            object_start,
         })
     }
 
     /// The body to send upstream: `model` set to `upstream_model`, `fallbacks` removed, every
     /// other byte unchanged.
     pub fn upstream_body(&self, body: &[u8], upstream_model: &str) -> Vec<u8> {
-        let mut edits: Vec<Edit> = Vec::with_capacity(2);
+        self.upstream_body_with(body, upstream_model, false)
+    }
+
+    /// [`RequestHead::upstream_body`], also asking an OpenAI-wire stream for its final usage
+    /// chunk (`stream_options.include_usage: true`) when `want_usage` is set and the client did
+    /// not ask for it. Other `stream_options` members are kept.
+    pub fn upstream_body_with(&self, body: &[u8], upstream_model: &str, want_usage: bool) -> Vec<u8> {
+        let mut edits: Vec<Edit> = Vec::with_capacity(3);
+        if want_usage && self.stream && !self.include_usage {
+            edits.push(self.usage_edit(body));
+        }
         if let Some(span) = &self.model_span {
             let encoded = serde_json::to_vec(upstream_model).unwrap_or_else(|_| b"\"\"".to_vec());
             if body.get(span.clone()) != Some(encoded.as_slice()) {
@@ -117,6 +160,33 @@ impl RequestHead {
         }
         edit::apply(body, &mut edits)
     }
+
+    /// The edit that turns `include_usage` on: merged into an existing `stream_options` object,
+    /// or a new member right after the body's opening brace.
+    fn usage_edit(&self, body: &[u8]) -> Edit {
+        if let Some(span) = &self.stream_options
+            && let Some(mut options) = body
+                .get(span.clone())
+                .and_then(|raw| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(raw).ok())
+        {
+            options.insert("include_usage".to_string(), serde_json::Value::Bool(true));
+            return Edit {
+                range: span.clone(),
+                replacement: serde_json::to_vec(&options).unwrap_or_else(|_| br#"{"include_usage":true}"#.to_vec()),
+            };
+        }
+        let at = self.object_start + 1;
+        let empty = body[at..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+        let member: &[u8] = if empty {
+            br#""stream_options":{"include_usage":true}"#
+        } else {
+            br#""stream_options":{"include_usage":true},"#
+        };
+        Edit {
+            range: at..at,
+            replacement: member.to_vec(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -132,6 +202,32 @@ mod tests {
         let out = head.upstream_body(body, "gpt-4o-mini");
         let expected = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"x_custom":{"keep":  [1, 2.50, "\u00e9"]},"stream":true}"#;
         assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(expected));
+    }
+
+    #[test]
+    fn asks_for_stream_usage_keeping_other_options() {
+        let body = br#"{"model":"openai/a","stream":true,"max_tokens":20,"messages":[]}"#;
+        let head = RequestHead::parse(body).expect("parse");
+        assert_eq!(head.max_tokens, Some(20));
+        assert!(!head.include_usage);
+        let out = head.upstream_body_with(body, "a", true);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            r#"{"stream_options":{"include_usage":true},"model":"a","stream":true,"max_tokens":20,"messages":[]}"#
+        );
+        let body = br#"{"model":"a","stream":true,"stream_options":{"include_obfuscation":false},"max_completion_tokens":7,"max_tokens":99}"#;
+        let head = RequestHead::parse(body).expect("parse");
+        assert_eq!(head.max_tokens, Some(7));
+        let out: serde_json::Value = serde_json::from_slice(&head.upstream_body_with(body, "a", true)).expect("json");
+        assert_eq!(out["stream_options"]["include_usage"], true);
+        assert_eq!(out["stream_options"]["include_obfuscation"], false);
+        let asked = br#"{"model":"a","stream":true,"stream_options":{"include_usage":true}}"#;
+        let head = RequestHead::parse(asked).expect("parse");
+        assert!(head.include_usage);
+        assert_eq!(head.upstream_body_with(asked, "a", true), asked.to_vec());
+        let not_stream = br#"{"model":"a"}"#;
+        let head = RequestHead::parse(not_stream).expect("parse");
+        assert_eq!(head.upstream_body_with(not_stream, "a", true), not_stream.to_vec());
     }
 
     #[test]

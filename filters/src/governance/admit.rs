@@ -1,0 +1,379 @@
+//! Admission: every cap that touches an attempt is checked in the spec's order (§6.1: provider,
+//! model, then the key's status, provider and model access, rate limits, and budgets up the
+//! hierarchy), and the attempt's maximum cost is reserved on every budget at once. The first cap
+//! hit wins and undoes what was reserved before it, so a request is admitted on all caps or none.
+//!
+//! The [`Ticket`] an admitted attempt carries is settled after the response: charged at actual
+//! cost (or at the reservation when the outcome is unknown), or released when nothing was spent.
+
+use std::sync::Arc;
+
+use super::meter::Meter;
+use super::runtime::{Governance, LimitCap, RateCap, Scope, VirtualKeyRuntime};
+use crate::chain::Rejection;
+use crate::pricing::{Price, TokenUsage, to_dollars};
+
+/// What a request may use, for the reservation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Estimate {
+    /// Upper bound on prompt tokens (the body's byte length: a token is at least a byte).
+    pub input_tokens: u64,
+    /// The request's `max_tokens`, when it sets one.
+    pub max_output_tokens: Option<u64>,
+}
+
+/// Governance decisions (the top-level `type` of the error body).
+pub mod decision {
+    /// No key and one is mandatory.
+    pub const VIRTUAL_KEY_REQUIRED: &str = "virtual_key_required";
+    /// Unknown key.
+    pub const VIRTUAL_KEY_NOT_FOUND: &str = "virtual_key_not_found";
+    /// Inactive or expired key.
+    pub const VIRTUAL_KEY_BLOCKED: &str = "virtual_key_blocked";
+    /// Provider not allowed for the key.
+    pub const PROVIDER_BLOCKED: &str = "provider_blocked";
+    /// Model not allowed for the key.
+    pub const MODEL_BLOCKED: &str = "model_blocked";
+    /// Token and request caps both hit.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// Token cap hit.
+    pub const TOKEN_LIMITED: &str = "token_limited";
+    /// Request cap hit.
+    pub const REQUEST_LIMITED: &str = "request_limited";
+    /// A budget has no room for the request.
+    pub const BUDGET_EXCEEDED: &str = "budget_exceeded";
+}
+
+/// A governance refusal with its status.
+pub fn refusal(status: u16, kind: &'static str, message: String) -> Rejection {
+    Rejection {
+        status,
+        kind,
+        message,
+        decision: Some(kind),
+    }
+}
+
+/// Checks the key's status and its access to `provider` and `model`, reserving nothing.
+pub fn check_access(vk: &VirtualKeyRuntime, provider: &str, model: &str, now: i64) -> Result<(), Rejection> {
+    if !vk.active {
+        return Err(refusal(
+            403,
+            decision::VIRTUAL_KEY_BLOCKED,
+            "Virtual key is inactive".into(),
+        ));
+    }
+    if vk.expires_at.is_some_and(|at| now >= at) {
+        return Err(refusal(
+            403,
+            decision::VIRTUAL_KEY_BLOCKED,
+            "Virtual key has expired".into(),
+        ));
+    }
+    if vk.allow_all_providers {
+        return Ok(());
+    }
+    let Some(access) = vk.access(provider) else {
+        return Err(refusal(
+            403,
+            decision::PROVIDER_BLOCKED,
+            format!("Provider '{provider}' is not allowed for virtual key '{}'", vk.id),
+        ));
+    };
+    if !access.allows(model) {
+        return Err(refusal(
+            403,
+            decision::MODEL_BLOCKED,
+            format!("Model '{model}' is not allowed for virtual key '{}'", vk.id),
+        ));
+    }
+    Ok(())
+}
+
+/// Admits one attempt at `provider`/`model`: checks and reserves on every cap, or refuses.
+pub fn admit(
+    gov: &Governance,
+    vk: Option<&VirtualKeyRuntime>,
+    provider: &str,
+    model: &str,
+    estimate: &Estimate,
+    now: i64,
+) -> Result<Ticket, Rejection> {
+    let price = gov.pricing.lookup(provider, model);
+    let max_output = estimate.max_output_tokens.unwrap_or(gov.default_max_output_tokens);
+    let amount = price
+        .map(|p| p.max_cost_micros(estimate.input_tokens, max_output))
+        .unwrap_or(0);
+    let mut ticket = Ticket {
+        reserved: amount,
+        budgets: Vec::new(),
+        tokens: Vec::new(),
+        requests: Vec::new(),
+        price,
+        estimate_tokens: estimate.input_tokens.saturating_add(max_output),
+        state: State::Admitted,
+    };
+    match reserve_all(gov, vk, provider, model, now, &mut ticket) {
+        Ok(()) => Ok(ticket),
+        Err(rejection) => {
+            ticket.release();
+            Err(rejection)
+        }
+    }
+}
+
+fn reserve_all(
+    gov: &Governance,
+    vk: Option<&VirtualKeyRuntime>,
+    provider: &str,
+    model: &str,
+    now: i64,
+    ticket: &mut Ticket,
+) -> Result<(), Rejection> {
+    if let Some(scope) = gov.providers.get(provider) {
+        ticket.rate(scope, now)?;
+        ticket.budgets(scope, now)?;
+    }
+    for m in gov.models.iter().filter(|m| m.covers(provider, model)) {
+        ticket.rate(&m.scope, now)?;
+        ticket.budgets(&m.scope, now)?;
+    }
+    let Some(vk) = vk else {
+        return Ok(());
+    };
+    check_access(vk, provider, model, now)?;
+    let access = vk.access(provider).map(|a| &a.scope);
+    let team = vk.team.as_deref();
+    let customer = vk.customer.as_deref();
+    for scope in [Some(&vk.scope), access, team, customer].into_iter().flatten() {
+        ticket.rate(scope, now)?;
+    }
+    for scope in [access, Some(&vk.scope), team, customer].into_iter().flatten() {
+        ticket.budgets(scope, now)?;
+    }
+    for m in vk.model_scopes.iter().filter(|m| m.covers(provider, model)) {
+        ticket.rate(&m.scope, now)?;
+        ticket.budgets(&m.scope, now)?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reserved; nothing sent upstream yet.
+    Admitted,
+    /// The request went upstream: the provider may be doing (billable) work.
+    Sent,
+    /// Charged or released.
+    Closed,
+}
+
+/// What a settled ticket charged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Charge {
+    /// Micro-dollars charged to every budget.
+    pub cost_micros: i64,
+    /// Tokens counted on every token limit.
+    pub tokens: u64,
+    /// The model had no price: the cost is 0.
+    pub unpriced: bool,
+    /// No usage was reported: the reservation was charged.
+    pub estimated: bool,
+}
+
+/// An admitted attempt's reservations. Settle it with [`Ticket::charge`] or
+/// [`Ticket::release`]; dropped unsettled, it releases if nothing was sent and charges the
+/// reservation if the request had gone upstream.
+#[derive(Debug)]
+pub struct Ticket {
+    reserved: i64,
+    budgets: Vec<Arc<Meter>>,
+    tokens: Vec<Arc<Meter>>,
+    requests: Vec<Arc<Meter>>,
+    price: Option<Price>,
+    estimate_tokens: u64,
+    state: State,
+}
+
+fn holds(list: &[Arc<Meter>], meter: &Arc<Meter>) -> bool {
+    list.iter().any(|m| Arc::ptr_eq(m, meter))
+}
+
+impl Ticket {
+    /// A ticket that reserves nothing (no governance applies).
+    pub fn free() -> Ticket {
+        Ticket {
+            reserved: 0,
+            budgets: Vec::new(),
+            tokens: Vec::new(),
+            requests: Vec::new(),
+            price: None,
+            estimate_tokens: 0,
+            state: State::Closed,
+        }
+    }
+
+    fn rate(&mut self, scope: &Scope, now: i64) -> Result<(), Rejection> {
+        let Some(rate) = &scope.rate else {
+            return Ok(());
+        };
+        let tokens = rate.tokens.as_ref().filter(|c| !holds(&self.tokens, &c.meter));
+        let requests = rate.requests.as_ref().filter(|c| !holds(&self.requests, &c.meter));
+        let token_hit = tokens.and_then(|cap| {
+            cap.meter.roll(&cap.window, now);
+            cap.meter.check_below(cap.max).err().map(|seen| (cap, seen))
+        });
+        let request_hit = match requests {
+            Some(cap) => {
+                cap.meter.roll(&cap.window, now);
+                match cap.meter.try_reserve(1, cap.max) {
+                    Ok(()) => {
+                        self.requests.push(cap.meter.clone());
+                        None
+                    }
+                    Err(seen) => Some((cap, seen)),
+                }
+            }
+            None => None,
+        };
+        let limit = |what: &str, (cap, seen): (&LimitCap, i64)| {
+            format!(
+                "{what} limit exceeded ({seen}/{}, resets every {})",
+                cap.max, cap.duration
+            )
+        };
+        let message = |rate: &RateCap, details: String| {
+            format!(
+                "Rate limit exceeded: {} rate limit {} [{details}]",
+                scope.label, rate.name
+            )
+        };
+        match (token_hit, request_hit) {
+            (None, None) => {
+                if let Some(cap) = tokens {
+                    self.tokens.push(cap.meter.clone());
+                }
+                Ok(())
+            }
+            (Some(t), Some(r)) => Err(refusal(
+                429,
+                decision::RATE_LIMITED,
+                message(rate, format!("{}; {}", limit("token", t), limit("request", r))),
+            )),
+            (Some(t), None) => Err(refusal(429, decision::TOKEN_LIMITED, message(rate, limit("token", t)))),
+            (None, Some(r)) => Err(refusal(
+                429,
+                decision::REQUEST_LIMITED,
+                message(rate, limit("request", r)),
+            )),
+        }
+    }
+
+    fn budgets(&mut self, scope: &Scope, now: i64) -> Result<(), Rejection> {
+        for cap in &scope.budgets {
+            if holds(&self.budgets, &cap.meter) {
+                continue;
+            }
+            cap.meter.roll(&cap.window, now);
+            if let Err(seen) = cap.meter.try_reserve(self.reserved, cap.max_micros) {
+                let detail = if seen >= cap.max_micros {
+                    format!("{:.4} >= {:.4} dollars", to_dollars(seen), to_dollars(cap.max_micros))
+                } else {
+                    format!(
+                        "{:.4} used + up to {:.4} for this request > {:.4} dollars",
+                        to_dollars(seen),
+                        to_dollars(self.reserved),
+                        to_dollars(cap.max_micros)
+                    )
+                };
+                return Err(refusal(
+                    402,
+                    decision::BUDGET_EXCEEDED,
+                    format!(
+                        "Budget exceeded: {} {} (resets every {}) exceeded: {detail}",
+                        scope.label, cap.name, cap.duration
+                    ),
+                ));
+            }
+            self.budgets.push(cap.meter.clone());
+        }
+        Ok(())
+    }
+
+    /// Micro-dollars reserved on each budget.
+    pub fn reserved_micros(&self) -> i64 {
+        self.reserved
+    }
+
+    /// Whether the model has no price (its cost is 0).
+    pub fn is_unpriced(&self) -> bool {
+        self.price.is_none()
+    }
+
+    /// Whether reported usage matters to this ticket (a budget or token limit counts it).
+    pub fn needs_usage(&self) -> bool {
+        !self.budgets.is_empty() || !self.tokens.is_empty()
+    }
+
+    /// Records that the request went upstream.
+    pub fn mark_sent(&mut self) {
+        if self.state == State::Admitted {
+            self.state = State::Sent;
+        }
+    }
+
+    /// Charges the actual cost of `usage`, or the whole reservation when no usage was reported.
+    pub fn charge(&mut self, usage: Option<TokenUsage>) -> Charge {
+        if self.state == State::Closed {
+            return Charge::default();
+        }
+        self.state = State::Closed;
+        let (cost, tokens) = match usage {
+            Some(u) => (self.price.map(|p| p.cost_micros(&u)).unwrap_or(0), u.total()),
+            None => (self.reserved, self.estimate_tokens),
+        };
+        for meter in &self.budgets {
+            meter.settle(self.reserved, cost);
+        }
+        let counted = i64::try_from(tokens).unwrap_or(i64::MAX);
+        for meter in &self.tokens {
+            meter.settle(0, counted);
+        }
+        for meter in &self.requests {
+            meter.settle(1, 1);
+        }
+        Charge {
+            cost_micros: cost,
+            tokens,
+            unpriced: self.price.is_none(),
+            estimated: usage.is_none(),
+        }
+    }
+
+    /// Gives every reservation back: nothing was spent (an error reply, a refusal, a client gone
+    /// before the request went upstream). The request is not counted either.
+    pub fn release(&mut self) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.state = State::Closed;
+        for meter in &self.budgets {
+            meter.release(self.reserved);
+        }
+        for meter in &self.requests {
+            meter.release(1);
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        match self.state {
+            State::Admitted => self.release(),
+            State::Sent => {
+                self.charge(None);
+            }
+            State::Closed => {}
+        }
+    }
+}

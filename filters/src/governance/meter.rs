@@ -1,0 +1,314 @@
+//! Lock-free meters: the live usage of one budget (micro-dollars) or one side of a rate limit
+//! (tokens or requests) in its current window.
+//!
+//! A meter keeps two atomics: `settled`, what has been charged in this window, and `total`,
+//! `settled` plus every reservation still in flight. Admission is one compare-and-swap on
+//! `total`, so concurrent requests can never reserve past the cap; settling moves a
+//! reservation's amount from held to settled and gives back the difference. Every update is an
+//! atomic add, so the invariant `total = settled + held` holds once concurrent updates land.
+//!
+//! Meters live in a [`Registry`] outside the snapshot, keyed by id, so a config change keeps
+//! the usage of every id that survives it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use asbru_store::usage::UsageRecord;
+
+use super::window::Window;
+
+/// What a meter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Micro-dollars.
+    UsdMicros,
+    /// Tokens.
+    Tokens,
+    /// Requests.
+    Requests,
+}
+
+impl Unit {
+    /// The persisted spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::UsdMicros => "usd_micros",
+            Unit::Tokens => "tokens",
+            Unit::Requests => "requests",
+        }
+    }
+}
+
+/// One meter's live state.
+#[derive(Debug)]
+pub struct Meter {
+    id: String,
+    unit: Unit,
+    total: AtomicI64,
+    settled: AtomicI64,
+    window_start: AtomicI64,
+    window_end: AtomicI64,
+    dirty: AtomicBool,
+}
+
+impl Meter {
+    fn new(id: String, unit: Unit, settled: i64, window: (i64, i64)) -> Meter {
+        Meter {
+            id,
+            unit,
+            total: AtomicI64::new(settled),
+            settled: AtomicI64::new(settled),
+            window_start: AtomicI64::new(window.0),
+            window_end: AtomicI64::new(window.1),
+            dirty: AtomicBool::new(false),
+        }
+    }
+
+    /// The meter's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Starts a new window if the current one has ended at `now`. The thread that wins the
+    /// compare-and-swap on the window's end clears the settled amount; reservations in flight
+    /// stay held.
+    pub fn roll(&self, window: &Window, now: i64) {
+        let end = self.window_end.load(Ordering::Acquire);
+        if now < end {
+            return;
+        }
+        let (start, new_end) = window.containing(now, self.window_start.load(Ordering::Acquire));
+        if self
+            .window_end
+            .compare_exchange(end, new_end, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.window_start.store(start, Ordering::Release);
+            let cleared = self.settled.swap(0, Ordering::AcqRel);
+            self.total.fetch_sub(cleared, Ordering::AcqRel);
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// Reserves `amount` if the meter stays within `max`: refused when the meter is already at
+    /// its cap, or when the amount would take it past. Returns the usage seen when refused.
+    pub fn try_reserve(&self, amount: i64, max: i64) -> Result<(), i64> {
+        let mut current = self.total.load(Ordering::Acquire);
+        loop {
+            if current >= max || current.saturating_add(amount) > max {
+                return Err(current);
+            }
+            match self
+                .total
+                .compare_exchange_weak(current, current + amount, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Refused when the meter is already at `max` (tokens are counted after the response).
+    pub fn check_below(&self, max: i64) -> Result<(), i64> {
+        let current = self.total.load(Ordering::Acquire);
+        if current >= max { Err(current) } else { Ok(()) }
+    }
+
+    /// Turns a reservation of `reserved` into a charge of `actual`.
+    pub fn settle(&self, reserved: i64, actual: i64) {
+        self.settled.fetch_add(actual, Ordering::AcqRel);
+        self.total.fetch_add(actual - reserved, Ordering::AcqRel);
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Gives back a reservation.
+    pub fn release(&self, reserved: i64) {
+        self.total.fetch_sub(reserved, Ordering::AcqRel);
+    }
+
+    /// Settled usage in the current window.
+    pub fn settled(&self) -> i64 {
+        self.settled.load(Ordering::Acquire)
+    }
+
+    /// Settled usage plus reservations in flight.
+    pub fn total(&self) -> i64 {
+        self.total.load(Ordering::Acquire)
+    }
+
+    /// Start of the current window.
+    pub fn window_start(&self) -> i64 {
+        self.window_start.load(Ordering::Acquire)
+    }
+
+    fn record(&self) -> UsageRecord {
+        UsageRecord {
+            counter_id: self.id.clone(),
+            unit: self.unit.as_str().to_string(),
+            value: self.settled(),
+            window_start: self.window_start(),
+        }
+    }
+}
+
+/// Every meter, by id. Locked only when a snapshot is built and when usage is flushed, never
+/// by a request.
+#[derive(Debug, Default)]
+pub struct Registry {
+    meters: Mutex<HashMap<String, Arc<Meter>>>,
+    restored: Mutex<HashMap<String, UsageRecord>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Seeds meters not yet created with persisted usage (read at start).
+    pub fn restore(&self, records: Vec<UsageRecord>) {
+        if let Ok(mut restored) = self.restored.lock() {
+            for record in records {
+                restored.insert(record.counter_id.clone(), record);
+            }
+        }
+    }
+
+    /// The meter `id`, created if new: from persisted usage when there is some, else from the
+    /// config's own `initial` usage and window start, else empty with a window starting `now`.
+    pub fn meter(&self, id: &str, unit: Unit, window: &Window, initial: (i64, Option<i64>), now: i64) -> Arc<Meter> {
+        let mut meters = match self.meters.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(meter) = meters.get(id) {
+            return meter.clone();
+        }
+        let restored = self.restored.lock().ok().and_then(|mut r| r.remove(id));
+        let meter = match restored.filter(|r| r.unit == unit.as_str()) {
+            Some(record) => Meter::new(
+                id.to_string(),
+                unit,
+                record.value,
+                (record.window_start, window.end(record.window_start)),
+            ),
+            None => {
+                let bounds = match initial.1 {
+                    Some(start) => (start, window.end(start)),
+                    None => window.first(now),
+                };
+                Meter::new(id.to_string(), unit, initial.0, bounds)
+            }
+        };
+        let meter = Arc::new(meter);
+        meters.insert(id.to_string(), meter.clone());
+        meter
+    }
+
+    /// Drops meters no longer referenced by the config (`keep` lists the ids in use).
+    pub fn retain(&self, keep: &std::collections::HashSet<String>) {
+        if let Ok(mut meters) = self.meters.lock() {
+            meters.retain(|id, _| keep.contains(id));
+        }
+    }
+
+    /// The state of every meter that changed since the last call (all of them with `all`).
+    pub fn dirty_records(&self, all: bool) -> Vec<UsageRecord> {
+        let Ok(meters) = self.meters.lock() else {
+            return Vec::new();
+        };
+        meters
+            .values()
+            .filter(|m| m.dirty.swap(false, Ordering::AcqRel) || all)
+            .map(|m| m.record())
+            .collect()
+    }
+
+    /// Marks records as not yet persisted again (a flush failed).
+    pub fn mark_dirty(&self, ids: &[String]) {
+        if let Ok(meters) = self.meters.lock() {
+            for id in ids {
+                if let Some(m) = meters.get(id) {
+                    m.dirty.store(true, Ordering::Release);
+                }
+            }
+        }
+    }
+
+    /// A meter by id, if it exists.
+    pub fn get(&self, id: &str) -> Option<Arc<Meter>> {
+        self.meters.lock().ok()?.get(id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window() -> Window {
+        Window::parse("1h", false).expect("window")
+    }
+
+    #[test]
+    fn reserve_settle_release() {
+        let registry = Registry::new();
+        let m = registry.meter("b", Unit::UsdMicros, &window(), (0, None), 0);
+        assert!(m.try_reserve(60, 100).is_ok());
+        assert_eq!(m.try_reserve(50, 100), Err(60));
+        m.settle(60, 40);
+        assert_eq!((m.settled(), m.total()), (40, 40));
+        assert!(m.try_reserve(60, 100).is_ok());
+        assert_eq!(m.try_reserve(0, 100), Err(100), "at the cap nothing more is admitted");
+        m.release(60);
+        assert_eq!(m.total(), 40);
+    }
+
+    #[test]
+    fn roll_clears_settled_but_keeps_reservations() {
+        let registry = Registry::new();
+        let m = registry.meter("b", Unit::UsdMicros, &window(), (0, None), 1000);
+        m.settle(0, 70);
+        assert!(m.try_reserve(20, 100).is_ok());
+        m.roll(&window(), 1000 + 3599);
+        assert_eq!(m.settled(), 70);
+        m.roll(&window(), 1000 + 3600 * 2 + 1);
+        assert_eq!((m.settled(), m.total(), m.window_start()), (0, 20, 1000 + 7200));
+        m.settle(20, 5);
+        assert_eq!((m.settled(), m.total()), (5, 5));
+    }
+
+    #[test]
+    fn concurrent_reservations_never_pass_the_cap() {
+        let registry = Registry::new();
+        let m = registry.meter("b", Unit::UsdMicros, &window(), (0, None), 0);
+        let admitted: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| (0..1000).filter(|_| m.try_reserve(7, 10_000).is_ok()).count()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        assert_eq!(admitted, 10_000 / 7);
+        assert!(m.total() <= 10_000);
+    }
+
+    #[test]
+    fn restored_usage_and_dirty_tracking() {
+        let registry = Registry::new();
+        registry.restore(vec![UsageRecord {
+            counter_id: "b".into(),
+            unit: "usd_micros".into(),
+            value: 33,
+            window_start: 500,
+        }]);
+        let m = registry.meter("b", Unit::UsdMicros, &window(), (0, None), 1000);
+        assert_eq!((m.settled(), m.window_start()), (33, 500));
+        assert!(registry.dirty_records(false).is_empty());
+        m.settle(0, 1);
+        let dirty = registry.dirty_records(false);
+        assert_eq!(dirty.len(), 1);
+        assert_eq!(dirty[0].value, 34);
+        assert!(registry.dirty_records(false).is_empty());
+        assert_eq!(registry.dirty_records(true).len(), 1);
+    }
+}

@@ -1,0 +1,83 @@
+//! Prometheus metrics, served at `GET /metrics`. Recording is lock-free (the `prometheus`
+//! crate's counters are atomics); rendering happens only when scraped.
+
+use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+
+/// The gateway's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests whose model has no price: their cost was counted as 0.
+    pub unpriced_requests: IntCounterVec,
+    /// Requests refused by governance, by decision.
+    pub governance_rejections: IntCounterVec,
+    /// Micro-dollars charged to budgets.
+    pub cost_micros: IntCounterVec,
+    /// Requests charged their reservation because no usage was reported.
+    pub estimated_charges: IntCounter,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let unpriced_requests = IntCounterVec::new(
+            Opts::new(
+                "asbru_unpriced_requests_total",
+                "Requests for a model without a price; their cost was counted as 0",
+            ),
+            &["provider", "model"],
+        )
+        .expect("static metric definition");
+        let governance_rejections = IntCounterVec::new(
+            Opts::new(
+                "asbru_governance_rejections_total",
+                "Requests refused by governance, by decision",
+            ),
+            &["decision"],
+        )
+        .expect("static metric definition");
+        let cost_micros = IntCounterVec::new(
+            Opts::new(
+                "asbru_cost_micro_dollars_total",
+                "Cost charged to budgets, in micro-dollars",
+            ),
+            &["provider", "model"],
+        )
+        .expect("static metric definition");
+        let estimated_charges = IntCounter::new(
+            "asbru_estimated_charges_total",
+            "Requests charged their whole reservation because the provider reported no usage",
+        )
+        .expect("static metric definition");
+        for collector in [
+            Box::new(unpriced_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(governance_rejections.clone()),
+            Box::new(cost_micros.clone()),
+            Box::new(estimated_charges.clone()),
+        ] {
+            registry.register(collector).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            unpriced_requests,
+            governance_rejections,
+            cost_micros,
+            estimated_charges,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!("metrics could not be rendered: {e}");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
