@@ -284,6 +284,14 @@ async fn try_target_inner(
                         ingress: ex.ingress,
                     };
                     let mut reported = None;
+                    let mut charge = None;
+                    let mut settle = |usage: Option<Usage>| {
+                        if charge.is_none()
+                            && let Some(t) = ticket.as_deref_mut()
+                        {
+                            charge = Some(t.charge(usage.map(token_usage)));
+                        }
+                    };
                     let delivered = relay::deliver(
                         state,
                         session,
@@ -294,9 +302,11 @@ async fn try_target_inner(
                         deadline,
                         net.stream_idle_timeout,
                         &mut reported,
+                        &mut settle,
                     )
                     .await;
-                    let charge = ticket.as_deref_mut().map(|t| t.charge(reported.map(token_usage)));
+                    // The client went away before the end: charge what the provider reported so far.
+                    settle(reported);
                     record_charge(state, ex, &provider.name, &attempt.model, charge);
                     let usage = reported.unwrap_or_default();
                     tracing::debug!(

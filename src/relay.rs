@@ -65,8 +65,13 @@ fn is_event_stream(head: &ResponseHeader) -> bool {
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
+/// Called once with the usage the provider reported (`None`: it reported none), before the
+/// client receives the end of the reply, so a client's next request sees this one's spend.
+pub type Settle<'a> = &'a mut (dyn FnMut(Option<Usage>) + Send);
+
 /// Relays a successful reply. The usage the provider reported is kept in `reported` as it
-/// passes, so it is known even when the client goes away mid-reply.
+/// passes, so it is known even when the client goes away mid-reply; `settle` gets it before the
+/// reply's last bytes are written.
 #[allow(clippy::too_many_arguments)]
 pub async fn deliver(
     state: &Gateway,
@@ -78,6 +83,7 @@ pub async fn deliver(
     deadline: Instant,
     idle: std::time::Duration,
     reported: &mut Option<Usage>,
+    settle: Settle<'_>,
 ) -> pingora::Result<()> {
     let Some(upstream_head) = upstream_session.response_header().cloned() else {
         return Err(pingora::Error::explain(
@@ -96,6 +102,7 @@ pub async fn deliver(
             &upstream_head,
             idle,
             reported,
+            settle,
         )
         .await;
     }
@@ -106,6 +113,7 @@ pub async fn deliver(
             "api_error",
             format!("provider {} sent an incomplete reply", served.provider),
         );
+        settle(None);
         return write_error(session, served, &err).await;
     };
     let body = match reply.body(&body) {
@@ -115,9 +123,11 @@ pub async fn deliver(
         }
         Err(e) => {
             let err = WireError::gateway(502, "api_error", format!("provider {}: {e}", served.provider));
+            settle(None);
             return write_error(session, served, &err).await;
         }
     };
+    settle(*reported);
     let mut head = client_head(&upstream_head, served, translated)?;
     if translated {
         head.insert_header("content-type", "application/json")?;
@@ -138,6 +148,7 @@ async fn relay_stream(
     upstream_head: &ResponseHeader,
     idle: std::time::Duration,
     reported: &mut Option<Usage>,
+    settle: Settle<'_>,
 ) -> pingora::Result<()> {
     let passthrough = reply.is_passthrough();
     let verbatim = reply.relays_verbatim();
@@ -166,6 +177,7 @@ async fn relay_stream(
             Ok(Ok(None)) => {
                 reply.stream_end(&mut out);
                 *reported = reply.reported_usage();
+                settle(*reported);
                 let tail = (!out.is_empty()).then(|| Bytes::from(std::mem::take(&mut out)));
                 session.write_response_body(tail, true).await?;
                 state
@@ -175,6 +187,7 @@ async fn relay_stream(
                 return Ok(());
             }
             Ok(Err(_)) | Err(_) => {
+                settle(*reported);
                 let what = if read.is_err() { "went silent" } else { "broke off" };
                 tracing::warn!(
                     request_id = served.request_id,

@@ -259,7 +259,9 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
     if method == "POST" && path.ends_with("/chat/completions") {
         let model = request["model"].as_str().unwrap_or("mock-model").to_string();
         if request["stream"].as_bool() == Some(true) {
-            return stream_chat(session, state, &model, tool.as_deref()).await;
+            // Like OpenAI, the final usage chunk is sent only when the request asks for it.
+            let include_usage = request["stream_options"]["include_usage"].as_bool() == Some(true);
+            return stream_chat(session, state, &model, tool.as_deref(), include_usage).await;
         }
         return write_json(session, 200, &chat_completion(&model, tool.as_deref()))
             .await
@@ -374,6 +376,7 @@ async fn stream_chat(
     state: &MockState,
     model: &str,
     tool: Option<&str>,
+    include_usage: bool,
 ) -> MockResult<bool> {
     let opts = &state.options;
     sse_head(session).await?;
@@ -398,9 +401,11 @@ async fn stream_chat(
         session
             .write_response_body(sse(&chunk(model, json!({}), Some("tool_calls"))), false)
             .await?;
-        let usage = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000, "model": model, "choices": [],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}});
-        session.write_response_body(sse(&usage), false).await?;
+        if include_usage {
+            let usage = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000, "model": model, "choices": [],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}});
+            session.write_response_body(sse(&usage), false).await?;
+        }
         session
             .write_response_body(Bytes::from_static(b"data: [DONE]\n\n"), true)
             .await?;
@@ -421,11 +426,13 @@ async fn stream_chat(
     session
         .write_response_body(sse(&chunk(model, json!({}), Some("stop"))), false)
         .await?;
-    let usage = json!({
-        "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000, "model": model, "choices": [],
-        "usage": {"prompt_tokens": 12, "completion_tokens": opts.chunks, "total_tokens": 12 + opts.chunks}
-    });
-    session.write_response_body(sse(&usage), false).await?;
+    if include_usage {
+        let usage = json!({
+            "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000, "model": model, "choices": [],
+            "usage": {"prompt_tokens": 12, "completion_tokens": opts.chunks, "total_tokens": 12 + opts.chunks}
+        });
+        session.write_response_body(sse(&usage), false).await?;
+    }
     session
         .write_response_body(Bytes::from_static(b"data: [DONE]\n\n"), true)
         .await?;

@@ -94,7 +94,7 @@ async fn stream_is_relayed_chunk_by_chunk() {
     let reply = post(
         &gw,
         "/v1/chat/completions",
-        r#"{"model":"openai/gpt-4o","stream":true,"messages":[]}"#,
+        r#"{"model":"openai/gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#,
     )
     .await;
     assert_eq!(reply.status(), 200);

@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod errors;
 mod forwarding;
+mod governance;
 mod resilience;
 mod store_modes;
 mod translation;
