@@ -31,6 +31,8 @@ pub struct Scenario {
     pub stream: bool,
     /// Why the scenario cannot run in this version, if it cannot.
     pub skip: Option<&'static str>,
+    /// Headers sent to the gateway (not to the direct run), e.g. a virtual key.
+    pub gateway_headers: &'static [(&'static str, &'static str)],
 }
 
 /// Every bundled scenario.
@@ -41,6 +43,7 @@ pub const SCENARIOS: &[Scenario] = &[
         model: "openai/gpt-4o-mini",
         stream: false,
         skip: None,
+        gateway_headers: &[],
     },
     Scenario {
         name: "passthrough-stream",
@@ -48,13 +51,15 @@ pub const SCENARIOS: &[Scenario] = &[
         model: "openai/gpt-4o-mini",
         stream: true,
         skip: None,
+        gateway_headers: &[],
     },
     Scenario {
         name: "governance",
-        config: "",
+        config: include_str!("../../benches/scenarios/governance.yaml"),
         model: "openai/gpt-4o-mini",
         stream: false,
-        skip: Some("virtual keys, budgets, rate limits and request logging are not implemented yet"),
+        skip: None,
+        gateway_headers: &[("authorization", "Bearer sk-bf-bench-key")],
     },
     Scenario {
         name: "anthropic-stream",
@@ -62,6 +67,7 @@ pub const SCENARIOS: &[Scenario] = &[
         model: "anthropic/claude-3-5-haiku",
         stream: true,
         skip: None,
+        gateway_headers: &[],
     },
 ];
 
@@ -155,7 +161,7 @@ impl Drop for ChildGuard {
 
 /// Runs the comparison.
 pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError> {
-    let (label, config_text, model, scenario_stream) = match &options.config {
+    let (label, config_text, model, scenario_stream, gateway_headers) = match &options.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| CompareError::Config(format!("cannot read {}: {e}", path.display())))?;
@@ -163,7 +169,7 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
                 .model
                 .clone()
                 .unwrap_or_else(|| "openai/gpt-4o-mini".to_string());
-            (path.display().to_string(), text, model, false)
+            (path.display().to_string(), text, model, false, Vec::new())
         }
         None => {
             let scenario = SCENARIOS.iter().find(|s| s.name == options.scenario).ok_or_else(|| {
@@ -181,11 +187,17 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
                 });
             }
             let model = options.model.clone().unwrap_or_else(|| scenario.model.to_string());
+            let headers = scenario
+                .gateway_headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             (
                 scenario.name.to_string(),
                 scenario.config.to_string(),
                 model,
                 scenario.stream,
+                headers,
             )
         }
     };
@@ -195,7 +207,7 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
         .config;
     let mut runs = Vec::new();
     for &latency_ms in &options.latencies_ms {
-        runs.push(run_one(options, &base_config, &model, stream, latency_ms).await?);
+        runs.push(run_one(options, &base_config, &model, stream, latency_ms, &gateway_headers).await?);
     }
     Ok(CompareReport {
         scenario: label,
@@ -269,6 +281,7 @@ async fn run_one(
     model: &str,
     stream: bool,
     latency_ms: u64,
+    gateway_headers: &[(String, String)],
 ) -> Result<LatencyRun, CompareError> {
     let mock = mock::spawn(
         "127.0.0.1:0"
@@ -292,13 +305,13 @@ async fn run_one(
     }
     let pid = gateway.0.id();
     let upstream_model = model.split_once('/').map(|(_, m)| m).unwrap_or(model);
-    let load_options = |url: String, body: Bytes, duration: Duration| LoadOptions {
+    let load_options = |url: String, body: Bytes, duration: Duration, headers: &[(String, String)]| LoadOptions {
         url,
         rate: options.rate,
         duration,
         max_in_flight: options.max_in_flight,
         body: Some(body),
-        headers: Vec::new(),
+        headers: headers.to_vec(),
         stream,
         timeout: Duration::from_secs(30),
         allow_remote: false,
@@ -316,12 +329,30 @@ async fn run_one(
     let gateway_body = chat_body(model, stream);
 
     if !options.warmup.is_zero() {
-        load::run(&load_options(direct_url.clone(), direct_body.clone(), options.warmup)).await?;
-        load::run(&load_options(gateway_url.clone(), gateway_body.clone(), options.warmup)).await?;
+        load::run(&load_options(
+            direct_url.clone(),
+            direct_body.clone(),
+            options.warmup,
+            &[],
+        ))
+        .await?;
+        let warm = load_options(
+            gateway_url.clone(),
+            gateway_body.clone(),
+            options.warmup,
+            gateway_headers,
+        );
+        load::run(&warm).await?;
     }
-    let direct = load::run(&load_options(direct_url, direct_body, options.duration)).await?;
+    let direct = load::run(&load_options(direct_url, direct_body, options.duration, &[])).await?;
     let cpu_before = process::cpu_time(pid).unwrap_or_default();
-    let through = load::run(&load_options(gateway_url, gateway_body, options.duration)).await?;
+    let through = load::run(&load_options(
+        gateway_url,
+        gateway_body,
+        options.duration,
+        gateway_headers,
+    ))
+    .await?;
     let cpu_after = process::cpu_time(pid).unwrap_or_default();
     let rss = process::peak_rss(pid).unwrap_or(0);
     drop(gateway);

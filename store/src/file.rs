@@ -188,11 +188,36 @@ impl Validation<'_> {
             }
         }
         for section in config.unimplemented_sections() {
-            self.warnings.push(if section == "governance" {
-                "section `governance` is validated and stored in the config store, but not enforced by this version of asbru yet".to_string()
-            } else {
-                format!("section `{section}` is accepted but not acted on by this version of asbru")
-            });
+            self.warnings.push(format!(
+                "section `{section}` is accepted but not acted on by this version of asbru"
+            ));
+        }
+        if let Some(governance) = &config.governance {
+            if !governance.routing_rules.is_empty() {
+                self.warnings.push(
+                    "governance.routing_rules (CEL) are validated and stored, but not applied by this version of asbru yet"
+                        .to_string(),
+                );
+            }
+            if governance.auth_config.is_some() {
+                self.warnings.push(
+                    "governance.auth_config (admin authentication) is stored, but this version of asbru has no admin API yet"
+                        .to_string(),
+                );
+            }
+            let patterns = governance
+                .virtual_keys
+                .iter()
+                .flat_map(|vk| &vk.provider_configs)
+                .filter_map(|pc| pc.allowed_models.as_ref())
+                .flatten()
+                .any(|m| m.starts_with("regex:"));
+            if patterns {
+                self.warnings.push(
+                    "allowed_models entries with a `regex:` prefix are matched as plain names by this version of asbru"
+                        .to_string(),
+                );
+            }
         }
         for (name, provider) in &config.providers {
             self.check_provider(name, provider);

@@ -76,8 +76,7 @@ pub struct Config {
 impl Config {
     /// Names of sections present in the file that this build accepts but does not act on yet.
     pub fn unimplemented_sections(&self) -> Vec<&'static str> {
-        let sections: [(&'static str, bool); 9] = [
-            ("governance", self.governance.is_some()),
+        let sections: [(&'static str, bool); 8] = [
             ("logs_store", self.logs_store.is_some()),
             ("vector_store", self.vector_store.is_some()),
             ("plugins", self.plugins.is_some()),

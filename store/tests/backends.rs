@@ -697,3 +697,34 @@ fn postgres_connections_lost_under_the_store_are_replaced() {
     assert!(recovered, "the store did not reconnect");
     assert_eq!(store.providers().expect("read").len(), 2);
 }
+
+#[test]
+fn governance_usage_round_trips_without_touching_the_config_version() {
+    use asbru_store::usage::UsageRecord;
+    for (backend, open) in backends() {
+        let store = open(latest_version()).expect("open");
+        assert!(store.load_usage().expect("empty").is_empty(), "{backend}");
+        let version = store.config_version().expect("version");
+        let record = |id: &str, value: i64| UsageRecord {
+            counter_id: id.to_string(),
+            unit: "usd_micros".to_string(),
+            value,
+            window_start: 1_800_000_000,
+        };
+        store
+            .save_usage(&[record("budget:a", 10), record("vk:v:budget:0", 20)])
+            .expect("save");
+        store.save_usage(&[record("budget:a", 15)]).expect("update");
+        let loaded = store.load_usage().expect("load");
+        assert_eq!(
+            loaded,
+            vec![record("budget:a", 15), record("vk:v:budget:0", 20)],
+            "{backend}"
+        );
+        assert_eq!(
+            store.config_version().expect("version"),
+            version,
+            "{backend}: usage is not config"
+        );
+    }
+}

@@ -31,9 +31,13 @@ fn check_reports_line_and_column() {
     assert!(stderr.contains("semantic.json:3:"), "{stderr}");
     assert!(stderr.contains("2 problem(s)"), "{stderr}");
 
-    let fine = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/demo.yaml");
-    let out = asbru().args(["check", "--config"]).arg(&fine).output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for fine in ["conf/demo.yaml", "conf/governance.yaml", "conf/quickstart.yaml"] {
+        let fine = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(fine);
+        let out = asbru().args(["check", "--config"]).arg(&fine).output().expect("run");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("not acted on"), "{}: {stderr}", fine.display());
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

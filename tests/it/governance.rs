@@ -692,3 +692,57 @@ async fn settled_usage_survives_a_crash() {
     drop(_second);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn keys_written_to_the_store_are_enforced_live_and_usage_survives_the_rebuild() {
+    use asbru_store::governance::{Budget, VirtualKey, VirtualKeyProvider};
+    let upstream = default_mock();
+    let dir = std::env::temp_dir().join(format!("asbru-gov-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let yaml = format!(
+        "server: {{data_dir: \"{}\"}}\nproviders:\n  openai:\n    keys: [{{value: sk-one}}]\n    network_config: {{base_url: \"{}\"}}\ngovernance:\n{PRICES}  virtual_keys:\n    - {{id: vk-1, name: One, value: sk-bf-one, budgets: [{{max_limit: 1, reset_duration: 1d}}], provider_configs: [{{provider: openai, weight: 1}}]}}\n",
+        dir.display(),
+        upstream.base_url()
+    );
+    let config = asbru_store::load_str(&yaml, "store.yaml").expect("valid").config;
+    let gw = asbru::server::spawn(&config).expect("start");
+    assert_eq!(chat_vk(&gw, "sk-bf-one", "openai/gpt-4o").await.status(), 200);
+    assert_eq!(chat_vk(&gw, "sk-bf-two", "openai/gpt-4o").await.status(), 401);
+    let store = gw.state.store.clone().expect("a config store");
+    let second = VirtualKey {
+        id: "vk-2".into(),
+        name: "Two".into(),
+        value: "sk-bf-two".into(),
+        budgets: vec![Budget {
+            max_limit: 1.0,
+            reset_duration: "1d".into(),
+            ..Default::default()
+        }],
+        provider_configs: vec![VirtualKeyProvider {
+            provider: "openai".into(),
+            weight: Some(1.0),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    tokio::task::spawn_blocking(move || store.put(&second))
+        .await
+        .expect("join")
+        .expect("write the key");
+    let mut status = 0;
+    for _ in 0..100 {
+        status = chat_vk(&gw, "sk-bf-two", "openai/gpt-4o").await.status();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "the new key is served after the store sync");
+    assert_eq!(
+        settled(&gw, "vk:vk-1:budget:0"),
+        REQUEST_MICROS,
+        "the rebuild kept vk-1's usage"
+    );
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}

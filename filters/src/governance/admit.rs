@@ -195,6 +195,15 @@ pub struct Ticket {
     state: State,
 }
 
+/// Dollars for messages: four decimals, or six when that would hide a non-zero amount.
+fn usd(micros: i64) -> String {
+    if micros % 100 == 0 {
+        format!("{:.4}", to_dollars(micros))
+    } else {
+        format!("{:.6}", to_dollars(micros))
+    }
+}
+
 fn holds(list: &[Arc<Meter>], meter: &Arc<Meter>) -> bool {
     list.iter().any(|m| Arc::ptr_eq(m, meter))
 }
@@ -277,13 +286,13 @@ impl Ticket {
             cap.meter.roll(&cap.window, now);
             if let Err(seen) = cap.meter.try_reserve(self.reserved, cap.max_micros) {
                 let detail = if seen >= cap.max_micros {
-                    format!("{:.4} >= {:.4} dollars", to_dollars(seen), to_dollars(cap.max_micros))
+                    format!("{} >= {} dollars", usd(seen), usd(cap.max_micros))
                 } else {
                     format!(
-                        "{:.4} used + up to {:.4} for this request > {:.4} dollars",
-                        to_dollars(seen),
-                        to_dollars(self.reserved),
-                        to_dollars(cap.max_micros)
+                        "{} used + up to {} for this request > {} dollars",
+                        usd(seen),
+                        usd(self.reserved),
+                        usd(cap.max_micros)
                     )
                 };
                 return Err(refusal(
@@ -375,5 +384,102 @@ impl Drop for Ticket {
             }
             State::Closed => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::governance::Registry;
+    use crate::governance::runtime::key_hash;
+    use crate::live::Live;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn live(governance: &str) -> (Live, Arc<Registry>) {
+        let yaml = format!(
+            "providers:\n  openai: {{keys: [{{value: k}}]}}\ngovernance:\n  pricing_overrides:\n    - {{provider: openai, model: m, input_cost_per_token: 0.000001, output_cost_per_token: 0.00001}}\n{governance}"
+        );
+        let loaded = asbru_store::load_str(&yaml, "t.yaml").expect("valid");
+        let registry = Arc::new(Registry::new());
+        let live = Live::build_with(&loaded.config, &registry, NOW, &|_| None).0;
+        (live, registry)
+    }
+
+    fn estimate() -> Estimate {
+        // 100 input µ$ + 10 × 10 output µ$ = 200 µ$ reserved.
+        Estimate {
+            input_tokens: 100,
+            max_output_tokens: Some(10),
+        }
+    }
+
+    #[test]
+    fn reservation_is_all_or_none_and_a_shared_budget_counts_once() {
+        let (live, registry) = live(
+            "  budgets:\n    - {id: shared, max_limit: 0.001, reset_duration: 1d}\n  customers:\n    - {id: c, name: C, budgets: [{max_limit: 0.0003, reset_duration: 1d}]}\n  teams:\n    - {id: t, name: T, customer_id: c, budget_id: shared}\n  virtual_keys:\n    - {id: v, name: V, value: key, team_id: t, budget_id: shared, provider_configs: [{provider: openai, weight: 1}]}\n",
+        );
+        let gov = &live.governance;
+        let vk = gov.key(&key_hash("key")).expect("key").clone();
+        let mut first = admit(gov, Some(&vk), "openai", "m", &estimate(), NOW).expect("first fits");
+        assert_eq!(first.reserved_micros(), 200);
+        let shared = registry.get("budget:shared").expect("shared meter");
+        assert_eq!(
+            shared.total(),
+            200,
+            "the VK and its team share the budget: reserved once"
+        );
+        // The customer has 100 µ$ left: refused there, and nothing stays reserved elsewhere.
+        let refused = admit(gov, Some(&vk), "openai", "m", &estimate(), NOW).expect_err("customer full");
+        assert_eq!(refused.decision, Some(decision::BUDGET_EXCEEDED));
+        assert!(refused.message.contains("customer 'c'"), "{}", refused.message);
+        assert_eq!(shared.total(), 200);
+        first.mark_sent();
+        let charge = first.charge(Some(TokenUsage {
+            input: 20,
+            output: 3,
+            ..Default::default()
+        }));
+        assert_eq!(charge.cost_micros, 20 + 30);
+        assert_eq!((shared.settled(), shared.total()), (50, 50));
+    }
+
+    #[test]
+    fn checks_run_in_the_spec_order() {
+        let (live, _) = live(
+            "  providers:\n    - {name: openai, budgets: [{max_limit: 0, reset_duration: 1d}]}\n  virtual_keys:\n    - {id: v, name: V, value: key, is_active: false, provider_configs: [{provider: openai, weight: 1}]}\n",
+        );
+        let gov = &live.governance;
+        let vk = gov.key(&key_hash("key")).expect("key").clone();
+        // The provider-level budget is checked before the key's status.
+        let refused = admit(gov, Some(&vk), "openai", "m", &estimate(), NOW).expect_err("refused");
+        assert_eq!(refused.status, 402);
+        assert!(refused.message.contains("provider 'openai'"), "{}", refused.message);
+        let refused = admit(gov, None, "openai", "m", &estimate(), NOW).expect_err("no key, still capped");
+        assert_eq!(refused.decision, Some(decision::BUDGET_EXCEEDED));
+    }
+
+    #[test]
+    fn dropped_tickets_release_or_charge() {
+        let (live, registry) = live(
+            "  virtual_keys:\n    - {id: v, name: V, value: key, budgets: [{max_limit: 1, reset_duration: 1d}], rate_limit: {request_max_limit: 5, request_reset_duration: 1h}, provider_configs: [{provider: openai, weight: 1}]}\n",
+        );
+        let gov = &live.governance;
+        let vk = gov.key(&key_hash("key")).expect("key").clone();
+        let budget = registry.get("vk:v:budget:0").expect("budget");
+        let requests = registry.get("vk:v:rate_limit:requests").expect("requests");
+        drop(admit(gov, Some(&vk), "openai", "m", &estimate(), NOW).expect("admitted"));
+        assert_eq!((budget.total(), requests.total()), (0, 0), "never sent: released");
+        let mut sent = admit(gov, Some(&vk), "openai", "m", &estimate(), NOW).expect("admitted");
+        sent.mark_sent();
+        drop(sent);
+        assert_eq!(
+            (budget.settled(), requests.settled()),
+            (200, 1),
+            "sent: charged its reservation"
+        );
+        let unpriced = admit(gov, Some(&vk), "openai", "other", &estimate(), NOW).expect("admitted");
+        assert!(unpriced.is_unpriced());
+        assert_eq!(unpriced.reserved_micros(), 0);
     }
 }
