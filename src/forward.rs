@@ -99,6 +99,8 @@ pub struct Governed<'a> {
     pub estimate: Estimate,
     /// When the request arrived.
     pub now: i64,
+    /// Whether the provider bills this request type (token counting is free).
+    pub billable: bool,
 }
 
 impl Governed<'_> {
@@ -107,6 +109,12 @@ impl Governed<'_> {
     fn admit(&self, attempt: &Attempt) -> Result<Option<Ticket>, asbru_filters::Rejection> {
         let gov = &self.live.governance;
         if self.vk.is_none() && !gov.has_caps {
+            return Ok(None);
+        }
+        if !self.billable {
+            if let Some(vk) = self.vk.as_deref() {
+                governance::check_access(vk, &attempt.provider.name, &attempt.model, self.now)?;
+            }
             return Ok(None);
         }
         governance::admit(

@@ -113,6 +113,7 @@ pub async fn handle(
         ticket: decision.ticket.take(),
         estimate: request.estimate,
         now: request.now,
+        billable: request_type.is_billable(),
     };
     let req_headers = &session.req_header().headers;
     let header = |name: &str| req_headers.get(name).map(|v| v.as_bytes().to_vec());

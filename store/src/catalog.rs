@@ -146,6 +146,11 @@ pub enum RequestType {
 }
 
 impl RequestType {
+    /// Whether a provider bills this request (listing models and counting tokens are free).
+    pub fn is_billable(self) -> bool {
+        matches!(self, RequestType::ChatCompletion | RequestType::Embedding)
+    }
+
     /// Bifrost's wire name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -149,7 +149,8 @@ async fn request_token_and_combined_rate_limits() {
     let gw = governed(
         &upstream,
         "",
-        "  rate_limits:\n    - {id: rl-req, request_max_limit: 2, request_reset_duration: 1h}\n    - {id: rl-tok, token_max_limit: 10, token_reset_duration: 1h}\n    - {id: rl-both, token_max_limit: 10, token_reset_duration: 1h, request_max_limit: 1, request_reset_duration: 1h}\n  virtual_keys:\n    - {id: vk-r, name: R, value: sk-bf-r, rate_limit_id: rl-req, provider_configs: [{provider: openai, weight: 1}]}\n    - {id: vk-t, name: T, value: sk-bf-t, rate_limit_id: rl-tok, provider_configs: [{provider: openai, weight: 1}]}\n    - {id: vk-b, name: B, value: sk-bf-b, rate_limit_id: rl-both, provider_configs: [{provider: openai, weight: 1}]}\n",
+        // Helm's camelCase section names work as well as the snake_case ones.
+        "  rateLimits:\n    - {id: rl-req, request_max_limit: 2, request_reset_duration: 1h}\n    - {id: rl-tok, token_max_limit: 10, token_reset_duration: 1h}\n    - {id: rl-both, token_max_limit: 10, token_reset_duration: 1h, request_max_limit: 1, request_reset_duration: 1h}\n  virtualKeys:\n    - {id: vk-r, name: R, value: sk-bf-r, rate_limit_id: rl-req, provider_configs: [{provider: openai, weight: 1}]}\n    - {id: vk-t, name: T, value: sk-bf-t, rate_limit_id: rl-tok, provider_configs: [{provider: openai, weight: 1}]}\n    - {id: vk-b, name: B, value: sk-bf-b, rate_limit_id: rl-both, provider_configs: [{provider: openai, weight: 1}]}\n",
     );
     for _ in 0..2 {
         assert_eq!(chat_vk(&gw, "sk-bf-r", "openai/gpt-4o").await.status(), 200);
@@ -449,7 +450,21 @@ async fn usage_is_charged_from_replies_and_streams() {
     assert_eq!(reply.status(), 200);
     assert_eq!(settled(&gw, meter), 2 * REQUEST_MICROS + 1500);
 
-    // An upstream error costs nothing and releases the reservation.
+    // Counting tokens is free: allowed for the key, nothing reserved or charged.
+    let before = settled(&gw, meter);
+    let count = br#"{"model":"claude-x","messages":[{"role":"user","content":"hi"}]}"#;
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/anthropic/v1/messages/count_tokens",
+        &[("x-api-key", "sk-bf-u")],
+        count,
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(reply.json()["input_tokens"], 42);
+    assert_eq!(settled(&gw, meter), before);
+
     let total = gw.state.registry.get(meter).expect("meter").total();
     assert_eq!(total, settled(&gw, meter), "no reservation is left behind");
 }
@@ -606,7 +621,7 @@ async fn a_bare_model_is_routed_by_the_keys_weights_and_key_ids_pin_provider_key
 
 fn crash_config(dir: &std::path::Path, upstream: &str) -> String {
     format!(
-        "server: {{data_dir: \"{}\"}}\nproviders:\n  openai:\n    keys: [{{value: sk-one}}]\n    network_config: {{base_url: \"{upstream}\"}}\ngovernance:\n{PRICES}  virtual_keys:\n    - {{id: vk-c, name: C, value: sk-bf-crash, budgets: [{{max_limit: 0.003, reset_duration: 1d}}], provider_configs: [{{provider: openai, weight: 1}}]}}\n",
+        "server: {{data_dir: \"{}\", grace_period_seconds: 0, graceful_shutdown_timeout_seconds: 2}}\nproviders:\n  openai:\n    keys: [{{value: sk-one}}]\n    network_config: {{base_url: \"{upstream}\"}}\ngovernance:\n{PRICES}  virtual_keys:\n    - {{id: vk-c, name: C, value: sk-bf-crash, budgets: [{{max_limit: 0.003, reset_duration: 1d}}], provider_configs: [{{provider: openai, weight: 1}}]}}\n",
         dir.display()
     )
 }
@@ -680,8 +695,22 @@ async fn settled_usage_survives_a_crash() {
     first.0.kill().expect("kill -9");
     let _ = first.0.wait();
 
-    let (_second, addr) = start_binary(&config);
+    // Restarted, it remembers the three: one more fits, then a graceful stop right after.
+    let (mut second, addr) = start_binary(&config);
     assert_eq!(crash_chat(addr).await, 200);
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &second.0.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(stopped.success());
+    let _ = second.0.wait();
+    assert_eq!(
+        persisted(&store),
+        Some(4 * REQUEST_MICROS),
+        "a graceful stop saves the last usage"
+    );
+
+    let (_third, addr) = start_binary(&config);
     assert_eq!(crash_chat(addr).await, 200);
     assert_eq!(
         crash_chat(addr).await,
@@ -689,7 +718,7 @@ async fn settled_usage_survives_a_crash() {
         "the restarted gateway remembered the spend"
     );
     assert!(eventually(|| persisted(&store) == Some(5 * REQUEST_MICROS)));
-    drop(_second);
+    drop(_third);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -38,6 +38,16 @@ impl Filter for GovernanceFilter {
         let Some(primary) = decision.plan.first() else {
             return FilterAction::Continue;
         };
+        if !request.request_type.is_billable() {
+            // Token counting costs nothing: the key must still be allowed there.
+            return match vk.as_deref() {
+                Some(vk) => match check_access(vk, &primary.provider.name, &primary.model, request.now) {
+                    Ok(()) => FilterAction::Continue,
+                    Err(rejection) => FilterAction::Reject(rejection),
+                },
+                None => FilterAction::Continue,
+            };
+        }
         match admit(
             gov,
             vk.as_deref(),
