@@ -18,7 +18,7 @@ use crate::support::*;
 /// µ$ one non-stream `gpt-4o` request costs.
 const REQUEST_MICROS: i64 = 600;
 
-const PRICES: &str = "  pricing_overrides:\n    - {provider: openai, model: gpt-4o, input_cost_per_token: 0, output_cost_per_token: 0.0001}\n    - {provider: anthropic, model: claude-x, input_cost_per_token: 0, output_cost_per_token: 0.0001}\n";
+const PRICES: &str = "  pricing_overrides:\n    - {provider: openai, model: gpt-4o, input_cost_per_token: 0, output_cost_per_token: 0.0001}\n    - {provider: anthropic, model: claude-x, input_cost_per_token: 0, output_cost_per_token: 0.0001}\n    - {provider: groq, model: llama, input_cost_per_token: 0, output_cost_per_token: 0.0001}\n";
 
 fn governed(upstream: &MockHandle, client: &str, governance: &str) -> RunningGateway {
     let base = upstream.base_url();
@@ -774,4 +774,72 @@ async fn keys_written_to_the_store_are_enforced_live_and_usage_survives_the_rebu
     );
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_fallback_is_admitted_and_charged_on_its_own_caps_once() {
+    let failing = mock(MockOptions {
+        fail_rate: 1.0,
+        fail_status: 500,
+        ..MockOptions::default()
+    });
+    let fallback = default_mock();
+    let base = failing.base_url();
+    let gw = gateway(&format!(
+        "providers:\n  openai:\n    keys: [{{value: sk-one}}]\n    network_config: {{base_url: \"{base}\"}}\n{}governance:\n{PRICES}  virtual_keys:\n    - id: vk-fb\n      name: FB\n      value: sk-bf-fb\n      budgets: [{{max_limit: 1, reset_duration: 1d}}]\n      provider_configs:\n        - {{provider: openai, weight: 1, budgets: [{{max_limit: 1, reset_duration: 1d}}]}}\n        - {{provider: groq, weight: 1, budgets: [{{max_limit: 1, reset_duration: 1d}}]}}\n",
+        provider_yaml("groq", &fallback.base_url(), "")
+    ));
+    let body = br#"{"model":"openai/gpt-4o","max_tokens":6,"fallbacks":["groq/llama"],"messages":[{"role":"user","content":"hi"}]}"#;
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-bf-vk", "sk-bf-fb")],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(reply.header("x-bifrost-provider").as_deref(), Some("groq"));
+    let meter = |id: &str| {
+        let m = gw.state.registry.get(id).expect("meter");
+        (m.settled(), m.total())
+    };
+    assert_eq!(
+        meter("vk:vk-fb:provider:openai:budget:0"),
+        (0, 0),
+        "the failed primary costs nothing"
+    );
+    assert_eq!(
+        meter("vk:vk-fb:provider:groq:budget:0"),
+        (REQUEST_MICROS, REQUEST_MICROS)
+    );
+    assert_eq!(
+        meter("vk:vk-fb:budget:0"),
+        (REQUEST_MICROS, REQUEST_MICROS),
+        "charged once"
+    );
+}
+
+#[tokio::test]
+async fn provider_and_model_caps_apply_without_a_virtual_key() {
+    let upstream = default_mock();
+    let gw = governed(
+        &upstream,
+        "",
+        "  model_configs:\n    - {id: mc-4o, model_name: gpt-4o, provider: openai, budgets: [{max_limit: 0.0006, reset_duration: 1d}]}\n  providers:\n    - {name: anthropic, rate_limit: {request_max_limit: 1, request_reset_duration: 1h}}\n",
+    );
+    assert_eq!(chat(&gw, &[], "openai/gpt-4o").await.status(), 200);
+    assert_refused(
+        &chat(&gw, &[], "openai/gpt-4o").await,
+        402,
+        "budget_exceeded",
+        "model config 'mc-4o' (gpt-4o) budget #1",
+    );
+    assert_eq!(chat(&gw, &[], "anthropic/claude-x").await.status(), 200);
+    assert_refused(
+        &chat(&gw, &[], "anthropic/claude-x").await,
+        429,
+        "request_limited",
+        "provider 'anthropic' rate limit (inline)",
+    );
 }
