@@ -390,6 +390,8 @@ fn record_charge(state: &Gateway, ex: &Exchange<'_>, provider: &str, model: &str
     let metrics = &state.metrics;
     if charge.unpriced {
         metrics.unpriced_requests.with_label_values(&[provider, model]).inc();
+    }
+    if charge.unpriced && charge.budgeted {
         tracing::warn!(
             request_id = ex.request_id,
             provider,
@@ -397,7 +399,7 @@ fn record_charge(state: &Gateway, ex: &Exchange<'_>, provider: &str, model: &str
             "model has no price: its cost is counted as 0 (add a governance.pricing_overrides entry)"
         );
     }
-    if charge.estimated {
+    if charge.estimated && charge.budgeted {
         metrics.estimated_charges.inc();
         tracing::warn!(
             request_id = ex.request_id,

@@ -179,6 +179,8 @@ pub struct Charge {
     pub unpriced: bool,
     /// No usage was reported: the reservation was charged.
     pub estimated: bool,
+    /// A budget counted this charge (so a missing price matters).
+    pub budgeted: bool,
 }
 
 /// An admitted attempt's reservations. Settle it with [`Ticket::charge`] or
@@ -356,6 +358,7 @@ impl Ticket {
             tokens,
             unpriced: self.price.is_none(),
             estimated: usage.is_none(),
+            budgeted: !self.budgets.is_empty(),
         }
     }
 
