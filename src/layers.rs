@@ -120,6 +120,7 @@ fn seed(store: &dyn ConfigStore, file: &Config) -> Result<(), StoreError> {
             routing_rules,
             pricing_overrides,
             auth_config,
+            model_prices: _,
         } = &governance;
         replace_all::<Budget>(tx, budgets)?;
         replace_all::<RateLimit>(tx, rate_limits)?;

@@ -37,6 +37,9 @@ pub struct GovernanceConfig {
     /// Admin authentication (kept as given: Bifrost and Helm spell its fields differently).
     #[serde(alias = "authConfig")]
     pub auth_config: Option<Value>,
+    /// Model prices synced into the config store (a datasheet); not part of the file format.
+    #[serde(skip)]
+    pub model_prices: Vec<ModelPrice>,
 }
 
 /// A budget: a spending cap in USD that resets every `reset_duration`.

@@ -83,8 +83,7 @@ impl Snapshot {
 }
 
 /// The file's process settings with the store's providers and governance: what a snapshot is
-/// built from when a config store is in use. (Model pricing rows synced into the store are read
-/// by the gateway separately; the bundled table covers the defaults.)
+/// built from when a config store is in use, model price rows included.
 pub fn effective_config(
     file: &Config,
     store: &dyn crate::backend::ConfigStore,
@@ -107,6 +106,7 @@ pub fn effective_config(
             Some(value) => Some(value),
             None => file_governance.auth_config,
         },
+        model_prices: store.list::<ModelPrice>()?,
     });
     Ok(config)
 }

@@ -754,10 +754,23 @@ async fn keys_written_to_the_store_are_enforced_live_and_usage_survives_the_rebu
         }],
         ..Default::default()
     };
-    tokio::task::spawn_blocking(move || store.put(&second))
-        .await
-        .expect("join")
-        .expect("write the key");
+    // A price row synced into the store (a datasheet) prices a model the bundled table lacks.
+    let price = asbru_store::governance::ModelPrice {
+        provider: "openai".into(),
+        model: "house-model".into(),
+        input_cost_per_token: Some(0.0),
+        output_cost_per_token: Some(0.0001),
+        ..Default::default()
+    };
+    tokio::task::spawn_blocking(move || {
+        store.transaction(&mut |tx| {
+            tx.put(&second)?;
+            tx.put(&price)
+        })
+    })
+    .await
+    .expect("join")
+    .expect("write the key and the price");
     let mut status = 0;
     for _ in 0..100 {
         status = chat_vk(&gw, "sk-bf-two", "openai/gpt-4o").await.status();
@@ -771,6 +784,12 @@ async fn keys_written_to_the_store_are_enforced_live_and_usage_survives_the_rebu
         settled(&gw, "vk:vk-1:budget:0"),
         REQUEST_MICROS,
         "the rebuild kept vk-1's usage"
+    );
+    assert_eq!(chat_vk(&gw, "sk-bf-two", "openai/house-model").await.status(), 200);
+    assert_eq!(
+        settled(&gw, "vk:vk-2:budget:0"),
+        2 * REQUEST_MICROS,
+        "the stored price was used"
     );
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);

@@ -380,7 +380,7 @@ impl Governance {
             vk_required: config.client.enforce_auth_on_inference.unwrap_or(false),
             providers,
             models: model_configs,
-            pricing: PricingTable::build(&[], &gov.pricing_overrides),
+            pricing: PricingTable::build(&gov.model_prices, &gov.pricing_overrides),
             default_max_output_tokens: config
                 .client
                 .default_max_output_tokens
