@@ -107,25 +107,14 @@ impl Governed<'_> {
     /// The ticket for a fallback: `Ok(None)` when no governance applies, `Err` when the
     /// fallback is refused (it is skipped).
     fn admit(&self, attempt: &Attempt) -> Result<Option<Ticket>, asbru_filters::Rejection> {
-        let gov = &self.live.governance;
-        if self.vk.is_none() && !gov.has_caps {
-            return Ok(None);
-        }
-        if !self.billable {
-            if let Some(vk) = self.vk.as_deref() {
-                governance::check_access(vk, &attempt.provider.name, &attempt.model, self.now)?;
-            }
-            return Ok(None);
-        }
-        governance::admit(
-            gov,
+        governance::admit_attempt(
+            &self.live.governance,
             self.vk.as_deref(),
-            &attempt.provider.name,
-            &attempt.model,
+            attempt,
+            self.billable,
             &self.estimate,
             self.now,
         )
-        .map(Some)
     }
 }
 

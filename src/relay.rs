@@ -118,7 +118,7 @@ pub async fn deliver(
     };
     let body = match reply.body(&body) {
         Ok((translated, usage)) => {
-            *reported = Some(usage).filter(|u| *u != Usage::default());
+            *reported = usage.reported();
             translated.map(Bytes::from).unwrap_or(body)
         }
         Err(e) => {

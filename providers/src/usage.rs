@@ -80,6 +80,11 @@ impl Usage {
         }
     }
 
+    /// `Some` when the provider reported anything (a usage of all zeros counts as none).
+    pub fn reported(self) -> Option<Usage> {
+        (self != Usage::default()).then_some(self)
+    }
+
     /// Adds what a later stream event reports (Anthropic sends input first and output last).
     pub fn merge_max(&mut self, other: Usage) {
         self.input_tokens = self.input_tokens.max(other.input_tokens);

@@ -11,9 +11,10 @@ pub use admit::{Charge, Estimate, Ticket, admit, check_access};
 pub use meter::{Meter, Registry};
 pub use runtime::{Governance, VirtualKeyRuntime};
 
-use crate::chain::{Decision, Filter, FilterAction};
+use crate::chain::{Decision, Filter, FilterAction, Rejection};
 use crate::live::Live;
 use crate::request::GatewayRequest;
+use crate::routing::Attempt;
 
 /// Checks the primary attempt against every cap and reserves its cost; drops fallbacks the
 /// virtual key may not use (they are checked and reserved again when they are tried).
@@ -38,29 +39,36 @@ impl Filter for GovernanceFilter {
         let Some(primary) = decision.plan.first() else {
             return FilterAction::Continue;
         };
-        if !request.request_type.is_billable() {
-            // Token counting costs nothing: the key must still be allowed there.
-            return match vk.as_deref() {
-                Some(vk) => match check_access(vk, &primary.provider.name, &primary.model, request.now) {
-                    Ok(()) => FilterAction::Continue,
-                    Err(rejection) => FilterAction::Reject(rejection),
-                },
-                None => FilterAction::Continue,
-            };
-        }
-        match admit(
-            gov,
-            vk.as_deref(),
-            &primary.provider.name,
-            &primary.model,
-            &request.estimate,
-            request.now,
-        ) {
+        let billable = request.request_type.is_billable();
+        match admit_attempt(gov, vk.as_deref(), primary, billable, &request.estimate, request.now) {
             Ok(ticket) => {
-                decision.ticket = Some(ticket);
+                decision.ticket = ticket;
                 FilterAction::Continue
             }
             Err(rejection) => FilterAction::Reject(rejection),
         }
     }
+}
+
+/// Admits one attempt (the primary, or a fallback when it is tried): `Ok(None)` when no
+/// governance applies. A request the provider does not bill (token counting) reserves nothing,
+/// but the key must still be allowed to use the provider and model.
+pub fn admit_attempt(
+    gov: &Governance,
+    vk: Option<&VirtualKeyRuntime>,
+    attempt: &Attempt,
+    billable: bool,
+    estimate: &Estimate,
+    now: i64,
+) -> Result<Option<Ticket>, Rejection> {
+    if vk.is_none() && !gov.has_caps {
+        return Ok(None);
+    }
+    if !billable {
+        if let Some(vk) = vk {
+            check_access(vk, &attempt.provider.name, &attempt.model, now)?;
+        }
+        return Ok(None);
+    }
+    admit(gov, vk, &attempt.provider.name, &attempt.model, estimate, now).map(Some)
 }

@@ -176,7 +176,7 @@ impl ReplyTranslator {
 
     /// The usage the provider reported, if it reported any.
     pub fn reported_usage(&self) -> Option<Usage> {
-        Some(self.usage()).filter(|u| *u != Usage::default())
+        self.usage().reported()
     }
 
     /// Usage seen so far in a stream.
