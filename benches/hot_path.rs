@@ -11,11 +11,11 @@ use asbru_filters::governance::runtime::key_hash;
 use asbru_filters::governance::{self, Estimate, Registry};
 use asbru_filters::pricing::TokenUsage;
 use asbru_filters::routing::keys;
-use asbru_filters::{FilterChain, GatewayRequest, Live};
+use asbru_filters::{FilterChain, GatewayRequest, Live, RequestCtx};
 use asbru_providers::formats::openai::RequestHead;
 use asbru_store::Snapshot;
 use asbru_store::catalog::RequestType;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use http::Method;
 
 fn chat_body(content_len: usize) -> Vec<u8> {
@@ -91,12 +91,29 @@ fn key_selection(c: &mut Criterion) {
     });
 }
 
+/// The standard chain, as the gateway builds it with no `plugins` section.
+fn standard_chain() -> FilterChain {
+    let services = asbru::pipeline::Services {
+        metrics: std::sync::Arc::new(asbru_filters::telemetry::Metrics::new()),
+    };
+    asbru::pipeline::build(None, &services).expect("standard chain").0
+}
+
+/// A fresh context for `request` (built outside the timed part).
+fn fresh(request: &GatewayRequest) -> RequestCtx {
+    RequestCtx::new("bench".to_string(), std::time::Instant::now(), request.clone())
+}
+
 fn filter_chain(c: &mut Criterion) {
     let live = live(PROVIDERS);
-    let chain = FilterChain::standard();
+    let chain = standard_chain();
     let request = request("openai/gpt-4o-mini", vec!["groq/llama-3.1-8b-instant".to_string()]);
     c.bench_function("filter_chain/routing", |b| {
-        b.iter(|| black_box(chain.run(&live, black_box(&request)).map(|d| d.plan.len())))
+        b.iter_batched_ref(
+            || fresh(&request),
+            |ctx| black_box(chain.run(&live, ctx).map(|_| ctx.plan.len())),
+            BatchSize::SmallInput,
+        )
     });
 }
 
@@ -128,15 +145,19 @@ fn governance_bench(c: &mut Criterion) {
             black_box(ticket.charge(Some(usage)))
         })
     });
-    let chain = FilterChain::standard();
+    let chain = standard_chain();
     let mut request = request("gpt-4o-mini", Vec::new());
     request.credentials.bearer = Some("sk-bf-bench".to_string());
     c.bench_function("governance/full_chain_vk_lookup_route_admit", |b| {
-        b.iter(|| {
-            let mut decision = chain.run(&live, black_box(&request)).expect("admitted");
-            let mut ticket = decision.ticket.take().expect("ticket");
-            black_box(ticket.charge(Some(usage)))
-        })
+        b.iter_batched_ref(
+            || fresh(&request),
+            |ctx| {
+                chain.run(&live, ctx).expect("admitted");
+                chain.on_usage(&live, ctx, Some(usage));
+                black_box(ctx.outcome.charge)
+            },
+            BatchSize::SmallInput,
+        )
     });
 }
 

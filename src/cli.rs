@@ -244,6 +244,21 @@ fn check(args: CheckArgs) -> ExitCode {
             for warning in &loaded.warnings {
                 println!("warning: {warning}");
             }
+            let services = crate::pipeline::Services {
+                metrics: std::sync::Arc::new(asbru_filters::telemetry::Metrics::new()),
+            };
+            match crate::pipeline::build(loaded.config.plugins.as_ref(), &services) {
+                Ok((chain, warnings)) => {
+                    for warning in warnings {
+                        println!("warning: {warning}");
+                    }
+                    println!("filters: {}", chain.names().join(", "));
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", args.config.display());
+                    return ExitCode::FAILURE;
+                }
+            }
             println!(
                 "{}: ok ({} providers)",
                 args.config.display(),

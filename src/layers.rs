@@ -1,4 +1,4 @@
-//! The two config layers (seed 003): the file and the config store. Three modes:
+//! The two config layers: the file and the config store. Three modes:
 //! - file-only (`config_store.enabled: false`): the file is the config; nothing is persisted;
 //! - bootstrap: on the first start (an empty store), the file's providers and governance seed
 //!   the store; afterwards the store wins and the file's copies are ignored, with one log line

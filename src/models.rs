@@ -1,5 +1,5 @@
 //! `GET /v1/models`: asks every configured provider for its models, concurrently, and merges the
-//! lists with ids prefixed `provider/` (spec §1.1). `?provider=name` lists one provider.
+//! lists with ids prefixed `provider/` (as Bifrost lists them). `?provider=name` lists one provider.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +12,10 @@ use pingora::proxy::Session;
 use serde_json::{Value, json};
 use tokio::time::{Instant, timeout_at};
 
+use crate::exchange::upstream::{self, UpstreamRequest};
 use crate::respond;
 use crate::routes::Ingress;
 use crate::state::Gateway;
-use crate::upstream::{self, UpstreamRequest};
 
 const MAX_LIST_BODY: usize = 8 * 1024 * 1024;
 const LIST_TIMEOUT: Duration = Duration::from_secs(15);

@@ -1,7 +1,9 @@
-//! The Pingora glue: `ProxyHttp` phases mapped onto the route table, the inference handler and
-//! the error writer. No business logic lives here.
+//! The Pingora glue: `ProxyHttp` phases mapped onto the route table, the exchange and the error
+//! writer. `request_filter` answers every route; `logging`, which Pingora calls after every
+//! request, runs the filters' completion hooks. No business logic lives here.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -9,15 +11,18 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use asbru_providers::errors::{ErrorContext, WireError};
 
+use crate::exchange::{self, InFlight};
 use crate::routes::{Ingress, Match, Route};
 use crate::state::Gateway;
-use crate::{inference, models, respond};
+use crate::{models, respond};
 
-/// Per-request context.
-#[derive(Debug, Default)]
+/// Pingora's per-request context.
+#[derive(Default)]
 pub struct RequestCtx {
     /// The client's `x-request-id`, or a generated UUIDv4.
     pub request_id: String,
+    /// An inference request's state, for the completion hooks.
+    pub inflight: Option<InFlight>,
 }
 
 /// The gateway's `ProxyHttp` implementation.
@@ -63,8 +68,9 @@ impl ProxyHttp for GatewayProxy {
         RequestCtx::default()
     }
 
-    /// Every route is answered here; the upstream exchange runs inside (see DESIGN.md §2).
+    /// Every route is answered here; the upstream exchange runs inside (see `crate::exchange`).
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let started = Instant::now();
         ctx.request_id = request_id(session);
         let method = session.req_header().method.clone();
         let found = self.state.routes.find(&method, session.req_header().uri.path());
@@ -101,20 +107,20 @@ impl ProxyHttp for GatewayProxy {
                 },
                 _,
             ) => {
-                let target = inference::Target::Model { default_provider };
-                inference::handle(&self.state, session, &ctx.request_id, request_type, ingress, target).await?;
+                let route = exchange::Route {
+                    request_type,
+                    ingress,
+                    target: exchange::Target::Model { default_provider },
+                };
+                exchange::handle(&self.state, session, &ctx.request_id, started, route, &mut ctx.inflight).await?;
             }
             Match::Found(Route::AzureDeployment { request_type }, deployment) => {
-                let target = inference::Target::AzureDeployment(deployment.unwrap_or_default());
-                inference::handle(
-                    &self.state,
-                    session,
-                    &ctx.request_id,
+                let route = exchange::Route {
                     request_type,
-                    Ingress::OpenAi,
-                    target,
-                )
-                .await?;
+                    ingress: Ingress::OpenAi,
+                    target: exchange::Target::AzureDeployment(deployment.unwrap_or_default()),
+                };
+                exchange::handle(&self.state, session, &ctx.request_id, started, route, &mut ctx.inflight).await?;
             }
         }
         Ok(true)
@@ -126,6 +132,17 @@ impl ProxyHttp for GatewayProxy {
             ErrorType::InternalError,
             "asbru answers every route in request_filter",
         ))
+    }
+
+    /// Pingora calls this after every request, answered in `request_filter` or not: the
+    /// completion hooks get the final outcome.
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let Some(InFlight { live, ctx }) = ctx.inflight.as_mut() else {
+            return;
+        };
+        ctx.outcome.status = session.response_written().map(|h| h.status.as_u16()).unwrap_or(0);
+        ctx.outcome.total = Some(ctx.started.elapsed());
+        self.state.chain.on_complete(live, ctx);
     }
 
     /// A failure escaped a handler. If nothing was written yet, answer with a Bifrost 500 body that

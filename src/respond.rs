@@ -1,6 +1,7 @@
 //! Writing gateway-made responses (errors, health, listings) to the client.
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
@@ -8,12 +9,29 @@ use asbru_providers::errors::{self, ErrorContext, WireError};
 
 use crate::routes::Ingress;
 
+/// Headers a filter added for every response of a request.
+pub type ExtraHeaders<'a> = &'a [(HeaderName, HeaderValue)];
+
 /// Writes a complete JSON response.
 pub async fn json(session: &mut Session, status: u16, body: Vec<u8>, request_id: &str) -> pingora::Result<()> {
-    let mut head = ResponseHeader::build(status, Some(4))?;
+    json_with(session, status, body, request_id, &[]).await
+}
+
+/// [`json`] with the headers filters added.
+pub async fn json_with(
+    session: &mut Session,
+    status: u16,
+    body: Vec<u8>,
+    request_id: &str,
+    extra: ExtraHeaders<'_>,
+) -> pingora::Result<()> {
+    let mut head = ResponseHeader::build(status, Some(4 + extra.len()))?;
     head.insert_header("content-type", "application/json")?;
     head.insert_header("content-length", body.len().to_string())?;
     head.insert_header("x-request-id", request_id)?;
+    for (name, value) in extra {
+        head.insert_header(name.clone(), value.clone())?;
+    }
     session.write_response_header(Box::new(head), false).await?;
     session.write_response_body(Some(Bytes::from(body)), true).await
 }
@@ -26,11 +44,22 @@ pub async fn error(
     error: &WireError,
     ctx: &ErrorContext<'_>,
 ) -> pingora::Result<()> {
+    error_with(session, ingress, error, ctx, &[]).await
+}
+
+/// [`error`] with the headers filters added.
+pub async fn error_with(
+    session: &mut Session,
+    ingress: Ingress,
+    error: &WireError,
+    ctx: &ErrorContext<'_>,
+    extra: ExtraHeaders<'_>,
+) -> pingora::Result<()> {
     let body = match ingress {
         Ingress::OpenAi => errors::bifrost_body(error, ctx),
         Ingress::Anthropic => errors::anthropic_body(error),
     };
-    json(session, error.status, body, ctx.request_id.unwrap_or_default()).await
+    json_with(session, error.status, body, ctx.request_id.unwrap_or_default(), extra).await
 }
 
 /// Writes the Prometheus text exposition.

@@ -34,6 +34,9 @@ pub enum StartError {
     /// The config store could not be opened or seeded.
     #[error("{0}")]
     Store(#[from] asbru_store::backend::StoreError),
+    /// The `plugins` section cannot be used.
+    #[error("{0}")]
+    Plugins(#[from] crate::pipeline::PipelineError),
 }
 
 /// How to start.
@@ -72,7 +75,7 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
             "no providers configured: add one under `providers:` in a config file and start with `asbru serve --config FILE` (see conf/quickstart.yaml, or conf/demo.yaml for an offline demo)"
         );
     }
-    let state = Gateway::new(live, registry.clone(), layers.store.clone());
+    let state = Gateway::new(config, live, registry.clone(), layers.store.clone())?;
     let server_conf = ServerConf {
         threads: config.server.threads.max(1),
         grace_period_seconds: Some(config.server.grace_period_seconds),

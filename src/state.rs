@@ -1,17 +1,22 @@
-//! What every request shares: the live config (snapshot + governance), the governance meters,
-//! the filter chain, the route table, the metrics and the upstream connection pools.
+//! What every request shares: the live config (snapshot + governance + per-filter state), the
+//! governance meters, the providers' health windows, the filter chain, the route table, the
+//! metrics and the upstream connection pools.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use asbru_filters::governance::Registry;
+use asbru_filters::health::HealthBoard;
+use asbru_filters::telemetry::Metrics;
 use asbru_filters::{FilterChain, Live};
+use asbru_store::Config;
 use asbru_store::backend::ConfigStore;
 use pingora::connectors::http::Connector;
 
-use crate::metrics::Metrics;
+use crate::pipeline::{self, PipelineError, Services};
 use crate::routes::RouteTable;
+
+pub use asbru_filters::clock::unix_now;
 
 /// The gateway's shared state.
 pub struct Gateway {
@@ -19,6 +24,8 @@ pub struct Gateway {
     pub live: ArcSwap<Live>,
     /// Governance meters (live usage), kept across config changes.
     pub registry: Arc<Registry>,
+    /// Each provider's recent health, kept across config changes.
+    pub health: HealthBoard,
     /// Filters every inference request passes.
     pub chain: FilterChain,
     /// Ingress routes.
@@ -26,30 +33,47 @@ pub struct Gateway {
     /// Pooled upstream connections.
     pub connector: Connector,
     /// Prometheus metrics.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// The config store usage is persisted to (`None` in file-only mode).
     pub store: Option<Arc<dyn ConfigStore>>,
 }
 
 impl Gateway {
-    /// State serving `live`, whose meters live in `registry`.
-    pub fn new(live: Live, registry: Arc<Registry>, store: Option<Arc<dyn ConfigStore>>) -> Arc<Gateway> {
-        Arc::new(Gateway {
-            live: ArcSwap::from_pointee(live),
+    /// State serving `live` with the filters `config.plugins` asks for; meters live in `registry`.
+    pub fn new(
+        config: &Config,
+        live: Live,
+        registry: Arc<Registry>,
+        store: Option<Arc<dyn ConfigStore>>,
+    ) -> Result<Arc<Gateway>, PipelineError> {
+        let metrics = Arc::new(Metrics::new());
+        let services = Services {
+            metrics: metrics.clone(),
+        };
+        let (chain, warnings) = pipeline::build(config.plugins.as_ref(), &services)?;
+        for warning in warnings {
+            tracing::warn!("{warning}");
+        }
+        let gateway = Gateway {
+            live: ArcSwap::from_pointee(Live::empty()),
             registry,
-            chain: FilterChain::standard(),
+            health: HealthBoard::default(),
+            chain,
             routes: RouteTable::new(),
             connector: Connector::new(None),
-            metrics: Metrics::new(),
+            metrics,
             store,
-        })
+        };
+        gateway.install(live);
+        Ok(Arc::new(gateway))
     }
-}
 
-/// Unix seconds now.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    /// Serves `live` from now on: attaches the health windows, lets every filter compile its
+    /// per-config state, and swaps it in. In-flight requests finish on the config they started
+    /// with.
+    pub fn install(&self, live: Live) {
+        let mut live = live.with_health(&self.health);
+        self.chain.prepare(&mut live);
+        self.live.store(Arc::new(live));
+    }
 }

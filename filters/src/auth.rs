@@ -1,34 +1,21 @@
-//! Virtual-key extraction (spec §2.1): `x-bf-vk` always names a virtual key; `Authorization:
-//! Bearer`, `x-api-key`, `x-goog-api-key` and `api-key` do when their value is a known key or
-//! starts with `sk-bf-`, so the OpenAI, Anthropic, Gemini and Azure SDKs work with a virtual key
-//! as their api_key. Keys are found by the SHA-256 of the presented value: one hash-map lookup.
+//! Virtual-key extraction, as Bifrost's governance does it: `x-bf-vk` always names a virtual
+//! key; `Authorization: Bearer`, `x-api-key`, `x-goog-api-key` and `api-key` do when their value
+//! is a known key or starts with `sk-bf-`, so the OpenAI, Anthropic, Gemini and Azure SDKs work
+//! with a virtual key as their api_key. Keys are found by the SHA-256 of the presented value:
+//! one hash-map lookup. The key found is published in [`crate::Facts::vk`].
 
-use crate::chain::{Decision, Filter, FilterAction};
-use crate::governance::admit::{decision, refusal};
-use crate::governance::runtime::key_hash;
+use crate::ctx::RequestCtx;
+use crate::filter::{Filter, Flow, Rejection, decision};
 use crate::live::Live;
-use crate::request::GatewayRequest;
+use crate::policy::key_hash;
+
+pub use crate::ctx::Credentials;
 
 /// The prefix of Bifrost-issued virtual keys.
 pub const VK_PREFIX: &str = "sk-bf-";
 
-/// Credentials a client presented.
-#[derive(Debug, Clone, Default)]
-pub struct Credentials {
-    /// `x-bf-vk`.
-    pub virtual_key: Option<String>,
-    /// The token of `Authorization: Bearer <token>`.
-    pub bearer: Option<String>,
-    /// `x-api-key` (Anthropic SDK).
-    pub x_api_key: Option<String>,
-    /// `x-goog-api-key` (Gemini SDK).
-    pub x_goog_api_key: Option<String>,
-    /// `api-key` (Azure SDK).
-    pub api_key: Option<String>,
-}
-
-fn not_found() -> crate::chain::Rejection {
-    refusal(
+fn not_found() -> Rejection {
+    Rejection::refusal(
         401,
         decision::VIRTUAL_KEY_NOT_FOUND,
         "virtual key not found. The provided virtual key does not exist or has been revoked.".into(),
@@ -43,13 +30,14 @@ impl Filter for AuthFilter {
         "auth"
     }
 
-    fn on_request(&self, live: &Live, request: &GatewayRequest, decision: &mut Decision) -> FilterAction {
+    fn on_request(&self, live: &Live, ctx: &mut RequestCtx) -> Flow {
         let gov = &live.governance;
-        let creds = &request.credentials;
+        let creds = &ctx.request.credentials;
+        let mut found = None;
         if let Some(value) = creds.virtual_key.as_deref() {
             match gov.key(&key_hash(value.trim())) {
-                Some(vk) => decision.vk = Some(vk.clone()),
-                None => return FilterAction::Reject(not_found()),
+                Some(vk) => found = Some(vk.clone()),
+                None => return Flow::Reject(not_found()),
             }
         } else {
             let candidates = [&creds.bearer, &creds.x_api_key, &creds.x_goog_api_key, &creds.api_key];
@@ -61,21 +49,22 @@ impl Filter for AuthFilter {
                     None
                 };
                 if let Some(vk) = known {
-                    decision.vk = Some(vk.clone());
+                    found = Some(vk.clone());
                     break;
                 }
                 if value.starts_with(VK_PREFIX) {
-                    return FilterAction::Reject(not_found());
+                    return Flow::Reject(not_found());
                 }
             }
         }
-        if decision.vk.is_none() && gov.vk_required {
-            return FilterAction::Reject(refusal(
+        if found.is_none() && gov.vk_required {
+            return Flow::Reject(Rejection::refusal(
                 401,
                 decision::VIRTUAL_KEY_REQUIRED,
                 "virtual key is required. Provide a virtual key via the x-bf-vk header.".into(),
             ));
         }
-        FilterAction::Continue
+        ctx.facts.vk = found;
+        Flow::Continue
     }
 }

@@ -1,14 +1,33 @@
-//! asbru-filters: the request filters, pure logic over a [`Live`] view of the config. Nothing
-//! here knows about Pingora or sockets; the gateway calls the chain and acts on its result.
+//! asbru-filters: the request lifecycle's filters, pure logic over a [`Live`] view of the config.
+//! Nothing here knows about Pingora or sockets; the gateway calls the hooks and acts on their
+//! results.
+//!
+//! The core every filter builds on: [`filter`] (the trait and its results), [`ctx`] (the
+//! per-request context and the facts filters share), [`chain`] (running a hook across the
+//! filters), [`live`] (the per-config view), [`slots`], [`policy`] (governance data), [`pricing`],
+//! [`health`] and [`labels`]. The filters, none of which imports another: [`auth`], [`routing`],
+//! [`governance`], [`telemetry`], [`logging`], [`response_headers`].
+
+pub mod chain;
+pub mod clock;
+pub mod ctx;
+pub mod filter;
+pub mod health;
+pub mod labels;
+pub mod live;
+pub mod policy;
+pub mod pricing;
+pub mod slots;
 
 pub mod auth;
-pub mod chain;
 pub mod governance;
-pub mod live;
-pub mod pricing;
-pub mod request;
+pub mod logging;
+pub mod response_headers;
 pub mod routing;
+pub mod telemetry;
 
-pub use chain::{Filter, FilterAction, FilterChain, Rejection};
+pub use chain::FilterChain;
+pub use ctx::{Attempt, AttemptState, Facts, GatewayRequest, Outcome, RequestCtx};
+pub use filter::{AttemptFlow, Filter, Flow, Rejection, UpstreamHead};
 pub use live::Live;
-pub use request::GatewayRequest;
+pub use slots::Slots;

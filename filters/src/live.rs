@@ -1,12 +1,16 @@
 //! [`Live`]: what a request reads, swapped whole on a config change. The snapshot (providers,
-//! keys, limits) and the governance view built from the same config travel together, so one
-//! load gives a request a consistent picture.
+//! keys, limits), the governance view built from the same config, each provider's health window
+//! and the filters' compiled per-config state travel together, so one load gives a request a
+//! consistent picture.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use asbru_store::{Config, Snapshot};
 
-use crate::governance::{Governance, Registry};
+use crate::health::{Health, HealthBoard, HealthWindow};
+use crate::policy::{Governance, Registry};
+use crate::slots::Slots;
 
 /// The config a request sees.
 #[derive(Debug)]
@@ -15,6 +19,10 @@ pub struct Live {
     pub snapshot: Snapshot,
     /// Virtual keys, caps and prices.
     pub governance: Governance,
+    /// Each provider's health window, by name.
+    pub health: HashMap<String, Arc<HealthWindow>>,
+    /// Filters' compiled per-config state (see [`crate::Filter::on_config`]).
+    pub slots: Slots,
 }
 
 impl Live {
@@ -29,7 +37,13 @@ impl Live {
         let (snapshot, mut warnings) = Snapshot::build_with(config, lookup);
         let (governance, more) = Governance::build(config, registry, now, lookup);
         warnings.extend(more);
-        (Live { snapshot, governance }, warnings)
+        let live = Live {
+            snapshot,
+            governance,
+            health: HashMap::new(),
+            slots: Slots::default(),
+        };
+        (live, warnings)
     }
 
     /// Builds from the process environment.
@@ -37,11 +51,29 @@ impl Live {
         Live::build_with(config, registry, now, &|name| std::env::var(name).ok())
     }
 
+    /// Attaches the health windows of this config's providers from `board`.
+    pub fn with_health(mut self, board: &HealthBoard) -> Live {
+        self.health = board.resolve(self.snapshot.provider_names.iter());
+        self
+    }
+
     /// A view with no providers and no governance.
     pub fn empty() -> Live {
         Live {
             snapshot: Snapshot::empty(),
             governance: Governance::default(),
+            health: HashMap::new(),
+            slots: Slots::default(),
         }
+    }
+
+    /// A provider's last minute as of Unix second `now`; empty for an unknown provider.
+    pub fn provider_health(&self, provider: &str, now: i64) -> Health {
+        self.health.get(provider).map(|w| w.read(now)).unwrap_or_default()
+    }
+
+    /// A filter's compiled per-config state.
+    pub fn slot<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
+        self.slots.get()
     }
 }

@@ -22,6 +22,8 @@ pub struct TokenUsage {
     pub cache_read: u64,
     /// Prompt tokens written to a cache (part of `input`).
     pub cache_write: u64,
+    /// Reasoning tokens (part of `output`; reported, never priced apart).
+    pub reasoning: u64,
 }
 
 impl TokenUsage {
@@ -193,6 +195,21 @@ impl PricingTable {
         None
     }
 
+    /// The models priced for `provider` (Azure included under OpenAI's list), by name.
+    pub fn models_of<'a>(&'a self, provider: &str) -> impl Iterator<Item = &'a String> + 'a {
+        let families: &[&str] = match provider {
+            "azure" => &["azure", "openai"],
+            _ => &[],
+        };
+        let own = self.prices.get(provider);
+        let extra: Vec<&'a HashMap<String, Price>> = families
+            .iter()
+            .filter(|f| **f != provider)
+            .filter_map(|f| self.prices.get(*f))
+            .collect();
+        own.into_iter().chain(extra).flat_map(|m| m.keys())
+    }
+
     /// How many models are priced.
     pub fn len(&self) -> usize {
         self.prices.values().map(HashMap::len).sum()
@@ -205,7 +222,7 @@ impl PricingTable {
 }
 
 /// `name-2024-08-06` or `name-20241022` → `name`.
-fn strip_date_suffix(model: &str) -> Option<&str> {
+pub fn strip_date_suffix(model: &str) -> Option<&str> {
     let (base, tail) = model.rsplit_once('-')?;
     if tail.len() == 8 && tail.bytes().all(|b| b.is_ascii_digit()) {
         return Some(base);
@@ -280,6 +297,7 @@ mod tests {
             output: 500,
             cache_read: 10_000,
             cache_write: 2_000,
+            reasoning: 0,
         };
         // 1000*3 + 10000*0.3 + 2000*3.75 + 500*15 = 3000 + 3000 + 7500 + 7500 µ$
         assert_eq!(price.cost_micros(&usage), 21_000);

@@ -100,7 +100,7 @@ struct ExtraFields<'a> {
     request_type: Option<&'a str>,
 }
 
-/// Renders `error` as Bifrost's error body (the OpenAI-compatible routes, spec §1.1).
+/// Renders `error` as Bifrost's error body (the OpenAI-compatible routes).
 pub fn bifrost_body(error: &WireError, ctx: &ErrorContext<'_>) -> Vec<u8> {
     let body = BifrostErrorBody {
         event_id: ctx.request_id,
@@ -123,7 +123,7 @@ pub fn bifrost_body(error: &WireError, ctx: &ErrorContext<'_>) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":{\"message\":\"internal error\"}}".to_vec())
 }
 
-/// A mid-stream error chunk for chat streams: `data: {"error":{...}}\n\n` (spec §1.2).
+/// A mid-stream error chunk for chat streams: `data: {"error":{...}}\n\n` (as Bifrost streams errors).
 pub fn sse_error_event(error: &WireError, ctx: &ErrorContext<'_>) -> Vec<u8> {
     let mut out = b"data: ".to_vec();
     out.extend_from_slice(&bifrost_body(error, ctx));

@@ -1,5 +1,5 @@
 //! The built-in provider catalog: which names are known, which wire each speaks, their default
-//! base URLs and endpoint paths (spec §8.2).
+//! base URLs and endpoint paths (from each provider's public API documentation).
 
 /// The wire protocol an upstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,4 +1,4 @@
-//! `env.NAME` references (spec §4.5): a secret-bearing string written `env.NAME` is read from the
+//! `env.NAME` references (Bifrost's convention): a secret-bearing string written `env.NAME` is read from the
 //! process environment when a snapshot is built.
 
 /// Outcome of resolving one config string.

@@ -1,5 +1,5 @@
 //! Validation of the `governance` section: unique ids, references that resolve, durations that
-//! parse, and the spec's exclusivity rules. Problems carry the path to point at.
+//! parse, and Bifrost's exclusivity rules (a virtual key belongs to a team or a customer, not both). Problems carry the path to point at.
 
 use std::collections::HashSet;
 

@@ -1,6 +1,6 @@
 //! The config schema types, shared by the file loader (and later the store and admin API).
 //!
-//! Field names follow Bifrost's `config.json` (spec §4) so that a Bifrost file loads unchanged.
+//! Field names follow Bifrost's `config.json` so that a Bifrost file loads unchanged.
 //! Sections asbru does not implement yet are accepted as raw JSON so that such a file still loads;
 //! [`Config::unimplemented_sections`] names them so start-up can say they are ignored.
 
@@ -76,10 +76,9 @@ pub struct Config {
 impl Config {
     /// Names of sections present in the file that this build accepts but does not act on yet.
     pub fn unimplemented_sections(&self) -> Vec<&'static str> {
-        let sections: [(&'static str, bool); 8] = [
+        let sections: [(&'static str, bool); 7] = [
             ("logs_store", self.logs_store.is_some()),
             ("vector_store", self.vector_store.is_some()),
-            ("plugins", self.plugins.is_some()),
             ("mcp", self.mcp.is_some()),
             ("framework", self.framework.is_some()),
             ("websocket", self.websocket.is_some()),

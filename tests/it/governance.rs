@@ -578,7 +578,7 @@ async fn unpriced_models_cost_nothing_but_are_counted() {
     assert!(
         metrics
             .text()
-            .contains("asbru_unpriced_requests_total{model=\"house-model\",provider=\"openai\"} 1"),
+            .contains("asbru_unpriced_requests_total{model=\"other\",provider=\"openai\"} 1"),
         "{}",
         metrics.text()
     );

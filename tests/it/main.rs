@@ -8,6 +8,7 @@ mod cli;
 mod errors;
 mod forwarding;
 mod governance;
+mod lifecycle;
 mod resilience;
 mod store_modes;
 mod translation;

@@ -1,4 +1,4 @@
-//! Admission: every cap that touches an attempt is checked in the spec's order (§6.1: provider,
+//! Admission: every cap that touches an attempt is checked in Bifrost's governance order (provider,
 //! model, then the key's status, provider and model access, rate limits, and budgets up the
 //! hierarchy), and the attempt's maximum cost is reserved on every budget at once. The first cap
 //! hit wins and undoes what was reserved before it, so a request is admitted on all caps or none.
@@ -8,50 +8,17 @@
 
 use std::sync::Arc;
 
-use super::meter::Meter;
-use super::runtime::{Governance, LimitCap, RateCap, Scope, VirtualKeyRuntime};
-use crate::chain::Rejection;
+use crate::ctx::{Charge, Estimate};
+use crate::filter::Rejection;
+use crate::policy::meter::Meter;
+use crate::policy::runtime::{Governance, LimitCap, RateCap, Scope, VirtualKeyRuntime};
 use crate::pricing::{Price, TokenUsage, to_dollars};
 
-/// What a request may use, for the reservation.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Estimate {
-    /// Upper bound on prompt tokens (the body's byte length: a token is at least a byte).
-    pub input_tokens: u64,
-    /// The request's `max_tokens`, when it sets one.
-    pub max_output_tokens: Option<u64>,
-}
-
-/// Governance decisions (the top-level `type` of the error body).
-pub mod decision {
-    /// No key and one is mandatory.
-    pub const VIRTUAL_KEY_REQUIRED: &str = "virtual_key_required";
-    /// Unknown key.
-    pub const VIRTUAL_KEY_NOT_FOUND: &str = "virtual_key_not_found";
-    /// Inactive or expired key.
-    pub const VIRTUAL_KEY_BLOCKED: &str = "virtual_key_blocked";
-    /// Provider not allowed for the key.
-    pub const PROVIDER_BLOCKED: &str = "provider_blocked";
-    /// Model not allowed for the key.
-    pub const MODEL_BLOCKED: &str = "model_blocked";
-    /// Token and request caps both hit.
-    pub const RATE_LIMITED: &str = "rate_limited";
-    /// Token cap hit.
-    pub const TOKEN_LIMITED: &str = "token_limited";
-    /// Request cap hit.
-    pub const REQUEST_LIMITED: &str = "request_limited";
-    /// A budget has no room for the request.
-    pub const BUDGET_EXCEEDED: &str = "budget_exceeded";
-}
+pub use crate::filter::decision;
 
 /// A governance refusal with its status.
 pub fn refusal(status: u16, kind: &'static str, message: String) -> Rejection {
-    Rejection {
-        status,
-        kind,
-        message,
-        decision: Some(kind),
-    }
+    Rejection::refusal(status, kind, message)
 }
 
 /// Checks the key's status and its access to `provider` and `model`, reserving nothing.
@@ -112,6 +79,8 @@ pub fn admit(
         price,
         estimate_tokens: estimate.input_tokens.saturating_add(max_output),
         state: State::Admitted,
+        budget_used: None,
+        rate_used: None,
     };
     match reserve_all(gov, vk, provider, model, now, &mut ticket) {
         Ok(()) => Ok(ticket),
@@ -168,21 +137,6 @@ enum State {
     Closed,
 }
 
-/// What a settled ticket charged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Charge {
-    /// Micro-dollars charged to every budget.
-    pub cost_micros: i64,
-    /// Tokens counted on every token limit.
-    pub tokens: u64,
-    /// The model had no price: the cost is 0.
-    pub unpriced: bool,
-    /// No usage was reported: the reservation was charged.
-    pub estimated: bool,
-    /// A budget counted this charge (so a missing price matters).
-    pub budgeted: bool,
-}
-
 /// An admitted attempt's reservations. Settle it with [`Ticket::charge`] or
 /// [`Ticket::release`]; dropped unsettled, it releases if nothing was sent and charges the
 /// reservation if the request had gone upstream.
@@ -195,6 +149,17 @@ pub struct Ticket {
     price: Option<Price>,
     estimate_tokens: u64,
     state: State,
+    budget_used: Option<f64>,
+    rate_used: Option<f64>,
+}
+
+/// `used` of `max` in percent.
+fn percent(used: i64, max: i64) -> f64 {
+    if max <= 0 {
+        100.0
+    } else {
+        (used as f64 / max as f64 * 100.0).clamp(0.0, 100.0)
+    }
 }
 
 /// Dollars for messages: four decimals, or six when that would hide a non-zero amount.
@@ -221,6 +186,8 @@ impl Ticket {
             price: None,
             estimate_tokens: 0,
             state: State::Closed,
+            budget_used: None,
+            rate_used: None,
         }
     }
 
@@ -239,6 +206,8 @@ impl Ticket {
                 cap.meter.roll(&cap.window, now);
                 match cap.meter.try_reserve(1, cap.max) {
                     Ok(()) => {
+                        let used = percent(cap.meter.total(), cap.max);
+                        self.rate_used = Some(self.rate_used.map_or(used, |u| u.max(used)));
                         self.requests.push(cap.meter.clone());
                         None
                     }
@@ -306,9 +275,21 @@ impl Ticket {
                     ),
                 ));
             }
+            let used = percent(cap.meter.total(), cap.max_micros);
+            self.budget_used = Some(self.budget_used.map_or(used, |u| u.max(used)));
             self.budgets.push(cap.meter.clone());
         }
         Ok(())
+    }
+
+    /// The fullest budget's use after this admission, in percent.
+    pub fn budget_used(&self) -> Option<f64> {
+        self.budget_used
+    }
+
+    /// The fullest request rate limit's use after this admission, in percent.
+    pub fn rate_limit_used(&self) -> Option<f64> {
+        self.rate_used
     }
 
     /// Micro-dollars reserved on each budget.
@@ -393,9 +374,9 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::governance::Registry;
-    use crate::governance::runtime::key_hash;
     use crate::live::Live;
+    use crate::policy::Registry;
+    use crate::policy::runtime::key_hash;
 
     const NOW: i64 = 1_800_000_000;
 

@@ -1,4 +1,4 @@
-//! Key selection (spec §7.2): weighted random choice among a provider's keys that serve the
+//! Key selection (as Bifrost's weighted key selection): weighted random choice among a provider's keys that serve the
 //! model. Two passes over the key list, no allocation.
 
 use asbru_store::snapshot::{ProviderKey, ProviderRuntime};

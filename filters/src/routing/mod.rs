@@ -1,6 +1,55 @@
-//! Routing: which provider and model each attempt goes to, and which key it uses.
+//! Routing as one filter: which provider and model each attempt goes to (`on_request` builds
+//! the plan, [`plan`]), and which of the provider's keys each try uses (`on_attempt`, [`keys`]).
 
 pub mod keys;
 mod plan;
 
-pub use plan::{Attempt, RoutingFilter, resolve_target};
+pub use crate::ctx::Attempt;
+pub use plan::resolve_target;
+
+use crate::ctx::RequestCtx;
+use crate::filter::{AttemptFlow, Filter, Flow, Rejection};
+use crate::live::Live;
+
+/// The routing filter.
+pub struct RoutingFilter;
+
+impl Filter for RoutingFilter {
+    fn name(&self) -> &'static str {
+        "routing"
+    }
+
+    fn on_request(&self, live: &Live, ctx: &mut RequestCtx) -> Flow {
+        match plan::build(&live.snapshot, &ctx.request, ctx.facts.vk.as_deref()) {
+            Ok(plan) => {
+                ctx.plan = plan;
+                Flow::Continue
+            }
+            Err(rejection) => Flow::Reject(rejection),
+        }
+    }
+
+    fn on_attempt(&self, _live: &Live, ctx: &mut RequestCtx) -> AttemptFlow {
+        let (Some(state), plan) = (ctx.attempt.as_mut(), &ctx.plan) else {
+            return AttemptFlow::Continue;
+        };
+        let Some(attempt) = plan.get(state.index) else {
+            return AttemptFlow::Continue;
+        };
+        let allowed = attempt.key_ids.as_deref();
+        match keys::select_within(
+            &attempt.provider,
+            &attempt.model,
+            &state.avoid,
+            allowed,
+            &mut rand::rng(),
+        ) {
+            Ok(choice) => {
+                state.key = choice.map(|(index, _)| index);
+                AttemptFlow::Continue
+            }
+            Err(e @ keys::KeyError::NoneForModel { .. }) => AttemptFlow::Fail(Rejection::bad_request(e.to_string())),
+            Err(e @ keys::KeyError::NoneConfigured { .. }) => AttemptFlow::Fail(Rejection::gateway(500, e.to_string())),
+        }
+    }
+}

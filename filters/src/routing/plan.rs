@@ -1,7 +1,7 @@
 //! The plan of attempts: the primary target from the request's `model`, then each of its
-//! `fallbacks` in order (spec §7.3). A bare model name sent with a virtual key that has provider
+//! `fallbacks` in order (Bifrost's fallbacks). A bare model name sent with a virtual key that has provider
 //! configs goes to one of the key's providers, chosen by weight, and the others become its
-//! fallbacks when the request names none (spec §7.1).
+//! fallbacks when the request names none (Bifrost's virtual-key provider configs).
 
 use std::sync::Arc;
 
@@ -11,64 +11,40 @@ use asbru_store::snapshot::ProviderRuntime;
 
 use rand::Rng;
 
-use crate::chain::{Decision, Filter, FilterAction, Rejection};
-use crate::governance::VirtualKeyRuntime;
-use crate::live::Live;
-use crate::request::GatewayRequest;
+use crate::ctx::{Attempt, GatewayRequest};
+use crate::filter::Rejection;
+use crate::policy::VirtualKeyRuntime;
 
-/// One target to try.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    /// The provider.
-    pub provider: Arc<ProviderRuntime>,
-    /// The model name at that provider (before key aliases).
-    pub model: String,
-    /// 0 for the primary, n for the n-th fallback.
-    pub fallback_index: usize,
-    /// Provider keys this attempt may use, by id or name (a virtual key's `key_ids`); `None`
-    /// means any.
-    pub key_ids: Option<Arc<[String]>>,
-}
-
-/// Builds the plan from the request's model and fallbacks.
-pub struct RoutingFilter;
-
-impl Filter for RoutingFilter {
-    fn name(&self) -> &'static str {
-        "routing"
-    }
-
-    fn on_request(&self, live: &Live, request: &GatewayRequest, decision: &mut Decision) -> FilterAction {
-        let snapshot = &live.snapshot;
-        let vk = decision.vk.clone();
-        let bare = request.default_provider.is_none() && split_model(snapshot, &request.model_requested).0.is_none();
-        if bare
-            && let Some(vk) = vk.as_deref()
-            && let Some(targets) = vk_targets(snapshot, vk, request)
-        {
-            let auto_fallbacks = request.fallbacks.is_empty();
-            for (index, (provider, model)) in targets.into_iter().enumerate() {
-                if index > 0 && !auto_fallbacks {
-                    break;
-                }
-                decision.plan.push(attempt(Some(vk), provider, model, index));
+/// Builds the plan from the request's model and fallbacks (and the virtual key's providers for
+/// a bare model).
+pub fn build(
+    snapshot: &Snapshot,
+    request: &GatewayRequest,
+    vk: Option<&VirtualKeyRuntime>,
+) -> Result<Vec<Attempt>, Rejection> {
+    let mut plan = Vec::new();
+    let bare = request.default_provider.is_none() && split_model(snapshot, &request.model_requested).0.is_none();
+    if bare
+        && let Some(vk) = vk
+        && let Some(targets) = vk_targets(snapshot, vk, request)
+    {
+        let auto_fallbacks = request.fallbacks.is_empty();
+        for (index, (provider, model)) in targets.into_iter().enumerate() {
+            if index > 0 && !auto_fallbacks {
+                break;
             }
-            if !auto_fallbacks {
-                push_fallbacks(snapshot, request, Some(vk), decision);
-            }
-            return FilterAction::Continue;
+            plan.push(attempt(Some(vk), provider, model, index));
         }
-        let primary = match resolve_target(snapshot, &request.model_requested, request.default_provider) {
-            Ok(target) => target,
-            Err(rejection) => return FilterAction::Reject(rejection),
-        };
-        if let Err(rejection) = check_serves(&primary.0, request.request_type, request.stream) {
-            return FilterAction::Reject(rejection);
+        if !auto_fallbacks {
+            push_fallbacks(snapshot, request, Some(vk), &mut plan);
         }
-        decision.plan.push(attempt(vk.as_deref(), primary.0, primary.1, 0));
-        push_fallbacks(snapshot, request, vk.as_deref(), decision);
-        FilterAction::Continue
+        return Ok(plan);
     }
+    let primary = resolve_target(snapshot, &request.model_requested, request.default_provider)?;
+    check_serves(&primary.0, request.request_type, request.stream)?;
+    plan.push(attempt(vk, primary.0, primary.1, 0));
+    push_fallbacks(snapshot, request, vk, &mut plan);
+    Ok(plan)
 }
 
 fn attempt(vk: Option<&VirtualKeyRuntime>, provider: Arc<ProviderRuntime>, model: String, index: usize) -> Attempt {
@@ -78,7 +54,7 @@ fn attempt(vk: Option<&VirtualKeyRuntime>, provider: Arc<ProviderRuntime>, model
         .map(|a| a.key_ids.clone());
     Attempt {
         provider,
-        model,
+        model: model.into(),
         fallback_index: index,
         key_ids,
     }
@@ -90,16 +66,16 @@ fn push_fallbacks(
     snapshot: &Snapshot,
     request: &GatewayRequest,
     vk: Option<&VirtualKeyRuntime>,
-    decision: &mut Decision,
+    plan: &mut Vec<Attempt>,
 ) {
     let fallbacks = request
         .fallbacks
         .iter()
         .filter_map(|raw| explicit_target(snapshot, raw))
         .filter(|(provider, _)| check_serves(provider, request.request_type, request.stream).is_ok());
-    let first = decision.plan.len();
+    let first = plan.len();
     for (index, (provider, model)) in fallbacks.enumerate() {
-        decision.plan.push(attempt(vk, provider, model, first + index));
+        plan.push(attempt(vk, provider, model, first + index));
     }
 }
 
@@ -229,12 +205,12 @@ fn check_serves(provider: &ProviderRuntime, request_type: RequestType, stream: b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::FilterChain;
+    use crate::live::Live;
     use asbru_store::load_str;
 
     fn snapshot(src: &str) -> Live {
         let loaded = load_str(src, "t.yaml").expect("valid");
-        let registry = Arc::new(crate::governance::Registry::new());
+        let registry = Arc::new(crate::policy::Registry::new());
         Live::build_with(&loaded.config, &registry, 0, &|_| None).0
     }
 
@@ -256,21 +232,19 @@ mod tests {
     #[test]
     fn primary_and_fallbacks() {
         let snap = snapshot(CONF);
-        let chain = FilterChain::standard();
-        let decision = chain
-            .run(
-                &snap,
-                &request(
-                    "openrouter/meta/llama-3",
-                    &["openai/gpt-4o", "bogus", "groq/x", "openai/"],
-                    None,
-                ),
-            )
-            .expect("plan");
-        let plan: Vec<(String, String, usize)> = decision
-            .plan
+        let plan = build(
+            &snap.snapshot,
+            &request(
+                "openrouter/meta/llama-3",
+                &["openai/gpt-4o", "bogus", "groq/x", "openai/"],
+                None,
+            ),
+            None,
+        )
+        .expect("plan");
+        let plan: Vec<(String, String, usize)> = plan
             .iter()
-            .map(|a| (a.provider.name.clone(), a.model.clone(), a.fallback_index))
+            .map(|a| (a.provider.name.clone(), a.model.to_string(), a.fallback_index))
             .collect();
         assert_eq!(
             plan,
@@ -284,8 +258,7 @@ mod tests {
     #[test]
     fn rejections() {
         let snap = snapshot(CONF);
-        let chain = FilterChain::standard();
-        let reject = |r: GatewayRequest| chain.run(&snap, &r).expect_err("rejected");
+        let reject = |r: GatewayRequest| build(&snap.snapshot, &r, None).expect_err("rejected");
         assert!(
             reject(request("gpt-4o", &[], None))
                 .message
@@ -305,9 +278,7 @@ mod tests {
         let mut embed = request("anthropic/claude", &[], None);
         embed.request_type = RequestType::Embedding;
         assert!(reject(embed).message.contains("does not support embedding"));
-        let ok = chain
-            .run(&snap, &request("gpt-4o", &[], Some("openai")))
-            .expect("default provider");
-        assert_eq!(ok.plan[0].provider.name, "openai");
+        let ok = build(&snap.snapshot, &request("gpt-4o", &[], Some("openai")), None).expect("default provider");
+        assert_eq!(ok[0].provider.name, "openai");
     }
 }

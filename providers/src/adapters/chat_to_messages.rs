@@ -1,4 +1,4 @@
-//! OpenAI chat completions → Anthropic Messages (spec §8.3), and the reply back.
+//! OpenAI chat completions → Anthropic Messages (see the translation table in ARCHITECTURE.md), and the reply back.
 
 use serde_json::{Map, Value, json};
 

@@ -1,18 +1,17 @@
-//! The forwarder: runs the plan of attempts (primary, its retries, then each fallback). Each try
-//! picks a key, prepares the body for the provider's wire, and sends it ([`crate::upstream`]);
-//! a success is relayed ([`crate::relay`]), a failure kept to return if nothing succeeds.
+//! The forwarder: runs the plan of attempts (primary, its retries, then each fallback). Before
+//! each try the filters' `on_attempt` hooks choose the key and admit the target; the body is
+//! prepared for the provider's wire and sent ([`super::upstream`]); a success passes
+//! `on_upstream_head` and is relayed ([`super::relay`]), a failure is kept to return if nothing
+//! succeeds, and a target whose tries all failed gets `on_attempt_failed`.
 //!
 //! Nothing is written downstream until an attempt has succeeded or every attempt has failed, so
 //! retries and fallbacks never follow a byte sent to the client.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use asbru_filters::Live;
-use asbru_filters::governance::{self, Charge, Estimate, Ticket, VirtualKeyRuntime};
 use asbru_filters::pricing::TokenUsage;
-use asbru_filters::routing::Attempt;
-use asbru_filters::routing::keys::{self, KeyError};
+use asbru_filters::{AttemptFlow, AttemptState, FilterChain, Flow, Live, RequestCtx, UpstreamHead};
 use asbru_providers::adapters::exchange::{self, Wire as TranslateWire};
 use asbru_providers::errors::{self, ErrorContext, WireError};
 use asbru_providers::formats::openai::RequestHead;
@@ -25,11 +24,12 @@ use pingora::proxy::Session;
 use rand::Rng;
 use tokio::time::Instant;
 
-use crate::relay::{self, Served};
+use super::rejection_to_wire;
+use super::relay::{self, Served};
+use super::upstream::{self, UpstreamRequest};
 use crate::respond;
 use crate::routes::Ingress;
 use crate::state::Gateway;
-use crate::upstream::{self, UpstreamRequest};
 
 /// Largest upstream error body kept in memory to return to the client.
 const MAX_ERROR_BODY: usize = 256 * 1024;
@@ -48,8 +48,6 @@ pub struct Exchange<'a> {
     pub head: &'a RequestHead,
     /// The body as the client sent it.
     pub body: &'a [u8],
-    /// The model as the client named it.
-    pub model_requested: &'a str,
     /// `x-bf-eh-*` headers to pass upstream.
     pub forwarded_headers: Vec<(String, Vec<u8>)>,
     /// The client's `Accept`.
@@ -72,6 +70,16 @@ enum Failure {
     Gateway(WireError),
 }
 
+/// What became of one target.
+enum TargetEnd {
+    /// A reply went to the client.
+    Delivered,
+    /// A filter refused to try it.
+    Skipped,
+    /// Every try failed.
+    Failed(Box<Failure>),
+}
+
 fn translate_wire(wire: Wire) -> TranslateWire {
     match wire {
         Wire::Anthropic => TranslateWire::Anthropic,
@@ -86,83 +94,75 @@ fn ingress_wire(ingress: Ingress) -> TranslateWire {
     }
 }
 
-/// Governance for one request: the primary attempt's ticket, and what is needed to admit a
-/// fallback (each attempt is checked and reserved on its own provider's and model's caps).
-pub struct Governed<'a> {
-    /// The live config the request was admitted on.
-    pub live: &'a Live,
-    /// The caller's virtual key.
-    pub vk: Option<Arc<VirtualKeyRuntime>>,
-    /// The primary attempt's ticket (`None` when no governance applies).
-    pub ticket: Option<Ticket>,
-    /// What the request may use.
-    pub estimate: Estimate,
-    /// When the request arrived.
-    pub now: i64,
-    /// Whether the provider bills this request type (token counting is free).
-    pub billable: bool,
+/// The usage hook, as the relay calls it: the usage seen so far is kept as the reply passes,
+/// and the filters' `on_usage` runs once, before the reply's last bytes (or when the relay ends
+/// early, with what the provider reported until then).
+pub struct Settlement<'a> {
+    chain: &'a FilterChain,
+    live: &'a Live,
+    ctx: &'a mut RequestCtx,
+    seen: Option<Usage>,
+    done: bool,
 }
 
-impl Governed<'_> {
-    /// The ticket for a fallback: `Ok(None)` when no governance applies, `Err` when the
-    /// fallback is refused (it is skipped).
-    fn admit(&self, attempt: &Attempt) -> Result<Option<Ticket>, asbru_filters::Rejection> {
-        governance::admit_attempt(
-            &self.live.governance,
-            self.vk.as_deref(),
-            attempt,
-            self.billable,
-            &self.estimate,
-            self.now,
-        )
+impl Settlement<'_> {
+    /// Records the usage the provider reported so far.
+    pub fn seen(&mut self, usage: Option<Usage>) {
+        if usage.is_some() {
+            self.seen = usage;
+        }
+    }
+
+    /// Runs `on_usage` with the usage seen, once.
+    pub fn settle(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let usage = self.seen.map(token_usage);
+        self.ctx.outcome.usage = usage;
+        self.chain.on_usage(self.live, self.ctx, usage);
+    }
+
+    /// The headers filters added for the client.
+    pub fn response_headers(&self) -> &[(http::HeaderName, http::HeaderValue)] {
+        &self.ctx.response_headers
     }
 }
 
-/// Runs `plan` and answers the client. Returns an error only when the client connection failed
-/// or a response had to be cut short.
+/// Runs the plan in `ctx` and answers the client. Returns an error only when the client
+/// connection failed or a response had to be cut short.
 pub async fn run(
     state: &Arc<Gateway>,
     session: &mut Session,
     ex: &Exchange<'_>,
-    plan: &[Attempt],
-    governed: &mut Governed<'_>,
+    live: &Live,
+    ctx: &mut RequestCtx,
 ) -> pingora::Result<()> {
-    let mut primary_failure = None;
-    for (index, attempt) in plan.iter().enumerate() {
-        let mut ticket = if index == 0 {
-            governed.ticket.take()
-        } else {
-            match governed.admit(attempt) {
-                Ok(ticket) => ticket,
-                Err(rejection) => {
-                    tracing::debug!(
-                        request_id = ex.request_id,
-                        provider = %attempt.provider.name,
-                        "fallback skipped: {}",
-                        rejection.message
-                    );
-                    continue;
-                }
-            }
-        };
-        match try_target(state, session, ex, attempt, ticket.as_mut()).await? {
-            None => return Ok(()),
-            Some(failure) => {
+    let mut first_failure = None;
+    for index in 0..ctx.plan.len() {
+        match try_target(state, session, ex, live, ctx, index).await? {
+            TargetEnd::Delivered => return Ok(()),
+            TargetEnd::Skipped => {}
+            TargetEnd::Failed(failure) => {
                 tracing::debug!(
                     request_id = ex.request_id,
-                    provider = %attempt.provider.name,
-                    fallback_index = attempt.fallback_index,
+                    provider = %ctx.plan[index].provider.name,
+                    fallback_index = ctx.plan[index].fallback_index,
                     "attempt failed"
                 );
-                primary_failure.get_or_insert((failure, attempt));
+                state.chain.on_attempt_failed(live, ctx);
+                first_failure.get_or_insert((failure, index));
             }
         }
     }
-    match primary_failure {
-        Some((failure, attempt)) => write_failure(session, ex, attempt, failure).await,
+    match first_failure {
+        Some((failure, index)) => write_failure(session, ex, ctx, index, *failure).await,
         None => {
             let err = WireError::gateway(500, "api_error", "no provider could be tried for this request");
-            respond::error(session, ex.ingress, &err, &error_context(ex, None)).await
+            ctx.record_error(err.error_type, None, &err.message);
+            let err_ctx = error_context(ex, ctx, None);
+            respond::error_with(session, ex.ingress, &err, &err_ctx, &ctx.response_headers).await
         }
     }
 }
@@ -186,52 +186,58 @@ fn target_of<'a>(
     Some((&provider.upstream, provider.path(request_type)?.to_string()))
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Tries one target with its retries. `None` means a response was delivered to the client.
+/// Tries one target of the plan with its retries.
 async fn try_target(
     state: &Arc<Gateway>,
     session: &mut Session,
     ex: &Exchange<'_>,
-    attempt: &Attempt,
-    mut ticket: Option<&mut Ticket>,
-) -> pingora::Result<Option<Failure>> {
-    let failure = try_target_inner(state, session, ex, attempt, ticket.as_deref_mut()).await;
-    if let (Ok(Some(_)), Some(ticket)) = (&failure, ticket) {
-        // Every try failed before a reply was relayed: nothing was spent.
-        ticket.release();
-    }
-    failure
-}
-
-async fn try_target_inner(
-    state: &Arc<Gateway>,
-    session: &mut Session,
-    ex: &Exchange<'_>,
-    attempt: &Attempt,
-    mut ticket: Option<&mut Ticket>,
-) -> pingora::Result<Option<Failure>> {
+    live: &Live,
+    ctx: &mut RequestCtx,
+    index: usize,
+) -> pingora::Result<TargetEnd> {
+    // Shared handles (reference counts), so the hooks can take the context mutably.
+    let attempt = ctx.plan[index].clone();
     let provider = &attempt.provider;
-    let want_usage = ticket.as_ref().is_some_and(|t| t.needs_usage());
+    let health = live.health.get(&provider.name).cloned();
+    let record_health = |ok: bool| {
+        if let Some(window) = &health {
+            window.record(ctx_now(), ok);
+        }
+    };
     let net = &provider.network;
     let upstream_wire = translate_wire(provider.wire);
-    let mut avoid: Vec<usize> = Vec::new();
+    ctx.attempt = Some(AttemptState {
+        index,
+        ..AttemptState::default()
+    });
     let mut last_failure = None;
     for try_number in 0..=net.max_retries {
         if try_number > 0 {
             tokio::time::sleep(backoff(net, try_number - 1)).await;
+            ctx.outcome.retries += 1;
         }
-        let allowed = attempt.key_ids.as_deref();
-        let choice = match keys::select_within(provider, &attempt.model, &avoid, allowed, &mut rand::rng()) {
-            Ok(choice) => choice,
-            Err(e) => return Ok(Some(Failure::Gateway(key_error(&e)))),
-        };
-        let key = choice.map(|(_, k)| k);
+        if let Some(state) = ctx.attempt.as_mut() {
+            state.try_number = try_number;
+        }
+        match state.chain.on_attempt(live, ctx) {
+            AttemptFlow::Continue => {}
+            AttemptFlow::Skip(rejection) => {
+                tracing::debug!(
+                    request_id = ex.request_id,
+                    provider = %provider.name,
+                    "fallback skipped: {}",
+                    rejection.message
+                );
+                return Ok(TargetEnd::Skipped);
+            }
+            AttemptFlow::Fail(rejection) => {
+                return Ok(TargetEnd::Failed(Box::new(Failure::Gateway(rejection_to_wire(
+                    rejection,
+                )))));
+            }
+        }
+        let (key_index, want_usage) = ctx.attempt.as_ref().map(|a| (a.key, a.want_usage)).unwrap_or_default();
+        let key = key_index.and_then(|i| provider.keys.get(i));
         let upstream_model = key.map(|k| k.upstream_model(&attempt.model)).unwrap_or(&attempt.model);
         let prepared = match exchange::prepare(
             ingress_wire(ex.ingress),
@@ -239,11 +245,15 @@ async fn try_target_inner(
             ex.head,
             ex.body,
             upstream_model,
-            unix_now(),
+            u64::try_from(ctx_now()).unwrap_or(0),
             want_usage,
         ) {
             Ok(prepared) => prepared,
-            Err(e) => return Ok(Some(Failure::Gateway(WireError::bad_request(e.to_string())))),
+            Err(e) => {
+                return Ok(TargetEnd::Failed(Box::new(Failure::Gateway(WireError::bad_request(
+                    e.to_string(),
+                )))));
+            }
         };
         let Some((upstream, path)) = target_of(provider, key, ex.request_type, upstream_model) else {
             let err = WireError::bad_request(format!(
@@ -251,7 +261,7 @@ async fn try_target_inner(
                 provider.name,
                 ex.request_type.as_str()
             ));
-            return Ok(Some(Failure::Gateway(err)));
+            return Ok(TargetEnd::Failed(Box::new(Failure::Gateway(err))));
         };
         let request = UpstreamRequest {
             method: "POST",
@@ -263,16 +273,30 @@ async fn try_target_inner(
             anthropic_beta: ex.anthropic_beta.as_deref(),
         };
         let deadline = Instant::now() + net.request_timeout;
-        if let Some(ticket) = ticket.as_deref_mut() {
-            ticket.mark_sent();
-        }
         match upstream::send(state, provider, upstream, key, &request, deadline).await {
             Ok((upstream_session, peer)) => {
-                let status = upstream_session
-                    .response_header()
-                    .map(|h| h.status.as_u16())
-                    .unwrap_or(502);
+                let Some(upstream_head) = upstream_session.response_header() else {
+                    last_failure = Some(Failure::Gateway(WireError::gateway(
+                        502,
+                        "api_error",
+                        format!("provider {} sent no response head", provider.name),
+                    )));
+                    continue;
+                };
+                let status = upstream_head.status.as_u16();
+                record_health(status < 500 && status != 429);
                 if (200..300).contains(&status) {
+                    let head = UpstreamHead {
+                        status,
+                        headers: &upstream_head.headers,
+                    };
+                    if let Flow::Reject(rejection) = state.chain.on_upstream_head(live, ctx, &head) {
+                        return Ok(TargetEnd::Failed(Box::new(Failure::Gateway(rejection_to_wire(
+                            rejection,
+                        )))));
+                    }
+                    ctx.outcome.served = Some(index);
+                    ctx.outcome.upstream_head_after = Some(ctx.started.elapsed());
                     let served = Served {
                         provider: &provider.name,
                         resolved_model: upstream_model,
@@ -280,14 +304,12 @@ async fn try_target_inner(
                         request_id: ex.request_id,
                         ingress: ex.ingress,
                     };
-                    let mut reported = None;
-                    let mut charge = None;
-                    let mut settle = |usage: Option<Usage>| {
-                        if charge.is_none()
-                            && let Some(t) = ticket.as_deref_mut()
-                        {
-                            charge = Some(t.charge(usage.map(token_usage)));
-                        }
+                    let mut settlement = Settlement {
+                        chain: &state.chain,
+                        live,
+                        ctx,
+                        seen: None,
+                        done: false,
                     };
                     let delivered = relay::deliver(
                         state,
@@ -298,46 +320,32 @@ async fn try_target_inner(
                         peer,
                         deadline,
                         net.stream_idle_timeout,
-                        &mut reported,
-                        &mut settle,
+                        &mut settlement,
                     )
                     .await;
                     // The client went away before the end: charge what the provider reported so far.
-                    settle(reported);
-                    record_charge(state, ex, &provider.name, &attempt.model, charge);
-                    let usage = reported.unwrap_or_default();
-                    tracing::debug!(
-                        request_id = ex.request_id,
-                        provider = %provider.name,
-                        input_tokens = usage.input_tokens,
-                        output_tokens = usage.output_tokens,
-                        cache_read_tokens = usage.cache_read_tokens,
-                        cache_write_tokens = usage.cache_write_tokens,
-                        reasoning_tokens = usage.reasoning_tokens,
-                        cost_micros = charge.map(|c| c.cost_micros),
-                        unpriced = charge.is_some_and(|c| c.unpriced),
-                        "request served"
-                    );
+                    settlement.settle();
                     delivered?;
-                    return Ok(None);
+                    return Ok(TargetEnd::Delivered);
                 }
-                let head = upstream_session.response_header().cloned();
+                let head = upstream_head.clone();
                 let body = upstream::read_whole_body(state, upstream_session, &peer, MAX_ERROR_BODY, deadline).await;
                 if matches!(status, 401 | 403 | 429)
-                    && let Some((index, _)) = choice
+                    && let (Some(index), Some(state)) = (key_index, ctx.attempt.as_mut())
                 {
-                    avoid.push(index);
+                    state.avoid.push(index);
                 }
+                let avoid = ctx.attempt.as_ref().map(|a| a.avoid.as_slice()).unwrap_or_default();
                 let retryable = status == 429
                     || status >= 500
-                    || (matches!(status, 401 | 403) && has_unused_key(provider, &attempt.model, &avoid));
-                last_failure = Some(match (head, body) {
-                    (Some(head), Some(body)) => Failure::Reply {
+                    || (matches!(status, 401 | 403) && has_unused_key(provider, &attempt.model, avoid));
+                last_failure = Some(match body {
+                    Some(body) => Failure::Reply {
                         head,
                         body,
                         wire: upstream_wire,
                     },
-                    _ => Failure::Gateway(WireError::gateway(
+                    None => Failure::Gateway(WireError::gateway(
                         502,
                         "api_error",
                         format!(
@@ -351,6 +359,7 @@ async fn try_target_inner(
                 }
             }
             Err(e) => {
+                record_health(false);
                 let retryable = e.retryable;
                 last_failure = Some(Failure::Gateway(e.error));
                 if !retryable {
@@ -359,7 +368,14 @@ async fn try_target_inner(
             }
         }
     }
-    Ok(last_failure)
+    Ok(match last_failure {
+        Some(failure) => TargetEnd::Failed(Box::new(failure)),
+        None => TargetEnd::Skipped,
+    })
+}
+
+fn ctx_now() -> i64 {
+    crate::state::unix_now()
 }
 
 fn token_usage(u: Usage) -> TokenUsage {
@@ -368,41 +384,7 @@ fn token_usage(u: Usage) -> TokenUsage {
         output: u.output_tokens,
         cache_read: u.cache_read_tokens,
         cache_write: u.cache_write_tokens,
-    }
-}
-
-/// Metrics and logs for what a request was charged. An unpriced model is never silent.
-fn record_charge(state: &Gateway, ex: &Exchange<'_>, provider: &str, model: &str, charge: Option<Charge>) {
-    let Some(charge) = charge else {
-        return;
-    };
-    let metrics = &state.metrics;
-    if charge.unpriced {
-        metrics.unpriced_requests.with_label_values(&[provider, model]).inc();
-    }
-    if charge.unpriced && charge.budgeted {
-        tracing::warn!(
-            request_id = ex.request_id,
-            provider,
-            model,
-            "model has no price: its cost is counted as 0 (add a governance.pricing_overrides entry)"
-        );
-    }
-    if charge.estimated && charge.budgeted {
-        metrics.estimated_charges.inc();
-        tracing::warn!(
-            request_id = ex.request_id,
-            provider,
-            model,
-            cost_micros = charge.cost_micros,
-            "provider reported no usage: the reservation was charged"
-        );
-    }
-    if charge.cost_micros > 0 {
-        metrics
-            .cost_micros
-            .with_label_values(&[provider, model])
-            .inc_by(u64::try_from(charge.cost_micros).unwrap_or(0));
+        reasoning: u.reasoning_tokens,
     }
 }
 
@@ -414,25 +396,18 @@ fn has_unused_key(provider: &ProviderRuntime, model: &str, avoid: &[usize]) -> b
         .any(|(i, k)| !avoid.contains(&i) && k.serves(model))
 }
 
-fn key_error(e: &KeyError) -> WireError {
-    match e {
-        KeyError::NoneForModel { .. } => WireError::bad_request(e.to_string()),
-        KeyError::NoneConfigured { .. } => WireError::gateway(500, "api_error", e.to_string()),
-    }
-}
-
-/// `min(initial * 2^n, max)`, times a jitter in [0.8, 1.2] (spec §7.3).
+/// `min(initial * 2^n, max)`, times a jitter in [0.8, 1.2], as Bifrost's retry backoff.
 pub fn backoff(net: &NetworkSettings, retry: u32) -> Duration {
     let factor = 2u32.saturating_pow(retry.min(20));
     let base = net.backoff_initial.saturating_mul(factor).min(net.backoff_max);
     base.mul_f64(rand::rng().random_range(0.8..=1.2))
 }
 
-fn error_context<'a>(ex: &'a Exchange<'a>, provider: Option<&'a str>) -> ErrorContext<'a> {
+fn error_context<'a>(ex: &'a Exchange<'a>, ctx: &'a RequestCtx, provider: Option<&'a str>) -> ErrorContext<'a> {
     ErrorContext {
         request_id: Some(ex.request_id),
         provider,
-        model_requested: Some(ex.model_requested),
+        model_requested: Some(&ctx.request.model_requested),
         request_type: Some(if ex.stream {
             ex.request_type.stream_name()
         } else {
@@ -444,12 +419,25 @@ fn error_context<'a>(ex: &'a Exchange<'a>, provider: Option<&'a str>) -> ErrorCo
 async fn write_failure(
     session: &mut Session,
     ex: &Exchange<'_>,
-    attempt: &Attempt,
+    ctx: &mut RequestCtx,
+    index: usize,
     failure: Failure,
 ) -> pingora::Result<()> {
-    let ctx = error_context(ex, Some(&attempt.provider.name));
+    let attempt = ctx.plan[index].clone();
+    match &failure {
+        Failure::Gateway(err) => ctx.record_error(err.error_type, None, &err.message),
+        Failure::Reply { head, .. } => {
+            ctx.outcome.error_type = Some(if head.status.as_u16() >= 500 {
+                "upstream_error"
+            } else {
+                "upstream_rejected"
+            })
+        }
+    }
+    let err_ctx = error_context(ex, ctx, Some(&attempt.provider.name));
+    let extra = &ctx.response_headers;
     match failure {
-        Failure::Gateway(err) => respond::error(session, ex.ingress, &err, &ctx).await,
+        Failure::Gateway(err) => respond::error_with(session, ex.ingress, &err, &err_ctx, extra).await,
         Failure::Reply { head, body, wire } if wire == ingress_wire(ex.ingress) => {
             // Same wire: the upstream's own error, status and body unchanged.
             let served = Served {
@@ -459,7 +447,7 @@ async fn write_failure(
                 request_id: ex.request_id,
                 ingress: ex.ingress,
             };
-            let mut head = relay::client_head(&head, &served, false)?;
+            let mut head = relay::client_head(&head, &served, false, extra)?;
             head.insert_header("content-length", body.len().to_string())?;
             session.write_response_header(Box::new(head), false).await?;
             session.write_response_body(Some(body), true).await
@@ -467,7 +455,7 @@ async fn write_failure(
         Failure::Reply { head, body, .. } => {
             // Another wire's error: keep its status, type and message, in the client's format.
             let err = errors::from_upstream(head.status.as_u16(), &body);
-            respond::error(session, ex.ingress, &err, &ctx).await
+            respond::error_with(session, ex.ingress, &err, &err_ctx, extra).await
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Reset windows (spec §6.4). Rolling windows step on a lattice anchored at the first window's
+//! Reset windows (Bifrost's budget and rate-limit reset durations). Rolling windows step on a lattice anchored at the first window's
 //! start, so resets never drift; `1M` and `1Y` roll as 30 and 365 days. Calendar-aligned windows
 //! of a day or longer start on UTC boundaries: midnight, Monday, the 1st of the month, January 1.
 

@@ -1,7 +1,11 @@
-//! Prometheus metrics, served at `GET /metrics`. Recording is lock-free (the `prometheus`
-//! crate's counters are atomics); rendering happens only when scraped.
+//! The gateway's Prometheus metrics, served at `GET /metrics`. Labelled series are resolved to
+//! counter handles ahead of the request (per config, or once for fixed label sets), because the
+//! `prometheus` crate's `with_label_values` takes a read lock; incrementing a resolved handle is
+//! one atomic add. Rendering happens only when scraped.
 
 use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+
+use crate::filter::decision;
 
 /// The gateway's metrics.
 pub struct Metrics {
@@ -14,6 +18,8 @@ pub struct Metrics {
     pub cost_micros: IntCounterVec,
     /// Requests charged their reservation because no usage was reported.
     pub estimated_charges: IntCounter,
+    /// `governance_rejections` resolved for every decision, in [`decision::ALL`]'s order.
+    rejections_by_decision: Vec<IntCounter>,
 }
 
 impl Metrics {
@@ -57,12 +63,24 @@ impl Metrics {
         ] {
             registry.register(collector).expect("metric names are unique");
         }
+        let rejections_by_decision = decision::ALL
+            .iter()
+            .map(|d| governance_rejections.with_label_values(&[*d]))
+            .collect();
         Metrics {
+            rejections_by_decision,
             registry,
             unpriced_requests,
             governance_rejections,
             cost_micros,
             estimated_charges,
+        }
+    }
+
+    /// Counts a governance refusal (lock-free: the handles were resolved at start).
+    pub fn count_rejection(&self, decision: &str) {
+        if let Some(i) = decision::ALL.iter().position(|d| *d == decision) {
+            self.rejections_by_decision[i].inc();
         }
     }
 

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::meter::{Meter, Registry, Unit};
 use super::window::Window;
+use crate::ctx::EntityRef;
 use crate::pricing::{PricingTable, to_micros};
 
 /// Output tokens reserved for a request that does not set `max_tokens`.
@@ -127,6 +128,10 @@ pub struct VirtualKeyRuntime {
     pub team: Option<Arc<Scope>>,
     /// Its customer's caps (directly or through the team).
     pub customer: Option<Arc<Scope>>,
+    /// Its team, by id and name.
+    pub team_ref: Option<EntityRef>,
+    /// Its customer (directly or through the team), by id and name.
+    pub customer_ref: Option<EntityRef>,
     /// Model configs scoped to this key.
     pub model_scopes: Vec<ModelScope>,
 }
@@ -188,6 +193,11 @@ impl Governance {
         self.keys.get(hash)
     }
 
+    /// Every virtual key.
+    pub fn virtual_keys(&self) -> impl Iterator<Item = &Arc<VirtualKeyRuntime>> {
+        self.keys.values()
+    }
+
     /// Whether any virtual key is configured.
     pub fn has_keys(&self) -> bool {
         !self.keys.is_empty()
@@ -217,6 +227,13 @@ impl Governance {
         };
         let deny_by_default = !config.empty_list_allows_all();
 
+        let customer_names: HashMap<&str, &str> =
+            gov.customers.iter().map(|c| (c.id.as_str(), c.name.as_str())).collect();
+        let team_names: HashMap<&str, &str> = gov.teams.iter().map(|t| (t.id.as_str(), t.name.as_str())).collect();
+        let entity = |id: &str, names: &HashMap<&str, &str>| EntityRef {
+            id: id.to_string(),
+            name: names.get(id).copied().unwrap_or_default().to_string(),
+        };
         let customers: HashMap<&str, Arc<Scope>> = gov
             .customers
             .iter()
@@ -368,6 +385,14 @@ impl Governance {
                     || (!deny_by_default && vk.provider_configs.is_empty()),
                 team: team.map(|t| t.0.clone()),
                 customer: customer_id.and_then(|c| customers.get(c)).cloned(),
+                team_ref: vk
+                    .team_id
+                    .as_deref()
+                    .filter(|t| teams.contains_key(t))
+                    .map(|t| entity(t, &team_names)),
+                customer_ref: customer_id
+                    .filter(|c| customers.contains_key(c))
+                    .map(|c| entity(c, &customer_names)),
                 model_scopes: vk_model_configs.remove(vk.id.as_str()).unwrap_or_default(),
             };
             keys.insert(key_hash(&value), Arc::new(runtime));

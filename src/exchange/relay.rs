@@ -4,7 +4,6 @@
 
 use asbru_providers::adapters::exchange::ReplyTranslator;
 use asbru_providers::errors::{self, ErrorContext, WireError};
-use asbru_providers::usage::Usage;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::client::HttpSession;
@@ -12,10 +11,12 @@ use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use tokio::time::Instant;
 
-use crate::headers::is_hop_by_hop;
+use super::forward::Settlement;
+use super::headers::is_hop_by_hop;
+use super::upstream;
+use crate::respond::ExtraHeaders;
 use crate::routes::Ingress;
 use crate::state::Gateway;
-use crate::upstream;
 
 /// Largest non-stream reply read into memory.
 pub const MAX_REPLY_BODY: usize = 64 * 1024 * 1024;
@@ -34,13 +35,15 @@ pub struct Served<'a> {
     pub ingress: Ingress,
 }
 
-/// Copies an upstream head for the client, minus hop-by-hop and framing headers, plus asbru's own.
+/// Copies an upstream head for the client, minus hop-by-hop and framing headers, plus asbru's own
+/// and the ones filters added.
 pub fn client_head(
     upstream: &ResponseHeader,
     served: &Served<'_>,
     translated: bool,
+    extra: ExtraHeaders<'_>,
 ) -> pingora::Result<ResponseHeader> {
-    let mut head = ResponseHeader::build(upstream.status, Some(upstream.headers.len() + 5))?;
+    let mut head = ResponseHeader::build(upstream.status, Some(upstream.headers.len() + 5 + extra.len()))?;
     for (name, value) in upstream.headers.iter() {
         // A translated body has its own type and encoding.
         let body_specific =
@@ -55,6 +58,9 @@ pub fn client_head(
         head.insert_header("x-bifrost-fallback-index", served.fallback_index.to_string())?;
     }
     head.insert_header("x-request-id", served.request_id)?;
+    for (name, value) in extra {
+        head.insert_header(name.clone(), value.clone())?;
+    }
     Ok(head)
 }
 
@@ -65,13 +71,9 @@ fn is_event_stream(head: &ResponseHeader) -> bool {
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
-/// Called once with the usage the provider reported (`None`: it reported none), before the
-/// client receives the end of the reply, so a client's next request sees this one's spend.
-pub type Settle<'a> = &'a mut (dyn FnMut(Option<Usage>) + Send);
-
-/// Relays a successful reply. The usage the provider reported is kept in `reported` as it
-/// passes, so it is known even when the client goes away mid-reply; `settle` gets it before the
-/// reply's last bytes are written.
+/// Relays a successful reply. The usage the provider reported is handed to `settlement` as it
+/// passes, so it is known even when the client goes away mid-reply, and settled before the
+/// reply's last bytes are written, so a client's next request sees this one's spend.
 #[allow(clippy::too_many_arguments)]
 pub async fn deliver(
     state: &Gateway,
@@ -82,8 +84,7 @@ pub async fn deliver(
     peer: HttpPeer,
     deadline: Instant,
     idle: std::time::Duration,
-    reported: &mut Option<Usage>,
-    settle: Settle<'_>,
+    settlement: &mut Settlement<'_>,
 ) -> pingora::Result<()> {
     let Some(upstream_head) = upstream_session.response_header().cloned() else {
         return Err(pingora::Error::explain(
@@ -101,8 +102,7 @@ pub async fn deliver(
             peer,
             &upstream_head,
             idle,
-            reported,
-            settle,
+            settlement,
         )
         .await;
     }
@@ -113,22 +113,22 @@ pub async fn deliver(
             "api_error",
             format!("provider {} sent an incomplete reply", served.provider),
         );
-        settle(None);
-        return write_error(session, served, &err).await;
+        settlement.settle();
+        return write_error(session, served, &err, settlement.response_headers()).await;
     };
     let body = match reply.body(&body) {
         Ok((translated, usage)) => {
-            *reported = usage.reported();
+            settlement.seen(usage.reported());
             translated.map(Bytes::from).unwrap_or(body)
         }
         Err(e) => {
             let err = WireError::gateway(502, "api_error", format!("provider {}: {e}", served.provider));
-            settle(None);
-            return write_error(session, served, &err).await;
+            settlement.settle();
+            return write_error(session, served, &err, settlement.response_headers()).await;
         }
     };
-    settle(*reported);
-    let mut head = client_head(&upstream_head, served, translated)?;
+    settlement.settle();
+    let mut head = client_head(&upstream_head, served, translated, settlement.response_headers())?;
     if translated {
         head.insert_header("content-type", "application/json")?;
     }
@@ -147,12 +147,11 @@ async fn relay_stream(
     peer: HttpPeer,
     upstream_head: &ResponseHeader,
     idle: std::time::Duration,
-    reported: &mut Option<Usage>,
-    settle: Settle<'_>,
+    settlement: &mut Settlement<'_>,
 ) -> pingora::Result<()> {
     let passthrough = reply.is_passthrough();
     let verbatim = reply.relays_verbatim();
-    let mut head = client_head(upstream_head, served, !passthrough)?;
+    let mut head = client_head(upstream_head, served, !passthrough, settlement.response_headers())?;
     if !passthrough {
         head.insert_header("content-type", "text/event-stream")?;
     }
@@ -165,7 +164,7 @@ async fn relay_stream(
         match read {
             Ok(Ok(Some(chunk))) => {
                 reply.stream(&chunk, &mut out);
-                *reported = reply.reported_usage();
+                settlement.seen(reply.reported_usage());
                 if verbatim {
                     session.write_response_body(Some(chunk), false).await?;
                 } else if !out.is_empty() {
@@ -176,8 +175,8 @@ async fn relay_stream(
             }
             Ok(Ok(None)) => {
                 reply.stream_end(&mut out);
-                *reported = reply.reported_usage();
-                settle(*reported);
+                settlement.seen(reply.reported_usage());
+                settlement.settle();
                 let tail = (!out.is_empty()).then(|| Bytes::from(std::mem::take(&mut out)));
                 session.write_response_body(tail, true).await?;
                 state
@@ -187,7 +186,7 @@ async fn relay_stream(
                 return Ok(());
             }
             Ok(Err(_)) | Err(_) => {
-                settle(*reported);
+                settlement.settle();
                 let what = if read.is_err() { "went silent" } else { "broke off" };
                 tracing::warn!(
                     request_id = served.request_id,
@@ -216,11 +215,16 @@ async fn relay_stream(
     }
 }
 
-async fn write_error(session: &mut Session, served: &Served<'_>, err: &WireError) -> pingora::Result<()> {
+async fn write_error(
+    session: &mut Session,
+    served: &Served<'_>,
+    err: &WireError,
+    extra: ExtraHeaders<'_>,
+) -> pingora::Result<()> {
     let ctx = ErrorContext {
         request_id: Some(served.request_id),
         provider: Some(served.provider),
         ..Default::default()
     };
-    crate::respond::error(session, served.ingress, err, &ctx).await
+    crate::respond::error_with(session, served.ingress, err, &ctx, extra).await
 }

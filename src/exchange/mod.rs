@@ -1,21 +1,53 @@
-//! The inference handler for OpenAI- and Anthropic-shaped routes: read the body under the cap,
-//! read its head, run the filter chain, then hand the plan of attempts to the forwarder.
+//! The exchange: what asbru does for an inference request instead of Pingora's upstream phases.
+//!
+//! Pingora chooses the upstream (`upstream_peer`) before it reads the request body, and Pingora
+//! 0.9 replays at most 64 KiB of a body read in `request_filter`. Prompts above 64 KiB are
+//! routine, and each fallback may need a different body (another model name, another wire), so
+//! LLM routes read the body in `request_filter` and run the upstream exchange here, through
+//! Pingora's pooled [`pingora::connectors::http::Connector`]. This module re-implements, and is
+//! the only place that does:
+//!
+//! 1. reading the whole body under the size cap, and answering `Expect: 100-continue` ([`body`]);
+//! 2. the pooled upstream session: peer choice, request head with the provider's auth, send,
+//!    response head, retry on a stale pooled connection, release to the pool ([`upstream`]);
+//! 3. hop-by-hop header stripping in both directions, and `x-bf-eh-*` forwarding ([`headers`]);
+//! 4. the loop over retries and fallbacks, calling the filters' attempt hooks ([`forward`]);
+//! 5. relaying the reply, translated or not, streams included ([`relay`]).
+//!
+//! It can be deleted when Pingora ships a way to buffer the whole request body before choosing
+//! the upstream and to replay it to another peer on retry (the `set_buffered_body` work in
+//! Pingora's PR #816); the hooks would then move onto `upstream_peer`,
+//! `upstream_request_filter`, `response_filter` and `response_body_filter`.
+
+pub mod body;
+pub mod forward;
+pub mod headers;
+pub mod relay;
+pub mod upstream;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use asbru_filters::auth::Credentials;
 use asbru_filters::governance::Estimate;
-use asbru_filters::{GatewayRequest, Rejection};
+use asbru_filters::{Flow, GatewayRequest, Live, Rejection, RequestCtx};
 use asbru_providers::errors::{ErrorContext, WireError};
 use asbru_providers::formats::openai::{BodyError, RequestHead};
 use asbru_store::catalog::RequestType;
-use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
-use crate::forward::{self, Exchange, Governed};
 use crate::respond;
 use crate::routes::Ingress;
 use crate::state::Gateway;
+
+/// An inference request in flight: the config it runs on and its context. Kept in Pingora's
+/// per-request `CTX`, so the `logging` phase can run the completion hooks.
+pub struct InFlight {
+    /// The config loaded when the request started.
+    pub live: Arc<Live>,
+    /// The filters' view of the request.
+    pub ctx: RequestCtx,
+}
 
 /// Where the model comes from.
 #[derive(Debug, Clone)]
@@ -29,28 +61,43 @@ pub enum Target {
     AzureDeployment(String),
 }
 
-/// Handles one inference request end to end.
+/// One inference route's request.
+pub struct Route {
+    /// Chat, embeddings, ...
+    pub request_type: RequestType,
+    /// The client's wire.
+    pub ingress: Ingress,
+    /// Where the model comes from.
+    pub target: Target,
+}
+
+/// Handles one inference request end to end; `slot` receives the in-flight state.
 pub async fn handle(
     state: &Arc<Gateway>,
     session: &mut Session,
     request_id: &str,
-    request_type: RequestType,
-    ingress: Ingress,
-    target: Target,
+    started: Instant,
+    route: Route,
+    slot: &mut Option<InFlight>,
 ) -> pingora::Result<()> {
+    let Route {
+        request_type,
+        ingress,
+        target,
+    } = route;
     let live = state.live.load_full();
-    let snapshot = &live.snapshot;
+    let max_body = live.snapshot.max_request_body_bytes;
     let mut err_ctx = ErrorContext {
         request_id: Some(request_id),
         request_type: Some(request_type.as_str()),
         ..Default::default()
     };
-    let body = match read_body(session, snapshot.max_request_body_bytes).await? {
+    let body = match body::read(session, max_body).await? {
         Some(body) => body,
         None => {
             // The rest of the body is unread, so this connection cannot carry another request.
             session.set_keepalive(None);
-            let limit_mb = snapshot.max_request_body_bytes / (1024 * 1024);
+            let limit_mb = max_body / (1024 * 1024);
             let err = WireError {
                 status: 413,
                 ..WireError::bad_request(format!(
@@ -83,11 +130,10 @@ pub async fn handle(
         },
         Target::AzureDeployment(deployment) => (deployment, Some("azure")),
     };
-    err_ctx.model_requested = Some(&model_requested);
     let request = GatewayRequest {
         request_type,
         stream: head.stream,
-        model_requested: model_requested.clone(),
+        model_requested,
         default_provider,
         fallbacks: head.fallbacks.clone(),
         credentials: credentials(session),
@@ -97,40 +143,34 @@ pub async fn handle(
         },
         now: crate::state::unix_now(),
     };
-    let mut decision = match state.chain.run(&live, &request) {
-        Ok(decision) => decision,
-        Err(rejection) => {
-            if let Some(decision) = rejection.decision {
-                state.metrics.governance_rejections.with_label_values(&[decision]).inc();
-                tracing::info!(request_id, decision, "request refused: {}", rejection.message);
-            }
-            return respond::error(session, ingress, &rejection_to_wire(rejection), &err_ctx).await;
-        }
-    };
-    let mut governed = Governed {
-        live: &live,
-        vk: decision.vk.take(),
-        ticket: decision.ticket.take(),
-        estimate: request.estimate,
-        now: request.now,
-        billable: request_type.is_billable(),
-    };
+    let InFlight { live, ctx } = slot.insert(InFlight {
+        live,
+        ctx: RequestCtx::new(request_id.to_string(), started, request),
+    });
+    if let Flow::Reject(rejection) = state.chain.on_request(live, ctx) {
+        ctx.record_error(rejection.kind, rejection.decision, &rejection.message);
+        let err_ctx = ErrorContext {
+            model_requested: Some(&ctx.request.model_requested),
+            ..err_ctx
+        };
+        let err = rejection_to_wire(rejection);
+        return respond::error_with(session, ingress, &err, &err_ctx, &ctx.response_headers).await;
+    }
     let req_headers = &session.req_header().headers;
     let header = |name: &str| req_headers.get(name).map(|v| v.as_bytes().to_vec());
-    let exchange = Exchange {
+    let exchange = forward::Exchange {
         request_id,
         request_type,
         ingress,
         stream: head.stream,
         head: &head,
         body: &body,
-        model_requested: &model_requested,
-        forwarded_headers: crate::headers::extra_headers(session.req_header()),
+        forwarded_headers: headers::extra_headers(session.req_header()),
         accept: header("accept"),
         anthropic_version: header("anthropic-version"),
         anthropic_beta: header("anthropic-beta"),
     };
-    forward::run(state, session, &exchange, &decision.plan, &mut governed).await
+    forward::run(state, session, &exchange, live, ctx).await
 }
 
 /// The headers that may carry a virtual key.
@@ -156,7 +196,8 @@ fn credentials(session: &Session) -> Credentials {
     }
 }
 
-fn rejection_to_wire(rejection: Rejection) -> WireError {
+/// A filter's rejection as a wire error: 5xx are the gateway's own failures.
+pub fn rejection_to_wire(rejection: Rejection) -> WireError {
     WireError {
         status: rejection.status,
         is_bifrost_error: rejection.status >= 500,
@@ -165,36 +206,4 @@ fn rejection_to_wire(rejection: Rejection) -> WireError {
         message: rejection.message,
         decision: rejection.decision,
     }
-}
-
-/// Reads the whole request body; `None` when it exceeds `limit` (checked against
-/// `Content-Length` first, so an oversized upload is refused before it is read).
-async fn read_body(session: &mut Session, limit: usize) -> pingora::Result<Option<Bytes>> {
-    let declared = session
-        .req_header()
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Ok(None);
-    }
-    let expects_continue = session
-        .req_header()
-        .headers
-        .get("expect")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue {
-        // Clients such as curl wait for this before sending large bodies.
-        let head = pingora::http::ResponseHeader::build(100, None)?;
-        session.write_response_header(Box::new(head), false).await?;
-    }
-    let mut body = BytesMut::with_capacity(declared.map(|l| l as usize).unwrap_or(0).min(limit));
-    while let Some(chunk) = session.read_request_body().await? {
-        if body.len() + chunk.len() > limit {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body.freeze()))
 }

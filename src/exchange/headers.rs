@@ -22,7 +22,7 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Extra headers the client asked to forward with `x-bf-eh-<name>`, minus the always-denied set
-/// (spec §2.1): credentials, framing and routing headers never pass this way.
+/// (Bifrost's `x-bf-eh-*` header forwarding): credentials, framing and routing headers never pass this way.
 pub fn extra_headers(req: &RequestHeader) -> Vec<(String, Vec<u8>)> {
     const PREFIX: &str = "x-bf-eh-";
     const DENIED: [&str; 13] = [

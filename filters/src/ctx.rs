@@ -1,0 +1,221 @@
+//! [`RequestCtx`]: everything one inference request carries through its hooks. It lives in
+//! Pingora's per-request `CTX`, is created once the body's head is parsed, and is handed to
+//! `on_complete` from Pingora's `logging` phase.
+//!
+//! Three kinds of content:
+//! - what the client sent ([`GatewayRequest`]);
+//! - the facts filters publish for each other ([`Facts`], the plan, the attempt, the outcome),
+//!   so no filter imports another;
+//! - each filter's private state, in typed [`Slots`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use asbru_store::catalog::RequestType;
+use asbru_store::snapshot::{ProviderKey, ProviderRuntime};
+use http::{HeaderName, HeaderValue};
+
+use crate::policy::runtime::VirtualKeyRuntime;
+use crate::pricing::TokenUsage;
+use crate::slots::Slots;
+
+/// Credentials a client presented (values trimmed, empty ones dropped).
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// `x-bf-vk`.
+    pub virtual_key: Option<String>,
+    /// The token of `Authorization: Bearer <token>`.
+    pub bearer: Option<String>,
+    /// `x-api-key` (Anthropic SDK).
+    pub x_api_key: Option<String>,
+    /// `x-goog-api-key` (Gemini SDK).
+    pub x_goog_api_key: Option<String>,
+    /// `api-key` (Azure SDK).
+    pub api_key: Option<String>,
+}
+
+/// What a request may use, for budget reservations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Estimate {
+    /// Upper bound on prompt tokens (the body's byte length: a token is at least a byte).
+    pub input_tokens: u64,
+    /// The request's `max_tokens`, when it sets one.
+    pub max_output_tokens: Option<u64>,
+}
+
+/// What the ingress decoded from the client's request.
+#[derive(Debug, Clone)]
+pub struct GatewayRequest {
+    /// Chat, embeddings, ...
+    pub request_type: RequestType,
+    /// The client asked for a stream.
+    pub stream: bool,
+    /// The `model` field exactly as sent.
+    pub model_requested: String,
+    /// Provider implied by the route (`/openai/...` means openai) when the model has no prefix.
+    pub default_provider: Option<&'static str>,
+    /// Bifrost `fallbacks`, as sent.
+    pub fallbacks: Vec<String>,
+    /// Credentials that may carry a virtual key.
+    pub credentials: Credentials,
+    /// What the request may use, for budget reservations.
+    pub estimate: Estimate,
+    /// Unix seconds when the request arrived.
+    pub now: i64,
+}
+
+/// One target to try.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The provider.
+    pub provider: Arc<ProviderRuntime>,
+    /// The model name at that provider (before key aliases); shared, so an attempt clones
+    /// without allocating.
+    pub model: Arc<str>,
+    /// 0 for the primary, n for the n-th fallback.
+    pub fallback_index: usize,
+    /// Provider keys this attempt may use, by id or name (a virtual key's `key_ids`); `None`
+    /// means any.
+    pub key_ids: Option<Arc<[String]>>,
+}
+
+/// The try being made: which target of the plan, which try of it, and the key chosen for it.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptState {
+    /// Index into [`RequestCtx::plan`].
+    pub index: usize,
+    /// 0 for the first try of this target, then one per retry.
+    pub try_number: u32,
+    /// Keys of this provider that failed this request (401, 403, 429), by index.
+    pub avoid: Vec<usize>,
+    /// The key chosen for this try, by index into the provider's keys; `None` for keyless
+    /// providers.
+    pub key: Option<usize>,
+    /// Ask the upstream to report usage in a stream (a budget or token limit counts it).
+    pub want_usage: bool,
+}
+
+/// A virtual key's owner, as facts carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityRef {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// Facts filters publish for each other.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// The caller's virtual key (its team and customer are on it).
+    pub vk: Option<Arc<VirtualKeyRuntime>>,
+    /// The routing rule that chose the plan, by id, when one did.
+    pub routing_rule: Option<String>,
+    /// The fullest budget's use after admission, in percent (0 to 100).
+    pub budget_used: Option<f64>,
+    /// The fullest request rate limit's use after admission, in percent.
+    pub rate_limit_used: Option<f64>,
+}
+
+/// What a settled request was charged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Charge {
+    /// Micro-dollars charged to every budget.
+    pub cost_micros: i64,
+    /// Tokens counted on every token limit.
+    pub tokens: u64,
+    /// The model had no price: the cost is 0.
+    pub unpriced: bool,
+    /// No usage was reported: the reservation was charged.
+    pub estimated: bool,
+    /// A budget counted this charge (so a missing price matters).
+    pub budgeted: bool,
+}
+
+/// How a request ended. Filled as the request goes; final when `on_complete` runs.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The status the client received (0 when nothing was written).
+    pub status: u16,
+    /// The plan index of the target that answered, when one did.
+    pub served: Option<usize>,
+    /// Tries after the first, over every target.
+    pub retries: u32,
+    /// The usage the provider reported.
+    pub usage: Option<TokenUsage>,
+    /// What governance charged.
+    pub charge: Option<Charge>,
+    /// The error type written to the client, when the request failed.
+    pub error_type: Option<&'static str>,
+    /// The governance decision that refused it.
+    pub decision: Option<&'static str>,
+    /// The refusal or error message, when the request failed in the gateway.
+    pub message: Option<String>,
+    /// When the upstream head of the served attempt arrived, since the request started.
+    pub upstream_head_after: Option<Duration>,
+    /// The whole request, until `on_complete`.
+    pub total: Option<Duration>,
+}
+
+/// One inference request's context.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// The client's `x-request-id`, or a generated one.
+    pub request_id: String,
+    /// When the gateway started on the request.
+    pub started: Instant,
+    /// What the client asked for.
+    pub request: GatewayRequest,
+    /// Facts for other filters.
+    pub facts: Facts,
+    /// Targets in order: the primary, then each fallback.
+    pub plan: Vec<Attempt>,
+    /// The try in progress (or the last one made).
+    pub attempt: Option<AttemptState>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Headers added to every response the client gets for this request.
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Filters' private per-request state.
+    pub slots: Slots,
+}
+
+impl RequestCtx {
+    /// A context for `request`, with no facts yet.
+    pub fn new(request_id: String, started: Instant, request: GatewayRequest) -> RequestCtx {
+        RequestCtx {
+            request_id,
+            started,
+            request,
+            facts: Facts::default(),
+            plan: Vec::new(),
+            attempt: None,
+            outcome: Outcome::default(),
+            response_headers: Vec::new(),
+            slots: Slots::default(),
+        }
+    }
+
+    /// The target of the try in progress.
+    pub fn current_attempt(&self) -> Option<&Attempt> {
+        self.plan.get(self.attempt.as_ref()?.index)
+    }
+
+    /// The key chosen for the try in progress.
+    pub fn current_key(&self) -> Option<&ProviderKey> {
+        let key = self.attempt.as_ref()?.key?;
+        self.current_attempt()?.provider.keys.get(key)
+    }
+
+    /// The target that answered the client, when one did.
+    pub fn served_attempt(&self) -> Option<&Attempt> {
+        self.plan.get(self.outcome.served?)
+    }
+
+    /// Records a failure written to the client.
+    pub fn record_error(&mut self, error_type: &'static str, decision: Option<&'static str>, message: &str) {
+        self.outcome.error_type = Some(error_type);
+        self.outcome.decision = decision;
+        self.outcome.message = Some(message.to_string());
+    }
+}
