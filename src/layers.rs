@@ -1,8 +1,10 @@
 //! The two config layers: the file and the config store. Three modes:
 //! - file-only (`config_store.enabled: false`): the file is the config; nothing is persisted;
-//! - bootstrap: on the first start (an empty store), the file's providers and governance seed
-//!   the store; afterwards the store wins and the file's copies are ignored, with one log line
-//!   saying so (`asbru serve --reseed` replaces them from the file);
+//! - bootstrap: the file's providers and governance seed the store once, and the store records
+//!   it (`seeded_from_file`); afterwards the store wins, even when it was emptied on purpose, and
+//!   the file's copies are ignored with one log line saying so (`asbru serve --reseed` replaces
+//!   them from the file). A store that holds data but no marker (written by another tool) is
+//!   kept as it is and marked;
 //! - store as source of truth: a minimal file with `config_store` and no providers.
 //!
 //! Listener, client and other process settings always come from the file.
@@ -10,12 +12,8 @@
 use std::sync::Arc;
 
 use asbru_store::Config;
-use asbru_store::backend::entities::Entity;
-use asbru_store::backend::{self, ConfigStore, StoreError, Tx};
-use asbru_store::governance::{
-    Budget, Customer, GovernanceConfig, ModelConfig, PricingOverride, ProviderGovernance, RateLimit, RoutingRule, Team,
-    VirtualKey,
-};
+use asbru_store::backend::entities::{replace_governance, store_has_data};
+use asbru_store::backend::{self, ConfigStore, StoreError};
 
 /// Settings key recording the last seeding from the file.
 const SEEDED: &str = "seeded_from_file";
@@ -46,8 +44,13 @@ pub fn settle(file: &Config, reseed: bool) -> Result<Layers, StoreError> {
         });
     };
     let store: Arc<dyn ConfigStore> = Arc::from(store);
-    let has_data = store_has_data(store.as_ref())?;
-    if reseed || !has_data {
+    let seeded = store.setting(SEEDED)?.is_some();
+    let has_data = !seeded && store_has_data(store.as_ref())?;
+    if !seeded && has_data {
+        tracing::info!("config store holds data it was not seeded with: it is kept as the source of truth");
+        store.put_setting(SEEDED, &serde_json::json!({"adopted": true}))?;
+    }
+    if reseed || (!seeded && !has_data) {
         seed(store.as_ref(), file)?;
         if reseed {
             tracing::info!(
@@ -56,7 +59,7 @@ pub fn settle(file: &Config, reseed: bool) -> Result<Layers, StoreError> {
         } else {
             tracing::info!("config store was empty: seeded with the file's providers and governance");
         }
-    } else if !file.providers.is_empty() || file.governance.is_some() {
+    } else if seeded && (!file.providers.is_empty() || file.governance.is_some()) {
         tracing::info!(
             "config store already has data: the file's providers and governance are ignored; run `asbru serve --reseed` to replace them from the file"
         );
@@ -68,33 +71,9 @@ pub fn settle(file: &Config, reseed: bool) -> Result<Layers, StoreError> {
     })
 }
 
-/// Whether the store holds any providers or governance entities (an empty store is seeded).
-fn store_has_data(store: &dyn ConfigStore) -> Result<bool, StoreError> {
-    Ok(!store.providers()?.is_empty()
-        || !store.list::<VirtualKey>()?.is_empty()
-        || !store.list::<Budget>()?.is_empty()
-        || !store.list::<RateLimit>()?.is_empty()
-        || !store.list::<Customer>()?.is_empty()
-        || !store.list::<Team>()?.is_empty()
-        || !store.list::<RoutingRule>()?.is_empty()
-        || !store.list::<ModelConfig>()?.is_empty())
-}
-
 /// The file's process settings with the store's providers.
 pub fn effective(file: &Config, store: &dyn ConfigStore) -> Result<Config, StoreError> {
     asbru_store::snapshot::effective_config(file, store)
-}
-
-fn replace_all<T: Entity>(tx: &mut dyn Tx, items: &[T]) -> Result<(), StoreError> {
-    for old in tx.list::<T>()? {
-        if let Some(id) = old.entity_id() {
-            tx.delete::<T>(&id)?;
-        }
-    }
-    for item in items {
-        tx.put(item)?;
-    }
-    Ok(())
 }
 
 /// Replaces the store's providers and governance with the file's, in one transaction.
@@ -109,29 +88,8 @@ fn seed(store: &dyn ConfigStore, file: &Config) -> Result<(), StoreError> {
         for (name, provider) in &file.providers {
             tx.put_provider(name, provider)?;
         }
-        let GovernanceConfig {
-            budgets,
-            rate_limits,
-            customers,
-            teams,
-            virtual_keys,
-            model_configs,
-            providers,
-            routing_rules,
-            pricing_overrides,
-            auth_config,
-            model_prices: _,
-        } = &governance;
-        replace_all::<Budget>(tx, budgets)?;
-        replace_all::<RateLimit>(tx, rate_limits)?;
-        replace_all::<Customer>(tx, customers)?;
-        replace_all::<Team>(tx, teams)?;
-        replace_all::<VirtualKey>(tx, virtual_keys)?;
-        replace_all::<ModelConfig>(tx, model_configs)?;
-        replace_all::<ProviderGovernance>(tx, providers)?;
-        replace_all::<RoutingRule>(tx, routing_rules)?;
-        replace_all::<PricingOverride>(tx, pricing_overrides)?;
-        if let Some(auth) = auth_config {
+        replace_governance(tx, &governance)?;
+        if let Some(auth) = &governance.auth_config {
             tx.put_setting("auth_config", auth)?;
         }
         tx.put_setting(SEEDED, &serde_json::json!({"providers": file.providers.len()}))

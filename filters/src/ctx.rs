@@ -15,6 +15,7 @@ use asbru_store::catalog::RequestType;
 use asbru_store::snapshot::{ProviderKey, ProviderRuntime};
 use http::{HeaderName, HeaderValue};
 
+pub use crate::policy::runtime::EntityRef;
 use crate::policy::runtime::VirtualKeyRuntime;
 use crate::pricing::TokenUsage;
 use crate::slots::Slots;
@@ -93,15 +94,6 @@ pub struct AttemptState {
     pub key: Option<usize>,
     /// Ask the upstream to report usage in a stream (a budget or token limit counts it).
     pub want_usage: bool,
-}
-
-/// A virtual key's owner, as facts carry it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntityRef {
-    /// Id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
 }
 
 /// Facts filters publish for each other.

@@ -19,41 +19,8 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// How the mock behaves.
-#[derive(Debug, Clone)]
-pub struct MockOptions {
-    /// Delay before each response's head.
-    pub latency: Duration,
-    /// Content chunks per streamed chat response.
-    pub chunks: u32,
-    /// Delay between streamed chunks.
-    pub chunk_delay: Duration,
-    /// Fraction of inference requests answered with `fail_status`.
-    pub fail_rate: f64,
-    /// Status for failures.
-    pub fail_status: u16,
-    /// The first N inference requests fail with `fail_status` (deterministic failures for tests).
-    pub fail_first: u64,
-    /// Close the connection after this many streamed content chunks (simulates a dying upstream).
-    pub abort_after_chunks: Option<u32>,
-    /// Keep a copy of every request (tests); off for load runs.
-    pub record: bool,
-}
-
-impl Default for MockOptions {
-    fn default() -> Self {
-        MockOptions {
-            latency: Duration::ZERO,
-            chunks: 5,
-            chunk_delay: Duration::ZERO,
-            fail_rate: 0.0,
-            fail_status: 503,
-            fail_first: 0,
-            abort_after_chunks: None,
-            record: false,
-        }
-    }
-}
+pub use super::mock_shared::MockOptions;
+use super::mock_shared::{MockResult, REPLY_WORDS, TOOL_ARGUMENTS, sse_head};
 
 /// One request as the mock received it.
 #[derive(Debug, Clone)]
@@ -206,8 +173,6 @@ async fn handle_connection(tcp: TcpStream, state: Arc<MockState>) {
     }
 }
 
-pub(crate) type MockResult<T> = pingora::Result<T>;
-
 /// Serves one request. Returns `false` when the connection must be dropped.
 async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<bool> {
     let method = session.req_header().method.as_str().to_string();
@@ -316,8 +281,6 @@ fn record(state: &MockState, session: &ServerSession, method: &str, body: &[u8])
     }
 }
 
-pub(crate) const REPLY_WORDS: [&str; 6] = ["Hello", " from", " the", " asbru", " mock", " provider."];
-
 /// The name of the first tool a request declares (OpenAI or Anthropic shape): the mock then
 /// answers with a call to it.
 pub(crate) fn first_tool_name(request: &Value) -> Option<String> {
@@ -327,9 +290,6 @@ pub(crate) fn first_tool_name(request: &Value) -> Option<String> {
         .or_else(|| tool["name"].as_str())
         .map(str::to_string)
 }
-
-/// The arguments every mock tool call carries.
-pub(crate) const TOOL_ARGUMENTS: &str = r#"{"city":"Paris"}"#;
 
 fn chat_completion(model: &str, tool: Option<&str>) -> Value {
     if let Some(tool) = tool {
@@ -360,15 +320,6 @@ fn chunk(model: &str, delta: Value, finish: Option<&str>) -> Value {
 
 fn sse(value: &Value) -> Bytes {
     Bytes::from(format!("data: {value}\n\n"))
-}
-
-/// Writes the head of an SSE response.
-pub(crate) async fn sse_head(session: &mut ServerSession) -> MockResult<()> {
-    let mut head = ResponseHeader::build(200, None)?;
-    head.insert_header("content-type", "text/event-stream")?;
-    head.insert_header("cache-control", "no-cache")?;
-    head.insert_header("transfer-encoding", "chunked")?;
-    session.write_response_header(Box::new(head)).await
 }
 
 async fn stream_chat(

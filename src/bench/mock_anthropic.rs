@@ -4,7 +4,7 @@ use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
 use serde_json::{Value, json};
 
-use super::mock::{MockOptions, MockResult, REPLY_WORDS, TOOL_ARGUMENTS, sse_head};
+use super::mock_shared::{MockOptions, MockResult, REPLY_WORDS, TOOL_ARGUMENTS, sse_head};
 
 fn usage(output: u32) -> Value {
     json!({"input_tokens": 12, "output_tokens": output, "cache_read_input_tokens": 3})

@@ -5,5 +5,6 @@ pub mod compare;
 pub mod load;
 pub mod mock;
 mod mock_anthropic;
+mod mock_shared;
 pub mod process;
 pub mod report;

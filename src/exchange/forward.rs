@@ -10,12 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use asbru_filters::pricing::TokenUsage;
-use asbru_filters::{AttemptFlow, AttemptState, FilterChain, Flow, Live, RequestCtx, UpstreamHead};
+use asbru_filters::{AttemptFlow, AttemptState, Flow, Live, RequestCtx, UpstreamHead};
 use asbru_providers::adapters::exchange::{self, Wire as TranslateWire};
 use asbru_providers::errors::{self, ErrorContext, WireError};
 use asbru_providers::formats::openai::RequestHead;
-use asbru_providers::usage::Usage;
 use asbru_store::catalog::{RequestType, Wire};
 use asbru_store::snapshot::{self, NetworkSettings, ProviderKey, ProviderRuntime, Upstream};
 use bytes::Bytes;
@@ -26,6 +24,7 @@ use tokio::time::Instant;
 
 use super::rejection_to_wire;
 use super::relay::{self, Served};
+use super::settlement::Settlement;
 use super::upstream::{self, UpstreamRequest};
 use crate::respond;
 use crate::routes::Ingress;
@@ -91,42 +90,6 @@ fn ingress_wire(ingress: Ingress) -> TranslateWire {
     match ingress {
         Ingress::OpenAi => TranslateWire::OpenAi,
         Ingress::Anthropic => TranslateWire::Anthropic,
-    }
-}
-
-/// The usage hook, as the relay calls it: the usage seen so far is kept as the reply passes,
-/// and the filters' `on_usage` runs once, before the reply's last bytes (or when the relay ends
-/// early, with what the provider reported until then).
-pub struct Settlement<'a> {
-    chain: &'a FilterChain,
-    live: &'a Live,
-    ctx: &'a mut RequestCtx,
-    seen: Option<Usage>,
-    done: bool,
-}
-
-impl Settlement<'_> {
-    /// Records the usage the provider reported so far.
-    pub fn seen(&mut self, usage: Option<Usage>) {
-        if usage.is_some() {
-            self.seen = usage;
-        }
-    }
-
-    /// Runs `on_usage` with the usage seen, once.
-    pub fn settle(&mut self) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        let usage = self.seen.map(token_usage);
-        self.ctx.outcome.usage = usage;
-        self.chain.on_usage(self.live, self.ctx, usage);
-    }
-
-    /// The headers filters added for the client.
-    pub fn response_headers(&self) -> &[(http::HeaderName, http::HeaderValue)] {
-        &self.ctx.response_headers
     }
 }
 
@@ -304,13 +267,7 @@ async fn try_target(
                         request_id: ex.request_id,
                         ingress: ex.ingress,
                     };
-                    let mut settlement = Settlement {
-                        chain: &state.chain,
-                        live,
-                        ctx,
-                        seen: None,
-                        done: false,
-                    };
+                    let mut settlement = Settlement::new(&state.chain, live, ctx);
                     let delivered = relay::deliver(
                         state,
                         session,
@@ -376,16 +333,6 @@ async fn try_target(
 
 fn ctx_now() -> i64 {
     crate::state::unix_now()
-}
-
-fn token_usage(u: Usage) -> TokenUsage {
-    TokenUsage {
-        input: u.input_tokens,
-        output: u.output_tokens,
-        cache_read: u.cache_read_tokens,
-        cache_write: u.cache_write_tokens,
-        reasoning: u.reasoning_tokens,
-    }
 }
 
 fn has_unused_key(provider: &ProviderRuntime, model: &str, avoid: &[usize]) -> bool {

@@ -12,7 +12,8 @@
 //!    response head, retry on a stale pooled connection, release to the pool ([`upstream`]);
 //! 3. hop-by-hop header stripping in both directions, and `x-bf-eh-*` forwarding ([`headers`]);
 //! 4. the loop over retries and fallbacks, calling the filters' attempt hooks ([`forward`]);
-//! 5. relaying the reply, translated or not, streams included ([`relay`]).
+//! 5. relaying the reply, translated or not, streams included ([`relay`]), with the usage hook
+//!    ([`settlement`]).
 //!
 //! It can be deleted when Pingora ships a way to buffer the whole request body before choosing
 //! the upstream and to replay it to another peer on retry (the `set_buffered_body` work in
@@ -23,6 +24,7 @@ pub mod body;
 pub mod forward;
 pub mod headers;
 pub mod relay;
+pub mod settlement;
 pub mod upstream;
 
 use std::sync::Arc;

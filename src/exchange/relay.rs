@@ -11,8 +11,8 @@ use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use tokio::time::Instant;
 
-use super::forward::Settlement;
 use super::headers::is_hop_by_hop;
+use super::settlement::Settlement;
 use super::upstream;
 use crate::respond::ExtraHeaders;
 use crate::routes::Ingress;

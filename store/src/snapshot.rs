@@ -88,26 +88,18 @@ pub fn effective_config(
     file: &Config,
     store: &dyn crate::backend::ConfigStore,
 ) -> Result<Config, crate::backend::StoreError> {
-    use crate::governance::*;
     let mut config = file.clone();
     config.providers = store.providers()?;
     let file_governance = file.governance.clone().unwrap_or_default();
-    config.governance = Some(GovernanceConfig {
-        budgets: store.list::<Budget>()?,
-        rate_limits: store.list::<RateLimit>()?,
-        customers: store.list::<Customer>()?,
-        teams: store.list::<Team>()?,
-        virtual_keys: store.list::<VirtualKey>()?,
-        model_configs: store.list::<ModelConfig>()?,
-        providers: store.list::<ProviderGovernance>()?,
-        routing_rules: store.list::<RoutingRule>()?,
-        pricing_overrides: store.list::<PricingOverride>()?,
+    let mut governance = crate::governance::GovernanceConfig {
         auth_config: match store.setting("auth_config")? {
             Some(value) => Some(value),
             None => file_governance.auth_config,
         },
-        model_prices: store.list::<ModelPrice>()?,
-    });
+        ..Default::default()
+    };
+    crate::backend::entities::load_governance(store, &mut governance)?;
+    config.governance = Some(governance);
     Ok(config)
 }
 

@@ -159,3 +159,53 @@ async fn the_store_as_source_of_truth_with_a_minimal_file() {
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_store_holding_only_pricing_overrides_is_not_reseeded() {
+    let upstream = default_mock();
+    let dir = data_dir("pricing-only");
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        let store: Box<dyn ConfigStore> = Box::new(SqliteStore::open(&dir.join("config.db")).expect("open"));
+        let row = asbru_store::governance::PricingOverride {
+            provider: "openai".into(),
+            model: "house".into(),
+            input_cost_per_token: Some(1e-6),
+            ..Default::default()
+        };
+        store.put(&row).expect("write");
+    }
+    // The file names a provider, but the store already holds data: it is kept, not replaced.
+    let gw = server::spawn(&config(&dir, &upstream.base_url())).expect("start");
+    assert_eq!(ask(&gw).await, 400, "the file's provider was not seeded");
+    drop(gw);
+    let store: Box<dyn ConfigStore> = Box::new(SqliteStore::open(&dir.join("config.db")).expect("open"));
+    assert!(store.providers().expect("read").is_empty());
+    let overrides = store.list::<asbru_store::governance::PricingOverride>().expect("read");
+    assert_eq!(overrides.len(), 1, "the override survived");
+    assert!(store.setting("seeded_from_file").expect("read").is_some());
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_store_emptied_on_purpose_stays_empty() {
+    let upstream = default_mock();
+    let dir = data_dir("emptied");
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = server::spawn(&config(&dir, &upstream.base_url())).expect("seed");
+    assert_eq!(ask(&gw).await, 200);
+    drop(gw);
+    {
+        // The operator deletes every provider.
+        let store: Box<dyn ConfigStore> = Box::new(SqliteStore::open(&dir.join("config.db")).expect("open"));
+        store.delete_provider("openai").expect("delete");
+    }
+    let gw = server::spawn(&config(&dir, &upstream.base_url())).expect("restart");
+    assert_eq!(ask(&gw).await, 400, "the deleted provider came back from the file");
+    drop(gw);
+    let store: Box<dyn ConfigStore> = Box::new(SqliteStore::open(&dir.join("config.db")).expect("open"));
+    assert!(store.providers().expect("read").is_empty());
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -12,7 +12,6 @@ use sha2::{Digest, Sha256};
 
 use super::meter::{Meter, Registry, Unit};
 use super::window::Window;
-use crate::ctx::EntityRef;
 use crate::pricing::{PricingTable, to_micros};
 
 /// Output tokens reserved for a request that does not set `max_tokens`.
@@ -105,6 +104,15 @@ impl ProviderAccess {
             ModelRule::Only(list) => list.iter().any(|m| m == model),
         }
     }
+}
+
+/// A virtual key's owner, as facts carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityRef {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
 }
 
 /// A virtual key, resolved.

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use super::{ConfigStore, StoreError, StoredDoc, Tx};
 use crate::env::{self, Resolved};
 use crate::governance::{
-    Budget, Customer, ModelConfig, ModelPrice, PricingOverride, ProviderGovernance, RateLimit, RoutingRule, Team,
-    VirtualKey,
+    Budget, Customer, GovernanceConfig, ModelConfig, ModelPrice, PricingOverride, ProviderGovernance, RateLimit,
+    RoutingRule, Team, VirtualKey,
 };
 use crate::secrets::{self, Cipher, EncryptionStatus};
 
@@ -125,6 +125,98 @@ impl Entity for VirtualKey {
     fn lookup_value(&self) -> Option<&str> {
         Some(&self.value)
     }
+}
+
+/// Where one governance kind lives in [`GovernanceConfig`].
+pub struct Field<T> {
+    /// The config's list of this kind.
+    pub get: fn(&GovernanceConfig) -> &Vec<T>,
+    /// Sets the config's list of this kind.
+    pub set: fn(&mut GovernanceConfig, Vec<T>),
+    /// Whether the file seeds it (model price rows are a synced datasheet, never seeded).
+    pub seeded: bool,
+}
+
+/// Something done once per governance entity kind.
+pub trait KindVisitor {
+    /// Called for kind `T`.
+    fn kind<T: Entity>(&mut self, field: Field<T>) -> Result<(), StoreError>;
+}
+
+/// Every governance entity kind, in one list: loading a config from the store, seeding it from
+/// the file and deciding whether the store holds data all walk this list, so a new kind cannot
+/// be forgotten by one of them.
+pub fn each_governance_kind<V: KindVisitor>(v: &mut V) -> Result<(), StoreError> {
+    macro_rules! kind {
+        ($t:ty, $field:ident, $seeded:expr) => {
+            v.kind::<$t>(Field {
+                get: |g| &g.$field,
+                set: |g, items| g.$field = items,
+                seeded: $seeded,
+            })?
+        };
+    }
+    kind!(Budget, budgets, true);
+    kind!(RateLimit, rate_limits, true);
+    kind!(Customer, customers, true);
+    kind!(Team, teams, true);
+    kind!(VirtualKey, virtual_keys, true);
+    kind!(ModelConfig, model_configs, true);
+    kind!(ProviderGovernance, providers, true);
+    kind!(RoutingRule, routing_rules, true);
+    kind!(PricingOverride, pricing_overrides, true);
+    kind!(ModelPrice, model_prices, false);
+    Ok(())
+}
+
+/// Whether the store holds any provider or governance entity of any kind.
+pub fn store_has_data(store: &dyn ConfigStore) -> Result<bool, StoreError> {
+    struct Any<'a>(&'a dyn ConfigStore, bool);
+    impl KindVisitor for Any<'_> {
+        fn kind<T: Entity>(&mut self, _: Field<T>) -> Result<(), StoreError> {
+            if !self.1 {
+                self.1 = !self.0.list::<T>()?.is_empty();
+            }
+            Ok(())
+        }
+    }
+    let mut any = Any(store, !store.providers()?.is_empty());
+    each_governance_kind(&mut any)?;
+    Ok(any.1)
+}
+
+/// The store's governance entities of every kind, into `config`.
+pub fn load_governance(store: &dyn ConfigStore, config: &mut GovernanceConfig) -> Result<(), StoreError> {
+    struct Load<'a>(&'a dyn ConfigStore, &'a mut GovernanceConfig);
+    impl KindVisitor for Load<'_> {
+        fn kind<T: Entity>(&mut self, field: Field<T>) -> Result<(), StoreError> {
+            (field.set)(self.1, self.0.list::<T>()?);
+            Ok(())
+        }
+    }
+    each_governance_kind(&mut Load(store, config))
+}
+
+/// Replaces, inside `tx`, every seeded kind with the file's `governance`.
+pub fn replace_governance(tx: &mut dyn Tx, governance: &GovernanceConfig) -> Result<(), StoreError> {
+    struct Replace<'a>(&'a mut dyn Tx, &'a GovernanceConfig);
+    impl KindVisitor for Replace<'_> {
+        fn kind<T: Entity>(&mut self, field: Field<T>) -> Result<(), StoreError> {
+            if !field.seeded {
+                return Ok(());
+            }
+            for old in self.0.list::<T>()? {
+                if let Some(id) = old.entity_id() {
+                    self.0.delete::<T>(&id)?;
+                }
+            }
+            for item in (field.get)(self.1) {
+                self.0.put(item)?;
+            }
+            Ok(())
+        }
+    }
+    each_governance_kind(&mut Replace(tx, governance))
 }
 
 /// SHA-256 of a virtual key's value, hex: how virtual keys are found.

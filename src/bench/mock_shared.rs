@@ -1,0 +1,58 @@
+//! What the mock's wires share: its options, the reply it always gives, and the SSE head.
+
+use std::time::Duration;
+
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+
+/// How the mock behaves.
+#[derive(Debug, Clone)]
+pub struct MockOptions {
+    /// Delay before each response's head.
+    pub latency: Duration,
+    /// Content chunks per streamed chat response.
+    pub chunks: u32,
+    /// Delay between streamed chunks.
+    pub chunk_delay: Duration,
+    /// Fraction of inference requests answered with `fail_status`.
+    pub fail_rate: f64,
+    /// Status for failures.
+    pub fail_status: u16,
+    /// The first N inference requests fail with `fail_status` (deterministic failures for tests).
+    pub fail_first: u64,
+    /// Close the connection after this many streamed content chunks (simulates a dying upstream).
+    pub abort_after_chunks: Option<u32>,
+    /// Keep a copy of every request (tests); off for load runs.
+    pub record: bool,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        MockOptions {
+            latency: Duration::ZERO,
+            chunks: 5,
+            chunk_delay: Duration::ZERO,
+            fail_rate: 0.0,
+            fail_status: 503,
+            fail_first: 0,
+            abort_after_chunks: None,
+            record: false,
+        }
+    }
+}
+
+pub(crate) type MockResult<T> = pingora::Result<T>;
+
+pub(crate) const REPLY_WORDS: [&str; 6] = ["Hello", " from", " the", " asbru", " mock", " provider."];
+
+/// The arguments every mock tool call carries.
+pub(crate) const TOOL_ARGUMENTS: &str = r#"{"city":"Paris"}"#;
+
+/// Writes the head of an SSE response.
+pub(crate) async fn sse_head(session: &mut ServerSession) -> MockResult<()> {
+    let mut head = ResponseHeader::build(200, None)?;
+    head.insert_header("content-type", "text/event-stream")?;
+    head.insert_header("cache-control", "no-cache")?;
+    head.insert_header("transfer-encoding", "chunked")?;
+    session.write_response_header(Box::new(head)).await
+}
