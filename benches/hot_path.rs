@@ -7,14 +7,14 @@
 use std::hint::black_box;
 
 use asbru::routes::RouteTable;
+use asbru_config::catalog::RequestType;
 use asbru_filters::governance::runtime::key_hash;
 use asbru_filters::governance::{self, Estimate, Registry};
 use asbru_filters::pricing::TokenUsage;
 use asbru_filters::routing::keys;
+use asbru_filters::snapshot::Snapshot;
 use asbru_filters::{FilterChain, GatewayRequest, Live, RequestCtx};
 use asbru_providers::formats::openai::RequestHead;
-use asbru_store::Snapshot;
-use asbru_store::catalog::RequestType;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use http::Method;
 
@@ -33,7 +33,7 @@ const PROVIDERS: &str = "providers:\n  openai:\n    keys:\n      - {name: a, val
 const GOVERNANCE: &str = "governance:\n  customers:\n    - {id: acme, name: Acme, budgets: [{max_limit: 1000000, reset_duration: 1M}], rate_limit: {request_max_limit: 1000000000, request_reset_duration: 1h}}\n  teams:\n    - {id: ml, name: ML, customer_id: acme, budgets: [{max_limit: 1000000, reset_duration: 1w}], rate_limit: {token_max_limit: 1000000000000, token_reset_duration: 1d}}\n  virtual_keys:\n    - id: vk-bench\n      name: bench\n      value: sk-bf-bench\n      team_id: ml\n      budgets: [{max_limit: 1000000, reset_duration: 1d}]\n      rate_limit: {request_max_limit: 1000000000, request_reset_duration: 1m, token_max_limit: 1000000000000, token_reset_duration: 1m}\n      provider_configs:\n        - {provider: openai, weight: 1, allowed_models: [gpt-4o-mini], budgets: [{max_limit: 1000000, reset_duration: 1h}], rate_limit: {request_max_limit: 1000000000, request_reset_duration: 1h}}\n";
 
 fn live(yaml: &str) -> Live {
-    let loaded = asbru_store::load_str(yaml, "bench.yaml").expect("valid bench config");
+    let loaded = asbru_config::load_str(yaml, "bench.yaml").expect("valid bench config");
     let registry = std::sync::Arc::new(Registry::new());
     Live::build_with(&loaded.config, &registry, 1_800_000_000, &|_| None).0
 }
@@ -180,8 +180,9 @@ fn conversation_4kb() -> Vec<u8> {
 }
 
 fn translation(c: &mut Criterion) {
+    use asbru_providers::Wire;
     use asbru_providers::adapters::chat_stream::ChatToMessagesStream;
-    use asbru_providers::adapters::exchange::{self, Wire};
+    use asbru_providers::adapters::exchange;
     use asbru_providers::adapters::messages_stream::MessagesToChatStream;
 
     let body = conversation_4kb();

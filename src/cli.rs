@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use asbru_store::{Config, ConfigError, file};
+use asbru_config::{Config, ConfigError, file};
 use clap::{Args, Parser, Subcommand};
 
-use crate::bench::compare::{self, CompareOptions, CompareReport};
-use crate::bench::load::{self, LoadOptions};
-use crate::bench::mock::{self, MockOptions};
-use crate::bench::report::LoadReport;
+use asbru_bench::compare::{self, CompareOptions, CompareReport};
+use asbru_bench::load::{self, LoadOptions};
+use asbru_bench::mock::{self, MockOptions};
+use asbru_bench::report::LoadReport;
 
 /// asbru, an LLM gateway: one OpenAI-compatible API in front of every provider.
 #[derive(Debug, Parser)]

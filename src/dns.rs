@@ -5,8 +5,8 @@ use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::Duration;
 
-use asbru_store::Snapshot;
-use asbru_store::snapshot::Upstream;
+use asbru_filters::snapshot::Snapshot;
+use asbru_filters::snapshot::Upstream;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use asbru_store::Config;
+use asbru_config::Config;
 use asbru_store::backend::entities::{replace_governance, store_has_data};
 use asbru_store::backend::{self, ConfigStore, StoreError};
 
@@ -73,7 +73,7 @@ pub fn settle(file: &Config, reseed: bool) -> Result<Layers, StoreError> {
 
 /// The file's process settings with the store's providers.
 pub fn effective(file: &Config, store: &dyn ConfigStore) -> Result<Config, StoreError> {
-    asbru_store::snapshot::effective_config(file, store)
+    asbru_store::effective::effective_config(file, store)
 }
 
 /// Replaces the store's providers and governance with the file's, in one transaction.

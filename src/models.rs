@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use asbru_config::catalog::RequestType;
+use asbru_filters::snapshot::ProviderRuntime;
 use asbru_providers::errors::{ErrorContext, WireError};
-use asbru_store::catalog::RequestType;
-use asbru_store::snapshot::ProviderRuntime;
 use bytes::BytesMut;
 use pingora::proxy::Session;
 use serde_json::{Value, json};
@@ -14,8 +14,8 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::exchange::upstream::{self, UpstreamRequest};
 use crate::respond;
-use crate::routes::Ingress;
 use crate::state::Gateway;
+use asbru_config::catalog::Wire;
 
 const MAX_LIST_BODY: usize = 8 * 1024 * 1024;
 const LIST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -47,7 +47,7 @@ pub async fn list(
             Some(p) => vec![p.clone()],
             None => {
                 let err = WireError::bad_request(format!("provider {name:?} is not configured on this gateway"));
-                return respond::error(session, Ingress::OpenAi, &err, &err_ctx).await;
+                return respond::error(session, Wire::OpenAi, &err, &err_ctx).await;
             }
         },
         None => snapshot
@@ -95,7 +95,7 @@ pub async fn list(
         && attempted > 0
         && let Some(err) = first_error
     {
-        return respond::error(session, Ingress::OpenAi, &err, &err_ctx).await;
+        return respond::error(session, Wire::OpenAi, &err, &err_ctx).await;
     }
     let body = json!({"object": "list", "data": data});
     respond::json(session, 200, body.to_string().into_bytes(), request_id).await

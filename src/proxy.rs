@@ -12,7 +12,9 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use asbru_providers::errors::{ErrorContext, WireError};
 
 use crate::exchange::{self, InFlight};
-use crate::routes::{Ingress, Match, Route};
+use asbru_config::catalog::Wire;
+
+use crate::routes::{Match, Route};
 use crate::state::Gateway;
 use crate::{models, respond};
 
@@ -40,11 +42,11 @@ impl GatewayProxy {
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Errors on `/anthropic/...` paths use Anthropic's shape, so Anthropic SDKs can read them.
-fn ingress_of(session: &Session) -> Ingress {
+fn ingress_of(session: &Session) -> Wire {
     if session.req_header().uri.path().starts_with("/anthropic/") {
-        Ingress::Anthropic
+        Wire::Anthropic
     } else {
-        Ingress::OpenAi
+        Wire::OpenAi
     }
 }
 
@@ -117,7 +119,7 @@ impl ProxyHttp for GatewayProxy {
             Match::Found(Route::AzureDeployment { request_type }, deployment) => {
                 let route = exchange::Route {
                     request_type,
-                    ingress: Ingress::OpenAi,
+                    ingress: Wire::OpenAi,
                     target: exchange::Target::AzureDeployment(deployment.unwrap_or_default()),
                 };
                 exchange::handle(&self.state, session, &ctx.request_id, started, route, &mut ctx.inflight).await?;

@@ -6,8 +6,9 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 use asbru_providers::errors::{self, ErrorContext, WireError};
+use asbru_providers::provider;
 
-use crate::routes::Ingress;
+use asbru_config::catalog::Wire;
 
 /// Headers a filter added for every response of a request.
 pub type ExtraHeaders<'a> = &'a [(HeaderName, HeaderValue)];
@@ -40,7 +41,7 @@ pub async fn json_with(
 /// Anthropic's shape (`/anthropic` routes).
 pub async fn error(
     session: &mut Session,
-    ingress: Ingress,
+    ingress: Wire,
     error: &WireError,
     ctx: &ErrorContext<'_>,
 ) -> pingora::Result<()> {
@@ -50,14 +51,15 @@ pub async fn error(
 /// [`error`] with the headers filters added.
 pub async fn error_with(
     session: &mut Session,
-    ingress: Ingress,
+    ingress: Wire,
     error: &WireError,
     ctx: &ErrorContext<'_>,
     extra: ExtraHeaders<'_>,
 ) -> pingora::Result<()> {
-    let body = match ingress {
-        Ingress::OpenAi => errors::bifrost_body(error, ctx),
-        Ingress::Anthropic => errors::anthropic_body(error),
+    let body = if provider::anthropic_errors(ingress) {
+        errors::anthropic_body(error)
+    } else {
+        errors::bifrost_body(error, ctx)
     };
     json_with(session, error.status, body, ctx.request_id.unwrap_or_default(), extra).await
 }

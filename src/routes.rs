@@ -1,16 +1,7 @@
 //! The ingress route table: method and path to what the gateway does with the request.
 
-use asbru_store::catalog::RequestType;
+use asbru_config::catalog::{RequestType, Wire};
 use http::Method;
-
-/// The wire format a client speaks on a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ingress {
-    /// OpenAI chat completions (and Bifrost's error bodies).
-    OpenAi,
-    /// Anthropic Messages (and Anthropic's error bodies).
-    Anthropic,
-}
 
 /// What a matched route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +17,7 @@ pub enum Route {
         /// Provider assumed when the model has no `provider/` prefix.
         default_provider: Option<&'static str>,
         /// The client's wire.
-        ingress: Ingress,
+        ingress: Wire,
     },
     /// Azure SDK style `/openai/openai/deployments/{deployment}/...`: the deployment names the model.
     AzureDeployment {
@@ -65,12 +56,12 @@ impl RouteTable {
         let inference = |request_type, default_provider| Route::Inference {
             request_type,
             default_provider,
-            ingress: Ingress::OpenAi,
+            ingress: Wire::OpenAi,
         };
         let anthropic = |request_type| Route::Inference {
             request_type,
             default_provider: Some("anthropic"),
-            ingress: Ingress::Anthropic,
+            ingress: Wire::Anthropic,
         };
         let azure = |request_type| Route::AzureDeployment { request_type };
         let entries: [(&str, Method, Route); 17] = [
@@ -186,7 +177,7 @@ mod tests {
         let openai = |default_provider| Route::Inference {
             request_type: CHAT,
             default_provider,
-            ingress: Ingress::OpenAi,
+            ingress: Wire::OpenAi,
         };
         assert_eq!(
             table.find(&Method::POST, "/v1/chat/completions"),
@@ -200,7 +191,7 @@ mod tests {
             table.find(&Method::POST, "/anthropic/v1/messages"),
             Match::Found(
                 Route::Inference {
-                    ingress: Ingress::Anthropic,
+                    ingress: Wire::Anthropic,
                     ..
                 },
                 None

@@ -1,23 +1,23 @@
 //! Builds and runs the Pingora server: the proxy service, the DNS refresher and, when the config
 //! has a `mock:` section, the bundled mock provider.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use asbru_config::Config;
 use asbru_filters::Live;
 use asbru_filters::governance::Registry;
-use asbru_store::Config;
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
 use tokio::sync::{oneshot, watch};
 
-use crate::bench::mock::{self, MockOptions};
 use crate::dns::{self, DnsRefresh};
 use crate::proxy::GatewayProxy;
 use crate::state::Gateway;
+use asbru_bench::mock::{self, MockOptions};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -246,20 +246,9 @@ fn free_port() -> Result<SocketAddr, StartError> {
 
 /// Polls `/health` until it answers 200 (bounded to 10 s).
 pub fn wait_ready(addr: SocketAddr) -> Result<(), StartError> {
-    use std::io::{Read, Write};
-    for _ in 0..1000 {
-        if let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-            let probe = b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n";
-            let mut reply = [0u8; 12];
-            if stream.write_all(probe).is_ok()
-                && stream.read_exact(&mut reply).is_ok()
-                && reply.starts_with(b"HTTP/1.1 200")
-            {
-                return Ok(());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if asbru_bench::process::wait_ready(addr) {
+        Ok(())
+    } else {
+        Err(StartError::NotReady(addr))
     }
-    Err(StartError::NotReady(addr))
 }

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use asbru_config::Config;
 use asbru_filters::governance::Registry;
 use asbru_filters::health::HealthBoard;
 use asbru_filters::telemetry::Metrics;
 use asbru_filters::{FilterChain, Live};
-use asbru_store::Config;
 use asbru_store::backend::ConfigStore;
 use pingora::connectors::http::Connector;
 

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use asbru_config::Config;
 use asbru_filters::Live;
-use asbru_store::Config;
 use asbru_store::backend::ConfigStore;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;

@@ -11,8 +11,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use asbru_store::catalog::RequestType;
-use asbru_store::snapshot::{ProviderKey, ProviderRuntime};
+use crate::snapshot::{ProviderKey, ProviderRuntime};
+use asbru_config::catalog::RequestType;
 use http::{HeaderName, HeaderValue};
 
 pub use crate::policy::runtime::EntityRef;

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use asbru_store::snapshot::ModelFilter;
+use crate::snapshot::ModelFilter;
 
 use crate::live::Live;
 use crate::pricing::strip_date_suffix;
@@ -80,7 +80,7 @@ mod tests {
     #[test]
     fn configured_and_priced_models_are_known_others_fold() {
         let yaml = "providers:\n  openai:\n    keys:\n      - {value: k, models: [house-model], aliases: {fast: gpt-4o-mini}}\ngovernance:\n  model_configs:\n    - {id: m1, model_name: tuned-1}\n";
-        let loaded = asbru_store::load_str(yaml, "t.yaml").expect("valid");
+        let loaded = asbru_config::load_str(yaml, "t.yaml").expect("valid");
         let live = Live::build_with(&loaded.config, &Arc::new(Registry::new()), 0, &|_| None).0;
         let known = KnownModels::of(&live);
         assert_eq!(known.label("openai", "house-model"), "house-model");

@@ -4,7 +4,7 @@
 //!
 //! The core every filter builds on: [`filter`] (the trait and its results), [`ctx`] (the
 //! per-request context and the facts filters share), [`chain`] (running a hook across the
-//! filters), [`live`] (the per-config view), [`slots`], [`policy`] (governance data), [`pricing`],
+//! filters), [`live`] (the per-config view), [`snapshot`] (providers resolved), [`slots`], [`policy`] (governance data), [`pricing`],
 //! [`health`] and [`labels`]. The filters, none of which imports another: [`auth`], [`routing`],
 //! [`governance`], [`telemetry`], [`logging`], [`response_headers`].
 
@@ -18,6 +18,7 @@ pub mod live;
 pub mod policy;
 pub mod pricing;
 pub mod slots;
+pub mod snapshot;
 
 pub mod auth;
 pub mod governance;

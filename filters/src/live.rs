@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use asbru_store::{Config, Snapshot};
+use asbru_config::Config;
+
+use crate::snapshot::Snapshot;
 
 use crate::health::{Health, HealthBoard, HealthWindow};
 use crate::policy::{Governance, Registry};

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use asbru_store::governance::{ModelPrice, PricingOverride};
+use asbru_config::governance::{ModelPrice, PricingOverride};
 use serde::Deserialize;
 
 /// The bundled default prices.

@@ -1,7 +1,8 @@
 //! asbru-providers: wire formats and pure translations between them. No I/O.
 //!
 //! - [`formats`]: serde types for each native API, and the cheap head reader for pass-through.
-//! - [`adapters`]: translations between wires, stream translators included.
+//! - [`provider`]: one module per provider family: hosts, paths, auth, wire headers.
+//! - [`adapters`]: translations between wires through the OpenAI chat hub, streams included.
 //! - [`sse`]: the incremental SSE splitter and writers.
 //! - [`usage`]: one usage record for every path.
 //! - [`errors`]: error bodies in each ingress format.
@@ -10,5 +11,8 @@ pub mod adapters;
 pub mod edit;
 pub mod errors;
 pub mod formats;
+pub mod provider;
 pub mod sse;
 pub mod usage;
+
+pub use asbru_config::catalog::Wire;

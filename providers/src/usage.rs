@@ -1,6 +1,7 @@
 //! One usage record for every path, stream and non-stream, whatever the upstream's wire. Input
 //! counts every prompt token once, cache reads and cache writes included.
 
+use asbru_config::catalog::Wire;
 use serde::{Deserialize, Serialize};
 
 use crate::formats::anthropic::types::AnthropicUsage;
@@ -124,25 +125,26 @@ pub fn from_anthropic_json(body: &[u8]) -> Option<Usage> {
     }
 }
 
-/// The wire whose SSE a [`StreamUsage`] watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamWire {
-    /// OpenAI `data:` chunks.
-    OpenAi,
-    /// Anthropic events.
-    Anthropic,
+/// Usage from a JSON reply body or stream event of `wire`.
+pub fn from_wire_json(wire: Wire, data: &[u8]) -> Option<Usage> {
+    match wire {
+        Wire::Anthropic => from_anthropic_json(data),
+        Wire::OpenAi | Wire::Azure | Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => {
+            from_openai_json(data)
+        }
+    }
 }
 
 /// Reads usage from a stream relayed verbatim, without changing it.
 pub struct StreamUsage {
-    wire: StreamWire,
+    wire: Wire,
     splitter: crate::sse::SseSplitter,
     usage: Usage,
 }
 
 impl StreamUsage {
     /// Watches a stream of `wire`.
-    pub fn new(wire: StreamWire) -> StreamUsage {
+    pub fn new(wire: Wire) -> StreamUsage {
         StreamUsage {
             wire,
             splitter: crate::sse::SseSplitter::new(),
@@ -157,10 +159,7 @@ impl StreamUsage {
             if !event.data.contains("usage") {
                 continue;
             }
-            let found = match self.wire {
-                StreamWire::OpenAi => from_openai_json(event.data.as_bytes()),
-                StreamWire::Anthropic => from_anthropic_json(event.data.as_bytes()),
-            };
+            let found = from_wire_json(self.wire, event.data.as_bytes());
             if let Some(found) = found {
                 self.usage.merge_max(found);
             }
@@ -265,11 +264,11 @@ mod tests {
 
     #[test]
     fn stream_usage_from_both_wires() {
-        let mut s = StreamUsage::new(StreamWire::Anthropic);
+        let mut s = StreamUsage::new(Wire::Anthropic);
         s.observe(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":9}}\n\n");
         assert_eq!(s.usage().input_tokens, 7);
         assert_eq!(s.usage().output_tokens, 9);
-        let mut s = StreamUsage::new(StreamWire::OpenAi);
+        let mut s = StreamUsage::new(Wire::OpenAi);
         s.observe(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}\n\ndata: [DONE]\n\n");
         assert_eq!(s.usage().output_tokens, 4);
     }

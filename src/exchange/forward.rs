@@ -10,12 +10,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use asbru_config::catalog::{RequestType, Wire};
+use asbru_filters::snapshot::{NetworkSettings, ProviderKey, ProviderRuntime, Upstream};
 use asbru_filters::{AttemptFlow, AttemptState, Flow, Live, RequestCtx, UpstreamHead};
-use asbru_providers::adapters::exchange::{self, Wire as TranslateWire};
+use asbru_providers::adapters::exchange;
 use asbru_providers::errors::{self, ErrorContext, WireError};
 use asbru_providers::formats::openai::RequestHead;
-use asbru_store::catalog::{RequestType, Wire};
-use asbru_store::snapshot::{self, NetworkSettings, ProviderKey, ProviderRuntime, Upstream};
+use asbru_providers::provider;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -27,7 +28,6 @@ use super::relay::{self, Served};
 use super::settlement::Settlement;
 use super::upstream::{self, UpstreamRequest};
 use crate::respond;
-use crate::routes::Ingress;
 use crate::state::Gateway;
 
 /// Largest upstream error body kept in memory to return to the client.
@@ -40,7 +40,7 @@ pub struct Exchange<'a> {
     /// Chat, embeddings, ...
     pub request_type: RequestType,
     /// The client's wire.
-    pub ingress: Ingress,
+    pub ingress: Wire,
     /// The client asked for a stream.
     pub stream: bool,
     /// Parsed head of the body.
@@ -63,7 +63,7 @@ enum Failure {
     Reply {
         head: ResponseHeader,
         body: Bytes,
-        wire: TranslateWire,
+        wire: Wire,
     },
     /// The gateway could not get an answer (connect error, timeout, no key, bad translation).
     Gateway(WireError),
@@ -77,20 +77,6 @@ enum TargetEnd {
     Skipped,
     /// Every try failed.
     Failed(Box<Failure>),
-}
-
-fn translate_wire(wire: Wire) -> TranslateWire {
-    match wire {
-        Wire::Anthropic => TranslateWire::Anthropic,
-        _ => TranslateWire::OpenAi,
-    }
-}
-
-fn ingress_wire(ingress: Ingress) -> TranslateWire {
-    match ingress {
-        Ingress::OpenAi => TranslateWire::OpenAi,
-        Ingress::Anthropic => TranslateWire::Anthropic,
-    }
 }
 
 /// Runs the plan in `ctx` and answers the client. Returns an error only when the client
@@ -137,16 +123,20 @@ fn target_of<'a>(
     request_type: RequestType,
     upstream_model: &str,
 ) -> Option<(&'a Upstream, String)> {
-    if provider.wire == Wire::Azure {
-        let azure = key.and_then(|k| k.azure.as_deref());
-        let upstream = azure.map(|a| a.upstream.as_ref()).unwrap_or(&provider.upstream);
-        let version = azure
-            .map(|a| a.api_version.as_str())
-            .unwrap_or(snapshot::DEFAULT_AZURE_API_VERSION);
-        let path = snapshot::azure_path(&upstream.base_path, upstream_model, request_type, version)?;
-        return Some((upstream, path));
+    match provider.wire {
+        Wire::Azure => {
+            let azure = key.and_then(|k| k.azure.as_deref());
+            let upstream = azure.map(|a| a.upstream.as_ref()).unwrap_or(&provider.upstream);
+            let version = azure
+                .map(|a| a.api_version.as_str())
+                .unwrap_or(provider::azure::DEFAULT_API_VERSION);
+            let path = provider::azure::path(&upstream.base_path, upstream_model, request_type, version)?;
+            Some((upstream, path))
+        }
+        Wire::OpenAi | Wire::Anthropic | Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => {
+            Some((&provider.upstream, provider.path(request_type)?.to_string()))
+        }
     }
-    Some((&provider.upstream, provider.path(request_type)?.to_string()))
 }
 
 /// Tries one target of the plan with its retries.
@@ -168,7 +158,7 @@ async fn try_target(
         }
     };
     let net = &provider.network;
-    let upstream_wire = translate_wire(provider.wire);
+    let upstream_wire = provider.wire;
     ctx.attempt = Some(AttemptState {
         index,
         ..AttemptState::default()
@@ -203,7 +193,7 @@ async fn try_target(
         let key = key_index.and_then(|i| provider.keys.get(i));
         let upstream_model = key.map(|k| k.upstream_model(&attempt.model)).unwrap_or(&attempt.model);
         let prepared = match exchange::prepare(
-            ingress_wire(ex.ingress),
+            ex.ingress,
             upstream_wire,
             ex.head,
             ex.body,
@@ -385,7 +375,9 @@ async fn write_failure(
     let extra = &ctx.response_headers;
     match failure {
         Failure::Gateway(err) => respond::error_with(session, ex.ingress, &err, &err_ctx, extra).await,
-        Failure::Reply { head, body, wire } if wire == ingress_wire(ex.ingress) => {
+        Failure::Reply { head, body, wire }
+            if provider::anthropic_errors(wire) == provider::anthropic_errors(ex.ingress) =>
+        {
             // Same wire: the upstream's own error, status and body unchanged.
             let served = Served {
                 provider: &attempt.provider.name,

@@ -30,17 +30,17 @@ pub mod upstream;
 use std::sync::Arc;
 use std::time::Instant;
 
+use asbru_config::catalog::RequestType;
 use asbru_filters::auth::Credentials;
 use asbru_filters::governance::Estimate;
 use asbru_filters::{Flow, GatewayRequest, Live, Rejection, RequestCtx};
 use asbru_providers::errors::{ErrorContext, WireError};
 use asbru_providers::formats::openai::{BodyError, RequestHead};
-use asbru_store::catalog::RequestType;
 use pingora::proxy::Session;
 
 use crate::respond;
-use crate::routes::Ingress;
 use crate::state::Gateway;
+use asbru_config::catalog::Wire;
 
 /// An inference request in flight: the config it runs on and its context. Kept in Pingora's
 /// per-request `CTX`, so the `logging` phase can run the completion hooks.
@@ -68,7 +68,7 @@ pub struct Route {
     /// Chat, embeddings, ...
     pub request_type: RequestType,
     /// The client's wire.
-    pub ingress: Ingress,
+    pub ingress: Wire,
     /// Where the model comes from.
     pub target: Target,
 }

@@ -4,6 +4,7 @@
 
 use asbru_providers::adapters::exchange::ReplyTranslator;
 use asbru_providers::errors::{self, ErrorContext, WireError};
+use asbru_providers::provider;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::client::HttpSession;
@@ -15,8 +16,8 @@ use super::headers::is_hop_by_hop;
 use super::settlement::Settlement;
 use super::upstream;
 use crate::respond::ExtraHeaders;
-use crate::routes::Ingress;
 use crate::state::Gateway;
+use asbru_config::catalog::Wire;
 
 /// Largest non-stream reply read into memory.
 pub const MAX_REPLY_BODY: usize = 64 * 1024 * 1024;
@@ -32,7 +33,7 @@ pub struct Served<'a> {
     /// Request id.
     pub request_id: &'a str,
     /// The client's wire.
-    pub ingress: Ingress,
+    pub ingress: Wire,
 }
 
 /// Copies an upstream head for the client, minus hop-by-hop and framing headers, plus asbru's own
@@ -198,16 +199,17 @@ async fn relay_stream(
                     "api_error",
                     format!("provider {} stream {what} before it finished", served.provider),
                 );
-                let event = match served.ingress {
-                    Ingress::OpenAi => errors::sse_error_event(
+                let event = if provider::anthropic_errors(served.ingress) {
+                    errors::anthropic_sse_error_event(&err)
+                } else {
+                    errors::sse_error_event(
                         &err,
                         &ErrorContext {
                             request_id: Some(served.request_id),
                             provider: Some(served.provider),
                             ..Default::default()
                         },
-                    ),
-                    Ingress::Anthropic => errors::anthropic_sse_error_event(&err),
+                    )
                 };
                 return session.write_response_body(Some(Bytes::from(event)), true).await;
             }

@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use asbru_filters::snapshot::{NetworkSettings, ProviderKey, ProviderRuntime, Upstream};
 use asbru_providers::errors::WireError;
-use asbru_store::catalog::Wire;
-use asbru_store::snapshot::{NetworkSettings, ProviderKey, ProviderRuntime, Upstream};
+use asbru_providers::provider;
 use bytes::{Bytes, BytesMut};
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
@@ -21,8 +21,6 @@ use crate::state::Gateway;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Retries on a pooled connection the upstream had already closed.
 const STALE_CONNECTION_RETRIES: usize = 2;
-/// The Anthropic API version sent when the client names none.
-pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// What to send upstream.
 pub struct UpstreamRequest<'a> {
@@ -67,24 +65,19 @@ fn build_request_head(
     for (name, value) in request.forwarded {
         head.insert_header(name.clone(), value.as_slice())?;
     }
-    if provider.wire == Wire::Anthropic {
-        head.insert_header(
-            "anthropic-version",
-            request.anthropic_version.unwrap_or(ANTHROPIC_VERSION.as_bytes()),
-        )?;
-        if let Some(beta) = request.anthropic_beta {
-            head.insert_header("anthropic-beta", beta)?;
-        }
+    let client = provider::ClientHeaders {
+        anthropic_version: request.anthropic_version,
+        anthropic_beta: request.anthropic_beta,
+    };
+    for (name, value) in provider::wire_headers(provider.wire, &client) {
+        head.insert_header(name, value)?;
     }
     for (name, value) in &provider.network.extra_headers {
         head.insert_header(name.clone(), value.as_str())?;
     }
     if let Some(key) = key {
-        match provider.wire {
-            Wire::Anthropic => head.insert_header("x-api-key", key.secret.as_str())?,
-            Wire::Azure => head.insert_header("api-key", key.secret.as_str())?,
-            _ => head.insert_header("authorization", format!("Bearer {}", key.secret))?,
-        }
+        let (name, value) = provider::auth_header(provider.wire, &key.secret);
+        head.insert_header(name, value)?;
     }
     Ok(head)
 }

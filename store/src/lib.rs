@@ -1,20 +1,10 @@
-//! asbru-store: the config model, file loading and validation, and the immutable
-//! [`Snapshot`](snapshot::Snapshot) the hot path reads.
+//! asbru-store: the persisted config behind the [`backend::ConfigStore`] trait: SQLite and
+//! PostgreSQL backends, versioned migrations, encryption at rest for secrets ([`secrets`]), and
+//! the effective config a snapshot is built from ([`effective`]).
 //!
-//! This crate knows nothing of HTTP or Pingora; it turns configuration into plain data.
+//! Blocking by design: async callers go through `spawn_blocking`. The config schema itself is
+//! `asbru-config`'s.
 
 pub mod backend;
-pub mod catalog;
-pub mod env;
-pub mod file;
-pub mod governance;
-mod governance_check;
-pub mod locate;
-pub mod model;
+pub mod effective;
 pub mod secrets;
-pub mod snapshot;
-pub mod usage;
-
-pub use file::{ConfigError, Problem, load_file, load_str};
-pub use model::Config;
-pub use snapshot::Snapshot;

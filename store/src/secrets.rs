@@ -103,7 +103,7 @@ impl EncryptionStatus {
 /// references and empty values stay as they are.
 pub fn seal(cipher: Option<&Cipher>, value: &str) -> Result<(String, EncryptionStatus), SecretError> {
     match cipher {
-        Some(c) if !value.is_empty() && crate::env::reference(value).is_none() => {
+        Some(c) if !value.is_empty() && asbru_config::env::reference(value).is_none() => {
             Ok((c.encrypt(value)?, EncryptionStatus::Encrypted))
         }
         _ => Ok((value.to_string(), EncryptionStatus::Plaintext)),

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use asbru_config::model::{KeyConfig, ProviderConfig};
 use asbru_store::backend::postgres::PostgresStore;
 use asbru_store::backend::sqlite::SqliteStore;
 use asbru_store::backend::{ConfigStore, StoreError, latest_version};
-use asbru_store::model::{KeyConfig, ProviderConfig};
 use asbru_store::secrets::Cipher;
 use r2d2_postgres::postgres;
 use serde_json::json;
@@ -357,8 +357,8 @@ where
 
 #[test]
 fn every_governance_entity_round_trips() {
+    use asbru_config::governance::*;
     use asbru_store::backend::entities::Plugin;
-    use asbru_store::governance::*;
     for (backend, open) in backends() {
         let store = open(latest_version()).expect("open");
         let store = store.as_ref();
@@ -493,7 +493,7 @@ fn every_governance_entity_round_trips() {
 
 #[test]
 fn virtual_keys_are_found_by_value_hash_and_values_are_unique() {
-    use asbru_store::governance::VirtualKey;
+    use asbru_config::governance::VirtualKey;
     for (backend, open) in backends() {
         let store = open(latest_version()).expect("open");
         let store = store.as_ref();
@@ -523,7 +523,7 @@ fn virtual_keys_are_found_by_value_hash_and_values_are_unique() {
             store.virtual_key_by_value("sk-bf-new").expect("lookup").map(|v| v.id),
             Some("a".into())
         );
-        let budgetless = asbru_store::governance::Budget::default();
+        let budgetless = asbru_config::governance::Budget::default();
         assert!(
             matches!(store.put(&budgetless), Err(StoreError::Conflict(_))),
             "an entity needs an id"
@@ -545,7 +545,7 @@ fn raw_sqlite_values(path: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn literal_secrets_are_encrypted_at_rest() {
-    use asbru_store::governance::VirtualKey;
+    use asbru_config::governance::VirtualKey;
     let path = sqlite_path();
     let sealed = |key: Option<&str>| {
         let cipher = key.map(|k| Arc::new(Cipher::derive(k).expect("derive")));
@@ -700,7 +700,7 @@ fn postgres_connections_lost_under_the_store_are_replaced() {
 
 #[test]
 fn governance_usage_round_trips_without_touching_the_config_version() {
-    use asbru_store::usage::UsageRecord;
+    use asbru_config::usage::UsageRecord;
     for (backend, open) in backends() {
         let store = open(latest_version()).expect("open");
         assert!(store.load_usage().expect("empty").is_empty(), "{backend}");

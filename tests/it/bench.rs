@@ -3,8 +3,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use asbru::bench::load::{self, LoadError, LoadOptions};
-use asbru::bench::mock::MockOptions;
+use asbru_bench::load::{self, LoadError, LoadOptions};
+use asbru_bench::mock::MockOptions;
 use bytes::Bytes;
 
 use crate::support::*;

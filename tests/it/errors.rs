@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use asbru::bench::mock::MockOptions;
+use asbru_bench::mock::MockOptions;
 
 use crate::support::*;
 

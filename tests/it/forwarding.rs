@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use asbru::bench::mock::MockOptions;
+use asbru_bench::mock::MockOptions;
 
 use crate::support::*;
 

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use asbru::bench::mock::{MockHandle, MockOptions};
 use asbru::server::RunningGateway;
+use asbru_bench::mock::{MockHandle, MockOptions};
 use serde_json::Value;
 
 use crate::support::*;
@@ -724,7 +724,7 @@ async fn settled_usage_survives_a_crash() {
 
 #[tokio::test]
 async fn keys_written_to_the_store_are_enforced_live_and_usage_survives_the_rebuild() {
-    use asbru_store::governance::{Budget, VirtualKey, VirtualKeyProvider};
+    use asbru_config::governance::{Budget, VirtualKey, VirtualKeyProvider};
     let upstream = default_mock();
     let dir = std::env::temp_dir().join(format!("asbru-gov-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -733,7 +733,7 @@ async fn keys_written_to_the_store_are_enforced_live_and_usage_survives_the_rebu
         dir.display(),
         upstream.base_url()
     );
-    let config = asbru_store::load_str(&yaml, "store.yaml").expect("valid").config;
+    let config = asbru_config::load_str(&yaml, "store.yaml").expect("valid").config;
     let gw = asbru::server::spawn(&config).expect("start");
     assert_eq!(chat_vk(&gw, "sk-bf-one", "openai/gpt-4o").await.status(), 200);
     assert_eq!(chat_vk(&gw, "sk-bf-two", "openai/gpt-4o").await.status(), 401);
@@ -755,7 +755,7 @@ async fn keys_written_to_the_store_are_enforced_live_and_usage_survives_the_rebu
         ..Default::default()
     };
     // A price row synced into the store (a datasheet) prices a model the bundled table lacks.
-    let price = asbru_store::governance::ModelPrice {
+    let price = asbru_config::governance::ModelPrice {
         provider: "openai".into(),
         model: "house-model".into(),
         input_cost_per_token: Some(0.0),

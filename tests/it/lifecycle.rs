@@ -2,7 +2,7 @@
 //! removed, completion hooks run from Pingora's `logging` phase, and the provider health window
 //! the forwarder keeps.
 
-use asbru::bench::mock::MockOptions;
+use asbru_bench::mock::MockOptions;
 
 use crate::support::*;
 
@@ -74,8 +74,8 @@ async fn a_plugins_list_never_turns_governance_off() {
 #[test]
 fn a_plugin_with_a_bad_config_stops_the_start_with_its_reason() {
     let yaml = "plugins:\n  - {name: response_headers, config: {headers: {\"bad header\": x}}}\n";
-    let mut config = asbru_store::load_str(yaml, "t.yaml").expect("valid").config;
-    config.config_store = Some(asbru_store::model::ConfigStoreConfig::disabled());
+    let mut config = asbru_config::load_str(yaml, "t.yaml").expect("valid").config;
+    config.config_store = Some(asbru_config::model::ConfigStoreConfig::disabled());
     let err = asbru::server::spawn(&config).err().expect("refused");
     let text = err.to_string();
     assert!(

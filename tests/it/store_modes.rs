@@ -14,12 +14,12 @@ fn data_dir(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("asbru-modes-{tag}-{}", std::process::id()))
 }
 
-fn config(dir: &std::path::Path, base_url: &str) -> asbru_store::Config {
+fn config(dir: &std::path::Path, base_url: &str) -> asbru_config::Config {
     let yaml = format!(
         "server: {{data_dir: \"{}\"}}\nproviders:\n  openai:\n    keys: [{{name: k, value: sk-file}}]\n    network_config: {{base_url: \"{base_url}\"}}\n",
         dir.display()
     );
-    asbru_store::load_str(&yaml, "modes.yaml").expect("valid").config
+    asbru_config::load_str(&yaml, "modes.yaml").expect("valid").config
 }
 
 async fn ask(gw: &server::RunningGateway) -> u16 {
@@ -99,7 +99,7 @@ async fn file_only_mode_persists_nothing() {
     let dir = data_dir("fileonly");
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = config(&dir, &upstream.base_url());
-    cfg.config_store = Some(asbru_store::model::ConfigStoreConfig::disabled());
+    cfg.config_store = Some(asbru_config::model::ConfigStoreConfig::disabled());
     let gw = server::spawn(&cfg).expect("start");
     assert_eq!(ask(&gw).await, 200);
     drop(gw);
@@ -123,7 +123,7 @@ fn an_unusable_store_stops_the_start_with_a_clear_error() {
 fn writes_in_file_only_mode_are_refused_clearly() {
     let dir = data_dir("refuse");
     let mut cfg = config(&dir, "http://127.0.0.1:9");
-    cfg.config_store = Some(asbru_store::model::ConfigStoreConfig::disabled());
+    cfg.config_store = Some(asbru_config::model::ConfigStoreConfig::disabled());
     let layers = asbru::layers::settle(&cfg, false).expect("settle");
     let err = layers.writable().err().expect("no store to write to");
     assert!(err.to_string().starts_with("config store disabled"), "{err}");
@@ -138,7 +138,7 @@ async fn the_store_as_source_of_truth_with_a_minimal_file() {
     {
         // An operator (or another node) put the providers in the store.
         let store: Box<dyn ConfigStore> = Box::new(SqliteStore::open(&dir.join("config.db")).expect("open"));
-        let provider: asbru_store::model::ProviderConfig = serde_json::from_value(serde_json::json!({
+        let provider: asbru_config::model::ProviderConfig = serde_json::from_value(serde_json::json!({
             "keys": [{"name": "k", "value": "sk-from-store"}],
             "network_config": {"base_url": upstream.base_url()}
         }))
@@ -149,7 +149,7 @@ async fn the_store_as_source_of_truth_with_a_minimal_file() {
         "server: {{data_dir: \"{}\"}}\nconfig_store: {{enabled: true, type: sqlite}}\n",
         dir.display()
     );
-    let cfg = asbru_store::load_str(&minimal, "minimal.yaml").expect("valid").config;
+    let cfg = asbru_config::load_str(&minimal, "minimal.yaml").expect("valid").config;
     let gw = server::spawn(&cfg).expect("start");
     assert_eq!(ask(&gw).await, 200);
     assert_eq!(
@@ -167,7 +167,7 @@ async fn a_store_holding_only_pricing_overrides_is_not_reseeded() {
     let _ = std::fs::remove_dir_all(&dir);
     {
         let store: Box<dyn ConfigStore> = Box::new(SqliteStore::open(&dir.join("config.db")).expect("open"));
-        let row = asbru_store::governance::PricingOverride {
+        let row = asbru_config::governance::PricingOverride {
             provider: "openai".into(),
             model: "house".into(),
             input_cost_per_token: Some(1e-6),
@@ -181,7 +181,7 @@ async fn a_store_holding_only_pricing_overrides_is_not_reseeded() {
     drop(gw);
     let store: Box<dyn ConfigStore> = Box::new(SqliteStore::open(&dir.join("config.db")).expect("open"));
     assert!(store.providers().expect("read").is_empty());
-    let overrides = store.list::<asbru_store::governance::PricingOverride>().expect("read");
+    let overrides = store.list::<asbru_config::governance::PricingOverride>().expect("read");
     assert_eq!(overrides.len(), 1, "the override survived");
     assert!(store.setting("seeded_from_file").expect("read").is_some());
     drop(store);

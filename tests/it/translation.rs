@@ -1,6 +1,6 @@
 //! Anthropic and Azure upstreams, and the `/anthropic` ingress, end to end against the mock.
 
-use asbru::bench::mock::MockOptions;
+use asbru_bench::mock::MockOptions;
 use serde_json::Value;
 
 use crate::support::*;
@@ -145,7 +145,7 @@ async fn anthropic_ingress_to_anthropic_is_verbatim() {
     );
     assert_eq!(seen.header("x-api-key"), Some("sk-ant-key"));
     assert_eq!(seen.header("anthropic-beta"), Some("web-search-2025-03-05"));
-    let expected = asbru::bench::mock::anthropic_message_for_tests("claude-sonnet-4", Some("web_search"));
+    let expected = asbru_bench::mock::anthropic_message_for_tests("claude-sonnet-4", Some("web_search"));
     assert_eq!(reply.json(), expected, "the reply came back unchanged");
 
     let stream = sent.replacen("\"max_tokens\"", "\"stream\":true,\"max_tokens\"", 1);

@@ -384,7 +384,7 @@ mod tests {
         let yaml = format!(
             "providers:\n  openai: {{keys: [{{value: k}}]}}\ngovernance:\n  pricing_overrides:\n    - {{provider: openai, model: m, input_cost_per_token: 0.000001, output_cost_per_token: 0.00001}}\n{governance}"
         );
-        let loaded = asbru_store::load_str(&yaml, "t.yaml").expect("valid");
+        let loaded = asbru_config::load_str(&yaml, "t.yaml").expect("valid");
         let registry = Arc::new(Registry::new());
         let live = Live::build_with(&loaded.config, &registry, NOW, &|_| None).0;
         (live, registry)

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use asbru_store::usage::UsageRecord;
+use asbru_config::usage::UsageRecord;
 
 use super::window::Window;
 

@@ -5,9 +5,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use asbru_store::Config;
-use asbru_store::env::{self, Resolved};
-use asbru_store::governance::{Budget, GovernanceConfig, RateLimit};
+use asbru_config::Config;
+use asbru_config::env::{self, Resolved};
+use asbru_config::governance::{Budget, GovernanceConfig, RateLimit};
 use sha2::{Digest, Sha256};
 
 use super::meter::{Meter, Registry, Unit};

@@ -2,7 +2,7 @@
 //! start, so resets never drift; `1M` and `1Y` roll as 30 and 365 days. Calendar-aligned windows
 //! of a day or longer start on UTC boundaries: midnight, Monday, the 1st of the month, January 1.
 
-use asbru_store::governance::{Period, parse_period};
+use asbru_config::governance::{Period, parse_period};
 use chrono::{Datelike, TimeZone, Utc};
 
 const DAY: i64 = 86_400;

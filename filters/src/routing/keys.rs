@@ -1,7 +1,7 @@
 //! Key selection (as Bifrost's weighted key selection): weighted random choice among a provider's keys that serve the
 //! model. Two passes over the key list, no allocation.
 
-use asbru_store::snapshot::{ProviderKey, ProviderRuntime};
+use crate::snapshot::{ProviderKey, ProviderRuntime};
 use rand::Rng;
 
 /// Why no key could be chosen.
@@ -104,7 +104,8 @@ fn pick_weighted<R: Rng + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use asbru_store::{Snapshot, load_str};
+    use crate::snapshot::Snapshot;
+    use asbru_config::load_str;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use asbru_store::Snapshot;
-use asbru_store::catalog::{self, RequestType};
-use asbru_store::snapshot::ProviderRuntime;
+use crate::snapshot::ProviderRuntime;
+use crate::snapshot::Snapshot;
+use asbru_config::catalog::{self, RequestType};
 
 use rand::Rng;
 
@@ -206,7 +206,7 @@ fn check_serves(provider: &ProviderRuntime, request_type: RequestType, stream: b
 mod tests {
     use super::*;
     use crate::live::Live;
-    use asbru_store::load_str;
+    use asbru_config::load_str;
 
     fn snapshot(src: &str) -> Live {
         let loaded = load_str(src, "t.yaml").expect("valid");

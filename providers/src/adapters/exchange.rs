@@ -1,20 +1,32 @@
 //! The per-attempt choice of translation: given the ingress wire and the upstream wire, what body
-//! goes upstream and how the reply comes back. Same wire: the body passes through with only the
-//! model rewritten, and the reply passes through verbatim. Different wires: translate both ways.
+//! goes upstream and how the reply comes back. OpenAI chat is the hub: Azure and every
+//! OpenAI-compatible provider speak it as is; Anthropic Messages is translated to and from it.
+//! Same body shape: the body passes through with only the model rewritten, and the reply passes
+//! through verbatim. Different shapes: translate both ways.
 
 use super::chat_stream::ChatToMessagesStream;
 use super::messages_stream::MessagesToChatStream;
 use super::{TranslateError, chat_to_messages, messages_to_chat};
 use crate::formats::openai::RequestHead;
-use crate::usage::{self, StreamUsage, StreamWire, Usage, UsageChunkFilter};
+use crate::usage::{self, StreamUsage, Usage, UsageChunkFilter};
+use asbru_config::catalog::Wire;
 
-/// A wire format, as seen by the translators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wire {
-    /// OpenAI chat completions (also Azure OpenAI and every OpenAI-compatible provider).
-    OpenAi,
+/// The body shape of a wire on the hub's two sides.
+enum Shape {
+    /// OpenAI chat completions (the hub).
+    Chat,
     /// Anthropic Messages.
-    Anthropic,
+    Messages,
+}
+
+fn shape(wire: Wire) -> Result<Shape, TranslateError> {
+    match wire {
+        Wire::OpenAi | Wire::Azure => Ok(Shape::Chat),
+        Wire::Anthropic => Ok(Shape::Messages),
+        Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => Err(TranslateError::InvalidRequest(format!(
+            "the {wire:?} wire is not served by this version of asbru"
+        ))),
+    }
 }
 
 /// What to send upstream, and how to read what comes back.
@@ -40,27 +52,27 @@ pub fn prepare(
     want_usage: bool,
 ) -> Result<Prepared, TranslateError> {
     let invalid = |e: serde_json::Error| TranslateError::InvalidRequest(e.to_string());
-    let (body, reply) = match (ingress, upstream) {
-        (Wire::OpenAi, Wire::OpenAi) => {
+    let (body, reply) = match (shape(ingress)?, shape(upstream)?) {
+        (Shape::Chat, Shape::Chat) => {
             let inject = want_usage && head.stream && !head.include_usage;
             (
                 head.upstream_body_with(raw, upstream_model, inject),
                 ReplyTranslator::Passthrough {
-                    usage: StreamUsage::new(StreamWire::OpenAi),
+                    usage: StreamUsage::new(upstream),
                     wire: upstream,
                     strip: inject.then(UsageChunkFilter::new),
                 },
             )
         }
-        (Wire::Anthropic, Wire::Anthropic) => (
+        (Shape::Messages, Shape::Messages) => (
             head.upstream_body(raw, upstream_model),
             ReplyTranslator::Passthrough {
-                usage: StreamUsage::new(StreamWire::Anthropic),
+                usage: StreamUsage::new(upstream),
                 wire: upstream,
                 strip: None,
             },
         ),
-        (Wire::OpenAi, Wire::Anthropic) => {
+        (Shape::Chat, Shape::Messages) => {
             let chat = serde_json::from_slice(raw).map_err(invalid)?;
             let request = chat_to_messages::request(chat, upstream_model)?;
             (
@@ -71,7 +83,7 @@ pub fn prepare(
                 },
             )
         }
-        (Wire::Anthropic, Wire::OpenAi) => {
+        (Shape::Messages, Shape::Chat) => {
             let messages = serde_json::from_slice(raw).map_err(invalid)?;
             let request = messages_to_chat::request(messages, upstream_model)?;
             (
@@ -126,11 +138,7 @@ impl ReplyTranslator {
         let invalid = |e: serde_json::Error| TranslateError::InvalidReply(e.to_string());
         match self {
             ReplyTranslator::Passthrough { wire, .. } => {
-                let usage = match wire {
-                    Wire::OpenAi => usage::from_openai_json(body),
-                    Wire::Anthropic => usage::from_anthropic_json(body),
-                };
-                Ok((None, usage.unwrap_or_default()))
+                Ok((None, usage::from_wire_json(*wire, body).unwrap_or_default()))
             }
             ReplyTranslator::ChatFromMessages { created, .. } => {
                 let reply = serde_json::from_slice(body).map_err(invalid)?;

@@ -8,12 +8,12 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{ConfigStore, StoreError, StoredDoc, Tx};
-use crate::env::{self, Resolved};
-use crate::governance::{
+use crate::secrets::{self, Cipher, EncryptionStatus};
+use asbru_config::env::{self, Resolved};
+use asbru_config::governance::{
     Budget, Customer, GovernanceConfig, ModelConfig, ModelPrice, PricingOverride, ProviderGovernance, RateLimit,
     RoutingRule, Team, VirtualKey,
 };
-use crate::secrets::{self, Cipher, EncryptionStatus};
 
 /// The kinds of stored entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

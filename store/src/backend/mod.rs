@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::model::ProviderConfig;
 use crate::secrets::{self, Cipher, EncryptionStatus};
+use asbru_config::model::ProviderConfig;
 use entities::EntityKind;
 
 pub mod entities;
@@ -118,11 +118,11 @@ pub trait ConfigStore: Send + Sync {
     fn schema_version(&self) -> Result<u32, StoreError>;
     /// Checks the database answers.
     fn ping(&self) -> Result<(), StoreError>;
-    /// Every persisted governance counter (see [`crate::usage`]).
-    fn load_usage(&self) -> Result<Vec<crate::usage::UsageRecord>, StoreError>;
+    /// Every persisted governance counter (see [`asbru_config::usage`]).
+    fn load_usage(&self) -> Result<Vec<asbru_config::usage::UsageRecord>, StoreError>;
     /// Creates or replaces these counters, in one transaction. Usage is not config: this does not
     /// bump the config version.
-    fn save_usage(&self, records: &[crate::usage::UsageRecord]) -> Result<(), StoreError>;
+    fn save_usage(&self, records: &[asbru_config::usage::UsageRecord]) -> Result<(), StoreError>;
     /// Blocks until another writer may have changed the config, or `timeout` passes. The default
     /// just waits; PostgreSQL returns early on a NOTIFY from any node's committed write.
     fn wait_for_change(&self, timeout: std::time::Duration) {
@@ -233,7 +233,7 @@ pub(crate) fn join_provider(
     let mut config: ProviderConfig =
         serde_json::from_str(config_json).map_err(|e| StoreError::Corrupt(format!("provider row: {e}")))?;
     for row in keys {
-        let mut key: crate::model::KeyConfig =
+        let mut key: asbru_config::model::KeyConfig =
             serde_json::from_str(&row.config_json).map_err(|e| StoreError::Corrupt(format!("key row: {e}")))?;
         key.value = secrets::open(cipher, &row.value, &row.status)?;
         config.keys.push(key);

@@ -7,9 +7,9 @@ use super::sqlite::SqliteStore;
 use std::sync::Arc;
 
 use super::{ConfigStore, StoreError};
-use crate::env::{self, Resolved};
-use crate::model::{Config, ConfigStoreConfig, StoreKind};
 use crate::secrets::Cipher;
+use asbru_config::env::{self, Resolved};
+use asbru_config::model::{Config, ConfigStoreConfig, StoreKind};
 
 /// Opens and migrates the configured store; `None` in file-only mode (`enabled: false`).
 /// Without a `config_store` section the default is SQLite at `<data_dir>/config.db`.
@@ -78,7 +78,7 @@ fn resolve(raw: &str, what: &str) -> Result<String, StoreError> {
 }
 
 /// Builds a `key=value` connection string, quoting values.
-fn postgres_url(conn: &crate::model::StoreConnection) -> Result<String, StoreError> {
+fn postgres_url(conn: &asbru_config::model::StoreConnection) -> Result<String, StoreError> {
     match conn.ssl_mode.as_deref().unwrap_or("disable") {
         "disable" | "allow" | "prefer" => {}
         other => {
@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn connection_strings() {
-        let conn: crate::model::StoreConnection = serde_json::from_value(serde_json::json!({
+        let conn: asbru_config::model::StoreConnection = serde_json::from_value(serde_json::json!({
             "host": "db", "port": "5433", "user": "asbru", "password": "it's", "db_name": "cfg"
         }))
         .expect("valid");
@@ -128,7 +128,7 @@ mod tests {
             postgres_url(&conn).expect("url"),
             "host='db' port='5433' user='asbru' password='it\\'s' dbname='cfg'"
         );
-        let tls: crate::model::StoreConnection =
+        let tls: asbru_config::model::StoreConnection =
             serde_json::from_value(serde_json::json!({"ssl_mode": "require"})).expect("valid");
         assert!(postgres_url(&tls).is_err());
     }

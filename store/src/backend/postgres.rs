@@ -15,9 +15,9 @@ use serde_json::Value;
 use super::entities::EntityKind;
 use super::migrate::{self, Migration};
 use super::{ConfigStore, KeyRow, StoreError, StoredDoc, Tx, TxBody, join_provider, panic_message, split_provider};
-use crate::model::ProviderConfig;
 use crate::secrets::{Cipher, EncryptionStatus};
-use crate::usage::UsageRecord;
+use asbru_config::model::ProviderConfig;
+use asbru_config::usage::UsageRecord;
 use std::sync::Arc;
 
 /// Advisory lock id taken while migrating ("asbru" in ASCII).

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use asbru::bench::mock::{self, MockHandle, MockOptions};
 use asbru::server::{self, RunningGateway};
+use asbru_bench::mock::{self, MockHandle, MockOptions};
 use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -16,12 +16,12 @@ use serde_json::Value;
 
 /// Starts a gateway from YAML text.
 pub fn gateway(yaml: &str) -> RunningGateway {
-    let mut config = asbru_store::load_str(yaml, "test.yaml")
+    let mut config = asbru_config::load_str(yaml, "test.yaml")
         .expect("test config is valid")
         .config;
     // Tests run from the file unless they name a store: no state shared between tests.
     if config.config_store.is_none() {
-        config.config_store = Some(asbru_store::model::ConfigStoreConfig::disabled());
+        config.config_store = Some(asbru_config::model::ConfigStoreConfig::disabled());
     }
     server::spawn(&config).expect("gateway starts")
 }
@@ -130,7 +130,7 @@ pub fn sse_data(text: &str) -> Vec<String> {
 
 /// Provider YAML for an OpenAI-wire provider at `base_url` with extra lines indented inside it.
 pub fn provider_yaml(name: &str, base_url: &str, extra_network: &str) -> String {
-    let custom = if asbru_store::catalog::builtin(name).is_some() {
+    let custom = if asbru_config::catalog::builtin(name).is_some() {
         String::new()
     } else {
         "    custom_provider_config: {base_provider_type: openai}\n".to_string()

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::catalog::{self, RequestType, Wire};
-use crate::env::{self, Resolved};
-use crate::model::{self, Config, KeyConfig, ProviderConfig};
+use asbru_config::catalog::{self, RequestType, Wire};
+use asbru_config::env::{self, Resolved};
+use asbru_config::model::{self, Config, KeyConfig, ProviderConfig};
+use asbru_providers::provider;
 
 /// The resolved configuration.
 #[derive(Debug)]
@@ -82,36 +83,6 @@ impl Snapshot {
     }
 }
 
-/// The file's process settings with the store's providers and governance: what a snapshot is
-/// built from when a config store is in use, model price rows included.
-pub fn effective_config(
-    file: &Config,
-    store: &dyn crate::backend::ConfigStore,
-) -> Result<Config, crate::backend::StoreError> {
-    let mut config = file.clone();
-    config.providers = store.providers()?;
-    let file_governance = file.governance.clone().unwrap_or_default();
-    let mut governance = crate::governance::GovernanceConfig {
-        auth_config: match store.setting("auth_config")? {
-            Some(value) => Some(value),
-            None => file_governance.auth_config,
-        },
-        ..Default::default()
-    };
-    crate::backend::entities::load_governance(store, &mut governance)?;
-    config.governance = Some(governance);
-    Ok(config)
-}
-
-/// Builds a snapshot from a config store (with the file's process settings). Returns the
-/// snapshot and the warnings to log.
-pub fn build(
-    file: &Config,
-    store: &dyn crate::backend::ConfigStore,
-) -> Result<(Snapshot, Vec<String>), crate::backend::StoreError> {
-    Ok(Snapshot::build(&effective_config(file, store)?))
-}
-
 fn mib(mb: u64) -> usize {
     usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
 }
@@ -167,12 +138,11 @@ impl ProviderRuntime {
                     }
                 })
         });
-        let base_url = config
-            .network_config
-            .base_url
-            .clone()
-            .or(key_url)
-            .or_else(|| builtin.and_then(|b| b.default_base_url).map(str::to_string));
+        let base_url = config.network_config.base_url.clone().or(key_url).or_else(|| {
+            builtin
+                .and_then(|b| provider::default_base_url(b.name, b.wire))
+                .map(str::to_string)
+        });
         let Some(base_url) = base_url else {
             warnings.push(format!("provider {name:?} has no base URL"));
             return None;
@@ -189,19 +159,15 @@ impl ProviderRuntime {
         let api_prefix = if upstream.base_path.ends_with("/v1") {
             ""
         } else {
-            builtin.map(|b| b.api_prefix).unwrap_or("/v1")
+            builtin.map_or(provider::openai::API_PREFIX, |b| provider::api_prefix(b.name, b.wire))
         };
         let overrides = custom.map(|c| &c.request_path_overrides);
         let path_for = |request_type: RequestType| -> Option<String> {
             if let Some(path) = overrides.and_then(|o| o.get(request_type.as_str())) {
                 return Some(format!("{}{}", upstream.base_path, path));
             }
-            let resource = match wire {
-                Wire::Anthropic => request_type.anthropic_resource(),
-                // Azure paths name the deployment; they are built per request.
-                Wire::Azure => None,
-                _ => request_type.openai_resource(),
-            }?;
+            // Azure paths name the deployment; they are built per request.
+            let resource = provider::resource(wire, request_type)?;
             Some(format!("{}{}{}", upstream.base_path, api_prefix, resource))
         };
         let paths = EndpointPaths {
@@ -233,7 +199,7 @@ impl ProviderRuntime {
     }
 
     /// The upstream path for a request type; `None` when this provider has no such endpoint
-    /// (or, for Azure, when the path depends on the deployment: see [`azure_path`]).
+    /// (or, for Azure, when the path depends on the deployment: see `provider::azure::path`).
     pub fn path(&self, request_type: RequestType) -> Option<&str> {
         match request_type {
             RequestType::ChatCompletion => self.paths.chat.as_deref(),
@@ -245,10 +211,7 @@ impl ProviderRuntime {
 
     /// Whether this provider can serve `request_type` at all.
     pub fn supports(&self, request_type: RequestType) -> bool {
-        match self.wire {
-            Wire::Azure => matches!(request_type, RequestType::ChatCompletion | RequestType::Embedding),
-            _ => self.path(request_type).is_some(),
-        }
+        self.path(request_type).is_some() || provider::serves(self.wire, request_type)
     }
 
     /// Whether this provider serves `request_type` (custom providers may restrict it).
@@ -352,7 +315,7 @@ fn azure_key(
     };
     Some(Arc::new(AzureKey {
         upstream: Arc::new(upstream),
-        api_version: field("api_version").unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_string()),
+        api_version: field("api_version").unwrap_or_else(|| provider::azure::DEFAULT_API_VERSION.to_string()),
     }))
 }
 
@@ -431,21 +394,6 @@ pub struct EndpointPaths {
     /// Token counting (Anthropic).
     pub count_tokens: Option<String>,
 }
-
-/// The Azure OpenAI path for a deployment: `/openai/deployments/{deployment}/{resource}?api-version=`.
-pub fn azure_path(base_path: &str, deployment: &str, request_type: RequestType, api_version: &str) -> Option<String> {
-    let resource = match request_type {
-        RequestType::ChatCompletion => "chat/completions",
-        RequestType::Embedding => "embeddings",
-        _ => return None,
-    };
-    Some(format!(
-        "{base_path}/openai/deployments/{deployment}/{resource}?api-version={api_version}"
-    ))
-}
-
-/// The Azure API version used when a key does not set one.
-pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 /// A key's own Azure endpoint.
 #[derive(Debug)]
@@ -561,7 +509,7 @@ impl NetworkSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::file::load_str;
+    use asbru_config::file::load_str;
 
     fn build(src: &str, env: &[(&str, &str)]) -> (Snapshot, Vec<String>) {
         let loaded = load_str(src, "t.yaml").expect("valid config");
@@ -625,7 +573,7 @@ mod tests {
         assert_eq!(az.api_version, "2024-06-01");
         assert_eq!(key.upstream_model("gpt-4o"), "my-deployment");
         assert_eq!(
-            azure_path("", "my-deployment", RequestType::ChatCompletion, &az.api_version).as_deref(),
+            provider::azure::path("", "my-deployment", RequestType::ChatCompletion, &az.api_version).as_deref(),
             Some("/openai/deployments/my-deployment/chat/completions?api-version=2024-06-01")
         );
     }

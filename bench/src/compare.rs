@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use asbru_store::Config;
+use asbru_config::Config;
 use bytes::Bytes;
 use serde::Serialize;
 
@@ -202,7 +202,7 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
         }
     };
     let stream = options.stream.unwrap_or(scenario_stream);
-    let base_config = asbru_store::load_str(&config_text, &label)
+    let base_config = asbru_config::load_str(&config_text, &label)
         .map_err(|e| CompareError::Config(e.to_string()))?
         .config;
     let mut runs = Vec::new();
@@ -238,7 +238,7 @@ fn write_gateway_config(base: &Config, mock_url: &str, listen: &str) -> Result<P
     config.server.listen = listen.to_string();
     config.mock = None;
     // The bench measures the proxy path; a store left by another run must not redirect providers.
-    config.config_store = Some(asbru_store::model::ConfigStoreConfig::disabled());
+    config.config_store = Some(asbru_config::model::ConfigStoreConfig::disabled());
     for provider in config.providers.values_mut() {
         provider.network_config.base_url = Some(mock_url.to_string());
     }
@@ -296,9 +296,9 @@ async fn run_one(
     let gateway_addr = free_addr()?;
     let config_path = write_gateway_config(base, &mock.base_url(), &gateway_addr.to_string())?;
     let gateway = start_gateway(&options.gateway_bin, &config_path, options.gateway_cpu)?;
-    let ready = tokio::task::spawn_blocking(move || crate::server::wait_ready(gateway_addr)).await;
+    let ready = tokio::task::spawn_blocking(move || super::process::wait_ready(gateway_addr)).await;
     let _ = std::fs::remove_file(&config_path);
-    if !matches!(ready, Ok(Ok(()))) {
+    if !matches!(ready, Ok(true)) {
         return Err(CompareError::Start(format!(
             "the gateway did not become ready on {gateway_addr}"
         )));

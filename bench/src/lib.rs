@@ -1,4 +1,4 @@
-//! Bundled bench tools: the mock provider (also used by the tests and `conf/demo.yaml`), the
+//! asbru-bench: the bench tools `asbru bench ...` runs, kept out of the gateway library: the mock provider (also used by the tests and `conf/demo.yaml`), the
 //! open-loop load generator, and the direct-vs-gateway comparison.
 
 pub mod compare;

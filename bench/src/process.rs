@@ -34,6 +34,26 @@ fn parse_kib_field(status: &str, field: &str) -> Option<u64> {
     line[field.len()..].split_whitespace().next()?.parse().ok()
 }
 
+/// Polls `GET /health` at `addr` until it answers 200; `false` after 10 s.
+pub fn wait_ready(addr: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    for _ in 0..1000 {
+        if let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(100)) {
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+            let probe = b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n";
+            let mut reply = [0u8; 12];
+            if stream.write_all(probe).is_ok()
+                && stream.read_exact(&mut reply).is_ok()
+                && reply.starts_with(b"HTTP/1.1 200")
+            {
+                return true;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,32 @@
+//! Azure OpenAI: the OpenAI chat wire under a per-resource endpoint, with the deployment in the
+//! path and `api-version` in the query; `api-key` auth. No default host.
+
+use asbru_config::catalog::RequestType;
+
+/// The `api-version` used when a key names none.
+pub const DEFAULT_API_VERSION: &str = "2024-10-21";
+
+/// Whether Azure serves `request_type` (listing models is not a deployment call).
+pub fn serves(request_type: RequestType) -> bool {
+    match request_type {
+        RequestType::ChatCompletion | RequestType::Embedding => true,
+        RequestType::ListModels | RequestType::CountTokens => false,
+    }
+}
+
+/// `/openai/deployments/{deployment}/{resource}?api-version=...` under `base_path`.
+pub fn path(base_path: &str, deployment: &str, request_type: RequestType, api_version: &str) -> Option<String> {
+    let resource = match request_type {
+        RequestType::ChatCompletion => "chat/completions",
+        RequestType::Embedding => "embeddings",
+        RequestType::ListModels | RequestType::CountTokens => return None,
+    };
+    Some(format!(
+        "{base_path}/openai/deployments/{deployment}/{resource}?api-version={api_version}"
+    ))
+}
+
+/// `api-key: <key>`.
+pub fn auth_header(secret: &str) -> (&'static str, String) {
+    ("api-key", secret.to_string())
+}

@@ -1,0 +1,135 @@
+//! One module per provider family, each owning what is particular to it: default base URL and
+//! endpoint paths, the auth header, wire-specific request headers, and (through [`crate::adapters`],
+//! with OpenAI chat as the hub) how bodies are translated to and from it.
+//!
+//! - [`openai`]: OpenAI itself, and the resource paths every OpenAI-wire provider shares.
+//! - [`openai_compat`]: the OpenAI-compatible family (Groq, Mistral, Together, Ollama, vLLM, ...):
+//!   default hosts and path prefixes by provider name.
+//! - [`anthropic`]: Anthropic Messages.
+//! - [`azure`]: Azure OpenAI deployments.
+//!
+//! Every function here matches [`Wire`] exhaustively: adding a provider family is one module,
+//! one `Wire` variant, and the arms the compiler then asks for.
+
+pub mod anthropic;
+pub mod azure;
+pub mod openai;
+pub mod openai_compat;
+
+pub use asbru_config::catalog::{RequestType, Wire};
+
+/// Default base URLs of wires this build knows but does not serve yet.
+const GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+const COHERE_BASE_URL: &str = "https://api.cohere.ai";
+
+/// The default base URL of built-in provider `name`; `None` when it must be configured.
+pub fn default_base_url(name: &str, wire: Wire) -> Option<&'static str> {
+    match wire {
+        Wire::OpenAi => openai_compat::host(name).map(|h| h.base_url),
+        Wire::Anthropic => Some(anthropic::DEFAULT_BASE_URL),
+        Wire::Azure => None,
+        Wire::Bedrock => None,
+        Wire::Gemini => Some(GEMINI_BASE_URL),
+        Wire::Vertex => None,
+        Wire::Cohere => Some(COHERE_BASE_URL),
+    }
+}
+
+/// The path prefix between a base URL and a resource (`/v1`; empty for Perplexity).
+pub fn api_prefix(name: &str, wire: Wire) -> &'static str {
+    match wire {
+        Wire::OpenAi => openai_compat::host(name).map_or(openai::API_PREFIX, |h| h.api_prefix),
+        Wire::Anthropic => anthropic::API_PREFIX,
+        Wire::Azure | Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => openai::API_PREFIX,
+    }
+}
+
+/// The resource path after the prefix; `None` where the wire has no such endpoint, or where
+/// the path is built per request (Azure names the deployment).
+pub fn resource(wire: Wire, request_type: RequestType) -> Option<&'static str> {
+    match wire {
+        Wire::OpenAi => openai::resource(request_type),
+        Wire::Anthropic => anthropic::resource(request_type),
+        Wire::Azure => None,
+        Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => openai::resource(request_type),
+    }
+}
+
+/// Whether a provider of `wire` can serve `request_type` at all (before custom restrictions).
+pub fn serves(wire: Wire, request_type: RequestType) -> bool {
+    match wire {
+        Wire::Azure => azure::serves(request_type),
+        Wire::OpenAi | Wire::Anthropic | Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => {
+            resource(wire, request_type).is_some()
+        }
+    }
+}
+
+/// The header carrying a provider key's secret.
+pub fn auth_header(wire: Wire, secret: &str) -> (&'static str, String) {
+    match wire {
+        Wire::OpenAi => openai::auth_header(secret),
+        Wire::Anthropic => anthropic::auth_header(secret),
+        Wire::Azure => azure::auth_header(secret),
+        // Not served yet: requests never reach these wires (routing refuses them first).
+        Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => openai::auth_header(secret),
+    }
+}
+
+/// The client headers a wire needs passed on, with their defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientHeaders<'a> {
+    /// The client's `anthropic-version`.
+    pub anthropic_version: Option<&'a [u8]>,
+    /// The client's `anthropic-beta`.
+    pub anthropic_beta: Option<&'a [u8]>,
+}
+
+/// Wire-specific request headers, given what the client sent.
+pub fn wire_headers<'a>(wire: Wire, client: &ClientHeaders<'a>) -> Vec<(&'static str, &'a [u8])> {
+    match wire {
+        Wire::Anthropic => anthropic::wire_headers(client),
+        Wire::OpenAi | Wire::Azure | Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => Vec::new(),
+    }
+}
+
+/// Whether error bodies for a client of `wire` use Anthropic's shape (else Bifrost's).
+pub fn anthropic_errors(wire: Wire) -> bool {
+    match wire {
+        Wire::Anthropic => true,
+        Wire::OpenAi | Wire::Azure | Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_auth_per_family() {
+        assert_eq!(
+            default_base_url("groq", Wire::OpenAi),
+            Some("https://api.groq.com/openai")
+        );
+        assert_eq!(default_base_url("custom-thing", Wire::OpenAi), None);
+        assert_eq!(api_prefix("perplexity", Wire::OpenAi), "");
+        assert_eq!(api_prefix("openai", Wire::OpenAi), "/v1");
+        assert_eq!(
+            resource(Wire::Anthropic, RequestType::ChatCompletion),
+            Some("/messages")
+        );
+        assert_eq!(resource(Wire::OpenAi, RequestType::CountTokens), None);
+        assert!(serves(Wire::Azure, RequestType::Embedding) && !serves(Wire::Azure, RequestType::ListModels));
+        assert_eq!(auth_header(Wire::Anthropic, "k").0, "x-api-key");
+        assert_eq!(auth_header(Wire::Azure, "k").0, "api-key");
+        assert_eq!(
+            auth_header(Wire::OpenAi, "k"),
+            ("authorization", "Bearer k".to_string())
+        );
+        let headers = wire_headers(Wire::Anthropic, &ClientHeaders::default());
+        assert_eq!(
+            headers,
+            vec![("anthropic-version", anthropic::DEFAULT_VERSION.as_bytes())]
+        );
+    }
+}
