@@ -149,12 +149,23 @@ pub struct Ticket {
     price: Option<Price>,
     estimate_tokens: u64,
     state: State,
-    budget_used: Option<f64>,
-    rate_used: Option<f64>,
+    budget_used: Fullest,
+    rate_used: Fullest,
+}
+
+/// The fullest cap seen, as `(used, max)`: compared by cross-multiplication, divided only when
+/// asked for.
+type Fullest = Option<(i64, i64)>;
+
+fn fuller(current: Fullest, used: i64, max: i64) -> Fullest {
+    match current {
+        Some((u, m)) if i128::from(u) * i128::from(max) >= i128::from(used) * i128::from(m) => current,
+        _ => Some((used, max)),
+    }
 }
 
 /// `used` of `max` in percent.
-fn percent(used: i64, max: i64) -> f64 {
+fn percent((used, max): (i64, i64)) -> f64 {
     if max <= 0 {
         100.0
     } else {
@@ -205,9 +216,8 @@ impl Ticket {
             Some(cap) => {
                 cap.meter.roll(&cap.window, now);
                 match cap.meter.try_reserve(1, cap.max) {
-                    Ok(()) => {
-                        let used = percent(cap.meter.total(), cap.max);
-                        self.rate_used = Some(self.rate_used.map_or(used, |u| u.max(used)));
+                    Ok(used) => {
+                        self.rate_used = fuller(self.rate_used, used, cap.max);
                         self.requests.push(cap.meter.clone());
                         None
                     }
@@ -255,28 +265,30 @@ impl Ticket {
                 continue;
             }
             cap.meter.roll(&cap.window, now);
-            if let Err(seen) = cap.meter.try_reserve(self.reserved, cap.max_micros) {
-                let detail = if seen >= cap.max_micros {
-                    format!("{} >= {} dollars", usd(seen), usd(cap.max_micros))
-                } else {
-                    format!(
-                        "{} used + up to {} for this request > {} dollars",
-                        usd(seen),
-                        usd(self.reserved),
-                        usd(cap.max_micros)
-                    )
-                };
-                return Err(refusal(
-                    402,
-                    decision::BUDGET_EXCEEDED,
-                    format!(
-                        "Budget exceeded: {} {} (resets every {}) exceeded: {detail}",
-                        scope.label, cap.name, cap.duration
-                    ),
-                ));
-            }
-            let used = percent(cap.meter.total(), cap.max_micros);
-            self.budget_used = Some(self.budget_used.map_or(used, |u| u.max(used)));
+            let used = match cap.meter.try_reserve(self.reserved, cap.max_micros) {
+                Ok(used) => used,
+                Err(seen) => {
+                    let detail = if seen >= cap.max_micros {
+                        format!("{} >= {} dollars", usd(seen), usd(cap.max_micros))
+                    } else {
+                        format!(
+                            "{} used + up to {} for this request > {} dollars",
+                            usd(seen),
+                            usd(self.reserved),
+                            usd(cap.max_micros)
+                        )
+                    };
+                    return Err(refusal(
+                        402,
+                        decision::BUDGET_EXCEEDED,
+                        format!(
+                            "Budget exceeded: {} {} (resets every {}) exceeded: {detail}",
+                            scope.label, cap.name, cap.duration
+                        ),
+                    ));
+                }
+            };
+            self.budget_used = fuller(self.budget_used, used, cap.max_micros);
             self.budgets.push(cap.meter.clone());
         }
         Ok(())
@@ -284,12 +296,12 @@ impl Ticket {
 
     /// The fullest budget's use after this admission, in percent.
     pub fn budget_used(&self) -> Option<f64> {
-        self.budget_used
+        self.budget_used.map(percent)
     }
 
     /// The fullest request rate limit's use after this admission, in percent.
     pub fn rate_limit_used(&self) -> Option<f64> {
-        self.rate_used
+        self.rate_used.map(percent)
     }
 
     /// Micro-dollars reserved on each budget.
@@ -429,7 +441,24 @@ mod tests {
     }
 
     #[test]
-    fn checks_run_in_the_spec_order() {
+    fn admission_reports_the_fullest_budget_and_rate_limit() {
+        let (live, _) = live(
+            "  customers:\n    - {id: c, name: C, budgets: [{max_limit: 0.0004, reset_duration: 1d}]}\n  virtual_keys:\n    - {id: v, name: V, value: key, customer_id: c, budgets: [{max_limit: 0.002, reset_duration: 1d}], rate_limit: {request_max_limit: 4, request_reset_duration: 1h}, provider_configs: [{provider: openai, weight: 1}]}\n",
+        );
+        let gov = &live.governance;
+        let vk = gov.key(&key_hash("key")).expect("key").clone();
+        let first = admit(gov, Some(&vk), "openai", "m", &estimate(), NOW).expect("fits");
+        // 200 µ$ of the customer's 400 (50 %) is fuller than 200 of the key's 2000 (10 %).
+        assert_eq!(first.budget_used(), Some(50.0));
+        assert_eq!(first.rate_limit_used(), Some(25.0));
+        let second = admit(gov, Some(&vk), "openai", "m", &estimate(), NOW).expect("fits");
+        assert_eq!(second.budget_used(), Some(100.0));
+        assert_eq!(second.rate_limit_used(), Some(50.0));
+        assert_eq!(Ticket::free().budget_used(), None);
+    }
+
+    #[test]
+    fn checks_run_in_bifrost_order() {
         let (live, _) = live(
             "  providers:\n    - {name: openai, budgets: [{max_limit: 0, reset_duration: 1d}]}\n  virtual_keys:\n    - {id: v, name: V, value: key, is_active: false, provider_configs: [{provider: openai, weight: 1}]}\n",
         );

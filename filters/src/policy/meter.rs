@@ -92,8 +92,9 @@ impl Meter {
     }
 
     /// Reserves `amount` if the meter stays within `max`: refused when the meter is already at
-    /// its cap, or when the amount would take it past. Returns the usage seen when refused.
-    pub fn try_reserve(&self, amount: i64, max: i64) -> Result<(), i64> {
+    /// its cap, or when the amount would take it past. Returns the usage with this reservation,
+    /// or the usage seen when refused.
+    pub fn try_reserve(&self, amount: i64, max: i64) -> Result<i64, i64> {
         let mut current = self.total.load(Ordering::Acquire);
         loop {
             if current >= max || current.saturating_add(amount) > max {
@@ -103,7 +104,7 @@ impl Meter {
                 .total
                 .compare_exchange_weak(current, current + amount, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(current + amount),
                 Err(seen) => current = seen,
             }
         }
