@@ -11,6 +11,7 @@ use asbru_providers::provider;
 use bytes::{Bytes, BytesMut};
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::{HttpSession as Http1Session, http_req_header_to_wire};
 use pingora::upstreams::peer::HttpPeer;
 use rand::Rng;
 use tokio::time::{Instant, timeout_at};
@@ -143,9 +144,12 @@ pub async fn send(
         .with_code("upstream_timeout"),
         retryable: true,
     };
+    // The head and body go out in one write (see `write_request`); built once, reused when a
+    // stale pooled connection forces another try.
+    let wire = request_bytes(&head, request.body.as_deref());
     let mut stale_retries = 0;
     loop {
-        let (mut session, reused) = match timeout_at(deadline, state.connector.get_http_session(&peer)).await {
+        let (session, reused) = match timeout_at(deadline, state.connector.get_http_session(&peer)).await {
             Err(_) => return Err(timeout_error()),
             Ok(Err(e)) => {
                 let timed_out = matches!(
@@ -163,19 +167,28 @@ pub async fn send(
             }
             Ok(Ok(pair)) => pair,
         };
-        let sent = timeout_at(
-            deadline,
-            send_and_read_head(&mut session, head.clone(), request.body.clone()),
-        )
+        let sent = timeout_at(deadline, async {
+            match (session, &wire) {
+                (HttpSession::H1(h1), Some(wire)) => {
+                    let mut h1 = write_request(h1, wire, &peer).await?;
+                    h1.read_response().await?;
+                    Ok(HttpSession::H1(h1))
+                }
+                (mut other, _) => {
+                    send_and_read_head(&mut other, head.clone(), request.body.clone()).await?;
+                    Ok(other)
+                }
+            }
+        })
         .await;
         match sent {
             Err(_) => return Err(timeout_error()),
-            Ok(Ok(())) => return Ok((session, peer)),
+            Ok(Ok(session)) => return Ok((session, peer)),
             Ok(Err(_)) if reused && stale_retries < STALE_CONNECTION_RETRIES => {
                 // A pooled connection the upstream had closed; nothing was processed. Try a new one.
                 stale_retries += 1;
             }
-            Ok(Err(_)) => {
+            Ok(Err::<HttpSession, pingora::BError>(_)) => {
                 return Err(AttemptError {
                     error: WireError::gateway(
                         502,
@@ -188,6 +201,36 @@ pub async fn send(
             }
         }
     }
+}
+
+/// The request head and body serialized as one buffer; `None` if the head cannot be written
+/// on the HTTP/1 wire (the generic path then reports the error).
+fn request_bytes(head: &RequestHeader, body: Option<&[u8]>) -> Option<Bytes> {
+    let mut wire = http_req_header_to_wire(head)?;
+    if let Some(body) = body {
+        wire.reserve(body.len());
+        wire.extend_from_slice(body);
+    }
+    Some(wire.freeze())
+}
+
+/// Writes a whole HTTP/1.1 request in one write, as nginx's `writev` does. Pingora's HTTP/1
+/// client flushes the head before the body (two sends, each paying the receiver's wake-up on
+/// loopback), so the pooled connection is taken out of its session, written directly, and
+/// wrapped in a fresh session to read the response; the connection goes back to the pool as
+/// usual when the body ends.
+async fn write_request(h1: Http1Session, wire: &[u8], peer: &HttpPeer) -> pingora::Result<Http1Session> {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = h1.into_inner();
+    stream
+        .write_all(wire)
+        .await
+        .map_err(|e| pingora::Error::because(pingora::ErrorType::WriteError, "writing the request", e))?;
+    stream
+        .flush()
+        .await
+        .map_err(|e| pingora::Error::because(pingora::ErrorType::WriteError, "flushing the request", e))?;
+    Ok(Http1Session::new_with_options(stream, peer))
 }
 
 async fn send_and_read_head(
