@@ -47,7 +47,13 @@ pub fn settle(file: &Config, reseed: bool) -> Result<Layers, StoreError> {
     let seeded = store.setting(SEEDED)?.is_some();
     let has_data = !seeded && store_has_data(store.as_ref())?;
     if !seeded && has_data {
-        tracing::info!("config store holds data it was not seeded with: it is kept as the source of truth");
+        if store.providers()?.is_empty() && !file.providers.is_empty() {
+            tracing::warn!(
+                "config store holds governance data but no providers, and was not seeded from a file: it is kept as the source of truth, so the file's providers are not loaded (run `asbru serve --reseed` to load them)"
+            );
+        } else {
+            tracing::info!("config store holds data it was not seeded with: it is kept as the source of truth");
+        }
         store.put_setting(SEEDED, &serde_json::json!({"adopted": true}))?;
     }
     if reseed || (!seeded && !has_data) {
@@ -61,7 +67,7 @@ pub fn settle(file: &Config, reseed: bool) -> Result<Layers, StoreError> {
         }
     } else if seeded && (!file.providers.is_empty() || file.governance.is_some()) {
         tracing::info!(
-            "config store already has data: the file's providers and governance are ignored; run `asbru serve --reseed` to replace them from the file"
+            "config store was seeded from the file before and is the source of truth: the file's providers and governance are ignored; run `asbru serve --reseed` to replace them from the file"
         );
     }
     let config = effective(file, store.as_ref())?;

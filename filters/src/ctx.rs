@@ -94,6 +94,9 @@ pub struct AttemptState {
     pub key: Option<usize>,
     /// Ask the upstream to report usage in a stream (a budget or token limit counts it).
     pub want_usage: bool,
+    /// The upstream answered this try with a success head: the provider did the work, so a
+    /// target that fails after this point is billed, not given back.
+    pub answered: bool,
 }
 
 /// Facts filters publish for each other.

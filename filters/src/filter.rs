@@ -13,7 +13,7 @@
 //! | [`Filter::on_attempt`] | before each try is sent (primary, retries, fallbacks) | key choice, fallback admission |
 //! | [`Filter::on_upstream_head`] | a successful upstream head arrived | response headers, guards |
 //! | [`Filter::on_usage`] | the provider's usage is known, before the reply's last bytes | settlement |
-//! | [`Filter::on_attempt_failed`] | every try of one target failed | give reservations back |
+//! | [`Filter::on_attempt_failed`] | a target failed or was skipped; nothing reached the client | settle what it reserved |
 //! | [`Filter::on_complete`] | Pingora's `logging` phase, after the response | metrics, logs |
 
 use http::HeaderMap;
@@ -72,6 +72,7 @@ pub trait Filter: Send + Sync {
     }
 
     /// A try is about to be sent: [`RequestCtx::attempt`] says which target and which try.
+    /// The plan is fixed once `on_request` has run: attempt hooks must not change it.
     fn on_attempt(&self, _live: &Live, _ctx: &mut RequestCtx) -> AttemptFlow {
         AttemptFlow::Continue
     }
@@ -86,7 +87,9 @@ pub trait Filter: Send + Sync {
     /// the client receives the end of the reply.
     fn on_usage(&self, _live: &Live, _ctx: &mut RequestCtx, _usage: Option<TokenUsage>) {}
 
-    /// Every try of the current target failed before anything reached the client.
+    /// The current target failed (every try) or was skipped, before anything reached the
+    /// client. [`crate::AttemptState::answered`] says whether the upstream had answered with a
+    /// success head (a filter refused it afterwards): then its work is billed.
     fn on_attempt_failed(&self, _live: &Live, _ctx: &mut RequestCtx) {}
 
     /// The response is finished (or the client went away); [`RequestCtx::outcome`] is final.

@@ -1,5 +1,9 @@
-//! `response_headers`: adds fixed headers to every response of an inference request, from the
-//! plugin's config: `plugins: [{name: response_headers, config: {headers: {x-served-by: edge-1}}}]`.
+//! `response_headers`: adds fixed headers to the responses of inference requests, from the
+//! plugin's config: `plugins: [{name: response_headers, placement: pre_builtin, config: {headers:
+//! {x-served-by: edge-1}}}]`. Placed `pre_builtin`, refusals by the built-ins (auth, routing,
+//! governance) carry the headers too; placed later, only the requests that reach it do. Framing
+//! and gateway headers (`content-length`, `x-request-id`, `x-bifrost-*`, ...) cannot be set.
+//!
 //! A small optional filter, and the example of what adding one takes: this file and one line in
 //! the gateway's filter table.
 
@@ -34,6 +38,9 @@ impl ResponseHeadersFilter {
             .into_iter()
             .map(|(name, value)| {
                 let name = HeaderName::try_from(name.as_str()).map_err(|_| format!("{name:?} is not a header name"))?;
+                if reserved(&name) {
+                    return Err(format!("{name:?} is set by the gateway and cannot be configured"));
+                }
                 let value =
                     HeaderValue::try_from(value.as_str()).map_err(|_| format!("{value:?} is not a header value"))?;
                 Ok((name, value))
@@ -41,6 +48,23 @@ impl ResponseHeadersFilter {
             .collect::<Result<_, String>>()?;
         Ok(ResponseHeadersFilter { headers })
     }
+}
+
+/// Headers the gateway owns: framing, hop-by-hop, and its own.
+fn reserved(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    matches!(
+        name,
+        "content-length"
+            | "content-type"
+            | "content-encoding"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "upgrade"
+            | "trailer"
+            | "x-request-id"
+    ) || name.starts_with("x-bifrost-")
 }
 
 impl Filter for ResponseHeadersFilter {
@@ -51,5 +75,29 @@ impl Filter for ResponseHeadersFilter {
     fn on_request(&self, _live: &Live, ctx: &mut RequestCtx) -> Flow {
         ctx.response_headers.extend(self.headers.iter().cloned());
         Flow::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn gateway_headers_cannot_be_configured() {
+        for name in [
+            "content-length",
+            "X-Request-Id",
+            "x-bifrost-provider",
+            "transfer-encoding",
+        ] {
+            let err = ResponseHeadersFilter::from_config(&json!({"headers": {name: "1"}}))
+                .err()
+                .expect("refused");
+            assert!(err.contains("set by the gateway"), "{err}");
+        }
+        let ok = ResponseHeadersFilter::from_config(&json!({"headers": {"x-served-by": "a"}})).expect("ok");
+        assert_eq!(ok.headers.len(), 1);
+        assert!(ResponseHeadersFilter::from_config(&json!({"headerz": {}})).is_err());
     }
 }

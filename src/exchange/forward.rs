@@ -2,7 +2,8 @@
 //! each try the filters' `on_attempt` hooks choose the key and admit the target; the body is
 //! prepared for the provider's wire and sent ([`super::upstream`]); a success passes
 //! `on_upstream_head` and is relayed ([`super::relay`]), a failure is kept to return if nothing
-//! succeeds, and a target whose tries all failed gets `on_attempt_failed`.
+//! succeeds, and a target whose tries all failed, or that a filter skipped, gets
+//! `on_attempt_failed`.
 //!
 //! Nothing is written downstream until an attempt has succeeded or every attempt has failed, so
 //! retries and fallbacks never follow a byte sent to the client.
@@ -92,14 +93,9 @@ pub async fn run(
     for index in 0..ctx.plan.len() {
         match try_target(state, session, ex, live, ctx, index).await? {
             TargetEnd::Delivered => return Ok(()),
-            TargetEnd::Skipped => {}
+            TargetEnd::Skipped => state.chain.on_attempt_failed(live, ctx),
             TargetEnd::Failed(failure) => {
-                tracing::debug!(
-                    request_id = ex.request_id,
-                    provider = %ctx.plan[index].provider.name,
-                    fallback_index = ctx.plan[index].fallback_index,
-                    "attempt failed"
-                );
+                tracing::debug!(request_id = ex.request_id, index, "attempt failed");
                 state.chain.on_attempt_failed(live, ctx);
                 first_failure.get_or_insert((failure, index));
             }
@@ -149,7 +145,9 @@ async fn try_target(
     index: usize,
 ) -> pingora::Result<TargetEnd> {
     // Shared handles (reference counts), so the hooks can take the context mutably.
-    let attempt = ctx.plan[index].clone();
+    let Some(attempt) = ctx.plan.get(index).cloned() else {
+        return Ok(TargetEnd::Skipped);
+    };
     let provider = &attempt.provider;
     let health = live.health.get(&provider.name).cloned();
     let record_health = |ok: bool| {
@@ -229,6 +227,7 @@ async fn try_target(
         match upstream::send(state, provider, upstream, key, &request, deadline).await {
             Ok((upstream_session, peer)) => {
                 let Some(upstream_head) = upstream_session.response_header() else {
+                    record_health(false);
                     last_failure = Some(Failure::Gateway(WireError::gateway(
                         502,
                         "api_error",
@@ -239,6 +238,9 @@ async fn try_target(
                 let status = upstream_head.status.as_u16();
                 record_health(status < 500 && status != 429);
                 if (200..300).contains(&status) {
+                    if let Some(state) = ctx.attempt.as_mut() {
+                        state.answered = true;
+                    }
                     let head = UpstreamHead {
                         status,
                         headers: &upstream_head.headers,
@@ -360,7 +362,17 @@ async fn write_failure(
     index: usize,
     failure: Failure,
 ) -> pingora::Result<()> {
-    let attempt = ctx.plan[index].clone();
+    let Some(attempt) = ctx.plan.get(index).cloned() else {
+        let err = WireError::gateway(500, "api_error", "no provider could be tried for this request");
+        return respond::error_with(
+            session,
+            ex.ingress,
+            &err,
+            &error_context(ex, ctx, None),
+            &ctx.response_headers,
+        )
+        .await;
+    };
     match &failure {
         Failure::Gateway(err) => ctx.record_error(err.error_type, None, &err.message),
         Failure::Reply { head, .. } => {

@@ -209,3 +209,25 @@ async fn a_store_emptied_on_purpose_stays_empty() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_store_holding_only_synced_price_rows_is_still_seeded() {
+    let upstream = default_mock();
+    let dir = data_dir("prices-only");
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        let store: Box<dyn ConfigStore> = Box::new(SqliteStore::open(&dir.join("config.db")).expect("open"));
+        let row = asbru_config::governance::ModelPrice {
+            provider: "openai".into(),
+            model: "house".into(),
+            input_cost_per_token: Some(1e-6),
+            ..Default::default()
+        };
+        store.put(&row).expect("write");
+    }
+    // Price rows are a synced datasheet, not configuration: the file's providers are seeded.
+    let gw = server::spawn(&config(&dir, &upstream.base_url())).expect("start");
+    assert_eq!(ask(&gw).await, 200);
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,7 +5,8 @@
 //!   is checked and the attempt's maximum cost reserved on every budget at once ([`admit`]).
 //! - `on_attempt` admits each fallback on its own caps when it is tried (a refusal skips it) and
 //!   says whether the upstream must report stream usage.
-//! - `on_usage` settles the reservation to the actual cost; `on_attempt_failed` gives it back.
+//! - `on_usage` settles the reservation to the actual cost; `on_attempt_failed` gives it back
+//!   (or charges it, when the upstream had answered and a filter refused the reply).
 //!
 //! A [`Ticket`] left unsettled when the request ends releases itself if nothing was sent, and
 //! charges its reservation if the request had gone upstream.
@@ -112,8 +113,15 @@ impl Filter for GovernanceFilter {
     }
 
     fn on_attempt_failed(&self, _live: &Live, ctx: &mut RequestCtx) {
-        // Every try of this target failed before a reply was relayed: nothing was spent.
-        if let Some(ticket) = ctx.slots.get_mut::<Held>().and_then(|h| h.ticket.as_mut()) {
+        let answered = ctx.attempt.as_ref().is_some_and(|a| a.answered);
+        let Some(ticket) = ctx.slots.get_mut::<Held>().and_then(|h| h.ticket.as_mut()) else {
+            return;
+        };
+        if answered {
+            // The provider answered 2xx and a filter refused the reply: the work was done.
+            ticket.charge(None);
+        } else {
+            // Every try failed, or the target was skipped, before a reply was relayed.
             ticket.release();
         }
     }
@@ -144,4 +152,90 @@ fn admit_attempt(live: &Live, ctx: &RequestCtx, attempt: &Attempt) -> Result<Opt
         request.now,
     )
     .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::chain::FilterChain;
+    use crate::ctx::{AttemptState, GatewayRequest};
+    use crate::routing::RoutingFilter;
+    use asbru_config::catalog::RequestType;
+
+    /// A filter placed after governance that refuses every try.
+    struct SkipAll;
+
+    impl Filter for SkipAll {
+        fn name(&self) -> &'static str {
+            "skip_all"
+        }
+
+        fn on_attempt(&self, _live: &Live, _ctx: &mut RequestCtx) -> AttemptFlow {
+            AttemptFlow::Skip(Rejection::bad_request("not this one"))
+        }
+    }
+
+    fn setup() -> (Live, Arc<Registry>, FilterChain, RequestCtx) {
+        let yaml = "providers:\n  openai: {keys: [{value: k}]}\ngovernance:\n  pricing_overrides:\n    - {provider: openai, model: m, input_cost_per_token: 0.000001, output_cost_per_token: 0.00001}\n  providers:\n    - {name: openai, budgets: [{max_limit: 1, reset_duration: 1d}]}\n";
+        let loaded = asbru_config::load_str(yaml, "t.yaml").expect("valid");
+        let registry = Arc::new(Registry::new());
+        let live = Live::build_with(&loaded.config, &registry, 0, &|_| None).0;
+        let chain = FilterChain::new(vec![
+            Arc::new(RoutingFilter),
+            Arc::new(GovernanceFilter),
+            Arc::new(SkipAll),
+        ]);
+        let request = GatewayRequest {
+            request_type: RequestType::ChatCompletion,
+            stream: false,
+            model_requested: "openai/m".into(),
+            default_provider: None,
+            fallbacks: Vec::new(),
+            credentials: Default::default(),
+            estimate: Estimate {
+                input_tokens: 100,
+                max_output_tokens: Some(10),
+            },
+            now: 0,
+        };
+        let ctx = RequestCtx::new("t".into(), Instant::now(), request);
+        (live, registry, chain, ctx)
+    }
+
+    fn begin_attempt(live: &Live, chain: &FilterChain, ctx: &mut RequestCtx) -> AttemptFlow {
+        assert!(matches!(chain.on_request(live, ctx), Flow::Continue));
+        ctx.attempt = Some(AttemptState::default());
+        chain.on_attempt(live, ctx)
+    }
+
+    #[test]
+    fn a_target_skipped_after_admission_gives_its_reservation_back() {
+        let (live, registry, chain, mut ctx) = setup();
+        assert!(matches!(begin_attempt(&live, &chain, &mut ctx), AttemptFlow::Skip(_)));
+        let meter = registry.get("provider:openai:budget:0").expect("meter");
+        assert_eq!(meter.total(), 200, "reserved at admission");
+        chain.on_attempt_failed(&live, &mut ctx);
+        drop(ctx);
+        assert_eq!((meter.settled(), meter.total()), (0, 0), "released, not charged");
+    }
+
+    #[test]
+    fn a_reply_refused_after_the_upstream_answered_is_billed() {
+        let (live, registry, chain, mut ctx) = setup();
+        let _ = begin_attempt(&live, &chain, &mut ctx);
+        if let Some(attempt) = ctx.attempt.as_mut() {
+            attempt.answered = true;
+        }
+        chain.on_attempt_failed(&live, &mut ctx);
+        drop(ctx);
+        let meter = registry.get("provider:openai:budget:0").expect("meter");
+        assert_eq!(
+            (meter.settled(), meter.total()),
+            (200, 200),
+            "the reservation is charged"
+        );
+    }
 }

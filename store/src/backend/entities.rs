@@ -169,12 +169,13 @@ pub fn each_governance_kind<V: KindVisitor>(v: &mut V) -> Result<(), StoreError>
     Ok(())
 }
 
-/// Whether the store holds any provider or governance entity of any kind.
+/// Whether the store holds any provider, or any governance entity of a kind the file seeds
+/// (synced price rows alone do not make a store the source of truth).
 pub fn store_has_data(store: &dyn ConfigStore) -> Result<bool, StoreError> {
     struct Any<'a>(&'a dyn ConfigStore, bool);
     impl KindVisitor for Any<'_> {
-        fn kind<T: Entity>(&mut self, _: Field<T>) -> Result<(), StoreError> {
-            if !self.1 {
+        fn kind<T: Entity>(&mut self, field: Field<T>) -> Result<(), StoreError> {
+            if !self.1 && field.seeded {
                 self.1 = !self.0.list::<T>()?.is_empty();
             }
             Ok(())
