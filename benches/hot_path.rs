@@ -44,6 +44,7 @@ fn snapshot() -> Snapshot {
 
 fn request(model: &str, fallbacks: Vec<String>) -> GatewayRequest {
     GatewayRequest {
+        ingress: asbru_config::catalog::Wire::OpenAi,
         request_type: RequestType::ChatCompletion,
         stream: false,
         model_requested: model.to_string(),

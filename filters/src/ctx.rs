@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::snapshot::{ProviderKey, ProviderRuntime};
-use asbru_config::catalog::RequestType;
+use asbru_config::catalog::{RequestType, Wire};
 use http::{HeaderName, HeaderValue};
 
 pub use crate::policy::runtime::EntityRef;
@@ -47,6 +47,8 @@ pub struct Estimate {
 /// What the ingress decoded from the client's request.
 #[derive(Debug, Clone)]
 pub struct GatewayRequest {
+    /// The wire the client speaks on its route (OpenAI-compatible or Anthropic).
+    pub ingress: Wire,
     /// Chat, embeddings, ...
     pub request_type: RequestType,
     /// The client asked for a stream.

@@ -133,6 +133,7 @@ pub async fn handle(
         Target::AzureDeployment(deployment) => (deployment, Some("azure")),
     };
     let request = GatewayRequest {
+        ingress,
         request_type,
         stream: head.stream,
         model_requested,

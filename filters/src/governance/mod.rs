@@ -189,6 +189,7 @@ mod tests {
             Arc::new(SkipAll),
         ]);
         let request = GatewayRequest {
+            ingress: asbru_config::catalog::Wire::OpenAi,
             request_type: RequestType::ChatCompletion,
             stream: false,
             model_requested: "openai/m".into(),

@@ -216,6 +216,7 @@ mod tests {
 
     fn request(model: &str, fallbacks: &[&str], default_provider: Option<&'static str>) -> GatewayRequest {
         GatewayRequest {
+            ingress: asbru_config::catalog::Wire::OpenAi,
             request_type: RequestType::ChatCompletion,
             stream: false,
             model_requested: model.to_string(),
