@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) is a thin CLI over this library, so that tests and benches can start
 //! a real gateway in-process ([`server::spawn`]). See `ARCHITECTURE.md` for the code map.
 
+pub mod admin;
 pub mod cli;
 pub mod dns;
 pub mod exchange;

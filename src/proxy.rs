@@ -95,6 +95,9 @@ impl ProxyHttp for GatewayProxy {
             Match::Found(Route::Health, _) => {
                 respond::json(session, 200, br#"{"status":"ok"}"#.to_vec(), &ctx.request_id).await?;
             }
+            Match::Found(Route::Admin, _) => {
+                crate::admin::handle(&self.state, session, &ctx.request_id).await?;
+            }
             Match::Found(Route::Metrics, _) => {
                 respond::metrics(session, self.state.metrics.render()).await?;
             }

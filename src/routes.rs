@@ -8,6 +8,8 @@ use http::Method;
 pub enum Route {
     /// `GET /health`.
     Health,
+    /// `/api/...`: the management API (any method; it routes on its own).
+    Admin,
     /// `GET /metrics` (Prometheus).
     Metrics,
     /// An OpenAI-shaped inference call forwarded to a provider.
@@ -131,6 +133,9 @@ impl RouteTable {
 
     /// Matches a request.
     pub fn find(&self, method: &Method, path: &str) -> Match {
+        if path.starts_with("/api/") {
+            return Match::Found(Route::Admin, None);
+        }
         match self.router.at(path) {
             Ok(found) => {
                 let (allowed, route) = found.value;

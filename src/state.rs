@@ -36,12 +36,17 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// The config store usage is persisted to (`None` in file-only mode).
     pub store: Option<Arc<dyn ConfigStore>>,
+    /// The config file's settings (process settings, and everything not in the store).
+    pub file: Config,
+    /// Rebuilds after management writes.
+    pub reloader: crate::admin::reload::Reloader,
 }
 
 impl Gateway {
-    /// State serving `live` with the filters `config.plugins` asks for; meters live in `registry`.
+    /// State serving `live` with the filters the file's `plugins` asks for; meters live in
+    /// `registry`.
     pub fn new(
-        config: &Config,
+        file: &Config,
         live: Live,
         registry: Arc<Registry>,
         store: Option<Arc<dyn ConfigStore>>,
@@ -50,7 +55,7 @@ impl Gateway {
         let services = Services {
             metrics: metrics.clone(),
         };
-        let (chain, warnings) = pipeline::build(config.plugins.as_ref(), &services)?;
+        let (chain, warnings) = pipeline::build(file.plugins.as_ref(), &services)?;
         for warning in warnings {
             tracing::warn!("{warning}");
         }
@@ -63,6 +68,8 @@ impl Gateway {
             connector: Connector::new(None),
             metrics,
             store,
+            file: file.clone(),
+            reloader: Default::default(),
         };
         gateway.install(live);
         Ok(Arc::new(gateway))

@@ -55,6 +55,40 @@ fn render(problems: &[Problem]) -> String {
     lines.join("\n")
 }
 
+/// Validates a config built in memory (the management API's writes): the same checks as a file,
+/// each problem naming the field path (`governance.virtual_keys[2].team_id: ...`).
+pub fn validate(config: &Config) -> Result<Vec<String>, Vec<Problem>> {
+    let index = LocationIndex::build("");
+    let mut validation = Validation {
+        file: "request",
+        index: &index,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+    validation.check(config);
+    if validation.problems.is_empty() {
+        Ok(validation.warnings)
+    } else {
+        Err(validation.problems)
+    }
+}
+
+fn dotted(path: &[PathSegment<'_>]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            PathSegment::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            PathSegment::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
 /// A parsed and validated config, with the warnings found on the way.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -144,11 +178,18 @@ struct Validation<'a> {
 impl Validation<'_> {
     fn problem(&mut self, path: &[PathSegment<'_>], reason: impl Into<String>) {
         let position = self.index.position(path);
+        let reason = reason.into();
+        // Without a position (a config built in memory), the path says where the problem is.
+        let reason = match position {
+            Some(_) => reason,
+            None if path.is_empty() => reason,
+            None => format!("{}: {reason}", dotted(path)),
+        };
         self.problems.push(Problem {
             file: self.file.to_string(),
             line: position.map(|p: Position| p.line),
             column: position.map(|p| p.column),
-            reason: reason.into(),
+            reason,
         });
     }
 

@@ -13,5 +13,5 @@ pub mod locate;
 pub mod model;
 pub mod usage;
 
-pub use file::{ConfigError, Problem, load_file, load_str};
+pub use file::{ConfigError, Problem, load_file, load_str, validate};
 pub use model::Config;

@@ -182,6 +182,9 @@ pub struct ServerConfig {
     pub max_request_body_size_mb: Option<u64>,
     /// Directory for asbru's data files (config store, logs).
     pub data_dir: String,
+    /// Serve the management API to non-loopback clients while admin auth is off (an asbru
+    /// extension; off by default, so an open admin API is never exposed by accident).
+    pub allow_unauthenticated_admin: bool,
 }
 
 impl Default for ServerConfig {
@@ -193,6 +196,7 @@ impl Default for ServerConfig {
             graceful_shutdown_timeout_seconds: 30,
             max_request_body_size_mb: None,
             data_dir: "./asbru-data".to_string(),
+            allow_unauthenticated_admin: false,
         }
     }
 }

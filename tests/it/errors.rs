@@ -1,6 +1,5 @@
 //! Failure paths: every bad input gets a clear Bifrost-shaped error with the right status.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use asbru_bench::mock::MockOptions;
@@ -54,15 +53,6 @@ async fn unknown_route_and_wrong_method() {
     assert_bifrost_error(&reply, 404, "Route not found: /v2/everything");
     let reply = send(gw.addr, "GET", "/v1/chat/completions", &[], b"").await;
     assert_bifrost_error(&reply, 405, "POST");
-}
-
-fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    stream.write_all(request).expect("write");
-    let mut reply = Vec::new();
-    let _ = stream.read_to_end(&mut reply);
-    String::from_utf8_lossy(&reply).into_owned()
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod admin;
 mod bench;
 mod cli;
 mod errors;

@@ -1,0 +1,321 @@
+//! The management API under `/api`, with Bifrost's paths and shapes: providers and their keys
+//! ([`providers`]), governance entities ([`governance`]), version and config. Every write is
+//! validated like a config file ([`validate`]), committed to the config store in one
+//! transaction, and installed on this node before the reply ([`reload`]); other nodes follow
+//! through the store sync. Store calls run on the blocking pool, never on the inference path.
+//!
+//! Safety: admin authentication is not built yet, so the API answers only clients on loopback
+//! unless `server.allow_unauthenticated_admin: true`; with `governance.auth_config.is_enabled`
+//! set it refuses every call rather than run unauthenticated.
+
+pub mod governance;
+pub mod providers;
+pub mod reload;
+pub mod reply;
+pub mod validate;
+
+use std::sync::{Arc, LazyLock};
+
+use asbru_config::Config;
+use asbru_config::governance::{
+    Budget, Customer, ModelConfig, PricingOverride, ProviderGovernance, RateLimit, RoutingRule, Team,
+};
+use asbru_store::backend::ConfigStore;
+use bytes::BytesMut;
+use http::Method;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use serde_json::json;
+
+use self::governance as gov;
+use self::reply::{ApiError, ApiResult, Reply};
+use crate::state::Gateway;
+
+/// What a management handler works with.
+pub struct Api<'a> {
+    /// The config store.
+    pub store: &'a dyn ConfigStore,
+    /// The config file (process settings; validation context).
+    pub file: &'a Config,
+}
+
+/// Largest management request body.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// The governance kinds with the generic routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Teams,
+    Customers,
+    ModelConfigs,
+    RoutingRules,
+    Providers,
+    PricingOverrides,
+    Budgets,
+    RateLimits,
+}
+
+/// A matched management route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApiRoute {
+    Version,
+    Config,
+    Providers,
+    Provider,
+    ProviderKeys,
+    ProviderKey,
+    Keys,
+    VirtualKeys,
+    VirtualKey,
+    RotateVirtualKey,
+    Entities(Kind),
+    Entity(Kind),
+}
+
+static ROUTES: LazyLock<matchit::Router<ApiRoute>> = LazyLock::new(|| {
+    let mut router = matchit::Router::new();
+    let entries: &[(&str, ApiRoute)] = &[
+        ("/api/version", ApiRoute::Version),
+        ("/api/config", ApiRoute::Config),
+        ("/api/providers", ApiRoute::Providers),
+        ("/api/providers/{provider}", ApiRoute::Provider),
+        ("/api/providers/{provider}/keys", ApiRoute::ProviderKeys),
+        ("/api/providers/{provider}/keys/{id}", ApiRoute::ProviderKey),
+        ("/api/keys", ApiRoute::Keys),
+        ("/api/governance/virtual-keys", ApiRoute::VirtualKeys),
+        ("/api/governance/virtual-keys/{id}", ApiRoute::VirtualKey),
+        ("/api/governance/virtual-keys/{id}/rotate", ApiRoute::RotateVirtualKey),
+        ("/api/governance/teams", ApiRoute::Entities(Kind::Teams)),
+        ("/api/governance/teams/{id}", ApiRoute::Entity(Kind::Teams)),
+        ("/api/governance/customers", ApiRoute::Entities(Kind::Customers)),
+        ("/api/governance/customers/{id}", ApiRoute::Entity(Kind::Customers)),
+        ("/api/governance/model-configs", ApiRoute::Entities(Kind::ModelConfigs)),
+        (
+            "/api/governance/model-configs/{id}",
+            ApiRoute::Entity(Kind::ModelConfigs),
+        ),
+        ("/api/governance/routing-rules", ApiRoute::Entities(Kind::RoutingRules)),
+        (
+            "/api/governance/routing-rules/{id}",
+            ApiRoute::Entity(Kind::RoutingRules),
+        ),
+        ("/api/routing/rules", ApiRoute::Entities(Kind::RoutingRules)),
+        ("/api/routing/rules/{id}", ApiRoute::Entity(Kind::RoutingRules)),
+        ("/api/governance/providers", ApiRoute::Entities(Kind::Providers)),
+        ("/api/governance/providers/{id}", ApiRoute::Entity(Kind::Providers)),
+        (
+            "/api/governance/pricing-overrides",
+            ApiRoute::Entities(Kind::PricingOverrides),
+        ),
+        (
+            "/api/governance/pricing-overrides/{id}",
+            ApiRoute::Entity(Kind::PricingOverrides),
+        ),
+        ("/api/governance/budgets", ApiRoute::Entities(Kind::Budgets)),
+        ("/api/governance/rate-limits", ApiRoute::Entities(Kind::RateLimits)),
+    ];
+    for (path, route) in entries {
+        if let Err(e) = router.insert(*path, *route) {
+            tracing::error!("management route table conflict at {path}: {e}");
+        }
+    }
+    router
+});
+
+/// Answers one `/api/...` request.
+pub async fn handle(state: &Arc<Gateway>, session: &mut Session, request_id: &str) -> pingora::Result<()> {
+    let (status, body) = match serve(state, session).await {
+        Ok(reply) => (reply.status, serde_json::to_vec(&reply.body).unwrap_or_default()),
+        Err(e) => {
+            if e.status == 413 {
+                session.set_keepalive(None);
+            }
+            (e.status, e.body())
+        }
+    };
+    let mut head = ResponseHeader::build(status, Some(4))?;
+    head.insert_header("content-type", "application/json")?;
+    head.insert_header("content-length", body.len().to_string())?;
+    head.insert_header("x-request-id", request_id)?;
+    head.insert_header("cache-control", "no-store")?;
+    session.write_response_header(Box::new(head), false).await?;
+    session.write_response_body(Some(body.into()), true).await
+}
+
+/// Whether the caller may use the API at all.
+fn guard(state: &Gateway, session: &Session) -> Result<(), ApiError> {
+    let auth_enabled = state
+        .file
+        .governance
+        .as_ref()
+        .and_then(|g| g.auth_config.as_ref())
+        .and_then(|a| a.get("is_enabled"))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    if auth_enabled {
+        return Err(ApiError {
+            status: 503,
+            message: "admin authentication (governance.auth_config) is not available in this version of asbru, so the management API is off rather than open; remove auth_config.is_enabled to use it on loopback".into(),
+        });
+    }
+    let local = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .is_none_or(|a| a.ip().is_loopback());
+    if local || state.file.server.allow_unauthenticated_admin {
+        Ok(())
+    } else {
+        Err(ApiError {
+            status: 403,
+            message: "the management API answers only on loopback while admin auth is off; set server.allow_unauthenticated_admin: true to expose it unauthenticated".into(),
+        })
+    }
+}
+
+async fn read_body(session: &mut Session) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError {
+        status: 413,
+        message: format!("request body is larger than {} KiB", MAX_BODY / 1024),
+    };
+    let declared = session
+        .req_header()
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(_) => return Err(ApiError::bad_request("the request body could not be read")),
+        }
+    }
+    Ok(body.to_vec())
+}
+
+async fn serve(state: &Arc<Gateway>, session: &mut Session) -> ApiResult {
+    guard(state, session)?;
+    let method = session.req_header().method.clone();
+    let path = session.req_header().uri.path().to_string();
+    let query = session.req_header().uri.query().map(str::to_string);
+    let body = read_body(session).await?;
+    let (route, params) = match ROUTES.at(&path) {
+        Ok(found) => {
+            let params: Vec<String> = found.params.iter().map(|(_, v)| v.to_string()).collect();
+            (*found.value, params)
+        }
+        Err(_) => return Err(ApiError::not_found(format!("route {path}"))),
+    };
+    match route {
+        ApiRoute::Version => {
+            return match method {
+                Method::GET => Ok(Reply::ok(json!({ "version": env!("CARGO_PKG_VERSION") }))),
+                _ => Err(ApiError::method("GET")),
+            };
+        }
+        ApiRoute::Config if method == Method::GET => {
+            return Ok(Reply::ok(json!({
+                "client_config": state.file.client,
+                "is_db_connected": state.store.is_some(),
+                "is_logs_connected": false,
+                "restart_required": false,
+            })));
+        }
+        _ => {}
+    }
+    let store = state.store.clone().ok_or_else(ApiError::no_store)?;
+    let writes = method != Method::GET;
+    let worker = state.clone();
+    let reply = tokio::task::spawn_blocking(move || {
+        let api = Api {
+            store: store.as_ref(),
+            file: &worker.file,
+        };
+        dispatch(&api, &worker, &method, route, &params, query.as_deref(), &body)
+    })
+    .await
+    .map_err(|e| ApiError {
+        status: 500,
+        message: format!("management call did not finish: {e}"),
+    })??;
+    if writes {
+        reload::after_write(state).await?;
+    }
+    Ok(reply)
+}
+
+fn dispatch(
+    api: &Api<'_>,
+    state: &Gateway,
+    method: &Method,
+    route: ApiRoute,
+    params: &[String],
+    query: Option<&str>,
+    body: &[u8],
+) -> ApiResult {
+    let p = |i: usize| params.get(i).map(String::as_str).unwrap_or_default();
+    match (route, method) {
+        (ApiRoute::Providers, &Method::GET) => providers::list(api),
+        (ApiRoute::Providers, &Method::POST) => providers::create(api, body),
+        (ApiRoute::Providers, _) => Err(ApiError::method("GET, POST")),
+        (ApiRoute::Provider, &Method::GET) => providers::get(api, p(0)),
+        (ApiRoute::Provider, &Method::PUT) => providers::update(api, p(0), body),
+        (ApiRoute::Provider, &Method::DELETE) => providers::delete(api, p(0)),
+        (ApiRoute::Provider, _) => Err(ApiError::method("GET, PUT, DELETE")),
+        (ApiRoute::ProviderKeys, &Method::GET) => providers::list_keys(api, p(0)),
+        (ApiRoute::ProviderKeys, &Method::POST) => providers::create_key(api, p(0), body),
+        (ApiRoute::ProviderKeys, _) => Err(ApiError::method("GET, POST")),
+        (ApiRoute::ProviderKey, &Method::GET) => providers::get_key(api, p(0), p(1)),
+        (ApiRoute::ProviderKey, &Method::PUT) => providers::update_key(api, p(0), p(1), body),
+        (ApiRoute::ProviderKey, &Method::DELETE) => providers::delete_key(api, p(0), p(1)),
+        (ApiRoute::ProviderKey, _) => Err(ApiError::method("GET, PUT, DELETE")),
+        (ApiRoute::Keys, &Method::GET) => providers::all_keys(api),
+        (ApiRoute::Keys, _) => Err(ApiError::method("GET")),
+        (ApiRoute::VirtualKeys, &Method::GET) => gov::list_vks(api, &state.registry, query),
+        (ApiRoute::VirtualKeys, &Method::POST) => gov::create_vk(api, body),
+        (ApiRoute::VirtualKeys, _) => Err(ApiError::method("GET, POST")),
+        (ApiRoute::VirtualKey, &Method::GET) => gov::get_vk(api, p(0)),
+        (ApiRoute::VirtualKey, &Method::PUT) => gov::update_vk(api, p(0), body),
+        (ApiRoute::VirtualKey, &Method::DELETE) => gov::delete_vk(api, p(0)),
+        (ApiRoute::VirtualKey, _) => Err(ApiError::method("GET, PUT, DELETE")),
+        (ApiRoute::RotateVirtualKey, &Method::POST) => gov::rotate_vk(api, p(0)),
+        (ApiRoute::RotateVirtualKey, _) => Err(ApiError::method("POST")),
+        (ApiRoute::Entities(kind), _) => entities(api, kind, method, None, body),
+        (ApiRoute::Entity(kind), _) => entities(api, kind, method, Some(p(0)), body),
+        (ApiRoute::Version | ApiRoute::Config, _) => Err(ApiError::method("GET")),
+    }
+}
+
+fn entities(api: &Api<'_>, kind: Kind, method: &Method, id: Option<&str>, body: &[u8]) -> ApiResult {
+    fn crud<T: gov::Resource>(api: &Api<'_>, method: &Method, id: Option<&str>, body: &[u8]) -> ApiResult {
+        match (method, id) {
+            (&Method::GET, None) => gov::list::<T>(api),
+            (&Method::POST, None) => gov::create::<T>(api, body),
+            (_, None) => Err(ApiError::method("GET, POST")),
+            (&Method::GET, Some(id)) => gov::get::<T>(api, id),
+            (&Method::PUT, Some(id)) => gov::update::<T>(api, id, body),
+            (&Method::DELETE, Some(id)) => gov::delete::<T>(api, id),
+            (_, Some(_)) => Err(ApiError::method("GET, PUT, DELETE")),
+        }
+    }
+    match kind {
+        Kind::Teams => crud::<Team>(api, method, id, body),
+        Kind::Customers => crud::<Customer>(api, method, id, body),
+        Kind::ModelConfigs => crud::<ModelConfig>(api, method, id, body),
+        Kind::RoutingRules => crud::<RoutingRule>(api, method, id, body),
+        Kind::Providers => crud::<ProviderGovernance>(api, method, id, body),
+        Kind::PricingOverrides => crud::<PricingOverride>(api, method, id, body),
+        Kind::Budgets | Kind::RateLimits if method != Method::GET || id.is_some() => Err(ApiError::method("GET")),
+        Kind::Budgets => gov::list::<Budget>(api),
+        Kind::RateLimits => gov::list::<RateLimit>(api),
+    }
+}

@@ -1,0 +1,321 @@
+//! The management API over real HTTP against a gateway with a SQLite config store: the
+//! end-to-end flow (provider, key, customer, team, virtual key, calls, live usage, budget
+//! lowered, key deleted), errors with their statuses, redaction, and persistence.
+
+use std::path::PathBuf;
+
+use asbru::server::{self, RunningGateway};
+
+use crate::support::*;
+
+fn data_dir(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("asbru-admin-{tag}-{}", std::process::id()))
+}
+
+fn stored_gateway(dir: &std::path::Path) -> RunningGateway {
+    let yaml = format!("server: {{data_dir: \"{}\"}}\n", dir.display());
+    let config = asbru_config::load_str(&yaml, "admin.yaml").expect("valid").config;
+    server::spawn(&config).expect("gateway starts")
+}
+
+async fn call(gw: &RunningGateway, method: &str, path: &str, body: &str) -> Reply {
+    send(gw.addr, method, path, &[], body.as_bytes()).await
+}
+
+async fn chat(gw: &RunningGateway, vk: &str) -> Reply {
+    send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-bf-vk", vk)],
+        br#"{"model":"openai/gpt-4o","max_tokens":6,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await
+}
+
+const SECRET: &str = "sk-upstream-secret-0123456789";
+
+#[tokio::test]
+async fn end_to_end_through_the_api_with_live_changes() {
+    let upstream = default_mock();
+    let dir = data_dir("flow");
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = stored_gateway(&dir);
+
+    let created = call(
+        &gw,
+        "POST",
+        "/api/providers",
+        &format!(
+            r#"{{"provider":"openai","keys":[{{"name":"k1","value":"{SECRET}","models":["*"]}}],"network_config":{{"base_url":"{}"}}}}"#,
+            upstream.base_url()
+        ),
+    )
+    .await;
+    assert_eq!(created.status(), 200, "{}", created.text());
+    assert_eq!(created.json()["message"], "Provider created successfully");
+    assert!(!created.text().contains(SECRET), "{}", created.text());
+
+    assert_eq!(
+        call(
+            &gw,
+            "POST",
+            "/api/governance/customers",
+            r#"{"id":"acme","name":"Acme"}"#
+        )
+        .await
+        .status(),
+        200
+    );
+    let team = call(
+        &gw,
+        "POST",
+        "/api/governance/teams",
+        r#"{"id":"ml","name":"ML","customer_id":"acme"}"#,
+    )
+    .await;
+    assert_eq!(team.status(), 200, "{}", team.text());
+    let vk = call(
+        &gw,
+        "POST",
+        "/api/governance/virtual-keys",
+        r#"{"name":"app","team_id":"ml","budgets":[{"max_limit":10,"reset_duration":"1d"}],"rate_limit":{"request_max_limit":100,"request_reset_duration":"1h"},"provider_configs":[{"provider":"openai","weight":1}]}"#,
+    )
+    .await;
+    assert_eq!(vk.status(), 200, "{}", vk.text());
+    let body = vk.json();
+    assert_eq!(body["message"], "Virtual key created successfully");
+    let value = body["virtual_key"]["value"]
+        .as_str()
+        .expect("value shown once")
+        .to_string();
+    let id = body["virtual_key"]["id"].as_str().expect("id").to_string();
+    assert!(value.starts_with("sk-bf-") && value.len() == 38, "{value}");
+
+    // Live at once on this node: no sleep.
+    let reply = chat(&gw, &value).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(
+        upstream
+            .state
+            .recorded()
+            .last()
+            .and_then(|r| r.header("authorization").map(str::to_string)),
+        Some(format!("Bearer {SECRET}"))
+    );
+
+    let listed = call(
+        &gw,
+        "GET",
+        "/api/governance/virtual-keys?from_memory=true&team_id=ml",
+        "",
+    )
+    .await;
+    assert_eq!(listed.status(), 200);
+    let listed = listed.json();
+    assert_eq!(listed["total_count"], 1);
+    assert_eq!(listed["limit"], 25);
+    let key = &listed["virtual_keys"][0];
+    assert_ne!(
+        key["value"].as_str(),
+        Some(value.as_str()),
+        "the value is redacted in lists"
+    );
+    let spent = key["usage"]
+        .as_array()
+        .expect("usage")
+        .iter()
+        .find(|m| m["counter_id"] == format!("vk:{id}:budget:0"))
+        .and_then(|m| m["current_usage"].as_f64())
+        .expect("budget meter");
+    assert!(spent > 0.0, "{key}");
+
+    // Lower the budget under what was spent: the next call is refused.
+    let lowered = call(
+        &gw,
+        "PUT",
+        &format!("/api/governance/virtual-keys/{id}"),
+        r#"{"name":"app","team_id":"ml","budgets":[{"max_limit":0.000001,"reset_duration":"1d"}],"provider_configs":[{"provider":"openai","weight":1}]}"#,
+    )
+    .await;
+    assert_eq!(lowered.status(), 200, "{}", lowered.text());
+    assert_eq!(chat(&gw, &value).await.status(), 402);
+
+    // Rotate: the old value stops working, the new one is shown once.
+    let rotated = call(&gw, "POST", &format!("/api/governance/virtual-keys/{id}/rotate"), "").await;
+    assert_eq!(rotated.status(), 200, "{}", rotated.text());
+    let new_value = rotated.json()["virtual_key"]["value"]
+        .as_str()
+        .expect("new value")
+        .to_string();
+    assert_ne!(new_value, value);
+    assert_eq!(chat(&gw, &value).await.status(), 401);
+
+    // Delete: the next call with it is unknown.
+    assert_eq!(
+        call(&gw, "DELETE", &format!("/api/governance/virtual-keys/{id}"), "")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(chat(&gw, &new_value).await.status(), 401);
+    assert_eq!(
+        call(&gw, "GET", &format!("/api/governance/virtual-keys/{id}"), "")
+            .await
+            .status(),
+        404
+    );
+
+    // No reply ever carries the provider key.
+    for path in [
+        "/api/providers",
+        "/api/keys",
+        "/api/providers/openai",
+        "/api/providers/openai/keys",
+    ] {
+        let reply = call(&gw, "GET", path, "").await;
+        assert_eq!(reply.status(), 200, "{path}");
+        assert!(!reply.text().contains(SECRET), "{path}: {}", reply.text());
+    }
+
+    // Restart: what the API created is still there.
+    drop(gw);
+    let gw = stored_gateway(&dir);
+    let teams = call(&gw, "GET", "/api/governance/teams", "").await.json();
+    assert_eq!(teams["teams"][0]["id"], "ml");
+    assert_eq!(call(&gw, "GET", "/api/providers/openai", "").await.status(), 200);
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_key_sent_back_redacted_keeps_its_secret() {
+    let upstream = default_mock();
+    let dir = data_dir("redacted");
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = stored_gateway(&dir);
+    let body = format!(
+        r#"{{"provider":"openai","keys":[{{"id":"key-1","name":"k1","value":"{SECRET}"}}],"network_config":{{"base_url":"{}"}}}}"#,
+        upstream.base_url()
+    );
+    assert_eq!(call(&gw, "POST", "/api/providers", &body).await.status(), 200);
+    let key = call(&gw, "GET", "/api/providers/openai/keys/key-1", "").await.json();
+    let redacted = key["value"].as_str().expect("value").to_string();
+    assert_ne!(redacted, SECRET);
+    let update = format!(r#"{{"name":"renamed","value":"{redacted}","weight":2}}"#);
+    let updated = call(&gw, "PUT", "/api/providers/openai/keys/key-1", &update).await;
+    assert_eq!(updated.status(), 200, "{}", updated.text());
+    assert_eq!(updated.json()["key"]["name"], "renamed");
+    let reply = post(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"openai/gpt-4o","messages":[]}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(
+        upstream
+            .state
+            .recorded()
+            .last()
+            .and_then(|r| r.header("authorization").map(str::to_string)),
+        Some(format!("Bearer {SECRET}"))
+    );
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn errors_have_their_statuses() {
+    let dir = data_dir("errors");
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = stored_gateway(&dir);
+    let provider = r#"{"provider":"groq","keys":[{"value":"sk-groq-0000000000"}]}"#;
+    assert_eq!(call(&gw, "POST", "/api/providers", provider).await.status(), 200);
+    let duplicate = call(&gw, "POST", "/api/providers", provider).await;
+    assert_eq!(duplicate.status(), 409, "{}", duplicate.text());
+    assert_eq!(duplicate.json()["status_code"], 409);
+
+    let unknown = call(&gw, "POST", "/api/providers", r#"{"provider":"nope","keys":[]}"#).await;
+    assert_eq!(unknown.status(), 400, "{}", unknown.text());
+    assert!(unknown.text().contains("unknown provider"), "{}", unknown.text());
+
+    let both = call(
+        &gw,
+        "POST",
+        "/api/governance/virtual-keys",
+        r#"{"name":"x","team_id":"a","customer_id":"b"}"#,
+    )
+    .await;
+    assert_eq!(both.status(), 400);
+    assert!(both.text().contains("both Team and Customer"), "{}", both.text());
+
+    let dangling = call(
+        &gw,
+        "POST",
+        "/api/governance/virtual-keys",
+        r#"{"name":"x","team_id":"ghost"}"#,
+    )
+    .await;
+    assert_eq!(dangling.status(), 400);
+    assert!(dangling.text().contains("team_id"), "{}", dangling.text());
+
+    let bad_window = call(
+        &gw,
+        "POST",
+        "/api/governance/customers",
+        r#"{"name":"c","budgets":[{"max_limit":1,"reset_duration":"fortnight"}]}"#,
+    )
+    .await;
+    assert_eq!(bad_window.status(), 400, "{}", bad_window.text());
+
+    let malformed = call(&gw, "POST", "/api/governance/teams", "{not json").await;
+    assert_eq!(malformed.status(), 400);
+    assert_eq!(call(&gw, "GET", "/api/governance/teams/ghost", "").await.status(), 404);
+    assert_eq!(call(&gw, "GET", "/api/nowhere", "").await.status(), 404);
+    assert_eq!(call(&gw, "PATCH", "/api/providers", "{}").await.status(), 405);
+    assert_eq!(call(&gw, "POST", "/api/governance/budgets", "{}").await.status(), 405);
+    let huge = raw_exchange(
+        gw.addr,
+        b"POST /api/governance/teams HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2097152\r\n\r\n",
+    );
+    assert!(huge.starts_with("HTTP/1.1 413"), "{huge}");
+
+    // A team still named by a virtual key cannot go.
+    assert_eq!(
+        call(&gw, "POST", "/api/governance/teams", r#"{"id":"t","name":"T"}"#)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        call(
+            &gw,
+            "POST",
+            "/api/governance/virtual-keys",
+            r#"{"name":"v","team_id":"t"}"#
+        )
+        .await
+        .status(),
+        200
+    );
+    let in_use = call(&gw, "DELETE", "/api/governance/teams/t", "").await;
+    assert_eq!(in_use.status(), 409, "{}", in_use.text());
+    assert_eq!(call(&gw, "GET", "/api/version", "").await.status(), 200);
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn without_a_store_the_api_says_so() {
+    let gw = gateway("providers:\n  openai: {keys: [{value: sk-x}]}\n");
+    let reply = call(&gw, "GET", "/api/providers", "").await;
+    assert_eq!(reply.status(), 503);
+    assert!(reply.text().contains("config store not available"), "{}", reply.text());
+    assert_eq!(
+        call(&gw, "POST", "/api/governance/teams", r#"{"name":"t"}"#)
+            .await
+            .status(),
+        503
+    );
+}
