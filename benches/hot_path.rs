@@ -51,6 +51,7 @@ fn request(model: &str, fallbacks: Vec<String>) -> GatewayRequest {
         default_provider: None,
         fallbacks,
         credentials: Default::default(),
+        require_vk: false,
         estimate: Estimate {
             input_tokens: 1024,
             max_output_tokens: Some(256),

@@ -96,7 +96,8 @@ fn seed(store: &dyn ConfigStore, file: &Config) -> Result<(), StoreError> {
         }
         replace_governance(tx, &governance)?;
         if let Some(auth) = &governance.auth_config {
-            tx.put_setting("auth_config", auth)?;
+            // The admin password is stored as its Argon2id hash, never as given.
+            tx.put_setting("auth_config", &crate::admin::auth::AdminAuth::stored_form(auth.clone()))?;
         }
         tx.put_setting(SEEDED, &serde_json::json!({"providers": file.providers.len()}))
     })

@@ -99,7 +99,25 @@ impl ProxyHttp for GatewayProxy {
                 crate::admin::handle(&self.state, session, &ctx.request_id).await?;
             }
             Match::Found(Route::Metrics, _) => {
-                respond::metrics(session, self.state.metrics.render()).await?;
+                // With admin auth on, `/metrics` needs it too unless `client.whitelisted_routes`
+                // names it.
+                let whitelisted = self
+                    .state
+                    .file
+                    .client
+                    .whitelisted_routes
+                    .as_ref()
+                    .is_some_and(|routes| routes.iter().any(|r| r == "/metrics"));
+                let allowed = whitelisted || !crate::admin::admin_auth(&self.state).enabled;
+                let verdict = if allowed {
+                    Ok(())
+                } else {
+                    crate::admin::guard(&self.state, session)
+                };
+                match verdict {
+                    Ok(()) => respond::metrics(session, self.state.metrics.render()).await?,
+                    Err(e) => respond::json(session, e.status, e.body(), &ctx.request_id).await?,
+                }
             }
             Match::Found(Route::ListModels { default_provider }, _) => {
                 models::list(&self.state, session, &ctx.request_id, default_provider).await?;

@@ -75,7 +75,7 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
             "no providers configured: add one under `providers:` in a config file and start with `asbru serve --config FILE` (see conf/quickstart.yaml, or conf/demo.yaml for an offline demo)"
         );
     }
-    let state = Gateway::new(file, live, registry.clone(), layers.store.clone())?;
+    let state = Gateway::new(file, config, live, registry.clone(), layers.store.clone())?;
     let server_conf = ServerConf {
         threads: config.server.threads.max(1),
         grace_period_seconds: Some(config.server.grace_period_seconds),

@@ -13,6 +13,7 @@ use asbru_filters::{FilterChain, Live};
 use asbru_store::backend::ConfigStore;
 use pingora::connectors::http::Connector;
 
+use crate::admin::auth::AdminAuth;
 use crate::pipeline::{self, PipelineError, Services};
 use crate::routes::RouteTable;
 
@@ -40,6 +41,8 @@ pub struct Gateway {
     pub file: Config,
     /// Rebuilds after management writes.
     pub reloader: crate::admin::reload::Reloader,
+    /// Admin sessions, cached Basic credentials and failed-login counts.
+    pub sessions: crate::admin::auth::Sessions,
 }
 
 impl Gateway {
@@ -47,6 +50,7 @@ impl Gateway {
     /// `registry`.
     pub fn new(
         file: &Config,
+        effective: &Config,
         live: Live,
         registry: Arc<Registry>,
         store: Option<Arc<dyn ConfigStore>>,
@@ -70,16 +74,23 @@ impl Gateway {
             store,
             file: file.clone(),
             reloader: Default::default(),
+            sessions: Default::default(),
         };
-        gateway.install(live);
+        gateway.install(live, effective);
         Ok(Arc::new(gateway))
     }
 
-    /// Serves `live` from now on: attaches the health windows, lets every filter compile its
-    /// per-config state, and swaps it in. In-flight requests finish on the config they started
-    /// with.
-    pub fn install(&self, live: Live) {
+    /// Serves `live` (built from `config`) from now on: attaches the health windows and the
+    /// admin credentials, lets every filter compile its per-config state, and swaps it in.
+    /// In-flight requests finish on the config they started with.
+    pub fn install(&self, live: Live, config: &Config) {
         let mut live = live.with_health(&self.health);
+        let (auth, warning) = AdminAuth::from_config(config);
+        if let Some(warning) = warning {
+            tracing::warn!("{warning}");
+        }
+        self.sessions.forget_basic();
+        live.slots.insert(auth);
         self.chain.prepare(&mut live);
         self.live.store(Arc::new(live));
     }

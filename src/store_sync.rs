@@ -47,7 +47,7 @@ impl StoreSync {
                     tracing::warn!("{warning}");
                 }
                 crate::dns::resolve_all(&live.snapshot);
-                self.state.install(live);
+                self.state.install(live, &config);
                 if seen.is_some() {
                     tracing::info!(version, "config store changed: snapshot rebuilt");
                 }

@@ -240,12 +240,6 @@ impl Validation<'_> {
                         .to_string(),
                 );
             }
-            if governance.auth_config.is_some() {
-                self.warnings.push(
-                    "governance.auth_config (admin authentication) is stored, but this version of asbru has no admin API yet"
-                        .to_string(),
-                );
-            }
             let patterns = governance
                 .virtual_keys
                 .iter()

@@ -68,7 +68,8 @@ pub struct Config {
     /// WebSocket settings. Not implemented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub websocket: Option<Value>,
-    /// Deprecated top-level admin auth block (now under governance). Not implemented.
+    /// Deprecated top-level admin auth block (now under governance); read when
+    /// `governance.auth_config` is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_config: Option<Value>,
 }
@@ -76,13 +77,12 @@ pub struct Config {
 impl Config {
     /// Names of sections present in the file that this build accepts but does not act on yet.
     pub fn unimplemented_sections(&self) -> Vec<&'static str> {
-        let sections: [(&'static str, bool); 7] = [
+        let sections: [(&'static str, bool); 6] = [
             ("logs_store", self.logs_store.is_some()),
             ("vector_store", self.vector_store.is_some()),
             ("mcp", self.mcp.is_some()),
             ("framework", self.framework.is_some()),
             ("websocket", self.websocket.is_some()),
-            ("auth_config", self.auth_config.is_some()),
             ("source_of_truth", self.source_of_truth.is_some()),
         ];
         sections

@@ -57,7 +57,7 @@ impl Filter for AuthFilter {
                 }
             }
         }
-        if found.is_none() && gov.vk_required {
+        if found.is_none() && (gov.vk_required || ctx.request.require_vk) {
             return Flow::Reject(Rejection::refusal(
                 401,
                 decision::VIRTUAL_KEY_REQUIRED,

@@ -61,6 +61,9 @@ pub struct GatewayRequest {
     pub fallbacks: Vec<String>,
     /// Credentials that may carry a virtual key.
     pub credentials: Credentials,
+    /// A virtual key is required (admin auth is on for inference and the request presented no
+    /// admin credentials).
+    pub require_vk: bool,
     /// What the request may use, for budget reservations.
     pub estimate: Estimate,
     /// Unix seconds when the request arrived.

@@ -4,10 +4,12 @@
 //! transaction, and installed on this node before the reply ([`reload`]); other nodes follow
 //! through the store sync. Store calls run on the blocking pool, never on the inference path.
 //!
-//! Safety: admin authentication is not built yet, so the API answers only clients on loopback
-//! unless `server.allow_unauthenticated_admin: true`; with `governance.auth_config.is_enabled`
-//! set it refuses every call rather than run unauthenticated.
+//! Safety: with admin authentication on ([`auth`]), every route but `/api/session/*` needs it.
+//! With it off, the API answers only clients on loopback unless
+//! `server.allow_unauthenticated_admin: true`, so an open admin API (which could point a
+//! provider at internal services) is never exposed by accident.
 
+pub mod auth;
 pub mod governance;
 pub mod providers;
 pub mod reload;
@@ -124,16 +126,23 @@ static ROUTES: LazyLock<matchit::Router<ApiRoute>> = LazyLock::new(|| {
 
 /// Answers one `/api/...` request.
 pub async fn handle(state: &Arc<Gateway>, session: &mut Session, request_id: &str) -> pingora::Result<()> {
-    let (status, body) = match serve(state, session).await {
-        Ok(reply) => (reply.status, serde_json::to_vec(&reply.body).unwrap_or_default()),
+    let (status, body, headers) = match serve(state, session).await {
+        Ok(reply) => (
+            reply.status,
+            serde_json::to_vec(&reply.body).unwrap_or_default(),
+            reply.headers,
+        ),
         Err(e) => {
             if e.status == 413 {
                 session.set_keepalive(None);
             }
-            (e.status, e.body())
+            (e.status, e.body(), Vec::new())
         }
     };
-    let mut head = ResponseHeader::build(status, Some(4))?;
+    let mut head = ResponseHeader::build(status, Some(5 + headers.len()))?;
+    for (name, value) in headers {
+        head.append_header(name, value)?;
+    }
     head.insert_header("content-type", "application/json")?;
     head.insert_header("content-length", body.len().to_string())?;
     head.insert_header("x-request-id", request_id)?;
@@ -142,33 +151,96 @@ pub async fn handle(state: &Arc<Gateway>, session: &mut Session, request_id: &st
     session.write_response_body(Some(body.into()), true).await
 }
 
-/// Whether the caller may use the API at all.
-fn guard(state: &Gateway, session: &Session) -> Result<(), ApiError> {
-    let auth_enabled = state
-        .file
-        .governance
-        .as_ref()
-        .and_then(|g| g.auth_config.as_ref())
-        .and_then(|a| a.get("is_enabled"))
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    if auth_enabled {
-        return Err(ApiError {
-            status: 503,
-            message: "admin authentication (governance.auth_config) is not available in this version of asbru, so the management API is off rather than open; remove auth_config.is_enabled to use it on loopback".into(),
-        });
+/// The client's IP address, when it came over TCP.
+pub fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
+}
+
+/// The admin credentials of the config in force.
+pub fn admin_auth(state: &Gateway) -> auth::AdminAuth {
+    state.live.load().slot::<auth::AdminAuth>().cloned().unwrap_or_default()
+}
+
+/// Whether the caller may use the API (or `/metrics`, which shares the rule when auth is on).
+pub fn guard(state: &Gateway, session: &Session) -> Result<(), ApiError> {
+    let admin = admin_auth(state);
+    let client = client_ip(session);
+    if admin.enabled {
+        let presented = auth::presented(&session.req_header().headers);
+        return match state.sessions.admit(&admin, &presented, client) {
+            Ok(()) => Ok(()),
+            Err(auth::Denied::TooMany) => Err(ApiError::too_many()),
+            Err(auth::Denied::Unauthorized) => Err(ApiError::unauthorized()),
+        };
     }
-    let local = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .is_none_or(|a| a.ip().is_loopback());
+    let local = client.is_none_or(|ip| ip.is_loopback());
     if local || state.file.server.allow_unauthenticated_admin {
         Ok(())
     } else {
         Err(ApiError {
             status: 403,
-            message: "the management API answers only on loopback while admin auth is off; set server.allow_unauthenticated_admin: true to expose it unauthenticated".into(),
+            message: "the management API answers only on loopback while admin auth is off; enable governance.auth_config (is_enabled, admin_username, admin_password), or set server.allow_unauthenticated_admin: true to expose it unauthenticated".into(),
         })
+    }
+}
+
+/// `/api/session/*`: login, logout, and whether auth is on. These need no credentials.
+fn session_route(state: &Gateway, session: &Session, path: &str, method: &Method, body: &[u8]) -> ApiResult {
+    let admin = admin_auth(state);
+    let client = client_ip(session);
+    match (path, method) {
+        ("/api/session/is-auth-enabled", &Method::GET) => {
+            let presented = auth::presented(&session.req_header().headers);
+            let valid = matches!(&presented, auth::Presented::Session(t) if state.sessions.valid(t));
+            Ok(Reply::ok(
+                json!({ "is_auth_enabled": admin.enabled, "has_valid_token": valid }),
+            ))
+        }
+        ("/api/session/login", &Method::POST) => {
+            #[derive(serde::Deserialize)]
+            struct Login {
+                username: String,
+                password: String,
+            }
+            if !admin.enabled {
+                return Err(ApiError::bad_request("admin authentication is not enabled"));
+            }
+            if state.sessions.blocked(client) {
+                return Err(ApiError::too_many());
+            }
+            let login: Login = reply::parse(body)?;
+            if !admin.verify(&login.username, &login.password) {
+                state.sessions.fail(client);
+                return Err(ApiError {
+                    status: 401,
+                    message: "invalid username or password".into(),
+                });
+            }
+            let token = state.sessions.open();
+            let mut reply = Reply::ok(json!({ "message": "Login successful", "token": token }));
+            reply.headers.push((
+                "set-cookie",
+                format!(
+                    "token={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+                    auth::SESSION_TTL.as_secs()
+                ),
+            ));
+            Ok(reply)
+        }
+        ("/api/session/logout", &Method::POST) => {
+            if let auth::Presented::Session(token) = auth::presented(&session.req_header().headers) {
+                state.sessions.close(&token);
+            }
+            let mut reply = Reply::message("Logout successful");
+            reply.headers.push((
+                "set-cookie",
+                "token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0".into(),
+            ));
+            Ok(reply)
+        }
+        ("/api/session/is-auth-enabled", _) => Err(ApiError::method("GET")),
+        ("/api/session/login" | "/api/session/logout", _) => Err(ApiError::method("POST")),
+        _ => Err(ApiError::not_found(format!("route {path}"))),
     }
 }
 
@@ -203,10 +275,14 @@ async fn read_body(session: &mut Session) -> Result<Vec<u8>, ApiError> {
 }
 
 async fn serve(state: &Arc<Gateway>, session: &mut Session) -> ApiResult {
-    guard(state, session)?;
     let method = session.req_header().method.clone();
     let path = session.req_header().uri.path().to_string();
     let query = session.req_header().uri.query().map(str::to_string);
+    if path.starts_with("/api/session/") {
+        let body = read_body(session).await?;
+        return session_route(state, session, &path, &method, &body);
+    }
+    guard(state, session)?;
     let body = read_body(session).await?;
     let (route, params) = match ROUTES.at(&path) {
         Ok(found) => {
@@ -223,8 +299,13 @@ async fn serve(state: &Arc<Gateway>, session: &mut Session) -> ApiResult {
             };
         }
         ApiRoute::Config if method == Method::GET => {
+            let admin = admin_auth(state);
             return Ok(Reply::ok(json!({
                 "client_config": state.file.client,
+                "auth_config": {
+                    "is_enabled": admin.enabled,
+                    "disable_auth_on_inference": admin.disable_auth_on_inference,
+                },
                 "is_db_connected": state.store.is_some(),
                 "is_logs_connected": false,
                 "restart_required": false,
@@ -291,8 +372,27 @@ fn dispatch(
         (ApiRoute::RotateVirtualKey, _) => Err(ApiError::method("POST")),
         (ApiRoute::Entities(kind), _) => entities(api, kind, method, None, body),
         (ApiRoute::Entity(kind), _) => entities(api, kind, method, Some(p(0)), body),
-        (ApiRoute::Version | ApiRoute::Config, _) => Err(ApiError::method("GET")),
+        (ApiRoute::Config, &Method::PUT) => put_config(api, body),
+        (ApiRoute::Config, _) => Err(ApiError::method("GET, PUT")),
+        (ApiRoute::Version, _) => Err(ApiError::method("GET")),
     }
+}
+
+/// `PUT /api/config`: `auth_config` is stored (its password as an Argon2id hash) and applies at
+/// once; `client_config` comes from the config file in this version and is refused here.
+fn put_config(api: &Api<'_>, body: &[u8]) -> ApiResult {
+    let update: serde_json::Map<String, serde_json::Value> = reply::parse(body)?;
+    if update.contains_key("client_config") || update.contains_key("framework_config") {
+        return Err(ApiError::bad_request(
+            "client_config and framework_config are read from the config file in this version of asbru",
+        ));
+    }
+    let Some(auth_config) = update.get("auth_config") else {
+        return Err(ApiError::bad_request("auth_config: nothing to update"));
+    };
+    let stored = auth::AdminAuth::stored_form(auth_config.clone());
+    api.store.put_setting("auth_config", &stored)?;
+    Ok(Reply::message("Config updated successfully"))
 }
 
 fn entities(api: &Api<'_>, kind: Kind, method: &Method, id: Option<&str>, body: &[u8]) -> ApiResult {

@@ -60,6 +60,6 @@ fn rebuild(state: &Gateway) -> Result<(), StoreError> {
         tracing::warn!("{warning}");
     }
     crate::dns::resolve_all(&live.snapshot);
-    state.install(live);
+    state.install(live, &config);
     Ok(())
 }

@@ -39,6 +39,24 @@ impl ApiError {
         }
     }
 
+    /// A 401.
+    pub fn unauthorized() -> ApiError {
+        ApiError {
+            status: 401,
+            message:
+                "authentication required: log in at /api/session/login, or send Basic credentials or a session token"
+                    .into(),
+        }
+    }
+
+    /// A 429 after too many failed logins.
+    pub fn too_many() -> ApiError {
+        ApiError {
+            status: 429,
+            message: "too many failed logins from this address; try again in a minute".into(),
+        }
+    }
+
     /// A 405 naming the methods the path takes.
     pub fn method(allowed: &str) -> ApiError {
         ApiError {
@@ -82,18 +100,24 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// A successful reply: status and JSON body.
+/// A successful reply: status, JSON body, and extra headers (a session cookie).
 pub struct Reply {
     /// HTTP status.
     pub status: u16,
     /// The body.
     pub body: Value,
+    /// Extra response headers.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
     /// 200 with `body`.
     pub fn ok(body: Value) -> Reply {
-        Reply { status: 200, body }
+        Reply {
+            status: 200,
+            body,
+            headers: Vec::new(),
+        }
     }
 
     /// `{"message": "<message>", "<entity>": <value>}`, as Bifrost answers writes.
@@ -101,10 +125,7 @@ impl Reply {
         let mut body = serde_json::Map::new();
         body.insert("message".into(), Value::String(message.into()));
         body.insert(entity.into(), serde_json::to_value(value).unwrap_or(Value::Null));
-        Reply {
-            status: 200,
-            body: Value::Object(body),
-        }
+        Reply::ok(Value::Object(body))
     }
 
     /// `{"message": "<message>"}`.

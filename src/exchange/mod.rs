@@ -140,6 +140,7 @@ pub async fn handle(
         default_provider,
         fallbacks: head.fallbacks.clone(),
         credentials: credentials(session),
+        require_vk: inference_needs_vk(state, session),
         estimate: Estimate {
             input_tokens: body.len() as u64,
             max_output_tokens: head.max_tokens,
@@ -174,6 +175,27 @@ pub async fn handle(
         anthropic_beta: header("anthropic-beta"),
     };
     forward::run(state, session, &exchange, live, ctx).await
+}
+
+/// With admin auth on (and not disabled for inference), a request needs admin credentials or a
+/// virtual key, as in Bifrost. Only requests presenting Basic credentials or a session pay the
+/// check; everything else just needs its virtual key.
+fn inference_needs_vk(state: &Gateway, session: &Session) -> bool {
+    let Some(admin) = state.live.load().slot::<crate::admin::auth::AdminAuth>().cloned() else {
+        return false;
+    };
+    if !admin.enabled || admin.disable_auth_on_inference {
+        return false;
+    }
+    let presented = crate::admin::auth::presented(&session.req_header().headers);
+    match presented {
+        crate::admin::auth::Presented::Nothing => true,
+        crate::admin::auth::Presented::Session(ref token) if !state.sessions.valid(token) => true,
+        other => state
+            .sessions
+            .admit(&admin, &other, crate::admin::client_ip(session))
+            .is_err(),
+    }
 }
 
 /// The headers that may carry a virtual key.

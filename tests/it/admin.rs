@@ -319,3 +319,176 @@ async fn without_a_store_the_api_says_so() {
         503
     );
 }
+
+fn authed_gateway(dir: &std::path::Path, upstream: &str, extra: &str) -> RunningGateway {
+    let yaml = format!(
+        "server: {{data_dir: \"{}\"}}\nproviders:\n  openai:\n    keys: [{{name: k, value: sk-up-0123456789}}]\n    network_config: {{base_url: \"{upstream}\"}}\ngovernance:\n  auth_config: {{is_enabled: true, admin_username: admin, admin_password: s3cret{extra}}}\n",
+        dir.display()
+    );
+    let config = asbru_config::load_str(&yaml, "auth.yaml").expect("valid").config;
+    server::spawn(&config).expect("gateway starts")
+}
+
+const BASIC: &str = "Basic YWRtaW46czNjcmV0"; // admin:s3cret
+
+#[tokio::test]
+async fn admin_auth_sessions_basic_metrics_and_inference() {
+    let upstream = default_mock();
+    let dir = data_dir("auth");
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = authed_gateway(&dir, &upstream.base_url(), "");
+    assert_eq!(call(&gw, "GET", "/api/providers", "").await.status(), 401);
+    let enabled = call(&gw, "GET", "/api/session/is-auth-enabled", "").await.json();
+    assert_eq!(enabled["is_auth_enabled"], true);
+
+    let wrong = call(
+        &gw,
+        "POST",
+        "/api/session/login",
+        r#"{"username":"admin","password":"nope"}"#,
+    )
+    .await;
+    assert_eq!(wrong.status(), 401);
+    let login = call(
+        &gw,
+        "POST",
+        "/api/session/login",
+        r#"{"username":"admin","password":"s3cret"}"#,
+    )
+    .await;
+    assert_eq!(login.status(), 200, "{}", login.text());
+    let cookie = login.header("set-cookie").expect("cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let token = login.json()["token"].as_str().expect("token").to_string();
+    let bearer = format!("Bearer {token}");
+    let session_cookie = format!("token={token}");
+    assert_eq!(
+        send(gw.addr, "GET", "/api/providers", &[("authorization", &bearer)], b"")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        send(gw.addr, "GET", "/api/providers", &[("cookie", &session_cookie)], b"")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        send(gw.addr, "GET", "/api/providers", &[("authorization", BASIC)], b"")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        send(
+            gw.addr,
+            "POST",
+            "/api/session/logout",
+            &[("authorization", &bearer)],
+            b""
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        send(gw.addr, "GET", "/api/providers", &[("authorization", &bearer)], b"")
+            .await
+            .status(),
+        401
+    );
+
+    // /metrics shares the rule.
+    assert_eq!(call(&gw, "GET", "/metrics", "").await.status(), 401);
+    assert_eq!(
+        send(gw.addr, "GET", "/metrics", &[("authorization", BASIC)], b"")
+            .await
+            .status(),
+        200
+    );
+
+    // Inference needs admin credentials or a virtual key.
+    let chat = br#"{"model":"openai/gpt-4o","messages":[]}"#;
+    let refused = send(gw.addr, "POST", "/v1/chat/completions", &[], chat).await;
+    assert_eq!(refused.status(), 401, "{}", refused.text());
+    assert_eq!(refused.json()["type"], "virtual_key_required");
+    assert_eq!(
+        send(
+            gw.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("authorization", BASIC)],
+            chat
+        )
+        .await
+        .status(),
+        200
+    );
+
+    // The stored admin password is a hash.
+    drop(gw);
+    {
+        use asbru_store::backend::ConfigStore;
+        let store: Box<dyn ConfigStore> =
+            Box::new(asbru_store::backend::sqlite::SqliteStore::open(&dir.join("config.db")).expect("open"));
+        let stored = store.setting("auth_config").expect("read").expect("stored");
+        let password = stored["admin_password"].as_str().expect("password");
+        assert!(password.starts_with("$argon2id$"), "{password}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn failed_logins_are_rate_limited_per_address() {
+    let upstream = default_mock();
+    let dir = data_dir("limit");
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = authed_gateway(&dir, &upstream.base_url(), "");
+    for _ in 0..asbru::admin::auth::MAX_FAILURES {
+        let reply = call(
+            &gw,
+            "POST",
+            "/api/session/login",
+            r#"{"username":"admin","password":"x"}"#,
+        )
+        .await;
+        assert_eq!(reply.status(), 401);
+    }
+    // Now even the right password waits, and so does Basic.
+    let blocked = call(
+        &gw,
+        "POST",
+        "/api/session/login",
+        r#"{"username":"admin","password":"s3cret"}"#,
+    )
+    .await;
+    assert_eq!(blocked.status(), 429);
+    assert_eq!(
+        send(gw.addr, "GET", "/api/providers", &[("authorization", BASIC)], b"")
+            .await
+            .status(),
+        429
+    );
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn inference_can_be_left_open_by_config() {
+    let upstream = default_mock();
+    let dir = data_dir("open-inference");
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = authed_gateway(&dir, &upstream.base_url(), ", disable_auth_on_inference: true");
+    let chat = br#"{"model":"openai/gpt-4o","messages":[]}"#;
+    assert_eq!(
+        send(gw.addr, "POST", "/v1/chat/completions", &[], chat).await.status(),
+        200
+    );
+    assert_eq!(call(&gw, "GET", "/api/providers", "").await.status(), 401);
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}

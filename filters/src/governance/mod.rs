@@ -196,6 +196,7 @@ mod tests {
             default_provider: None,
             fallbacks: Vec::new(),
             credentials: Default::default(),
+            require_vk: false,
             estimate: Estimate {
                 input_tokens: 100,
                 max_output_tokens: Some(10),

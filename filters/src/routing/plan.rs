@@ -223,6 +223,7 @@ mod tests {
             default_provider,
             fallbacks: fallbacks.iter().map(|s| s.to_string()).collect(),
             credentials: Default::default(),
+            require_vk: false,
             estimate: Default::default(),
             now: 0,
         }
