@@ -270,9 +270,8 @@ fn percent_decode(raw: &str) -> String {
 fn live_usage(registry: &Registry, vk_id: &str) -> Value {
     let prefix = format!("vk:{vk_id}:");
     let meters: Vec<Value> = registry
-        .dirty_records(true)
+        .records_with_prefix(&prefix)
         .into_iter()
-        .filter(|r| r.counter_id.starts_with(&prefix))
         .map(|r| {
             let current = if r.unit == "usd_micros" {
                 json!(to_dollars(r.value))
@@ -376,10 +375,22 @@ pub fn create_vk(api: &Api<'_>, body: &[u8]) -> ApiResult {
 }
 
 /// `PUT /api/governance/virtual-keys/{id}`: the body replaces the key's settings (sending
-/// neither `team_id` nor `customer_id` clears both); the value is kept.
-pub fn update_vk(api: &Api<'_>, id: &str, body: &[u8]) -> ApiResult {
+/// neither `team_id` nor `customer_id` clears both); the value is kept. With
+/// `reset_budget_usage: true`, the key's budgets start again from zero.
+pub fn update_vk(api: &Api<'_>, registry: &Registry, id: &str, body: &[u8]) -> ApiResult {
     let stored = load_vk(api, id)?;
-    let mut vk: VirtualKey = parse(body)?;
+    let mut raw: serde_json::Map<String, Value> = parse(body)?;
+    let reset = match raw.remove("reset_budget_usage") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "reset_budget_usage: expected true or false, got {other}"
+            )));
+        }
+    };
+    let mut vk: VirtualKey = serde_json::from_value(Value::Object(raw))
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
     vk.id = stored.id.clone();
     vk.value = stored.value.clone();
     if vk.name.trim().is_empty() {
@@ -387,6 +398,12 @@ pub fn update_vk(api: &Api<'_>, id: &str, body: &[u8]) -> ApiResult {
     }
     check_vk(api, &vk)?;
     api.store.put(&vk)?;
+    if reset {
+        // The key's own budgets and its provider configs' budgets; budgets shared by id are not
+        // the key's alone and keep their usage.
+        let prefix = format!("vk:{}:", vk.id);
+        registry.reset_where(|id| id.starts_with(&prefix) && id.contains(":budget:"));
+    }
     Ok(Reply::written(
         "Virtual key updated successfully",
         "virtual_key",

@@ -365,7 +365,7 @@ fn dispatch(
         (ApiRoute::VirtualKeys, &Method::POST) => gov::create_vk(api, body),
         (ApiRoute::VirtualKeys, _) => Err(ApiError::method("GET, POST")),
         (ApiRoute::VirtualKey, &Method::GET) => gov::get_vk(api, p(0)),
-        (ApiRoute::VirtualKey, &Method::PUT) => gov::update_vk(api, p(0), body),
+        (ApiRoute::VirtualKey, &Method::PUT) => gov::update_vk(api, &state.registry, p(0), body),
         (ApiRoute::VirtualKey, &Method::DELETE) => gov::delete_vk(api, p(0)),
         (ApiRoute::VirtualKey, _) => Err(ApiError::method("GET, PUT, DELETE")),
         (ApiRoute::RotateVirtualKey, &Method::POST) => gov::rotate_vk(api, p(0)),

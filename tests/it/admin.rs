@@ -130,6 +130,26 @@ async fn end_to_end_through_the_api_with_live_changes() {
         .expect("budget meter");
     assert!(spent > 0.0, "{key}");
 
+    // A settings update with reset_budget_usage starts the key's budgets from zero.
+    let reset = call(
+        &gw,
+        "PUT",
+        &format!("/api/governance/virtual-keys/{id}"),
+        r#"{"name":"app","team_id":"ml","reset_budget_usage":true,"budgets":[{"max_limit":10,"reset_duration":"1d"}],"rate_limit":{"request_max_limit":100,"request_reset_duration":"1h"},"provider_configs":[{"provider":"openai","weight":1}]}"#,
+    )
+    .await;
+    assert_eq!(reset.status(), 200, "{}", reset.text());
+    let after = call(&gw, "GET", "/api/governance/virtual-keys?from_memory=true", "")
+        .await
+        .json();
+    let usage = after["virtual_keys"][0]["usage"].as_array().expect("usage").clone();
+    let budget = usage
+        .iter()
+        .find(|m| m["counter_id"] == format!("vk:{id}:budget:0"))
+        .expect("budget");
+    assert_eq!(budget["current_usage"].as_f64(), Some(0.0), "{usage:?}");
+    assert_eq!(chat(&gw, &value).await.status(), 200);
+
     // Lower the budget under what was spent: the next call is refused.
     let lowered = call(
         &gw,
