@@ -43,27 +43,14 @@ fn postgres_url() -> Option<String> {
         eprintln!("PostgreSQL store tests skipped: set ASBRU_TEST_POSTGRES_URL to run them");
         return None;
     };
-    let mut admin = match postgres::Client::connect(&base, postgres::NoTls) {
-        Ok(c) => c,
+    match asbru_store::backend::postgres::scratch_database(&base, &unique("asbru_test")) {
+        Ok(url) => Some(url),
         Err(e) => {
-            assert!(!required, "PostgreSQL at ASBRU_TEST_POSTGRES_URL is unreachable: {e}");
-            eprintln!("PostgreSQL store tests skipped: server unreachable: {e}");
-            return None;
+            assert!(!required, "PostgreSQL at ASBRU_TEST_POSTGRES_URL is unusable: {e}");
+            eprintln!("PostgreSQL store tests skipped: {e}");
+            None
         }
-    };
-    let db = unique("asbru_test");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .expect("create test database");
-    let mut config: postgres::Config = base.parse().expect("url");
-    config.dbname(&db);
-    let host = match config.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "127.0.0.1".to_string(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().unwrap_or("postgres").to_string();
-    Some(format!("host={host} port={port} user={user} dbname={db}"))
+    }
 }
 
 /// Opens a store of one backend, migrated up to the given schema version.

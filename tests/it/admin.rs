@@ -512,3 +512,55 @@ async fn inference_can_be_left_open_by_config() {
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_write_on_one_node_is_served_by_another_within_a_second() {
+    // The PostgreSQL client is blocking: set up off the test's runtime thread.
+    let Some(url) = tokio::task::spawn_blocking(|| postgres_url("two_nodes"))
+        .await
+        .expect("setup")
+    else {
+        return;
+    };
+    let upstream = default_mock();
+    let yaml = format!("config_store: {{enabled: true, type: postgres, config: {{url: \"{url}\"}}}}\n");
+    let config = asbru_config::load_str(&yaml, "pg.yaml").expect("valid").config;
+    let spawn = |config: asbru_config::Config| tokio::task::spawn_blocking(move || server::spawn(&config));
+    let a = spawn(config.clone()).await.expect("join").expect("node a");
+    let b = spawn(config).await.expect("join").expect("node b");
+    let provider = format!(
+        r#"{{"provider":"openai","keys":[{{"name":"k","value":"{SECRET}"}}],"network_config":{{"base_url":"{}"}}}}"#,
+        upstream.base_url()
+    );
+    assert_eq!(call(&a, "POST", "/api/providers", &provider).await.status(), 200);
+    let vk = call(
+        &a,
+        "POST",
+        "/api/governance/virtual-keys",
+        r#"{"name":"pg-app","provider_configs":[{"provider":"openai","weight":1}]}"#,
+    )
+    .await;
+    assert_eq!(vk.status(), 200, "{}", vk.text());
+    let value = vk.json()["virtual_key"]["value"].as_str().expect("value").to_string();
+    assert_eq!(
+        chat(&a, &value).await.status(),
+        200,
+        "node a serves its own write at once"
+    );
+    let written = std::time::Instant::now();
+    let mut served = false;
+    while written.elapsed() < std::time::Duration::from_millis(1000) {
+        if chat(&b, &value).await.status() == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(served, "node b did not serve node a's write within a second");
+    // The API reads the same rows from either node, redacted on both.
+    let listed = call(&b, "GET", "/api/governance/virtual-keys?search=pg", "")
+        .await
+        .json();
+    assert_eq!(listed["total_count"], 1);
+    assert!(!call(&b, "GET", "/api/providers", "").await.text().contains(SECRET));
+}

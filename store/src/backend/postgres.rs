@@ -23,6 +23,27 @@ use std::sync::Arc;
 /// Advisory lock id taken while migrating ("asbru" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0061_7362_7275;
 
+/// Test suites' throwaway databases: connects to `base_url` (`ASBRU_TEST_POSTGRES_URL`),
+/// creates database `name`, and returns a connection string for it.
+pub fn scratch_database(base_url: &str, name: &str) -> Result<String, StoreError> {
+    let unavailable = |e: postgres::Error| StoreError::Unavailable(e.to_string());
+    let mut admin = postgres::Client::connect(base_url, NoTls).map_err(unavailable)?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .map_err(unavailable)?;
+    let mut config: postgres::Config = base_url
+        .parse()
+        .map_err(|e: postgres::Error| StoreError::Unavailable(e.to_string()))?;
+    config.dbname(name);
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres").to_string();
+    Ok(format!("host={host} port={port} user={user} dbname={name}"))
+}
+
 /// A config store in a PostgreSQL database.
 pub struct PostgresStore {
     pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,

@@ -161,3 +161,26 @@ pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
     let _ = stream.read_to_end(&mut reply);
     String::from_utf8_lossy(&reply).into_owned()
 }
+
+/// A throwaway PostgreSQL database for this test, or `None` when PostgreSQL tests are off
+/// (`ASBRU_TEST_POSTGRES_URL` unset); with `ASBRU_REQUIRE_POSTGRES=1` a missing server fails.
+pub fn postgres_url(tag: &str) -> Option<String> {
+    let required = std::env::var("ASBRU_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+    let Ok(base) = std::env::var("ASBRU_TEST_POSTGRES_URL") else {
+        assert!(
+            !required,
+            "ASBRU_REQUIRE_POSTGRES=1 but ASBRU_TEST_POSTGRES_URL is not set"
+        );
+        eprintln!("PostgreSQL test skipped: set ASBRU_TEST_POSTGRES_URL to run it");
+        return None;
+    };
+    let name = format!("asbru_it_{tag}_{}", std::process::id());
+    match asbru_store::backend::postgres::scratch_database(&base, &name) {
+        Ok(url) => Some(url),
+        Err(e) => {
+            assert!(!required, "PostgreSQL at ASBRU_TEST_POSTGRES_URL is unusable: {e}");
+            eprintln!("PostgreSQL test skipped: {e}");
+            None
+        }
+    }
+}
