@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod governance;
 pub mod providers;
+pub mod quota;
 pub mod reload;
 pub mod reply;
 pub mod validate;
@@ -281,6 +282,16 @@ async fn serve(state: &Arc<Gateway>, session: &mut Session) -> ApiResult {
     if path.starts_with("/api/session/") {
         let body = read_body(session).await?;
         return session_route(state, session, &path, &method, &body);
+    }
+    if path == "/api/governance/virtual-keys/quota" {
+        return match method {
+            Method::GET => quota::quota(
+                &state.live.load(),
+                &session.req_header().headers,
+                crate::state::unix_now(),
+            ),
+            _ => Err(ApiError::method("GET")),
+        };
     }
     guard(state, session)?;
     let body = read_body(session).await?;

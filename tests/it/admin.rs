@@ -130,6 +130,34 @@ async fn end_to_end_through_the_api_with_live_changes() {
         .expect("budget meter");
     assert!(spent > 0.0, "{key}");
 
+    // The key reads its own quota with its own value, no admin login.
+    let quota = send(
+        gw.addr,
+        "GET",
+        "/api/governance/virtual-keys/quota",
+        &[("x-bf-vk", &value)],
+        b"",
+    )
+    .await;
+    assert_eq!(quota.status(), 200, "{}", quota.text());
+    let quota = quota.json();
+    assert_eq!(quota["virtual_key_id"], id.as_str());
+    assert_eq!(quota["team"]["id"], "ml");
+    let own = &quota["scopes"][0];
+    assert_eq!(own["level"], "virtual_key");
+    assert_eq!(own["budgets"][0]["max_limit"].as_f64(), Some(10.0));
+    assert!(
+        own["budgets"][0]["current_usage"].as_f64().is_some_and(|u| u > 0.0),
+        "{own}"
+    );
+    assert_eq!(own["rate_limit"]["requests"]["max_limit"], 100);
+    assert_eq!(
+        call(&gw, "GET", "/api/governance/virtual-keys/quota", "")
+            .await
+            .status(),
+        401
+    );
+
     // A settings update with reset_budget_usage starts the key's budgets from zero.
     let reset = call(
         &gw,

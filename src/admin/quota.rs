@@ -1,0 +1,93 @@
+//! `GET /api/governance/virtual-keys/quota`: the calling virtual key's own caps and what is left
+//! of them, read from the live meters. It authenticates by the virtual key (`x-bf-vk`, or the
+//! SDK headers the inference routes accept), not by admin credentials, so an application can
+//! ask how much it may still spend.
+
+use asbru_filters::Live;
+use asbru_filters::policy::key_hash;
+use asbru_filters::policy::runtime::{Scope, VirtualKeyRuntime};
+use asbru_filters::pricing::to_dollars;
+use http::HeaderMap;
+use serde_json::{Value, json};
+
+use super::reply::{ApiError, ApiResult, Reply};
+
+/// The virtual key a request presents, if it is a known one.
+fn calling_key<'a>(live: &'a Live, headers: &HeaderMap) -> Option<&'a VirtualKeyRuntime> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let bearer = text("authorization").and_then(|v| {
+        let (scheme, token) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    [
+        text("x-bf-vk"),
+        bearer,
+        text("x-api-key"),
+        text("x-goog-api-key"),
+        text("api-key"),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|value| live.governance.key(&key_hash(value)))
+    .map(|vk| vk.as_ref())
+}
+
+fn scope_view(level: &str, scope: &Scope, now: i64) -> Value {
+    let budgets: Vec<Value> = scope
+        .budgets
+        .iter()
+        .map(|cap| {
+            let start = cap.meter.window_start();
+            json!({
+                "name": cap.name,
+                "max_limit": to_dollars(cap.max_micros),
+                "current_usage": to_dollars(cap.meter.settled()),
+                "remaining": to_dollars((cap.max_micros - cap.meter.total()).max(0)),
+                "reset_duration": cap.duration,
+                "resets_at": cap.window.end(start).max(now),
+            })
+        })
+        .collect();
+    let rate = scope.rate.as_ref().map(|rate| {
+        let side = |cap: &Option<asbru_filters::policy::runtime::LimitCap>| {
+            cap.as_ref().map(|c| {
+                json!({
+                    "max_limit": c.max,
+                    "current_usage": c.meter.total(),
+                    "reset_duration": c.duration,
+                    "resets_at": c.window.end(c.meter.window_start()).max(now),
+                })
+            })
+        };
+        json!({"name": rate.name, "tokens": side(&rate.tokens), "requests": side(&rate.requests)})
+    });
+    json!({"level": level, "label": scope.label, "budgets": budgets, "rate_limit": rate})
+}
+
+/// Answers the quota of the key `headers` present.
+pub fn quota(live: &Live, headers: &HeaderMap, now: i64) -> ApiResult {
+    let Some(vk) = calling_key(live, headers) else {
+        return Err(ApiError {
+            status: 401,
+            message: "a virtual key is required: send it in x-bf-vk (or Authorization: Bearer)".into(),
+        });
+    };
+    let mut scopes = vec![scope_view("virtual_key", &vk.scope, now)];
+    for access in &vk.provider_configs {
+        scopes.push(scope_view("provider_config", &access.scope, now));
+    }
+    if let Some(team) = &vk.team {
+        scopes.push(scope_view("team", team, now));
+    }
+    if let Some(customer) = &vk.customer {
+        scopes.push(scope_view("customer", customer, now));
+    }
+    Ok(Reply::ok(json!({
+        "virtual_key_id": vk.id,
+        "name": vk.name,
+        "is_active": vk.active,
+        "team": vk.team_ref.as_ref().map(|t| json!({"id": t.id, "name": t.name})),
+        "customer": vk.customer_ref.as_ref().map(|c| json!({"id": c.id, "name": c.name})),
+        "scopes": scopes,
+    })))
+}
