@@ -43,7 +43,7 @@ pub struct GovernanceConfig {
 }
 
 /// A budget: a spending cap in USD that resets every `reset_duration`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Budget {
     /// Id (required when declared in `budgets`; generated for inline budgets).
@@ -61,7 +61,7 @@ pub struct Budget {
 }
 
 /// A rate limit over tokens and/or requests.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimit {
     /// Id.
@@ -87,7 +87,7 @@ pub struct RateLimit {
 }
 
 /// A customer.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Customer {
     /// Id.
@@ -105,7 +105,7 @@ pub struct Customer {
 }
 
 /// A team.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Team {
     /// Id.
@@ -125,7 +125,7 @@ pub struct Team {
 }
 
 /// A virtual key.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct VirtualKey {
     /// Id.
@@ -161,7 +161,7 @@ pub struct VirtualKey {
 }
 
 /// One provider a virtual key may use.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct VirtualKeyProvider {
     /// Provider name.
@@ -187,7 +187,7 @@ pub struct VirtualKeyProvider {
 }
 
 /// Budgets and limits for a model.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     /// Id.
@@ -211,7 +211,7 @@ pub struct ModelConfig {
 }
 
 /// Budgets and limits for a provider.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProviderGovernance {
     /// Provider name.
@@ -231,7 +231,7 @@ pub struct ProviderGovernance {
 }
 
 /// A CEL routing rule.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingRule {
     /// Id.
@@ -261,7 +261,7 @@ pub struct RoutingRule {
 }
 
 /// A routing target; missing fields are inherited from the request.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingTarget {
     /// Provider.
@@ -275,7 +275,7 @@ pub struct RoutingTarget {
 }
 
 /// A price that wins over the bundled table.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PricingOverride {
     /// Provider.

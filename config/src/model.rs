@@ -265,7 +265,7 @@ pub struct ClientConfig {
 }
 
 /// One provider (`providers.<name>`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProviderConfig {
     /// Upstream credentials, chosen by weight among those that allow the model.
@@ -291,7 +291,7 @@ pub struct ProviderConfig {
 }
 
 /// One upstream credential.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeyConfig {
     /// Stable id, used for pinning (`x-bf-api-key-id`).
@@ -330,7 +330,7 @@ pub struct KeyConfig {
 }
 
 /// An alias target: either a bare model name or `{model_name, ...}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum AliasTarget {
     /// The upstream model name.
@@ -356,7 +356,7 @@ impl AliasTarget {
 }
 
 /// A `{url}` key config (Ollama, SGLang, vLLM).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct UrlKeyConfig {
     /// Base URL of the server.
@@ -366,7 +366,7 @@ pub struct UrlKeyConfig {
 }
 
 /// `network_config`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkConfig {
     /// Overrides the provider's default base URL.
@@ -379,9 +379,11 @@ pub struct NetworkConfig {
     pub max_retries: Option<u32>,
     /// First backoff: milliseconds, or a duration string such as `"500ms"` (default 500 ms).
     #[serde(deserialize_with = "de_opt_millis", serialize_with = "ser_opt_millis")]
+    #[schema(value_type = Option<u64>)]
     pub retry_backoff_initial: Option<Duration>,
     /// Backoff ceiling, same units (default 5 s).
     #[serde(deserialize_with = "de_opt_millis", serialize_with = "ser_opt_millis")]
+    #[schema(value_type = Option<u64>)]
     pub retry_backoff_max: Option<Duration>,
     /// Longest silence allowed between stream chunks, in seconds (default 120).
     pub stream_idle_timeout_in_seconds: Option<u64>,
@@ -409,7 +411,7 @@ pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_millis(5000);
 
 /// `custom_provider_config`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CustomProviderConfig {
     /// The provider takes no key.

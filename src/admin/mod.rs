@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod governance;
+pub mod openapi;
 pub mod providers;
 pub mod quota;
 pub mod reload;
@@ -47,7 +48,7 @@ const MAX_BODY: usize = 1024 * 1024;
 
 /// The governance kinds with the generic routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Teams,
     Customers,
     ModelConfigs,
@@ -60,7 +61,8 @@ enum Kind {
 
 /// A matched management route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ApiRoute {
+pub(crate) enum ApiRoute {
+    OpenApi,
     Version,
     Config,
     Providers,
@@ -75,49 +77,53 @@ enum ApiRoute {
     Entity(Kind),
 }
 
+/// Every routed management path (`/api/session/*` and the quota route are answered before
+/// routing, see `serve`). The OpenAPI document is generated from this table.
+pub(crate) const ROUTE_TABLE: &[(&str, ApiRoute)] = &[
+    ("/api/openapi.json", ApiRoute::OpenApi),
+    ("/api/version", ApiRoute::Version),
+    ("/api/config", ApiRoute::Config),
+    ("/api/providers", ApiRoute::Providers),
+    ("/api/providers/{provider}", ApiRoute::Provider),
+    ("/api/providers/{provider}/keys", ApiRoute::ProviderKeys),
+    ("/api/providers/{provider}/keys/{id}", ApiRoute::ProviderKey),
+    ("/api/keys", ApiRoute::Keys),
+    ("/api/governance/virtual-keys", ApiRoute::VirtualKeys),
+    ("/api/governance/virtual-keys/{id}", ApiRoute::VirtualKey),
+    ("/api/governance/virtual-keys/{id}/rotate", ApiRoute::RotateVirtualKey),
+    ("/api/governance/teams", ApiRoute::Entities(Kind::Teams)),
+    ("/api/governance/teams/{id}", ApiRoute::Entity(Kind::Teams)),
+    ("/api/governance/customers", ApiRoute::Entities(Kind::Customers)),
+    ("/api/governance/customers/{id}", ApiRoute::Entity(Kind::Customers)),
+    ("/api/governance/model-configs", ApiRoute::Entities(Kind::ModelConfigs)),
+    (
+        "/api/governance/model-configs/{id}",
+        ApiRoute::Entity(Kind::ModelConfigs),
+    ),
+    ("/api/governance/routing-rules", ApiRoute::Entities(Kind::RoutingRules)),
+    (
+        "/api/governance/routing-rules/{id}",
+        ApiRoute::Entity(Kind::RoutingRules),
+    ),
+    ("/api/routing/rules", ApiRoute::Entities(Kind::RoutingRules)),
+    ("/api/routing/rules/{id}", ApiRoute::Entity(Kind::RoutingRules)),
+    ("/api/governance/providers", ApiRoute::Entities(Kind::Providers)),
+    ("/api/governance/providers/{id}", ApiRoute::Entity(Kind::Providers)),
+    (
+        "/api/governance/pricing-overrides",
+        ApiRoute::Entities(Kind::PricingOverrides),
+    ),
+    (
+        "/api/governance/pricing-overrides/{id}",
+        ApiRoute::Entity(Kind::PricingOverrides),
+    ),
+    ("/api/governance/budgets", ApiRoute::Entities(Kind::Budgets)),
+    ("/api/governance/rate-limits", ApiRoute::Entities(Kind::RateLimits)),
+];
+
 static ROUTES: LazyLock<matchit::Router<ApiRoute>> = LazyLock::new(|| {
     let mut router = matchit::Router::new();
-    let entries: &[(&str, ApiRoute)] = &[
-        ("/api/version", ApiRoute::Version),
-        ("/api/config", ApiRoute::Config),
-        ("/api/providers", ApiRoute::Providers),
-        ("/api/providers/{provider}", ApiRoute::Provider),
-        ("/api/providers/{provider}/keys", ApiRoute::ProviderKeys),
-        ("/api/providers/{provider}/keys/{id}", ApiRoute::ProviderKey),
-        ("/api/keys", ApiRoute::Keys),
-        ("/api/governance/virtual-keys", ApiRoute::VirtualKeys),
-        ("/api/governance/virtual-keys/{id}", ApiRoute::VirtualKey),
-        ("/api/governance/virtual-keys/{id}/rotate", ApiRoute::RotateVirtualKey),
-        ("/api/governance/teams", ApiRoute::Entities(Kind::Teams)),
-        ("/api/governance/teams/{id}", ApiRoute::Entity(Kind::Teams)),
-        ("/api/governance/customers", ApiRoute::Entities(Kind::Customers)),
-        ("/api/governance/customers/{id}", ApiRoute::Entity(Kind::Customers)),
-        ("/api/governance/model-configs", ApiRoute::Entities(Kind::ModelConfigs)),
-        (
-            "/api/governance/model-configs/{id}",
-            ApiRoute::Entity(Kind::ModelConfigs),
-        ),
-        ("/api/governance/routing-rules", ApiRoute::Entities(Kind::RoutingRules)),
-        (
-            "/api/governance/routing-rules/{id}",
-            ApiRoute::Entity(Kind::RoutingRules),
-        ),
-        ("/api/routing/rules", ApiRoute::Entities(Kind::RoutingRules)),
-        ("/api/routing/rules/{id}", ApiRoute::Entity(Kind::RoutingRules)),
-        ("/api/governance/providers", ApiRoute::Entities(Kind::Providers)),
-        ("/api/governance/providers/{id}", ApiRoute::Entity(Kind::Providers)),
-        (
-            "/api/governance/pricing-overrides",
-            ApiRoute::Entities(Kind::PricingOverrides),
-        ),
-        (
-            "/api/governance/pricing-overrides/{id}",
-            ApiRoute::Entity(Kind::PricingOverrides),
-        ),
-        ("/api/governance/budgets", ApiRoute::Entities(Kind::Budgets)),
-        ("/api/governance/rate-limits", ApiRoute::Entities(Kind::RateLimits)),
-    ];
-    for (path, route) in entries {
+    for (path, route) in ROUTE_TABLE {
         if let Err(e) = router.insert(*path, *route) {
             tracing::error!("management route table conflict at {path}: {e}");
         }
@@ -303,6 +309,12 @@ async fn serve(state: &Arc<Gateway>, session: &mut Session) -> ApiResult {
         Err(_) => return Err(ApiError::not_found(format!("route {path}"))),
     };
     match route {
+        ApiRoute::OpenApi => {
+            return match method {
+                Method::GET => Ok(Reply::ok(openapi::document())),
+                _ => Err(ApiError::method("GET")),
+            };
+        }
         ApiRoute::Version => {
             return match method {
                 Method::GET => Ok(Reply::ok(json!({ "version": env!("CARGO_PKG_VERSION") }))),
@@ -385,7 +397,7 @@ fn dispatch(
         (ApiRoute::Entity(kind), _) => entities(api, kind, method, Some(p(0)), body),
         (ApiRoute::Config, &Method::PUT) => put_config(api, body),
         (ApiRoute::Config, _) => Err(ApiError::method("GET, PUT")),
-        (ApiRoute::Version, _) => Err(ApiError::method("GET")),
+        (ApiRoute::Version | ApiRoute::OpenApi, _) => Err(ApiError::method("GET")),
     }
 }
 

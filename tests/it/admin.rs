@@ -350,6 +350,11 @@ async fn errors_have_their_statuses() {
     let in_use = call(&gw, "DELETE", "/api/governance/teams/t", "").await;
     assert_eq!(in_use.status(), 409, "{}", in_use.text());
     assert_eq!(call(&gw, "GET", "/api/version", "").await.status(), 200);
+    let doc = call(&gw, "GET", "/api/openapi.json", "").await;
+    assert_eq!(doc.status(), 200);
+    let doc = doc.json();
+    assert!(doc["paths"]["/api/governance/virtual-keys"]["post"].is_object(), "{doc}");
+    assert!(doc["components"]["schemas"]["VirtualKey"]["properties"]["team_id"].is_object());
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
 }
