@@ -16,6 +16,7 @@ pub mod providers;
 pub mod quota;
 pub mod reload;
 pub mod reply;
+pub mod test_provider;
 pub mod validate;
 
 use std::sync::{Arc, LazyLock};
@@ -69,6 +70,7 @@ pub(crate) enum ApiRoute {
     Provider,
     ProviderKeys,
     ProviderKey,
+    TestProvider,
     Keys,
     VirtualKeys,
     VirtualKey,
@@ -86,6 +88,7 @@ pub(crate) const ROUTE_TABLE: &[(&str, ApiRoute)] = &[
     ("/api/providers", ApiRoute::Providers),
     ("/api/providers/{provider}", ApiRoute::Provider),
     ("/api/providers/{provider}/keys", ApiRoute::ProviderKeys),
+    ("/api/providers/{provider}/test", ApiRoute::TestProvider),
     ("/api/providers/{provider}/keys/{id}", ApiRoute::ProviderKey),
     ("/api/keys", ApiRoute::Keys),
     ("/api/governance/virtual-keys", ApiRoute::VirtualKeys),
@@ -321,6 +324,14 @@ async fn serve(state: &Arc<Gateway>, session: &mut Session) -> ApiResult {
                 _ => Err(ApiError::method("GET")),
             };
         }
+        ApiRoute::TestProvider => {
+            return match method {
+                Method::POST => {
+                    test_provider::run(state, params.first().map(String::as_str).unwrap_or_default(), &body).await
+                }
+                _ => Err(ApiError::method("POST")),
+            };
+        }
         ApiRoute::Config if method == Method::GET => {
             let admin = admin_auth(state);
             return Ok(Reply::ok(json!({
@@ -398,6 +409,7 @@ fn dispatch(
         (ApiRoute::Config, &Method::PUT) => put_config(api, body),
         (ApiRoute::Config, _) => Err(ApiError::method("GET, PUT")),
         (ApiRoute::Version | ApiRoute::OpenApi, _) => Err(ApiError::method("GET")),
+        (ApiRoute::TestProvider, _) => Err(ApiError::method("POST")),
     }
 }
 

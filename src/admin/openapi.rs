@@ -70,6 +70,11 @@ pub(crate) fn operations(route: ApiRoute) -> Vec<Op> {
             ),
             (Delete, "Delete a key", None),
         ],
+        ApiRoute::TestProvider => vec![(
+            Post,
+            "One minimal request per key ({key_id?, model?}): status and latency per key",
+            None,
+        )],
         ApiRoute::Keys => vec![(Get, "Every provider's keys (redacted)", None)],
         ApiRoute::VirtualKeys => vec![
             (

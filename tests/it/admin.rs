@@ -353,7 +353,10 @@ async fn errors_have_their_statuses() {
     let doc = call(&gw, "GET", "/api/openapi.json", "").await;
     assert_eq!(doc.status(), 200);
     let doc = doc.json();
-    assert!(doc["paths"]["/api/governance/virtual-keys"]["post"].is_object(), "{doc}");
+    assert!(
+        doc["paths"]["/api/governance/virtual-keys"]["post"].is_object(),
+        "{doc}"
+    );
     assert!(doc["components"]["schemas"]["VirtualKey"]["properties"]["team_id"].is_object());
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
@@ -596,4 +599,44 @@ async fn a_write_on_one_node_is_served_by_another_within_a_second() {
         .json();
     assert_eq!(listed["total_count"], 1);
     assert!(!call(&b, "GET", "/api/providers", "").await.text().contains(SECRET));
+}
+
+#[tokio::test]
+async fn testing_a_provider_reports_each_key() {
+    let upstream = default_mock();
+    let dir = data_dir("provider-test");
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = stored_gateway(&dir);
+    let live = format!(
+        r#"{{"provider":"openai","keys":[{{"id":"a","name":"a","value":"sk-a-000000000000"}},{{"id":"b","name":"b","value":"sk-b-000000000000"}}],"network_config":{{"base_url":"{}"}}}}"#,
+        upstream.base_url()
+    );
+    assert_eq!(call(&gw, "POST", "/api/providers", &live).await.status(), 200);
+    let tested = call(&gw, "POST", "/api/providers/openai/test", "").await;
+    assert_eq!(tested.status(), 200, "{}", tested.text());
+    let results = tested.json()["results"].as_array().expect("results").clone();
+    assert_eq!(results.len(), 2);
+    assert!(
+        results.iter().all(|r| r["ok"] == true && r["status"] == 200),
+        "{results:?}"
+    );
+    assert!(results[0]["latency_ms"].as_f64().is_some());
+    let one = call(&gw, "POST", "/api/providers/openai/test", r#"{"key_id":"b"}"#)
+        .await
+        .json();
+    assert_eq!(one["results"].as_array().map(Vec::len), Some(1));
+    assert_eq!(one["results"][0]["key_id"], "b");
+
+    let dead = format!(
+        r#"{{"provider":"groq","keys":[{{"value":"sk-g-000000000000"}}],"network_config":{{"base_url":"http://{}"}}}}"#,
+        dead_address()
+    );
+    assert_eq!(call(&gw, "POST", "/api/providers", &dead).await.status(), 200);
+    let failed = call(&gw, "POST", "/api/providers/groq/test", "").await.json();
+    assert_eq!(failed["results"][0]["ok"], false, "{failed}");
+    assert_eq!(failed["results"][0]["status"], 502);
+    assert!(!failed.to_string().contains("sk-g-"), "{failed}");
+    assert_eq!(call(&gw, "POST", "/api/providers/nowhere/test", "").await.status(), 404);
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
 }
