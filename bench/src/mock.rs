@@ -198,6 +198,25 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
         }
         let fail = index < opts.fail_first || (opts.fail_rate > 0.0 && rand::rng().random::<f64>() < opts.fail_rate);
         if fail {
+            if opts.echo_auth_on_failure {
+                let auth = session
+                    .req_header()
+                    .headers
+                    .get("authorization")
+                    .or_else(|| session.req_header().headers.get("x-api-key"))
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let err = json!({"error": {"message": format!("invalid credentials: {auth}"), "type": "invalid_request_error"}});
+                let body = Bytes::from(err.to_string());
+                let mut head = ResponseHeader::build(opts.fail_status, None)?;
+                head.insert_header("content-type", "application/json")?;
+                head.insert_header("content-length", body.len().to_string())?;
+                head.insert_header("x-echo-auth", auth)?;
+                session.write_response_header(Box::new(head)).await?;
+                session.write_response_body(body, true).await?;
+                return Ok(true);
+            }
             let err = if anthropic {
                 json!({"type": "error", "error": {"type": "overloaded_error", "message": "mock provider failure"}})
             } else {

@@ -24,6 +24,9 @@ pub struct MockOptions {
     pub abort_after_chunks: Option<u32>,
     /// Keep a copy of every request (tests); off for load runs.
     pub record: bool,
+    /// Failures echo the request's credentials in their body and an `x-echo-auth` header, as
+    /// careless upstreams do (tests of the gateway's scrubbing).
+    pub echo_auth_on_failure: bool,
 }
 
 impl Default for MockOptions {
@@ -37,6 +40,7 @@ impl Default for MockOptions {
             fail_first: 0,
             abort_after_chunks: None,
             record: false,
+            echo_auth_on_failure: false,
         }
     }
 }

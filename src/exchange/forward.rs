@@ -277,8 +277,13 @@ async fn try_target(
                     delivered?;
                     return Ok(TargetEnd::Delivered);
                 }
-                let head = upstream_head.clone();
-                let body = upstream::read_whole_body(state, upstream_session, &peer, MAX_ERROR_BODY, deadline).await;
+                let mut head = upstream_head.clone();
+                let body = upstream::read_whole_body(state, upstream_session, &peer, MAX_ERROR_BODY, deadline)
+                    .await
+                    // An upstream may echo the key it was sent: never hand it on.
+                    .map(|body| {
+                        super::scrub::scrub_reply(&mut head, body, provider.keys.iter().map(|k| k.secret.as_str()))
+                    });
                 if matches!(status, 401 | 403 | 429)
                     && let (Some(index), Some(state)) = (key_index, ctx.attempt.as_mut())
                 {

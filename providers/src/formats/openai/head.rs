@@ -53,6 +53,29 @@ struct Probe<'a> {
     max_completion_tokens: Option<&'a RawValue>,
     #[serde(borrow, default)]
     stream_options: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    messages: Option<&'a RawValue>,
+}
+
+/// Refuses names with control characters (a newline or NUL in `model` would reach an upstream
+/// header or path, and no provider has such a model).
+fn check_name(field: &str, name: &str) -> Result<(), BodyError> {
+    if name.chars().any(char::is_control) {
+        return Err(BodyError::InvalidField(format!(
+            "`{field}` must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A token count: absent or null, else a non-negative integer.
+fn token_count(field: &str, raw: Option<&RawValue>) -> Result<Option<u64>, BodyError> {
+    match raw.map(RawValue::get) {
+        None | Some("null") => Ok(None),
+        Some(text) => serde_json::from_str::<u64>(text)
+            .map(Some)
+            .map_err(|_| BodyError::InvalidField(format!("`{field}` must be a non-negative integer"))),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -88,6 +111,7 @@ impl RequestHead {
             Some(raw) => {
                 let model: String = serde_json::from_str(raw.get())
                     .map_err(|_| BodyError::InvalidField("`model` must be a string".to_string()))?;
+                check_name("model", &model)?;
                 (Some(model), edit::offset_in(body, raw.get().as_bytes()))
             }
         };
@@ -97,12 +121,21 @@ impl RequestHead {
                 let list: Option<Vec<String>> = serde_json::from_str(raw.get()).map_err(|_| {
                     BodyError::InvalidField("`fallbacks` must be an array of \"provider/model\" strings".to_string())
                 })?;
+                for fallback in list.iter().flatten() {
+                    check_name("fallbacks", fallback)?;
+                }
                 let span = edit::offset_in(body, raw.get().as_bytes())
                     .and_then(|value| edit::member_span(body, value, "fallbacks"));
                 (list.unwrap_or_default(), span)
             }
         };
-        let count = |raw: Option<&RawValue>| raw.and_then(|r| serde_json::from_str::<u64>(r.get()).ok());
+        if let Some(messages) = probe.messages
+            && !messages.get().starts_with('[')
+        {
+            return Err(BodyError::InvalidField("`messages` must be an array".to_string()));
+        }
+        let max_completion_tokens = token_count("max_completion_tokens", probe.max_completion_tokens)?;
+        let max_tokens = token_count("max_tokens", probe.max_tokens)?;
         let include_usage = probe
             .stream_options
             .and_then(|r| serde_json::from_str::<StreamOptions>(r.get()).ok())
@@ -117,7 +150,7 @@ impl RequestHead {
             model,
             stream: probe.stream.unwrap_or(false),
             fallbacks,
-            max_tokens: count(probe.max_completion_tokens).or(count(probe.max_tokens)),
+            max_tokens: max_completion_tokens.or(max_tokens),
             include_usage,
             model_span,
             fallbacks_member,
@@ -192,6 +225,25 @@ impl RequestHead {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrong_field_types_and_control_characters_are_refused() {
+        let refused = |body: &str| match RequestHead::parse(body.as_bytes()) {
+            Err(BodyError::InvalidField(reason)) => reason,
+            other => panic!("{body}: {other:?}"),
+        };
+        assert!(refused(r#"{"model":"openai/gpt-4o-mini\n"}"#).contains("control characters"));
+        assert!(refused(r#"{"model":"openai/x\u0000"}"#).contains("control characters"));
+        assert!(refused(r#"{"model":"openai/x\u007f"}"#).contains("control characters"));
+        assert!(refused(r#"{"model":"a/b","fallbacks":["c/d\r"]}"#).contains("control characters"));
+        assert!(refused(r#"{"model":"a/b","messages":"hi"}"#).contains("`messages` must be an array"));
+        assert!(refused(r#"{"model":"a/b","max_tokens":"10"}"#).contains("max_tokens"));
+        assert!(refused(r#"{"model":"a/b","max_tokens":-1}"#).contains("non-negative"));
+        assert!(refused(r#"{"model":"a/b","max_completion_tokens":1.5}"#).contains("max_completion_tokens"));
+        assert!(refused(r#"{"model":"a/b","stream":"yes"}"#).contains("bool"));
+        let ok = RequestHead::parse(br#"{"model":"a/b","messages":[],"max_tokens":null}"#).expect("valid");
+        assert_eq!(ok.max_tokens, None);
+    }
 
     #[test]
     fn reads_head_and_rewrites_only_model() {

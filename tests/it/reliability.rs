@@ -1,0 +1,104 @@
+//! Regressions from the adversarial round: bad input refused before anything goes upstream,
+//! secrets an upstream echoes never reach the client, and metric labels a client cannot grow.
+
+use asbru_bench::mock::MockOptions;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn control_characters_and_wrong_types_are_400_before_the_upstream() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    let bodies = [
+        r#"{"model":"openai/gpt-4o-mini\n","messages":[]}"#,
+        r#"{"model":"openai/gpt-4o-mini\u0000","messages":[]}"#,
+        r#"{"model":"openai/gpt-4o-mini\u007f","messages":[]}"#,
+        r#"{"model":"openai/gpt-4o-mini","messages":"hi"}"#,
+        r#"{"model":"openai/gpt-4o-mini","messages":[],"max_tokens":"12"}"#,
+        r#"{"model":"openai/gpt-4o-mini","messages":[],"max_tokens":-5}"#,
+        r#"{"model":"openai/gpt-4o-mini","messages":[],"stream":"yes"}"#,
+    ];
+    for body in bodies {
+        let reply = post(&gw, "/v1/chat/completions", body).await;
+        assert_eq!(reply.status(), 400, "{body}: {}", reply.text());
+        assert_eq!(reply.json()["error"]["type"], "invalid_request_error", "{body}");
+    }
+    let anthropic = post(
+        &gw,
+        "/anthropic/v1/messages",
+        r#"{"model":"claude\u0000","max_tokens":5,"messages":[]}"#,
+    )
+    .await;
+    assert_eq!(anthropic.status(), 400);
+    assert_eq!(
+        anthropic.json()["type"],
+        "error",
+        "Anthropic's shape: {}",
+        anthropic.text()
+    );
+    assert_eq!(upstream.state.request_count(), 0, "nothing went upstream");
+}
+
+#[tokio::test]
+async fn a_key_echoed_by_the_upstream_is_scrubbed() {
+    let upstream = mock(MockOptions {
+        fail_first: 1,
+        fail_status: 401,
+        echo_auth_on_failure: true,
+        ..MockOptions::default()
+    });
+    let gw = gateway(&format!(
+        "providers:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    let reply = post(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"openai/gpt-4o-mini","messages":[]}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 401, "{}", reply.text());
+    let secret = "sk-openai-key";
+    assert!(!reply.text().contains(secret), "{}", reply.text());
+    assert!(reply.text().contains("[REDACTED]"), "{}", reply.text());
+    let echoed = reply.header("x-echo-auth").expect("header relayed");
+    assert!(!echoed.contains(secret) && echoed.contains("[REDACTED]"), "{echoed}");
+}
+
+#[tokio::test]
+async fn unknown_models_cannot_grow_the_metrics() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n{}governance:\n  virtual_keys:\n    - {{id: vk, name: V, value: sk-bf-metrics, budgets: [{{max_limit: 100, reset_duration: 1d}}], provider_configs: [{{provider: openai, weight: 1}}]}}\n",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    let size = |text: &str| text.len();
+    let before = send(gw.addr, "GET", "/metrics", &[], b"").await.text();
+    for i in 0..40 {
+        let body = format!(r#"{{"model":"openai/made-up-{i}","messages":[]}}"#);
+        let reply = send(
+            gw.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("x-bf-vk", "sk-bf-metrics")],
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(reply.status(), 200, "{}", reply.text());
+    }
+    let after = send(gw.addr, "GET", "/metrics", &[], b"").await.text();
+    assert!(
+        after.contains("asbru_unpriced_requests_total{model=\"other\",provider=\"openai\"} 40"),
+        "{after}"
+    );
+    assert!(!after.contains("made-up"), "{after}");
+    assert!(
+        size(&after) < size(&before) + 1024,
+        "metrics grew from {} to {} bytes",
+        size(&before),
+        size(&after)
+    );
+}
