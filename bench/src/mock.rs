@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-pub use super::mock_shared::MockOptions;
+pub use super::mock_shared::{MockOptions, Truncation};
 use super::mock_shared::{MockResult, REPLY_WORDS, TOOL_ARGUMENTS, sse_head};
 
 /// One request as the mock received it.
@@ -383,7 +383,10 @@ async fn stream_chat(
     }
     for i in 0..opts.chunks {
         if opts.abort_after_chunks == Some(i) {
-            return Ok(false);
+            let error = br#"data: {"error":{"message":"mock upstream failed mid-stream","type":"server_error"}}
+
+"#;
+            return super::mock_shared::cut(session, opts.truncation, error).await;
         }
         if !opts.chunk_delay.is_zero() {
             tokio::time::sleep(opts.chunk_delay).await;

@@ -82,7 +82,8 @@ pub async fn stream(
             .await?;
         for i in 0..opts.chunks {
             if opts.abort_after_chunks == Some(i) {
-                return Ok(false);
+                let error = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"mock upstream failed mid-stream\"}}\n\n";
+                return super::mock_shared::cut(session, opts.truncation, error).await;
             }
             if !opts.chunk_delay.is_zero() {
                 tokio::time::sleep(opts.chunk_delay).await;

@@ -5,6 +5,44 @@ use std::time::Duration;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 
+/// How a cut stream ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Truncation {
+    /// The connection is dropped.
+    #[default]
+    Drop,
+    /// The body ends properly, but without the stream's end marker (`[DONE]`, `message_stop`).
+    CleanEnd,
+    /// Half an SSE line, then the connection is dropped.
+    MidLine,
+    /// The wire's error event, then the body ends properly.
+    ErrorEvent,
+}
+
+/// Ends a cut stream as `how` says; `error_event` is the wire's error event. Returns whether
+/// the connection may be kept.
+pub(crate) async fn cut(session: &mut ServerSession, how: Truncation, error_event: &[u8]) -> MockResult<bool> {
+    match how {
+        Truncation::Drop => Ok(false),
+        Truncation::CleanEnd => {
+            session.write_response_body(bytes::Bytes::new(), true).await?;
+            Ok(true)
+        }
+        Truncation::MidLine => {
+            session
+                .write_response_body(bytes::Bytes::from_static(b"data: {\"trunc"), false)
+                .await?;
+            Ok(false)
+        }
+        Truncation::ErrorEvent => {
+            session
+                .write_response_body(bytes::Bytes::copy_from_slice(error_event), true)
+                .await?;
+            Ok(true)
+        }
+    }
+}
+
 /// How the mock behaves.
 #[derive(Debug, Clone)]
 pub struct MockOptions {
@@ -20,8 +58,11 @@ pub struct MockOptions {
     pub fail_status: u16,
     /// The first N inference requests fail with `fail_status` (deterministic failures for tests).
     pub fail_first: u64,
-    /// Close the connection after this many streamed content chunks (simulates a dying upstream).
+    /// Cut streams after this many content chunks (simulates a dying upstream); how, says
+    /// `truncation`.
     pub abort_after_chunks: Option<u32>,
+    /// How a stream cut by `abort_after_chunks` ends.
+    pub truncation: Truncation,
     /// Keep a copy of every request (tests); off for load runs.
     pub record: bool,
     /// Failures echo the request's credentials in their body and an `x-echo-auth` header, as
@@ -39,6 +80,7 @@ impl Default for MockOptions {
             fail_status: 503,
             fail_first: 0,
             abort_after_chunks: None,
+            truncation: Truncation::Drop,
             record: false,
             echo_auth_on_failure: false,
         }

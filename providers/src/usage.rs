@@ -135,11 +135,27 @@ pub fn from_wire_json(wire: Wire, data: &[u8]) -> Option<Usage> {
     }
 }
 
-/// Reads usage from a stream relayed verbatim, without changing it.
+/// How a stream of a wire ends, and how it reports an error.
+fn end_marker(wire: Wire, data: &str) -> (bool, bool) {
+    match wire {
+        Wire::Anthropic => (
+            data.contains("\"message_stop\""),
+            data.contains("\"type\":\"error\"") || data.contains("\"type\": \"error\""),
+        ),
+        Wire::OpenAi | Wire::Azure | Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => {
+            (data == "[DONE]", data.starts_with("{\"error\""))
+        }
+    }
+}
+
+/// Reads usage from a stream relayed verbatim, without changing it, and whether the stream
+/// reached the end its protocol defines (`[DONE]`, `message_stop`) without an error event.
 pub struct StreamUsage {
     wire: Wire,
     splitter: crate::sse::SseSplitter,
     usage: Usage,
+    ended: bool,
+    errored: bool,
 }
 
 impl StreamUsage {
@@ -149,13 +165,23 @@ impl StreamUsage {
             wire,
             splitter: crate::sse::SseSplitter::new(),
             usage: Usage::default(),
+            ended: false,
+            errored: false,
         }
+    }
+
+    /// Whether the stream ended as its protocol says, with no error event.
+    pub fn completed(&self) -> bool {
+        self.ended && !self.errored
     }
 
     /// Looks at the next piece of the stream.
     pub fn observe(&mut self, bytes: &[u8]) {
         self.splitter.feed(bytes);
         while let Some(event) = self.splitter.next_event() {
+            let (ended, errored) = end_marker(self.wire, &event.data);
+            self.ended |= ended;
+            self.errored |= errored;
             if !event.data.contains("usage") {
                 continue;
             }

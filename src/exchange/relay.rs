@@ -160,60 +160,97 @@ async fn relay_stream(
     head.insert_header("transfer-encoding", "chunked")?;
     session.write_response_header(Box::new(head), false).await?;
     let mut out = Vec::new();
+    // The last two bytes the client got: an error event must start on a fresh line.
+    let mut tail = EventBoundary::default();
     loop {
         let read = tokio::time::timeout(idle, upstream_session.read_response_body()).await;
-        match read {
+        let what = match read {
             Ok(Ok(Some(chunk))) => {
                 reply.stream(&chunk, &mut out);
                 settlement.seen(reply.reported_usage());
                 if verbatim {
+                    tail.saw(&chunk);
                     session.write_response_body(Some(chunk), false).await?;
                 } else if !out.is_empty() {
+                    tail.saw(&out);
                     session
                         .write_response_body(Some(Bytes::from(std::mem::take(&mut out))), false)
                         .await?;
                 }
+                continue;
             }
-            Ok(Ok(None)) => {
+            Ok(Ok(None)) if reply.completed() => {
                 reply.stream_end(&mut out);
                 settlement.seen(reply.reported_usage());
                 settlement.settle();
-                let tail = (!out.is_empty()).then(|| Bytes::from(std::mem::take(&mut out)));
-                session.write_response_body(tail, true).await?;
+                let rest = (!out.is_empty()).then(|| Bytes::from(std::mem::take(&mut out)));
+                session.write_response_body(rest, true).await?;
                 state
                     .connector
                     .release_http_session(upstream_session, &peer, None)
                     .await;
                 return Ok(());
             }
-            Ok(Err(_)) | Err(_) => {
-                settlement.settle();
-                let what = if read.is_err() { "went silent" } else { "broke off" };
-                tracing::warn!(
-                    request_id = served.request_id,
-                    provider = served.provider,
-                    "upstream stream {what}"
-                );
-                let err = WireError::gateway(
-                    502,
-                    "api_error",
-                    format!("provider {} stream {what} before it finished", served.provider),
-                );
-                let event = if provider::anthropic_errors(served.ingress) {
-                    errors::anthropic_sse_error_event(&err)
-                } else {
-                    errors::sse_error_event(
-                        &err,
-                        &ErrorContext {
-                            request_id: Some(served.request_id),
-                            provider: Some(served.provider),
-                            ..Default::default()
-                        },
-                    )
-                };
-                return session.write_response_body(Some(Bytes::from(event)), true).await;
-            }
+            Ok(Ok(None)) => "ended before its end (or after an error event)",
+            Ok(Err(_)) => "broke off",
+            Err(_) => "went silent",
+        };
+        // A stream that did not end as its protocol says: charge what was reported (or the
+        // reservation), and end with an error event in the client's format, on a fresh line,
+        // never with a success terminator.
+        settlement.settle();
+        tracing::warn!(
+            request_id = served.request_id,
+            provider = served.provider,
+            "upstream stream {what}"
+        );
+        let err = WireError::gateway(502, "api_error", format!("provider {} stream {what}", served.provider))
+            .with_code("upstream_stream_incomplete");
+        let mut event = if tail.at_boundary() {
+            Vec::new()
+        } else {
+            b"\n\n".to_vec()
+        };
+        event.extend_from_slice(&if provider::anthropic_errors(served.ingress) {
+            errors::anthropic_sse_error_event(&err)
+        } else {
+            errors::sse_error_event(
+                &err,
+                &ErrorContext {
+                    request_id: Some(served.request_id),
+                    provider: Some(served.provider),
+                    ..Default::default()
+                },
+            )
+        });
+        return session.write_response_body(Some(Bytes::from(event)), true).await;
+    }
+}
+
+/// Whether the bytes sent so far end an SSE event (`\n\n`), tracked across chunks.
+#[derive(Debug, Clone, Copy)]
+struct EventBoundary {
+    last: [u8; 2],
+}
+
+impl Default for EventBoundary {
+    fn default() -> Self {
+        // Nothing sent yet: a new event can start right away.
+        EventBoundary { last: *b"\n\n" }
+    }
+}
+
+impl EventBoundary {
+    fn saw(&mut self, bytes: &[u8]) {
+        match bytes {
+            [] => {}
+            [one] => self.last = [self.last[1], *one],
+            [.., a, b] => self.last = [*a, *b],
         }
+    }
+
+    fn at_boundary(&self) -> bool {
+        self.last == *b"\n\n"
     }
 }
 

@@ -102,3 +102,56 @@ async fn unknown_models_cannot_grow_the_metrics() {
         size(&after)
     );
 }
+
+/// A stream cut by the upstream in each way, through each pairing of client and upstream wire:
+/// the client never sees a success terminator, and the last event is a parseable error.
+#[tokio::test]
+async fn truncated_streams_end_with_an_error_event_never_a_success() {
+    use asbru_bench::mock::Truncation;
+    for how in [
+        Truncation::Drop,
+        Truncation::CleanEnd,
+        Truncation::MidLine,
+        Truncation::ErrorEvent,
+    ] {
+        let upstream = mock(MockOptions {
+            chunks: 5,
+            abort_after_chunks: Some(2),
+            truncation: how,
+            ..MockOptions::default()
+        });
+        let base = upstream.base_url();
+        let gw = gateway(&format!(
+            "providers:\n  openai:\n    keys: [{{value: sk-openai-0000}}]\n    network_config: {{base_url: \"{base}\"}}\n  anthropic:\n    keys: [{{value: sk-ant-00000000}}]\n    network_config: {{base_url: \"{base}\"}}\n"
+        ));
+        let cases = [
+            ("/v1/chat/completions", "openai/gpt-4o-mini", false),
+            ("/v1/chat/completions", "anthropic/claude-sonnet-4", false),
+            ("/anthropic/v1/messages", "claude-sonnet-4", true),
+            ("/anthropic/v1/messages", "openai/gpt-4o-mini", true),
+        ];
+        for (path, model, anthropic_client) in cases {
+            let body = format!(
+                r#"{{"model":"{model}","stream":true,"max_tokens":16,"messages":[{{"role":"user","content":"hi"}}]}}"#
+            );
+            let reply = post(&gw, path, &body).await;
+            let text = reply.text();
+            let case = format!("{how:?} {path} {model}");
+            assert_eq!(reply.status(), 200, "{case}: {text}");
+            let events = sse_data(&text);
+            assert!(
+                !events.iter().any(|e| e == "[DONE]"),
+                "{case}: success terminator in {text}"
+            );
+            assert!(!text.contains("message_stop"), "{case}: success terminator in {text}");
+            let last = events.last().unwrap_or_else(|| panic!("{case}: no event in {text}"));
+            let parsed: serde_json::Value =
+                serde_json::from_str(last).unwrap_or_else(|e| panic!("{case}: last event {last:?} unparseable: {e}"));
+            if anthropic_client {
+                assert_eq!(parsed["type"], "error", "{case}: {last}");
+            } else {
+                assert!(parsed["error"].is_object(), "{case}: {last}");
+            }
+        }
+    }
+}

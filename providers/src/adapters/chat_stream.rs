@@ -31,6 +31,7 @@ pub struct ChatToMessagesStream {
     tool_blocks: HashMap<u32, u32>,
     stop_reason: Option<&'static str>,
     usage: Usage,
+    errored: bool,
 }
 
 impl ChatToMessagesStream {
@@ -46,6 +47,7 @@ impl ChatToMessagesStream {
             tool_blocks: HashMap::new(),
             stop_reason: None,
             usage: Usage::default(),
+            errored: false,
         }
     }
 
@@ -54,7 +56,10 @@ impl ChatToMessagesStream {
         self.splitter.feed(bytes);
         while let Some(event) = self.splitter.next_event() {
             if event.data == "[DONE]" {
-                self.finish(out);
+                // After an error event the message must not end as a success.
+                if !self.errored {
+                    self.finish(out);
+                }
                 continue;
             }
             if let Ok(chunk) = serde_json::from_str::<ChatChunk>(&event.data) {
@@ -68,11 +73,17 @@ impl ChatToMessagesStream {
                     .unwrap_or("upstream stream error");
                 let body = json!({"type": "error", "error": {"type": "api_error", "message": message}});
                 write(out, "error", &body);
+                self.errored = true;
             }
         }
     }
 
-    /// Closes the message if the upstream ended without `[DONE]` but cleanly.
+    /// Whether the upstream ended with `[DONE]` (and the message was closed) with no error.
+    pub fn completed(&self) -> bool {
+        self.finished && !self.errored
+    }
+
+    /// Closes the message (`message_delta`, `message_stop`); the upstream said `[DONE]`.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         if self.finished {
             return;

@@ -171,14 +171,24 @@ impl ReplyTranslator {
         }
     }
 
-    /// The upstream stream ended cleanly: close what the ingress format needs closed.
-    pub fn stream_end(&mut self, out: &mut Vec<u8>) {
+    /// Whether the upstream stream reached the end its protocol defines (`[DONE]`,
+    /// `message_stop`) with no error event. A stream that did not must end, for the client, with
+    /// an error event and never with a success terminator.
+    pub fn completed(&self) -> bool {
         match self {
-            ReplyTranslator::MessagesFromChat { stream } => stream.finish(out),
-            ReplyTranslator::Passthrough {
-                strip: Some(filter), ..
-            } => filter.finish(out),
-            _ => {}
+            ReplyTranslator::Passthrough { usage, .. } => usage.completed(),
+            ReplyTranslator::ChatFromMessages { stream, .. } => stream.completed(),
+            ReplyTranslator::MessagesFromChat { stream } => stream.completed(),
+        }
+    }
+
+    /// The upstream stream ended as its protocol says: flush what is held back.
+    pub fn stream_end(&mut self, out: &mut Vec<u8>) {
+        if let ReplyTranslator::Passthrough {
+            strip: Some(filter), ..
+        } = self
+        {
+            filter.finish(out);
         }
     }
 

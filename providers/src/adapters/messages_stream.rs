@@ -21,6 +21,7 @@ pub struct MessagesToChatStream {
     tool_count: u32,
     usage: Usage,
     done: bool,
+    errored: bool,
 }
 
 impl MessagesToChatStream {
@@ -35,6 +36,7 @@ impl MessagesToChatStream {
             tool_count: 0,
             usage: Usage::default(),
             done: false,
+            errored: false,
         }
     }
 
@@ -54,6 +56,11 @@ impl MessagesToChatStream {
     /// Whether `message_stop` was seen (and `[DONE]` written).
     pub fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// Whether the upstream ended with `message_stop` and sent no error event.
+    pub fn completed(&self) -> bool {
+        self.done && !self.errored
     }
 
     fn chunk(&self, delta: Delta, finish: Option<&str>) -> ChatChunk {
@@ -147,9 +154,13 @@ impl MessagesToChatStream {
             }
             StreamEvent::MessageStop => {
                 self.done = true;
-                sse::write_data(out, b"[DONE]");
+                // After an error event the stream must not end as a success.
+                if !self.errored {
+                    sse::write_data(out, b"[DONE]");
+                }
             }
             StreamEvent::Error { error } => {
+                self.errored = true;
                 let err = WireError::gateway(502, "api_error", error.message).with_code("upstream_stream_error");
                 out.extend_from_slice(&crate::errors::sse_error_event(&err, &ErrorContext::default()));
             }
