@@ -90,7 +90,8 @@ impl ProxyHttp for GatewayProxy {
             Match::WrongMethod(allowed) => {
                 let err = WireError::bad_request(format!("method {method} is not allowed here; use {allowed}"));
                 let err = WireError { status: 405, ..err };
-                respond::error(session, ingress_of(session), &err, &err_ctx).await?;
+                let allow = [(http::header::ALLOW, http::HeaderValue::from_static(allowed))];
+                respond::error_with(session, ingress_of(session), &err, &err_ctx, &allow).await?;
             }
             Match::Found(Route::Health, _) => {
                 respond::json(session, 200, br#"{"status":"ok"}"#.to_vec(), &ctx.request_id).await?;

@@ -205,6 +205,20 @@ impl Validation<'_> {
                 ),
             );
         }
+        for (field, value) in [
+            ("grace_period_seconds", server.grace_period_seconds),
+            (
+                "graceful_shutdown_timeout_seconds",
+                server.graceful_shutdown_timeout_seconds,
+            ),
+        ] {
+            if value > MAX_SHUTDOWN_SECONDS {
+                self.problem(
+                    &[Key("server"), Key(field)],
+                    format!("server.{field} {value} is above the limit of {MAX_SHUTDOWN_SECONDS} seconds"),
+                );
+            }
+        }
         if server.threads == 0 {
             self.problem(&[Key("server"), Key("threads")], "server.threads must be at least 1");
         }
@@ -336,8 +350,46 @@ impl Validation<'_> {
         {
             self.problem(
                 &[Key("providers"), Key(name), Key("network_config"), Key("base_url")],
-                format!("provider {name:?}: base_url {base_url:?} {reason}"),
+                format!("provider {name:?}: base_url {:?} {reason}", display_url(base_url)),
             );
+        }
+        let network = &provider.network_config;
+        let limits: [(&str, Option<u64>, u64); 5] = [
+            (
+                "default_request_timeout_in_seconds",
+                network.default_request_timeout_in_seconds,
+                86_400,
+            ),
+            (
+                "stream_idle_timeout_in_seconds",
+                network.stream_idle_timeout_in_seconds,
+                86_400,
+            ),
+            ("max_retries", network.max_retries.map(u64::from), 20),
+            (
+                "retry_backoff_initial",
+                network
+                    .retry_backoff_initial
+                    .map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64),
+                3_600_000,
+            ),
+            (
+                "retry_backoff_max",
+                network
+                    .retry_backoff_max
+                    .map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64),
+                3_600_000,
+            ),
+        ];
+        for (field, value, max) in limits {
+            if let Some(value) = value
+                && value > max
+            {
+                self.problem(
+                    &[Key("providers"), Key(name), Key("network_config"), Key(field)],
+                    format!("provider {name:?}: network_config.{field} {value} is above the limit of {max}"),
+                );
+            }
         }
         for header in provider.network_config.extra_headers.keys() {
             if header.is_empty() || !header.bytes().all(is_token_byte) {
@@ -423,6 +475,24 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// The longest graceful shutdown phase accepted, in seconds.
+pub const MAX_SHUTDOWN_SECONDS: u64 = 3_600;
+
+/// A URL for messages: any `user:password@` is replaced by `***@`, so credentials put in a
+/// base URL never reach a log line or an error body.
+pub fn display_url(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://").map(|i| i + 3) else {
+        return raw.to_string();
+    };
+    let authority_end = raw[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(raw.len(), |i| scheme_end + i);
+    match raw[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!("{}***@{}", &raw[..scheme_end], &raw[scheme_end + at + 1..]),
+        None => raw.to_string(),
+    }
+}
+
 /// Checks that a base URL is `http(s)://host[:port][/path]`.
 pub fn check_base_url(raw: &str) -> Result<(), &'static str> {
     let uri: http::Uri = raw.parse().map_err(|_| "is not a valid URL")?;
@@ -442,6 +512,31 @@ pub fn check_base_url(raw: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_hidden_and_durations_bounded() {
+        assert_eq!(
+            display_url("https://user:pw@example.com/v1"),
+            "https://***@example.com/v1"
+        );
+        assert_eq!(display_url("http://h:1/p@x"), "http://h:1/p@x");
+        assert_eq!(display_url("not a url"), "not a url");
+        let found = problems("server: {grace_period_seconds: 18446744073709551615}\n");
+        assert!(
+            found.iter().any(|p| p.reason.contains("grace_period_seconds")),
+            "{found:?}"
+        );
+        let found = problems(
+            "providers:\n  openai:\n    keys: [{value: k}]\n    network_config: {default_request_timeout_in_seconds: 18446744073709551615, base_url: \"ftp://u:secret@h\"}\n",
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.reason.contains("default_request_timeout_in_seconds")),
+            "{found:?}"
+        );
+        assert!(found.iter().all(|p| !p.reason.contains("secret")), "{found:?}");
+    }
 
     fn problems(src: &str) -> Vec<Problem> {
         match load_str(src, "test.yaml") {

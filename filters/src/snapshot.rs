@@ -150,7 +150,10 @@ impl ProviderRuntime {
         let upstream = match Upstream::parse(&base_url) {
             Some(u) => u,
             None => {
-                warnings.push(format!("provider {name:?}: base URL {base_url:?} cannot be used"));
+                warnings.push(format!(
+                    "provider {name:?}: base URL {:?} cannot be used",
+                    asbru_config::file::display_url(&base_url)
+                ));
                 return None;
             }
         };

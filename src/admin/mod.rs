@@ -146,7 +146,13 @@ pub async fn handle(state: &Arc<Gateway>, session: &mut Session, request_id: &st
             if e.status == 413 {
                 session.set_keepalive(None);
             }
-            (e.status, e.body(), Vec::new())
+            let mut headers = Vec::new();
+            if e.status == 405
+                && let Some(allowed) = e.message.strip_prefix("method not allowed here; use ")
+            {
+                headers.push(("allow", allowed.to_string()));
+            }
+            (e.status, e.body(), headers)
         }
     };
     let mut head = ResponseHeader::build(status, Some(5 + headers.len()))?;

@@ -157,7 +157,13 @@ async fn relay_stream(
         head.insert_header("content-type", "text/event-stream")?;
     }
     head.insert_header("cache-control", "no-cache")?;
-    head.insert_header("transfer-encoding", "chunked")?;
+    if session.req_header().version == http::Version::HTTP_10 {
+        // HTTP/1.0 has no chunked encoding: the body ends when the connection closes.
+        head.insert_header("connection", "close")?;
+        session.set_keepalive(None);
+    } else {
+        head.insert_header("transfer-encoding", "chunked")?;
+    }
     session.write_response_header(Box::new(head), false).await?;
     let mut out = Vec::new();
     // The last two bytes the client got: an error event must start on a fresh line.

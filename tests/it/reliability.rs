@@ -155,3 +155,36 @@ async fn truncated_streams_end_with_an_error_event_never_a_success() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_405_says_which_methods_are_allowed() {
+    let gw = gateway("");
+    let reply = send(gw.addr, "GET", "/v1/chat/completions", &[], b"").await;
+    assert_eq!(reply.status(), 405);
+    assert_eq!(reply.header("allow").as_deref(), Some("POST"));
+    let reply = send(gw.addr, "PATCH", "/api/version", &[], b"{}").await;
+    assert_eq!(reply.status(), 405, "{}", reply.text());
+    assert_eq!(reply.header("allow").as_deref(), Some("GET"));
+}
+
+#[tokio::test]
+async fn an_http_1_0_client_gets_a_close_delimited_stream() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    let body = r#"{"model":"openai/gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.0\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let reply = tokio::task::spawn_blocking(move || raw_exchange(gw.addr, request.as_bytes()))
+        .await
+        .expect("exchange");
+    let (head, payload) = reply.split_once("\r\n\r\n").expect("head and body");
+    assert!(head.starts_with("HTTP/1."), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "{head}");
+    assert!(payload.starts_with("data: "), "no chunk sizes: {payload}");
+    assert!(payload.trim_end().ends_with("data: [DONE]"), "{payload}");
+}
