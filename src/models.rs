@@ -18,7 +18,8 @@ use crate::state::Gateway;
 use asbru_config::catalog::Wire;
 
 const MAX_LIST_BODY: usize = 8 * 1024 * 1024;
-const LIST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a listing waits for one provider (a hung provider must not hold the reply).
+const LIST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Answers a model listing.
 pub async fn list(

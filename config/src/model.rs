@@ -262,6 +262,9 @@ pub struct ClientConfig {
     pub routing_chain_max_depth: Option<u64>,
     /// Garbage-collect expired virtual keys.
     pub delete_expired_virtual_keys: Option<bool>,
+    /// Most fallbacks one request may list (asbru; default 5): a request listing more has the
+    /// rest dropped, so one call cannot fan out into hundreds of upstream calls.
+    pub max_fallbacks: Option<u64>,
 }
 
 /// One provider (`providers.<name>`).

@@ -25,7 +25,12 @@ pub struct Snapshot {
     pub provider_names: Vec<String>,
     /// Request body cap in bytes.
     pub max_request_body_bytes: usize,
+    /// Most fallbacks a request may use.
+    pub max_fallbacks: usize,
 }
+
+/// Fallbacks a request may use when `client.max_fallbacks` is not set.
+pub const DEFAULT_MAX_FALLBACKS: usize = 5;
 
 impl Snapshot {
     /// An empty snapshot (no providers).
@@ -34,6 +39,7 @@ impl Snapshot {
             providers: HashMap::new(),
             provider_names: Vec::new(),
             max_request_body_bytes: mib(model::DEFAULT_MAX_BODY_MB),
+            max_fallbacks: DEFAULT_MAX_FALLBACKS,
         }
     }
 
@@ -63,6 +69,10 @@ impl Snapshot {
             providers,
             provider_names,
             max_request_body_bytes: mib(max_mb),
+            max_fallbacks: config
+                .client
+                .max_fallbacks
+                .map_or(DEFAULT_MAX_FALLBACKS, |n| usize::try_from(n).unwrap_or(usize::MAX)),
         };
         (snapshot, warnings)
     }

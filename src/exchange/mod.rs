@@ -95,9 +95,9 @@ pub async fn handle(
         request_type: Some(request_type.as_str()),
         ..Default::default()
     };
-    let body = match body::read(session, max_body).await? {
-        Some(body) => body,
-        None => {
+    let body = match body::read_body(session, max_body).await? {
+        body::BodyRead::Complete(body) => body,
+        body::BodyRead::TooLarge => {
             // The rest of the body is unread, so this connection cannot carry another request.
             session.set_keepalive(None);
             let limit_mb = max_body / (1024 * 1024);
@@ -107,6 +107,14 @@ pub async fn handle(
                     "request body is larger than the {limit_mb} MB limit (server.max_request_body_size_mb)"
                 ))
             };
+            respond::error(session, ingress, &err, &err_ctx).await?;
+            body::drain(session).await;
+            return Ok(());
+        }
+        body::BodyRead::Unreadable => {
+            session.set_keepalive(None);
+            let err =
+                WireError::bad_request("the request body could not be read: its framing is invalid or it was cut off");
             return respond::error(session, ingress, &err, &err_ctx).await;
         }
     };

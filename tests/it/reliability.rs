@@ -188,3 +188,45 @@ async fn an_http_1_0_client_gets_a_close_delimited_stream() {
     assert!(payload.starts_with("data: "), "no chunk sizes: {payload}");
     assert!(payload.trim_end().ends_with("data: [DONE]"), "{payload}");
 }
+
+#[tokio::test]
+async fn a_client_that_sends_its_whole_oversized_body_reads_the_413() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "server: {{max_request_body_size_mb: 1}}\nproviders:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    // No Expect: 100-continue; the whole 2 MiB body is sent before reading.
+    let body = vec![b'a'; 2 * 1024 * 1024];
+    let mut request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let reply = tokio::task::spawn_blocking(move || raw_exchange(gw.addr, &request))
+        .await
+        .expect("the write was not cut off by a closed connection");
+    assert!(reply.starts_with("HTTP/1.1 413"), "{}", &reply[..reply.len().min(200)]);
+}
+
+#[tokio::test]
+async fn invalid_chunked_framing_is_a_400_and_closes_the_connection() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    let request =
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+            .to_vec();
+    let reply = tokio::task::spawn_blocking(move || raw_exchange(gw.addr, &request))
+        .await
+        .expect("exchange");
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(
+        !reply.to_ascii_lowercase().contains("connection: keep-alive"),
+        "{reply}"
+    );
+    assert_eq!(upstream.state.request_count(), 0);
+}

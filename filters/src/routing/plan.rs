@@ -38,12 +38,15 @@ pub fn build(
         if !auto_fallbacks {
             push_fallbacks(snapshot, request, Some(vk), &mut plan);
         }
+        plan.truncate(1 + snapshot.max_fallbacks);
         return Ok(plan);
     }
     let primary = resolve_target(snapshot, &request.model_requested, request.default_provider)?;
     check_serves(&primary.0, request.request_type, request.stream)?;
     plan.push(attempt(vk, primary.0, primary.1, 0));
     push_fallbacks(snapshot, request, vk, &mut plan);
+    // One request cannot fan out into more upstream calls than the cap allows.
+    plan.truncate(1 + snapshot.max_fallbacks);
     Ok(plan)
 }
 
@@ -255,6 +258,18 @@ mod tests {
                 ("openai".to_string(), "gpt-4o".to_string(), 1)
             ]
         );
+    }
+
+    #[test]
+    fn fallbacks_are_capped() {
+        let snap = snapshot(&format!("client: {{max_fallbacks: 2}}\n{CONF}"));
+        let many: Vec<String> = (0..300).map(|i| format!("openai/m{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let plan = build(&snap.snapshot, &request("openai/gpt-4o", &many, None), None).expect("plan");
+        assert_eq!(plan.len(), 3, "the primary and two fallbacks");
+        let default = snapshot(CONF);
+        let plan = build(&default.snapshot, &request("openai/gpt-4o", &many, None), None).expect("plan");
+        assert_eq!(plan.len(), 1 + crate::snapshot::DEFAULT_MAX_FALLBACKS);
     }
 
     #[test]
