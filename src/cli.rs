@@ -196,9 +196,23 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Modules whose verbose levels print request headers or SQL parameters (provider keys, virtual
+/// keys): capped whatever `ASBRU_LOG` asks, so no level ever writes a secret.
+const QUIET_MODULES: [&str; 4] = [
+    "pingora_core::protocols=info",
+    "pingora_proxy=info",
+    "tokio_postgres=info",
+    "postgres=info",
+];
+
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ASBRU_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("ASBRU_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for directive in QUIET_MODULES {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

@@ -171,3 +171,51 @@ fn migrate_creates_upgrades_and_refuses_bad_files() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("disabled"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// At trace level, nothing the gateway logs carries the provider key or the virtual key.
+#[tokio::test]
+async fn trace_logs_carry_no_secret() {
+    let upstream = crate::support::default_mock();
+    let addr = free_addr();
+    let dir = std::env::temp_dir().join(format!("asbru-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("trace.yaml");
+    let provider_key = "sk-provider-secret-4242424242";
+    let virtual_key = "sk-bf-trace-secret-8686868686";
+    std::fs::write(
+        &config,
+        format!(
+            "config_store: {{enabled: false}}\nproviders:\n  openai:\n    keys: [{{value: {provider_key}}}]\n    network_config: {{base_url: \"{}\"}}\ngovernance:\n  virtual_keys:\n    - {{id: vk, name: V, value: {virtual_key}, provider_configs: [{{provider: openai, weight: 1}}]}}\n",
+            upstream.base_url()
+        ),
+    )
+    .expect("write");
+    let log = dir.join("trace.log");
+    let child = asbru()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", &addr.to_string()])
+        .env("ASBRU_LOG", "trace")
+        .stdout(std::fs::File::create(&log).expect("log file"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let guard = Child(child);
+    asbru::server::wait_ready(addr).expect("gateway answers /health");
+    let body = br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let reply = crate::support::send(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("authorization", &format!("Bearer {virtual_key}"))],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    drop(guard);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.lines().count() > 5, "trace logging produced output: {text}");
+    assert!(!text.contains(provider_key), "provider key in the trace log");
+    assert!(!text.contains(virtual_key), "virtual key in the trace log");
+    let _ = std::fs::remove_dir_all(&dir);
+}
