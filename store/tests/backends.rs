@@ -380,6 +380,14 @@ fn every_governance_entity_round_trips() {
             },
             "c",
         );
+        // The database refuses references to missing rows: the team's customer must exist.
+        store
+            .put(&Customer {
+                id: "c".into(),
+                name: "Acme".into(),
+                ..Customer::default()
+            })
+            .expect("customer");
         round_trip(
             store,
             backend,
@@ -401,6 +409,7 @@ fn every_governance_entity_round_trips() {
             },
             "m",
         );
+        store.put(&budget).expect("the budget it names");
         round_trip(
             store,
             backend,
@@ -522,7 +531,10 @@ fn virtual_keys_are_found_by_value_hash_and_values_are_unique() {
 fn raw_sqlite_values(path: &std::path::Path) -> Vec<String> {
     let conn = r2d2_sqlite::rusqlite::Connection::open(path).expect("raw open");
     let mut stmt = conn
-        .prepare("SELECT value FROM provider_keys UNION ALL SELECT doc_json FROM governance_entities")
+        .prepare(
+            "SELECT value FROM provider_keys UNION ALL SELECT doc_json FROM virtual_keys \
+             UNION ALL SELECT doc_json FROM governance_entities",
+        )
         .expect("prepare");
     stmt.query_map([], |r| r.get::<_, String>(0))
         .expect("query")
@@ -713,5 +725,147 @@ fn governance_usage_round_trips_without_touching_the_config_version() {
             version,
             "{backend}: usage is not config"
         );
+    }
+}
+
+const V5_ROWS: &[(&str, &str, &str, Option<&str>)] = &[
+    (
+        "budget",
+        "b",
+        r#"{"id":"b","max_limit":100.0,"reset_duration":"1M"}"#,
+        None,
+    ),
+    ("customer", "c", r#"{"id":"c","name":"Acme","budgets":[]}"#, None),
+    (
+        "team",
+        "t",
+        r#"{"id":"t","name":"ML","customer_id":"c","budget_id":"b"}"#,
+        None,
+    ),
+    (
+        "virtual_key",
+        "v",
+        r#"{"id":"v","name":"app","value":"sk-bf-migrated","team_id":"t","budgets":[{"max_limit":10.0,"reset_duration":"1d"},{"max_limit":50.0,"reset_duration":"1w","calendar_aligned":true}],"provider_configs":[{"provider":"openai","weight":1.0,"key_ids":["k1","k1","k2"]}]}"#,
+        Some("hash-of-sk-bf-migrated"),
+    ),
+    (
+        "routing_rule",
+        "r",
+        r#"{"id":"r","name":"cheap","cel_expression":"true","targets":[{"provider":"groq","model":"llama","weight":1.0}],"priority":3}"#,
+        None,
+    ),
+    ("plugin", "p", r#"{"name":"p","enabled":true,"config":null}"#, None),
+];
+
+/// What the relational tables must show after migration 6, on either backend.
+fn check_migrated(store: &dyn ConfigStore, join: &mut dyn FnMut(&str) -> Vec<(String, f64)>, backend: &str) {
+    use asbru_config::governance::{RoutingRule, Team, VirtualKey};
+    let keys = store.list::<VirtualKey>().expect("list");
+    assert_eq!(keys.len(), 1, "{backend}");
+    assert_eq!(keys[0].team_id.as_deref(), Some("t"));
+    assert_eq!(keys[0].provider_configs[0].key_ids, vec!["k1", "k1", "k2"]);
+    assert_eq!(
+        store.list::<Team>().expect("teams")[0].customer_id.as_deref(),
+        Some("c")
+    );
+    assert_eq!(
+        store.get::<RoutingRule>("r").expect("rule").map(|r| r.priority),
+        Some(Some(3))
+    );
+    // One join answers "which virtual keys belong to team ML, and what are their budgets".
+    let rows = join(
+        "SELECT vk.name, b.max_limit FROM teams t JOIN virtual_keys vk ON vk.team_id = t.id \
+         JOIN virtual_key_budgets b ON b.virtual_key_id = vk.id WHERE t.name = 'ML' ORDER BY b.position",
+    );
+    assert_eq!(
+        rows,
+        vec![("app".to_string(), 10.0), ("app".to_string(), 50.0)],
+        "{backend}"
+    );
+    // The database itself refuses a virtual key whose team does not exist.
+    let dangling = VirtualKey {
+        id: "w".into(),
+        name: "w".into(),
+        value: "sk-bf-dangling".into(),
+        team_id: Some("ghost".into()),
+        ..VirtualKey::default()
+    };
+    assert!(
+        matches!(store.put(&dangling), Err(StoreError::Conflict(_))),
+        "{backend}: a dangling team_id was accepted"
+    );
+    // Rewriting a key rewrites its child rows; deleting it removes them.
+    let mut key = keys[0].clone();
+    key.budgets.truncate(1);
+    store.put(&key).expect("rewrite");
+    assert_eq!(
+        join("SELECT vk.name, b.max_limit FROM virtual_keys vk JOIN virtual_key_budgets b ON b.virtual_key_id = vk.id")
+            .len(),
+        1
+    );
+    assert!(store.delete::<VirtualKey>("v").expect("delete"));
+    assert!(
+        join("SELECT virtual_key_id, position * 1.0 FROM virtual_key_budgets").is_empty(),
+        "{backend}"
+    );
+}
+
+#[test]
+fn migration_6_moves_documents_into_relational_tables() {
+    use r2d2_sqlite::rusqlite;
+    let path = sqlite_path();
+    drop(SqliteStore::open_at(&path, 5).expect("a version-5 database"));
+    {
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        for (kind, id, doc, hash) in V5_ROWS {
+            conn.execute(
+                "INSERT INTO governance_entities (kind, id, doc_json, lookup_hash) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![kind, id, doc, hash],
+            )
+            .expect("v5 row");
+        }
+    }
+    let store = SqliteStore::open(&path).expect("migrates to the latest version");
+    assert_eq!(store.schema_version().expect("version"), latest_version());
+    let raw = rusqlite::Connection::open(&path).expect("raw open");
+    raw.execute_batch("PRAGMA foreign_keys = ON;").expect("pragma");
+    let mut join = |sql: &str| -> Vec<(String, f64)> {
+        let mut stmt = raw.prepare(sql).expect("prepare");
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    check_migrated(&store, &mut join, "sqlite");
+    let pins: i64 = raw
+        .query_row("SELECT count(*) FROM governance_entities", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(
+        pins,
+        V5_ROWS.len() as i64,
+        "expand only: the document table stays for older nodes"
+    );
+
+    if let Some(url) = postgres_url() {
+        drop(PostgresStore::open_at(&url, 2, 1, 5).expect("a version-5 database"));
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("raw connect");
+        for (kind, id, doc, hash) in V5_ROWS {
+            client
+                .execute(
+                    "INSERT INTO governance_entities (kind, id, doc_json, lookup_hash) VALUES ($1, $2, $3, $4)",
+                    &[kind, id, doc, hash],
+                )
+                .expect("v5 row");
+        }
+        let store = PostgresStore::open(&url, 2, 1).expect("migrates");
+        let mut join = |sql: &str| -> Vec<(String, f64)> {
+            client
+                .query(sql, &[])
+                .expect("query")
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, f64>(1)))
+                .collect()
+        };
+        check_migrated(&store, &mut join, "postgres");
     }
 }

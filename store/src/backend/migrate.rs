@@ -38,6 +38,11 @@ pub const SQLITE: &[Migration] = &[
         name: "governance_usage",
         sql: include_str!("../../migrations/sqlite/0005_governance_usage.sql"),
     },
+    Migration {
+        version: 6,
+        name: "relational_governance",
+        sql: include_str!("../../migrations/sqlite/0006_relational_governance.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -66,6 +71,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 5,
         name: "governance_usage",
         sql: include_str!("../../migrations/postgres/0005_governance_usage.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "relational_governance",
+        sql: include_str!("../../migrations/postgres/0006_relational_governance.sql"),
     },
 ];
 

@@ -19,6 +19,7 @@ mod migrate;
 mod open;
 pub mod postgres;
 pub mod sqlite;
+pub mod tables;
 
 pub use migrate::{Migration, latest_version};
 pub use open::open;

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::entities::EntityKind;
 use super::migrate::{self, Migration};
+use super::tables::{Child, Column, ColumnType, Table, not_null_fallback, table};
 use super::{ConfigStore, KeyRow, StoreError, StoredDoc, Tx, TxBody, join_provider, panic_message, split_provider};
 use crate::secrets::{Cipher, EncryptionStatus};
 use asbru_config::model::ProviderConfig;
@@ -291,30 +292,34 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn entities(&mut self, kind: EntityKind) -> Result<Vec<StoredDoc>, StoreError> {
-        let rows = self
-            .tx
-            .query(
-                "SELECT doc_json, encryption_status FROM governance_entities WHERE kind = $1 ORDER BY id",
-                &[&kind.as_str()],
-            )
-            .map_err(db_error)?;
+        let sql = format!(
+            "SELECT doc_json, encryption_status FROM {} ORDER BY id",
+            table(kind).name
+        );
+        let rows = self.tx.query(&sql, &[]).map_err(db_error)?;
         rows.iter()
             .map(|r| stored_doc(&r.get::<_, String>(0), r.get(1)))
             .collect()
     }
 
     fn entity(&mut self, kind: EntityKind, id: &str) -> Result<Option<StoredDoc>, StoreError> {
-        self.doc(
-            "SELECT doc_json, encryption_status FROM governance_entities WHERE kind = $1 AND id = $2",
-            &[&kind.as_str(), &id],
-        )
+        let sql = format!(
+            "SELECT doc_json, encryption_status FROM {} WHERE id = $1",
+            table(kind).name
+        );
+        self.doc(&sql, &[&id])
     }
 
     fn entity_by_hash(&mut self, kind: EntityKind, hash: &str) -> Result<Option<StoredDoc>, StoreError> {
-        self.doc(
-            "SELECT doc_json, encryption_status FROM governance_entities WHERE kind = $1 AND lookup_hash = $2",
-            &[&kind.as_str(), &hash],
-        )
+        let t = table(kind);
+        if !t.lookup {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT doc_json, encryption_status FROM {} WHERE lookup_hash = $1",
+            t.name
+        );
+        self.doc(&sql, &[&hash])
     }
 
     fn put_entity(
@@ -325,15 +330,29 @@ impl Tx for PgTx<'_, '_> {
         lookup_hash: Option<&str>,
         status: EncryptionStatus,
     ) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                "INSERT INTO governance_entities (kind, id, doc_json, lookup_hash, encryption_status)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (kind, id) DO UPDATE SET doc_json = excluded.doc_json, lookup_hash = excluded.lookup_hash,
-                 encryption_status = excluded.encryption_status, updated_at = now()",
-                &[&kind.as_str(), &id, &doc.to_string(), &lookup_hash, &status.as_str()],
-            )
-            .map_err(db_error)?;
+        let t = table(kind);
+        let doc = doc.to_string();
+        let status = status.as_str();
+        if t.lookup {
+            self.tx
+                .execute(&upsert_sql(&t), &[&id, &doc, &status, &lookup_hash])
+                .map_err(db_error)?;
+        } else {
+            self.tx
+                .execute(&upsert_sql(&t), &[&id, &doc, &status])
+                .map_err(db_error)?;
+        }
+        for child in t.children {
+            self.tx
+                .execute(
+                    &format!("DELETE FROM {} WHERE {} = $1", child.table, child.parent),
+                    &[&id],
+                )
+                .map_err(db_error)?;
+            self.tx
+                .execute(&child_insert_sql(child), &[&id, &doc])
+                .map_err(db_error)?;
+        }
         self.wrote = true;
         Ok(())
     }
@@ -343,13 +362,8 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn delete_entity(&mut self, kind: EntityKind, id: &str) -> Result<bool, StoreError> {
-        let n = self
-            .tx
-            .execute(
-                "DELETE FROM governance_entities WHERE kind = $1 AND id = $2",
-                &[&kind.as_str(), &id],
-            )
-            .map_err(db_error)?;
+        let sql = format!("DELETE FROM {} WHERE id = $1", table(kind).name);
+        let n = self.tx.execute(&sql, &[&id]).map_err(db_error)?;
         self.wrote |= n > 0;
         Ok(n > 0)
     }
@@ -478,4 +492,76 @@ impl ConfigStore for PostgresStore {
             *guard = None;
         }
     }
+}
+
+/// A document member as SQL: `(($2::text)::jsonb ->> 'name')` with its type's cast, and the
+/// table's fallback for NOT NULL columns.
+fn extract(table_name: &str, column: &Column, source: &str) -> String {
+    let value = cast(&format!("({source} ->> '{}')", column.member), column.kind);
+    match not_null_fallback(table_name, column.name) {
+        Some("id") => format!("coalesce({value}, $1)"),
+        Some(literal) => format!("coalesce({value}, {literal})"),
+        None => value,
+    }
+}
+
+fn cast(text: &str, kind: ColumnType) -> String {
+    match kind {
+        ColumnType::Text => text.to_string(),
+        ColumnType::Real => format!("{text}::double precision"),
+        ColumnType::Integer => format!("{text}::bigint"),
+        ColumnType::Bool => format!("{text}::boolean"),
+    }
+}
+
+/// `INSERT ... ON CONFLICT (id) DO UPDATE` for a kind's table: $1 id, $2 document, $3
+/// encryption status, $4 lookup hash (virtual keys only).
+fn upsert_sql(t: &Table) -> String {
+    let document = "($2::text)::jsonb";
+    let mut columns = vec!["doc_json".to_string(), "encryption_status".to_string()];
+    let mut values = vec!["$2".to_string(), "$3".to_string()];
+    if t.lookup {
+        columns.push("lookup_hash".into());
+        values.push("$4".into());
+    }
+    for column in t.columns {
+        columns.push(column.name.into());
+        values.push(extract(t.name, column, document));
+    }
+    let updates: Vec<String> = columns.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+    format!(
+        "INSERT INTO {} (id, {}) VALUES ($1, {}) ON CONFLICT (id) DO UPDATE SET {}, updated_at = now()",
+        t.name,
+        columns.join(", "),
+        values.join(", "),
+        updates.join(", ")
+    )
+}
+
+/// The child rows of a document: $1 parent id, $2 document.
+fn child_insert_sql(child: &Child) -> String {
+    let array = format!("coalesce(($2::text)::jsonb -> '{}', '[]'::jsonb)", child.array);
+    if let Some(nested) = child.nested {
+        return format!(
+            "INSERT INTO {} ({}, provider, key_id) SELECT $1::text, e.value ->> 'provider', k.value \
+             FROM jsonb_array_elements({array}) AS e(value), \
+             jsonb_array_elements_text(coalesce(e.value -> '{nested}', '[]'::jsonb)) AS k(value) \
+             ON CONFLICT DO NOTHING",
+            child.table, child.parent
+        );
+    }
+    let names: Vec<&str> = child.columns.iter().map(|c| c.name).collect();
+    let values: Vec<String> = child
+        .columns
+        .iter()
+        .map(|c| cast(&format!("(e.value ->> '{}')", c.member), c.kind))
+        .collect();
+    format!(
+        "INSERT INTO {} ({}, position, {}) SELECT $1::text, (e.ord - 1)::integer, {} \
+         FROM jsonb_array_elements({array}) WITH ORDINALITY AS e(value, ord)",
+        child.table,
+        child.parent,
+        names.join(", "),
+        values.join(", ")
+    )
 }

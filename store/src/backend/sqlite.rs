@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::entities::EntityKind;
 use super::migrate::{self, Migration};
+use super::tables::{Child, Column, Table, not_null_fallback, table};
 use super::{ConfigStore, KeyRow, StoreError, StoredDoc, Tx, TxBody, join_provider, panic_message, split_provider};
 use crate::secrets::{Cipher, EncryptionStatus};
 use asbru_config::model::ProviderConfig;
@@ -224,12 +225,13 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn entities(&mut self, kind: EntityKind) -> Result<Vec<StoredDoc>, StoreError> {
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT doc_json, encryption_status FROM governance_entities WHERE kind = ?1 ORDER BY id")
-            .map_err(db_error)?;
+        let sql = format!(
+            "SELECT doc_json, encryption_status FROM {} ORDER BY id",
+            table(kind).name
+        );
+        let mut stmt = self.tx.prepare_cached(&sql).map_err(db_error)?;
         let rows: Vec<(String, String)> = stmt
-            .query_map([kind.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(db_error)?
             .collect::<Result<_, _>>()
             .map_err(db_error)?;
@@ -239,17 +241,23 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn entity(&mut self, kind: EntityKind, id: &str) -> Result<Option<StoredDoc>, StoreError> {
-        self.doc(
-            "SELECT doc_json, encryption_status FROM governance_entities WHERE kind = ?1 AND id = ?2",
-            &[&kind.as_str(), &id],
-        )
+        let sql = format!(
+            "SELECT doc_json, encryption_status FROM {} WHERE id = ?1",
+            table(kind).name
+        );
+        self.doc(&sql, &[&id])
     }
 
     fn entity_by_hash(&mut self, kind: EntityKind, hash: &str) -> Result<Option<StoredDoc>, StoreError> {
-        self.doc(
-            "SELECT doc_json, encryption_status FROM governance_entities WHERE kind = ?1 AND lookup_hash = ?2",
-            &[&kind.as_str(), &hash],
-        )
+        let t = table(kind);
+        if !t.lookup {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT doc_json, encryption_status FROM {} WHERE lookup_hash = ?1",
+            t.name
+        );
+        self.doc(&sql, &[&hash])
     }
 
     fn put_entity(
@@ -260,15 +268,22 @@ impl Tx for SqliteTx<'_> {
         lookup_hash: Option<&str>,
         status: EncryptionStatus,
     ) -> Result<(), StoreError> {
+        let t = table(kind);
+        let doc = doc.to_string();
         self.tx
-            .execute(
-                "INSERT INTO governance_entities (kind, id, doc_json, lookup_hash, encryption_status)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(kind, id) DO UPDATE SET doc_json = excluded.doc_json, lookup_hash = excluded.lookup_hash,
-                 encryption_status = excluded.encryption_status, updated_at = CURRENT_TIMESTAMP",
-                params![kind.as_str(), id, doc.to_string(), lookup_hash, status.as_str()],
-            )
+            .execute(&upsert_sql(&t), params![id, doc, lookup_hash, status.as_str()])
             .map_err(db_error)?;
+        for child in t.children {
+            self.tx
+                .execute(
+                    &format!("DELETE FROM {} WHERE {} = ?1", child.table, child.parent),
+                    [id],
+                )
+                .map_err(db_error)?;
+            self.tx
+                .execute(&child_insert_sql(child), params![id, doc])
+                .map_err(db_error)?;
+        }
         self.wrote = true;
         Ok(())
     }
@@ -278,13 +293,8 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn delete_entity(&mut self, kind: EntityKind, id: &str) -> Result<bool, StoreError> {
-        let n = self
-            .tx
-            .execute(
-                "DELETE FROM governance_entities WHERE kind = ?1 AND id = ?2",
-                params![kind.as_str(), id],
-            )
-            .map_err(db_error)?;
+        let sql = format!("DELETE FROM {} WHERE id = ?1", table(kind).name);
+        let n = self.tx.execute(&sql, [id]).map_err(db_error)?;
         self.wrote |= n > 0;
         Ok(n > 0)
     }
@@ -412,4 +422,62 @@ impl ConfigStore for SqliteStore {
         }
         tx.commit().map_err(db_error)
     }
+}
+
+/// `json_extract` of a document member, with the table's fallback for NOT NULL columns.
+fn extract(table_name: &str, column: &Column, source: &str) -> String {
+    let value = format!("json_extract({source}, '$.{}')", column.member);
+    match not_null_fallback(table_name, column.name) {
+        Some("id") => format!("coalesce({value}, ?1)"),
+        Some(literal) => format!("coalesce({value}, {literal})"),
+        None => value,
+    }
+}
+
+/// `INSERT ... ON CONFLICT(id) DO UPDATE` for a kind's table: ?1 id, ?2 document, ?3 lookup
+/// hash, ?4 encryption status.
+fn upsert_sql(t: &Table) -> String {
+    let mut columns = vec!["doc_json".to_string(), "encryption_status".to_string()];
+    let mut values = vec!["?2".to_string(), "?4".to_string()];
+    if t.lookup {
+        columns.push("lookup_hash".into());
+        values.push("?3".into());
+    }
+    for column in t.columns {
+        columns.push(column.name.into());
+        values.push(extract(t.name, column, "?2"));
+    }
+    let updates: Vec<String> = columns.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+    format!(
+        "INSERT INTO {} (id, {}) VALUES (?1, {}) ON CONFLICT(id) DO UPDATE SET {}, updated_at = CURRENT_TIMESTAMP",
+        t.name,
+        columns.join(", "),
+        values.join(", "),
+        updates.join(", ")
+    )
+}
+
+/// The child rows of a document: ?1 parent id, ?2 document.
+fn child_insert_sql(child: &Child) -> String {
+    if let Some(nested) = child.nested {
+        return format!(
+            "INSERT OR IGNORE INTO {} ({}, provider, key_id) SELECT ?1, json_extract(e.value, '$.provider'), k.value \
+             FROM json_each(?2, '$.{}') e, json_each(e.value, '$.{nested}') k",
+            child.table, child.parent, child.array
+        );
+    }
+    let names: Vec<&str> = child.columns.iter().map(|c| c.name).collect();
+    let values: Vec<String> = child
+        .columns
+        .iter()
+        .map(|c| format!("json_extract(e.value, '$.{}')", c.member))
+        .collect();
+    format!(
+        "INSERT INTO {} ({}, position, {}) SELECT ?1, CAST(e.key AS INTEGER), {} FROM json_each(?2, '$.{}') e",
+        child.table,
+        child.parent,
+        names.join(", "),
+        values.join(", "),
+        child.array
+    )
 }
