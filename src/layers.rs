@@ -58,6 +58,17 @@ pub fn settle(file: &Config, reseed: bool) -> Result<Layers, StoreError> {
     }
     if reseed || (!seeded && !has_data) {
         seed(store.as_ref(), file)?;
+        let seeded = asbru_store::backend::AuditEntry {
+            at_unix: crate::state::unix_now(),
+            actor: if reseed { "cli" } else { "file" }.to_string(),
+            kind: "config".to_string(),
+            entity_id: None,
+            action: "seed".to_string(),
+            doc_sha256: None,
+        };
+        if let Err(e) = store.append_audit(&seeded) {
+            tracing::warn!("the seeding is done, but its audit entry could not be recorded: {e}");
+        }
         if reseed {
             tracing::info!(
                 "config store re-seeded from the file (--reseed): its providers and governance were replaced"

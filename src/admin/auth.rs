@@ -131,6 +131,11 @@ impl AdminAuth {
         raw
     }
 
+    /// The admin user's name.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
     /// Checks a username and password (Argon2id verification: tens of milliseconds).
     pub fn verify(&self, username: &str, password: &str) -> bool {
         let Some(hash) = self.password_hash.as_deref().and_then(|h| PasswordHash::new(h).ok()) else {

@@ -9,6 +9,7 @@
 //! `server.allow_unauthenticated_admin: true`, so an open admin API (which could point a
 //! provider at internal services) is never exposed by accident.
 
+pub mod audit;
 pub mod auth;
 pub mod governance;
 pub mod openapi;
@@ -64,6 +65,7 @@ pub(crate) enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ApiRoute {
     OpenApi,
+    Audit,
     Version,
     Config,
     Providers,
@@ -83,6 +85,7 @@ pub(crate) enum ApiRoute {
 /// routing, see `serve`). The OpenAPI document is generated from this table.
 pub(crate) const ROUTE_TABLE: &[(&str, ApiRoute)] = &[
     ("/api/openapi.json", ApiRoute::OpenApi),
+    ("/api/audit", ApiRoute::Audit),
     ("/api/version", ApiRoute::Version),
     ("/api/config", ApiRoute::Config),
     ("/api/providers", ApiRoute::Providers),
@@ -354,22 +357,37 @@ async fn serve(state: &Arc<Gateway>, session: &mut Session) -> ApiResult {
         _ => {}
     }
     let store = state.store.clone().ok_or_else(ApiError::no_store)?;
-    let writes = method != Method::GET;
+    let write = audit::described(route, &method);
     let worker = state.clone();
-    let reply = tokio::task::spawn_blocking(move || {
+    let (reply, params) = tokio::task::spawn_blocking(move || {
         let api = Api {
             store: store.as_ref(),
             file: &worker.file,
         };
-        dispatch(&api, &worker, &method, route, &params, query.as_deref(), &body)
+        let reply = dispatch(&api, &worker, &method, route, &params, query.as_deref(), &body);
+        (reply, params)
     })
     .await
     .map_err(|e| ApiError {
         status: 500,
         message: format!("management call did not finish: {e}"),
-    })??;
-    if writes {
+    })?;
+    let reply = reply?;
+    if let Some((kind, action)) = write {
         reload::after_write(state).await?;
+        let admin = admin_auth(state);
+        let actor = if admin.enabled {
+            admin.username().to_string()
+        } else {
+            "unauthenticated".to_string()
+        };
+        let entry = audit::entry(&actor, kind, action, &params, &reply.body);
+        if let Some(store) = state.store.clone() {
+            let recorded = tokio::task::spawn_blocking(move || store.append_audit(&entry)).await;
+            if !matches!(recorded, Ok(Ok(()))) {
+                tracing::warn!("management write done, but its audit entry could not be recorded");
+            }
+        }
     }
     Ok(reply)
 }
@@ -414,7 +432,8 @@ fn dispatch(
         (ApiRoute::Entity(kind), _) => entities(api, kind, method, Some(p(0)), body),
         (ApiRoute::Config, &Method::PUT) => put_config(api, body),
         (ApiRoute::Config, _) => Err(ApiError::method("GET, PUT")),
-        (ApiRoute::Version | ApiRoute::OpenApi, _) => Err(ApiError::method("GET")),
+        (ApiRoute::Audit, &Method::GET) => audit::list(api.store, query),
+        (ApiRoute::Version | ApiRoute::OpenApi | ApiRoute::Audit, _) => Err(ApiError::method("GET")),
         (ApiRoute::TestProvider, _) => Err(ApiError::method("POST")),
     }
 }

@@ -35,6 +35,11 @@ pub(crate) fn operations(route: ApiRoute) -> Vec<Op> {
     };
     match route {
         ApiRoute::OpenApi => vec![(Get, "This document", None)],
+        ApiRoute::Audit => vec![(
+            Get,
+            "The audit trail of management writes, newest first (limit, offset)",
+            None,
+        )],
         ApiRoute::Version => vec![(Get, "The gateway's version", None)],
         ApiRoute::Config => vec![
             (Get, "Client and auth settings, store status", None),

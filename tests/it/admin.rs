@@ -226,6 +226,45 @@ async fn end_to_end_through_the_api_with_live_changes() {
         assert!(!reply.text().contains(SECRET), "{path}: {}", reply.text());
     }
 
+    // Every write is in the audit trail, newest first, without the secrets.
+    let audit = call(&gw, "GET", "/api/audit?limit=100", "").await;
+    assert_eq!(audit.status(), 200);
+    assert!(
+        !audit.text().contains(SECRET) && !audit.text().contains(&value),
+        "{}",
+        audit.text()
+    );
+    let audit = audit.json();
+    let actions: Vec<(String, String)> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or_default().to_string(),
+                e["action"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions.first(),
+        Some(&("virtual_key".to_string(), "delete".to_string())),
+        "{actions:?}"
+    );
+    for expected in [
+        ("provider", "create"),
+        ("team", "create"),
+        ("virtual_key", "rotate"),
+        ("virtual_key", "update"),
+    ] {
+        assert!(
+            actions.iter().any(|(k, a)| k == expected.0 && a == expected.1),
+            "{expected:?} missing from {actions:?}"
+        );
+    }
+    assert_eq!(audit["entries"][0]["actor"], "unauthenticated");
+    assert_eq!(audit["entries"][0]["entity_id"], id.as_str());
+
     // Restart: what the API created is still there.
     drop(gw);
     let gw = stored_gateway(&dir);
@@ -483,6 +522,31 @@ async fn admin_auth_sessions_basic_metrics_and_inference() {
         .await
         .status(),
         200
+    );
+
+    // Writes are attributed to the admin user; the seeding from the file to `file`.
+    let created = send(
+        gw.addr,
+        "POST",
+        "/api/governance/teams",
+        &[("authorization", BASIC)],
+        br#"{"id":"t1","name":"T1"}"#,
+    )
+    .await;
+    assert_eq!(created.status(), 200, "{}", created.text());
+    let audit = send(gw.addr, "GET", "/api/audit", &[("authorization", BASIC)], b"")
+        .await
+        .json();
+    assert_eq!(audit["entries"][0]["actor"], "admin");
+    assert_eq!(audit["entries"][0]["entity_id"], "t1");
+    let last = audit["entries"]
+        .as_array()
+        .and_then(|e| e.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (last["actor"].as_str(), last["action"].as_str()),
+        (Some("file"), Some("seed"))
     );
 
     // The stored admin password is a hash.

@@ -43,6 +43,11 @@ pub const SQLITE: &[Migration] = &[
         name: "relational_governance",
         sql: include_str!("../../migrations/sqlite/0006_relational_governance.sql"),
     },
+    Migration {
+        version: 7,
+        name: "audit_log",
+        sql: include_str!("../../migrations/sqlite/0007_audit_log.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -76,6 +81,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 6,
         name: "relational_governance",
         sql: include_str!("../../migrations/postgres/0006_relational_governance.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "audit_log",
+        sql: include_str!("../../migrations/postgres/0007_audit_log.sql"),
     },
 ];
 

@@ -105,6 +105,23 @@ pub trait Tx {
     fn delete_entity(&mut self, kind: EntityKind, id: &str) -> Result<bool, StoreError>;
 }
 
+/// One entry of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    /// Unix seconds.
+    pub at_unix: i64,
+    /// Who: the admin user, `file` (seeded from the config file), `cli`, or `unauthenticated`.
+    pub actor: String,
+    /// Entity kind (`virtual_key`, `provider`, `team`, ...).
+    pub kind: String,
+    /// Entity id, when the change is about one.
+    pub entity_id: Option<String>,
+    /// `create`, `update`, `delete`, `rotate`, `seed`.
+    pub action: String,
+    /// SHA-256 (hex) of the new document as the API shows it (secrets redacted).
+    pub doc_sha256: Option<String>,
+}
+
 /// A transaction body.
 pub type TxBody<'a> = dyn FnMut(&mut dyn Tx) -> Result<(), StoreError> + 'a;
 
@@ -124,6 +141,10 @@ pub trait ConfigStore: Send + Sync {
     /// Creates or replaces these counters, in one transaction. Usage is not config: this does not
     /// bump the config version.
     fn save_usage(&self, records: &[asbru_config::usage::UsageRecord]) -> Result<(), StoreError>;
+    /// Appends to the audit trail (not config: no version bump).
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// The audit trail, newest first.
+    fn audit_log(&self, limit: usize, offset: usize) -> Result<Vec<AuditEntry>, StoreError>;
     /// Blocks until another writer may have changed the config, or `timeout` passes. The default
     /// just waits; PostgreSQL returns early on a NOTIFY from any node's committed write.
     fn wait_for_change(&self, timeout: std::time::Duration) {

@@ -12,7 +12,9 @@ use serde_json::Value;
 use super::entities::EntityKind;
 use super::migrate::{self, Migration};
 use super::tables::{Child, Column, Table, not_null_fallback, table};
-use super::{ConfigStore, KeyRow, StoreError, StoredDoc, Tx, TxBody, join_provider, panic_message, split_provider};
+use super::{
+    AuditEntry, ConfigStore, KeyRow, StoreError, StoredDoc, Tx, TxBody, join_provider, panic_message, split_provider,
+};
 use crate::secrets::{Cipher, EncryptionStatus};
 use asbru_config::model::ProviderConfig;
 use asbru_config::usage::UsageRecord;
@@ -404,6 +406,40 @@ impl ConfigStore for SqliteStore {
         rows.iter()
             .map(|text| serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("usage row: {e}"))))
             .collect()
+    }
+
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "INSERT INTO audit_log (at_unix, actor, kind, entity_id, action, doc_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![entry.at_unix, entry.actor, entry.kind, entry.entity_id, entry.action, entry.doc_sha256],
+            )
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    fn audit_log(&self, limit: usize, offset: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT at_unix, actor, kind, entity_id, action, doc_sha256 FROM audit_log ORDER BY id DESC LIMIT ?1 OFFSET ?2",
+            )
+            .map_err(db_error)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        stmt.query_map(params![limit, offset], |r| {
+            Ok(AuditEntry {
+                at_unix: r.get(0)?,
+                actor: r.get(1)?,
+                kind: r.get(2)?,
+                entity_id: r.get(3)?,
+                action: r.get(4)?,
+                doc_sha256: r.get(5)?,
+            })
+        })
+        .map_err(db_error)?
+        .collect::<Result<_, _>>()
+        .map_err(db_error)
     }
 
     fn save_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
