@@ -46,8 +46,8 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// State serving `live` with the filters the file's `plugins` asks for; meters live in
-    /// `registry`.
+    /// State serving `live` with the filters `plugins` asks for (the file's entries, and the
+    /// store's, which win by name); meters live in `registry`.
     pub fn new(
         file: &Config,
         effective: &Config,
@@ -59,7 +59,7 @@ impl Gateway {
         let services = Services {
             metrics: metrics.clone(),
         };
-        let (chain, warnings) = pipeline::build(file.plugins.as_ref(), &services)?;
+        let (chain, warnings) = pipeline::build(effective.plugins.as_ref(), &services)?;
         for warning in warnings {
             tracing::warn!("{warning}");
         }

@@ -25,6 +25,7 @@ pub(crate) fn described(route: ApiRoute, method: &Method) -> Option<(&'static st
         ApiRoute::VirtualKeys | ApiRoute::VirtualKey => "virtual_key",
         ApiRoute::RotateVirtualKey => return Some(("virtual_key", "rotate")),
         ApiRoute::Config => "config",
+        ApiRoute::Plugins | ApiRoute::Plugin => "plugin",
         ApiRoute::Entities(kind) | ApiRoute::Entity(kind) => match kind {
             Kind::Teams => "team",
             Kind::Customers => "customer",

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod governance;
 pub mod openapi;
+pub mod plugins;
 pub mod providers;
 pub mod quota;
 pub mod reload;
@@ -66,6 +67,8 @@ pub(crate) enum Kind {
 pub(crate) enum ApiRoute {
     OpenApi,
     Audit,
+    Plugins,
+    Plugin,
     Version,
     Config,
     Providers,
@@ -86,6 +89,8 @@ pub(crate) enum ApiRoute {
 pub(crate) const ROUTE_TABLE: &[(&str, ApiRoute)] = &[
     ("/api/openapi.json", ApiRoute::OpenApi),
     ("/api/audit", ApiRoute::Audit),
+    ("/api/plugins", ApiRoute::Plugins),
+    ("/api/plugins/{name}", ApiRoute::Plugin),
     ("/api/version", ApiRoute::Version),
     ("/api/config", ApiRoute::Config),
     ("/api/providers", ApiRoute::Providers),
@@ -433,6 +438,13 @@ fn dispatch(
         (ApiRoute::Config, &Method::PUT) => put_config(api, body),
         (ApiRoute::Config, _) => Err(ApiError::method("GET, PUT")),
         (ApiRoute::Audit, &Method::GET) => audit::list(api.store, query),
+        (ApiRoute::Plugins, &Method::GET) => plugins::list(api),
+        (ApiRoute::Plugins, &Method::POST) => plugins::create(api, body),
+        (ApiRoute::Plugins, _) => Err(ApiError::method("GET, POST")),
+        (ApiRoute::Plugin, &Method::GET) => plugins::get(api, p(0)),
+        (ApiRoute::Plugin, &Method::PUT) => plugins::update(api, p(0), body),
+        (ApiRoute::Plugin, &Method::DELETE) => plugins::delete(api, p(0)),
+        (ApiRoute::Plugin, _) => Err(ApiError::method("GET, PUT, DELETE")),
         (ApiRoute::Version | ApiRoute::OpenApi | ApiRoute::Audit, _) => Err(ApiError::method("GET")),
         (ApiRoute::TestProvider, _) => Err(ApiError::method("POST")),
     }

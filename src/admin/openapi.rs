@@ -35,6 +35,15 @@ pub(crate) fn operations(route: ApiRoute) -> Vec<Op> {
     };
     match route {
         ApiRoute::OpenApi => vec![(Get, "This document", None)],
+        ApiRoute::Plugins => vec![
+            (Get, "Stored plugin entries", None),
+            (Post, "Store a plugin entry (applies at the next start)", None),
+        ],
+        ApiRoute::Plugin => vec![
+            (Get, "Get a stored plugin entry", None),
+            (Put, "Replace it (applies at the next start)", None),
+            (Delete, "Delete it (applies at the next start)", None),
+        ],
         ApiRoute::Audit => vec![(
             Get,
             "The audit trail of management writes, newest first (limit, offset)",

@@ -4,7 +4,9 @@
 use asbru_config::Config;
 use asbru_config::governance::GovernanceConfig;
 
-use crate::backend::entities::load_governance;
+use serde_json::Value;
+
+use crate::backend::entities::{Plugin, load_governance};
 use crate::backend::{ConfigStore, StoreError};
 
 /// The file's process settings with the store's providers and governance: what a snapshot is
@@ -22,5 +24,30 @@ pub fn effective_config(file: &Config, store: &dyn ConfigStore) -> Result<Config
     };
     load_governance(store, &mut governance)?;
     config.governance = Some(governance);
+    config.plugins = merged_plugins(file.plugins.as_ref(), store.list::<Plugin>()?);
     Ok(config)
+}
+
+/// The file's `plugins` entries with the stored ones (written through the management API):
+/// a stored entry replaces the file's entry of the same name.
+fn merged_plugins(file: Option<&Value>, stored: Vec<Plugin>) -> Option<Value> {
+    if stored.is_empty() {
+        return file.cloned();
+    }
+    let mut entries: Vec<Value> = file.and_then(Value::as_array).cloned().unwrap_or_default();
+    for plugin in stored {
+        entries.retain(|e| e.get("name").and_then(Value::as_str) != Some(plugin.name.as_str()));
+        let mut entry = serde_json::Map::new();
+        entry.insert("name".into(), Value::String(plugin.name));
+        entry.insert("enabled".into(), Value::Bool(plugin.enabled));
+        entry.insert("config".into(), plugin.config);
+        if let Some(placement) = plugin.placement {
+            entry.insert("placement".into(), Value::String(placement));
+        }
+        if let Some(order) = plugin.order {
+            entry.insert("order".into(), Value::from(order));
+        }
+        entries.push(Value::Object(entry));
+    }
+    Some(Value::Array(entries))
 }

@@ -704,3 +704,54 @@ async fn testing_a_provider_reports_each_key() {
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn stored_plugins_apply_at_the_next_start() {
+    let upstream = default_mock();
+    let dir = data_dir("plugins");
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = stored_gateway(&dir);
+    let provider = format!(
+        r#"{{"provider":"openai","keys":[{{"value":"sk-p-000000000000"}}],"network_config":{{"base_url":"{}"}}}}"#,
+        upstream.base_url()
+    );
+    assert_eq!(call(&gw, "POST", "/api/providers", &provider).await.status(), 200);
+    let bad = call(
+        &gw,
+        "POST",
+        "/api/plugins",
+        r#"{"name":"response_headers","enabled":true,"config":{"headers":{"content-length":"1"}}}"#,
+    )
+    .await;
+    assert_eq!(bad.status(), 400, "{}", bad.text());
+    let created = call(
+        &gw,
+        "POST",
+        "/api/plugins",
+        r#"{"name":"response_headers","enabled":true,"placement":"pre_builtin","config":{"headers":{"x-from-store":"yes"}}}"#,
+    )
+    .await;
+    assert_eq!(created.status(), 200, "{}", created.text());
+    assert_eq!(created.json()["restart_required"], true);
+    assert_eq!(call(&gw, "GET", "/api/plugins", "").await.json()["count"], 1);
+    drop(gw);
+    let gw = stored_gateway(&dir);
+    let reply = post(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"openai/gpt-4o","messages":[]}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(reply.header("x-from-store").as_deref(), Some("yes"));
+    assert_eq!(
+        call(&gw, "DELETE", "/api/plugins/response_headers", "").await.status(),
+        200
+    );
+    assert_eq!(
+        call(&gw, "GET", "/api/plugins/response_headers", "").await.status(),
+        404
+    );
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
