@@ -755,3 +755,28 @@ async fn stored_plugins_apply_at_the_next_start() {
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_burst_of_writes_is_coalesced_into_a_few_rebuilds() {
+    let dir = data_dir("burst");
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = std::sync::Arc::new(stored_gateway(&dir));
+    let before = gw.state.reloader.rebuilds();
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let gw = gw.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = format!(r#"{{"id":"team-{i}","name":"Team {i}"}}"#);
+            call(&gw, "POST", "/api/governance/teams", &body).await.status()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.expect("task"), 200);
+    }
+    let rebuilds = gw.state.reloader.rebuilds() - before;
+    eprintln!("100 concurrent writes caused {rebuilds} rebuilds");
+    assert!((1..100).contains(&rebuilds), "100 writes caused {rebuilds} rebuilds");
+    let teams = call(&gw, "GET", "/api/governance/teams", "").await.json();
+    assert_eq!(teams["count"], 100);
+    let _ = std::fs::remove_dir_all(&dir);
+}
