@@ -348,8 +348,25 @@ async fn serve(state: &Arc<Gateway>, session: &mut Session) -> ApiResult {
         }
         ApiRoute::Config if method == Method::GET => {
             let admin = admin_auth(state);
+            let client = match state.store.clone() {
+                Some(store) => {
+                    let file = state.file.client.clone();
+                    tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+                        Ok(match store.setting("client_config")? {
+                            Some(stored) => asbru_store::effective::overlay_client(&file, &stored)?,
+                            None => file,
+                        })
+                    })
+                    .await
+                    .map_err(|e| ApiError {
+                        status: 500,
+                        message: format!("config read did not finish: {e}"),
+                    })??
+                }
+                None => state.file.client.clone(),
+            };
             return Ok(Reply::ok(json!({
-                "client_config": state.file.client,
+                "client_config": client,
                 "auth_config": {
                     "is_enabled": admin.enabled,
                     "disable_auth_on_inference": admin.disable_auth_on_inference,
@@ -450,21 +467,64 @@ fn dispatch(
     }
 }
 
+/// `client` members that take effect on the next rebuild; the others are read at start.
+const LIVE_CLIENT_FIELDS: [&str; 6] = [
+    "max_request_body_size_mb",
+    "enforce_auth_on_inference",
+    "enforce_governance_header",
+    "is_vk_mandatory",
+    "default_max_output_tokens",
+    "max_fallbacks",
+];
+
 /// `PUT /api/config`: `auth_config` is stored (its password as an Argon2id hash) and applies at
-/// once; `client_config` comes from the config file in this version and is refused here.
+/// once; `client_config` members are stored over the file's `client` block (the live ones apply
+/// at once, the others at the next start: `restart_required`).
 fn put_config(api: &Api<'_>, body: &[u8]) -> ApiResult {
     let update: serde_json::Map<String, serde_json::Value> = reply::parse(body)?;
-    if update.contains_key("client_config") || update.contains_key("framework_config") {
+    if update.contains_key("framework_config") {
         return Err(ApiError::bad_request(
-            "client_config and framework_config are read from the config file in this version of asbru",
+            "framework_config is read from the config file in this version of asbru",
         ));
     }
-    let Some(auth_config) = update.get("auth_config") else {
-        return Err(ApiError::bad_request("auth_config: nothing to update"));
-    };
-    let stored = auth::AdminAuth::stored_form(auth_config.clone());
-    api.store.put_setting("auth_config", &stored)?;
-    Ok(Reply::message("Config updated successfully"))
+    if !update.contains_key("auth_config") && !update.contains_key("client_config") {
+        return Err(ApiError::bad_request(
+            "nothing to update: send auth_config or client_config",
+        ));
+    }
+    let mut restart_required = false;
+    if let Some(client) = update.get("client_config") {
+        let Some(members) = client.as_object() else {
+            return Err(ApiError::bad_request("client_config: expected an object"));
+        };
+        let mut stored = api
+            .store
+            .setting("client_config")?
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default();
+        for (key, value) in members {
+            stored.insert(key.clone(), value.clone());
+            restart_required |= !LIVE_CLIENT_FIELDS.contains(&key.as_str());
+        }
+        let stored = serde_json::Value::Object(stored);
+        asbru_store::effective::overlay_client(&api.file.client, &stored)
+            .map_err(|e| ApiError::bad_request(format!("client_config: {e}")))?;
+        validate::check_with(api, |c| {
+            if let Ok(client) = asbru_store::effective::overlay_client(&c.client, &stored) {
+                c.client = client;
+            }
+        })?;
+        api.store.put_setting("client_config", &stored)?;
+    }
+    if let Some(auth_config) = update.get("auth_config") {
+        let stored = auth::AdminAuth::stored_form(auth_config.clone());
+        api.store.put_setting("auth_config", &stored)?;
+    }
+    let mut reply = Reply::message("Config updated successfully");
+    if let Some(body) = reply.body.as_object_mut() {
+        body.insert("restart_required".into(), serde_json::Value::Bool(restart_required));
+    }
+    Ok(reply)
 }
 
 fn entities(api: &Api<'_>, kind: Kind, method: &Method, id: Option<&str>, body: &[u8]) -> ApiResult {

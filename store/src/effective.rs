@@ -14,6 +14,9 @@ use crate::backend::{ConfigStore, StoreError};
 pub fn effective_config(file: &Config, store: &dyn ConfigStore) -> Result<Config, StoreError> {
     let mut config = file.clone();
     config.providers = store.providers()?;
+    if let Some(stored) = store.setting("client_config")? {
+        config.client = overlay_client(&file.client, &stored)?;
+    }
     let file_governance = file.governance.clone().unwrap_or_default();
     let mut governance = GovernanceConfig {
         auth_config: match store.setting("auth_config")? {
@@ -26,6 +29,25 @@ pub fn effective_config(file: &Config, store: &dyn ConfigStore) -> Result<Config
     config.governance = Some(governance);
     config.plugins = merged_plugins(file.plugins.as_ref(), store.list::<Plugin>()?);
     Ok(config)
+}
+
+/// The file's `client` block with the members the management API stored on top.
+pub fn overlay_client(
+    file: &asbru_config::model::ClientConfig,
+    stored: &Value,
+) -> Result<asbru_config::model::ClientConfig, StoreError> {
+    let mut merged = serde_json::to_value(file).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if let (Some(target), Some(source)) = (merged.as_object_mut(), stored.as_object()) {
+        for (key, value) in source {
+            // Bifrost's older spellings of the same setting.
+            let key = match key.as_str() {
+                "enforce_governance_header" | "is_vk_mandatory" => "enforce_auth_on_inference",
+                other => other,
+            };
+            target.insert(key.to_string(), value.clone());
+        }
+    }
+    serde_json::from_value(merged).map_err(|e| StoreError::Corrupt(format!("stored client_config: {e}")))
 }
 
 /// The file's `plugins` entries with the stored ones (written through the management API):

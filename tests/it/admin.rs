@@ -780,3 +780,55 @@ async fn a_burst_of_writes_is_coalesced_into_a_few_rebuilds() {
     assert_eq!(teams["count"], 100);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn client_settings_change_at_runtime() {
+    let upstream = default_mock();
+    let dir = data_dir("client-config");
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = stored_gateway(&dir);
+    let provider = format!(
+        r#"{{"provider":"openai","keys":[{{"value":"sk-c-000000000000"}}],"network_config":{{"base_url":"{}"}}}}"#,
+        upstream.base_url()
+    );
+    assert_eq!(call(&gw, "POST", "/api/providers", &provider).await.status(), 200);
+    let chat = r#"{"model":"openai/gpt-4o","messages":[]}"#;
+    assert_eq!(post(&gw, "/v1/chat/completions", chat).await.status(), 200);
+    // Make virtual keys mandatory (Bifrost's is_vk_mandatory spelling): live at once.
+    let changed = call(
+        &gw,
+        "PUT",
+        "/api/config",
+        r#"{"client_config":{"is_vk_mandatory":true}}"#,
+    )
+    .await;
+    assert_eq!(changed.status(), 200, "{}", changed.text());
+    assert_eq!(changed.json()["restart_required"], false);
+    let refused = post(&gw, "/v1/chat/completions", chat).await;
+    assert_eq!(refused.status(), 401, "{}", refused.text());
+    let config = call(&gw, "GET", "/api/config", "").await.json();
+    assert_eq!(config["client_config"]["enforce_auth_on_inference"], true);
+    // A start-time setting says a restart is needed; a bad value is a 400.
+    let later = call(
+        &gw,
+        "PUT",
+        "/api/config",
+        r#"{"client_config":{"allowed_origins":["https://app"]}}"#,
+    )
+    .await;
+    assert_eq!(later.json()["restart_required"], true);
+    let bad = call(
+        &gw,
+        "PUT",
+        "/api/config",
+        r#"{"client_config":{"max_fallbacks":"many"}}"#,
+    )
+    .await;
+    assert_eq!(bad.status(), 400, "{}", bad.text());
+    // It survives a restart.
+    drop(gw);
+    let gw = stored_gateway(&dir);
+    assert_eq!(post(&gw, "/v1/chat/completions", chat).await.status(), 401);
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
