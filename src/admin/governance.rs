@@ -244,7 +244,8 @@ impl VkQuery {
     }
 }
 
-fn percent_decode(raw: &str) -> String {
+/// Decodes `%XX` escapes (and `+` as a space) in a query value or path segment.
+pub(crate) fn percent_decode(raw: &str) -> String {
     let bytes = raw.as_bytes();
     let hex = |b: u8| (b as char).to_digit(16);
     let mut out = Vec::with_capacity(bytes.len());

@@ -320,7 +320,12 @@ async fn serve(state: &Arc<Gateway>, session: &mut Session) -> ApiResult {
     let body = read_body(session).await?;
     let (route, params) = match ROUTES.at(&path) {
         Ok(found) => {
-            let params: Vec<String> = found.params.iter().map(|(_, v)| v.to_string()).collect();
+            // Path segments are percent-decoded: a pricing override's id is `provider%2Fmodel`.
+            let params: Vec<String> = found
+                .params
+                .iter()
+                .map(|(_, v)| governance::percent_decode(&v.replace('+', "%2B")))
+                .collect();
             (*found.value, params)
         }
         Err(_) => return Err(ApiError::not_found(format!("route {path}"))),
