@@ -58,6 +58,23 @@ pub struct Budget {
     pub current_usage: Option<f64>,
     /// Last reset, RFC 3339.
     pub last_reset: Option<String>,
+    /// A temporary raise of the limit (set through the management API's budget override).
+    #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
+    pub raise: Option<BudgetOverride>,
+}
+
+/// A budget override: `amount` USD more for `cycles` reset windows, or until removed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetOverride {
+    /// USD added to `max_limit`.
+    pub amount: f64,
+    /// `cycles` (the current window and the next `cycles - 1`) or `forever`.
+    pub mode: String,
+    /// How many windows, in `cycles` mode.
+    pub cycles: Option<u32>,
+    /// When it was set, Unix seconds.
+    pub starts_at: Option<i64>,
 }
 
 /// A rate limit over tokens and/or requests.

@@ -24,6 +24,7 @@ pub(crate) fn described(route: ApiRoute, method: &Method) -> Option<(&'static st
         ApiRoute::ProviderKeys | ApiRoute::ProviderKey => "provider_key",
         ApiRoute::VirtualKeys | ApiRoute::VirtualKey => "virtual_key",
         ApiRoute::RotateVirtualKey => return Some(("virtual_key", "rotate")),
+        ApiRoute::BudgetOverride => return Some(("virtual_key", "budget_override")),
         ApiRoute::Config => "config",
         ApiRoute::Plugins | ApiRoute::Plugin => "plugin",
         ApiRoute::Entities(kind) | ApiRoute::Entity(kind) => match kind {

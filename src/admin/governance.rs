@@ -432,6 +432,66 @@ pub fn delete_vk(api: &Api<'_>, id: &str) -> ApiResult {
     Ok(Reply::message("Virtual key deleted successfully"))
 }
 
+/// `PUT` (with a body) or `DELETE` (without) `/api/governance/virtual-keys/{id}/budgets/{budget_id}/override`:
+/// raises one of the key's budgets by `amount` USD for `cycles` reset windows (the current one
+/// and the next ones) or `forever`, or removes the raise. `budget_id` is the budget's id or its
+/// position in the key's `budgets`.
+pub fn override_budget(api: &Api<'_>, id: &str, budget_id: &str, body: Option<&[u8]>) -> ApiResult {
+    use asbru_config::governance::BudgetOverride;
+    let mut vk = load_vk(api, id)?;
+    let position = vk
+        .budgets
+        .iter()
+        .position(|b| b.id.as_deref() == Some(budget_id))
+        .or_else(|| budget_id.parse::<usize>().ok().filter(|i| *i < vk.budgets.len()))
+        .ok_or_else(|| ApiError::not_found(format!("budget {budget_id:?} of virtual key {id:?}")))?;
+    let message = match body {
+        Some(body) => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Request {
+                amount: f64,
+                mode: String,
+                #[serde(default)]
+                cycles: Option<u32>,
+            }
+            let request: Request = parse(body)?;
+            if !request.amount.is_finite() || request.amount < 0.0 {
+                return Err(ApiError::bad_request("amount: a non-negative number of USD"));
+            }
+            match (request.mode.as_str(), request.cycles) {
+                ("cycles", Some(n)) if n >= 1 => {}
+                ("cycles", _) => return Err(ApiError::bad_request("cycles: at least 1 in cycles mode")),
+                ("forever", _) => {}
+                (other, _) => {
+                    return Err(ApiError::bad_request(format!(
+                        "mode: {other:?} is not cycles or forever"
+                    )));
+                }
+            }
+            vk.budgets[position].raise = Some(BudgetOverride {
+                amount: request.amount,
+                cycles: request.cycles.filter(|_| request.mode == "cycles"),
+                mode: request.mode,
+                starts_at: Some(crate::state::unix_now()),
+            });
+            "Budget override set successfully"
+        }
+        None => {
+            vk.budgets[position].raise = None;
+            "Budget override removed successfully"
+        }
+    };
+    api.store.put(&vk)?;
+    let budget = &vk.budgets[position];
+    let extra = budget.raise.as_ref().map_or(0.0, |o| o.amount);
+    Ok(Reply::ok(json!({
+        "message": message,
+        "budget": budget,
+        "effective_max_limit": budget.max_limit + extra,
+    })))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,6 +80,7 @@ pub(crate) enum ApiRoute {
     VirtualKeys,
     VirtualKey,
     RotateVirtualKey,
+    BudgetOverride,
     Entities(Kind),
     Entity(Kind),
 }
@@ -102,6 +103,10 @@ pub(crate) const ROUTE_TABLE: &[(&str, ApiRoute)] = &[
     ("/api/governance/virtual-keys", ApiRoute::VirtualKeys),
     ("/api/governance/virtual-keys/{id}", ApiRoute::VirtualKey),
     ("/api/governance/virtual-keys/{id}/rotate", ApiRoute::RotateVirtualKey),
+    (
+        "/api/governance/virtual-keys/{id}/budgets/{budget_id}/override",
+        ApiRoute::BudgetOverride,
+    ),
     ("/api/governance/teams", ApiRoute::Entities(Kind::Teams)),
     ("/api/governance/teams/{id}", ApiRoute::Entity(Kind::Teams)),
     ("/api/governance/customers", ApiRoute::Entities(Kind::Customers)),
@@ -455,6 +460,9 @@ fn dispatch(
         (ApiRoute::VirtualKey, _) => Err(ApiError::method("GET, PUT, DELETE")),
         (ApiRoute::RotateVirtualKey, &Method::POST) => gov::rotate_vk(api, p(0)),
         (ApiRoute::RotateVirtualKey, _) => Err(ApiError::method("POST")),
+        (ApiRoute::BudgetOverride, &Method::PUT) => gov::override_budget(api, p(0), p(1), Some(body)),
+        (ApiRoute::BudgetOverride, &Method::DELETE) => gov::override_budget(api, p(0), p(1), None),
+        (ApiRoute::BudgetOverride, _) => Err(ApiError::method("PUT, DELETE")),
         (ApiRoute::Entities(kind), _) => entities(api, kind, method, None, body),
         (ApiRoute::Entity(kind), _) => entities(api, kind, method, Some(p(0)), body),
         (ApiRoute::Config, &Method::PUT) => put_config(api, body),

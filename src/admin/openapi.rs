@@ -112,6 +112,14 @@ pub(crate) fn operations(route: ApiRoute) -> Vec<Op> {
             (Delete, "Delete a virtual key", None),
         ],
         ApiRoute::RotateVirtualKey => vec![(Post, "Give a virtual key a new value", None)],
+        ApiRoute::BudgetOverride => vec![
+            (
+                Put,
+                "Raise a budget by {amount} USD for {cycles} windows or forever ({mode}); reply {budget, effective_max_limit}",
+                None,
+            ),
+            (Delete, "Remove the raise", None),
+        ],
         ApiRoute::Entities(Kind::Budgets | Kind::RateLimits) => vec![(Get, "List (read-only)", None)],
         ApiRoute::Entities(kind) => vec![(Get, "List", None), (Post, "Create", Some(kind_schema(kind)))],
         ApiRoute::Entity(kind) => vec![
@@ -217,6 +225,7 @@ fn build() -> Value {
         .schema_from::<Team>()
         .schema_from::<Customer>()
         .schema_from::<Budget>()
+        .schema_from::<asbru_config::governance::BudgetOverride>()
         .schema_from::<RateLimit>()
         .schema_from::<ModelConfig>()
         .schema_from::<ProviderGovernance>()

@@ -40,9 +40,9 @@ fn scope_view(level: &str, scope: &Scope, now: i64) -> Value {
             let start = cap.meter.window_start();
             json!({
                 "name": cap.name,
-                "max_limit": to_dollars(cap.max_micros),
+                "max_limit": to_dollars(cap.max_at(now)),
                 "current_usage": to_dollars(cap.meter.settled()),
-                "remaining": to_dollars((cap.max_micros - cap.meter.total()).max(0)),
+                "remaining": to_dollars((cap.max_at(now) - cap.meter.total()).max(0)),
                 "reset_duration": cap.duration,
                 "resets_at": cap.window.end(start).max(now),
             })

@@ -189,6 +189,47 @@ async fn end_to_end_through_the_api_with_live_changes() {
     assert_eq!(lowered.status(), 200, "{}", lowered.text());
     assert_eq!(chat(&gw, &value).await.status(), 402);
 
+    // A budget override raises it for this window; removing it restores the limit.
+    let raised = call(
+        &gw,
+        "PUT",
+        &format!("/api/governance/virtual-keys/{id}/budgets/0/override"),
+        r#"{"amount":5,"mode":"cycles","cycles":1}"#,
+    )
+    .await;
+    assert_eq!(raised.status(), 200, "{}", raised.text());
+    let effective = raised.json()["effective_max_limit"].as_f64().expect("effective");
+    assert!((effective - 5.000001).abs() < 1e-9, "{effective}");
+    assert_eq!(chat(&gw, &value).await.status(), 200);
+    let bad = call(
+        &gw,
+        "PUT",
+        &format!("/api/governance/virtual-keys/{id}/budgets/0/override"),
+        r#"{"amount":5,"mode":"sometimes"}"#,
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(
+        call(
+            &gw,
+            "PUT",
+            &format!("/api/governance/virtual-keys/{id}/budgets/9/override"),
+            r#"{"amount":1,"mode":"forever"}"#
+        )
+        .await
+        .status(),
+        404
+    );
+    let removed = call(
+        &gw,
+        "DELETE",
+        &format!("/api/governance/virtual-keys/{id}/budgets/0/override"),
+        "",
+    )
+    .await;
+    assert_eq!(removed.status(), 200, "{}", removed.text());
+    assert_eq!(chat(&gw, &value).await.status(), 402);
+
     // Rotate: the old value stops working, the new one is shown once.
     let rotated = call(&gw, "POST", &format!("/api/governance/virtual-keys/{id}/rotate"), "").await;
     assert_eq!(rotated.status(), 200, "{}", rotated.text());

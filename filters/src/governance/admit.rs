@@ -265,17 +265,18 @@ impl Ticket {
                 continue;
             }
             cap.meter.roll(&cap.window, now);
-            let used = match cap.meter.try_reserve(self.reserved, cap.max_micros) {
+            let max = cap.max_at(now);
+            let used = match cap.meter.try_reserve(self.reserved, max) {
                 Ok(used) => used,
                 Err(seen) => {
-                    let detail = if seen >= cap.max_micros {
-                        format!("{} >= {} dollars", usd(seen), usd(cap.max_micros))
+                    let detail = if seen >= max {
+                        format!("{} >= {} dollars", usd(seen), usd(max))
                     } else {
                         format!(
                             "{} used + up to {} for this request > {} dollars",
                             usd(seen),
                             usd(self.reserved),
-                            usd(cap.max_micros)
+                            usd(max)
                         )
                     };
                     return Err(refusal(
@@ -288,7 +289,7 @@ impl Ticket {
                     ));
                 }
             };
-            self.budget_used = fuller(self.budget_used, used, cap.max_micros);
+            self.budget_used = fuller(self.budget_used, used, max);
             self.budgets.push(cap.meter.clone());
         }
         Ok(())

@@ -24,12 +24,24 @@ pub struct BudgetCap {
     pub name: String,
     /// Cap in micro-dollars.
     pub max_micros: i64,
+    /// An override's extra micro-dollars, and until when it holds (`None`: until removed).
+    pub raise: Option<(i64, Option<i64>)>,
     /// The reset duration as configured.
     pub duration: String,
     /// The reset window.
     pub window: Window,
     /// Live usage.
     pub meter: Arc<Meter>,
+}
+
+impl BudgetCap {
+    /// The limit in force at `now`, an override included while it holds.
+    pub fn max_at(&self, now: i64) -> i64 {
+        match self.raise {
+            Some((extra, until)) if until.is_none_or(|u| now < u) => self.max_micros.saturating_add(extra),
+            _ => self.max_micros,
+        }
+    }
 }
 
 /// One side of a rate limit: a cap on tokens or on requests.
@@ -502,9 +514,23 @@ impl Builder<'_> {
             budget.last_reset.as_deref().and_then(parse_time),
         );
         self.used.insert(meter_id.to_string());
+        let raise = budget.raise.as_ref().map(|o| {
+            let until = match (o.mode.as_str(), o.cycles) {
+                ("cycles", Some(cycles)) => {
+                    let (_, mut end) = window.first(o.starts_at.unwrap_or(self.now));
+                    for _ in 1..cycles.max(1) {
+                        end = window.end(end);
+                    }
+                    Some(end)
+                }
+                _ => None,
+            };
+            (to_micros(o.amount), until)
+        });
         Some(BudgetCap {
             name,
             max_micros: to_micros(budget.max_limit),
+            raise,
             duration: budget.reset_duration.clone(),
             window,
             meter: self
@@ -557,5 +583,29 @@ impl Builder<'_> {
             &limit.request_last_reset,
         );
         (tokens.is_some() || requests.is_some()).then_some(RateCap { name, tokens, requests })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_override_raises_the_limit_until_it_ends() {
+        let registry = Registry::new();
+        let window = Window::parse("1h", false).expect("window");
+        let meter = registry.meter("b", Unit::UsdMicros, &window, (0, None), 0);
+        let cap = |raise| BudgetCap {
+            name: "b".into(),
+            max_micros: 100,
+            raise,
+            duration: "1h".into(),
+            window,
+            meter: meter.clone(),
+        };
+        assert_eq!(cap(None).max_at(10), 100);
+        assert_eq!(cap(Some((50, None))).max_at(1_000_000), 150, "forever");
+        let until = cap(Some((50, Some(3_600))));
+        assert_eq!((until.max_at(3_599), until.max_at(3_600)), (150, 100));
     }
 }
