@@ -43,6 +43,9 @@ pub struct Gateway {
     pub reloader: crate::admin::reload::Reloader,
     /// Admin sessions, cached Basic credentials and failed-login counts.
     pub sessions: crate::admin::auth::Sessions,
+    /// The config store version the installed `Live` was built from (`u64::MAX`: unknown), so
+    /// the store sync does not rebuild again what a management write already installed.
+    pub installed_version: std::sync::atomic::AtomicU64,
 }
 
 impl Gateway {
@@ -75,6 +78,7 @@ impl Gateway {
             file: file.clone(),
             reloader: Default::default(),
             sessions: Default::default(),
+            installed_version: std::sync::atomic::AtomicU64::new(u64::MAX),
         };
         gateway.install(live, effective);
         Ok(Arc::new(gateway))

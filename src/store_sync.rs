@@ -40,6 +40,10 @@ impl StoreSync {
         if seen == Some(version) {
             return seen;
         }
+        if self.state.installed_version.load(std::sync::atomic::Ordering::Acquire) == version {
+            // A management write on this node already installed this version.
+            return Some(version);
+        }
         match crate::layers::effective(&self.file, self.store.as_ref()) {
             Ok(config) => {
                 let (live, warnings) = Live::build(&config, &self.state.registry, crate::state::unix_now());
@@ -48,6 +52,9 @@ impl StoreSync {
                 }
                 crate::dns::resolve_all(&live.snapshot);
                 self.state.install(live, &config);
+                self.state
+                    .installed_version
+                    .store(version, std::sync::atomic::Ordering::Release);
                 if seen.is_some() {
                     tracing::info!(version, "config store changed: snapshot rebuilt");
                 }

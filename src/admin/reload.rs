@@ -54,6 +54,8 @@ pub async fn after_write(state: &Arc<Gateway>) -> Result<(), StoreError> {
 /// Rebuilds `Live` from the store and the file's process settings, and installs it.
 fn rebuild(state: &Gateway) -> Result<(), StoreError> {
     let store = state.store.as_ref().ok_or(StoreError::Disabled)?;
+    // Read before the config: the view built below includes at least this version.
+    let version = store.config_version()?;
     let config = crate::layers::effective(&state.file, store.as_ref())?;
     let (live, warnings) = Live::build(&config, &state.registry, crate::state::unix_now());
     for warning in warnings {
@@ -61,5 +63,6 @@ fn rebuild(state: &Gateway) -> Result<(), StoreError> {
     }
     crate::dns::resolve_all(&live.snapshot);
     state.install(live, &config);
+    state.installed_version.store(version, Ordering::Release);
     Ok(())
 }
