@@ -75,7 +75,23 @@ impl ProxyHttp for GatewayProxy {
         let started = Instant::now();
         ctx.request_id = request_id(session);
         let method = session.req_header().method.clone();
-        let found = self.state.routes.find(&method, session.req_header().uri.path());
+        let mut found = self.state.routes.find(&method, session.req_header().uri.path());
+        if let Some(admin) = self.state.admin_addr {
+            // With a management listener of its own, `/api` answers only there, and that
+            // listener answers nothing but `/api`, `/health` and `/metrics`.
+            let on_admin = session
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .is_some_and(|a| a.port() == admin.port() && (admin.ip().is_unspecified() || a.ip() == admin.ip()));
+            let allowed = match found {
+                Match::Found(Route::Admin, _) => on_admin,
+                Match::Found(Route::Health | Route::Metrics, _) => true,
+                _ => !on_admin,
+            };
+            if !allowed {
+                found = Match::NotFound;
+            }
+        }
         let err_ctx = ErrorContext {
             request_id: Some(&ctx.request_id),
             ..Default::default()

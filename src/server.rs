@@ -89,6 +89,12 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
         "asbru gateway",
     );
     proxy.add_tcp(listen);
+    if let Some(admin) = &file.server.admin_listen {
+        admin
+            .parse::<SocketAddr>()
+            .map_err(|e| StartError::Listen(admin.clone(), e.to_string()))?;
+        proxy.add_tcp(admin);
+    }
     server.add_service(proxy);
     server.add_service(background_service(
         "asbru dns refresh",

@@ -46,6 +46,8 @@ pub struct Gateway {
     /// The config store version the installed `Live` was built from (`u64::MAX`: unknown), so
     /// the store sync does not rebuild again what a management write already installed.
     pub installed_version: std::sync::atomic::AtomicU64,
+    /// The management API's own listener, when `server.admin_listen` sets one.
+    pub admin_addr: Option<std::net::SocketAddr>,
 }
 
 impl Gateway {
@@ -79,6 +81,7 @@ impl Gateway {
             reloader: Default::default(),
             sessions: Default::default(),
             installed_version: std::sync::atomic::AtomicU64::new(u64::MAX),
+            admin_addr: file.server.admin_listen.as_deref().and_then(|a| a.parse().ok()),
         };
         gateway.install(live, effective);
         Ok(Arc::new(gateway))

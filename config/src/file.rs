@@ -205,6 +205,14 @@ impl Validation<'_> {
                 ),
             );
         }
+        if let Some(admin) = &server.admin_listen
+            && admin.parse::<SocketAddr>().is_err()
+        {
+            self.problem(
+                &[Key("server"), Key("admin_listen")],
+                format!("server.admin_listen {admin:?} is not an address like 127.0.0.1:8081"),
+            );
+        }
         for (field, value) in [
             ("grace_period_seconds", server.grace_period_seconds),
             (

@@ -185,6 +185,9 @@ pub struct ServerConfig {
     /// Serve the management API to non-loopback clients while admin auth is off (an asbru
     /// extension; off by default, so an open admin API is never exposed by accident).
     pub allow_unauthenticated_admin: bool,
+    /// A listener of its own for the management API (`host:port`): `/api` then answers only
+    /// there, and that listener serves only `/api`, `/health` and `/metrics`.
+    pub admin_listen: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -197,6 +200,7 @@ impl Default for ServerConfig {
             max_request_body_size_mb: None,
             data_dir: "./asbru-data".to_string(),
             allow_unauthenticated_admin: false,
+            admin_listen: None,
         }
     }
 }

@@ -8,7 +8,6 @@ use asbru_config::governance::{
     VirtualKey,
 };
 use asbru_filters::governance::Registry;
-use asbru_filters::pricing::to_dollars;
 use asbru_store::backend::entities::Entity;
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -267,26 +266,8 @@ pub(crate) fn percent_decode(raw: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The live usage of one key's meters (`vk:<id>:...`): spend in dollars, counts, window starts.
-fn live_usage(registry: &Registry, vk_id: &str) -> Value {
-    let prefix = format!("vk:{vk_id}:");
-    let meters: Vec<Value> = registry
-        .records_with_prefix(&prefix)
-        .into_iter()
-        .map(|r| {
-            let current = if r.unit == "usd_micros" {
-                json!(to_dollars(r.value))
-            } else {
-                json!(r.value)
-            };
-            json!({"counter_id": r.counter_id, "unit": r.unit, "current_usage": current, "window_start": r.window_start})
-        })
-        .collect();
-    Value::Array(meters)
-}
-
 /// `GET /api/governance/virtual-keys`.
-pub fn list_vks(api: &Api<'_>, registry: &Registry, query: Option<&str>) -> ApiResult {
+pub fn list_vks(api: &Api<'_>, live: &asbru_filters::Live, query: Option<&str>) -> ApiResult {
     let q = VkQuery::parse(query)?;
     let mut keys: Vec<VirtualKey> = api.store.list::<VirtualKey>()?;
     keys.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
@@ -300,6 +281,16 @@ pub fn list_vks(api: &Api<'_>, registry: &Registry, query: Option<&str>) -> ApiR
             && q.team_id.as_deref().is_none_or(|t| k.team_id.as_deref() == Some(t))
     });
     let total = keys.len();
+    // Live usage: each key's scopes with their caps, usage and reset times, from the meters.
+    let runtimes: std::collections::HashMap<&str, &asbru_filters::governance::VirtualKeyRuntime> = if q.from_memory {
+        live.governance
+            .virtual_keys()
+            .map(|vk| (vk.id.as_str(), vk.as_ref()))
+            .collect()
+    } else {
+        std::collections::HashMap::new()
+    };
+    let now = crate::state::unix_now();
     let page: Vec<Value> = keys
         .iter()
         .skip(q.offset)
@@ -309,7 +300,11 @@ pub fn list_vks(api: &Api<'_>, registry: &Registry, query: Option<&str>) -> ApiR
             if q.from_memory
                 && let Some(object) = v.as_object_mut()
             {
-                object.insert("usage".into(), live_usage(registry, &k.id));
+                let scopes = runtimes
+                    .get(k.id.as_str())
+                    .map(|vk| super::quota::scopes_of(vk, now))
+                    .unwrap_or_default();
+                object.insert("usage".into(), json!({ "scopes": scopes }));
             }
             v
         })

@@ -451,7 +451,7 @@ fn dispatch(
         (ApiRoute::ProviderKey, _) => Err(ApiError::method("GET, PUT, DELETE")),
         (ApiRoute::Keys, &Method::GET) => providers::all_keys(api),
         (ApiRoute::Keys, _) => Err(ApiError::method("GET")),
-        (ApiRoute::VirtualKeys, &Method::GET) => gov::list_vks(api, &state.registry, query),
+        (ApiRoute::VirtualKeys, &Method::GET) => gov::list_vks(api, &state.live.load(), query),
         (ApiRoute::VirtualKeys, &Method::POST) => gov::create_vk(api, body),
         (ApiRoute::VirtualKeys, _) => Err(ApiError::method("GET, POST")),
         (ApiRoute::VirtualKey, &Method::GET) => gov::get_vk(api, p(0)),

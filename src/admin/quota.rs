@@ -64,14 +64,8 @@ fn scope_view(level: &str, scope: &Scope, now: i64) -> Value {
     json!({"level": level, "label": scope.label, "budgets": budgets, "rate_limit": rate})
 }
 
-/// Answers the quota of the key `headers` present.
-pub fn quota(live: &Live, headers: &HeaderMap, now: i64) -> ApiResult {
-    let Some(vk) = calling_key(live, headers) else {
-        return Err(ApiError {
-            status: 401,
-            message: "a virtual key is required: send it in x-bf-vk (or Authorization: Bearer)".into(),
-        });
-    };
+/// Every scope of `vk` with its caps, usage and reset times.
+pub fn scopes_of(vk: &VirtualKeyRuntime, now: i64) -> Vec<Value> {
     let mut scopes = vec![scope_view("virtual_key", &vk.scope, now)];
     for access in &vk.provider_configs {
         scopes.push(scope_view("provider_config", &access.scope, now));
@@ -82,6 +76,18 @@ pub fn quota(live: &Live, headers: &HeaderMap, now: i64) -> ApiResult {
     if let Some(customer) = &vk.customer {
         scopes.push(scope_view("customer", customer, now));
     }
+    scopes
+}
+
+/// Answers the quota of the key `headers` present.
+pub fn quota(live: &Live, headers: &HeaderMap, now: i64) -> ApiResult {
+    let Some(vk) = calling_key(live, headers) else {
+        return Err(ApiError {
+            status: 401,
+            message: "a virtual key is required: send it in x-bf-vk (or Authorization: Bearer)".into(),
+        });
+    };
+    let scopes = scopes_of(vk, now);
     Ok(Reply::ok(json!({
         "virtual_key_id": vk.id,
         "name": vk.name,

@@ -121,14 +121,12 @@ async fn end_to_end_through_the_api_with_live_changes() {
         Some(value.as_str()),
         "the value is redacted in lists"
     );
-    let spent = key["usage"]
-        .as_array()
-        .expect("usage")
-        .iter()
-        .find(|m| m["counter_id"] == format!("vk:{id}:budget:0"))
-        .and_then(|m| m["current_usage"].as_f64())
-        .expect("budget meter");
+    let own = &key["usage"]["scopes"][0];
+    assert_eq!(own["level"], "virtual_key", "{key}");
+    let spent = own["budgets"][0]["current_usage"].as_f64().expect("budget usage");
     assert!(spent > 0.0, "{key}");
+    assert!(own["budgets"][0]["resets_at"].as_i64().is_some(), "{key}");
+    assert_eq!(key["usage"]["scopes"][2]["level"], "team", "{key}");
 
     // The key reads its own quota with its own value, no admin login.
     let quota = send(
@@ -170,12 +168,8 @@ async fn end_to_end_through_the_api_with_live_changes() {
     let after = call(&gw, "GET", "/api/governance/virtual-keys?from_memory=true", "")
         .await
         .json();
-    let usage = after["virtual_keys"][0]["usage"].as_array().expect("usage").clone();
-    let budget = usage
-        .iter()
-        .find(|m| m["counter_id"] == format!("vk:{id}:budget:0"))
-        .expect("budget");
-    assert_eq!(budget["current_usage"].as_f64(), Some(0.0), "{usage:?}");
+    let usage = after["virtual_keys"][0]["usage"]["scopes"][0].clone();
+    assert_eq!(usage["budgets"][0]["current_usage"].as_f64(), Some(0.0), "{usage}");
     assert_eq!(chat(&gw, &value).await.status(), 200);
 
     // Lower the budget under what was spent: the next call is refused.
@@ -973,4 +967,32 @@ async fn every_entity_through_the_api_on_postgres() {
         .expect("join")
         .expect("gateway");
     crud_every_entity(&gw).await;
+}
+
+#[tokio::test]
+async fn the_api_can_have_a_listener_of_its_own() {
+    let upstream = default_mock();
+    let admin = dead_address();
+    let gw = gateway(&format!(
+        "server: {{admin_listen: \"{admin}\"}}\nproviders:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    asbru::server::wait_ready(admin).expect("the admin listener answers /health");
+    assert_eq!(
+        call(&gw, "GET", "/api/version", "").await.status(),
+        404,
+        "not on the main listener"
+    );
+    assert_eq!(send(admin, "GET", "/api/version", &[], b"").await.status(), 200);
+    let chat = br#"{"model":"openai/gpt-4o","messages":[]}"#;
+    assert_eq!(
+        send(admin, "POST", "/v1/chat/completions", &[], chat).await.status(),
+        404,
+        "no inference there"
+    );
+    assert_eq!(
+        send(gw.addr, "POST", "/v1/chat/completions", &[], chat).await.status(),
+        200
+    );
+    assert_eq!(send(admin, "GET", "/metrics", &[], b"").await.status(), 200);
 }
