@@ -48,6 +48,9 @@ pub struct Gateway {
     pub installed_version: std::sync::atomic::AtomicU64,
     /// The management API's own listener, when `server.admin_listen` sets one.
     pub admin_addr: Option<std::net::SocketAddr>,
+    /// The effective config the installed `Live` was built from: management writes are
+    /// validated against it instead of reading the whole store again.
+    pub effective: ArcSwap<Config>,
 }
 
 impl Gateway {
@@ -82,6 +85,7 @@ impl Gateway {
             sessions: Default::default(),
             installed_version: std::sync::atomic::AtomicU64::new(u64::MAX),
             admin_addr: file.server.admin_listen.as_deref().and_then(|a| a.parse().ok()),
+            effective: ArcSwap::from_pointee(effective.clone()),
         };
         gateway.install(live, effective);
         Ok(Arc::new(gateway))
@@ -100,5 +104,6 @@ impl Gateway {
         live.slots.insert(auth);
         self.chain.prepare(&mut live);
         self.live.store(Arc::new(live));
+        self.effective.store(Arc::new(config.clone()));
     }
 }

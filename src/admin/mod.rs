@@ -42,8 +42,10 @@ use crate::state::Gateway;
 pub struct Api<'a> {
     /// The config store.
     pub store: &'a dyn ConfigStore,
-    /// The config file (process settings; validation context).
+    /// The config file (process settings).
     pub file: &'a Config,
+    /// The effective config in force (file and store): what writes are validated against.
+    pub effective: Arc<Config>,
 }
 
 /// Largest management request body.
@@ -395,6 +397,7 @@ async fn serve(state: &Arc<Gateway>, session: &mut Session) -> ApiResult {
         let api = Api {
             store: store.as_ref(),
             file: &worker.file,
+            effective: worker.effective.load_full(),
         };
         let reply = dispatch(&api, &worker, &method, route, &params, query.as_deref(), &body);
         (reply, params)

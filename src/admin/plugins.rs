@@ -20,7 +20,7 @@ fn written(message: &str, plugin: &Plugin) -> Reply {
 
 /// Checks that the plugin list with `plugin` in it builds a chain.
 fn check(api: &Api<'_>, plugin: &Plugin) -> Result<(), ApiError> {
-    let mut config = asbru_store::effective::effective_config(api.file, api.store)?;
+    let mut config = asbru_config::Config::clone(&api.effective);
     let mut entries: Vec<Value> = config
         .plugins
         .take()
