@@ -44,6 +44,8 @@ impl StoreSync {
             // A management write on this node already installed this version.
             return Some(version);
         }
+        // Management rebuilds wait while this one runs (builds must not interleave).
+        let _exclusive = self.state.reloader.exclusive();
         match crate::layers::effective(&self.file, self.store.as_ref()) {
             Ok(config) => {
                 let (live, warnings) = Live::build(&config, &self.state.registry, crate::state::unix_now());

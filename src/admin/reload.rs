@@ -26,6 +26,12 @@ pub struct Reloader {
 }
 
 impl Reloader {
+    /// Holds off management rebuilds while the caller (the store sync, on a blocking thread)
+    /// builds a config: builds must not interleave, since each marks the meters it uses.
+    pub fn exclusive(&self) -> tokio::sync::MutexGuard<'_, u64> {
+        self.built.blocking_lock()
+    }
+
     /// How many rebuilds writes have caused.
     pub fn rebuilds(&self) -> u64 {
         self.rebuilds.load(Ordering::Relaxed)

@@ -11,7 +11,7 @@
 //! the usage of every id that survives it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use asbru_config::usage::UsageRecord;
@@ -50,6 +50,8 @@ pub struct Meter {
     window_start: AtomicI64,
     window_end: AtomicI64,
     dirty: AtomicBool,
+    /// The last config build that used this meter.
+    generation: AtomicU64,
 }
 
 impl Meter {
@@ -62,6 +64,7 @@ impl Meter {
             window_start: AtomicI64::new(window.0),
             window_end: AtomicI64::new(window.1),
             dirty: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -159,6 +162,9 @@ impl Meter {
 pub struct Registry {
     meters: Mutex<HashMap<String, Arc<Meter>>>,
     restored: Mutex<HashMap<String, UsageRecord>>,
+    /// The config build in progress: meters it uses are marked with it, and the others dropped
+    /// at its end. Builds are serialized by the gateway.
+    generation: AtomicU64,
 }
 
 impl Registry {
@@ -183,7 +189,9 @@ impl Registry {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
+        let generation = self.generation.load(Ordering::Acquire);
         if let Some(meter) = meters.get(id) {
+            meter.generation.store(generation, Ordering::Release);
             return meter.clone();
         }
         let restored = self.restored.lock().ok().and_then(|mut r| r.remove(id));
@@ -202,16 +210,25 @@ impl Registry {
                 Meter::new(id.to_string(), unit, initial.0, bounds)
             }
         };
+        meter.generation.store(generation, Ordering::Release);
         let meter = Arc::new(meter);
         meters.insert(id.to_string(), meter.clone());
         meter
     }
 
-    /// Drops meters no longer referenced by the config (`keep` lists the ids in use).
-    pub fn retain(&self, keep: &std::collections::HashSet<String>) {
-        if let Ok(mut meters) = self.meters.lock() {
-            meters.retain(|id, _| keep.contains(id));
-        }
+    /// Starts a config build: meters asked for until [`Registry::end_build`] are kept.
+    pub fn begin_build(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Ends a config build: drops the meters it did not use. Returns how many it used.
+    pub fn end_build(&self) -> usize {
+        let generation = self.generation.load(Ordering::Acquire);
+        let Ok(mut meters) = self.meters.lock() else {
+            return 0;
+        };
+        meters.retain(|_, m| m.generation.load(Ordering::Acquire) == generation);
+        meters.len()
     }
 
     /// The state of every meter that changed since the last call (all of them with `all`).

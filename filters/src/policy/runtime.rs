@@ -2,7 +2,7 @@
 //! its chain of scopes (provider config, key, team, customer), provider and model scopes, and the
 //! pricing table. Built once per snapshot; every cap points at its live [`Meter`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use asbru_config::Config;
@@ -76,7 +76,7 @@ pub struct Scope {
     /// Its budgets.
     pub budgets: Vec<BudgetCap>,
     /// Its rate limit.
-    pub rate: Option<RateCap>,
+    pub rate: Option<Box<RateCap>>,
 }
 
 /// Which models a provider config allows.
@@ -149,9 +149,9 @@ pub struct VirtualKeyRuntime {
     /// Its customer's caps (directly or through the team).
     pub customer: Option<Arc<Scope>>,
     /// Its team, by id and name.
-    pub team_ref: Option<EntityRef>,
+    pub team_ref: Option<Box<EntityRef>>,
     /// Its customer (directly or through the team), by id and name.
-    pub customer_ref: Option<EntityRef>,
+    pub customer_ref: Option<Box<EntityRef>>,
     /// Model configs scoped to this key.
     pub model_scopes: Vec<ModelScope>,
 }
@@ -233,6 +233,7 @@ impl Governance {
     ) -> (Governance, Vec<String>) {
         let empty = GovernanceConfig::default();
         let gov = config.governance.as_ref().unwrap_or(&empty);
+        registry.begin_build();
         let mut b = Builder {
             registry,
             now,
@@ -242,7 +243,7 @@ impl Governance {
                 .iter()
                 .filter_map(|x| Some((x.id.clone()?, x)))
                 .collect(),
-            used: HashSet::new(),
+            used: 0,
             warnings: Vec::new(),
         };
         let deny_by_default = !config.empty_list_allows_all();
@@ -409,17 +410,17 @@ impl Governance {
                     .team_id
                     .as_deref()
                     .filter(|t| teams.contains_key(t))
-                    .map(|t| entity(t, &team_names)),
+                    .map(|t| Box::new(entity(t, &team_names))),
                 customer_ref: customer_id
                     .filter(|c| customers.contains_key(c))
-                    .map(|c| entity(c, &customer_names)),
+                    .map(|c| Box::new(entity(c, &customer_names))),
                 model_scopes: vk_model_configs.remove(vk.id.as_str()).unwrap_or_default(),
             };
             keys.insert(key_hash(&value), Arc::new(runtime));
         }
 
-        registry.retain(&b.used);
-        let has_caps = !b.used.is_empty();
+        registry.end_build();
+        let has_caps = b.used > 0;
         let governance = Governance {
             keys,
             vk_required: config.client.enforce_auth_on_inference.unwrap_or(false),
@@ -446,7 +447,8 @@ struct Builder<'a> {
     now: i64,
     budgets: HashMap<String, &'a Budget>,
     rates: HashMap<String, &'a RateLimit>,
-    used: HashSet<String>,
+    /// Caps built (any at all turns admission on).
+    used: usize,
     warnings: Vec<String>,
 }
 
@@ -496,7 +498,8 @@ impl Builder<'_> {
         Scope {
             label,
             budgets: caps,
-            rate,
+            // Boxed: most scopes have none, and an inline `RateCap` is large.
+            rate: rate.map(Box::new),
         }
     }
 
@@ -513,7 +516,7 @@ impl Builder<'_> {
             to_micros(budget.current_usage.unwrap_or(0.0)),
             budget.last_reset.as_deref().and_then(parse_time),
         );
-        self.used.insert(meter_id.to_string());
+        self.used += 1;
         let raise = budget.raise.as_ref().map(|o| {
             let until = match (o.mode.as_str(), o.cycles) {
                 ("cycles", Some(cycles)) => {
@@ -556,7 +559,7 @@ impl Builder<'_> {
                 return None;
             };
             let id = format!("{meter_id}:{}", unit.as_str());
-            self.used.insert(id.clone());
+            self.used += 1;
             let initial = (
                 i64::try_from(used.unwrap_or(0)).unwrap_or(i64::MAX),
                 last_reset.as_deref().and_then(parse_time),
