@@ -100,6 +100,24 @@ impl Checker {
         seen
     }
 
+    /// One owner's budgets each need their own window, as Bifrost requires.
+    fn distinct_windows(&mut self, section: &'static str, index: usize, budgets: &[Budget]) {
+        let mut seen = HashSet::new();
+        for b in budgets {
+            if !seen.insert(b.reset_duration.as_str()) {
+                self.problem(
+                    section,
+                    index,
+                    Some("budgets"),
+                    format!(
+                        "two budgets share the reset_duration {:?}: each budget of one owner needs its own window",
+                        b.reset_duration
+                    ),
+                );
+            }
+        }
+    }
+
     fn reference(
         &mut self,
         section: &'static str,
@@ -151,6 +169,7 @@ pub fn check(g: &GovernanceConfig) -> Vec<GovernanceProblem> {
                 for b in &x.budgets {
                     c.budget($section, i, b);
                 }
+                c.distinct_windows($section, i, &x.budgets);
                 if let Some(r) = &x.rate_limit {
                     c.rate_limit($section, i, r);
                 }
@@ -183,6 +202,9 @@ pub fn check(g: &GovernanceConfig) -> Vec<GovernanceProblem> {
             &customers,
             "customer",
         );
+        for pc in &vk.provider_configs {
+            c.distinct_windows("virtual_keys", i, &pc.budgets);
+        }
         if vk.team_id.is_some() && vk.customer_id.is_some() {
             c.problem(
                 "virtual_keys",

@@ -391,6 +391,16 @@ async fn errors_have_their_statuses() {
     .await;
     assert_eq!(bad_window.status(), 400, "{}", bad_window.text());
 
+    let twice = call(
+        &gw,
+        "POST",
+        "/api/governance/virtual-keys",
+        r#"{"name":"twice","budgets":[{"max_limit":1,"reset_duration":"1d"},{"max_limit":2,"reset_duration":"1d"}]}"#,
+    )
+    .await;
+    assert_eq!(twice.status(), 400, "{}", twice.text());
+    assert!(twice.text().contains("reset_duration"), "{}", twice.text());
+
     let malformed = call(&gw, "POST", "/api/governance/teams", "{not json").await;
     assert_eq!(malformed.status(), 400);
     assert_eq!(call(&gw, "GET", "/api/governance/teams/ghost", "").await.status(), 404);
