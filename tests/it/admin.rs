@@ -234,12 +234,17 @@ async fn end_to_end_through_the_api_with_live_changes() {
     assert_ne!(new_value, value);
     assert_eq!(chat(&gw, &value).await.status(), 401);
 
-    // Delete: the next call with it is unknown.
+    // Delete: the next call with it is unknown, and its meters are gone.
+    assert!(gw.state.registry.get(&format!("vk:{id}:budget:0")).is_some());
     assert_eq!(
         call(&gw, "DELETE", &format!("/api/governance/virtual-keys/{id}"), "")
             .await
             .status(),
         200
+    );
+    assert!(
+        gw.state.registry.get(&format!("vk:{id}:budget:0")).is_none(),
+        "meters dropped"
     );
     assert_eq!(chat(&gw, &new_value).await.status(), 401);
     assert_eq!(
