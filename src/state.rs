@@ -27,6 +27,8 @@ pub struct Gateway {
     pub registry: Arc<Registry>,
     /// Each provider's recent health, kept across config changes.
     pub health: HealthBoard,
+    /// Each provider key's cooldown, kept across config changes.
+    pub cooldowns: asbru_filters::health::CooldownBoard,
     /// Filters every inference request passes.
     pub chain: FilterChain,
     /// Ingress routes.
@@ -75,6 +77,7 @@ impl Gateway {
             live: ArcSwap::from_pointee(Live::empty()),
             registry,
             health: HealthBoard::default(),
+            cooldowns: Default::default(),
             chain,
             routes: RouteTable::new(),
             connector: Connector::new(None),
@@ -95,7 +98,7 @@ impl Gateway {
     /// admin credentials, lets every filter compile its per-config state, and swaps it in.
     /// In-flight requests finish on the config they started with.
     pub fn install(&self, live: Live, config: &Config) {
-        let mut live = live.with_health(&self.health);
+        let mut live = live.with_health(&self.health).with_cooldowns(&self.cooldowns);
         let (auth, warning) = AdminAuth::from_config(config);
         if let Some(warning) = warning {
             tracing::warn!("{warning}");

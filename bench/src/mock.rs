@@ -196,6 +196,17 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
         if !opts.latency.is_zero() {
             tokio::time::sleep(opts.latency).await;
         }
+        if let Some(revoked) = &opts.reject_key {
+            let headers = &session.req_header().headers;
+            let presented = ["authorization", "x-api-key"]
+                .iter()
+                .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+                .any(|v| v.contains(revoked.as_str()));
+            if presented {
+                let err = json!({"error": {"message": "invalid api key", "type": "invalid_request_error"}});
+                return write_json(session, 401, &err).await.map(|_| true);
+            }
+        }
         let fail = index < opts.fail_first || (opts.fail_rate > 0.0 && rand::rng().random::<f64>() < opts.fail_rate);
         if fail {
             if opts.echo_auth_on_failure {
@@ -222,6 +233,16 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
             } else {
                 json!({"error": {"message": "mock provider failure", "type": "server_error", "param": null, "code": null}})
             };
+            if let Some(seconds) = opts.retry_after {
+                let body = Bytes::from(err.to_string());
+                let mut head = ResponseHeader::build(opts.fail_status, None)?;
+                head.insert_header("content-type", "application/json")?;
+                head.insert_header("content-length", body.len().to_string())?;
+                head.insert_header("retry-after", seconds.to_string())?;
+                session.write_response_header(Box::new(head)).await?;
+                session.write_response_body(body, true).await?;
+                return Ok(true);
+            }
             return write_json(session, opts.fail_status, &err).await.map(|_| true);
         }
     }

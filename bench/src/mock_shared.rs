@@ -68,6 +68,10 @@ pub struct MockOptions {
     /// Failures echo the request's credentials in their body and an `x-echo-auth` header, as
     /// careless upstreams do (tests of the gateway's scrubbing).
     pub echo_auth_on_failure: bool,
+    /// Failures carry `Retry-After: <seconds>`.
+    pub retry_after: Option<u64>,
+    /// Requests whose credentials contain this key get 401 (a revoked key).
+    pub reject_key: Option<String>,
 }
 
 impl Default for MockOptions {
@@ -83,6 +87,8 @@ impl Default for MockOptions {
             truncation: Truncation::Drop,
             record: false,
             echo_auth_on_failure: false,
+            retry_after: None,
+            reject_key: None,
         }
     }
 }

@@ -362,7 +362,8 @@ impl Validation<'_> {
             );
         }
         let network = &provider.network_config;
-        let limits: [(&str, Option<u64>, u64); 5] = [
+        let limits: [(&str, Option<u64>, u64); 6] = [
+            ("key_cooldown_seconds", network.key_cooldown_seconds, 86_400),
             (
                 "default_request_timeout_in_seconds",
                 network.default_request_timeout_in_seconds,

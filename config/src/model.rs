@@ -394,6 +394,9 @@ pub struct NetworkConfig {
     pub retry_backoff_max: Option<Duration>,
     /// Longest silence allowed between stream chunks, in seconds (default 120).
     pub stream_idle_timeout_in_seconds: Option<u64>,
+    /// How long a key is skipped after a 401/403, or three 429s within ten seconds, in seconds
+    /// (asbru; default 30; 0 turns the cooldown off).
+    pub key_cooldown_seconds: Option<u64>,
     /// Connection cap per host; accepted, not enforced.
     pub max_conns_per_host: Option<u64>,
     /// Skip TLS verification of the upstream.

@@ -10,7 +10,7 @@ use asbru_config::Config;
 
 use crate::snapshot::Snapshot;
 
-use crate::health::{Health, HealthBoard, HealthWindow};
+use crate::health::{CooldownBoard, Health, HealthBoard, HealthWindow, KeyCooldown};
 use crate::policy::{Governance, Registry};
 use crate::slots::Slots;
 
@@ -23,6 +23,8 @@ pub struct Live {
     pub governance: Governance,
     /// Each provider's health window, by name.
     pub health: HashMap<String, Arc<HealthWindow>>,
+    /// Each provider's keys' cooldowns, in key order.
+    pub cooldowns: HashMap<String, Vec<Arc<KeyCooldown>>>,
     /// Filters' compiled per-config state (see [`crate::Filter::on_config`]).
     pub slots: Slots,
 }
@@ -43,6 +45,7 @@ impl Live {
             snapshot,
             governance,
             health: HashMap::new(),
+            cooldowns: HashMap::new(),
             slots: Slots::default(),
         };
         (live, warnings)
@@ -65,8 +68,28 @@ impl Live {
             snapshot: Snapshot::empty(),
             governance: Governance::default(),
             health: HashMap::new(),
+            cooldowns: HashMap::new(),
             slots: Slots::default(),
         }
+    }
+
+    /// Attaches the cooldowns of this config's provider keys from `board`.
+    pub fn with_cooldowns(mut self, board: &CooldownBoard) -> Live {
+        let providers = self
+            .snapshot
+            .providers
+            .iter()
+            .map(|(name, p)| (name, p.keys.iter().map(|k| k.id.as_str()).collect()));
+        self.cooldowns = board.resolve(providers);
+        self
+    }
+
+    /// Whether key `index` of `provider` is cooling down at Unix second `now`.
+    pub fn key_cooling(&self, provider: &str, index: usize, now: i64) -> bool {
+        self.cooldowns
+            .get(provider)
+            .and_then(|keys| keys.get(index))
+            .is_some_and(|k| k.cooling(now))
     }
 
     /// A provider's last minute as of Unix second `now`; empty for an unknown provider.

@@ -489,7 +489,12 @@ pub struct NetworkSettings {
     pub insecure_skip_verify: bool,
     /// Prefer HTTP/2 to this upstream.
     pub enforce_http2: bool,
+    /// Seconds a key is skipped after it answered 401/403, or 429 three times in ten seconds.
+    pub key_cooldown_seconds: i64,
 }
+
+/// The key cooldown when `network_config.key_cooldown_seconds` is not set.
+pub const DEFAULT_KEY_COOLDOWN_SECONDS: i64 = 30;
 
 impl NetworkSettings {
     fn from_config(config: &model::NetworkConfig) -> NetworkSettings {
@@ -515,6 +520,9 @@ impl NetworkSettings {
                 .collect(),
             insecure_skip_verify: config.insecure_skip_verify.unwrap_or(false),
             enforce_http2: config.enforce_http2.unwrap_or(false),
+            key_cooldown_seconds: config
+                .key_cooldown_seconds
+                .map_or(DEFAULT_KEY_COOLDOWN_SECONDS, |s| i64::try_from(s).unwrap_or(i64::MAX)),
         }
     }
 }

@@ -162,9 +162,17 @@ async fn try_target(
         ..AttemptState::default()
     });
     let mut last_failure = None;
+    // A delay the upstream asked for (Retry-After on 429/503), used instead of the backoff.
+    let mut asked_delay: Option<Duration> = None;
     for try_number in 0..=net.max_retries {
         if try_number > 0 {
-            tokio::time::sleep(backoff(net, try_number - 1)).await;
+            // The provider's retry budget: retries are at most a fifth of its recent tries.
+            if health.as_ref().is_some_and(|h| !h.take_retry(ctx_now())) {
+                tracing::debug!(request_id = ex.request_id, provider = %provider.name, "retry budget spent: moving on");
+                break;
+            }
+            let delay = asked_delay.take().unwrap_or_else(|| backoff(net, try_number - 1));
+            tokio::time::sleep(delay).await;
             ctx.outcome.retries += 1;
         }
         if let Some(state) = ctx.attempt.as_mut() {
@@ -285,9 +293,13 @@ async fn try_target(
                         super::scrub::scrub_reply(&mut head, body, provider.keys.iter().map(|k| k.secret.as_str()))
                     });
                 if matches!(status, 401 | 403 | 429)
-                    && let (Some(index), Some(state)) = (key_index, ctx.attempt.as_mut())
+                    && let (Some(index), Some(attempt_state)) = (key_index, ctx.attempt.as_mut())
                 {
-                    state.avoid.push(index);
+                    attempt_state.avoid.push(index);
+                    cool_down(state, live, provider, index, status);
+                }
+                if matches!(status, 429 | 503) {
+                    asked_delay = retry_after(&head, deadline);
                 }
                 let avoid = ctx.attempt.as_ref().map(|a| a.avoid.as_slice()).unwrap_or_default();
                 let retryable = status == 429
@@ -326,6 +338,34 @@ async fn try_target(
         Some(failure) => TargetEnd::Failed(Box::new(failure)),
         None => TargetEnd::Skipped,
     })
+}
+
+/// The longest `Retry-After` honoured; a longer one is cut to this.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(10);
+
+/// The delay a 429/503 asks for (`Retry-After` in seconds), capped, and within the deadline.
+fn retry_after(head: &ResponseHeader, deadline: Instant) -> Option<Duration> {
+    let seconds: u64 = head.headers.get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    Some(Duration::from_secs(seconds).min(RETRY_AFTER_CAP).min(left))
+}
+
+/// Records a key's refusal; a key that starts a cooldown is logged and counted.
+fn cool_down(state: &Gateway, live: &Live, provider: &ProviderRuntime, index: usize, status: u16) {
+    let Some(cooldown) = live.cooldowns.get(&provider.name).and_then(|keys| keys.get(index)) else {
+        return;
+    };
+    let seconds = provider.network.key_cooldown_seconds;
+    if seconds > 0 && cooldown.refused(status, ctx_now(), seconds) {
+        let key = provider.keys.get(index).map(|k| k.name.as_str()).unwrap_or_default();
+        tracing::warn!(
+            provider = %provider.name,
+            key,
+            status,
+            "provider key skipped for {seconds}s after it answered {status}"
+        );
+        state.metrics.key_cooldowns.with_label_values(&[&provider.name]).inc();
+    }
 }
 
 fn ctx_now() -> i64 {
@@ -431,6 +471,7 @@ mod tests {
             extra_headers: Vec::new(),
             insecure_skip_verify: false,
             enforce_http2: false,
+            key_cooldown_seconds: 30,
         };
         for _ in 0..100 {
             let first = backoff(&net, 0);

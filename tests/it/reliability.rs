@@ -230,3 +230,101 @@ async fn invalid_chunked_framing_is_a_400_and_closes_the_connection() {
     );
     assert_eq!(upstream.state.request_count(), 0);
 }
+
+#[tokio::test]
+async fn retry_after_is_honoured_up_to_a_cap() {
+    let upstream = mock(MockOptions {
+        fail_first: 1,
+        fail_status: 429,
+        retry_after: Some(1),
+        ..MockOptions::default()
+    });
+    let gw = gateway(&format!(
+        "providers:\n{}",
+        provider_yaml(
+            "openai",
+            &upstream.base_url(),
+            ", max_retries: 1, retry_backoff_initial: 1, retry_backoff_max: 2"
+        )
+    ));
+    let started = std::time::Instant::now();
+    let reply = post(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"openai/gpt-4o-mini","messages":[]}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "retried after {:?}, not after the upstream's Retry-After",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_key_cools_down_across_requests() {
+    let upstream = mock(MockOptions {
+        reject_key: Some("sk-revoked".into()),
+        ..MockOptions::default()
+    });
+    let gw = gateway(&format!(
+        "providers:\n  openai:\n    keys: [{{name: good, value: sk-good-000000}}, {{name: revoked, value: sk-revoked-0000}}]\n    network_config: {{base_url: \"{}\", max_retries: 1, retry_backoff_initial: 1, retry_backoff_max: 2}}\n",
+        upstream.base_url()
+    ));
+    for _ in 0..20 {
+        let reply = post(
+            &gw,
+            "/v1/chat/completions",
+            r#"{"model":"openai/gpt-4o-mini","messages":[]}"#,
+        )
+        .await;
+        let seen: Vec<String> = upstream
+            .state
+            .recorded()
+            .iter()
+            .map(|r| r.header("authorization").unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(reply.status(), 200, "{} after {seen:?}", reply.text());
+    }
+    let revoked = upstream
+        .state
+        .recorded()
+        .iter()
+        .filter(|r| r.header("authorization").is_some_and(|a| a.contains("sk-revoked")))
+        .count();
+    assert!(revoked <= 1, "the revoked key was tried {revoked} times");
+    let metrics = send(gw.addr, "GET", "/metrics", &[], b"").await.text();
+    if revoked == 1 {
+        assert!(
+            metrics.contains("asbru_key_cooldowns_total{provider=\"openai\"} 1"),
+            "{metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_retry_budget_stops_a_retry_storm() {
+    let upstream = mock(MockOptions {
+        fail_rate: 1.0,
+        fail_status: 503,
+        ..MockOptions::default()
+    });
+    let gw = gateway(&format!(
+        "providers:\n{}",
+        provider_yaml(
+            "openai",
+            &upstream.base_url(),
+            ", max_retries: 10, retry_backoff_initial: 1, retry_backoff_max: 2"
+        )
+    ));
+    let reply = post(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"openai/gpt-4o-mini","messages":[]}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 503);
+    // The first try, then the budget's minimum of three retries, not ten.
+    assert_eq!(upstream.state.request_count(), 4);
+}

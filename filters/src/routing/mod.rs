@@ -29,7 +29,8 @@ impl Filter for RoutingFilter {
         }
     }
 
-    fn on_attempt(&self, _live: &Live, ctx: &mut RequestCtx) -> AttemptFlow {
+    fn on_attempt(&self, live: &Live, ctx: &mut RequestCtx) -> AttemptFlow {
+        let now = ctx.request.now;
         let (Some(state), plan) = (ctx.attempt.as_mut(), &ctx.plan) else {
             return AttemptFlow::Continue;
         };
@@ -37,13 +38,20 @@ impl Filter for RoutingFilter {
             return AttemptFlow::Continue;
         };
         let allowed = attempt.key_ids.as_deref();
-        match keys::select_within(
-            &attempt.provider,
-            &attempt.model,
-            &state.avoid,
-            allowed,
-            &mut rand::rng(),
-        ) {
+        let provider = &attempt.provider;
+        // Keys cooling down (a recent 401/403, or repeated 429s) are avoided like the ones that
+        // failed this request; they are still used when no other key is left.
+        let cooling = (0..provider.keys.len()).any(|i| live.key_cooling(&provider.name, i, now));
+        let with_cooling: Vec<usize>;
+        let avoid = if cooling {
+            with_cooling = (0..provider.keys.len())
+                .filter(|i| state.avoid.contains(i) || live.key_cooling(&provider.name, *i, now))
+                .collect();
+            &with_cooling
+        } else {
+            &state.avoid
+        };
+        match keys::select_within(provider, &attempt.model, avoid, allowed, &mut rand::rng()) {
             Ok(choice) => {
                 state.key = choice.map(|(index, _)| index);
                 AttemptFlow::Continue

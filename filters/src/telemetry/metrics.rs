@@ -18,6 +18,8 @@ pub struct Metrics {
     pub cost_micros: IntCounterVec,
     /// Requests charged their reservation because no usage was reported.
     pub estimated_charges: IntCounter,
+    /// Provider keys put in cooldown, by provider (a label bounded by the config).
+    pub key_cooldowns: IntCounterVec,
     /// `governance_rejections` resolved for every decision, in [`decision::ALL`]'s order.
     rejections_by_decision: Vec<IntCounter>,
 }
@@ -63,11 +65,23 @@ impl Metrics {
         ] {
             registry.register(collector).expect("metric names are unique");
         }
+        let key_cooldowns = IntCounterVec::new(
+            Opts::new(
+                "asbru_key_cooldowns_total",
+                "Provider keys skipped for a while after a 401/403 or repeated 429s",
+            ),
+            &["provider"],
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(key_cooldowns.clone()))
+            .expect("metric names are unique");
         let rejections_by_decision = decision::ALL
             .iter()
             .map(|d| governance_rejections.with_label_values(&[*d]))
             .collect();
         Metrics {
+            key_cooldowns,
             rejections_by_decision,
             registry,
             unpriced_requests,
