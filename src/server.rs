@@ -136,12 +136,42 @@ pub fn serve(config: &Config, listen: &str, options: StartOptions) -> Result<(),
     let (mut server, state) = build_with(config, listen, options)?;
     server.bootstrap();
     tracing::info!("asbru {} listening on http://{listen}", env!("CARGO_PKG_VERSION"));
+    interrupt_ends_a_graceful_stop(state.clone());
     server.run(RunArgs::default());
     // Requests that finished during the grace period settled after the service's last flush.
     if let Some(store) = &state.store {
         crate::usage_flush::flush(&state.registry, store.as_ref(), false);
     }
     Ok(())
+}
+
+/// After SIGTERM starts a graceful stop (serving on for `grace_period_seconds`, then letting
+/// requests finish), a SIGINT ends the process at once, its usage flushed first: an operator's
+/// Ctrl-C always stops the gateway.
+fn interrupt_ends_a_graceful_stop(state: Arc<Gateway>) {
+    let watcher = std::thread::Builder::new().name("asbru-signals".into()).spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        runtime.block_on(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut terminate), Ok(mut interrupt)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+            else {
+                return;
+            };
+            terminate.recv().await;
+            interrupt.recv().await;
+            tracing::warn!("interrupted during the graceful stop: exiting now");
+            if let Some(store) = &state.store {
+                crate::usage_flush::flush(&state.registry, store.as_ref(), false);
+            }
+            std::process::exit(130);
+        });
+    });
+    if let Err(e) = watcher {
+        tracing::warn!("cannot watch for an interrupt during a graceful stop: {e}");
+    }
 }
 
 /// The `mock:` section: the mock provider inside the gateway process.

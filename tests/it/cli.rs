@@ -222,3 +222,47 @@ async fn trace_logs_carry_no_secret() {
     assert!(!text.contains(virtual_key), "virtual key in the trace log");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A SIGINT during a long graceful stop ends the process at once.
+#[test]
+fn an_interrupt_ends_a_long_graceful_stop() {
+    let addr = free_addr();
+    let dir = std::env::temp_dir().join(format!("asbru-sigint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("grace.yaml");
+    std::fs::write(
+        &config,
+        "server: {grace_period_seconds: 3600, graceful_shutdown_timeout_seconds: 3600}\nconfig_store: {enabled: false}\n",
+    )
+    .expect("write");
+    let child = asbru()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", &addr.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut guard = Child(child);
+    asbru::server::wait_ready(addr).expect("gateway answers /health");
+    let pid = guard.0.id().to_string();
+    let signal = |name: &str| {
+        std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill runs")
+    };
+    assert!(signal("-TERM").success());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(signal("-INT").success());
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(status) = guard.0.try_wait().expect("wait") {
+            exited = Some(status);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(exited.is_some(), "the process still runs 5 s after SIGINT");
+    let _ = std::fs::remove_dir_all(&dir);
+}
