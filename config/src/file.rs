@@ -193,8 +193,54 @@ impl Validation<'_> {
         });
     }
 
+    /// The PostgreSQL settings `serve` would refuse, refused here too, so `check` and `serve`
+    /// agree.
+    fn check_store(&mut self, config: &Config) {
+        use PathSegment::Key;
+        let Some(store) = &config.config_store else {
+            return;
+        };
+        if !store.enabled || store.kind != crate::model::StoreKind::Postgres {
+            return;
+        }
+        let conn = &store.config;
+        if let Some(mode) = conn.ssl_mode.as_deref()
+            && !matches!(mode, "disable" | "allow" | "prefer")
+        {
+            self.problem(
+                &[Key("config_store"), Key("config"), Key("ssl_mode")],
+                format!(
+                    "config_store.config.ssl_mode {mode:?} needs TLS to PostgreSQL, which this version does not support yet; use disable, allow or prefer"
+                ),
+            );
+        }
+        if let Some(port) = &conn.port {
+            let valid = match port {
+                serde_json::Value::Number(n) => n.as_u64().is_some_and(|p| (1..=65535).contains(&p)),
+                serde_json::Value::String(s) => s.parse::<u16>().is_ok_and(|p| p > 0),
+                _ => false,
+            };
+            if !valid {
+                self.problem(
+                    &[Key("config_store"), Key("config"), Key("port")],
+                    format!("config_store.config.port {port} is not a port number"),
+                );
+            }
+        }
+        if let Some(url) = conn.url.as_deref()
+            && crate::env::reference(url).is_none()
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains('='))
+        {
+            self.problem(
+                &[Key("config_store"), Key("config"), Key("url")],
+                "config_store.config.url must be a postgres:// URL or a key=value connection string",
+            );
+        }
+    }
+
     fn check(&mut self, config: &Config) {
         use PathSegment::Key;
+        self.check_store(config);
         let server = &config.server;
         if server.listen.parse::<SocketAddr>().is_err() {
             self.problem(
@@ -521,6 +567,21 @@ pub fn check_base_url(raw: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_settings_serve_would_refuse_are_refused() {
+        let found = problems(
+            "config_store: {enabled: true, type: postgres, config: {ssl_mode: require, port: \"not-a-port\", url: \"mysql://x\"}}\n",
+        );
+        let reasons: Vec<&str> = found.iter().map(|p| p.reason.as_str()).collect();
+        assert!(reasons.iter().any(|r| r.contains("ssl_mode")), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.contains("port")), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.contains("url")), "{reasons:?}");
+        assert!(
+            problems("config_store: {enabled: true, type: postgres, config: {ssl_mode: prefer, port: 5432}}\n")
+                .is_empty()
+        );
+    }
 
     #[test]
     fn credentials_in_urls_are_hidden_and_durations_bounded() {
