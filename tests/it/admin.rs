@@ -713,6 +713,8 @@ async fn a_write_on_one_node_is_served_by_another_within_a_second() {
         .json();
     assert_eq!(listed["total_count"], 1);
     assert!(!call(&b, "GET", "/api/providers", "").await.text().contains(SECRET));
+    // The PostgreSQL client blocks when it closes: drop the gateways off the runtime thread.
+    tokio::task::spawn_blocking(move || drop((a, b))).await.expect("stop");
 }
 
 #[tokio::test]
@@ -982,6 +984,8 @@ async fn every_entity_through_the_api_on_postgres() {
         .expect("join")
         .expect("gateway");
     crud_every_entity(&gw).await;
+    // The PostgreSQL client blocks when it closes: drop the gateway off the runtime thread.
+    tokio::task::spawn_blocking(move || drop(gw)).await.expect("stop");
 }
 
 #[tokio::test]
