@@ -325,6 +325,8 @@ async fn the_retry_budget_stops_a_retry_storm() {
     )
     .await;
     assert_eq!(reply.status(), 503);
-    // The first try, then the budget's minimum of three retries, not ten.
-    assert_eq!(upstream.state.request_count(), 4);
+    // The first try, then the budget's minimum of three retries, not ten (a ten-second boundary
+    // crossed mid-request can grant a fresh budget, hence the range).
+    let calls = upstream.state.request_count();
+    assert!((4..=7).contains(&calls), "{calls} upstream calls");
 }
