@@ -152,7 +152,7 @@ async fn try_target(
     let health = live.health.get(&provider.name).cloned();
     let record_health = |ok: bool| {
         if let Some(window) = &health {
-            window.record(ctx_now(), ok);
+            window.record(crate::state::unix_now(), ok);
         }
     };
     let net = &provider.network;
@@ -167,7 +167,7 @@ async fn try_target(
     for try_number in 0..=net.max_retries {
         if try_number > 0 {
             // The provider's retry budget: retries are at most a fifth of its recent tries.
-            if health.as_ref().is_some_and(|h| !h.take_retry(ctx_now())) {
+            if health.as_ref().is_some_and(|h| !h.take_retry(crate::state::unix_now())) {
                 tracing::debug!(request_id = ex.request_id, provider = %provider.name, "retry budget spent: moving on");
                 break;
             }
@@ -204,7 +204,7 @@ async fn try_target(
             ex.head,
             ex.body,
             upstream_model,
-            u64::try_from(ctx_now()).unwrap_or(0),
+            u64::try_from(crate::state::unix_now()).unwrap_or(0),
             want_usage,
         ) {
             Ok(prepared) => prepared,
@@ -356,7 +356,7 @@ fn cool_down(state: &Gateway, live: &Live, provider: &ProviderRuntime, index: us
         return;
     };
     let seconds = provider.network.key_cooldown_seconds;
-    if seconds > 0 && cooldown.refused(status, ctx_now(), seconds) {
+    if seconds > 0 && cooldown.refused(status, crate::state::unix_now(), seconds) {
         let key = provider.keys.get(index).map(|k| k.name.as_str()).unwrap_or_default();
         tracing::warn!(
             provider = %provider.name,
@@ -366,10 +366,6 @@ fn cool_down(state: &Gateway, live: &Live, provider: &ProviderRuntime, index: us
         );
         state.metrics.key_cooldowns.with_label_values(&[&provider.name]).inc();
     }
-}
-
-fn ctx_now() -> i64 {
-    crate::state::unix_now()
 }
 
 fn has_unused_key(provider: &ProviderRuntime, model: &str, avoid: &[usize]) -> bool {

@@ -149,7 +149,7 @@ pub async fn handle(
         default_provider,
         fallbacks: head.fallbacks.clone(),
         credentials: credentials(session),
-        require_vk: inference_needs_vk(state, session),
+        require_vk: inference_needs_vk(state, &live, session),
         estimate: Estimate {
             input_tokens: body.len() as u64,
             max_output_tokens: head.max_tokens,
@@ -189,8 +189,8 @@ pub async fn handle(
 /// With admin auth on (and not disabled for inference), a request needs admin credentials or a
 /// virtual key, as in Bifrost. Only requests presenting Basic credentials or a session pay the
 /// check; everything else just needs its virtual key.
-fn inference_needs_vk(state: &Gateway, session: &Session) -> bool {
-    let Some(admin) = state.live.load().slot::<crate::admin::auth::AdminAuth>().cloned() else {
+fn inference_needs_vk(state: &Gateway, live: &Live, session: &Session) -> bool {
+    let Some(admin) = live.slot::<crate::admin::auth::AdminAuth>() else {
         return false;
     };
     if !admin.enabled || admin.disable_auth_on_inference {
@@ -202,7 +202,7 @@ fn inference_needs_vk(state: &Gateway, session: &Session) -> bool {
         crate::admin::auth::Presented::Session(ref token) if !state.sessions.valid(token) => true,
         other => state
             .sessions
-            .admit(&admin, &other, crate::admin::client_ip(session))
+            .admit(admin, &other, crate::admin::client_ip(session))
             .is_err(),
     }
 }

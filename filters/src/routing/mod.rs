@@ -41,11 +41,16 @@ impl Filter for RoutingFilter {
         let provider = &attempt.provider;
         // Keys cooling down (a recent 401/403, or repeated 429s) are avoided like the ones that
         // failed this request; they are still used when no other key is left.
-        let cooling = (0..provider.keys.len()).any(|i| live.key_cooling(&provider.name, i, now));
+        let cooldowns = live
+            .cooldowns
+            .get(&provider.name)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let cooling = |i: usize| cooldowns.get(i).is_some_and(|k| k.cooling(now));
         let with_cooling: Vec<usize>;
-        let avoid = if cooling {
+        let avoid = if (0..cooldowns.len()).any(cooling) {
             with_cooling = (0..provider.keys.len())
-                .filter(|i| state.avoid.contains(i) || live.key_cooling(&provider.name, *i, now))
+                .filter(|i| state.avoid.contains(i) || cooling(*i))
                 .collect();
             &with_cooling
         } else {
