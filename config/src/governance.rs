@@ -175,6 +175,8 @@ pub struct VirtualKey {
     pub expires_at: Option<String>,
     /// Snap resets to UTC calendar boundaries.
     pub calendar_aligned: Option<bool>,
+    /// Keep prompts and completions of this key's requests out of the request log.
+    pub disable_content_logging: Option<bool>,
 }
 
 /// One provider a virtual key may use.

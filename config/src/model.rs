@@ -46,9 +46,9 @@ pub struct Config {
     /// Where the persisted config lives (SQLite by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_store: Option<ConfigStoreConfig>,
-    /// Log store settings. Not implemented yet.
+    /// Where request logs are written (SQLite `<data_dir>/logs.db` by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logs_store: Option<Value>,
+    pub logs_store: Option<LogsStoreConfig>,
     /// Vector store settings. Not implemented yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector_store: Option<Value>,
@@ -77,8 +77,7 @@ pub struct Config {
 impl Config {
     /// Names of sections present in the file that this build accepts but does not act on yet.
     pub fn unimplemented_sections(&self) -> Vec<&'static str> {
-        let sections: [(&'static str, bool); 6] = [
-            ("logs_store", self.logs_store.is_some()),
+        let sections: [(&'static str, bool); 5] = [
             ("vector_store", self.vector_store.is_some()),
             ("mcp", self.mcp.is_some()),
             ("framework", self.framework.is_some()),
@@ -125,6 +124,65 @@ impl ConfigStoreConfig {
 
 fn enabled_by_default() -> bool {
     true
+}
+
+/// `logs_store`: Bifrost's request log store section, plus asbru's limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsStoreConfig {
+    /// `false`: requests are not recorded (the query API answers 503).
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// `sqlite` (default) or `postgres`.
+    #[serde(rename = "type", default)]
+    pub kind: StoreKind,
+    /// Connection settings; a SQLite `path` defaults to `<data_dir>/logs.db`.
+    #[serde(default)]
+    pub config: StoreConnection,
+    /// Age in days after which rows are deleted (Bifrost's spelling; `client.log_retention_days`
+    /// is read when this is absent; default 365).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u64>,
+    /// Age in days after which prompt and completion text are blanked and the row kept
+    /// (asbru; default: the metadata retention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_retention_days: Option<u64>,
+    /// Most rows kept; the oldest are deleted first (asbru; default 10,000,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows: Option<u64>,
+    /// Largest stored size of one content field in bytes (asbru; default 65,536); a longer
+    /// field is cut and the row says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_content_bytes: Option<usize>,
+    /// Records waiting to be written; when full, new records are dropped and counted (asbru;
+    /// default 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_size: Option<usize>,
+    /// Bifrost's PostgreSQL materialised-view refresh; accepted, no effect (asbru's stats read
+    /// the table through its indexes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matview_refresh_interval: Option<Value>,
+    /// Bifrost's large-payload offload to object storage; accepted, not supported (content
+    /// over `max_content_bytes` is cut instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_storage: Option<Value>,
+}
+
+impl Default for LogsStoreConfig {
+    fn default() -> Self {
+        LogsStoreConfig {
+            enabled: true,
+            kind: StoreKind::Sqlite,
+            config: StoreConnection::default(),
+            retention_days: None,
+            content_retention_days: None,
+            max_rows: None,
+            max_content_bytes: None,
+            queue_size: None,
+            matview_refresh_interval: None,
+            object_storage: None,
+        }
+    }
 }
 
 /// The store's database engine.
@@ -228,6 +286,9 @@ pub struct ClientConfig {
     pub enable_logging: Option<bool>,
     /// Log only metadata, not content.
     pub disable_content_logging: Option<bool>,
+    /// Let a request turn content logging off with `x-bf-disable-content-logging: true`
+    /// (Bifrost's spelling; default true).
+    pub allow_per_request_content_storage_override: Option<bool>,
     /// Log retention in days.
     pub log_retention_days: Option<u64>,
     /// Request headers copied into log metadata.

@@ -7,4 +7,5 @@
 
 pub mod backend;
 pub mod effective;
+pub mod logs;
 pub mod secrets;

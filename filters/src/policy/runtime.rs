@@ -144,6 +144,8 @@ pub struct VirtualKeyRuntime {
     pub provider_configs: Vec<ProviderAccess>,
     /// Every provider and model is allowed.
     pub allow_all_providers: bool,
+    /// Prompts and completions of its requests stay out of the request log.
+    pub disable_content_logging: bool,
     /// Its team's caps.
     pub team: Option<Arc<Scope>>,
     /// Its customer's caps (directly or through the team).
@@ -402,6 +404,7 @@ impl Governance {
                 }),
                 scope,
                 provider_configs,
+                disable_content_logging: vk.disable_content_logging.unwrap_or(false),
                 allow_all_providers: vk.allow_all_providers.unwrap_or(false)
                     || (!deny_by_default && vk.provider_configs.is_empty()),
                 team: team.map(|t| t.0.clone()),

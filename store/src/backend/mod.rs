@@ -15,8 +15,8 @@ use asbru_config::model::ProviderConfig;
 use entities::EntityKind;
 
 pub mod entities;
-mod migrate;
-mod open;
+pub(crate) mod migrate;
+pub(crate) mod open;
 pub mod postgres;
 pub mod sqlite;
 pub mod tables;

@@ -34,7 +34,7 @@ pub fn open(config: &Config) -> Result<Option<Box<dyn ConfigStore>>, StoreError>
             Ok(Some(Box::new(SqliteStore::open(&path)?.with_cipher(cipher))))
         }
         StoreKind::Postgres => {
-            let url = postgres_url(conn)?;
+            let url = postgres_connection_string(conn, "config_store.config")?;
             let store = PostgresStore::open(
                 &url,
                 conn.max_open_conns.unwrap_or(50),
@@ -77,18 +77,22 @@ fn resolve(raw: &str, what: &str) -> Result<String, StoreError> {
     }
 }
 
-/// Builds a `key=value` connection string, quoting values.
-fn postgres_url(conn: &asbru_config::model::StoreConnection) -> Result<String, StoreError> {
+/// Builds a `key=value` connection string, quoting values; `section` names the settings in
+/// errors (`config_store.config`, `logs_store.config`).
+pub fn postgres_connection_string(
+    conn: &asbru_config::model::StoreConnection,
+    section: &str,
+) -> Result<String, StoreError> {
     match conn.ssl_mode.as_deref().unwrap_or("disable") {
         "disable" | "allow" | "prefer" => {}
         other => {
             return Err(StoreError::Unavailable(format!(
-                "config_store.config.ssl_mode {other:?} needs TLS to PostgreSQL, which this version does not support yet; use disable"
+                "{section}.ssl_mode {other:?} needs TLS to PostgreSQL, which this version does not support yet; use disable"
             )));
         }
     }
     if let Some(url) = &conn.url {
-        return resolve(url, "config_store.config.url");
+        return resolve(url, &format!("{section}.url"));
     }
     let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
     let mut parts = vec![format!("host={}", quote(conn.host.as_deref().unwrap_or("localhost")))];
@@ -100,12 +104,12 @@ fn postgres_url(conn: &asbru_config::model::StoreConnection) -> Result<String, S
         parts.push(format!("port={}", quote(&port)));
     }
     if let Some(user) = &conn.user {
-        parts.push(format!("user={}", quote(&resolve(user, "config_store.config.user")?)));
+        parts.push(format!("user={}", quote(&resolve(user, &format!("{section}.user"))?)));
     }
     if let Some(password) = &conn.password {
         parts.push(format!(
             "password={}",
-            quote(&resolve(password, "config_store.config.password")?)
+            quote(&resolve(password, &format!("{section}.password"))?)
         ));
     }
     if let Some(db) = &conn.db_name {
@@ -125,11 +129,11 @@ mod tests {
         }))
         .expect("valid");
         assert_eq!(
-            postgres_url(&conn).expect("url"),
+            postgres_connection_string(&conn, "config_store.config").expect("url"),
             "host='db' port='5433' user='asbru' password='it\\'s' dbname='cfg'"
         );
         let tls: asbru_config::model::StoreConnection =
             serde_json::from_value(serde_json::json!({"ssl_mode": "require"})).expect("valid");
-        assert!(postgres_url(&tls).is_err());
+        assert!(postgres_connection_string(&tls, "config_store.config").is_err());
     }
 }

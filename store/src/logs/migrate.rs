@@ -1,0 +1,26 @@
+//! The log store's own versioned migrations, recorded in `logs_schema_migrations` (a table name
+//! of its own, so the log store may share a PostgreSQL database with the config store).
+
+use crate::backend::migrate::Migration;
+
+/// SQLite migrations.
+pub const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "logs",
+    sql: include_str!("../../migrations/logs_sqlite/0001_logs.sql"),
+}];
+
+/// PostgreSQL migrations.
+pub const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "logs",
+    sql: include_str!("../../migrations/logs_postgres/0001_logs.sql"),
+}];
+
+/// The table recording applied versions.
+pub const TABLE: &str = "logs_schema_migrations";
+
+/// The newest schema version this binary knows.
+pub fn latest() -> u32 {
+    SQLITE.iter().map(|m| m.version).max().unwrap_or(0)
+}

@@ -1,0 +1,369 @@
+//! The PostgreSQL log store: a lazily connected pool, so a database that is down at start or
+//! goes away is tried again on the next call; migrations under an advisory lock.
+
+use std::error::Error as StdError;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use r2d2_postgres::PostgresConnectionManager;
+use r2d2_postgres::postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use r2d2_postgres::postgres::{self, NoTls};
+
+use super::migrate;
+use super::query::{self, Dialect, LogFilter, LogQuery};
+use super::row::{COLUMNS, LogRow, SqlValue};
+use super::{Bucket, FilterData, LogPage, LogStats, LogStore, LogStoreError, ModelBucket, Retained, Retention};
+
+/// An advisory lock id only the log store's migrations take.
+const MIGRATION_LOCK: i64 = 0x6173_6272_756c_6f67;
+
+/// A log store in a PostgreSQL database.
+pub struct PostgresLogStore {
+    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    migrated: AtomicBool,
+}
+
+fn db_error(e: postgres::Error) -> LogStoreError {
+    if e.is_closed() || e.as_db_error().is_none() {
+        LogStoreError::Unavailable(e.to_string())
+    } else {
+        LogStoreError::Database(e.to_string())
+    }
+}
+
+impl ToSql for SqlValue {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self {
+            SqlValue::Null => Ok(IsNull::Yes),
+            SqlValue::Int(i) => match *ty {
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::FLOAT8 => (*i as f64).to_sql(ty, out),
+                _ => i.to_sql(ty, out),
+            },
+            SqlValue::Real(f) => f.to_sql(ty, out),
+            SqlValue::Text(s) => s.as_str().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn value_at(row: &postgres::Row, i: usize) -> Result<SqlValue, postgres::Error> {
+    let ty = row.columns()[i].type_().clone();
+    Ok(match ty {
+        Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map_or(SqlValue::Null, SqlValue::Int),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(i)?
+            .map_or(SqlValue::Null, |v| SqlValue::Int(i64::from(v))),
+        Type::FLOAT8 => row.try_get::<_, Option<f64>>(i)?.map_or(SqlValue::Null, SqlValue::Real),
+        _ => row.try_get::<_, Option<String>>(i)?.map_or(SqlValue::Null, SqlValue::Text),
+    })
+}
+
+fn log_row(row: &postgres::Row) -> Result<LogRow, postgres::Error> {
+    let values = (0..COLUMNS.len())
+        .map(|i| value_at(row, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(LogRow::from_values(values))
+}
+
+fn params(values: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+impl PostgresLogStore {
+    /// A store at `url`; connections are made (and the schema migrated) on first use.
+    pub fn open(url: &str, max_open: u32) -> Result<PostgresLogStore, LogStoreError> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e: postgres::Error| LogStoreError::Unavailable(format!("invalid PostgreSQL connection string: {e}")))?;
+        let mut config = config;
+        config.connect_timeout(Duration::from_secs(2));
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(max_open.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(3))
+            .build_unchecked(manager);
+        Ok(PostgresLogStore {
+            pool,
+            migrated: AtomicBool::new(false),
+        })
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, LogStoreError> {
+        let mut conn = self
+            .pool
+            .get()
+            .map_err(|e| LogStoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        if !self.migrated.load(Ordering::Acquire) {
+            migrate_conn(&mut conn)?;
+            self.migrated.store(true, Ordering::Release);
+        }
+        Ok(conn)
+    }
+
+    fn execute(&self, sql: &query::Sql) -> Result<u64, LogStoreError> {
+        let mut conn = self.conn()?;
+        conn.execute(sql.text.as_str(), &params(&sql.params)).map_err(db_error)
+    }
+}
+
+fn migrate_conn(conn: &mut postgres::Client) -> Result<(), LogStoreError> {
+    conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(db_error)?;
+    let result = (|| {
+        conn.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            migrate::TABLE
+        ))
+        .map_err(db_error)?;
+        let current: i32 = conn
+            .query_one(&format!("SELECT COALESCE(MAX(version), 0) FROM {}", migrate::TABLE), &[])
+            .map_err(db_error)?
+            .get(0);
+        let current = u32::try_from(current).unwrap_or(0);
+        if current > migrate::latest() {
+            return Err(LogStoreError::SchemaTooNew {
+                found: current,
+                known: migrate::latest(),
+            });
+        }
+        for m in migrate::POSTGRES.iter().filter(|m| m.version > current) {
+            let mut tx = conn.transaction().map_err(db_error)?;
+            tx.batch_execute(m.sql).map_err(|e| {
+                LogStoreError::Database(format!("log store migration {} ({}) failed: {e}", m.version, m.name))
+            })?;
+            tx.execute(
+                &format!("INSERT INTO {} (version, name) VALUES ($1, $2)", migrate::TABLE),
+                &[&(m.version as i32), &m.name],
+            )
+            .map_err(db_error)?;
+            tx.commit().map_err(db_error)?;
+        }
+        Ok(())
+    })();
+    let _ = conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+    result
+}
+
+fn stats_with(conn: &mut postgres::Client, filter: &LogFilter) -> Result<LogStats, LogStoreError> {
+    let sql = query::stats(Dialect::Postgres, filter);
+    let row = conn.query_one(sql.text.as_str(), &params(&sql.params)).map_err(db_error)?;
+    Ok(LogStats {
+        total_requests: row.get(0),
+        success_count: row.get(1),
+        error_count: row.get(2),
+        average_latency: row.get(3),
+        prompt_tokens: row.get(4),
+        completion_tokens: row.get(5),
+        total_tokens: row.get(6),
+        total_cost: row.get(7),
+    })
+}
+
+impl LogStore for PostgresLogStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn insert(&self, rows: &[LogRow]) -> Result<(), LogStoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(db_error)?;
+        let placeholders: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("${i}")).collect();
+        let updates: Vec<String> = COLUMNS[1..].iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+        let stmt = tx
+            .prepare(&format!(
+                "INSERT INTO logs ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}",
+                COLUMNS.join(", "),
+                placeholders.join(", "),
+                updates.join(", ")
+            ))
+            .map_err(db_error)?;
+        for row in rows {
+            let values = row.values();
+            tx.execute(&stmt, &params(&values)).map_err(db_error)?;
+        }
+        tx.commit().map_err(db_error)
+    }
+
+    fn search(&self, q: &LogQuery) -> Result<LogPage, LogStoreError> {
+        let mut conn = self.conn()?;
+        let page = query::page(Dialect::Postgres, q);
+        let rows = conn
+            .query(page.text.as_str(), &params(&page.params))
+            .map_err(db_error)?
+            .iter()
+            .map(log_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_error)?;
+        let stats = stats_with(&mut conn, &q.filter)?;
+        Ok(LogPage {
+            rows,
+            total: stats.total_requests,
+            stats,
+        })
+    }
+
+    fn get(&self, id: &str) -> Result<Option<LogRow>, LogStoreError> {
+        let mut conn = self.conn()?;
+        let rows = conn
+            .query(
+                &format!("SELECT {} FROM logs WHERE id = $1", query::column_list()),
+                &[&id],
+            )
+            .map_err(db_error)?;
+        rows.first().map(log_row).transpose().map_err(db_error)
+    }
+
+    fn stats(&self, filter: &LogFilter) -> Result<LogStats, LogStoreError> {
+        let mut conn = self.conn()?;
+        stats_with(&mut conn, filter)
+    }
+
+    fn histogram(&self, filter: &LogFilter, bucket_ms: i64, percentiles: bool) -> Result<Vec<Bucket>, LogStoreError> {
+        let mut conn = self.conn()?;
+        let sql = query::histogram(Dialect::Postgres, filter, bucket_ms);
+        let mut buckets: Vec<Bucket> = conn
+            .query(sql.text.as_str(), &params(&sql.params))
+            .map_err(db_error)?
+            .iter()
+            .map(|r| Bucket {
+                start_ms: r.get(0),
+                count: r.get(1),
+                success: r.get(2),
+                error: r.get(3),
+                prompt_tokens: r.get(4),
+                completion_tokens: r.get(5),
+                total_tokens: r.get(6),
+                cached_read_tokens: r.get(7),
+                cost: r.get(8),
+                avg_latency: r.get(9),
+                latency_percentiles: [0.0; 3],
+            })
+            .collect();
+        if percentiles {
+            let sql = query::latencies(Dialect::Postgres, filter, bucket_ms);
+            let pairs: Vec<(i64, f64)> = conn
+                .query(sql.text.as_str(), &params(&sql.params))
+                .map_err(db_error)?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            super::fill_percentiles(&mut buckets, &pairs);
+        }
+        Ok(buckets)
+    }
+
+    fn model_histogram(&self, filter: &LogFilter, bucket_ms: i64) -> Result<Vec<ModelBucket>, LogStoreError> {
+        let mut conn = self.conn()?;
+        let sql = query::model_histogram(Dialect::Postgres, filter, bucket_ms);
+        Ok(conn
+            .query(sql.text.as_str(), &params(&sql.params))
+            .map_err(db_error)?
+            .iter()
+            .map(|r| ModelBucket {
+                start_ms: r.get(0),
+                model: r.get(1),
+                total: r.get(2),
+                success: r.get(3),
+                error: r.get(4),
+                cost: r.get(5),
+            })
+            .collect())
+    }
+
+    fn filter_data(&self) -> Result<FilterData, LogStoreError> {
+        let mut conn = self.conn()?;
+        let mut strings = |column: &str| -> Result<Vec<String>, LogStoreError> {
+            Ok(conn
+                .query(
+                    &format!(
+                        "SELECT DISTINCT {column} FROM logs WHERE {column} IS NOT NULL AND {column} <> '' ORDER BY {column} LIMIT 1000"
+                    ),
+                    &[],
+                )
+                .map_err(db_error)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+        };
+        let providers = strings("provider")?;
+        let models = strings("model")?;
+        let objects = strings("object_type")?;
+        let mut pairs = |id: &str, name: &str| -> Result<Vec<(String, String)>, LogStoreError> {
+            Ok(conn
+                .query(
+                    &format!(
+                        "SELECT {id}, MAX(COALESCE({name}, '')) FROM logs WHERE {id} IS NOT NULL AND {id} <> '' GROUP BY {id} ORDER BY {id} LIMIT 1000"
+                    ),
+                    &[],
+                )
+                .map_err(db_error)?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect())
+        };
+        Ok(FilterData {
+            providers,
+            models,
+            objects,
+            selected_keys: pairs("selected_key_id", "selected_key_name")?,
+            virtual_keys: pairs("virtual_key_id", "virtual_key_name")?,
+            routing_rules: pairs("routing_rule_id", "routing_rule_name")?,
+            teams: pairs("team_id", "team_name")?,
+            customers: pairs("customer_id", "customer_name")?,
+        })
+    }
+
+    fn delete_ids(&self, ids: &[String]) -> Result<u64, LogStoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.execute(&query::delete_ids(Dialect::Postgres, ids))
+    }
+
+    fn delete_matching(&self, filter: &LogFilter) -> Result<u64, LogStoreError> {
+        self.execute(&query::delete(Dialect::Postgres, filter))
+    }
+
+    fn retain(&self, rules: &Retention) -> Result<Retained, LogStoreError> {
+        let mut conn = self.conn()?;
+        let mut deleted = conn
+            .execute("DELETE FROM logs WHERE timestamp < $1", &[&rules.delete_before_ms])
+            .map_err(db_error)?;
+        let total: i64 = conn
+            .query_one("SELECT COUNT(*) FROM logs", &[])
+            .map_err(db_error)?
+            .get(0);
+        let excess = total.saturating_sub(i64::try_from(rules.max_rows).unwrap_or(i64::MAX));
+        if excess > 0 {
+            deleted += conn
+                .execute(
+                    "DELETE FROM logs WHERE id IN (SELECT id FROM logs ORDER BY timestamp ASC LIMIT $1)",
+                    &[&excess],
+                )
+                .map_err(db_error)?;
+        }
+        let blanked = conn
+            .execute(
+                "UPDATE logs SET input_history = NULL, output_message = NULL, tools = NULL, content_summary = NULL \
+                 WHERE timestamp < $1 AND (input_history IS NOT NULL OR output_message IS NOT NULL OR content_summary IS NOT NULL)",
+                &[&rules.blank_content_before_ms],
+            )
+            .map_err(db_error)?;
+        Ok(Retained { deleted, blanked })
+    }
+
+    fn has_rows(&self) -> Result<bool, LogStoreError> {
+        let mut conn = self.conn()?;
+        Ok(conn
+            .query_one("SELECT EXISTS (SELECT 1 FROM logs)", &[])
+            .map_err(db_error)?
+            .get(0))
+    }
+}

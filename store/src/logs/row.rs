@@ -1,0 +1,293 @@
+//! [`LogRow`]: one request's row, and its columns in one list both backends bind from.
+
+/// A value bound to or read from a column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    /// NULL.
+    Null,
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Real(f64),
+    /// Text.
+    Text(String),
+}
+
+impl SqlValue {
+    fn opt_text(v: &Option<String>) -> SqlValue {
+        v.clone().map_or(SqlValue::Null, SqlValue::Text)
+    }
+
+    fn opt_real(v: Option<f64>) -> SqlValue {
+        v.map_or(SqlValue::Null, SqlValue::Real)
+    }
+
+    fn text(self) -> Option<String> {
+        match self {
+            SqlValue::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn int(self) -> i64 {
+        match self {
+            SqlValue::Int(i) => i,
+            SqlValue::Real(f) => f as i64,
+            _ => 0,
+        }
+    }
+
+    fn real(self) -> Option<f64> {
+        match self {
+            SqlValue::Real(f) => Some(f),
+            SqlValue::Int(i) => Some(i as f64),
+            _ => None,
+        }
+    }
+}
+
+/// One request, as the log stores it (Bifrost's `logs` columns that apply to asbru).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogRow {
+    /// The request id.
+    pub id: String,
+    /// `x-bf-parent-request-id`.
+    pub parent_request_id: Option<String>,
+    /// When the request arrived, Unix milliseconds.
+    pub timestamp_ms: i64,
+    /// Request type (`chat_completion`, `embedding`, ...).
+    pub object_type: String,
+    /// Provider that answered (or was tried last).
+    pub provider: String,
+    /// Model sent upstream.
+    pub model: String,
+    /// The `model` field as the client sent it.
+    pub requested_model: String,
+    /// `success` or `error`.
+    pub status: String,
+    /// HTTP status the client received.
+    pub status_code: i64,
+    /// The client asked for a stream.
+    pub stream: bool,
+    /// Whole request, milliseconds.
+    pub latency_ms: Option<f64>,
+    /// First streamed bytes, milliseconds after arrival.
+    pub ttft_ms: Option<f64>,
+    /// Prompt tokens.
+    pub prompt_tokens: i64,
+    /// Completion tokens.
+    pub completion_tokens: i64,
+    /// All tokens.
+    pub total_tokens: i64,
+    /// Prompt tokens read from the provider's cache.
+    pub cached_read_tokens: i64,
+    /// Reasoning tokens.
+    pub reasoning_tokens: i64,
+    /// Dollars; `None` when the model has no price.
+    pub cost: Option<f64>,
+    /// Tries after the first.
+    pub number_of_retries: i64,
+    /// 0 for the primary, n for the n-th fallback.
+    pub fallback_index: i64,
+    /// Provider key id.
+    pub selected_key_id: Option<String>,
+    /// Provider key name.
+    pub selected_key_name: Option<String>,
+    /// Virtual key id.
+    pub virtual_key_id: Option<String>,
+    /// Virtual key name.
+    pub virtual_key_name: Option<String>,
+    /// Team id.
+    pub team_id: Option<String>,
+    /// Team name.
+    pub team_name: Option<String>,
+    /// Customer id.
+    pub customer_id: Option<String>,
+    /// Customer name.
+    pub customer_name: Option<String>,
+    /// Routing rule id.
+    pub routing_rule_id: Option<String>,
+    /// Routing rule name.
+    pub routing_rule_name: Option<String>,
+    /// Why generation stopped (`stop`, `length`, `tool_calls`, ...).
+    pub stop_reason: Option<String>,
+    /// The error the client got, as JSON.
+    pub error_details: Option<String>,
+    /// The input messages, as JSON.
+    pub input_history: Option<String>,
+    /// The output message, as JSON.
+    pub output_message: Option<String>,
+    /// The tools offered, as JSON.
+    pub tools: Option<String>,
+    /// The model parameters, as JSON.
+    pub params: Option<String>,
+    /// Prompt and completion text, for content search.
+    pub content_summary: Option<String>,
+    /// A content field was cut at the size cap.
+    pub content_truncated: bool,
+    /// Request headers named by `client.logging_headers`, as a JSON object.
+    pub metadata: Option<String>,
+    /// When the row was written, Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// The table's columns, in the order of [`LogRow::values`].
+pub const COLUMNS: &[&str] = &[
+    "id",
+    "parent_request_id",
+    "timestamp",
+    "object_type",
+    "provider",
+    "model",
+    "requested_model",
+    "status",
+    "status_code",
+    "stream",
+    "latency",
+    "time_to_first_token",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_read_tokens",
+    "reasoning_tokens",
+    "cost",
+    "number_of_retries",
+    "fallback_index",
+    "selected_key_id",
+    "selected_key_name",
+    "virtual_key_id",
+    "virtual_key_name",
+    "team_id",
+    "team_name",
+    "customer_id",
+    "customer_name",
+    "routing_rule_id",
+    "routing_rule_name",
+    "stop_reason",
+    "error_details",
+    "input_history",
+    "output_message",
+    "tools",
+    "params",
+    "content_summary",
+    "content_truncated",
+    "metadata",
+    "created_at",
+];
+
+impl LogRow {
+    /// The row's values in [`COLUMNS`] order.
+    pub fn values(&self) -> Vec<SqlValue> {
+        use SqlValue::{Int, Text};
+        vec![
+            Text(self.id.clone()),
+            SqlValue::opt_text(&self.parent_request_id),
+            Int(self.timestamp_ms),
+            Text(self.object_type.clone()),
+            Text(self.provider.clone()),
+            Text(self.model.clone()),
+            Text(self.requested_model.clone()),
+            Text(self.status.clone()),
+            Int(self.status_code),
+            Int(i64::from(self.stream)),
+            SqlValue::opt_real(self.latency_ms),
+            SqlValue::opt_real(self.ttft_ms),
+            Int(self.prompt_tokens),
+            Int(self.completion_tokens),
+            Int(self.total_tokens),
+            Int(self.cached_read_tokens),
+            Int(self.reasoning_tokens),
+            SqlValue::opt_real(self.cost),
+            Int(self.number_of_retries),
+            Int(self.fallback_index),
+            SqlValue::opt_text(&self.selected_key_id),
+            SqlValue::opt_text(&self.selected_key_name),
+            SqlValue::opt_text(&self.virtual_key_id),
+            SqlValue::opt_text(&self.virtual_key_name),
+            SqlValue::opt_text(&self.team_id),
+            SqlValue::opt_text(&self.team_name),
+            SqlValue::opt_text(&self.customer_id),
+            SqlValue::opt_text(&self.customer_name),
+            SqlValue::opt_text(&self.routing_rule_id),
+            SqlValue::opt_text(&self.routing_rule_name),
+            SqlValue::opt_text(&self.stop_reason),
+            SqlValue::opt_text(&self.error_details),
+            SqlValue::opt_text(&self.input_history),
+            SqlValue::opt_text(&self.output_message),
+            SqlValue::opt_text(&self.tools),
+            SqlValue::opt_text(&self.params),
+            SqlValue::opt_text(&self.content_summary),
+            Int(i64::from(self.content_truncated)),
+            SqlValue::opt_text(&self.metadata),
+            Int(self.created_at_ms),
+        ]
+    }
+
+    /// A row from values in [`COLUMNS`] order (missing values read as empty).
+    pub fn from_values(values: Vec<SqlValue>) -> LogRow {
+        let mut v = values.into_iter();
+        let mut next = move || v.next().unwrap_or(SqlValue::Null);
+        LogRow {
+            id: next().text().unwrap_or_default(),
+            parent_request_id: next().text(),
+            timestamp_ms: next().int(),
+            object_type: next().text().unwrap_or_default(),
+            provider: next().text().unwrap_or_default(),
+            model: next().text().unwrap_or_default(),
+            requested_model: next().text().unwrap_or_default(),
+            status: next().text().unwrap_or_default(),
+            status_code: next().int(),
+            stream: next().int() != 0,
+            latency_ms: next().real(),
+            ttft_ms: next().real(),
+            prompt_tokens: next().int(),
+            completion_tokens: next().int(),
+            total_tokens: next().int(),
+            cached_read_tokens: next().int(),
+            reasoning_tokens: next().int(),
+            cost: next().real(),
+            number_of_retries: next().int(),
+            fallback_index: next().int(),
+            selected_key_id: next().text(),
+            selected_key_name: next().text(),
+            virtual_key_id: next().text(),
+            virtual_key_name: next().text(),
+            team_id: next().text(),
+            team_name: next().text(),
+            customer_id: next().text(),
+            customer_name: next().text(),
+            routing_rule_id: next().text(),
+            routing_rule_name: next().text(),
+            stop_reason: next().text(),
+            error_details: next().text(),
+            input_history: next().text(),
+            output_message: next().text(),
+            tools: next().text(),
+            params: next().text(),
+            content_summary: next().text(),
+            content_truncated: next().int() != 0,
+            metadata: next().text(),
+            created_at_ms: next().int(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_follow_the_column_list_both_ways() {
+        let row = LogRow {
+            id: "r1".into(),
+            stream: true,
+            cost: Some(0.25),
+            virtual_key_id: Some("vk".into()),
+            content_truncated: true,
+            created_at_ms: 9,
+            ..Default::default()
+        };
+        assert_eq!(row.values().len(), COLUMNS.len());
+        assert_eq!(LogRow::from_values(row.values()), row);
+    }
+}

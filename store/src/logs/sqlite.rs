@@ -1,0 +1,361 @@
+//! The SQLite log store: its own file (`logs.db`), WAL, `synchronous=NORMAL`, an r2d2 pool
+//! whose connections are made on demand, so a file that cannot be opened now is tried again on
+//! the next call.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use r2d2_sqlite::rusqlite::{self, OptionalExtension, params_from_iter, types::ToSqlOutput, types::ValueRef};
+
+use super::migrate;
+use super::query::{self, Dialect, LogFilter, LogQuery};
+use super::row::{LogRow, SqlValue};
+use super::{Bucket, FilterData, LogPage, LogStats, LogStore, LogStoreError, ModelBucket, Retained, Retention};
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A log store in a SQLite file.
+pub struct SqliteLogStore {
+    path: PathBuf,
+    pool: r2d2::Pool<SqliteConnectionManager>,
+    migrated: AtomicBool,
+}
+
+fn db_error(e: rusqlite::Error) -> LogStoreError {
+    LogStoreError::Database(e.to_string())
+}
+
+impl rusqlite::ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            SqlValue::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            SqlValue::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            SqlValue::Real(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
+            SqlValue::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+fn value_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<SqlValue> {
+    Ok(match row.get_ref(i)? {
+        ValueRef::Null => SqlValue::Null,
+        ValueRef::Integer(i) => SqlValue::Int(i),
+        ValueRef::Real(f) => SqlValue::Real(f),
+        ValueRef::Text(t) | ValueRef::Blob(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+    })
+}
+
+fn log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
+    let values = (0..super::row::COLUMNS.len())
+        .map(|i| value_at(row, i))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(LogRow::from_values(values))
+}
+
+fn stats_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogStats> {
+    Ok(LogStats {
+        total_requests: row.get(0)?,
+        success_count: row.get(1)?,
+        error_count: row.get(2)?,
+        average_latency: row.get(3)?,
+        prompt_tokens: row.get(4)?,
+        completion_tokens: row.get(5)?,
+        total_tokens: row.get(6)?,
+        total_cost: row.get(7)?,
+    })
+}
+
+impl SqliteLogStore {
+    /// A store at `path`; the file (and its directory) is created and migrated on first use.
+    pub fn open(path: &Path) -> Result<SqliteLogStore, LogStoreError> {
+        let manager = SqliteConnectionManager::file(path).with_init(|conn| {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        });
+        let pool = r2d2::Pool::builder()
+            .max_size(4)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(2))
+            .build_unchecked(manager);
+        Ok(SqliteLogStore {
+            path: path.to_path_buf(),
+            pool,
+            migrated: AtomicBool::new(false),
+        })
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, LogStoreError> {
+        if !self.migrated.load(Ordering::Acquire) {
+            if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    LogStoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+        }
+        let mut conn = self
+            .pool
+            .get()
+            .map_err(|e| LogStoreError::Unavailable(format!("cannot open {}: {e}", self.path.display())))?;
+        if !self.migrated.load(Ordering::Acquire) {
+            migrate_conn(&mut conn)?;
+            self.migrated.store(true, Ordering::Release);
+        }
+        Ok(conn)
+    }
+
+    fn count(&self, sql: &query::Sql) -> Result<u64, LogStoreError> {
+        let conn = self.conn()?;
+        let n = conn
+            .execute(&sql.text, params_from_iter(sql.params.iter()))
+            .map_err(db_error)?;
+        Ok(n as u64)
+    }
+}
+
+fn migrate_conn(conn: &mut rusqlite::Connection) -> Result<(), LogStoreError> {
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+        migrate::TABLE
+    ))
+    .map_err(db_error)?;
+    let current: u32 = conn
+        .query_row(&format!("SELECT COALESCE(MAX(version), 0) FROM {}", migrate::TABLE), [], |r| {
+            r.get(0)
+        })
+        .map_err(db_error)?;
+    if current > migrate::latest() {
+        return Err(LogStoreError::SchemaTooNew {
+            found: current,
+            known: migrate::latest(),
+        });
+    }
+    for m in migrate::SQLITE.iter().filter(|m| m.version > current) {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_error)?;
+        // Another process may have migrated meanwhile.
+        let done: Option<u32> = tx
+            .query_row(
+                &format!("SELECT version FROM {} WHERE version = ?1", migrate::TABLE),
+                [m.version],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_error)?;
+        if done.is_none() {
+            tx.execute_batch(m.sql).map_err(|e| {
+                LogStoreError::Database(format!("log store migration {} ({}) failed: {e}", m.version, m.name))
+            })?;
+            tx.execute(
+                &format!("INSERT INTO {} (version, name) VALUES (?1, ?2)", migrate::TABLE),
+                rusqlite::params![m.version, m.name],
+            )
+            .map_err(db_error)?;
+        }
+        tx.commit().map_err(db_error)?;
+    }
+    Ok(())
+}
+
+impl LogStore for SqliteLogStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn insert(&self, rows: &[LogRow]) -> Result<(), LogStoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(db_error)?;
+        {
+            let columns = super::row::COLUMNS;
+            let placeholders = vec!["?"; columns.len()].join(", ");
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "INSERT OR REPLACE INTO logs ({}) VALUES ({placeholders})",
+                    columns.join(", ")
+                ))
+                .map_err(db_error)?;
+            for row in rows {
+                stmt.execute(params_from_iter(row.values().iter())).map_err(db_error)?;
+            }
+        }
+        tx.commit().map_err(db_error)
+    }
+
+    fn search(&self, q: &LogQuery) -> Result<LogPage, LogStoreError> {
+        let conn = self.conn()?;
+        let page = query::page(Dialect::Sqlite, q);
+        let mut stmt = conn.prepare(&page.text).map_err(db_error)?;
+        let rows = stmt
+            .query_map(params_from_iter(page.params.iter()), log_row)
+            .map_err(db_error)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_error)?;
+        let stats = stats_with(&conn, &q.filter)?;
+        Ok(LogPage {
+            rows,
+            total: stats.total_requests,
+            stats,
+        })
+    }
+
+    fn get(&self, id: &str) -> Result<Option<LogRow>, LogStoreError> {
+        let conn = self.conn()?;
+        conn.query_row(
+            &format!("SELECT {} FROM logs WHERE id = ?1", query::column_list()),
+            [id],
+            log_row,
+        )
+        .optional()
+        .map_err(db_error)
+    }
+
+    fn stats(&self, filter: &LogFilter) -> Result<LogStats, LogStoreError> {
+        let conn = self.conn()?;
+        stats_with(&conn, filter)
+    }
+
+    fn histogram(&self, filter: &LogFilter, bucket_ms: i64, percentiles: bool) -> Result<Vec<Bucket>, LogStoreError> {
+        let conn = self.conn()?;
+        let sql = query::histogram(Dialect::Sqlite, filter, bucket_ms);
+        let mut stmt = conn.prepare(&sql.text).map_err(db_error)?;
+        let mut buckets = stmt
+            .query_map(params_from_iter(sql.params.iter()), |r| {
+                Ok(Bucket {
+                    start_ms: r.get(0)?,
+                    count: r.get(1)?,
+                    success: r.get(2)?,
+                    error: r.get(3)?,
+                    prompt_tokens: r.get(4)?,
+                    completion_tokens: r.get(5)?,
+                    total_tokens: r.get(6)?,
+                    cached_read_tokens: r.get(7)?,
+                    cost: r.get(8)?,
+                    avg_latency: r.get(9)?,
+                    latency_percentiles: [0.0; 3],
+                })
+            })
+            .map_err(db_error)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_error)?;
+        if percentiles {
+            let sql = query::latencies(Dialect::Sqlite, filter, bucket_ms);
+            let mut stmt = conn.prepare(&sql.text).map_err(db_error)?;
+            let pairs = stmt
+                .query_map(params_from_iter(sql.params.iter()), |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
+                })
+                .map_err(db_error)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_error)?;
+            super::fill_percentiles(&mut buckets, &pairs);
+        }
+        Ok(buckets)
+    }
+
+    fn model_histogram(&self, filter: &LogFilter, bucket_ms: i64) -> Result<Vec<ModelBucket>, LogStoreError> {
+        let conn = self.conn()?;
+        let sql = query::model_histogram(Dialect::Sqlite, filter, bucket_ms);
+        let mut stmt = conn.prepare(&sql.text).map_err(db_error)?;
+        stmt.query_map(params_from_iter(sql.params.iter()), |r| {
+            Ok(ModelBucket {
+                start_ms: r.get(0)?,
+                model: r.get(1)?,
+                total: r.get(2)?,
+                success: r.get(3)?,
+                error: r.get(4)?,
+                cost: r.get(5)?,
+            })
+        })
+        .map_err(db_error)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_error)
+    }
+
+    fn filter_data(&self) -> Result<FilterData, LogStoreError> {
+        let conn = self.conn()?;
+        let strings = |column: &str| -> Result<Vec<String>, LogStoreError> {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT DISTINCT {column} FROM logs WHERE {column} IS NOT NULL AND {column} <> '' ORDER BY {column} LIMIT 1000"
+                ))
+                .map_err(db_error)?;
+            stmt.query_map([], |r| r.get(0))
+                .map_err(db_error)?
+                .collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(db_error)
+        };
+        let pairs = |id: &str, name: &str| -> Result<Vec<(String, String)>, LogStoreError> {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {id}, MAX(COALESCE({name}, '')) FROM logs WHERE {id} IS NOT NULL AND {id} <> '' GROUP BY {id} ORDER BY {id} LIMIT 1000"
+                ))
+                .map_err(db_error)?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_error)?
+                .collect::<rusqlite::Result<Vec<(String, String)>>>()
+                .map_err(db_error)
+        };
+        Ok(FilterData {
+            providers: strings("provider")?,
+            models: strings("model")?,
+            objects: strings("object_type")?,
+            selected_keys: pairs("selected_key_id", "selected_key_name")?,
+            virtual_keys: pairs("virtual_key_id", "virtual_key_name")?,
+            routing_rules: pairs("routing_rule_id", "routing_rule_name")?,
+            teams: pairs("team_id", "team_name")?,
+            customers: pairs("customer_id", "customer_name")?,
+        })
+    }
+
+    fn delete_ids(&self, ids: &[String]) -> Result<u64, LogStoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.count(&query::delete_ids(Dialect::Sqlite, ids))
+    }
+
+    fn delete_matching(&self, filter: &LogFilter) -> Result<u64, LogStoreError> {
+        self.count(&query::delete(Dialect::Sqlite, filter))
+    }
+
+    fn retain(&self, rules: &Retention) -> Result<Retained, LogStoreError> {
+        let conn = self.conn()?;
+        let mut deleted = conn
+            .execute("DELETE FROM logs WHERE timestamp < ?1", [rules.delete_before_ms])
+            .map_err(db_error)? as u64;
+        let total: i64 = conn
+            .query_row("SELECT COUNT(*) FROM logs", [], |r| r.get(0))
+            .map_err(db_error)?;
+        let excess = total.saturating_sub(i64::try_from(rules.max_rows).unwrap_or(i64::MAX));
+        if excess > 0 {
+            deleted += conn
+                .execute(
+                    "DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs ORDER BY timestamp ASC LIMIT ?1)",
+                    [excess],
+                )
+                .map_err(db_error)? as u64;
+        }
+        let blanked = conn
+            .execute(
+                "UPDATE logs SET input_history = NULL, output_message = NULL, tools = NULL, content_summary = NULL \
+                 WHERE timestamp < ?1 AND (input_history IS NOT NULL OR output_message IS NOT NULL OR content_summary IS NOT NULL)",
+                [rules.blank_content_before_ms],
+            )
+            .map_err(db_error)? as u64;
+        Ok(Retained { deleted, blanked })
+    }
+
+    fn has_rows(&self) -> Result<bool, LogStoreError> {
+        let conn = self.conn()?;
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM logs)", [], |r| r.get(0))
+            .map_err(db_error)
+    }
+}
+
+fn stats_with(conn: &rusqlite::Connection, filter: &LogFilter) -> Result<LogStats, LogStoreError> {
+    let sql = query::stats(Dialect::Sqlite, filter);
+    conn.query_row(&sql.text, params_from_iter(sql.params.iter()), stats_row)
+        .map_err(db_error)
+}
