@@ -57,6 +57,9 @@ fn request(model: &str, fallbacks: Vec<String>) -> GatewayRequest {
             max_output_tokens: Some(256),
         },
         now: 1_800_000_100,
+        arrived_ms: 1_800_000_100_000,
+        body: bytes::Bytes::new(),
+        headers: Vec::new(),
     }
 }
 

@@ -260,6 +260,7 @@ fn check(args: CheckArgs) -> ExitCode {
             }
             let services = crate::pipeline::Services {
                 metrics: std::sync::Arc::new(asbru_filters::telemetry::Metrics::new()),
+                request_log: None,
             };
             match crate::pipeline::build(loaded.config.plugins.as_ref(), &services) {
                 Ok((chain, warnings)) => {

@@ -11,6 +11,7 @@ pub mod layers;
 pub mod models;
 pub mod pipeline;
 pub mod proxy;
+pub mod request_log;
 pub mod respond;
 pub mod routes;
 pub mod server;

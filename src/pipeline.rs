@@ -27,6 +27,8 @@ use serde_json::Value;
 pub struct Services {
     /// The Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The request log, when logging is on.
+    pub request_log: Option<Arc<crate::request_log::RequestLog>>,
 }
 
 /// Builds a filter from its `config` (`null` when the entry has none).
@@ -49,7 +51,13 @@ pub const TABLE: &[(&str, Kind, Constructor)] = &[
     ("telemetry", Kind::Builtin, |s, _| {
         Ok(Arc::new(TelemetryFilter::new(s.metrics.clone())))
     }),
-    ("logging", Kind::Builtin, |_, _| Ok(Arc::new(LoggingFilter))),
+    ("logging", Kind::Builtin, |s, _| {
+        let sink = s
+            .request_log
+            .clone()
+            .map(|log| log as Arc<dyn asbru_filters::logging::LogSink>);
+        Ok(Arc::new(LoggingFilter::new(sink)))
+    }),
     ("response_headers", Kind::Optional, |_, c| {
         Ok(Arc::new(ResponseHeadersFilter::from_config(c)?))
     }),

@@ -37,6 +37,8 @@ pub enum StartError {
     /// The `plugins` section cannot be used.
     #[error("{0}")]
     Plugins(#[from] crate::pipeline::PipelineError),
+    #[error("{0}")]
+    Logs(String),
 }
 
 /// How to start.
@@ -75,7 +77,18 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
             "no providers configured: add one under `providers:` in a config file and start with `asbru serve --config FILE` (see conf/quickstart.yaml, or conf/demo.yaml for an offline demo)"
         );
     }
-    let state = Gateway::new(file, config, live, registry.clone(), layers.store.clone())?;
+    let metrics = Arc::new(asbru_filters::telemetry::Metrics::new());
+    let request_log = crate::request_log::RequestLog::open(config, metrics.clone())
+        .map_err(|e| StartError::Logs(e.to_string()))?;
+    let state = Gateway::new(
+        file,
+        config,
+        live,
+        registry.clone(),
+        layers.store.clone(),
+        metrics,
+        request_log.clone(),
+    )?;
     let server_conf = ServerConf {
         threads: config.server.threads.max(1),
         grace_period_seconds: Some(config.server.grace_period_seconds),
@@ -96,6 +109,19 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
         proxy.add_tcp(admin);
     }
     server.add_service(proxy);
+    if let Some(log) = &request_log {
+        server.add_service(background_service(
+            "asbru request log writer",
+            crate::request_log::writer::LogWriter { log: log.clone() },
+        ));
+        server.add_service(background_service(
+            "asbru request log retention",
+            crate::request_log::retention::Retention {
+                log: log.clone(),
+                policy: crate::request_log::retention::Policy::of(config),
+            },
+        ));
+    }
     server.add_service(background_service(
         "asbru dns refresh",
         DnsRefresh { state: state.clone() },

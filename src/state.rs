@@ -50,6 +50,8 @@ pub struct Gateway {
     pub installed_version: std::sync::atomic::AtomicU64,
     /// The management API's own listener, when `server.admin_listen` sets one.
     pub admin_addr: Option<std::net::SocketAddr>,
+    /// The request log (`None` when logging is off).
+    pub request_log: Option<Arc<crate::request_log::RequestLog>>,
     /// The effective config the installed `Live` was built from: management writes are
     /// validated against it instead of reading the whole store again.
     pub effective: ArcSwap<Config>,
@@ -64,10 +66,12 @@ impl Gateway {
         live: Live,
         registry: Arc<Registry>,
         store: Option<Arc<dyn ConfigStore>>,
+        metrics: Arc<Metrics>,
+        request_log: Option<Arc<crate::request_log::RequestLog>>,
     ) -> Result<Arc<Gateway>, PipelineError> {
-        let metrics = Arc::new(Metrics::new());
         let services = Services {
             metrics: metrics.clone(),
+            request_log: request_log.clone(),
         };
         let (chain, warnings) = pipeline::build(effective.plugins.as_ref(), &services)?;
         for warning in warnings {
@@ -89,6 +93,7 @@ impl Gateway {
             installed_version: std::sync::atomic::AtomicU64::new(u64::MAX),
             admin_addr: file.server.admin_listen.as_deref().and_then(|a| a.parse().ok()),
             effective: ArcSwap::from_pointee(effective.clone()),
+            request_log,
         };
         gateway.install(live, effective);
         Ok(Arc::new(gateway))

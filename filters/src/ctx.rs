@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::snapshot::{ProviderKey, ProviderRuntime};
 use asbru_config::catalog::{RequestType, Wire};
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
 pub use crate::policy::runtime::EntityRef;
@@ -68,6 +69,62 @@ pub struct GatewayRequest {
     pub estimate: Estimate,
     /// Unix seconds when the request arrived.
     pub now: i64,
+    /// Unix milliseconds when the request arrived.
+    pub arrived_ms: i64,
+    /// The body as received (shared, not copied).
+    pub body: Bytes,
+    /// The request headers filters read besides credentials: `x-bf-*` (virtual keys and
+    /// provider-key pins excluded), `traceparent`, `tracestate`, and the configured
+    /// `client.logging_headers`.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl GatewayRequest {
+    /// A header kept in [`GatewayRequest::headers`], as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .and_then(|(_, v)| v.to_str().ok())
+    }
+
+    /// The request type as Bifrost names it, streamed or not (`chat_completion_stream`).
+    pub fn object_type(&self) -> &'static str {
+        if self.stream {
+            self.request_type.stream_name()
+        } else {
+            self.request_type.as_str()
+        }
+    }
+}
+
+/// What the relay keeps of the reply for the request log, when a filter asks for it.
+#[derive(Debug, Default)]
+pub struct Capture {
+    /// Keep the reply's content (set by the logging filter in `on_request`).
+    pub content: bool,
+    /// Most bytes of a streamed reply kept.
+    pub limit: usize,
+    /// A whole reply as the client got it (shared, not copied).
+    pub reply: Option<Bytes>,
+    /// A streamed reply as the client got it, up to `limit` bytes.
+    pub stream: Vec<u8>,
+    /// The streamed reply was longer than `limit`.
+    pub cut: bool,
+}
+
+impl Capture {
+    /// Keeps streamed bytes, up to the limit.
+    pub fn stream_bytes(&mut self, bytes: &[u8]) {
+        if !self.content {
+            return;
+        }
+        let room = self.limit.saturating_sub(self.stream.len());
+        if bytes.len() > room {
+            self.cut = true;
+        }
+        self.stream.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
 }
 
 /// One target to try.
@@ -153,6 +210,14 @@ pub struct Outcome {
     pub message: Option<String>,
     /// When the upstream head of the served attempt arrived, since the request started.
     pub upstream_head_after: Option<Duration>,
+    /// When the first streamed bytes went to the client, since the request started.
+    pub first_chunk_after: Option<Duration>,
+    /// When the last streamed bytes went to the client, since the request started.
+    pub last_chunk_after: Option<Duration>,
+    /// Streamed chunks written to the client.
+    pub stream_chunks: u32,
+    /// Time spent waiting on upstreams (every try), for the gateway's own overhead.
+    pub upstream_time: Duration,
     /// The whole request, until `on_complete`.
     pub total: Option<Duration>,
 }
@@ -176,6 +241,8 @@ pub struct RequestCtx {
     pub outcome: Outcome,
     /// Headers added to every response the client gets for this request.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The reply content kept for the request log.
+    pub capture: Capture,
     /// Filters' private per-request state.
     pub slots: Slots,
 }
@@ -192,6 +259,7 @@ impl RequestCtx {
             attempt: None,
             outcome: Outcome::default(),
             response_headers: Vec::new(),
+            capture: Capture::default(),
             slots: Slots::default(),
         }
     }
@@ -210,6 +278,19 @@ impl RequestCtx {
     /// The target that answered the client, when one did.
     pub fn served_attempt(&self) -> Option<&Attempt> {
         self.plan.get(self.outcome.served?)
+    }
+
+    /// The request's cost in micro-dollars: what governance charged, or else the price of the
+    /// usage reported; `None` when the model has no price or nothing was used.
+    pub fn cost_micros(&self, prices: &crate::pricing::PricingTable) -> Option<i64> {
+        if let Some(charge) = self.outcome.charge {
+            return (!charge.unpriced).then_some(charge.cost_micros);
+        }
+        let usage = self.outcome.usage?;
+        let attempt = self.served_attempt()?;
+        prices
+            .lookup(&attempt.provider.name, &attempt.model)
+            .map(|price| price.cost_micros(&usage))
     }
 
     /// Records a failure written to the client.

@@ -27,6 +27,76 @@ pub struct Snapshot {
     pub max_request_body_bytes: usize,
     /// Most fallbacks a request may use.
     pub max_fallbacks: usize,
+    /// What the request log and the metrics take from requests.
+    pub observe: ObserveSettings,
+}
+
+/// What the request log and the metrics take from requests (`client` and `logs_store`).
+#[derive(Debug, Clone, Default)]
+pub struct ObserveSettings {
+    /// Requests are written to the log store.
+    pub logging: bool,
+    /// Prompts and completions are kept in log rows (`client.disable_content_logging` off).
+    pub content: bool,
+    /// A request may turn content logging off with `x-bf-disable-content-logging`
+    /// (`client.allow_per_request_content_storage_override`).
+    pub per_request_override: bool,
+    /// Largest stored size of one content field, in bytes.
+    pub max_content_bytes: usize,
+    /// Request headers copied into a log row's metadata (`client.logging_headers`), lowercase.
+    pub logging_headers: Vec<http::HeaderName>,
+    /// Custom Prometheus labels (`client.prometheus_labels`), filled from `x-bf-prom-<label>`
+    /// or `x-bf-dim-<label>` headers.
+    pub prometheus_labels: Vec<String>,
+}
+
+/// Valid Prometheus label names from `client.prometheus_labels`: trimmed, lowercase, `-` as
+/// `_`, each once; names that cannot be labels are left out.
+fn custom_label_names(names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in names {
+        let label = name.trim().to_ascii_lowercase().replace('-', "_");
+        let valid = label.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !label.starts_with("__");
+        if valid && !out.contains(&label) {
+            out.push(label);
+        }
+    }
+    out
+}
+
+/// Content field size kept in a log row when `logs_store.max_content_bytes` is not set.
+pub const DEFAULT_MAX_CONTENT_BYTES: usize = 64 * 1024;
+
+impl ObserveSettings {
+    /// The settings of `config`.
+    pub fn of(config: &Config) -> ObserveSettings {
+        let store = config.logs_store.clone().unwrap_or_default();
+        let client = &config.client;
+        ObserveSettings {
+            logging: store.enabled && client.enable_logging != Some(false),
+            content: client.disable_content_logging != Some(true),
+            per_request_override: client.allow_per_request_content_storage_override == Some(true),
+            max_content_bytes: store.max_content_bytes.unwrap_or(DEFAULT_MAX_CONTENT_BYTES).max(256),
+            logging_headers: client
+                .logging_headers
+                .iter()
+                .flatten()
+                .filter_map(|h| http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes()).ok())
+                .collect(),
+            prometheus_labels: custom_label_names(client.prometheus_labels.as_deref().unwrap_or(&[])),
+        }
+    }
+
+    /// Whether a request header is one filters keep (see `GatewayRequest::headers`).
+    pub fn keeps_header(&self, name: &http::HeaderName) -> bool {
+        let n = name.as_str();
+        (n.starts_with("x-bf-") && !matches!(n, "x-bf-vk" | "x-bf-api-key" | "x-bf-api-key-id"))
+            || n == "traceparent"
+            || n == "tracestate"
+            || self.logging_headers.contains(name)
+    }
 }
 
 /// Fallbacks a request may use when `client.max_fallbacks` is not set.
@@ -40,6 +110,7 @@ impl Snapshot {
             provider_names: Vec::new(),
             max_request_body_bytes: mib(model::DEFAULT_MAX_BODY_MB),
             max_fallbacks: DEFAULT_MAX_FALLBACKS,
+            observe: ObserveSettings::default(),
         }
     }
 
@@ -73,6 +144,7 @@ impl Snapshot {
                 .client
                 .max_fallbacks
                 .map_or(DEFAULT_MAX_FALLBACKS, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+            observe: ObserveSettings::of(config),
         };
         (snapshot, warnings)
     }

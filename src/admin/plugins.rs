@@ -36,6 +36,7 @@ fn check(api: &Api<'_>, plugin: &Plugin) -> Result<(), ApiError> {
     }));
     let services = Services {
         metrics: std::sync::Arc::new(asbru_filters::telemetry::Metrics::new()),
+        request_log: None,
     };
     pipeline::build(Some(&Value::Array(entries)), &services)
         .map(|_| ())

@@ -155,6 +155,9 @@ pub async fn handle(
             max_output_tokens: head.max_tokens,
         },
         now: crate::state::unix_now(),
+        arrived_ms: unix_millis(),
+        headers: kept_headers(&live, session),
+        body: body.clone(),
     };
     let InFlight { live, ctx } = slot.insert(InFlight {
         live,
@@ -205,6 +208,26 @@ fn inference_needs_vk(state: &Gateway, live: &Live, session: &Session) -> bool {
             .admit(admin, &other, crate::admin::client_ip(session))
             .is_err(),
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The request headers filters read (see `GatewayRequest::headers`); most requests carry none,
+/// and then nothing is allocated.
+fn kept_headers(live: &Live, session: &Session) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    let observe = &live.snapshot.observe;
+    session
+        .req_header()
+        .headers
+        .iter()
+        .filter(|(name, _)| observe.keeps_header(name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
 }
 
 /// The headers that may carry a virtual key.

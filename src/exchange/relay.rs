@@ -129,6 +129,7 @@ pub async fn deliver(
         }
     };
     settlement.settle();
+    settlement.reply(&body);
     let mut head = client_head(&upstream_head, served, translated, settlement.response_headers())?;
     if translated {
         head.insert_header("content-type", "application/json")?;
@@ -176,9 +177,11 @@ async fn relay_stream(
                 settlement.seen(reply.reported_usage());
                 if verbatim {
                     tail.saw(&chunk);
+                    settlement.streamed(&chunk);
                     session.write_response_body(Some(chunk), false).await?;
                 } else if !out.is_empty() {
                     tail.saw(&out);
+                    settlement.streamed(&out);
                     session
                         .write_response_body(Some(Bytes::from(std::mem::take(&mut out))), false)
                         .await?;
@@ -189,6 +192,7 @@ async fn relay_stream(
                 reply.stream_end(&mut out);
                 settlement.seen(reply.reported_usage());
                 settlement.settle();
+                settlement.streamed(&out);
                 let rest = (!out.is_empty()).then(|| Bytes::from(std::mem::take(&mut out)));
                 session.write_response_body(rest, true).await?;
                 state
@@ -212,6 +216,7 @@ async fn relay_stream(
         );
         let err = WireError::gateway(502, "api_error", format!("provider {} stream {what}", served.provider))
             .with_code("upstream_stream_incomplete");
+        settlement.fail("api_error", &err.message);
         let mut event = if tail.at_boundary() {
             Vec::new()
         } else {

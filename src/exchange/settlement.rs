@@ -45,6 +45,32 @@ impl<'a> Settlement<'a> {
         self.chain.on_usage(self.live, self.ctx, usage);
     }
 
+    /// Records that the reply failed after its head went out (a stream cut short).
+    pub fn fail(&mut self, error_type: &'static str, message: &str) {
+        self.ctx.record_error(error_type, None, message);
+    }
+
+    /// Keeps a whole reply for the request log, when a filter asked for its content.
+    pub fn reply(&mut self, body: &bytes::Bytes) {
+        if self.ctx.capture.content {
+            self.ctx.capture.reply = Some(body.clone());
+        }
+    }
+
+    /// Notes streamed bytes written to the client: their timing for the metrics, and the
+    /// bytes themselves for the request log when a filter asked for the content.
+    pub fn streamed(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let now = self.ctx.started.elapsed();
+        let outcome = &mut self.ctx.outcome;
+        outcome.first_chunk_after.get_or_insert(now);
+        outcome.last_chunk_after = Some(now);
+        outcome.stream_chunks += 1;
+        self.ctx.capture.stream_bytes(bytes);
+    }
+
     /// The headers filters added for the client.
     pub fn response_headers(&self) -> &[(http::HeaderName, http::HeaderValue)] {
         &self.ctx.response_headers

@@ -202,6 +202,9 @@ mod tests {
                 max_output_tokens: Some(10),
             },
             now: 0,
+            arrived_ms: 0,
+            body: bytes::Bytes::new(),
+            headers: Vec::new(),
         };
         let ctx = RequestCtx::new("t".into(), Instant::now(), request);
         (live, registry, chain, ctx)

@@ -229,6 +229,9 @@ mod tests {
             require_vk: false,
             estimate: Default::default(),
             now: 0,
+            arrived_ms: 0,
+            body: bytes::Bytes::new(),
+            headers: Vec::new(),
         }
     }
 

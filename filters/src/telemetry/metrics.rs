@@ -3,7 +3,7 @@
 //! `prometheus` crate's `with_label_values` takes a read lock; incrementing a resolved handle is
 //! one atomic add. Rendering happens only when scraped.
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::filter::decision;
 
@@ -20,6 +20,12 @@ pub struct Metrics {
     pub estimated_charges: IntCounter,
     /// Provider keys put in cooldown, by provider (a label bounded by the config).
     pub key_cooldowns: IntCounterVec,
+    /// Request log records lost (queue full, or the log database refused them).
+    pub logs_dropped: IntCounter,
+    /// Request log rows written.
+    pub logs_written: IntCounter,
+    /// Request log records waiting to be written.
+    pub log_queue_depth: IntGauge,
     /// `governance_rejections` resolved for every decision, in [`decision::ALL`]'s order.
     rejections_by_decision: Vec<IntCounter>,
 }
@@ -76,11 +82,33 @@ impl Metrics {
         registry
             .register(Box::new(key_cooldowns.clone()))
             .expect("metric names are unique");
+        let logs_dropped = IntCounter::new(
+            "asbru_log_records_dropped_total",
+            "Request log records lost because the queue was full or the log database refused them",
+        )
+        .expect("static metric definition");
+        let logs_written = IntCounter::new("asbru_log_records_written_total", "Request log rows written")
+            .expect("static metric definition");
+        let log_queue_depth = IntGauge::new(
+            "asbru_log_queue_depth",
+            "Request log records waiting to be written",
+        )
+        .expect("static metric definition");
+        for collector in [
+            Box::new(logs_dropped.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(logs_written.clone()),
+            Box::new(log_queue_depth.clone()),
+        ] {
+            registry.register(collector).expect("metric names are unique");
+        }
         let rejections_by_decision = decision::ALL
             .iter()
             .map(|d| governance_rejections.with_label_values(&[*d]))
             .collect();
         Metrics {
+            logs_dropped,
+            logs_written,
+            log_queue_depth,
             key_cooldowns,
             rejections_by_decision,
             registry,
