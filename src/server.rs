@@ -78,8 +78,8 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
         );
     }
     let metrics = Arc::new(asbru_filters::telemetry::Metrics::new());
-    let request_log = crate::request_log::RequestLog::open(config, metrics.clone())
-        .map_err(|e| StartError::Logs(e.to_string()))?;
+    let request_log =
+        crate::request_log::RequestLog::open(config, metrics.clone()).map_err(|e| StartError::Logs(e.to_string()))?;
     let state = Gateway::new(
         file,
         config,

@@ -56,7 +56,10 @@ fn custom_label_names(names: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for name in names {
         let label = name.trim().to_ascii_lowercase().replace('-', "_");
-        let valid = label.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = label
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !label.starts_with("__");
         if valid && !out.contains(&label) {

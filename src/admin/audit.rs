@@ -37,7 +37,12 @@ pub(crate) fn described(route: ApiRoute, method: &Method) -> Option<(&'static st
             Kind::Budgets => "budget",
             Kind::RateLimits => "rate_limit",
         },
-        ApiRoute::TestProvider | ApiRoute::Keys | ApiRoute::Version | ApiRoute::OpenApi | ApiRoute::Audit => {
+        ApiRoute::TestProvider
+        | ApiRoute::Keys
+        | ApiRoute::Version
+        | ApiRoute::OpenApi
+        | ApiRoute::Audit
+        | ApiRoute::Logs(_) => {
             return None;
         }
     };

@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod auth;
 pub mod governance;
+pub mod logs;
 pub mod openapi;
 pub mod plugins;
 pub mod providers;
@@ -35,6 +36,7 @@ use pingora::proxy::Session;
 use serde_json::json;
 
 use self::governance as gov;
+use self::logs::{Chart, LogRoute};
 use self::reply::{ApiError, ApiResult, Reply};
 use crate::state::Gateway;
 
@@ -85,6 +87,7 @@ pub(crate) enum ApiRoute {
     BudgetOverride,
     Entities(Kind),
     Entity(Kind),
+    Logs(logs::LogRoute),
 }
 
 /// Every routed management path (`/api/session/*` and the quota route are answered before
@@ -137,6 +140,32 @@ pub(crate) const ROUTE_TABLE: &[(&str, ApiRoute)] = &[
     ),
     ("/api/governance/budgets", ApiRoute::Entities(Kind::Budgets)),
     ("/api/governance/rate-limits", ApiRoute::Entities(Kind::RateLimits)),
+    ("/api/logs", ApiRoute::Logs(LogRoute::List)),
+    ("/api/logs/stats", ApiRoute::Logs(LogRoute::Stats)),
+    (
+        "/api/logs/histogram",
+        ApiRoute::Logs(LogRoute::Histogram(Chart::Requests)),
+    ),
+    (
+        "/api/logs/histogram/tokens",
+        ApiRoute::Logs(LogRoute::Histogram(Chart::Tokens)),
+    ),
+    (
+        "/api/logs/histogram/cost",
+        ApiRoute::Logs(LogRoute::Histogram(Chart::Cost)),
+    ),
+    (
+        "/api/logs/histogram/models",
+        ApiRoute::Logs(LogRoute::Histogram(Chart::Models)),
+    ),
+    (
+        "/api/logs/histogram/latency",
+        ApiRoute::Logs(LogRoute::Histogram(Chart::Latency)),
+    ),
+    ("/api/logs/filterdata", ApiRoute::Logs(LogRoute::FilterData)),
+    ("/api/logs/dropped", ApiRoute::Logs(LogRoute::Dropped)),
+    ("/api/logs/stream", ApiRoute::Logs(LogRoute::Stream)),
+    ("/api/logs/{id}", ApiRoute::Logs(LogRoute::Entry)),
 ];
 
 static ROUTES: LazyLock<matchit::Router<ApiRoute>> = LazyLock::new(|| {
@@ -151,6 +180,13 @@ static ROUTES: LazyLock<matchit::Router<ApiRoute>> = LazyLock::new(|| {
 
 /// Answers one `/api/...` request.
 pub async fn handle(state: &Arc<Gateway>, session: &mut Session, request_id: &str) -> pingora::Result<()> {
+    if session.req_header().uri.path() == "/api/logs/stream"
+        && session.req_header().method == Method::GET
+        && guard(state, session).is_ok()
+        && logs::stream(state, session, request_id).await?
+    {
+        return Ok(());
+    }
     let (status, body, headers) = match serve(state, session).await {
         Ok(reply) => (
             reply.status,
@@ -358,6 +394,17 @@ async fn serve(state: &Arc<Gateway>, session: &mut Session) -> ApiResult {
                 _ => Err(ApiError::method("POST")),
             };
         }
+        ApiRoute::Logs(log_route) => {
+            return logs::serve(
+                state,
+                log_route,
+                &method,
+                params.first().map(String::as_str),
+                query.as_deref(),
+                &body,
+            )
+            .await;
+        }
         ApiRoute::Config if method == Method::GET => {
             let admin = admin_auth(state);
             let client = match state.store.clone() {
@@ -384,7 +431,7 @@ async fn serve(state: &Arc<Gateway>, session: &mut Session) -> ApiResult {
                     "disable_auth_on_inference": admin.disable_auth_on_inference,
                 },
                 "is_db_connected": state.store.is_some(),
-                "is_logs_connected": false,
+                "is_logs_connected": state.request_log.is_some(),
                 "restart_required": false,
             })));
         }
@@ -479,6 +526,8 @@ fn dispatch(
         (ApiRoute::Plugin, &Method::DELETE) => plugins::delete(api, p(0)),
         (ApiRoute::Plugin, _) => Err(ApiError::method("GET, PUT, DELETE")),
         (ApiRoute::Version | ApiRoute::OpenApi | ApiRoute::Audit, _) => Err(ApiError::method("GET")),
+        // Answered before the config store is needed (see `serve`).
+        (ApiRoute::Logs(_), _) => Err(ApiError::not_found("route")),
         (ApiRoute::TestProvider, _) => Err(ApiError::method("POST")),
     }
 }

@@ -35,6 +35,39 @@ pub(crate) fn operations(route: ApiRoute) -> Vec<Op> {
     };
     match route {
         ApiRoute::OpenApi => vec![(Get, "This document", None)],
+        ApiRoute::Logs(route) => {
+            use super::logs::{Chart, LogRoute};
+            match route {
+                LogRoute::List => vec![
+                    (
+                        Get,
+                        "Request logs: filters (providers, models, status, objects, virtual_key_ids, selected_key_ids, start_time, end_time, min/max latency, tokens, cost, content_search, missing_cost_only), limit, offset, sort_by, order",
+                        None,
+                    ),
+                    (
+                        Delete,
+                        "Delete logs: a body {\"ids\": [...]}, or the rows the query's filters select",
+                        None,
+                    ),
+                ],
+                LogRoute::Entry => vec![(Get, "One request log", None)],
+                LogRoute::Stats => vec![(Get, "Totals over the logs the filters select", None)],
+                LogRoute::Histogram(chart) => vec![(
+                    Get,
+                    match chart {
+                        Chart::Requests => "Requests, successes and errors per time bucket",
+                        Chart::Tokens => "Tokens per time bucket",
+                        Chart::Cost => "Cost per time bucket, by model",
+                        Chart::Models => "Requests per time bucket, by model",
+                        Chart::Latency => "Latency mean and percentiles per time bucket",
+                    },
+                    None,
+                )],
+                LogRoute::FilterData => vec![(Get, "Distinct providers, models and keys in the logs", None)],
+                LogRoute::Dropped => vec![(Get, "Log records lost (queue full or database down)", None)],
+                LogRoute::Stream => vec![(Get, "Live tail: server-sent events, one per finished request", None)],
+            }
+        }
         ApiRoute::Plugins => vec![
             (Get, "Stored plugin entries", None),
             (Post, "Store a plugin entry (applies at the next start)", None),

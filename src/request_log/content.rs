@@ -26,7 +26,16 @@ pub struct Content {
 }
 
 /// Request fields that are not model parameters.
-const NOT_PARAMS: &[&str] = &["messages", "tools", "model", "stream", "fallbacks", "system", "input", "prompt"];
+const NOT_PARAMS: &[&str] = &[
+    "messages",
+    "tools",
+    "model",
+    "stream",
+    "fallbacks",
+    "system",
+    "input",
+    "prompt",
+];
 
 /// Reads the content of a request and its reply.
 pub fn extract(wire: Wire, request: &[u8], reply: Option<&[u8]>, stream: &[u8]) -> Content {
@@ -107,7 +116,9 @@ fn whole_reply(reply: &[u8], anthropic: bool) -> (Option<Value>, Option<String>)
         let mut message = AssistantMessage::default();
         for block in body.get("content").and_then(Value::as_array).into_iter().flatten() {
             match block.get("type").and_then(Value::as_str) {
-                Some("text") => message.text.push_str(block.get("text").and_then(Value::as_str).unwrap_or("")),
+                Some("text") => message
+                    .text
+                    .push_str(block.get("text").and_then(Value::as_str).unwrap_or("")),
                 Some("tool_use") => message.tool_calls.push(json!({
                     "id": block.get("id"),
                     "type": "function",
@@ -234,7 +245,9 @@ fn streamed_reply(stream: &[u8], anthropic: bool) -> (Option<Value>, Option<Stri
     }
     // Anthropic tool calls are keyed by content block index, text blocks included: drop the
     // placeholders of blocks that were not tool calls.
-    message.tool_calls.retain(|c| !c["id"].is_null() || c["function"]["arguments"] != "");
+    message
+        .tool_calls
+        .retain(|c| !c["id"].is_null() || c["function"]["arguments"] != "");
     (Some(message.into_value()), stop)
 }
 
@@ -292,9 +305,13 @@ mod tests {
     #[test]
     fn openai_chat_request_and_reply() {
         let request = br#"{"model":"openai/gpt-4o","messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi there"}]}],"temperature":0.2,"tools":[{"type":"function","function":{"name":"f"}}],"stream":false}"#;
-        let reply = br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}]}"#;
+        let reply =
+            br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}]}"#;
         let c = extract(Wire::OpenAi, request, Some(reply), b"");
-        assert_eq!(c.input_history.as_ref().map(|v| v.as_array().map(Vec::len)), Some(Some(2)));
+        assert_eq!(
+            c.input_history.as_ref().map(|v| v.as_array().map(Vec::len)),
+            Some(Some(2))
+        );
         assert_eq!(c.params, Some(json!({"temperature": 0.2})));
         assert_eq!(c.tools, Some(json!([{"type":"function","function":{"name":"f"}}])));
         assert_eq!(c.output_message, Some(json!({"role":"assistant","content":"hello"})));
@@ -321,10 +338,14 @@ mod tests {
 
     #[test]
     fn anthropic_bodies_and_streams() {
-        let request = br#"{"model":"claude","system":"sys","messages":[{"role":"user","content":"q"}],"max_tokens":10}"#;
+        let request =
+            br#"{"model":"claude","system":"sys","messages":[{"role":"user","content":"q"}],"max_tokens":10}"#;
         let reply = br#"{"content":[{"type":"text","text":"a"},{"type":"tool_use","id":"t1","name":"f","input":{"x":1}}],"stop_reason":"tool_use"}"#;
         let c = extract(Wire::Anthropic, request, Some(reply), b"");
-        assert_eq!(c.input_history.expect("input")[0], json!({"role":"system","content":"sys"}));
+        assert_eq!(
+            c.input_history.expect("input")[0],
+            json!({"role":"system","content":"sys"})
+        );
         let out = c.output_message.expect("out");
         assert_eq!(out["content"], "a");
         assert_eq!(out["tool_calls"][0]["function"]["arguments"], "{\"x\":1}");

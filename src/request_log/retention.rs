@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use asbru_config::Config;
 use asbru_store::logs::{self, Retention as Rules};
+use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
@@ -64,7 +64,11 @@ impl Policy {
 pub fn run_once(log: &RequestLog, policy: Policy) {
     match log.store.retain(&policy.rules(super::unix_millis())) {
         Ok(done) if done.deleted > 0 || done.blanked > 0 => {
-            tracing::info!(deleted = done.deleted, blanked = done.blanked, "request log retention applied");
+            tracing::info!(
+                deleted = done.deleted,
+                blanked = done.blanked,
+                "request log retention applied"
+            );
         }
         Ok(_) => {}
         Err(e) => tracing::warn!("request log retention failed: {e}"),

@@ -11,8 +11,10 @@ use super::content::{self, capped_json, capped_text};
 pub fn to_row(record: LogRecord, cap: usize) -> LogRow {
     let usage = record.usage.unwrap_or_default();
     let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let (a, b) = (|n: &Option<asbru_filters::logging::Named>| n.as_ref().map(|n| n.id.clone()),
-        |n: &Option<asbru_filters::logging::Named>| n.as_ref().map(|n| n.name.clone()));
+    let (a, b) = (
+        |n: &Option<asbru_filters::logging::Named>| n.as_ref().map(|n| n.id.clone()),
+        |n: &Option<asbru_filters::logging::Named>| n.as_ref().map(|n| n.name.clone()),
+    );
     let mut row = LogRow {
         id: record.id,
         parent_request_id: record.parent_request_id,
@@ -54,7 +56,14 @@ pub fn to_row(record: LogRecord, cap: usize) -> LogRow {
             .to_string()
         }),
         metadata: (!record.metadata.is_empty()).then(|| {
-            Value::Object(record.metadata.into_iter().map(|(k, v)| (k, Value::String(v))).collect()).to_string()
+            Value::Object(
+                record
+                    .metadata
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
+            )
+            .to_string()
         }),
         created_at_ms: super::unix_millis(),
         ..Default::default()
@@ -128,8 +137,14 @@ pub fn to_json(row: &LogRow) -> Value {
     put("cost", json!(row.cost));
     put("number_of_retries", json!(row.number_of_retries));
     put("fallback_index", json!(row.fallback_index));
-    put("selected_key_id", json!(row.selected_key_id.clone().unwrap_or_default()));
-    put("selected_key_name", json!(row.selected_key_name.clone().unwrap_or_default()));
+    put(
+        "selected_key_id",
+        json!(row.selected_key_id.clone().unwrap_or_default()),
+    );
+    put(
+        "selected_key_name",
+        json!(row.selected_key_name.clone().unwrap_or_default()),
+    );
     for (k, v) in [
         ("virtual_key_id", &row.virtual_key_id),
         ("virtual_key_name", &row.virtual_key_name),

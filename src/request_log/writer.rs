@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use asbru_filters::logging::LogRecord;
+use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
@@ -72,7 +72,10 @@ impl BackgroundService for LogWriter {
             self.log.metrics.log_queue_depth.set(self.log.queued() as i64);
             let log = self.log.clone();
             let records = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-            if tokio::task::spawn_blocking(move || write_batch(&log, records)).await.is_err() {
+            if tokio::task::spawn_blocking(move || write_batch(&log, records))
+                .await
+                .is_err()
+            {
                 tracing::warn!("the request log writer's batch panicked");
             }
         }

@@ -13,7 +13,11 @@ use asbru_store::logs::{
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn stores() -> Vec<Box<dyn LogStore>> {
@@ -25,7 +29,10 @@ fn stores() -> Vec<Box<dyn LogStore>> {
             Ok(url) => out.push(Box::new(PostgresLogStore::open(&url, 4).expect("postgres"))),
             Err(e) => assert!(!required, "PostgreSQL unusable: {e}"),
         },
-        Err(_) => assert!(!required, "ASBRU_REQUIRE_POSTGRES=1 but ASBRU_TEST_POSTGRES_URL is not set"),
+        Err(_) => assert!(
+            !required,
+            "ASBRU_REQUIRE_POSTGRES=1 but ASBRU_TEST_POSTGRES_URL is not set"
+        ),
     }
     out
 }
@@ -36,7 +43,11 @@ fn row(i: i64, provider: &str, status: &str) -> LogRow {
         timestamp_ms: 1_700_000_100_000 + i * 60_000,
         object_type: "chat_completion".into(),
         provider: provider.into(),
-        model: if i % 2 == 0 { "gpt-4o".into() } else { "gpt-4o-mini".into() },
+        model: if i % 2 == 0 {
+            "gpt-4o".into()
+        } else {
+            "gpt-4o-mini".into()
+        },
         requested_model: format!("{provider}/gpt-4o"),
         status: status.into(),
         status_code: if status == "success" { 200 } else { 502 },
@@ -50,7 +61,10 @@ fn row(i: i64, provider: &str, status: &str) -> LogRow {
         selected_key_id: Some("k1".into()),
         selected_key_name: Some("main".into()),
         input_history: Some(format!(r#"[{{"role":"user","content":"question number {i}"}}]"#)),
-        content_summary: Some(format!("question number {i} about zebras{}", if i == 7 { " and narwhals" } else { "" })),
+        content_summary: Some(format!(
+            "question number {i} about zebras{}",
+            if i == 7 { " and narwhals" } else { "" }
+        )),
         created_at_ms: 1,
         ..Default::default()
     }
@@ -90,7 +104,11 @@ fn filters_pages_sorts_and_stats() {
         assert_eq!(page.total, 13, "{kind}");
         assert_eq!(page.rows.len(), 5);
         let ids: Vec<&str> = page.rows.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["req-19", "req-17", "req-15", "req-14", "req-13"], "{kind}: newest first");
+        assert_eq!(
+            ids,
+            ["req-19", "req-17", "req-15", "req-14", "req-13"],
+            "{kind}: newest first"
+        );
         assert_eq!(page.stats.success_count, 13);
         assert!((page.stats.success_rate() - 100.0).abs() < 1e-9);
         let second = store
@@ -111,12 +129,19 @@ fn filters_pages_sorts_and_stats() {
             })
             .expect("by cost");
         assert_eq!(by_cost.rows[0].id, "req-1", "{kind}");
-        assert!(by_cost.rows.last().expect("rows").cost.is_none(), "{kind}: rows without a cost sort last");
+        assert!(
+            by_cost.rows.last().expect("rows").cost.is_none(),
+            "{kind}: rows without a cost sort last"
+        );
         let stats = store.stats(&LogFilter::default()).expect("stats");
         assert_eq!(stats.total_requests, 20);
         assert_eq!(stats.error_count, 3);
         assert_eq!(stats.total_tokens, 3 * 210);
-        assert!((stats.average_latency - 105.0).abs() < 1e-9, "{kind}: {}", stats.average_latency);
+        assert!(
+            (stats.average_latency - 105.0).abs() < 1e-9,
+            "{kind}: {}",
+            stats.average_latency
+        );
         let missing = store
             .stats(&LogFilter {
                 missing_cost_only: true,
@@ -167,7 +192,10 @@ fn content_search_histograms_deletes_and_retention() {
         assert_eq!(buckets.iter().map(|b| b.count).sum::<i64>(), 20, "{kind}");
         assert!(buckets.iter().all(|b| b.start_ms % (5 * 60_000) == 0));
         let first = &buckets[0];
-        assert_eq!(first.latency_percentiles[2], 40.0, "{kind}: the first bucket holds i = 1..=4");
+        assert_eq!(
+            first.latency_percentiles[2], 40.0,
+            "{kind}: the first bucket holds i = 1..=4"
+        );
         let models = store.model_histogram(&LogFilter::default(), 3_600_000).expect("models");
         assert_eq!(models.iter().map(|m| m.total).sum::<i64>(), 20);
         assert!(models.iter().any(|m| m.model == "gpt-4o-mini"));
@@ -176,7 +204,12 @@ fn content_search_histograms_deletes_and_retention() {
         assert_eq!(data.virtual_keys.len(), 3);
         assert_eq!(data.selected_keys, [("k1".to_string(), "main".to_string())]);
 
-        assert_eq!(store.delete_ids(&["req-1".into(), "req-2".into(), "missing".into()]).expect("delete"), 2);
+        assert_eq!(
+            store
+                .delete_ids(&["req-1".into(), "req-2".into(), "missing".into()])
+                .expect("delete"),
+            2
+        );
         let gone = store
             .delete_matching(&LogFilter {
                 providers: vec!["anthropic".into()],
@@ -197,10 +230,25 @@ fn content_search_histograms_deletes_and_retention() {
         assert_eq!(done.deleted, 5, "{kind}");
         assert_eq!(store.stats(&LogFilter::default()).expect("stats").total_requests, 8);
         let oldest = store.get("req-10").expect("get").expect("kept");
-        assert!(oldest.input_history.is_none() && oldest.content_summary.is_none(), "{kind}: content blanked");
+        assert!(
+            oldest.input_history.is_none() && oldest.content_summary.is_none(),
+            "{kind}: content blanked"
+        );
         assert_eq!(oldest.total_tokens, 30, "{kind}: metadata kept");
         assert_eq!(done.blanked, 1, "{kind}: only req-10 is older than the content cut");
-        assert!(store.get("req-11").expect("get").expect("kept").content_summary.is_some(), "{kind}");
-        assert_eq!(search("zebras"), 7, "{kind}: the search index follows updates and deletes");
+        assert!(
+            store
+                .get("req-11")
+                .expect("get")
+                .expect("kept")
+                .content_summary
+                .is_some(),
+            "{kind}"
+        );
+        assert_eq!(
+            search("zebras"),
+            7,
+            "{kind}: the search index follows updates and deletes"
+        );
     }
 }

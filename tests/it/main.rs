@@ -10,6 +10,7 @@ mod errors;
 mod forwarding;
 mod governance;
 mod lifecycle;
+mod observability;
 mod reliability;
 mod resilience;
 mod store_modes;

@@ -66,7 +66,18 @@ fn record(live: &Live, ctx: &mut RequestCtx) -> LogRecord {
     });
     let (provider, model, fallback_index) = match attempt {
         Some(a) => (a.provider.name.clone(), a.model.to_string(), a.fallback_index),
-        None => (String::new(), String::new(), 0),
+        // Refused before a target was chosen: what the client asked for.
+        None => {
+            let requested = ctx.request.model_requested.as_str();
+            match requested.split_once('/') {
+                Some((provider, model)) => (provider.to_string(), model.to_string(), 0),
+                None => (
+                    ctx.request.default_provider.unwrap_or_default().to_string(),
+                    requested.to_string(),
+                    0,
+                ),
+            }
+        }
     };
     let selected_key = ctx.current_key().map(|k| named(&k.id, &k.name));
     let vk = ctx.facts.vk.as_deref();
@@ -118,7 +129,9 @@ fn record(live: &Live, ctx: &mut RequestCtx) -> LogRecord {
         selected_key,
         virtual_key: vk.map(|vk| named(&vk.id, &vk.name)),
         team: vk.and_then(|vk| vk.team_ref.as_deref()).map(|t| named(&t.id, &t.name)),
-        customer: vk.and_then(|vk| vk.customer_ref.as_deref()).map(|c| named(&c.id, &c.name)),
+        customer: vk
+            .and_then(|vk| vk.customer_ref.as_deref())
+            .map(|c| named(&c.id, &c.name)),
         routing_rule: ctx.facts.routing_rule.as_deref().map(|id| named(id, id)),
         error,
         content,

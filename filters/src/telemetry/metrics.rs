@@ -89,11 +89,8 @@ impl Metrics {
         .expect("static metric definition");
         let logs_written = IntCounter::new("asbru_log_records_written_total", "Request log rows written")
             .expect("static metric definition");
-        let log_queue_depth = IntGauge::new(
-            "asbru_log_queue_depth",
-            "Request log records waiting to be written",
-        )
-        .expect("static metric definition");
+        let log_queue_depth = IntGauge::new("asbru_log_queue_depth", "Request log records waiting to be written")
+            .expect("static metric definition");
         for collector in [
             Box::new(logs_dropped.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(logs_written.clone()),

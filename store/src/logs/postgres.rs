@@ -60,7 +60,9 @@ fn value_at(row: &postgres::Row, i: usize) -> Result<SqlValue, postgres::Error> 
             .try_get::<_, Option<i32>>(i)?
             .map_or(SqlValue::Null, |v| SqlValue::Int(i64::from(v))),
         Type::FLOAT8 => row.try_get::<_, Option<f64>>(i)?.map_or(SqlValue::Null, SqlValue::Real),
-        _ => row.try_get::<_, Option<String>>(i)?.map_or(SqlValue::Null, SqlValue::Text),
+        _ => row
+            .try_get::<_, Option<String>>(i)?
+            .map_or(SqlValue::Null, SqlValue::Text),
     })
 }
 
@@ -78,9 +80,9 @@ fn params(values: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
 impl PostgresLogStore {
     /// A store at `url`; connections are made (and the schema migrated) on first use.
     pub fn open(url: &str, max_open: u32) -> Result<PostgresLogStore, LogStoreError> {
-        let config: postgres::Config = url
-            .parse()
-            .map_err(|e: postgres::Error| LogStoreError::Unavailable(format!("invalid PostgreSQL connection string: {e}")))?;
+        let config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+            LogStoreError::Unavailable(format!("invalid PostgreSQL connection string: {e}"))
+        })?;
         let mut config = config;
         config.connect_timeout(Duration::from_secs(2));
         let manager = PostgresConnectionManager::new(config, NoTls);
@@ -123,7 +125,10 @@ fn migrate_conn(conn: &mut postgres::Client) -> Result<(), LogStoreError> {
         ))
         .map_err(db_error)?;
         let current: i32 = conn
-            .query_one(&format!("SELECT COALESCE(MAX(version), 0) FROM {}", migrate::TABLE), &[])
+            .query_one(
+                &format!("SELECT COALESCE(MAX(version), 0) FROM {}", migrate::TABLE),
+                &[],
+            )
             .map_err(db_error)?
             .get(0);
         let current = u32::try_from(current).unwrap_or(0);
@@ -153,7 +158,9 @@ fn migrate_conn(conn: &mut postgres::Client) -> Result<(), LogStoreError> {
 
 fn stats_with(conn: &mut postgres::Client, filter: &LogFilter) -> Result<LogStats, LogStoreError> {
     let sql = query::stats(Dialect::Postgres, filter);
-    let row = conn.query_one(sql.text.as_str(), &params(&sql.params)).map_err(db_error)?;
+    let row = conn
+        .query_one(sql.text.as_str(), &params(&sql.params))
+        .map_err(db_error)?;
     Ok(LogStats {
         total_requests: row.get(0),
         success_count: row.get(1),

@@ -303,7 +303,9 @@ pub fn page(dialect: Dialect, query: &LogQuery) -> Sql {
     if query.sort_by == SortBy::Timestamp {
         sql.push(&format!(" ORDER BY {column} {direction} LIMIT "));
     } else {
-        sql.push(&format!(" ORDER BY {column} {direction} NULLS LAST, id {direction} LIMIT "));
+        sql.push(&format!(
+            " ORDER BY {column} {direction} NULLS LAST, id {direction} LIMIT "
+        ));
     }
     sql.bind(SqlValue::Int(query.limit));
     sql.push(" OFFSET ");
@@ -347,7 +349,9 @@ pub fn histogram(dialect: Dialect, filter: &LogFilter, bucket_ms: i64) -> Sql {
 pub fn latencies(dialect: Dialect, filter: &LogFilter, bucket_ms: i64) -> Sql {
     let mut sql = Sql::new(dialect);
     let bucket = bucket_ms.max(1);
-    sql.push(&format!("SELECT (timestamp / {bucket}) * {bucket} AS bucket, latency FROM logs"));
+    sql.push(&format!(
+        "SELECT (timestamp / {bucket}) * {bucket} AS bucket, latency FROM logs"
+    ));
     filter.render_into(&mut sql);
     sql.push(" AND latency IS NOT NULL ORDER BY bucket, latency");
     sql
@@ -434,7 +438,10 @@ mod tests {
             ..Default::default()
         };
         let sql = page(Dialect::Postgres, &q);
-        assert!(sql.text.ends_with("ORDER BY cost ASC NULLS LAST, id ASC LIMIT $1 OFFSET $2"));
+        assert!(
+            sql.text
+                .ends_with("ORDER BY cost ASC NULLS LAST, id ASC LIMIT $1 OFFSET $2")
+        );
         assert_eq!(sql.params, vec![SqlValue::Int(10), SqlValue::Int(20)]);
     }
 

@@ -89,9 +89,8 @@ impl SqliteLogStore {
     fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, LogStoreError> {
         if !self.migrated.load(Ordering::Acquire) {
             if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    LogStoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
-                })?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| LogStoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
             }
         }
         let mut conn = self
@@ -121,9 +120,11 @@ fn migrate_conn(conn: &mut rusqlite::Connection) -> Result<(), LogStoreError> {
     ))
     .map_err(db_error)?;
     let current: u32 = conn
-        .query_row(&format!("SELECT COALESCE(MAX(version), 0) FROM {}", migrate::TABLE), [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            &format!("SELECT COALESCE(MAX(version), 0) FROM {}", migrate::TABLE),
+            [],
+            |r| r.get(0),
+        )
         .map_err(db_error)?;
     if current > migrate::latest() {
         return Err(LogStoreError::SchemaTooNew {

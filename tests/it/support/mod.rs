@@ -23,6 +23,13 @@ pub fn gateway(yaml: &str) -> RunningGateway {
     if config.config_store.is_none() {
         config.config_store = Some(asbru_config::model::ConfigStoreConfig::disabled());
     }
+    // Likewise the request log: tests that read it name a file of their own.
+    if config.logs_store.is_none() {
+        config.logs_store = Some(asbru_config::model::LogsStoreConfig {
+            enabled: false,
+            ..Default::default()
+        });
+    }
     server::spawn(&config).expect("gateway starts")
 }
 
@@ -138,6 +145,19 @@ pub fn provider_yaml(name: &str, base_url: &str, extra_network: &str) -> String 
     format!(
         "  {name}:\n    keys: [{{name: k-{name}, value: sk-{name}-key, models: [\"*\"]}}]\n    network_config: {{base_url: \"{base_url}\"{extra_network}}}\n{custom}"
     )
+}
+
+/// A fresh directory under the system's temp dir.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "asbru_it_{tag}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
 }
 
 /// Polls `check` until it holds (bounded).

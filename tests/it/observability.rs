@@ -1,0 +1,538 @@
+//! The request log end to end: rows written for every kind of request, content controls, the
+//! query API, retention, drops, and the log database going away.
+
+use std::net::SocketAddr;
+
+const REPLY: &str = "Hello from the asbru mock provider.";
+use serde_json::Value;
+
+use crate::support::*;
+
+/// A gateway logging to its own SQLite file (returned), with `extra` YAML appended.
+fn logged(upstream_url: &str, extra: &str) -> (asbru::server::RunningGateway, std::path::PathBuf) {
+    let dir = temp_dir("logs");
+    let path = dir.join("logs.db");
+    let gw = gateway(&format!(
+        "providers:\n{}\nlogs_store: {{enabled: true, type: sqlite, config: {{path: {}}}}}\n{extra}",
+        provider_yaml("openai", upstream_url, ""),
+        path.display()
+    ));
+    (gw, path)
+}
+
+async fn api(addr: SocketAddr, method: &str, path: &str, body: &str) -> Reply {
+    send(
+        addr,
+        method,
+        path,
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    )
+    .await
+}
+
+/// Waits until `/api/logs?query` lists `n` rows, and returns the reply.
+async fn rows(addr: SocketAddr, query: &str, n: usize) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let reply = api(addr, "GET", &format!("/api/logs?{query}"), "").await;
+        assert_eq!(reply.status(), 200, "{}", reply.text());
+        last = reply.json();
+        if last["logs"].as_array().map_or(0, Vec::len) >= n {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("expected {n} log rows for {query}, got {last}");
+}
+
+#[tokio::test]
+async fn rows_for_success_error_stream_fallback_and_refusal() {
+    let upstream = default_mock();
+    let dead = dead_address();
+    let dir = temp_dir("logs");
+    let path = dir.join("logs.db");
+    let gw = gateway(&format!(
+        "providers:\n{}{}\nlogs_store: {{enabled: true, config: {{path: {}}}}}\nclient: {{logging_headers: [x-team-tag]}}\ngovernance:\n  virtual_keys:\n    - {{id: vk-a, name: Alpha, value: sk-bf-alpha, provider_configs: [{{provider: openai, weight: 1}}, {{provider: down, weight: 0}}]}}\n",
+        provider_yaml("openai", &upstream.base_url(), ""),
+        provider_yaml("down", &format!("http://{dead}"), ""),
+        path.display()
+    ));
+    let addr = gw.addr;
+    let vk = [
+        ("x-bf-vk", "sk-bf-alpha"),
+        ("x-team-tag", "blue"),
+        ("x-request-id", "req-plain"),
+    ];
+    let plain = send(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &vk,
+        br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"tell me about otters"}]}"#,
+    )
+    .await;
+    assert_eq!(plain.status(), 200, "{}", plain.text());
+    let stream = send(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-request-id", "req-stream")],
+        br#"{"model":"openai/gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"stream please"}]}"#,
+    )
+    .await;
+    assert_eq!(stream.status(), 200);
+    let translated = send(
+        addr,
+        "POST",
+        "/anthropic/v1/messages",
+        &[("x-request-id", "req-anthropic")],
+        br#"{"model":"openai/gpt-4o-mini","max_tokens":20,"stream":true,"system":"be kind","messages":[{"role":"user","content":"hello claude"}]}"#,
+    )
+    .await;
+    assert_eq!(translated.status(), 200, "{}", translated.text());
+    let fallback = send(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-request-id", "req-fallback")],
+        br#"{"model":"down/gpt-4o-mini","fallbacks":["openai/gpt-4o-mini"],"messages":[{"role":"user","content":"fall back"}]}"#,
+    )
+    .await;
+    assert_eq!(fallback.status(), 200, "{}", fallback.text());
+    let failed = send(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-request-id", "req-failed")],
+        br#"{"model":"down/gpt-4o-mini","messages":[{"role":"user","content":"nobody home"}]}"#,
+    )
+    .await;
+    assert!(failed.status() >= 500, "{}", failed.text());
+    let refused = send(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-bf-vk", "sk-bf-unknown"), ("x-request-id", "req-refused")],
+        br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"let me in"}]}"#,
+    )
+    .await;
+    assert!(refused.status() >= 400 && refused.status() < 500, "{}", refused.text());
+
+    let all = rows(addr, "limit=100", 6).await;
+    assert_eq!(all["pagination"]["total_count"], 6, "{all}");
+    let row = |id: &str| -> Value {
+        all["logs"]
+            .as_array()
+            .and_then(|l| l.iter().find(|r| r["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("no row {id} in {all}"))
+    };
+    let plain = row("req-plain");
+    assert_eq!(plain["status"], "success");
+    assert_eq!(plain["object"], "chat_completion");
+    assert_eq!(plain["provider"], "openai");
+    assert_eq!(plain["model"], "gpt-4o-mini");
+    assert_eq!(plain["requested_model"], "openai/gpt-4o-mini");
+    assert_eq!(plain["virtual_key_id"], "vk-a");
+    assert_eq!(plain["virtual_key_name"], "Alpha");
+    assert_eq!(plain["token_usage"]["prompt_tokens"], 12);
+    assert_eq!(plain["token_usage"]["total_tokens"], 18);
+    assert_eq!(plain["stream"], false);
+    assert!(plain["latency"].as_f64().is_some_and(|l| l > 0.0));
+    assert_eq!(plain["input_history"][0]["content"], "tell me about otters");
+    assert_eq!(plain["output_message"]["content"], REPLY);
+    assert_eq!(plain["stop_reason"], "stop");
+    assert_eq!(plain["metadata"]["x-team-tag"], "blue");
+    assert!(
+        plain["cost"].as_f64().is_some_and(|c| c > 0.0),
+        "gpt-4o-mini is priced: {plain}"
+    );
+
+    let stream = row("req-stream");
+    assert_eq!(stream["object"], "chat_completion_stream");
+    assert_eq!(stream["stream"], true);
+    assert!(stream["time_to_first_token"].as_f64().is_some_and(|t| t > 0.0));
+    assert!(
+        !stream["output_message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "the stream folds into one message: {stream}"
+    );
+
+    let translated = row("req-anthropic");
+    assert_eq!(translated["status"], "success");
+    assert_eq!(
+        translated["input_history"][0],
+        serde_json::json!({"role": "system", "content": "be kind"})
+    );
+    assert!(
+        !translated["output_message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "{translated}"
+    );
+
+    let fallback = row("req-fallback");
+    assert_eq!(fallback["fallback_index"], 1);
+    assert_eq!(fallback["provider"], "openai");
+    assert_eq!(fallback["status"], "success");
+
+    let failed = row("req-failed");
+    assert_eq!(failed["status"], "error");
+    assert_eq!(failed["provider"], "down");
+    assert!(
+        failed["error_details"]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{failed}"
+    );
+
+    let refused = row("req-refused");
+    assert_eq!(refused["status"], "error");
+    assert!(refused["status_code"].as_i64().is_some_and(|s| (400..500).contains(&s)));
+
+    // The single-row route, and a missing one.
+    let one = api(addr, "GET", "/api/logs/req-plain", "").await;
+    assert_eq!(one.status(), 200);
+    assert_eq!(one.json()["id"], "req-plain");
+    let missing = api(addr, "GET", "/api/logs/nope", "").await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.json()["error"]["message"], "log not found");
+    // No virtual key value anywhere in the log database.
+    drop(gw);
+    let bytes = std::fs::read(&path).expect("log db");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        !text.contains("sk-bf-alpha") && !text.contains("sk-bf-unknown"),
+        "no virtual key in the log file"
+    );
+}
+
+#[tokio::test]
+async fn content_logging_off_globally_per_key_and_per_request() {
+    let upstream = default_mock();
+    for (client, vk_flag, header) in [
+        ("disable_content_logging: true", "", None),
+        (
+            "disable_content_logging: false",
+            ", disable_content_logging: true",
+            None,
+        ),
+        (
+            "allow_per_request_content_storage_override: true",
+            "",
+            Some(("x-bf-disable-content-logging", "true")),
+        ),
+    ] {
+        let (gw, path) = logged(
+            &upstream.base_url(),
+            &format!(
+                "client: {{{client}}}\ngovernance:\n  virtual_keys:\n    - {{id: vk-q, name: Quiet, value: sk-bf-quiet{vk_flag}, provider_configs: [{{provider: openai, weight: 1}}]}}\n"
+            ),
+        );
+        let mut headers = vec![("x-bf-vk", "sk-bf-quiet")];
+        headers.extend(header);
+        let reply = send(
+            gw.addr,
+            "POST",
+            "/v1/chat/completions",
+            &headers,
+            br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"a secret prompt about pelicans"}]}"#,
+        )
+        .await;
+        assert_eq!(reply.status(), 200);
+        let listed = rows(gw.addr, "", 1).await;
+        let row = &listed["logs"][0];
+        assert!(
+            row["input_history"].is_null() && row["output_message"].is_null(),
+            "{client}: {row}"
+        );
+        assert_eq!(row["token_usage"]["total_tokens"], 18, "{client}: metadata kept");
+        drop(gw);
+        let bytes = std::fs::read(&path).expect("db");
+        let wal = std::fs::read(path.with_extension("db-wal")).unwrap_or_default();
+        for file in [bytes, wal] {
+            let text = String::from_utf8_lossy(&file);
+            assert!(!text.contains("pelicans"), "{client}: prompt text in the database file");
+            assert!(
+                !text.contains("asbru mock provider"),
+                "{client}: completion text in the database file"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn query_api_filters_pages_sorts_stats_and_histograms() {
+    let upstream = default_mock();
+    let (gw, _path) = logged(&upstream.base_url(), "");
+    let addr = gw.addr;
+    for i in 0..7 {
+        let model = if i % 2 == 0 { "gpt-4o" } else { "gpt-4o-mini" };
+        let body = format!(
+            r#"{{"model":"openai/{model}","messages":[{{"role":"user","content":"item {i} about walruses"}}]}}"#
+        );
+        let id = format!("q-{i}");
+        let reply = send(
+            addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("x-request-id", id.as_str())],
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(reply.status(), 200);
+    }
+    let bad = send(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-request-id", "q-bad")],
+        br#"{"model":"nowhere/x","messages":[]}"#,
+    )
+    .await;
+    assert!(bad.status() >= 400);
+    rows(addr, "limit=100", 8).await;
+
+    let page = rows(addr, "models=gpt-4o&limit=2&offset=0&sort_by=timestamp&order=asc", 2).await;
+    assert_eq!(page["pagination"]["total_count"], 4);
+    assert_eq!(page["pagination"]["limit"], 2);
+    assert_eq!(page["logs"][0]["id"], "q-0");
+    assert_eq!(page["logs"][1]["id"], "q-2");
+    assert_eq!(page["stats"]["total_requests"], 4);
+    assert_eq!(page["stats"]["success_rate"], 100.0);
+    let second = rows(addr, "models=gpt-4o&limit=2&offset=2&order=asc", 2).await;
+    assert_eq!(second["logs"][0]["id"], "q-4");
+    let errors = rows(addr, "status=error", 1).await;
+    assert_eq!(errors["pagination"]["total_count"], 1);
+    assert_eq!(errors["logs"][0]["id"], "q-bad");
+    let search = rows(addr, "content_search=item%203", 1).await;
+    assert_eq!(search["pagination"]["total_count"], 1);
+    assert_eq!(search["logs"][0]["id"], "q-3");
+    let none = api(addr, "GET", "/api/logs?providers=anthropic", "").await.json();
+    assert_eq!(none["pagination"]["total_count"], 0);
+    assert_eq!(none["has_logs"], true);
+    let bad_limit = api(addr, "GET", "/api/logs?limit=5000", "").await;
+    assert_eq!(bad_limit.status(), 400);
+    assert_eq!(bad_limit.json()["error"]["message"], "limit cannot exceed 1000");
+
+    let stats = api(addr, "GET", "/api/logs/stats", "").await.json();
+    assert_eq!(stats["total_requests"], 8);
+    assert_eq!(stats["total_tokens"], 7 * 18);
+    assert!((stats["success_rate"].as_f64().expect("rate") - 87.5).abs() < 1e-9);
+    let now = chrono::Utc::now();
+    let range = format!(
+        "start_time={}&end_time={}",
+        (now - chrono::Duration::minutes(30)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        (now + chrono::Duration::minutes(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+    .replace('+', "%2B");
+    let hist = api(addr, "GET", &format!("/api/logs/histogram?{range}"), "")
+        .await
+        .json();
+    assert_eq!(hist["bucket_size_seconds"], 60);
+    let buckets = hist["buckets"].as_array().expect("buckets");
+    assert!(buckets.len() >= 30, "empty buckets are filled: {}", buckets.len());
+    assert_eq!(buckets.iter().map(|b| b["count"].as_i64().unwrap_or(0)).sum::<i64>(), 8);
+    assert_eq!(buckets.iter().map(|b| b["error"].as_i64().unwrap_or(0)).sum::<i64>(), 1);
+    let tokens = api(addr, "GET", &format!("/api/logs/histogram/tokens?{range}"), "")
+        .await
+        .json();
+    assert_eq!(
+        tokens["buckets"]
+            .as_array()
+            .expect("b")
+            .iter()
+            .map(|b| b["total_tokens"].as_i64().unwrap_or(0))
+            .sum::<i64>(),
+        126
+    );
+    let models = api(addr, "GET", "/api/logs/histogram/models", "").await.json();
+    assert_eq!(models["models"], serde_json::json!(["gpt-4o", "gpt-4o-mini", "x"]));
+    let cost = api(addr, "GET", "/api/logs/histogram/cost", "").await.json();
+    assert!(
+        cost["buckets"][0]["total_cost"].as_f64().is_some_and(|c| c > 0.0),
+        "{cost}"
+    );
+    let latency = api(addr, "GET", "/api/logs/histogram/latency", "").await.json();
+    let b = &latency["buckets"][0];
+    assert!(
+        b["p99_latency"].as_f64() >= b["p90_latency"].as_f64() && b["total_requests"] == 8,
+        "{latency}"
+    );
+    let data = api(addr, "GET", "/api/logs/filterdata", "").await.json();
+    assert_eq!(data["providers"], serde_json::json!(["nowhere", "openai"]), "{data}");
+    let dropped = api(addr, "GET", "/api/logs/dropped", "").await.json();
+    assert_eq!(dropped["dropped_requests"], 0);
+
+    let deleted = api(addr, "DELETE", "/api/logs", r#"{"ids":["q-0","q-1"]}"#).await;
+    assert_eq!(deleted.status(), 200, "{}", deleted.text());
+    assert_eq!(deleted.json()["deleted"], 2);
+    let by_filter = api(addr, "DELETE", "/api/logs?status=error", "").await;
+    assert_eq!(by_filter.json()["deleted"], 1);
+    let nothing = api(addr, "DELETE", "/api/logs", "").await;
+    assert_eq!(nothing.status(), 400, "deleting everything needs a filter");
+    assert_eq!(
+        api(addr, "GET", "/api/logs/stats", "").await.json()["total_requests"],
+        5
+    );
+}
+
+#[tokio::test]
+async fn retention_deletes_old_rows_at_start() {
+    use asbru_store::logs::{LogRow, LogStore, SqliteLogStore};
+    let upstream = default_mock();
+    let dir = temp_dir("retention");
+    let path = dir.join("logs.db");
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 86_400_000;
+    {
+        let store = SqliteLogStore::open(&path).expect("store");
+        let row = |id: &str, age_days: i64| LogRow {
+            id: id.into(),
+            timestamp_ms: now - age_days * day,
+            object_type: "chat_completion".into(),
+            status: "success".into(),
+            input_history: Some("[\"old words\"]".into()),
+            content_summary: Some("old words".into()),
+            ..Default::default()
+        };
+        store
+            .insert(&[row("ancient", 40), row("middle", 10), row("fresh", 1)])
+            .expect("insert");
+    }
+    let gw = gateway(&format!(
+        "providers:\n{}\nlogs_store: {{enabled: true, config: {{path: {}}}, retention_days: 30, content_retention_days: 7}}\n",
+        provider_yaml("openai", &upstream.base_url(), ""),
+        path.display()
+    ));
+    let mut listed = Value::Null;
+    for _ in 0..200 {
+        listed = api(gw.addr, "GET", "/api/logs?order=asc", "").await.json();
+        if listed["pagination"]["total_count"] == 2 && listed["logs"][0]["input_history"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        listed["pagination"]["total_count"], 2,
+        "the 40-day-old row is gone: {listed}"
+    );
+    assert_eq!(listed["logs"][0]["id"], "middle");
+    assert!(
+        listed["logs"][0]["input_history"].is_null(),
+        "content older than 7 days is blanked"
+    );
+    assert_eq!(
+        listed["logs"][1]["input_history"][0], "old words",
+        "fresh content is kept"
+    );
+}
+
+#[tokio::test]
+async fn an_unwritable_log_database_never_fails_a_request() {
+    let upstream = default_mock();
+    // A path under a regular file can never be created.
+    let dir = temp_dir("unwritable");
+    let blocker = dir.join("not-a-dir");
+    std::fs::write(&blocker, b"x").expect("file");
+    let gw = gateway(&format!(
+        "providers:\n{}\nlogs_store: {{enabled: true, config: {{path: {}}}}}\n",
+        provider_yaml("openai", &upstream.base_url(), ""),
+        blocker.join("logs.db").display()
+    ));
+    for _ in 0..5 {
+        let reply = post(
+            &gw,
+            "/v1/chat/completions",
+            r#"{"model":"openai/gpt-4o-mini","messages":[]}"#,
+        )
+        .await;
+        assert_eq!(reply.status(), 200);
+    }
+    let mut dropped = Value::Null;
+    for _ in 0..200 {
+        dropped = api(gw.addr, "GET", "/api/logs/dropped", "").await.json();
+        if dropped["dropped_requests"] == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(dropped["dropped_requests"], 5, "{dropped}");
+    let listed = api(gw.addr, "GET", "/api/logs", "").await;
+    assert_eq!(listed.status(), 503, "{}", listed.text());
+    let metrics = send(gw.addr, "GET", "/metrics", &[], b"").await.text();
+    assert!(metrics.contains("asbru_log_records_dropped_total 5"), "{metrics}");
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_without_waiting() {
+    use asbru_filters::logging::{LogRecord, LogSink};
+    let dir = temp_dir("queue");
+    let config = asbru_config::load_str(
+        &format!(
+            "logs_store: {{config: {{path: {}}}, queue_size: 2}}\n",
+            dir.join("logs.db").display()
+        ),
+        "q.yaml",
+    )
+    .expect("config")
+    .config;
+    let metrics = std::sync::Arc::new(asbru_filters::telemetry::Metrics::new());
+    let log = asbru::request_log::RequestLog::open(&config, metrics.clone())
+        .expect("open")
+        .expect("logging on");
+    let started = std::time::Instant::now();
+    for i in 0..5 {
+        log.submit(LogRecord {
+            id: format!("r{i}"),
+            ..Default::default()
+        });
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "submitting never waits"
+    );
+    assert_eq!(log.dropped(), 3);
+    assert_eq!(log.queued(), 2);
+    assert_eq!(metrics.logs_dropped.get(), 3);
+    // What was queued is written by a final drain (as on shutdown).
+    log.drain_blocking();
+    assert_eq!(log.queued(), 0);
+    assert!(log.store.get("r0").expect("read").is_some());
+    assert!(log.store.get("r4").expect("read").is_none());
+}
+
+#[test]
+fn postgres_as_the_log_store() {
+    let Some(url) = postgres_url("logs") else {
+        return;
+    };
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n{}\nlogs_store: {{enabled: true, type: postgres, config: {{url: \"{url}\"}}}}\n",
+        provider_yaml("openai", &upstream.base_url(), ""),
+    ));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    runtime.block_on(async {
+        let reply = send(
+            gw.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("x-request-id", "pg-row")],
+            br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"postgres otters"}]}"#,
+        )
+        .await;
+        assert_eq!(reply.status(), 200);
+        let listed = rows(gw.addr, "content_search=otters", 1).await;
+        assert_eq!(listed["logs"][0]["id"], "pg-row");
+        assert_eq!(listed["logs"][0]["token_usage"]["total_tokens"], 18);
+    });
+    drop(gw);
+}
