@@ -185,6 +185,7 @@ mod tests {
     fn services() -> Services {
         Services {
             metrics: Arc::new(Metrics::new()),
+            request_log: None,
         }
     }
 
