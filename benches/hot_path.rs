@@ -100,6 +100,7 @@ fn key_selection(c: &mut Criterion) {
 fn standard_chain() -> FilterChain {
     let services = asbru::pipeline::Services {
         metrics: std::sync::Arc::new(asbru_filters::telemetry::Metrics::new()),
+        request_log: None,
     };
     asbru::pipeline::build(None, &services).expect("standard chain").0
 }

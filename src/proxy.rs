@@ -23,6 +23,8 @@ use crate::{models, respond};
 pub struct RequestCtx {
     /// The client's `x-request-id`, or a generated UUIDv4.
     pub request_id: String,
+    /// When `request_filter` started, for the HTTP metrics.
+    pub started: Option<Instant>,
     /// An inference request's state, for the completion hooks.
     pub inflight: Option<InFlight>,
 }
@@ -40,6 +42,38 @@ impl GatewayProxy {
 }
 
 const MAX_REQUEST_ID_LEN: usize = 128;
+
+impl GatewayProxy {
+    /// Bifrost's `http_*` metrics for one request, labelled with its route template.
+    fn record_http(&self, session: &Session, status: u16, seconds: f64) {
+        let bifrost = &self.state.metrics.bifrost;
+        let head = session.req_header();
+        let path = self.state.routes.template(head.uri.path());
+        let method = asbru_filters::telemetry::bifrost::http_method(&head.method);
+        let custom: Vec<&str> = bifrost
+            .custom_labels()
+            .iter()
+            .enumerate()
+            .map(|(i, label)| {
+                let value = ["x-bf-dim-", "x-bf-prom-"]
+                    .iter()
+                    .find_map(|p| head.headers.get(format!("{p}{label}").as_str()))
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                bifrost.custom_value(i, value)
+            })
+            .collect();
+        bifrost.http(
+            path,
+            method,
+            status,
+            &custom,
+            seconds,
+            session.body_bytes_read(),
+            session.body_bytes_sent(),
+        );
+    }
+}
 
 /// Errors on `/anthropic/...` paths use Anthropic's shape, so Anthropic SDKs can read them.
 fn ingress_of(session: &Session) -> Wire {
@@ -73,6 +107,7 @@ impl ProxyHttp for GatewayProxy {
     /// Every route is answered here; the upstream exchange runs inside (see `crate::exchange`).
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let started = Instant::now();
+        ctx.started = Some(started);
         ctx.request_id = request_id(session);
         let method = session.req_header().method.clone();
         let mut found = self.state.routes.find(&method, session.req_header().uri.path());
@@ -177,10 +212,14 @@ impl ProxyHttp for GatewayProxy {
     /// Pingora calls this after every request, answered in `request_filter` or not: the
     /// completion hooks get the final outcome.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |h| h.status.as_u16());
+        if let Some(started) = ctx.started {
+            self.record_http(session, status, started.elapsed().as_secs_f64());
+        }
         let Some(InFlight { live, ctx }) = ctx.inflight.as_mut() else {
             return;
         };
-        ctx.outcome.status = session.response_written().map(|h| h.status.as_u16()).unwrap_or(0);
+        ctx.outcome.status = status;
         ctx.outcome.total = Some(ctx.started.elapsed());
         self.state.chain.on_complete(live, ctx);
     }

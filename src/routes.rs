@@ -47,6 +47,8 @@ pub enum Match {
 /// The compiled table.
 pub struct RouteTable {
     router: matchit::Router<(Method, Route)>,
+    /// Every route's path template, management routes included, for metric labels.
+    templates: matchit::Router<&'static str>,
 }
 
 const CHAT: RequestType = RequestType::ChatCompletion;
@@ -122,13 +124,29 @@ impl RouteTable {
             ),
         ];
         let mut router = matchit::Router::new();
+        let mut templates = matchit::Router::new();
         for (path, method, route) in entries {
             // The table is static; a conflict is a programming error caught by the unit test.
             if let Err(e) = router.insert(path, (method, route)) {
                 tracing::error!("route table conflict at {path}: {e}");
             }
+            let _ = templates.insert(path, path);
         }
-        RouteTable { router }
+        for (path, _) in crate::admin::ROUTE_TABLE {
+            let _ = templates.insert(*path, *path);
+        }
+        RouteTable { router, templates }
+    }
+
+    /// The path template a request matched (`/api/logs/{id}`), for metric labels: a raw path
+    /// is never a label, so clients cannot grow the series. Paths no route knows are
+    /// `unmatched`.
+    pub fn template(&self, path: &str) -> &'static str {
+        match self.templates.at(path) {
+            Ok(found) => found.value,
+            Err(_) if path.starts_with("/api/session/") => "/api/session/*",
+            Err(_) => "unmatched",
+        }
     }
 
     /// Matches a request.

@@ -77,7 +77,10 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
             "no providers configured: add one under `providers:` in a config file and start with `asbru serve --config FILE` (see conf/quickstart.yaml, or conf/demo.yaml for an offline demo)"
         );
     }
-    let metrics = Arc::new(asbru_filters::telemetry::Metrics::new());
+    // Custom labels are fixed for the life of the process (a metric's label names cannot change).
+    let metrics = Arc::new(asbru_filters::telemetry::Metrics::with_custom_labels(
+        &live.snapshot.observe.prometheus_labels,
+    ));
     let request_log =
         crate::request_log::RequestLog::open(config, metrics.clone()).map_err(|e| StartError::Logs(e.to_string()))?;
     let state = Gateway::new(

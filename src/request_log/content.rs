@@ -74,10 +74,8 @@ pub fn extract(wire: Wire, request: &[u8], reply: Option<&[u8]>, stream: &[u8]) 
 fn input_messages(body: &Map<String, Value>, anthropic: bool) -> Option<Value> {
     if let Some(Value::Array(messages)) = body.get("messages") {
         let mut out = Vec::with_capacity(messages.len() + 1);
-        if anthropic {
-            if let Some(system) = body.get("system").filter(|s| !s.is_null()) {
-                out.push(json!({"role": "system", "content": system}));
-            }
+        if anthropic && let Some(system) = body.get("system").filter(|s| !s.is_null()) {
+            out.push(json!({"role": "system", "content": system}));
         }
         out.extend(messages.iter().cloned());
         return Some(Value::Array(out));

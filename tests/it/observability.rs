@@ -536,3 +536,201 @@ fn postgres_as_the_log_store() {
     });
     drop(gw);
 }
+
+/// Bifrost's telemetry plugin's metric names (plugins/telemetry), as dashboards query them.
+const BIFROST_METRICS: &[&str] = &[
+    "http_requests_total",
+    "http_request_duration_seconds",
+    "http_request_size_bytes",
+    "http_response_size_bytes",
+    "bifrost_upstream_requests_total",
+    "bifrost_upstream_latency_seconds",
+    "bifrost_success_requests_total",
+    "bifrost_error_requests_total",
+    "bifrost_input_tokens_total",
+    "bifrost_output_tokens_total",
+    "bifrost_cache_read_input_tokens_total",
+    "bifrost_cost_total",
+    "bifrost_stream_first_token_latency_seconds",
+    "bifrost_stream_inter_token_latency_seconds",
+    "bifrost_request_retries",
+    "bifrost_active_requests",
+];
+
+/// Bifrost's base labels on its LLM metrics.
+const BIFROST_LABELS: &[&str] = &[
+    "provider",
+    "model",
+    "method",
+    "virtual_key_id",
+    "virtual_key_name",
+    "selected_key_id",
+    "selected_key_name",
+    "fallback_index",
+    "team_id",
+    "team_name",
+    "customer_id",
+    "customer_name",
+];
+
+/// The label set of the first sample line of `metric` whose labels contain `needle`.
+fn sample<'a>(text: &'a str, metric: &str, needle: &str) -> Option<&'a str> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{metric}{{")) && l.contains(needle))
+}
+
+#[tokio::test]
+async fn prometheus_speaks_bifrost_names_and_labels() {
+    let upstream = default_mock();
+    let dead = dead_address();
+    let gw = gateway(&format!(
+        "providers:\n{}{}\nclient: {{prometheus_labels: [env]}}\ngovernance:\n  customers:\n    - {{id: cust-1, name: Acme}}\n  teams:\n    - {{id: team-1, name: Blue, customer_id: cust-1}}\n  virtual_keys:\n    - {{id: vk-a, name: Alpha, value: sk-bf-alpha, team_id: team-1, provider_configs: [{{provider: openai, weight: 1}}]}}\n",
+        provider_yaml("openai", &upstream.base_url(), ""),
+        provider_yaml("down", &format!("http://{dead}"), ""),
+    ));
+    let addr = gw.addr;
+    let headers = [("x-bf-vk", "sk-bf-alpha"), ("x-bf-prom-env", "prod")];
+    let ok = send(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &headers,
+        br#"{"model":"openai/gpt-4o-mini","messages":[]}"#,
+    )
+    .await;
+    assert_eq!(ok.status(), 200, "{}", ok.text());
+    let streamed = send(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &headers,
+        br#"{"model":"openai/gpt-4o-mini","stream":true,"messages":[]}"#,
+    )
+    .await;
+    assert_eq!(streamed.status(), 200);
+    let failed = send(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        br#"{"model":"down/gpt-4o-mini","messages":[]}"#,
+    )
+    .await;
+    assert!(failed.status() >= 500);
+    let refused = send(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-bf-vk", "sk-bf-nope")],
+        br#"{"model":"openai/gpt-4o-mini","messages":[]}"#,
+    )
+    .await;
+    assert!(refused.status() >= 400 && refused.status() < 500);
+    let text = send(addr, "GET", "/metrics", &[], b"").await.text();
+    for name in BIFROST_METRICS {
+        assert!(text.contains(&format!("\n{name}")), "metric {name} missing:\n{text}");
+    }
+    let success = text
+        .lines()
+        .find(|l| {
+            l.starts_with("bifrost_success_requests_total{")
+                && l.contains("method=\"chat_completion\"")
+                && l.contains("vk-a")
+        })
+        .expect("success sample");
+    for label in BIFROST_LABELS {
+        assert!(
+            success.contains(&format!("{label}=\"")),
+            "label {label} missing: {success}"
+        );
+    }
+    for expected in [
+        "provider=\"openai\"",
+        "model=\"gpt-4o-mini\"",
+        "virtual_key_id=\"vk-a\"",
+        "virtual_key_name=\"Alpha\"",
+        "team_id=\"team-1\"",
+        "team_name=\"Blue\"",
+        "customer_id=\"cust-1\"",
+        "selected_key_name=\"k-openai\"",
+        "fallback_index=\"0\"",
+        "env=\"prod\"",
+    ] {
+        assert!(success.contains(expected), "{expected} not in {success}");
+    }
+    assert!(success.ends_with(" 1"), "{success}");
+    assert!(
+        sample(
+            &text,
+            "bifrost_success_requests_total",
+            "method=\"chat_completion_stream\""
+        )
+        .is_some()
+    );
+    assert!(
+        sample(
+            &text,
+            "bifrost_stream_first_token_latency_seconds_count",
+            "chat_completion_stream"
+        )
+        .is_some_and(|l| l.ends_with(" 1"))
+    );
+    assert!(sample(&text, "bifrost_input_tokens_total", "method=\"chat_completion\",model=\"gpt-4o-mini\",provider=\"openai\",routing_rule_id=\"\",routing_rule_name=\"\",selected_key_id=\"k-openai\"").is_some_and(|l| l.ends_with(" 12")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("bifrost_cost_total{") && l.contains("vk-a") && !l.ends_with(" 0")),
+        "a priced request adds to bifrost_cost_total"
+    );
+    let error = sample(&text, "bifrost_error_requests_total", "provider=\"down\"").expect("error sample");
+    assert!(
+        error.contains("error_type=\"provider_") && error.contains("status_code=\"5"),
+        "{error}"
+    );
+    let denied = sample(&text, "bifrost_error_requests_total", "policy_access_denied").expect("refusal");
+    assert!(denied.contains("status_code=\"401\""), "{denied}");
+    let http = sample(
+        &text,
+        "http_requests_total",
+        "path=\"/v1/chat/completions\",status=\"200\"",
+    )
+    .expect("http sample");
+    assert!(
+        http.contains("method=\"POST\"") && http.contains("env=\"prod\"") && http.ends_with(" 2"),
+        "{http}"
+    );
+    assert!(sample(&text, "bifrost_active_requests", "chat_completion").is_some_and(|l| l.ends_with(" 0")));
+    assert!(
+        !text.contains("sk-bf-alpha") && !text.contains("sk-openai-key"),
+        "no secret in /metrics"
+    );
+}
+
+#[tokio::test]
+async fn a_thousand_client_model_names_add_one_other_series() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    for i in 0..1000 {
+        let body = format!(r#"{{"model":"openai/made-up-{i}","messages":[]}}"#);
+        let reply = post(&gw, "/v1/chat/completions", &body).await;
+        assert_eq!(reply.status(), 200);
+    }
+    let path_probe = send(gw.addr, "GET", "/no/such/path/12345", &[], b"").await;
+    assert_eq!(path_probe.status(), 404);
+    let text = send(gw.addr, "GET", "/metrics", &[], b"").await.text();
+    let models: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("bifrost_success_requests_total{"))
+        .filter_map(|l| l.split("model=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(models.into_iter().collect::<Vec<_>>(), ["other"]);
+    let other = sample(&text, "bifrost_success_requests_total", "model=\"other\"").expect("other");
+    assert!(other.ends_with(" 1000"), "{other}");
+    assert!(
+        !text.contains("made-up") && !text.contains("12345"),
+        "no client string becomes a label"
+    );
+    assert!(sample(&text, "http_requests_total", "path=\"unmatched\"").is_some());
+}

@@ -153,10 +153,10 @@ impl Filter for LoggingFilter {
     }
 
     fn on_complete(&self, live: &Live, ctx: &mut RequestCtx) {
-        if let Some(sink) = &self.sink {
-            if live.snapshot.observe.logging {
-                sink.submit(record(live, ctx));
-            }
+        if let Some(sink) = &self.sink
+            && live.snapshot.observe.logging
+        {
+            sink.submit(record(live, ctx));
         }
         self.trace(ctx);
     }

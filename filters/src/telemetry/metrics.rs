@@ -26,14 +26,23 @@ pub struct Metrics {
     pub logs_written: IntCounter,
     /// Request log records waiting to be written.
     pub log_queue_depth: IntGauge,
+    /// Bifrost's `http_*` and `bifrost_*` metrics.
+    pub bifrost: crate::telemetry::bifrost::BifrostMetrics,
     /// `governance_rejections` resolved for every decision, in [`decision::ALL`]'s order.
     rejections_by_decision: Vec<IntCounter>,
 }
 
 impl Metrics {
-    /// Registers every metric.
+    /// Registers every metric, with no custom labels.
     pub fn new() -> Metrics {
+        Metrics::with_custom_labels(&[])
+    }
+
+    /// Registers every metric; Bifrost's metrics carry the `custom` labels
+    /// (`client.prometheus_labels`) after their own.
+    pub fn with_custom_labels(custom: &[String]) -> Metrics {
         let registry = Registry::new();
+        let bifrost = crate::telemetry::bifrost::BifrostMetrics::register(&registry, custom);
         let unpriced_requests = IntCounterVec::new(
             Opts::new(
                 "asbru_unpriced_requests_total",
@@ -103,6 +112,7 @@ impl Metrics {
             .map(|d| governance_rejections.with_label_values(&[*d]))
             .collect();
         Metrics {
+            bifrost,
             logs_dropped,
             logs_written,
             log_queue_depth,

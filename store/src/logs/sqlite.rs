@@ -87,8 +87,10 @@ impl SqliteLogStore {
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, LogStoreError> {
-        if !self.migrated.load(Ordering::Acquire) {
-            if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !self.migrated.load(Ordering::Acquire)
+            && let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty())
+        {
+            {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| LogStoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
             }
