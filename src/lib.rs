@@ -9,6 +9,7 @@ pub mod dns;
 pub mod exchange;
 pub mod layers;
 pub mod models;
+pub mod otel_export;
 pub mod pipeline;
 pub mod proxy;
 pub mod request_log;

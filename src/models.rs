@@ -123,6 +123,7 @@ async fn fetch(state: &Gateway, provider: &ProviderRuntime) -> Result<Vec<Value>
         body: None,
         accept: None,
         forwarded: &[],
+        attempt_headers: &[],
         anthropic_version: None,
         anthropic_beta: None,
     };

@@ -58,6 +58,7 @@ pub const TABLE: &[(&str, Kind, Constructor)] = &[
             .map(|log| log as Arc<dyn asbru_filters::logging::LogSink>);
         Ok(Arc::new(LoggingFilter::new(sink)))
     }),
+    ("otel", Kind::Optional, |_, c| crate::otel_export::filter(c)),
     ("response_headers", Kind::Optional, |_, c| {
         Ok(Arc::new(ResponseHeadersFilter::from_config(c)?))
     }),

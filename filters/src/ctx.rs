@@ -159,6 +159,8 @@ pub struct AttemptState {
     /// The upstream answered this try with a success head: the provider did the work, so a
     /// target that fails after this point is billed, not given back.
     pub answered: bool,
+    /// Headers filters add to this try's upstream request (a tracing filter's `traceparent`).
+    pub upstream_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Facts filters publish for each other.

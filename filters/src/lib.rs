@@ -23,6 +23,7 @@ pub mod snapshot;
 pub mod auth;
 pub mod governance;
 pub mod logging;
+pub mod otel;
 pub mod response_headers;
 pub mod routing;
 pub mod telemetry;

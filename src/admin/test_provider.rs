@@ -84,6 +84,7 @@ pub async fn run(state: &Arc<Gateway>, name: &str, body: &[u8]) -> ApiResult {
             body,
             accept: None,
             forwarded: &[],
+            attempt_headers: &[],
             anthropic_version: None,
             anthropic_beta: None,
         };

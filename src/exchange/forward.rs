@@ -222,12 +222,18 @@ async fn try_target(
             ));
             return Ok(TargetEnd::Failed(Box::new(Failure::Gateway(err))));
         };
+        let attempt_headers = ctx
+            .attempt
+            .as_ref()
+            .map(|a| a.upstream_headers.clone())
+            .unwrap_or_default();
         let request = UpstreamRequest {
             method: "POST",
             path: &path,
             body: Some(Bytes::from(prepared.body)),
             accept: ex.accept.as_deref(),
             forwarded: &ex.forwarded_headers,
+            attempt_headers: &attempt_headers,
             anthropic_version: ex.anthropic_version.as_deref(),
             anthropic_beta: ex.anthropic_beta.as_deref(),
         };

@@ -35,6 +35,8 @@ pub struct UpstreamRequest<'a> {
     pub accept: Option<&'a [u8]>,
     /// `x-bf-eh-*` headers.
     pub forwarded: &'a [(String, Vec<u8>)],
+    /// Headers filters added for this try (`traceparent`).
+    pub attempt_headers: &'a [(http::HeaderName, http::HeaderValue)],
     /// The client's `anthropic-version`, for Anthropic upstreams.
     pub anthropic_version: Option<&'a [u8]>,
     /// The client's `anthropic-beta`, for Anthropic upstreams.
@@ -65,6 +67,9 @@ fn build_request_head(
     head.insert_header("accept", request.accept.unwrap_or(b"application/json"))?;
     for (name, value) in request.forwarded {
         head.insert_header(name.clone(), value.as_slice())?;
+    }
+    for (name, value) in request.attempt_headers {
+        head.insert_header(name.clone(), value.clone())?;
     }
     let client = provider::ClientHeaders {
         anthropic_version: request.anthropic_version,

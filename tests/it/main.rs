@@ -14,4 +14,5 @@ mod observability;
 mod reliability;
 mod resilience;
 mod store_modes;
+mod tracing;
 mod translation;

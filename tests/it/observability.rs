@@ -573,6 +573,20 @@ const BIFROST_LABELS: &[&str] = &[
     "customer_name",
 ];
 
+/// `/metrics` once `ready` holds for it (metrics are recorded after the reply is written, so
+/// a scrape right after a reply may not see that request yet).
+async fn metrics_when(addr: SocketAddr, ready: impl Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = send(addr, "GET", "/metrics", &[], b"").await.text();
+        if ready(&text) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    text
+}
+
 /// The label set of the first sample line of `metric` whose labels contain `needle`.
 fn sample<'a>(text: &'a str, metric: &str, needle: &str) -> Option<&'a str> {
     text.lines()
@@ -626,7 +640,14 @@ async fn prometheus_speaks_bifrost_names_and_labels() {
     )
     .await;
     assert!(refused.status() >= 400 && refused.status() < 500);
-    let text = send(addr, "GET", "/metrics", &[], b"").await.text();
+    let text = metrics_when(addr, |t| {
+        t.contains("policy_access_denied")
+            && t.contains("provider=\"down\"")
+            && t.lines()
+                .filter(|l| l.starts_with("bifrost_active_requests{"))
+                .all(|l| l.ends_with(" 0"))
+    })
+    .await;
     for name in BIFROST_METRICS {
         assert!(text.contains(&format!("\n{name}")), "metric {name} missing:\n{text}");
     }
@@ -719,7 +740,11 @@ async fn a_thousand_client_model_names_add_one_other_series() {
     }
     let path_probe = send(gw.addr, "GET", "/no/such/path/12345", &[], b"").await;
     assert_eq!(path_probe.status(), 404);
-    let text = send(gw.addr, "GET", "/metrics", &[], b"").await.text();
+    let text = metrics_when(gw.addr, |t| {
+        t.contains("path=\"unmatched\"")
+            && sample(t, "bifrost_success_requests_total", "model=\"other\"").is_some_and(|l| l.ends_with(" 1000"))
+    })
+    .await;
     let models: std::collections::BTreeSet<&str> = text
         .lines()
         .filter(|l| l.starts_with("bifrost_success_requests_total{"))
