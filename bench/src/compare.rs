@@ -62,6 +62,14 @@ pub const SCENARIOS: &[Scenario] = &[
         gateway_headers: &[("authorization", "Bearer sk-bf-bench-key")],
     },
     Scenario {
+        name: "logged",
+        config: include_str!("../../benches/scenarios/logged.yaml"),
+        model: "openai/gpt-4o-mini",
+        stream: false,
+        skip: None,
+        gateway_headers: &[("authorization", "Bearer sk-bf-bench-key")],
+    },
+    Scenario {
         name: "anthropic-stream",
         config: include_str!("../../benches/scenarios/anthropic-stream.yaml"),
         model: "anthropic/claude-3-5-haiku",
@@ -239,6 +247,25 @@ fn write_gateway_config(base: &Config, mock_url: &str, listen: &str) -> Result<P
     config.mock = None;
     // The bench measures the proxy path; a store left by another run must not redirect providers.
     config.config_store = Some(asbru_config::model::ConfigStoreConfig::disabled());
+    // The request log is off unless the scenario turns it on, and then writes a fresh file.
+    match &mut config.logs_store {
+        None => {
+            config.logs_store = Some(asbru_config::model::LogsStoreConfig {
+                enabled: false,
+                ..Default::default()
+            });
+        }
+        Some(logs) if logs.kind == asbru_config::model::StoreKind::Sqlite => {
+            let dir = std::env::temp_dir().join(format!(
+                "asbru-bench-logs-{}-{}",
+                std::process::id(),
+                listen.replace([':', '.'], "-")
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            logs.config.path = Some(dir.join("logs.db").display().to_string());
+        }
+        Some(_) => {}
+    }
     for provider in config.providers.values_mut() {
         provider.network_config.base_url = Some(mock_url.to_string());
     }

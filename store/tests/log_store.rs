@@ -37,6 +37,11 @@ fn stores() -> Vec<Box<dyn LogStore>> {
     out
 }
 
+/// Sums of floats in another order differ in their last bits.
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
 fn row(i: i64, provider: &str, status: &str) -> LogRow {
     LogRow {
         id: format!("req-{i}"),
@@ -160,6 +165,69 @@ fn filters_pages_sorts_and_stats() {
             .expect("ranges");
         // latency >= 50 -> i >= 5; tokens <= 30 -> i <= 10; even i: 6, 8, 10; vk 0 or 2: 6, 8.
         assert_eq!(ranges.total_requests, 2, "{kind}");
+        // The rollup (whole minutes) and the raw rows (partial minutes) agree with a raw-only
+        // reading (a latency bound forces it) for ranges cut anywhere.
+        for (start, end) in [
+            (0, i64::MAX),
+            (90_000, 250_000),
+            (61_000, 61_500),
+            (60_000, 1_199_999),
+            (30_000, 900_001),
+        ] {
+            let base: i64 = 1_700_000_100_000;
+            let ranged = LogFilter {
+                providers: vec!["openai".into()],
+                start_ms: Some(base.saturating_add(start)),
+                end_ms: Some(base.saturating_add(end)),
+                ..Default::default()
+            };
+            let raw_only = LogFilter {
+                min_latency: Some(-1.0),
+                ..ranged.clone()
+            };
+            let (a, b) = (
+                store.stats(&ranged).expect("stats"),
+                store.stats(&raw_only).expect("raw"),
+            );
+            assert_eq!(a, b, "{kind}: range {start}..{end}");
+            let (ha, hb) = (
+                store.histogram(&ranged, 120_000, false).expect("h"),
+                store.histogram(&raw_only, 120_000, false).expect("h"),
+            );
+            assert_eq!(ha, hb, "{kind}: histogram over {start}..{end}");
+        }
+        // A content search finds its page in one pass: same pages and totals as the other path.
+        for (sort_by, order) in [
+            (SortBy::Timestamp, Order::Desc),
+            (SortBy::Cost, Order::Asc),
+            (SortBy::Latency, Order::Desc),
+        ] {
+            let plain = LogQuery {
+                filter: LogFilter {
+                    providers: vec!["openai".into()],
+                    ..Default::default()
+                },
+                limit: 4,
+                offset: 2,
+                sort_by,
+                order,
+            };
+            let searched = LogQuery {
+                filter: LogFilter {
+                    content_search: Some("zebras".into()),
+                    ..plain.filter.clone()
+                },
+                ..plain.clone()
+            };
+            let (a, b) = (
+                store.search(&plain).expect("plain"),
+                store.search(&searched).expect("searched"),
+            );
+            let ids = |p: &asbru_store::logs::LogPage| p.rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+            assert_eq!(ids(&a), ids(&b), "{kind}: {sort_by:?} {order:?}");
+            assert_eq!(a.total, b.total);
+            assert_eq!(a.stats.total_tokens, b.stats.total_tokens);
+        }
         let got = store.get("req-7").expect("get").expect("row");
         assert_eq!(got, row(7, "openai", "success"), "{kind}: a row reads back as written");
         assert!(store.get("nope").expect("get").is_none());
@@ -250,5 +318,108 @@ fn content_search_histograms_deletes_and_retention() {
             7,
             "{kind}: the search index follows updates and deletes"
         );
+    }
+}
+
+#[test]
+fn the_hourly_rollup_agrees_with_the_rows_across_hours() {
+    for store in stores() {
+        let store = store.as_ref();
+        let kind = store.kind();
+        let base: i64 = 1_700_000_100_000;
+        let rows: Vec<LogRow> = (0..200)
+            .map(|i| LogRow {
+                latency_ms: (i % 7 != 0).then_some(i as f64),
+                cost: (i % 5 != 0).then_some(0.01),
+                timestamp_ms: base + i * 7 * 60_000 + i,
+                ..row(
+                    i,
+                    if i % 3 == 0 { "anthropic" } else { "openai" },
+                    if i % 4 == 0 { "error" } else { "success" },
+                )
+            })
+            .collect();
+        store.insert(&rows).expect("insert");
+        let check = |label: &str| {
+            for (start, end) in [
+                (None, None),
+                (Some(base + 1), None),
+                (None, Some(base + 10 * 3_600_000 + 17)),
+                (Some(base + 3_599_999), Some(base + 14 * 3_600_000)),
+                (Some(base + 30 * 60_000), Some(base + 31 * 60_000)),
+            ] {
+                for providers in [vec![], vec!["openai".to_string()]] {
+                    let filter = LogFilter {
+                        providers: providers.clone(),
+                        start_ms: start,
+                        end_ms: end,
+                        ..Default::default()
+                    };
+                    // A `parent_request_id`-free raw reading: a key filter on every key forces it.
+                    let raw = LogFilter {
+                        virtual_key_ids: vec!["vk-0".into(), "vk-1".into(), "vk-2".into()],
+                        ..filter.clone()
+                    };
+                    let (a, b) = (store.stats(&filter).expect("stats"), store.stats(&raw).expect("raw"));
+                    let what = format!("{kind} {label}: {start:?}..{end:?} {providers:?}");
+                    assert_eq!(
+                        (
+                            a.total_requests,
+                            a.success_count,
+                            a.error_count,
+                            a.prompt_tokens,
+                            a.total_tokens
+                        ),
+                        (
+                            b.total_requests,
+                            b.success_count,
+                            b.error_count,
+                            b.prompt_tokens,
+                            b.total_tokens
+                        ),
+                        "{what}"
+                    );
+                    assert!(
+                        close(a.total_cost, b.total_cost) && close(a.average_latency, b.average_latency),
+                        "{what}"
+                    );
+                    for bucket in [3_600_000, 7_200_000] {
+                        let (x, y) = (
+                            store.histogram(&filter, bucket, false).expect("h"),
+                            store.histogram(&raw, bucket, false).expect("h"),
+                        );
+                        assert_eq!(x.len(), y.len(), "{what} {bucket}");
+                        for (p, q) in x.iter().zip(&y) {
+                            assert_eq!(
+                                (p.start_ms, p.count, p.success, p.error, p.total_tokens),
+                                (q.start_ms, q.count, q.success, q.error, q.total_tokens),
+                                "{what} {bucket}"
+                            );
+                            assert!(close(p.cost, q.cost) && close(p.avg_latency, q.avg_latency), "{what}");
+                        }
+                        let (x, y) = (
+                            store.model_histogram(&filter, bucket).expect("m"),
+                            store.model_histogram(&raw, bucket).expect("m"),
+                        );
+                        assert_eq!(x.len(), y.len(), "{what} {bucket}");
+                        for (p, q) in x.iter().zip(&y) {
+                            assert_eq!(
+                                (p.start_ms, &p.model, p.total, p.error),
+                                (q.start_ms, &q.model, q.total, q.error)
+                            );
+                            assert!(close(p.cost, q.cost), "{what}");
+                        }
+                    }
+                }
+            }
+        };
+        check("as written");
+        let ids: Vec<String> = (0..200).step_by(9).map(|i| format!("req-{i}")).collect();
+        store.delete_ids(&ids).expect("delete");
+        let mut rewritten = store.get("req-10").expect("get").expect("row");
+        rewritten.status = "error".into();
+        rewritten.total_tokens = 999;
+        store.insert(&[rewritten]).expect("rewrite");
+        check("after deletes and a rewrite");
     }
 }

@@ -759,3 +759,67 @@ async fn a_thousand_client_model_names_add_one_other_series() {
     );
     assert!(sample(&text, "http_requests_total", "path=\"unmatched\"").is_some());
 }
+
+#[tokio::test]
+async fn the_live_tail_streams_each_finished_request_and_needs_admin_auth() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = default_mock();
+    let dir = temp_dir("tail");
+    let gw = gateway(&format!(
+        "providers:\n{}\nlogs_store: {{enabled: true, config: {{path: {}}}}}\ngovernance:\n  auth_config: {{is_enabled: true, admin_username: admin, admin_password: s3cret, disable_auth_on_inference: true}}\n",
+        provider_yaml("openai", &upstream.base_url(), ""),
+        dir.join("logs.db").display()
+    ));
+    let basic = ("authorization", "Basic YWRtaW46czNjcmV0"); // admin:s3cret
+    assert_eq!(api(gw.addr, "GET", "/api/logs", "").await.status(), 401);
+    assert_eq!(api(gw.addr, "GET", "/api/logs/stream", "").await.status(), 401);
+    let mut tail = tokio::net::TcpStream::connect(gw.addr).await.expect("connect");
+    tail.write_all(
+        format!(
+            "GET /api/logs/stream HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\n\r\n",
+            basic.1
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    // The subscription is live once the head and the first comment arrived.
+    while !seen.contains(": connected") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), tail.read(&mut buf))
+            .await
+            .expect("head in time")
+            .expect("read");
+        assert!(n > 0, "closed early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(
+        seen.starts_with("HTTP/1.1 200") && seen.contains("text/event-stream"),
+        "{seen}"
+    );
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-request-id", "tailed-1")],
+        br#"{"model":"openai/gpt-4o-mini","messages":[]}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 200);
+    while !seen.contains("tailed-1") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), tail.read(&mut buf))
+            .await
+            .expect("an event in time")
+            .expect("read");
+        assert!(n > 0, "closed early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let event = seen.split("event: log\n").nth(1).expect("a log event");
+    let data = event.lines().find_map(|l| l.strip_prefix("data: ")).expect("data line");
+    let row: Value = serde_json::from_str(data).expect("the event is a row as JSON");
+    assert_eq!(row["id"], "tailed-1");
+    assert_eq!(row["status"], "success");
+    let listed = send(gw.addr, "GET", "/api/logs", &[basic], b"").await;
+    assert_eq!(listed.status(), 200);
+}

@@ -79,10 +79,16 @@ async fn unknown_models_cannot_grow_the_metrics() {
     let mut before = String::new();
     for i in 0..40 {
         if i == 1 {
-            // The first unknown model creates the `other` series; scraped twice so the scrape's
-            // own HTTP series exist too. From here on nothing may grow.
-            send(gw.addr, "GET", "/metrics", &[], b"").await;
-            before = send(gw.addr, "GET", "/metrics", &[], b"").await.text();
+            // The first unknown model creates the `other` series, and a scrape its own HTTP
+            // series; both are recorded after their replies, so scrape until both show. From
+            // here on nothing may grow.
+            for _ in 0..200 {
+                before = send(gw.addr, "GET", "/metrics", &[], b"").await.text();
+                if before.contains("path=\"/metrics\"") && before.contains("bifrost_success_requests_total{") {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
         }
         let body = format!(r#"{{"model":"openai/made-up-{i}","messages":[]}}"#);
         let reply = send(
@@ -95,7 +101,14 @@ async fn unknown_models_cannot_grow_the_metrics() {
         .await;
         assert_eq!(reply.status(), 200, "{}", reply.text());
     }
-    let after = send(gw.addr, "GET", "/metrics", &[], b"").await.text();
+    let mut after = String::new();
+    for _ in 0..200 {
+        after = send(gw.addr, "GET", "/metrics", &[], b"").await.text();
+        if after.contains("asbru_unpriced_requests_total{model=\"other\",provider=\"openai\"} 40") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert!(
         after.contains("asbru_unpriced_requests_total{model=\"other\",provider=\"openai\"} 40"),
         "{after}"

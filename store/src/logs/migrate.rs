@@ -4,18 +4,32 @@
 use crate::backend::migrate::Migration;
 
 /// SQLite migrations.
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "logs",
-    sql: include_str!("../../migrations/logs_sqlite/0001_logs.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "logs",
+        sql: include_str!("../../migrations/logs_sqlite/0001_logs.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "rollup",
+        sql: include_str!("../../migrations/logs_sqlite/0002_rollup.sql"),
+    },
+];
 
 /// PostgreSQL migrations.
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "logs",
-    sql: include_str!("../../migrations/logs_postgres/0001_logs.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "logs",
+        sql: include_str!("../../migrations/logs_postgres/0001_logs.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "rollup",
+        sql: include_str!("../../migrations/logs_postgres/0002_rollup.sql"),
+    },
+];
 
 /// The table recording applied versions.
 pub const TABLE: &str = "logs_schema_migrations";

@@ -8,6 +8,7 @@
 //!   start, or goes away, never stops the gateway: writes fail, the writer counts what it drops,
 //!   and the next batch tries again.
 
+mod aggregate;
 mod migrate;
 mod postgres;
 pub mod query;

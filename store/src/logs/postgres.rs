@@ -9,6 +9,7 @@ use r2d2_postgres::PostgresConnectionManager;
 use r2d2_postgres::postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use r2d2_postgres::postgres::{self, NoTls};
 
+use super::aggregate;
 use super::migrate;
 use super::query::{self, Dialect, LogFilter, LogQuery};
 use super::row::{COLUMNS, LogRow, SqlValue};
@@ -64,13 +65,6 @@ fn value_at(row: &postgres::Row, i: usize) -> Result<SqlValue, postgres::Error> 
             .try_get::<_, Option<String>>(i)?
             .map_or(SqlValue::Null, SqlValue::Text),
     })
-}
-
-fn log_row(row: &postgres::Row) -> Result<LogRow, postgres::Error> {
-    let values = (0..COLUMNS.len())
-        .map(|i| value_at(row, i))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(LogRow::from_values(values))
 }
 
 fn params(values: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
@@ -156,21 +150,17 @@ fn migrate_conn(conn: &mut postgres::Client) -> Result<(), LogStoreError> {
     result
 }
 
+/// Every row of a statement, as values.
+fn run_rows(conn: &mut postgres::Client, sql: &query::Sql) -> Result<Vec<Vec<SqlValue>>, LogStoreError> {
+    let rows = conn.query(sql.text.as_str(), &params(&sql.params)).map_err(db_error)?;
+    rows.iter()
+        .map(|row| (0..row.len()).map(|i| value_at(row, i)).collect::<Result<Vec<_>, _>>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_error)
+}
+
 fn stats_with(conn: &mut postgres::Client, filter: &LogFilter) -> Result<LogStats, LogStoreError> {
-    let sql = query::stats(Dialect::Postgres, filter);
-    let row = conn
-        .query_one(sql.text.as_str(), &params(&sql.params))
-        .map_err(db_error)?;
-    Ok(LogStats {
-        total_requests: row.get(0),
-        success_count: row.get(1),
-        error_count: row.get(2),
-        average_latency: row.get(3),
-        prompt_tokens: row.get(4),
-        completion_tokens: row.get(5),
-        total_tokens: row.get(6),
-        total_cost: row.get(7),
-    })
+    aggregate::stats(Dialect::Postgres, filter, &mut |sql| run_rows(conn, sql))
 }
 
 impl LogStore for PostgresLogStore {
@@ -200,31 +190,15 @@ impl LogStore for PostgresLogStore {
 
     fn search(&self, q: &LogQuery) -> Result<LogPage, LogStoreError> {
         let mut conn = self.conn()?;
-        let page = query::page(Dialect::Postgres, q);
-        let rows = conn
-            .query(page.text.as_str(), &params(&page.params))
-            .map_err(db_error)?
-            .iter()
-            .map(log_row)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db_error)?;
-        let stats = stats_with(&mut conn, &q.filter)?;
-        Ok(LogPage {
-            rows,
-            total: stats.total_requests,
-            stats,
-        })
+        aggregate::search(Dialect::Postgres, q, &mut |sql| run_rows(&mut conn, sql))
     }
 
     fn get(&self, id: &str) -> Result<Option<LogRow>, LogStoreError> {
         let mut conn = self.conn()?;
-        let rows = conn
-            .query(
-                &format!("SELECT {} FROM logs WHERE id = $1", query::column_list()),
-                &[&id],
-            )
-            .map_err(db_error)?;
-        rows.first().map(log_row).transpose().map_err(db_error)
+        let rows = aggregate::rows_in_order(Dialect::Postgres, &[id.to_string()], &mut |sql| {
+            run_rows(&mut conn, sql)
+        })?;
+        Ok(rows.into_iter().next())
     }
 
     fn stats(&self, filter: &LogFilter) -> Result<LogStats, LogStoreError> {
@@ -234,54 +208,16 @@ impl LogStore for PostgresLogStore {
 
     fn histogram(&self, filter: &LogFilter, bucket_ms: i64, percentiles: bool) -> Result<Vec<Bucket>, LogStoreError> {
         let mut conn = self.conn()?;
-        let sql = query::histogram(Dialect::Postgres, filter, bucket_ms);
-        let mut buckets: Vec<Bucket> = conn
-            .query(sql.text.as_str(), &params(&sql.params))
-            .map_err(db_error)?
-            .iter()
-            .map(|r| Bucket {
-                start_ms: r.get(0),
-                count: r.get(1),
-                success: r.get(2),
-                error: r.get(3),
-                prompt_tokens: r.get(4),
-                completion_tokens: r.get(5),
-                total_tokens: r.get(6),
-                cached_read_tokens: r.get(7),
-                cost: r.get(8),
-                avg_latency: r.get(9),
-                latency_percentiles: [0.0; 3],
-            })
-            .collect();
-        if percentiles {
-            let sql = query::latencies(Dialect::Postgres, filter, bucket_ms);
-            let pairs: Vec<(i64, f64)> = conn
-                .query(sql.text.as_str(), &params(&sql.params))
-                .map_err(db_error)?
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect();
-            super::fill_percentiles(&mut buckets, &pairs);
-        }
-        Ok(buckets)
+        aggregate::histogram_with_percentiles(Dialect::Postgres, filter, bucket_ms, percentiles, &mut |sql| {
+            run_rows(&mut conn, sql)
+        })
     }
 
     fn model_histogram(&self, filter: &LogFilter, bucket_ms: i64) -> Result<Vec<ModelBucket>, LogStoreError> {
         let mut conn = self.conn()?;
-        let sql = query::model_histogram(Dialect::Postgres, filter, bucket_ms);
-        Ok(conn
-            .query(sql.text.as_str(), &params(&sql.params))
-            .map_err(db_error)?
-            .iter()
-            .map(|r| ModelBucket {
-                start_ms: r.get(0),
-                model: r.get(1),
-                total: r.get(2),
-                success: r.get(3),
-                error: r.get(4),
-                cost: r.get(5),
-            })
-            .collect())
+        aggregate::model_histogram(Dialect::Postgres, filter, bucket_ms, &mut |sql| {
+            run_rows(&mut conn, sql)
+        })
     }
 
     fn filter_data(&self) -> Result<FilterData, LogStoreError> {

@@ -160,7 +160,8 @@ pub struct Sql {
 }
 
 impl Sql {
-    fn new(dialect: Dialect) -> Sql {
+    /// An empty statement for `dialect`.
+    pub fn new(dialect: Dialect) -> Sql {
         Sql {
             text: String::new(),
             params: Vec::new(),
@@ -168,11 +169,13 @@ impl Sql {
         }
     }
 
-    fn push(&mut self, s: &str) {
+    /// Appends text.
+    pub fn push(&mut self, s: &str) {
         self.text.push_str(s);
     }
 
-    fn bind(&mut self, value: SqlValue) {
+    /// Appends a placeholder bound to `value`.
+    pub fn bind(&mut self, value: SqlValue) {
         self.params.push(value);
         match self.dialect {
             Some(Dialect::Postgres) => {
@@ -183,7 +186,8 @@ impl Sql {
         }
     }
 
-    fn any_of(&mut self, column: &str, values: &[String]) {
+    /// Appends ` AND column IN (...)`.
+    pub fn any_of(&mut self, column: &str, values: &[String]) {
         self.push(" AND ");
         self.push(column);
         self.push(" IN (");
@@ -219,7 +223,8 @@ impl LogFilter {
         sql
     }
 
-    fn render_into(&self, sql: &mut Sql) {
+    /// Appends ` WHERE ...` for this filter to `sql`.
+    pub fn render_into(&self, sql: &mut Sql) {
         sql.push(" WHERE 1=1");
         let lists: [(&str, &[String]); 9] = [
             ("provider", &self.providers),
@@ -313,38 +318,6 @@ pub fn page(dialect: Dialect, query: &LogQuery) -> Sql {
     sql
 }
 
-/// The stats of a filter: count, successes, errors, mean latency, tokens, cost.
-pub fn stats(dialect: Dialect, filter: &LogFilter) -> Sql {
-    let mut sql = Sql::new(dialect);
-    sql.push(
-        "SELECT COUNT(*), \
-         CAST(COALESCE(SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         CAST(COALESCE(AVG(latency), 0) AS DOUBLE PRECISION), \
-         CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cost), 0) AS DOUBLE PRECISION) FROM logs",
-    );
-    filter.render_into(&mut sql);
-    sql
-}
-
-/// Aggregates per time bucket.
-pub fn histogram(dialect: Dialect, filter: &LogFilter, bucket_ms: i64) -> Sql {
-    let mut sql = Sql::new(dialect);
-    let bucket = bucket_ms.max(1);
-    sql.push(&format!(
-        "SELECT (timestamp / {bucket}) * {bucket} AS bucket, COUNT(*), \
-         CAST(COALESCE(SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cached_read_tokens), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(cost), 0) AS DOUBLE PRECISION), CAST(COALESCE(AVG(latency), 0) AS DOUBLE PRECISION) FROM logs"
-    ));
-    filter.render_into(&mut sql);
-    sql.push(" GROUP BY bucket ORDER BY bucket");
-    sql
-}
-
 /// Latencies per time bucket, for percentiles (only rows with a latency).
 pub fn latencies(dialect: Dialect, filter: &LogFilter, bucket_ms: i64) -> Sql {
     let mut sql = Sql::new(dialect);
@@ -354,21 +327,6 @@ pub fn latencies(dialect: Dialect, filter: &LogFilter, bucket_ms: i64) -> Sql {
     ));
     filter.render_into(&mut sql);
     sql.push(" AND latency IS NOT NULL ORDER BY bucket, latency");
-    sql
-}
-
-/// Aggregates per time bucket and model.
-pub fn model_histogram(dialect: Dialect, filter: &LogFilter, bucket_ms: i64) -> Sql {
-    let mut sql = Sql::new(dialect);
-    let bucket = bucket_ms.max(1);
-    sql.push(&format!(
-        "SELECT (timestamp / {bucket}) * {bucket} AS bucket, model, COUNT(*), \
-         CAST(COALESCE(SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(cost), 0) AS DOUBLE PRECISION) FROM logs"
-    ));
-    filter.render_into(&mut sql);
-    sql.push(" GROUP BY bucket, model ORDER BY bucket, model");
     sql
 }
 

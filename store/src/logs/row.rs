@@ -22,14 +22,14 @@ impl SqlValue {
         v.map_or(SqlValue::Null, SqlValue::Real)
     }
 
-    fn text(self) -> Option<String> {
+    pub(crate) fn text(self) -> Option<String> {
         match self {
             SqlValue::Text(s) => Some(s),
             _ => None,
         }
     }
 
-    fn int(self) -> i64 {
+    pub(crate) fn int(self) -> i64 {
         match self {
             SqlValue::Int(i) => i,
             SqlValue::Real(f) => f as i64,
@@ -37,7 +37,7 @@ impl SqlValue {
         }
     }
 
-    fn real(self) -> Option<f64> {
+    pub(crate) fn real(self) -> Option<f64> {
         match self {
             SqlValue::Real(f) => Some(f),
             SqlValue::Int(i) => Some(i as f64),

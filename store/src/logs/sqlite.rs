@@ -9,6 +9,7 @@ use std::time::Duration;
 use r2d2_sqlite::SqliteConnectionManager;
 use r2d2_sqlite::rusqlite::{self, OptionalExtension, params_from_iter, types::ToSqlOutput, types::ValueRef};
 
+use super::aggregate;
 use super::migrate;
 use super::query::{self, Dialect, LogFilter, LogQuery};
 use super::row::{LogRow, SqlValue};
@@ -47,24 +48,18 @@ fn value_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<SqlValue> {
     })
 }
 
-fn log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
-    let values = (0..super::row::COLUMNS.len())
-        .map(|i| value_at(row, i))
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(LogRow::from_values(values))
-}
-
-fn stats_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogStats> {
-    Ok(LogStats {
-        total_requests: row.get(0)?,
-        success_count: row.get(1)?,
-        error_count: row.get(2)?,
-        average_latency: row.get(3)?,
-        prompt_tokens: row.get(4)?,
-        completion_tokens: row.get(5)?,
-        total_tokens: row.get(6)?,
-        total_cost: row.get(7)?,
+/// Every row of a statement, as values.
+fn run_rows(conn: &rusqlite::Connection, sql: &query::Sql) -> Result<Vec<Vec<SqlValue>>, LogStoreError> {
+    let mut stmt = conn.prepare_cached(&sql.text).map_err(db_error)?;
+    let columns = stmt.column_count();
+    stmt.query_map(params_from_iter(sql.params.iter()), |row| {
+        (0..columns)
+            .map(|i| value_at(row, i))
+            .collect::<rusqlite::Result<Vec<_>>>()
     })
+    .map_err(db_error)?
+    .collect::<rusqlite::Result<Vec<_>>>()
+    .map_err(db_error)
 }
 
 impl SqliteLogStore {
@@ -173,10 +168,14 @@ impl LogStore for SqliteLogStore {
         {
             let columns = super::row::COLUMNS;
             let placeholders = vec!["?"; columns.len()].join(", ");
+            // An upsert, not `INSERT OR REPLACE`: a replaced row must pass through the update
+            // triggers that keep the search index and the rollup right.
+            let updates: Vec<String> = columns[1..].iter().map(|c| format!("{c} = excluded.{c}")).collect();
             let mut stmt = tx
                 .prepare_cached(&format!(
-                    "INSERT OR REPLACE INTO logs ({}) VALUES ({placeholders})",
-                    columns.join(", ")
+                    "INSERT INTO logs ({}) VALUES ({placeholders}) ON CONFLICT (id) DO UPDATE SET {}",
+                    columns.join(", "),
+                    updates.join(", ")
                 ))
                 .map_err(db_error)?;
             for row in rows {
@@ -188,30 +187,13 @@ impl LogStore for SqliteLogStore {
 
     fn search(&self, q: &LogQuery) -> Result<LogPage, LogStoreError> {
         let conn = self.conn()?;
-        let page = query::page(Dialect::Sqlite, q);
-        let mut stmt = conn.prepare(&page.text).map_err(db_error)?;
-        let rows = stmt
-            .query_map(params_from_iter(page.params.iter()), log_row)
-            .map_err(db_error)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db_error)?;
-        let stats = stats_with(&conn, &q.filter)?;
-        Ok(LogPage {
-            rows,
-            total: stats.total_requests,
-            stats,
-        })
+        aggregate::search(Dialect::Sqlite, q, &mut |sql| run_rows(&conn, sql))
     }
 
     fn get(&self, id: &str) -> Result<Option<LogRow>, LogStoreError> {
         let conn = self.conn()?;
-        conn.query_row(
-            &format!("SELECT {} FROM logs WHERE id = ?1", query::column_list()),
-            [id],
-            log_row,
-        )
-        .optional()
-        .map_err(db_error)
+        let rows = aggregate::rows_in_order(Dialect::Sqlite, &[id.to_string()], &mut |sql| run_rows(&conn, sql))?;
+        Ok(rows.into_iter().next())
     }
 
     fn stats(&self, filter: &LogFilter) -> Result<LogStats, LogStoreError> {
@@ -221,59 +203,14 @@ impl LogStore for SqliteLogStore {
 
     fn histogram(&self, filter: &LogFilter, bucket_ms: i64, percentiles: bool) -> Result<Vec<Bucket>, LogStoreError> {
         let conn = self.conn()?;
-        let sql = query::histogram(Dialect::Sqlite, filter, bucket_ms);
-        let mut stmt = conn.prepare(&sql.text).map_err(db_error)?;
-        let mut buckets = stmt
-            .query_map(params_from_iter(sql.params.iter()), |r| {
-                Ok(Bucket {
-                    start_ms: r.get(0)?,
-                    count: r.get(1)?,
-                    success: r.get(2)?,
-                    error: r.get(3)?,
-                    prompt_tokens: r.get(4)?,
-                    completion_tokens: r.get(5)?,
-                    total_tokens: r.get(6)?,
-                    cached_read_tokens: r.get(7)?,
-                    cost: r.get(8)?,
-                    avg_latency: r.get(9)?,
-                    latency_percentiles: [0.0; 3],
-                })
-            })
-            .map_err(db_error)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db_error)?;
-        if percentiles {
-            let sql = query::latencies(Dialect::Sqlite, filter, bucket_ms);
-            let mut stmt = conn.prepare(&sql.text).map_err(db_error)?;
-            let pairs = stmt
-                .query_map(params_from_iter(sql.params.iter()), |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
-                })
-                .map_err(db_error)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(db_error)?;
-            super::fill_percentiles(&mut buckets, &pairs);
-        }
-        Ok(buckets)
+        aggregate::histogram_with_percentiles(Dialect::Sqlite, filter, bucket_ms, percentiles, &mut |sql| {
+            run_rows(&conn, sql)
+        })
     }
 
     fn model_histogram(&self, filter: &LogFilter, bucket_ms: i64) -> Result<Vec<ModelBucket>, LogStoreError> {
         let conn = self.conn()?;
-        let sql = query::model_histogram(Dialect::Sqlite, filter, bucket_ms);
-        let mut stmt = conn.prepare(&sql.text).map_err(db_error)?;
-        stmt.query_map(params_from_iter(sql.params.iter()), |r| {
-            Ok(ModelBucket {
-                start_ms: r.get(0)?,
-                model: r.get(1)?,
-                total: r.get(2)?,
-                success: r.get(3)?,
-                error: r.get(4)?,
-                cost: r.get(5)?,
-            })
-        })
-        .map_err(db_error)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(db_error)
+        aggregate::model_histogram(Dialect::Sqlite, filter, bucket_ms, &mut |sql| run_rows(&conn, sql))
     }
 
     fn filter_data(&self) -> Result<FilterData, LogStoreError> {
@@ -358,7 +295,5 @@ impl LogStore for SqliteLogStore {
 }
 
 fn stats_with(conn: &rusqlite::Connection, filter: &LogFilter) -> Result<LogStats, LogStoreError> {
-    let sql = query::stats(Dialect::Sqlite, filter);
-    conn.query_row(&sql.text, params_from_iter(sql.params.iter()), stats_row)
-        .map_err(db_error)
+    aggregate::stats(Dialect::Sqlite, filter, &mut |sql| run_rows(conn, sql))
 }

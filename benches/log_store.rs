@@ -1,0 +1,127 @@
+//! The request log's queries at scale: a SQLite log store with 1,000,000 rows (seeded once into
+//! `target/bench-logs/logs.db`, kept between runs), and the queries the log view makes:
+//! a filtered page with its total and stats, and a content search.
+//!
+//! Run: `cargo bench --bench log_store` (set `ASBRU_BENCH_LOG_ROWS` for another size).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use asbru_store::logs::{LogFilter, LogQuery, LogRow, LogStore, SqliteLogStore};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+const WORDS: &[&str] = &[
+    "otter", "harbor", "quantum", "ledger", "violet", "compile", "river", "summit", "invoice", "garden", "neutron",
+    "pepper", "archive", "falcon", "meadow", "socket", "lantern", "cipher", "glacier", "mosaic",
+];
+
+fn row(i: u64, now: i64) -> LogRow {
+    // A small deterministic generator: no RNG crate needed, same data every run.
+    let mut x = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut next = |n: u64| {
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51afd7ed558ccd);
+        x ^= x >> 29;
+        x % n
+    };
+    let provider = match next(10) {
+        0..=4 => "openai",
+        5..=7 => "anthropic",
+        _ => "azure",
+    };
+    let status = if next(20) == 0 { "error" } else { "success" };
+    let words: Vec<&str> = (0..30).map(|_| WORDS[next(WORDS.len() as u64) as usize]).collect();
+    let prompt = format!("request {i}: {}", words.join(" "));
+    let tokens = 50 + next(2000) as i64;
+    LogRow {
+        id: format!("bench-{i:08}"),
+        timestamp_ms: now - (i as i64) * 2_500,
+        object_type: "chat_completion".into(),
+        provider: provider.into(),
+        model: ["gpt-4o", "gpt-4o-mini", "claude-sonnet-4"][next(3) as usize].into(),
+        requested_model: "gpt-4o".into(),
+        status: status.into(),
+        status_code: if status == "success" { 200 } else { 502 },
+        latency_ms: Some(100.0 + next(5000) as f64),
+        prompt_tokens: tokens / 2,
+        completion_tokens: tokens / 2,
+        total_tokens: tokens,
+        cost: Some(tokens as f64 * 0.000002),
+        virtual_key_id: Some(format!("vk-{}", next(50))),
+        input_history: Some(format!(r#"[{{"role":"user","content":"{prompt}"}}]"#)),
+        output_message: Some(r#"{"role":"assistant","content":"a reply"}"#.into()),
+        content_summary: Some(format!("{prompt}\na reply")),
+        created_at_ms: now,
+        ..Default::default()
+    }
+}
+
+fn seeded(rows: u64) -> SqliteLogStore {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-logs");
+    let path = dir.join(format!("logs-{rows}.db"));
+    let store = SqliteLogStore::open(&path).expect("store");
+    let have = store.stats(&LogFilter::default()).expect("count").total_requests as u64;
+    if have < rows {
+        let now = 1_800_000_000_000;
+        let started = std::time::Instant::now();
+        let mut batch = Vec::with_capacity(5000);
+        for i in have..rows {
+            batch.push(row(i, now));
+            if batch.len() == 5000 {
+                store.insert(&batch).expect("insert");
+                batch.clear();
+            }
+        }
+        store.insert(&batch).expect("insert");
+        eprintln!("seeded {} rows in {:.1?}", rows - have, started.elapsed());
+    }
+    store
+}
+
+fn queries(c: &mut Criterion) {
+    let rows = std::env::var("ASBRU_BENCH_LOG_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let store = seeded(rows);
+    let mut group = c.benchmark_group(format!("log_store_{rows}_rows"));
+    group.sample_size(10);
+    let page = LogQuery {
+        filter: LogFilter {
+            providers: vec!["openai".into()],
+            statuses: vec!["success".into()],
+            ..Default::default()
+        },
+        limit: 50,
+        ..Default::default()
+    };
+    group.bench_function("page_provider_status_with_total_and_stats", |b| {
+        b.iter(|| black_box(store.search(&page).expect("search")))
+    });
+    let search = LogQuery {
+        filter: LogFilter {
+            content_search: Some("falcon glacier".into()),
+            ..Default::default()
+        },
+        limit: 50,
+        ..Default::default()
+    };
+    group.bench_function("content_search_with_total_and_stats", |b| {
+        b.iter(|| black_box(store.search(&search).expect("search")))
+    });
+    let rare = LogQuery {
+        filter: LogFilter {
+            content_search: Some("request 123456:".into()),
+            ..Default::default()
+        },
+        limit: 50,
+        ..Default::default()
+    };
+    group.bench_function("content_search_rare_term", |b| {
+        b.iter(|| black_box(store.search(&rare).expect("search")))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, queries);
+criterion_main!(benches);
