@@ -42,8 +42,8 @@ CREATE TABLE logs (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX logs_timestamp ON logs (timestamp);
--- Covering the list's common filter (provider, status) with what its stats read.
-CREATE INDEX logs_provider_status ON logs (provider, status, timestamp, latency, total_tokens, cost);
+-- The list's common filter (provider, status), newest first.
+CREATE INDEX logs_provider_status ON logs (provider, status, timestamp);
 CREATE INDEX logs_model ON logs (model, timestamp);
 CREATE INDEX logs_virtual_key ON logs (virtual_key_id, timestamp);
 CREATE INDEX logs_selected_key ON logs (selected_key_id, timestamp);

@@ -21,7 +21,7 @@ use asbru_config::model::{Config, LogsStoreConfig, StoreKind};
 
 pub use postgres::PostgresLogStore;
 pub use query::{LogFilter, LogQuery, Order, SortBy};
-pub use row::{COLUMNS, LogRow, SqlValue};
+pub use row::{COLUMNS, LogRow, SqlRef, SqlValue};
 pub use sqlite::SqliteLogStore;
 
 /// Why a log store call failed.

@@ -12,7 +12,7 @@ use r2d2_postgres::postgres::{self, NoTls};
 use super::aggregate;
 use super::migrate;
 use super::query::{self, Dialect, LogFilter, LogQuery};
-use super::row::{COLUMNS, LogRow, SqlValue};
+use super::row::{COLUMNS, LogRow, SqlRef, SqlValue};
 use super::{Bucket, FilterData, LogPage, LogStats, LogStore, LogStoreError, ModelBucket, Retained, Retention};
 
 /// An advisory lock id only the log store's migrations take.
@@ -30,6 +30,23 @@ fn db_error(e: postgres::Error) -> LogStoreError {
     } else {
         LogStoreError::Database(e.to_string())
     }
+}
+
+impl ToSql for SqlRef<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match *self {
+            SqlRef::Null => Ok(IsNull::Yes),
+            SqlRef::Int(i) => SqlValue::Int(i).to_sql(ty, out),
+            SqlRef::Real(f) => f.to_sql(ty, out),
+            SqlRef::Text(s) => s.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
 }
 
 impl ToSql for SqlValue {
@@ -182,8 +199,9 @@ impl LogStore for PostgresLogStore {
             ))
             .map_err(db_error)?;
         for row in rows {
-            let values = row.values();
-            tx.execute(&stmt, &params(&values)).map_err(db_error)?;
+            let values = row.refs();
+            let bound: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            tx.execute(&stmt, &bound).map_err(db_error)?;
         }
         tx.commit().map_err(db_error)
     }

@@ -267,10 +267,11 @@ impl LogFilter {
         }
         if let Some(term) = self.content_search.as_deref().filter(|t| !t.is_empty()) {
             match sql.dialect {
-                // The trigram index needs three characters; shorter terms scan.
-                Some(Dialect::Sqlite) if term.chars().count() >= 3 => {
-                    sql.push(" AND rowid IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ");
-                    sql.bind(SqlValue::Text(format!("\"{}\"", term.replace('"', "\"\""))));
+                // The trigram index serves `LIKE` on three characters or more, and only without an
+                // ESCAPE clause; shorter terms, or terms holding a wildcard character, scan.
+                Some(Dialect::Sqlite) if term.chars().count() >= 3 && !term.contains(['%', '_', '\\']) => {
+                    sql.push(" AND rowid IN (SELECT rowid FROM logs_fts WHERE content_summary LIKE ");
+                    sql.bind(SqlValue::Text(format!("%{term}%")));
                     sql.push(")");
                 }
                 Some(Dialect::Postgres) => {
@@ -377,8 +378,17 @@ mod tests {
         assert_eq!(pg.params[4], SqlValue::Text("%100\\%\\_x%".into()));
         let lite = filter.render(Dialect::Sqlite);
         assert!(lite.text.contains("provider IN (?, ?)"));
-        assert!(lite.text.contains("logs_fts MATCH ?"));
-        assert_eq!(lite.params[4], SqlValue::Text("\"100%_x\"".into()));
+        assert!(
+            lite.text.contains("content_summary LIKE ? ESCAPE"),
+            "a term with a wildcard character scans"
+        );
+        let indexed = LogFilter {
+            content_search: Some("otter".into()),
+            ..Default::default()
+        }
+        .render(Dialect::Sqlite);
+        assert!(indexed.text.contains("logs_fts WHERE content_summary LIKE ?"));
+        assert_eq!(indexed.params[0], SqlValue::Text("%otter%".into()));
         let short = LogFilter {
             content_search: Some("ab".into()),
             ..Default::default()

@@ -14,14 +14,6 @@ pub enum SqlValue {
 }
 
 impl SqlValue {
-    fn opt_text(v: &Option<String>) -> SqlValue {
-        v.clone().map_or(SqlValue::Null, SqlValue::Text)
-    }
-
-    fn opt_real(v: Option<f64>) -> SqlValue {
-        v.map_or(SqlValue::Null, SqlValue::Real)
-    }
-
     pub(crate) fn text(self) -> Option<String> {
         match self {
             SqlValue::Text(s) => Some(s),
@@ -42,6 +34,30 @@ impl SqlValue {
             SqlValue::Real(f) => Some(f),
             SqlValue::Int(i) => Some(i as f64),
             _ => None,
+        }
+    }
+}
+
+/// A value bound to a column, borrowed from its row (inserts bind rows without copying them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SqlRef<'a> {
+    /// NULL.
+    Null,
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Real(f64),
+    /// Text.
+    Text(&'a str),
+}
+
+impl SqlRef<'_> {
+    fn owned(self) -> SqlValue {
+        match self {
+            SqlRef::Null => SqlValue::Null,
+            SqlRef::Int(i) => SqlValue::Int(i),
+            SqlRef::Real(f) => SqlValue::Real(f),
+            SqlRef::Text(s) => SqlValue::Text(s.to_string()),
         }
     }
 }
@@ -176,49 +192,58 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 impl LogRow {
-    /// The row's values in [`COLUMNS`] order.
+    /// The row's values in [`COLUMNS`] order, owned.
     pub fn values(&self) -> Vec<SqlValue> {
-        use SqlValue::{Int, Text};
-        vec![
-            Text(self.id.clone()),
-            SqlValue::opt_text(&self.parent_request_id),
+        self.refs().into_iter().map(SqlRef::owned).collect()
+    }
+
+    /// The row's values in [`COLUMNS`] order, borrowed.
+    pub fn refs(&self) -> [SqlRef<'_>; 40] {
+        use SqlRef::{Int, Null, Real, Text};
+        fn text(v: &Option<String>) -> SqlRef<'_> {
+            v.as_deref().map_or(SqlRef::Null, SqlRef::Text)
+        }
+        let real = |v: Option<f64>| v.map_or(Null, Real);
+        [
+            Text(&self.id),
+            text(&self.parent_request_id),
             Int(self.timestamp_ms),
-            Text(self.object_type.clone()),
-            Text(self.provider.clone()),
-            Text(self.model.clone()),
-            Text(self.requested_model.clone()),
-            Text(self.status.clone()),
+            Text(&self.object_type),
+            Text(&self.provider),
+            Text(&self.model),
+            Text(&self.requested_model),
+            Text(&self.status),
             Int(self.status_code),
             Int(i64::from(self.stream)),
-            SqlValue::opt_real(self.latency_ms),
-            SqlValue::opt_real(self.ttft_ms),
+            real(self.latency_ms),
+            real(self.ttft_ms),
             Int(self.prompt_tokens),
             Int(self.completion_tokens),
             Int(self.total_tokens),
             Int(self.cached_read_tokens),
             Int(self.reasoning_tokens),
-            SqlValue::opt_real(self.cost),
+            real(self.cost),
             Int(self.number_of_retries),
             Int(self.fallback_index),
-            SqlValue::opt_text(&self.selected_key_id),
-            SqlValue::opt_text(&self.selected_key_name),
-            SqlValue::opt_text(&self.virtual_key_id),
-            SqlValue::opt_text(&self.virtual_key_name),
-            SqlValue::opt_text(&self.team_id),
-            SqlValue::opt_text(&self.team_name),
-            SqlValue::opt_text(&self.customer_id),
-            SqlValue::opt_text(&self.customer_name),
-            SqlValue::opt_text(&self.routing_rule_id),
-            SqlValue::opt_text(&self.routing_rule_name),
-            SqlValue::opt_text(&self.stop_reason),
-            SqlValue::opt_text(&self.error_details),
-            SqlValue::opt_text(&self.input_history),
-            SqlValue::opt_text(&self.output_message),
-            SqlValue::opt_text(&self.tools),
-            SqlValue::opt_text(&self.params),
-            SqlValue::opt_text(&self.content_summary),
+            text(&self.selected_key_id),
+            text(&self.selected_key_name),
+            text(&self.virtual_key_id),
+            text(&self.virtual_key_name),
+            text(&self.team_id),
+            text(&self.team_name),
+            text(&self.customer_id),
+            text(&self.customer_name),
+            text(&self.routing_rule_id),
+            text(&self.routing_rule_name),
+            text(&self.stop_reason),
+            text(&self.error_details),
+            text(&self.input_history),
+            text(&self.output_message),
+            text(&self.tools),
+            text(&self.params),
+            text(&self.content_summary),
             Int(i64::from(self.content_truncated)),
-            SqlValue::opt_text(&self.metadata),
+            text(&self.metadata),
             Int(self.created_at_ms),
         ]
     }

@@ -12,10 +12,27 @@ use r2d2_sqlite::rusqlite::{self, OptionalExtension, params_from_iter, types::To
 use super::aggregate;
 use super::migrate;
 use super::query::{self, Dialect, LogFilter, LogQuery};
-use super::row::{LogRow, SqlValue};
+use super::row::{LogRow, SqlRef, SqlValue};
 use super::{Bucket, FilterData, LogPage, LogStats, LogStore, LogStoreError, ModelBucket, Retained, Retention};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Rows in one `INSERT` (40 columns each, under SQLite's 32,766 bound parameters).
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// `INSERT` of `rows` rows: an upsert, not `INSERT OR REPLACE`, so a row written again passes
+/// through the update triggers that keep the search index and the rollup right.
+fn insert_statement(rows: usize) -> String {
+    let columns = super::row::COLUMNS;
+    let one = format!("({})", vec!["?"; columns.len()].join(", "));
+    let updates: Vec<String> = columns[1..].iter().map(|c| format!("{c} = excluded.{c}")).collect();
+    format!(
+        "INSERT INTO logs ({}) VALUES {} ON CONFLICT (id) DO UPDATE SET {}",
+        columns.join(", "),
+        vec![one; rows].join(", "),
+        updates.join(", ")
+    )
+}
 
 /// A log store in a SQLite file.
 pub struct SqliteLogStore {
@@ -26,6 +43,17 @@ pub struct SqliteLogStore {
 
 fn db_error(e: rusqlite::Error) -> LogStoreError {
     LogStoreError::Database(e.to_string())
+}
+
+impl rusqlite::ToSql for SqlRef<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            SqlRef::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            SqlRef::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            SqlRef::Real(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
+            SqlRef::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
 }
 
 impl rusqlite::ToSql for SqlValue {
@@ -165,22 +193,13 @@ impl LogStore for SqliteLogStore {
     fn insert(&self, rows: &[LogRow]) -> Result<(), LogStoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(db_error)?;
-        {
-            let columns = super::row::COLUMNS;
-            let placeholders = vec!["?"; columns.len()].join(", ");
-            // An upsert, not `INSERT OR REPLACE`: a replaced row must pass through the update
-            // triggers that keep the search index and the rollup right.
-            let updates: Vec<String> = columns[1..].iter().map(|c| format!("{c} = excluded.{c}")).collect();
-            let mut stmt = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO logs ({}) VALUES ({placeholders}) ON CONFLICT (id) DO UPDATE SET {}",
-                    columns.join(", "),
-                    updates.join(", ")
-                ))
-                .map_err(db_error)?;
-            for row in rows {
-                stmt.execute(params_from_iter(row.values().iter())).map_err(db_error)?;
-            }
+        // Many rows per statement: each statement is a savepoint, and the search index flushes
+        // its pending terms to disk at every savepoint, so one statement per row would write
+        // the index once per row.
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut stmt = tx.prepare_cached(&insert_statement(chunk.len())).map_err(db_error)?;
+            let values: Vec<SqlRef<'_>> = chunk.iter().flat_map(LogRow::refs).collect();
+            stmt.execute(params_from_iter(values.iter())).map_err(db_error)?;
         }
         tx.commit().map_err(db_error)
     }
