@@ -2,9 +2,9 @@
 //!
 //! - [`RequestLog::submit`] (the request path) is a `try_send` into a bounded queue; a full
 //!   queue drops the record and counts it, nothing waits.
-//! - [`writer::LogWriter`] (a background service) takes records in batches (up to
-//!   [`writer::BATCH`] records, or what arrived within 100 ms), turns them into rows on a
-//!   blocking thread and inserts each batch in one transaction. A batch the database refuses
+//! - [`writer::LogWriter`] (a background service) wakes every 100 ms and takes what queued up,
+//!   in batches of up to [`writer::BATCH`] records, turns them into rows on a blocking thread
+//!   and inserts each batch in one transaction. A batch the database refuses
 //!   is counted as dropped; the store reconnects on the next batch. On shutdown the queue is
 //!   drained.
 //! - [`retention::Retention`] deletes old rows and blanks old content on an interval.

@@ -2,7 +2,7 @@
 //! each batch in one transaction, on a blocking thread.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asbru_filters::logging::LogRecord;
 use async_trait::async_trait;
@@ -13,7 +13,7 @@ use super::RequestLog;
 
 /// Most records in one insert.
 pub const BATCH: usize = 512;
-/// How long a batch waits for more records after its first.
+/// How often the writer takes what queued up.
 pub const LINGER: Duration = Duration::from_millis(100);
 
 /// The background service.
@@ -47,46 +47,42 @@ impl BackgroundService for LogWriter {
         let Some(mut receiver) = self.log.take_receiver() else {
             return;
         };
-        let mut batch: Vec<LogRecord> = Vec::with_capacity(BATCH);
-        loop {
+        // The writer wakes on a timer and takes what queued up meanwhile, instead of waiting on
+        // the queue: a waiting receiver would be woken by every record (a thread wake-up per
+        // request), a timer costs one wake-up per batch.
+        let mut open = true;
+        while open {
             tokio::select! {
-                _ = shutdown.changed() => break,
-                n = receiver.recv_many(&mut batch, BATCH) => {
-                    if n == 0 {
-                        break;
+                _ = shutdown.changed() => open = false,
+                _ = tokio::time::sleep(LINGER) => {}
+            }
+            loop {
+                let mut batch: Vec<LogRecord> = Vec::with_capacity(BATCH);
+                while batch.len() < BATCH {
+                    match receiver.try_recv() {
+                        Ok(record) => batch.push(record),
+                        Err(_) => break,
                     }
                 }
-            }
-            let deadline = Instant::now() + LINGER;
-            while batch.len() < BATCH {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+                self.log.metrics.log_queue_depth.set(self.log.queued() as i64);
+                if batch.is_empty() {
                     break;
                 }
-                let room = BATCH - batch.len();
-                match tokio::time::timeout(left, receiver.recv_many(&mut batch, room)).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
+                let full = batch.len() == BATCH;
+                let log = self.log.clone();
+                if tokio::task::spawn_blocking(move || write_batch(&log, batch))
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("the request log writer's batch panicked");
+                }
+                if !full {
+                    break;
                 }
             }
-            self.log.metrics.log_queue_depth.set(self.log.queued() as i64);
-            let log = self.log.clone();
-            let records = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-            if tokio::task::spawn_blocking(move || write_batch(&log, records))
-                .await
-                .is_err()
-            {
-                tracing::warn!("the request log writer's batch panicked");
-            }
         }
-        // Shutdown: what is queued now (requests finishing during the graceful stop) is written.
-        while let Ok(record) = receiver.try_recv() {
-            batch.push(record);
-        }
-        if !batch.is_empty() {
-            let log = self.log.clone();
-            let _ = tokio::task::spawn_blocking(move || write_batch(&log, batch)).await;
-        }
+        // Stopped: everything queued was written above; the receiver goes back for a final
+        // drain of records that arrive while the server finishes (see `drain_blocking`).
         self.log.return_receiver(receiver);
     }
 }
