@@ -2,7 +2,7 @@
 //!
 //! - [`RequestLog::submit`] (the request path) is a `try_send` into a bounded queue; a full
 //!   queue drops the record and counts it, nothing waits.
-//! - [`writer::LogWriter`] (a background service) wakes every 100 ms and takes what queued up,
+//! - [`writer::LogWriter`] (a background service) wakes every 500 ms and takes what queued up,
 //!   in batches of up to [`writer::BATCH`] records, turns them into rows on a blocking thread
 //!   and inserts each batch in one transaction. A batch the database refuses
 //!   is counted as dropped; the store reconnects on the next batch. On shutdown the queue is

