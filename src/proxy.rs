@@ -108,6 +108,12 @@ impl ProxyHttp for GatewayProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let started = Instant::now();
         ctx.started = Some(started);
+        // HTTP/1.1 pipelining: requests sent back to back on one connection are answered in
+        // order (RFC 9112 section 9.3.2) instead of the second being dropped. The setting is
+        // carried to the connection's next requests.
+        if !session.pipelining_enabled() {
+            session.set_pipelining_enabled(true);
+        }
         ctx.request_id = request_id(session);
         let method = session.req_header().method.clone();
         let mut found = self.state.routes.find(&method, session.req_header().uri.path());

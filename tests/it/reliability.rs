@@ -208,6 +208,42 @@ async fn an_http_1_0_client_gets_a_close_delimited_stream() {
     assert!(payload.trim_end().ends_with("data: [DONE]"), "{payload}");
 }
 
+/// Requests pipelined on one connection (sent before reading the replies) are all answered, in
+/// order: health checks, an unknown route, and chat completions with bodies.
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    let chat = |id: &str, close: bool| {
+        let body = r#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-request-id: {id}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n{body}",
+            body.len(),
+            if close { "connection: close\r\n" } else { "" }
+        )
+    };
+    let request = format!(
+        "GET /health HTTP/1.1\r\nhost: x\r\n\r\nGET /no-such-route HTTP/1.1\r\nhost: x\r\n\r\n{}{}",
+        chat("pipe-1", false),
+        chat("pipe-2", true)
+    );
+    let reply = tokio::task::spawn_blocking(move || raw_exchange(gw.addr, request.as_bytes()))
+        .await
+        .expect("exchange");
+    let statuses: Vec<&str> = reply
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &reply[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "404", "200", "200"], "{reply}");
+    let first = reply.find("x-request-id: pipe-1").expect("pipe-1 answered");
+    let second = reply.find("x-request-id: pipe-2").expect("pipe-2 answered");
+    assert!(first < second, "answers in request order");
+    assert_eq!(upstream.state.request_count(), 2);
+}
+
 #[tokio::test]
 async fn a_client_that_sends_its_whole_oversized_body_reads_the_413() {
     let upstream = default_mock();
