@@ -151,6 +151,37 @@ fn governance_bench(c: &mut Criterion) {
             black_box(ticket.charge(Some(usage)))
         })
     });
+    // The same with the spend journal on (a config store persists usage): one line per meter,
+    // one write per settlement, to a file in the temp dir.
+    let journal_dir = std::env::temp_dir().join(format!("asbru-bench-journal-{}", std::process::id()));
+    let journal = std::sync::Arc::new(asbru::spend_journal::Journal::open(&journal_dir).expect("journal"));
+    let journaled = {
+        let loaded = asbru_config::load_str(&format!("{PROVIDERS}{GOVERNANCE}"), "bench.yaml").expect("valid");
+        let registry = std::sync::Arc::new(Registry::new());
+        registry.set_journal(journal.clone());
+        Live::build_with(&loaded.config, &registry, 1_800_000_000, &|_| None).0
+    };
+    let journaled_vk = journaled
+        .governance
+        .key(&key_hash("sk-bf-bench"))
+        .expect("bench key")
+        .clone();
+    c.bench_function("governance/admit_and_settle_4_levels_journaled", |b| {
+        b.iter(|| {
+            let mut ticket = governance::admit(
+                &journaled.governance,
+                Some(&journaled_vk),
+                "openai",
+                black_box("gpt-4o-mini"),
+                &estimate,
+                1_800_000_100,
+            )
+            .expect("admitted");
+            ticket.mark_sent();
+            black_box(ticket.charge(Some(usage)))
+        })
+    });
+    let _ = std::fs::remove_dir_all(&journal_dir);
     let chain = standard_chain();
     let mut request = request("gpt-4o-mini", Vec::new());
     request.credentials.bearer = Some("sk-bf-bench".to_string());

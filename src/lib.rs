@@ -16,6 +16,7 @@ pub mod request_log;
 pub mod respond;
 pub mod routes;
 pub mod server;
+pub mod spend_journal;
 pub mod state;
 pub mod store_sync;
 pub mod usage_flush;

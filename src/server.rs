@@ -61,6 +61,21 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
     let layers = crate::layers::settle(file, options.reseed)?;
     let config = &layers.config;
     let registry = Arc::new(Registry::new());
+    let spend_journal = match &layers.store {
+        Some(store) => {
+            let journal = Arc::new(crate::spend_journal::Journal::open(
+                &std::path::Path::new(&config.server.data_dir).join(crate::spend_journal::DIR),
+            )?);
+            // Spend journaled by processes that are gone is added before usage is read back.
+            let replayed = journal.replay_dead(store.as_ref())?;
+            if replayed > 0 {
+                tracing::info!(entries = replayed, "spend journal of a stopped process applied");
+            }
+            registry.set_journal(journal.clone());
+            Some(journal)
+        }
+        None => None,
+    };
     if let Some(store) = &layers.store {
         let restored = crate::usage_flush::restore(&registry, store.as_ref())?;
         if restored > 0 {
@@ -89,8 +104,11 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
         live,
         registry.clone(),
         layers.store.clone(),
-        metrics,
-        request_log.clone(),
+        crate::state::Parts {
+            metrics,
+            request_log: request_log.clone(),
+            spend_journal: spend_journal.clone(),
+        },
     )?;
     let server_conf = ServerConf {
         threads: config.server.threads.max(1),
@@ -129,9 +147,9 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
         "asbru dns refresh",
         DnsRefresh { state: state.clone() },
     ));
-    if let Some(store) = layers.store {
+    if let (Some(store), Some(journal)) = (layers.store, spend_journal) {
         let flush = crate::usage_flush::UsageFlush {
-            registry,
+            journal,
             store: store.clone(),
         };
         server.add_service(background_service("asbru usage flush", flush));
@@ -168,9 +186,7 @@ pub fn serve(config: &Config, listen: &str, options: StartOptions) -> Result<(),
     interrupt_ends_a_graceful_stop(state.clone());
     server.run(RunArgs::default());
     // Requests that finished during the grace period settled after the service's last flush.
-    if let Some(store) = &state.store {
-        crate::usage_flush::flush(&state.registry, store.as_ref(), false);
-    }
+    crate::usage_flush::flush_gateway(&state);
     Ok(())
 }
 
@@ -192,9 +208,7 @@ fn interrupt_ends_a_graceful_stop(state: Arc<Gateway>) {
             terminate.recv().await;
             interrupt.recv().await;
             tracing::warn!("interrupted during the graceful stop: exiting now");
-            if let Some(store) = &state.store {
-                crate::usage_flush::flush(&state.registry, store.as_ref(), false);
-            }
+            crate::usage_flush::flush_gateway(&state);
             std::process::exit(130);
         });
     });

@@ -19,6 +19,16 @@ use crate::routes::RouteTable;
 
 pub use asbru_filters::clock::unix_now;
 
+/// The parts of a gateway made before it: its metrics, request log and spend journal.
+pub struct Parts {
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// The request log, when logging is on.
+    pub request_log: Option<Arc<crate::request_log::RequestLog>>,
+    /// The spend journal, when usage is persisted.
+    pub spend_journal: Option<Arc<crate::spend_journal::Journal>>,
+}
+
 /// The gateway's shared state.
 pub struct Gateway {
     /// The live config; swapped whole on change, read with one `load` per request.
@@ -50,6 +60,8 @@ pub struct Gateway {
     pub installed_version: std::sync::atomic::AtomicU64,
     /// The management API's own listener, when `server.admin_listen` sets one.
     pub admin_addr: Option<std::net::SocketAddr>,
+    /// The spend journal (`None` in file-only mode, where usage is not persisted).
+    pub spend_journal: Option<Arc<crate::spend_journal::Journal>>,
     /// The request log (`None` when logging is off).
     pub request_log: Option<Arc<crate::request_log::RequestLog>>,
     /// The effective config the installed `Live` was built from: management writes are
@@ -66,9 +78,13 @@ impl Gateway {
         live: Live,
         registry: Arc<Registry>,
         store: Option<Arc<dyn ConfigStore>>,
-        metrics: Arc<Metrics>,
-        request_log: Option<Arc<crate::request_log::RequestLog>>,
+        parts: Parts,
     ) -> Result<Arc<Gateway>, PipelineError> {
+        let Parts {
+            metrics,
+            request_log,
+            spend_journal,
+        } = parts;
         let services = Services {
             metrics: metrics.clone(),
             request_log: request_log.clone(),
@@ -94,6 +110,7 @@ impl Gateway {
             admin_addr: file.server.admin_listen.as_deref().and_then(|a| a.parse().ok()),
             effective: ArcSwap::from_pointee(effective.clone()),
             request_log,
+            spend_journal,
         };
         gateway.install(live, effective);
         Ok(Arc::new(gateway))

@@ -1,6 +1,8 @@
-//! Persists governance usage: every second, the meters that changed are written to the config
-//! store (`governance_usage`), and once more on shutdown. At start the gateway reads them back
-//! ([`restore`]), so a restart — even a crash, up to the last second — loses no settled usage.
+//! Persists governance usage through the spend journal (`crate::spend_journal`): settlements are
+//! journaled as they happen, and every second (and once more on shutdown) the journal's
+//! entries are added to the config store (`governance_usage`). At start the gateway applies
+//! what stopped processes journaled and reads usage back ([`restore`]), so neither a restart
+//! nor `kill -9` loses settled usage.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +13,10 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-/// How often changed meters are written.
+use crate::spend_journal::Journal;
+use crate::state::Gateway;
+
+/// How often the journal is added to the store.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Seeds `registry` with the usage persisted in `store`.
@@ -22,36 +27,37 @@ pub fn restore(registry: &Registry, store: &dyn ConfigStore) -> Result<usize, as
     Ok(count)
 }
 
-/// Writes the meters that changed since the last flush; on failure they stay marked for the
-/// next one. Returns how many were written.
-pub fn flush(registry: &Registry, store: &dyn ConfigStore, all: bool) -> usize {
-    let records = registry.dirty_records(all);
-    if records.is_empty() {
-        return 0;
-    }
-    match store.save_usage(&records) {
-        Ok(()) => records.len(),
+/// Adds what was journaled to the store; on failure the journal keeps it for the next flush.
+/// Returns how many entries were added.
+pub fn flush(journal: &Journal, store: &dyn ConfigStore) -> usize {
+    match journal.flush(store) {
+        Ok(applied) => applied,
         Err(e) => {
-            tracing::warn!("governance usage could not be saved, will retry: {e}");
-            let ids: Vec<String> = records.into_iter().map(|r| r.counter_id).collect();
-            registry.mark_dirty(&ids);
+            tracing::warn!("governance usage could not be saved, kept in the spend journal: {e}");
             0
         }
     }
 }
 
+/// The final flush of a stopping gateway.
+pub fn flush_gateway(state: &Gateway) {
+    if let (Some(journal), Some(store)) = (&state.spend_journal, &state.store) {
+        flush(journal, store.as_ref());
+    }
+}
+
 /// The background service.
 pub struct UsageFlush {
-    /// The meters.
-    pub registry: Arc<Registry>,
-    /// Where usage is written.
+    /// The journal.
+    pub journal: Arc<Journal>,
+    /// Where usage is added.
     pub store: Arc<dyn ConfigStore>,
 }
 
 impl UsageFlush {
     async fn flush_now(&self) {
-        let (registry, store) = (self.registry.clone(), self.store.clone());
-        let _ = tokio::task::spawn_blocking(move || flush(&registry, store.as_ref(), false)).await;
+        let (journal, store) = (self.journal.clone(), self.store.clone());
+        let _ = tokio::task::spawn_blocking(move || flush(&journal, store.as_ref())).await;
     }
 }
 

@@ -17,3 +17,78 @@ pub struct UsageRecord {
     /// Start of the current window, Unix seconds (UTC).
     pub window_start: i64,
 }
+
+/// One change to a persisted meter, as the spend journal records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpendKind {
+    /// Settled usage added.
+    Add(i64),
+    /// The meter's value in its window set outright (a reset, or usage given by the config).
+    Set(i64),
+}
+
+/// A journal entry: what changed on which meter, in which window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpendEntry {
+    /// The meter's id.
+    pub counter_id: String,
+    /// `usd_micros`, `tokens` or `requests`.
+    pub unit: String,
+    /// Start of the window the change belongs to, Unix seconds.
+    pub window_start: i64,
+    /// The change.
+    pub kind: SpendKind,
+}
+
+/// The persisted meter after `entry`: an addition adds to the same window's value, a later
+/// window starts from the entry, and an entry for a window older than the stored one changes
+/// nothing (that window has ended). Any number of processes can apply their entries in any
+/// order and the additions add up.
+pub fn combine(existing: Option<UsageRecord>, entry: &SpendEntry) -> UsageRecord {
+    match existing {
+        Some(record) if record.window_start > entry.window_start => record,
+        Some(record) if record.window_start == entry.window_start => UsageRecord {
+            value: match entry.kind {
+                SpendKind::Add(delta) => record.value.saturating_add(delta),
+                SpendKind::Set(value) => value,
+            },
+            ..record
+        },
+        _ => UsageRecord {
+            counter_id: entry.counter_id.clone(),
+            unit: entry.unit.clone(),
+            value: match entry.kind {
+                SpendKind::Add(value) | SpendKind::Set(value) => value,
+            },
+            window_start: entry.window_start,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(window_start: i64, kind: SpendKind) -> SpendEntry {
+        SpendEntry {
+            counter_id: "budget:b".into(),
+            unit: "usd_micros".into(),
+            window_start,
+            kind,
+        }
+    }
+
+    #[test]
+    fn additions_add_windows_advance_and_old_windows_are_ignored() {
+        let first = combine(None, &entry(100, SpendKind::Add(5)));
+        assert_eq!((first.value, first.window_start), (5, 100));
+        let more = combine(Some(first), &entry(100, SpendKind::Add(7)));
+        assert_eq!(more.value, 12, "two processes' additions add up");
+        let stale = combine(Some(more.clone()), &entry(50, SpendKind::Add(1000)));
+        assert_eq!(stale, more, "an ended window changes nothing");
+        let next = combine(Some(more), &entry(200, SpendKind::Add(3)));
+        assert_eq!((next.value, next.window_start), (3, 200));
+        let reset = combine(Some(next), &entry(200, SpendKind::Set(0)));
+        assert_eq!(reset.value, 0);
+    }
+}

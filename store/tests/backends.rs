@@ -728,6 +728,52 @@ fn governance_usage_round_trips_without_touching_the_config_version() {
     }
 }
 
+#[test]
+fn spend_segments_add_once_and_add_up_across_writers() {
+    use asbru_config::usage::{SpendEntry, SpendKind};
+    for (backend, open) in backends() {
+        let store = open(latest_version()).expect("open");
+        let entry = |id: &str, window_start: i64, kind: SpendKind| SpendEntry {
+            counter_id: id.to_string(),
+            unit: "usd_micros".to_string(),
+            window_start,
+            kind,
+        };
+        let a = [
+            entry("budget:a", 100, SpendKind::Add(10)),
+            entry("budget:a", 100, SpendKind::Add(5)),
+            entry("rate:r", 100, SpendKind::Add(1)),
+        ];
+        assert!(store.apply_spend("p1-t-000000000000", &a).expect("apply"), "{backend}");
+        assert!(
+            !store.apply_spend("p1-t-000000000000", &a).expect("again"),
+            "{backend}: a segment applied twice counts once"
+        );
+        // Another process's segment adds to the same meter.
+        let b = [entry("budget:a", 100, SpendKind::Add(7))];
+        assert!(store.apply_spend("p2-t-000000000000", &b).expect("apply b"));
+        let value = |store: &dyn ConfigStore, id: &str| {
+            store
+                .load_usage()
+                .expect("load")
+                .into_iter()
+                .find(|r| r.counter_id == id)
+                .map(|r| (r.value, r.window_start))
+        };
+        assert_eq!(value(store.as_ref(), "budget:a"), Some((22, 100)), "{backend}");
+        assert_eq!(value(store.as_ref(), "rate:r"), Some((1, 100)));
+        // A reset, then spend in the same segment; a late entry for the ended window is ignored.
+        let c = [
+            entry("budget:a", 100, SpendKind::Set(0)),
+            entry("budget:a", 100, SpendKind::Add(3)),
+            entry("budget:a", 200, SpendKind::Add(4)),
+            entry("budget:a", 100, SpendKind::Add(1000)),
+        ];
+        assert!(store.apply_spend("p1-t-000000000001", &c).expect("apply c"));
+        assert_eq!(value(store.as_ref(), "budget:a"), Some((4, 200)), "{backend}");
+    }
+}
+
 const V5_ROWS: &[(&str, &str, &str, Option<&str>)] = &[
     (
         "budget",

@@ -722,6 +722,82 @@ async fn settled_usage_survives_a_crash() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The usage persisted in `dir`'s config store for the crash test's key.
+fn persisted_spend(dir: &std::path::Path) -> Option<i64> {
+    use asbru_store::backend::ConfigStore;
+    let store = asbru_store::backend::sqlite::SqliteStore::open(&dir.join("config.db")).expect("open store");
+    store
+        .load_usage()
+        .expect("usage")
+        .into_iter()
+        .find(|r| r.counter_id == "vk:vk-c:budget:0")
+        .map(|r| r.value)
+}
+
+/// `kill -9` right after replies, before any flush can run: the spend journal already holds
+/// every settlement, and the next start adds it to the store.
+#[tokio::test]
+async fn kill_9_right_after_the_replies_loses_no_settled_spend() {
+    let upstream = default_mock();
+    let dir = temp_dir("kill9");
+    let config = dir.join("asbru.yaml");
+    std::fs::write(&config, crash_config(&dir, &upstream.base_url())).expect("write config");
+    let (mut first, addr) = start_binary(&config);
+    for _ in 0..3 {
+        assert_eq!(crash_chat(addr).await, 200);
+    }
+    // No wait for the flush: killed at once.
+    first.0.kill().expect("kill -9");
+    let _ = first.0.wait();
+    let journaled: Vec<_> = std::fs::read_dir(dir.join("spend-journal"))
+        .expect("journal dir")
+        .filter_map(|e| e.ok())
+        .collect();
+    assert!(!journaled.is_empty(), "the killed process left its journal");
+
+    let (_second, addr) = start_binary(&config);
+    assert_eq!(
+        persisted_spend(&dir),
+        Some(3 * REQUEST_MICROS),
+        "the stopped process's journal was added at start"
+    );
+    // The budget fits five: two more, then refused.
+    assert_eq!(crash_chat(addr).await, 200);
+    assert_eq!(crash_chat(addr).await, 200);
+    assert_eq!(
+        crash_chat(addr).await,
+        402,
+        "the restarted gateway counted all the spend"
+    );
+}
+
+/// Two processes on one store (an upgrade overlap): each adds its own spend, neither
+/// overwrites the other's.
+#[tokio::test]
+async fn two_processes_spend_adds_up_in_the_store() {
+    let upstream = default_mock();
+    let dir = temp_dir("two-procs");
+    let config = dir.join("asbru.yaml");
+    std::fs::write(&config, crash_config(&dir, &upstream.base_url())).expect("write config");
+    let (mut a, addr_a) = start_binary(&config);
+    let (mut b, addr_b) = start_binary(&config);
+    assert_eq!(crash_chat(addr_a).await, 200);
+    assert_eq!(crash_chat(addr_b).await, 200);
+    assert_eq!(crash_chat(addr_a).await, 200);
+    assert!(
+        eventually(|| persisted_spend(&dir) == Some(3 * REQUEST_MICROS)),
+        "both processes' spend is in the store: {:?}",
+        persisted_spend(&dir)
+    );
+    for child in [&mut a, &mut b] {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status();
+        let _ = child.0.wait();
+    }
+    assert_eq!(persisted_spend(&dir), Some(3 * REQUEST_MICROS));
+}
+
 #[tokio::test]
 async fn keys_written_to_the_store_are_enforced_live_and_usage_survives_the_rebuild() {
     use asbru_config::governance::{Budget, VirtualKey, VirtualKeyProvider};

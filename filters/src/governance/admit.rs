@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use crate::ctx::{Charge, Estimate};
 use crate::filter::Rejection;
-use crate::policy::meter::Meter;
+use crate::policy::meter::{Meter, SpendJournal, Spent};
 use crate::policy::runtime::{Governance, LimitCap, RateCap, Scope, VirtualKeyRuntime};
 use crate::pricing::{Price, TokenUsage, to_dollars};
+use asbru_config::usage::SpendKind;
 
 pub use crate::filter::decision;
 
@@ -81,9 +82,15 @@ pub fn admit(
         state: State::Admitted,
         budget_used: None,
         rate_used: None,
+        journal: None,
     };
     match reserve_all(gov, vk, provider, model, now, &mut ticket) {
-        Ok(()) => Ok(ticket),
+        Ok(()) => {
+            if !(ticket.budgets.is_empty() && ticket.tokens.is_empty() && ticket.requests.is_empty()) {
+                ticket.journal = gov.journal.clone();
+            }
+            Ok(ticket)
+        }
         Err(rejection) => {
             ticket.release();
             Err(rejection)
@@ -151,6 +158,8 @@ pub struct Ticket {
     state: State,
     budget_used: Fullest,
     rate_used: Fullest,
+    /// Where the settlement is journaled (when usage is persisted).
+    journal: Option<Arc<dyn SpendJournal>>,
 }
 
 /// The fullest cap seen, as `(used, max)`: compared by cross-multiplication, divided only when
@@ -199,6 +208,7 @@ impl Ticket {
             state: State::Closed,
             budget_used: None,
             rate_used: None,
+            journal: None,
         }
     }
 
@@ -347,12 +357,38 @@ impl Ticket {
         for meter in &self.requests {
             meter.settle(1, 1);
         }
+        if let Some(journal) = &self.journal {
+            self.journal_settlement(journal.as_ref(), cost, counted);
+        }
         Charge {
             cost_micros: cost,
             tokens,
             unpriced: self.price.is_none(),
             estimated: usage.is_none(),
             budgeted: !self.budgets.is_empty(),
+        }
+    }
+
+    /// Appends what this settlement added to each meter to the spend journal, in one write.
+    fn journal_settlement(&self, journal: &dyn SpendJournal, cost: i64, tokens: i64) {
+        let mut changes: Vec<Spent<'_>> =
+            Vec::with_capacity(self.budgets.len() + self.tokens.len() + self.requests.len());
+        let groups: [(&[Arc<Meter>], i64); 3] = [(&self.budgets, cost), (&self.tokens, tokens), (&self.requests, 1)];
+        for (meters, amount) in groups {
+            if amount == 0 {
+                continue;
+            }
+            for meter in meters {
+                changes.push(Spent {
+                    meter: meter.id(),
+                    unit: meter.unit(),
+                    window_start: meter.window_start(),
+                    kind: SpendKind::Add(amount),
+                });
+            }
+        }
+        if !changes.is_empty() {
+            journal.append(&changes);
         }
     }
 

@@ -12,9 +12,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use asbru_config::usage::UsageRecord;
+use asbru_config::usage::{SpendKind, UsageRecord};
 
 use super::window::Window;
 
@@ -38,6 +38,27 @@ impl Unit {
             Unit::Requests => "requests",
         }
     }
+}
+
+/// One change to a meter, for the spend journal.
+#[derive(Debug, Clone, Copy)]
+pub struct Spent<'a> {
+    /// The meter's id.
+    pub meter: &'a str,
+    /// What it counts.
+    pub unit: Unit,
+    /// Start of the window the change belongs to.
+    pub window_start: i64,
+    /// The change.
+    pub kind: SpendKind,
+}
+
+/// Where settled spend is written before a reply ends, so a killed process loses none of it:
+/// an append-only journal of this process, turned into additions to the store by the usage
+/// flush. Implemented by the gateway; one call per settlement.
+pub trait SpendJournal: Send + Sync + std::fmt::Debug {
+    /// Appends the changes of one settlement.
+    fn append(&self, changes: &[Spent<'_>]);
 }
 
 /// One meter's live state.
@@ -71,6 +92,11 @@ impl Meter {
     /// The meter's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// What the meter counts.
+    pub fn unit(&self) -> Unit {
+        self.unit
     }
 
     /// Starts a new window if the current one has ended at `now`. The thread that wins the
@@ -161,6 +187,8 @@ impl Meter {
 #[derive(Debug, Default)]
 pub struct Registry {
     meters: Mutex<HashMap<String, Arc<Meter>>>,
+    /// The spend journal settlements are written to, when usage is persisted.
+    journal: OnceLock<Arc<dyn SpendJournal>>,
     restored: Mutex<HashMap<String, UsageRecord>>,
     /// The config build in progress: meters it uses are marked with it, and the others dropped
     /// at its end. Builds are serialized by the gateway.
@@ -171,6 +199,16 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Registry {
         Registry::default()
+    }
+
+    /// Sets the spend journal (once, at start, before the first config is built).
+    pub fn set_journal(&self, journal: Arc<dyn SpendJournal>) {
+        let _ = self.journal.set(journal);
+    }
+
+    /// The spend journal, when usage is persisted.
+    pub fn journal(&self) -> Option<Arc<dyn SpendJournal>> {
+        self.journal.get().cloned()
     }
 
     /// Seeds meters not yet created with persisted usage (read at start).
@@ -207,6 +245,17 @@ impl Registry {
                     Some(start) => (start, window.end(start)),
                     None => window.first(now),
                 };
+                // Usage the config gives a new meter is persisted like a reset to that value.
+                if initial.0 != 0
+                    && let Some(journal) = self.journal.get()
+                {
+                    journal.append(&[Spent {
+                        meter: id,
+                        unit,
+                        window_start: bounds.0,
+                        kind: SpendKind::Set(initial.0),
+                    }]);
+                }
                 Meter::new(id.to_string(), unit, initial.0, bounds)
             }
         };
@@ -265,6 +314,14 @@ impl Registry {
             let settled = meter.settled.swap(0, Ordering::AcqRel);
             meter.total.fetch_sub(settled, Ordering::AcqRel);
             meter.dirty.store(true, Ordering::Release);
+            if let Some(journal) = self.journal.get() {
+                journal.append(&[Spent {
+                    meter: &meter.id,
+                    unit: meter.unit,
+                    window_start: meter.window_start(),
+                    kind: SpendKind::Set(0),
+                }]);
+            }
             count += 1;
         }
         count

@@ -207,6 +207,8 @@ pub struct Governance {
     pub default_max_output_tokens: u64,
     /// Any cap at all is configured (else admission is skipped).
     pub has_caps: bool,
+    /// Where settlements are journaled, when usage is persisted.
+    pub journal: Option<Arc<dyn super::meter::SpendJournal>>,
 }
 
 impl Governance {
@@ -435,6 +437,7 @@ impl Governance {
                 .default_max_output_tokens
                 .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
             has_caps,
+            journal: registry.journal(),
         };
         (governance, b.warnings)
     }

@@ -48,6 +48,11 @@ pub const SQLITE: &[Migration] = &[
         name: "audit_log",
         sql: include_str!("../../migrations/sqlite/0007_audit_log.sql"),
     },
+    Migration {
+        version: 8,
+        name: "spend_journal",
+        sql: include_str!("../../migrations/sqlite/0008_spend_journal.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -86,6 +91,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 7,
         name: "audit_log",
         sql: include_str!("../../migrations/postgres/0007_audit_log.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "spend_journal",
+        sql: include_str!("../../migrations/postgres/0008_spend_journal.sql"),
     },
 ];
 

@@ -141,6 +141,10 @@ pub trait ConfigStore: Send + Sync {
     /// Creates or replaces these counters, in one transaction. Usage is not config: this does not
     /// bump the config version.
     fn save_usage(&self, records: &[asbru_config::usage::UsageRecord]) -> Result<(), StoreError>;
+    /// Adds a spend journal segment's entries to the persisted meters (see
+    /// [`asbru_config::usage::combine`]), in one transaction that also records the segment as
+    /// applied. Returns `false`, changing nothing, when the segment was applied before.
+    fn apply_spend(&self, segment: &str, entries: &[asbru_config::usage::SpendEntry]) -> Result<bool, StoreError>;
     /// Appends to the audit trail (not config: no version bump).
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The audit trail, newest first.

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::secrets::{Cipher, EncryptionStatus};
 use asbru_config::model::ProviderConfig;
-use asbru_config::usage::UsageRecord;
+use asbru_config::usage::{SpendEntry, UsageRecord};
 use std::sync::Arc;
 
 /// Advisory lock id taken while migrating ("asbru" in ASCII).
@@ -479,6 +479,65 @@ impl ConfigStore for PostgresStore {
                 doc_sha256: r.get(5),
             })
             .collect())
+    }
+
+    fn apply_spend(&self, segment: &str, entries: &[SpendEntry]) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(db_error)?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO usage_journal_applied (segment, applied_at) VALUES ($1, extract(epoch from now())::bigint) ON CONFLICT (segment) DO NOTHING",
+                &[&segment],
+            )
+            .map_err(db_error)?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        let mut current: BTreeMap<String, Option<UsageRecord>> = BTreeMap::new();
+        for entry in entries {
+            if !current.contains_key(&entry.counter_id) {
+                // A new meter's row is created first, so that the row lock below also covers
+                // a meter two processes flush for the first time at once.
+                tx.execute(
+                    "INSERT INTO governance_usage (counter_id, doc_json) VALUES ($1, '{}') ON CONFLICT (counter_id) DO NOTHING",
+                    &[&entry.counter_id],
+                )
+                .map_err(db_error)?;
+                // Locked until commit: another process's flush of the same meter waits.
+                let rows = tx
+                    .query(
+                        "SELECT doc_json FROM governance_usage WHERE counter_id = $1 FOR UPDATE",
+                        &[&entry.counter_id],
+                    )
+                    .map_err(db_error)?;
+                let record = rows
+                    .first()
+                    .map(|row| {
+                        let text: String = row.get(0);
+                        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("usage row: {e}")))
+                    })
+                    .transpose()?;
+                current.insert(entry.counter_id.clone(), record);
+            }
+            let slot = current.entry(entry.counter_id.clone()).or_default();
+            *slot = Some(asbru_config::usage::combine(slot.take(), entry));
+        }
+        for record in current.values().flatten() {
+            let doc = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO governance_usage (counter_id, doc_json) VALUES ($1, $2)
+                 ON CONFLICT (counter_id) DO UPDATE SET doc_json = excluded.doc_json, updated_at = now()",
+                &[&record.counter_id, &doc],
+            )
+            .map_err(db_error)?;
+        }
+        tx.execute(
+            "DELETE FROM usage_journal_applied WHERE applied_at < extract(epoch from now())::bigint - 86400",
+            &[],
+        )
+        .map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
+        Ok(true)
     }
 
     fn save_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {

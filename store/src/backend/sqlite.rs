@@ -17,7 +17,7 @@ use super::{
 };
 use crate::secrets::{Cipher, EncryptionStatus};
 use asbru_config::model::ProviderConfig;
-use asbru_config::usage::UsageRecord;
+use asbru_config::usage::{SpendEntry, UsageRecord};
 use std::sync::Arc;
 
 /// How long a writer waits for the database lock before failing.
@@ -440,6 +440,58 @@ impl ConfigStore for SqliteStore {
         .map_err(db_error)?
         .collect::<Result<_, _>>()
         .map_err(db_error)
+    }
+
+    fn apply_spend(&self, segment: &str, entries: &[SpendEntry]) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_error)?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO usage_journal_applied (segment, applied_at) VALUES (?1, strftime('%s', 'now')) ON CONFLICT (segment) DO NOTHING",
+                params![segment],
+            )
+            .map_err(db_error)?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        let mut current: BTreeMap<String, Option<UsageRecord>> = BTreeMap::new();
+        for entry in entries {
+            if !current.contains_key(&entry.counter_id) {
+                let stored: Option<String> = tx
+                    .query_row(
+                        "SELECT doc_json FROM governance_usage WHERE counter_id = ?1",
+                        params![entry.counter_id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db_error)?;
+                let record = stored
+                    .map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("usage row: {e}"))))
+                    .transpose()?;
+                current.insert(entry.counter_id.clone(), record);
+            }
+            let slot = current.entry(entry.counter_id.clone()).or_default();
+            *slot = Some(asbru_config::usage::combine(slot.take(), entry));
+        }
+        for record in current.values().flatten() {
+            let doc = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO governance_usage (counter_id, doc_json) VALUES (?1, ?2)
+                 ON CONFLICT(counter_id) DO UPDATE SET doc_json = excluded.doc_json, updated_at = CURRENT_TIMESTAMP",
+                params![record.counter_id, doc],
+            )
+            .map_err(db_error)?;
+        }
+        // Markers older than a day are of no use: no process replays a segment that old.
+        tx.execute(
+            "DELETE FROM usage_journal_applied WHERE applied_at < strftime('%s', 'now') - 86400",
+            [],
+        )
+        .map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
+        Ok(true)
     }
 
     fn save_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {

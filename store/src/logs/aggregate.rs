@@ -312,48 +312,6 @@ pub fn model_histogram(
         .collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges_split_into_rollup_hours_and_raw_edges() {
-        let h = HOUR_MS;
-        let f = LogFilter {
-            providers: vec!["openai".into()],
-            start_ms: Some(h + h / 2),
-            end_ms: Some(4 * h + 10),
-            ..Default::default()
-        };
-        let p = plan(&f);
-        // Whole hours 2 and 3; 1.5h..2h and 4h..4h+10ms raw.
-        assert_eq!(p.rollup, Some((Some(2), Some(4))));
-        assert_eq!(p.raw.len(), 2);
-        assert_eq!((p.raw[0].start_ms, p.raw[0].end_ms), (Some(h + h / 2), Some(2 * h - 1)));
-        assert_eq!((p.raw[1].start_ms, p.raw[1].end_ms), (Some(4 * h), Some(4 * h + 10)));
-        let aligned = plan(&LogFilter {
-            start_ms: Some(2 * h),
-            end_ms: Some(4 * h - 1),
-            ..Default::default()
-        });
-        assert_eq!((aligned.rollup, aligned.raw.len()), (Some((Some(2), Some(4))), 0));
-        let narrow = plan(&LogFilter {
-            start_ms: Some(1_000),
-            end_ms: Some(2_000),
-            ..Default::default()
-        });
-        assert_eq!((narrow.rollup, narrow.raw.len()), (None, 1));
-        let keyed = plan(&LogFilter {
-            virtual_key_ids: vec!["vk".into()],
-            ..Default::default()
-        });
-        assert!(keyed.rollup.is_none(), "key filters read the logs");
-        let open = plan(&LogFilter::default());
-        assert_eq!((open.rollup, open.raw.len()), (Some((None, None)), 0));
-        assert!(plan_for_buckets(&LogFilter::default(), 60_000).rollup.is_none());
-    }
-}
-
 /// A page found by reading every matching row once: the ids of the page (in order), the total
 /// and the stats. Used for content searches, whose text match is the expensive part and must
 /// not run twice (once for the page, once for the stats).
@@ -488,4 +446,46 @@ pub fn histogram_with_percentiles(
         super::fill_percentiles(&mut buckets, &pairs);
     }
     Ok(buckets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_split_into_rollup_hours_and_raw_edges() {
+        let h = HOUR_MS;
+        let f = LogFilter {
+            providers: vec!["openai".into()],
+            start_ms: Some(h + h / 2),
+            end_ms: Some(4 * h + 10),
+            ..Default::default()
+        };
+        let p = plan(&f);
+        // Whole hours 2 and 3; 1.5h..2h and 4h..4h+10ms raw.
+        assert_eq!(p.rollup, Some((Some(2), Some(4))));
+        assert_eq!(p.raw.len(), 2);
+        assert_eq!((p.raw[0].start_ms, p.raw[0].end_ms), (Some(h + h / 2), Some(2 * h - 1)));
+        assert_eq!((p.raw[1].start_ms, p.raw[1].end_ms), (Some(4 * h), Some(4 * h + 10)));
+        let aligned = plan(&LogFilter {
+            start_ms: Some(2 * h),
+            end_ms: Some(4 * h - 1),
+            ..Default::default()
+        });
+        assert_eq!((aligned.rollup, aligned.raw.len()), (Some((Some(2), Some(4))), 0));
+        let narrow = plan(&LogFilter {
+            start_ms: Some(1_000),
+            end_ms: Some(2_000),
+            ..Default::default()
+        });
+        assert_eq!((narrow.rollup, narrow.raw.len()), (None, 1));
+        let keyed = plan(&LogFilter {
+            virtual_key_ids: vec!["vk".into()],
+            ..Default::default()
+        });
+        assert!(keyed.rollup.is_none(), "key filters read the logs");
+        let open = plan(&LogFilter::default());
+        assert_eq!((open.rollup, open.raw.len()), (Some((None, None)), 0));
+        assert!(plan_for_buckets(&LogFilter::default(), 60_000).rollup.is_none());
+    }
 }
