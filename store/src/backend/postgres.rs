@@ -523,13 +523,7 @@ impl ConfigStore for PostgresStore {
             *slot = Some(asbru_config::usage::combine(slot.take(), entry));
         }
         for record in current.values().flatten() {
-            let doc = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            tx.execute(
-                "INSERT INTO governance_usage (counter_id, doc_json) VALUES ($1, $2)
-                 ON CONFLICT (counter_id) DO UPDATE SET doc_json = excluded.doc_json, updated_at = now()",
-                &[&record.counter_id, &doc],
-            )
-            .map_err(db_error)?;
+            write_usage(&mut tx, record)?;
         }
         tx.execute(
             "DELETE FROM usage_journal_applied WHERE applied_at < extract(epoch from now())::bigint - 86400",
@@ -544,13 +538,7 @@ impl ConfigStore for PostgresStore {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(db_error)?;
         for record in records {
-            let doc = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            tx.execute(
-                "INSERT INTO governance_usage (counter_id, doc_json) VALUES ($1, $2)
-                 ON CONFLICT (counter_id) DO UPDATE SET doc_json = excluded.doc_json, updated_at = now()",
-                &[&record.counter_id, &doc],
-            )
-            .map_err(db_error)?;
+            write_usage(&mut tx, record)?;
         }
         tx.commit().map_err(db_error)
     }
@@ -658,4 +646,16 @@ fn child_insert_sql(child: &Child) -> String {
         names.join(", "),
         values.join(", ")
     )
+}
+
+/// Creates or replaces one meter's persisted usage.
+fn write_usage(tx: &mut postgres::Transaction<'_>, record: &UsageRecord) -> Result<(), StoreError> {
+    let doc = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO governance_usage (counter_id, doc_json) VALUES ($1, $2)
+         ON CONFLICT (counter_id) DO UPDATE SET doc_json = excluded.doc_json, updated_at = now()",
+        &[&record.counter_id, &doc],
+    )
+    .map_err(db_error)?;
+    Ok(())
 }

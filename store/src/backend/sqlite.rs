@@ -476,13 +476,7 @@ impl ConfigStore for SqliteStore {
             *slot = Some(asbru_config::usage::combine(slot.take(), entry));
         }
         for record in current.values().flatten() {
-            let doc = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            tx.execute(
-                "INSERT INTO governance_usage (counter_id, doc_json) VALUES (?1, ?2)
-                 ON CONFLICT(counter_id) DO UPDATE SET doc_json = excluded.doc_json, updated_at = CURRENT_TIMESTAMP",
-                params![record.counter_id, doc],
-            )
-            .map_err(db_error)?;
+            write_usage(&tx, record)?;
         }
         // Markers older than a day are of no use: no process replays a segment that old.
         tx.execute(
@@ -500,16 +494,22 @@ impl ConfigStore for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_error)?;
         for record in records {
-            let doc = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            tx.execute(
-                "INSERT INTO governance_usage (counter_id, doc_json) VALUES (?1, ?2)
-                 ON CONFLICT(counter_id) DO UPDATE SET doc_json = excluded.doc_json, updated_at = CURRENT_TIMESTAMP",
-                params![record.counter_id, doc],
-            )
-            .map_err(db_error)?;
+            write_usage(&tx, record)?;
         }
         tx.commit().map_err(db_error)
     }
+}
+
+/// Creates or replaces one meter's persisted usage.
+fn write_usage(tx: &rusqlite::Transaction<'_>, record: &UsageRecord) -> Result<(), StoreError> {
+    let doc = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO governance_usage (counter_id, doc_json) VALUES (?1, ?2)
+         ON CONFLICT(counter_id) DO UPDATE SET doc_json = excluded.doc_json, updated_at = CURRENT_TIMESTAMP",
+        params![record.counter_id, doc],
+    )
+    .map_err(db_error)?;
+    Ok(())
 }
 
 /// `json_extract` of a document member, with the table's fallback for NOT NULL columns.
