@@ -27,6 +27,7 @@ pub mod otel;
 pub mod response_headers;
 pub mod routing;
 pub mod telemetry;
+pub mod tokens;
 
 pub use chain::FilterChain;
 pub use ctx::{Attempt, AttemptState, Facts, GatewayRequest, Outcome, RequestCtx};

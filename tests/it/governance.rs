@@ -938,3 +938,63 @@ async fn provider_and_model_caps_apply_without_a_virtual_key() {
         "provider 'anthropic' rate limit (inline)",
     );
 }
+
+/// A budget near its edge reserves a prompt's exact token count (OpenAI's tokenizer) instead of
+/// its byte length: a 200-way storm on a budget that fits 50 requests spends the budget to the
+/// last request with no overspend, and a sequential run on a budget that fits 5 admits all 5.
+/// The mock bills 12 prompt and 6 completion tokens, which is exactly what this request counts
+/// (12 prompt tokens; `max_tokens: 6`), at one micro-dollar a token.
+#[tokio::test]
+async fn near_the_edge_the_reservation_is_the_exact_prompt() {
+    const TIGHT_PRICES: &str = "  pricing_overrides:\n    - {provider: openai, model: gpt-4o-mini, input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}\n";
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n  openai:\n    keys: [{{value: sk-one}}]\n    network_config: {{base_url: \"{}\"}}\ngovernance:\n{TIGHT_PRICES}  virtual_keys:\n    - {{id: vk-storm, name: Storm, value: sk-bf-storm, budgets: [{{max_limit: 0.0009, reset_duration: 1d}}], provider_configs: [{{provider: openai, weight: 1}}]}}\n    - {{id: vk-five, name: Five, value: sk-bf-five, budgets: [{{max_limit: 0.00009, reset_duration: 1d}}], provider_configs: [{{provider: openai, weight: 1}}]}}\n",
+        upstream.base_url()
+    ));
+    let body = br#"{"model":"openai/gpt-4o-mini","max_tokens":6,"messages":[{"role":"user","content":"Say hello to everyone."}]}"#;
+    let addr = gw.addr;
+    let storm: Vec<_> = (0..200)
+        .map(|_| {
+            tokio::spawn(async move {
+                send(
+                    addr,
+                    "POST",
+                    "/v1/chat/completions",
+                    &[("x-bf-vk", "sk-bf-storm")],
+                    body,
+                )
+                .await
+                .status()
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for task in storm {
+        match task.await.expect("request") {
+            200 => admitted += 1,
+            402 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    let spent = settled(&gw, "vk:vk-storm:budget:0");
+    assert!(spent <= 900, "no overspend: {spent} of 900 micro-dollars");
+    assert!(
+        spent * 10 >= 900 * 9,
+        "the budget is spent to at least 90%: {spent} of 900 ({admitted} admitted)"
+    );
+    let mut sequential = Vec::new();
+    for _ in 0..6 {
+        sequential.push(
+            send(addr, "POST", "/v1/chat/completions", &[("x-bf-vk", "sk-bf-five")], body)
+                .await
+                .status(),
+        );
+    }
+    assert_eq!(
+        sequential,
+        [200, 200, 200, 200, 200, 402],
+        "a budget that fits five admits five"
+    );
+    assert_eq!(settled(&gw, "vk:vk-five:budget:0"), 90);
+}

@@ -83,6 +83,7 @@ pub fn admit(
         budget_used: None,
         rate_used: None,
         journal: None,
+        near_edge: false,
     };
     match reserve_all(gov, vk, provider, model, now, &mut ticket) {
         Ok(()) => {
@@ -96,6 +97,46 @@ pub fn admit(
             Err(rejection)
         }
     }
+}
+
+/// A budget is near its edge when less than this many reservations of the request's size fit in
+/// what is left. The byte bound can be several times a prompt's real size, and in a burst every
+/// admitted request holds its reservation until it settles, so loose reservations held far
+/// below this would leave a small budget unspent.
+pub const EDGE_RESERVATIONS: i64 = 64;
+
+/// [`admit`], with a tight reservation near a budget's edge: when a budget has less than
+/// [`EDGE_RESERVATIONS`] reservations' room (or refuses), and `exact_input` can count the
+/// prompt's tokens exactly, the admission is made again with that count instead of the byte
+/// bound. Far from every edge the count is never asked for.
+pub fn admit_tight(
+    gov: &Governance,
+    vk: Option<&VirtualKeyRuntime>,
+    provider: &str,
+    model: &str,
+    estimate: &Estimate,
+    now: i64,
+    exact_input: &mut dyn FnMut() -> Option<u64>,
+) -> Result<Ticket, Rejection> {
+    let first = admit(gov, vk, provider, model, estimate, now);
+    let near_edge = match &first {
+        Ok(ticket) => ticket.near_edge,
+        Err(rejection) => rejection.decision == Some(decision::BUDGET_EXCEEDED),
+    };
+    if !near_edge {
+        return first;
+    }
+    let Some(tokens) = exact_input().filter(|n| *n < estimate.input_tokens) else {
+        return first;
+    };
+    if let Ok(mut ticket) = first {
+        ticket.release();
+    }
+    let exact = Estimate {
+        input_tokens: tokens,
+        ..*estimate
+    };
+    admit(gov, vk, provider, model, &exact, now)
 }
 
 fn reserve_all(
@@ -160,6 +201,9 @@ pub struct Ticket {
     rate_used: Fullest,
     /// Where the settlement is journaled (when usage is persisted).
     journal: Option<Arc<dyn SpendJournal>>,
+    /// A budget has less than [`EDGE_RESERVATIONS`] reservations' room left: a tighter bound is
+    /// worth finding.
+    near_edge: bool,
 }
 
 /// The fullest cap seen, as `(used, max)`: compared by cross-multiplication, divided only when
@@ -209,6 +253,7 @@ impl Ticket {
             budget_used: None,
             rate_used: None,
             journal: None,
+            near_edge: false,
         }
     }
 
@@ -299,6 +344,9 @@ impl Ticket {
                     ));
                 }
             };
+            if max.saturating_sub(used) < self.reserved.saturating_mul(EDGE_RESERVATIONS) {
+                self.near_edge = true;
+            }
             self.budget_used = fuller(self.budget_used, used, max);
             self.budgets.push(cap.meter.clone());
         }
@@ -445,6 +493,41 @@ mod tests {
             input_tokens: 100,
             max_output_tokens: Some(10),
         }
+    }
+
+    #[test]
+    fn the_exact_count_is_asked_for_only_near_the_edge() {
+        // 200 µ$ a reservation: 1 $ is far from the edge, 0.01 $ (50 reservations) near it.
+        let (live, _) = live(
+            "  virtual_keys:\n    - {id: far, name: F, value: far, budgets: [{max_limit: 1, reset_duration: 1d}], provider_configs: [{provider: openai, weight: 1}]}\n    - {id: near, name: N, value: near, budgets: [{max_limit: 0.01, reset_duration: 1d}], provider_configs: [{provider: openai, weight: 1}]}\n",
+        );
+        let gov = &live.governance;
+        let mut asked = 0;
+        let far = gov.key(&key_hash("far")).expect("far").clone();
+        let ticket = admit_tight(gov, Some(&far), "openai", "m", &estimate(), NOW, &mut || {
+            asked += 1;
+            Some(10)
+        })
+        .expect("admitted");
+        assert_eq!(
+            (asked, ticket.reserved_micros()),
+            (0, 200),
+            "far from the edge: no count"
+        );
+        let near = gov.key(&key_hash("near")).expect("near").clone();
+        let ticket = admit_tight(gov, Some(&near), "openai", "m", &estimate(), NOW, &mut || {
+            asked += 1;
+            Some(10)
+        })
+        .expect("admitted");
+        assert_eq!(asked, 1);
+        assert_eq!(ticket.reserved_micros(), 110, "10 input µ$ + 100 output µ$");
+        let loose = admit_tight(gov, Some(&near), "openai", "m", &estimate(), NOW, &mut || None).expect("admitted");
+        assert_eq!(
+            loose.reserved_micros(),
+            200,
+            "without an exact count the byte bound stays"
+        );
     }
 
     #[test]

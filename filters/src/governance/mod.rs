@@ -16,7 +16,7 @@ pub mod admit;
 pub use crate::ctx::{Charge, Estimate};
 pub use crate::policy::{Governance, Meter, Registry, VirtualKeyRuntime};
 pub use crate::policy::{meter, runtime, window};
-pub use admit::{Ticket, admit, check_access};
+pub use admit::{Ticket, admit, admit_tight, check_access};
 
 use crate::ctx::{Attempt, RequestCtx};
 use crate::filter::{AttemptFlow, Filter, Flow, Rejection};
@@ -143,13 +143,15 @@ fn admit_attempt(live: &Live, ctx: &RequestCtx, attempt: &Attempt) -> Result<Opt
         }
         return Ok(None);
     }
-    admit(
+    let mut exact = || crate::tokens::prompt_tokens(&attempt.model, request.ingress, &request.body);
+    admit_tight(
         gov,
         vk,
         &attempt.provider.name,
         &attempt.model,
         &request.estimate,
         request.now,
+        &mut exact,
     )
     .map(Some)
 }

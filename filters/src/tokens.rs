@@ -1,0 +1,121 @@
+//! Exact prompt token counts, for model families whose tokenizer is public (OpenAI's, through
+//! `tiktoken-rs`), so a reservation near a budget's edge can be the prompt's real size instead
+//! of its byte length. The counting follows OpenAI's documented chat format: 3 tokens per
+//! message, the role's and content's tokens, 1 more for a `name`, and 3 to prime the reply.
+//!
+//! A request the count cannot be exact for (tools, images, audio, tool calls, another wire) gets
+//! `None`, and the byte bound stays: a guess that could undercount is never used. The
+//! tokenizer's tables are loaded on first use only.
+
+use std::sync::OnceLock;
+
+use asbru_config::catalog::Wire;
+use serde_json::Value;
+use tiktoken_rs::CoreBPE;
+
+/// The encodings asbru counts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// GPT-4o, GPT-4.1, GPT-5 and the o-series.
+    O200k,
+    /// GPT-4 and GPT-3.5.
+    Cl100k,
+}
+
+/// The encoding of `model` (an upstream model name), when it is an OpenAI model.
+pub fn encoding_for(model: &str) -> Option<Encoding> {
+    let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
+    let o200k = ["gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4"];
+    if o200k.iter().any(|p| name.starts_with(p)) {
+        Some(Encoding::O200k)
+    } else if name.starts_with("gpt-4") || name.starts_with("gpt-3.5") {
+        Some(Encoding::Cl100k)
+    } else {
+        None
+    }
+}
+
+fn tokenizer(encoding: Encoding) -> Option<&'static CoreBPE> {
+    static O200K: OnceLock<Option<CoreBPE>> = OnceLock::new();
+    static CL100K: OnceLock<Option<CoreBPE>> = OnceLock::new();
+    match encoding {
+        Encoding::O200k => O200K.get_or_init(|| tiktoken_rs::o200k_base().ok()).as_ref(),
+        Encoding::Cl100k => CL100K.get_or_init(|| tiktoken_rs::cl100k_base().ok()).as_ref(),
+    }
+}
+
+/// The prompt tokens `model` will bill for a chat request `body` in the client's `wire`, when
+/// they can be counted exactly.
+pub fn prompt_tokens(model: &str, wire: Wire, body: &[u8]) -> Option<u64> {
+    if wire != Wire::OpenAi {
+        return None;
+    }
+    let encoding = encoding_for(model)?;
+    let request: Value = serde_json::from_slice(body).ok()?;
+    let present = |key: &str| request.get(key).is_some_and(|v| !v.is_null());
+    if present("tools") || present("functions") || present("audio") {
+        return None;
+    }
+    let messages = request.get("messages")?.as_array()?;
+    let bpe = tokenizer(encoding)?;
+    let count = |text: &str| bpe.encode_ordinary(text).len() as u64;
+    let mut total: u64 = 3;
+    for message in messages {
+        let has = |key: &str| message.get(key).is_some_and(|v| !v.is_null());
+        if has("tool_calls") || has("function_call") || has("audio") {
+            return None;
+        }
+        total += 3 + count(message.get("role")?.as_str()?);
+        if let Some(name) = message.get("name").and_then(Value::as_str) {
+            total += count(name) + 1;
+        }
+        match message.get("content") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(text)) => total += count(text),
+            Some(Value::Array(parts)) => {
+                for part in parts {
+                    if part.get("type").and_then(Value::as_str) != Some("text") {
+                        return None;
+                    }
+                    total += count(part.get("text")?.as_str()?);
+                }
+            }
+            Some(_) => return None,
+        }
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_prompts_count_as_openai_documents() {
+        // 3 to prime + 3 per message + "user" (1) + "Say hello to everyone." (5).
+        let body = br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"Say hello to everyone."}]}"#;
+        assert_eq!(prompt_tokens("gpt-4o-mini", Wire::OpenAi, body), Some(12));
+        let parts = br#"{"messages":[{"role":"system","content":"Be brief."},{"role":"user","name":"ann","content":[{"type":"text","text":"Say hello to everyone."}]}]}"#;
+        let counted = prompt_tokens("gpt-4o", Wire::OpenAi, parts).expect("countable");
+        assert!(counted > 12, "{counted}");
+    }
+
+    #[test]
+    fn what_cannot_be_counted_exactly_is_not() {
+        let tools =
+            br#"{"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}]}"#;
+        assert_eq!(prompt_tokens("gpt-4o", Wire::OpenAi, tools), None);
+        let image = br#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:x"}}]}]}"#;
+        assert_eq!(prompt_tokens("gpt-4o", Wire::OpenAi, image), None);
+        let plain = br#"{"messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(
+            prompt_tokens("claude-sonnet-4", Wire::OpenAi, plain),
+            None,
+            "no public tokenizer"
+        );
+        assert_eq!(prompt_tokens("gpt-4o", Wire::Anthropic, plain), None);
+        assert_eq!(prompt_tokens("gpt-4o", Wire::OpenAi, b"not json"), None);
+        assert_eq!(encoding_for("openai/gpt-4-turbo"), Some(Encoding::Cl100k));
+        assert_eq!(encoding_for("o3-mini"), Some(Encoding::O200k));
+    }
+}
