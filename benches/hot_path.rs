@@ -235,7 +235,7 @@ fn translation(c: &mut Criterion) {
                 black_box(&body),
                 "claude-sonnet-4",
                 0,
-                false,
+                Default::default(),
             )
             .map(|p| p.body.len())
         })

@@ -161,6 +161,9 @@ pub struct AttemptState {
     pub answered: bool,
     /// Headers filters add to this try's upstream request (a tracing filter's `traceparent`).
     pub upstream_headers: Vec<(HeaderName, HeaderValue)>,
+    /// An output limit to send upstream when the request sets none: governance reserved this
+    /// many output tokens, so the provider must not bill more.
+    pub output_cap: Option<u64>,
 }
 
 /// Facts filters publish for each other.

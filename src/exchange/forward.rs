@@ -16,7 +16,7 @@ use asbru_filters::snapshot::{NetworkSettings, ProviderKey, ProviderRuntime, Ups
 use asbru_filters::{AttemptFlow, AttemptState, Flow, Live, RequestCtx, UpstreamHead};
 use asbru_providers::adapters::exchange;
 use asbru_providers::errors::{self, ErrorContext, WireError};
-use asbru_providers::formats::openai::RequestHead;
+use asbru_providers::formats::openai::{OutputCap, RequestHead};
 use asbru_providers::provider;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -195,7 +195,21 @@ async fn try_target(
                 )))));
             }
         }
-        let (key_index, want_usage) = ctx.attempt.as_ref().map(|a| (a.key, a.want_usage)).unwrap_or_default();
+        let (key_index, want_usage, output_cap) = ctx
+            .attempt
+            .as_ref()
+            .map(|a| (a.key, a.want_usage, a.output_cap))
+            .unwrap_or_default();
+        // OpenAI's reasoning models take only `max_completion_tokens`; compatible servers know
+        // `max_tokens`.
+        let output_cap = output_cap.map(|tokens| OutputCap {
+            field: if matches!(provider.name.as_str(), "openai" | "azure") {
+                "max_completion_tokens"
+            } else {
+                "max_tokens"
+            },
+            tokens,
+        });
         let key = key_index.and_then(|i| provider.keys.get(i));
         let upstream_model = key.map(|k| k.upstream_model(&attempt.model)).unwrap_or(&attempt.model);
         let prepared = match exchange::prepare(
@@ -205,7 +219,7 @@ async fn try_target(
             ex.body,
             upstream_model,
             u64::try_from(crate::state::unix_now()).unwrap_or(0),
-            want_usage,
+            exchange::UpstreamOptions { want_usage, output_cap },
         ) {
             Ok(prepared) => prepared,
             Err(e) => {

@@ -64,7 +64,10 @@ async fn a_plugins_list_never_turns_governance_off() {
     assert_eq!(reply.json()["type"], "virtual_key_blocked");
     assert_eq!(upstream.state.request_count(), 0);
     // The completion hook ran from the logging phase and counted the refusal.
-    let metrics = send(gw.addr, "GET", "/metrics", &[], b"").await.text();
+    let metrics = metrics_when(gw.addr, |t| {
+        t.contains("asbru_governance_rejections_total{decision=\"virtual_key_blocked\"} 1")
+    })
+    .await;
     assert!(
         metrics.contains("asbru_governance_rejections_total{decision=\"virtual_key_blocked\"} 1"),
         "{metrics}"

@@ -573,20 +573,6 @@ const BIFROST_LABELS: &[&str] = &[
     "customer_name",
 ];
 
-/// `/metrics` once `ready` holds for it (metrics are recorded after the reply is written, so
-/// a scrape right after a reply may not see that request yet).
-async fn metrics_when(addr: SocketAddr, ready: impl Fn(&str) -> bool) -> String {
-    let mut text = String::new();
-    for _ in 0..200 {
-        text = send(addr, "GET", "/metrics", &[], b"").await.text();
-        if ready(&text) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    text
-}
-
 /// The label set of the first sample line of `metric` whose labels contain `needle`.
 fn sample<'a>(text: &'a str, metric: &str, needle: &str) -> Option<&'a str> {
     text.lines()

@@ -97,8 +97,11 @@ impl Filter for GovernanceFilter {
             }
             None => false,
         };
+        let output_cap = (want_usage && ctx.request.estimate.max_output_tokens.is_none())
+            .then_some(live.governance.default_max_output_tokens);
         if let Some(attempt) = ctx.attempt.as_mut() {
             attempt.want_usage = want_usage;
+            attempt.output_cap = output_cap;
         }
         AttemptFlow::Continue
     }

@@ -37,6 +37,15 @@ pub struct Prepared {
     pub reply: ReplyTranslator,
 }
 
+/// What the gateway adds to a request on its way upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamOptions {
+    /// Ask an OpenAI-wire stream for its final usage chunk.
+    pub want_usage: bool,
+    /// An output limit for a request that sets none (same-wire chat).
+    pub output_cap: Option<crate::formats::openai::OutputCap>,
+}
+
 /// Builds the upstream body for one attempt. `created` stamps translated OpenAI replies.
 ///
 /// With `want_usage`, an OpenAI-wire stream is asked for its final usage chunk
@@ -49,14 +58,15 @@ pub fn prepare(
     raw: &[u8],
     upstream_model: &str,
     created: u64,
-    want_usage: bool,
+    options: UpstreamOptions,
 ) -> Result<Prepared, TranslateError> {
+    let UpstreamOptions { want_usage, output_cap } = options;
     let invalid = |e: serde_json::Error| TranslateError::InvalidRequest(e.to_string());
     let (body, reply) = match (shape(ingress)?, shape(upstream)?) {
         (Shape::Chat, Shape::Chat) => {
             let inject = want_usage && head.stream && !head.include_usage;
             (
-                head.upstream_body_with(raw, upstream_model, inject),
+                head.upstream_body_capped(raw, upstream_model, inject, output_cap),
                 ReplyTranslator::Passthrough {
                     usage: StreamUsage::new(upstream),
                     wire: upstream,

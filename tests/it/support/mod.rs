@@ -147,6 +147,20 @@ pub fn provider_yaml(name: &str, base_url: &str, extra_network: &str) -> String 
     )
 }
 
+/// `/metrics` once `ready` holds for it (metrics are recorded after the reply is written, so
+/// a scrape right after a reply may not see that request yet).
+pub async fn metrics_when(addr: SocketAddr, ready: impl Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = send(addr, "GET", "/metrics", &[], b"").await.text();
+        if ready(&text) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    text
+}
+
 /// A fresh directory under the system's temp dir.
 pub fn temp_dir(tag: &str) -> std::path::PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -28,6 +28,16 @@ pub struct RequestHead {
     object_start: usize,
 }
 
+/// An output limit the gateway adds to a request that sets none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputCap {
+    /// The member's name: `max_completion_tokens` for OpenAI itself (its reasoning models take
+    /// no other), `max_tokens` for OpenAI-compatible servers.
+    pub field: &'static str,
+    /// The limit.
+    pub tokens: u64,
+}
+
 /// Why a body cannot be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BodyError {
@@ -169,9 +179,25 @@ impl RequestHead {
     /// chunk (`stream_options.include_usage: true`) when `want_usage` is set and the client did
     /// not ask for it. Other `stream_options` members are kept.
     pub fn upstream_body_with(&self, body: &[u8], upstream_model: &str, want_usage: bool) -> Vec<u8> {
-        let mut edits: Vec<Edit> = Vec::with_capacity(3);
+        self.upstream_body_capped(body, upstream_model, want_usage, None)
+    }
+
+    /// [`RequestHead::upstream_body_with`], and when the request sets no output limit and
+    /// `cap` is given, the cap added as the request's limit (so a budget's reservation of that
+    /// many output tokens is an upper bound on what the provider can bill).
+    pub fn upstream_body_capped(
+        &self,
+        body: &[u8],
+        upstream_model: &str,
+        want_usage: bool,
+        cap: Option<OutputCap>,
+    ) -> Vec<u8> {
+        let mut edits: Vec<Edit> = Vec::with_capacity(4);
         if want_usage && self.stream && !self.include_usage {
             edits.push(self.usage_edit(body));
+        }
+        if let Some(cap) = cap.filter(|_| self.max_tokens.is_none()) {
+            edits.push(self.member_edit(body, &format!("\"{}\":{}", cap.field, cap.tokens)));
         }
         if let Some(span) = &self.model_span {
             let encoded = serde_json::to_vec(upstream_model).unwrap_or_else(|_| b"\"\"".to_vec());
@@ -192,6 +218,20 @@ impl RequestHead {
             return body.to_vec();
         }
         edit::apply(body, &mut edits)
+    }
+
+    /// A new member right after the body's opening brace.
+    fn member_edit(&self, body: &[u8], member: &str) -> Edit {
+        let at = self.object_start + 1;
+        let empty = body[at..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+        let mut replacement = member.as_bytes().to_vec();
+        if !empty {
+            replacement.push(b',');
+        }
+        Edit {
+            range: at..at,
+            replacement,
+        }
     }
 
     /// The edit that turns `include_usage` on: merged into an existing `stream_options` object,
@@ -225,6 +265,25 @@ impl RequestHead {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_cap_is_added_only_when_the_request_sets_no_limit() {
+        let cap = Some(OutputCap {
+            field: "max_completion_tokens",
+            tokens: 4096,
+        });
+        let body = br#"{"model":"openai/a","messages":[]}"#;
+        let head = RequestHead::parse(body).expect("valid");
+        let out: serde_json::Value =
+            serde_json::from_slice(&head.upstream_body_capped(body, "a", false, cap)).expect("json");
+        assert_eq!(out["max_completion_tokens"], 4096);
+        assert_eq!(out["model"], "a");
+        let limited = br#"{"model":"openai/a","max_tokens":20,"messages":[]}"#;
+        let head = RequestHead::parse(limited).expect("valid");
+        let out: serde_json::Value =
+            serde_json::from_slice(&head.upstream_body_capped(limited, "a", false, cap)).expect("json");
+        assert!(out.get("max_completion_tokens").is_none(), "the client's limit stands");
+    }
 
     #[test]
     fn wrong_field_types_and_control_characters_are_refused() {

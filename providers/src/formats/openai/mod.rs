@@ -4,4 +4,4 @@
 mod head;
 pub mod types;
 
-pub use head::{BodyError, RequestHead};
+pub use head::{BodyError, OutputCap, RequestHead};
