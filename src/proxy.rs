@@ -43,6 +43,34 @@ impl GatewayProxy {
 
 const MAX_REQUEST_ID_LEN: usize = 128;
 
+/// A 414 for a URI longer than `server.max_uri_bytes`, or a 431 for a head larger than
+/// `server.max_header_bytes` (names and values).
+fn oversized_head(session: &Session, server: &asbru_config::model::ServerConfig) -> Option<WireError> {
+    let head = session.req_header();
+    let uri = head.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > server.max_uri_bytes {
+        return Some(WireError {
+            status: 414,
+            ..WireError::bad_request(format!(
+                "the request URI is longer than {} bytes (server.max_uri_bytes)",
+                server.max_uri_bytes
+            ))
+        });
+    }
+    let header_bytes: usize = head
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    (header_bytes > server.max_header_bytes).then(|| WireError {
+        status: 431,
+        ..WireError::bad_request(format!(
+            "the request headers are larger than {} bytes (server.max_header_bytes)",
+            server.max_header_bytes
+        ))
+    })
+}
+
 impl GatewayProxy {
     /// Bifrost's `http_*` metrics for one request, labelled with its route template.
     fn record_http(&self, session: &Session, status: u16, seconds: f64) {
@@ -113,6 +141,20 @@ impl ProxyHttp for GatewayProxy {
         // carried to the connection's next requests.
         if !session.pipelining_enabled() {
             session.set_pipelining_enabled(true);
+        }
+        let server = &self.state.file.server;
+        session.set_keepalive(match server.keepalive_timeout_seconds {
+            0 => None,
+            seconds => Some(seconds),
+        });
+        if let Some(err) = oversized_head(session, server) {
+            session.set_keepalive(None);
+            let err_ctx = ErrorContext {
+                request_id: Some(&ctx.request_id),
+                ..Default::default()
+            };
+            respond::error(session, ingress_of(session), &err, &err_ctx).await?;
+            return Ok(true);
         }
         ctx.request_id = request_id(session);
         let method = session.req_header().method.clone();

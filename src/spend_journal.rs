@@ -191,7 +191,8 @@ fn unescape(field: &str) -> String {
     out
 }
 
-/// One line per change: `A|S <tab> unit <tab> window start <tab> amount <tab> meter id`.
+/// One line per change: `A|S <tab> unit <tab> window start <tab> window end <tab> amount <tab>
+/// meter id`.
 fn format_line(change: &Spent<'_>, out: &mut String) {
     use std::fmt::Write as _;
     let (kind, amount) = match change.kind {
@@ -200,9 +201,10 @@ fn format_line(change: &Spent<'_>, out: &mut String) {
     };
     let _ = write!(
         out,
-        "{kind}\t{}\t{}\t{amount}\t",
+        "{kind}\t{}\t{}\t{}\t{amount}\t",
         change.unit.as_str(),
-        change.window_start
+        change.window_start,
+        change.window_end
     );
     escape(change.meter, out);
     out.push('\n');
@@ -216,10 +218,11 @@ fn parse(text: &str) -> Vec<SpendEntry> {
     lines
         .into_iter()
         .filter_map(|line| {
-            let mut fields = line.splitn(5, '\t');
+            let mut fields = line.splitn(6, '\t');
             let kind = fields.next()?;
             let unit = fields.next()?.to_string();
             let window_start = fields.next()?.parse().ok()?;
+            let window_end = fields.next()?.parse().ok()?;
             let amount: i64 = fields.next()?.parse().ok()?;
             let counter_id = unescape(fields.next()?);
             let kind = match kind {
@@ -231,6 +234,7 @@ fn parse(text: &str) -> Vec<SpendEntry> {
                 counter_id,
                 unit,
                 window_start,
+                window_end,
                 kind,
             })
         })
@@ -266,6 +270,7 @@ mod tests {
                 meter: "vk:odd\tid\\with\nbreaks:budget:0",
                 unit: Unit::UsdMicros,
                 window_start: 1_700_000_000,
+                window_end: 1_700_086_400,
                 kind: SpendKind::Add(1234),
             },
             &mut text,
@@ -275,11 +280,12 @@ mod tests {
                 meter: "rate_limit:r:requests",
                 unit: Unit::Requests,
                 window_start: 5,
+                window_end: 65,
                 kind: SpendKind::Set(0),
             },
             &mut text,
         );
-        text.push_str("A\tusd_micros\t1\t99");
+        text.push_str("A\tusd_micros\t1\t61\t99");
         let entries = parse(&text);
         assert_eq!(entries.len(), 2, "the unfinished last line is not counted");
         assert_eq!(entries[0].counter_id, "vk:odd\tid\\with\nbreaks:budget:0");

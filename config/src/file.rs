@@ -276,6 +276,34 @@ impl Validation<'_> {
         if server.threads == 0 {
             self.problem(&[Key("server"), Key("threads")], "server.threads must be at least 1");
         }
+        for (field, value) in [
+            ("keepalive_timeout_seconds", server.keepalive_timeout_seconds),
+            ("body_read_timeout_seconds", server.body_read_timeout_seconds),
+        ] {
+            if value > MAX_SHUTDOWN_SECONDS {
+                self.problem(
+                    &[Key("server"), Key(field)],
+                    format!("server.{field} {value} is above the limit of {MAX_SHUTDOWN_SECONDS} seconds"),
+                );
+            }
+        }
+        if server.body_read_timeout_seconds == 0 {
+            self.problem(
+                &[Key("server"), Key("body_read_timeout_seconds")],
+                "server.body_read_timeout_seconds must be at least 1",
+            );
+        }
+        for (field, value, floor) in [
+            ("max_header_bytes", server.max_header_bytes, 1024),
+            ("max_uri_bytes", server.max_uri_bytes, 256),
+        ] {
+            if value < floor {
+                self.problem(
+                    &[Key("server"), Key(field)],
+                    format!("server.{field} {value} is below the smallest useful value, {floor}"),
+                );
+            }
+        }
         if server.max_request_body_size_mb == Some(0) {
             self.problem(
                 &[Key("server"), Key("max_request_body_size_mb")],
@@ -567,6 +595,22 @@ pub fn check_base_url(raw: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protocol_limits_out_of_range_are_refused() {
+        let found = problems(
+            "server: {body_read_timeout_seconds: 0, keepalive_timeout_seconds: 99999, max_uri_bytes: 10, max_header_bytes: 100}\n",
+        );
+        for field in [
+            "body_read_timeout_seconds",
+            "keepalive_timeout_seconds",
+            "max_uri_bytes",
+            "max_header_bytes",
+        ] {
+            assert!(found.iter().any(|p| p.reason.contains(field)), "{field}: {found:?}");
+        }
+        assert!(problems("server: {keepalive_timeout_seconds: 0, min_body_rate_bytes_per_second: 0}\n").is_empty());
+    }
 
     #[test]
     fn postgres_settings_serve_would_refuse_are_refused() {

@@ -246,6 +246,17 @@ pub struct ServerConfig {
     /// A listener of its own for the management API (`host:port`): `/api` then answers only
     /// there, and that listener serves only `/api`, `/health` and `/metrics`.
     pub admin_listen: Option<String>,
+    /// Seconds an idle keep-alive connection waits for its next request (0: no keep-alive).
+    pub keepalive_timeout_seconds: u64,
+    /// Seconds a request body may go without new bytes before the request is answered 408.
+    pub body_read_timeout_seconds: u64,
+    /// Slowest accepted request body, in bytes a second, measured after the first 5 seconds
+    /// (a body dripping slower is answered 408 and the connection closed; 0: no minimum).
+    pub min_body_rate_bytes_per_second: u64,
+    /// Largest request head (all header names and values), in bytes; larger is answered 431.
+    pub max_header_bytes: usize,
+    /// Longest request URI, in bytes; longer is answered 414.
+    pub max_uri_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -259,6 +270,11 @@ impl Default for ServerConfig {
             data_dir: "./asbru-data".to_string(),
             allow_unauthenticated_admin: false,
             admin_listen: None,
+            keepalive_timeout_seconds: 60,
+            body_read_timeout_seconds: 30,
+            min_body_rate_bytes_per_second: 1024,
+            max_header_bytes: 64 * 1024,
+            max_uri_bytes: 8 * 1024,
         }
     }
 }

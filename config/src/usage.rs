@@ -16,6 +16,13 @@ pub struct UsageRecord {
     pub value: i64,
     /// Start of the current window, Unix seconds (UTC).
     pub window_start: i64,
+    /// End of the current window, Unix seconds (0: not recorded, rows written before it was).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub window_end: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// One change to a persisted meter, as the spend journal records it.
@@ -36,32 +43,49 @@ pub struct SpendEntry {
     pub unit: String,
     /// Start of the window the change belongs to, Unix seconds.
     pub window_start: i64,
+    /// End of that window, Unix seconds.
+    pub window_end: i64,
     /// The change.
     pub kind: SpendKind,
 }
 
-/// The persisted meter after `entry`: an addition adds to the same window's value, a later
-/// window starts from the entry, and an entry for a window older than the stored one changes
-/// nothing (that window has ended). Any number of processes can apply their entries in any
-/// order and the additions add up.
+/// The persisted meter after `entry`. Windows that overlap are one window: processes that
+/// started a meter's window at different moments (each at its first use) still add into one
+/// value. An entry whose window starts after the stored one ended starts a new window; an entry
+/// whose window ended before the stored one began changes nothing. Any number of processes can
+/// apply their entries in any order and the additions add up.
 pub fn combine(existing: Option<UsageRecord>, entry: &SpendEntry) -> UsageRecord {
-    match existing {
-        Some(record) if record.window_start > entry.window_start => record,
-        Some(record) if record.window_start == entry.window_start => UsageRecord {
+    let fresh = || UsageRecord {
+        counter_id: entry.counter_id.clone(),
+        unit: entry.unit.clone(),
+        value: match entry.kind {
+            SpendKind::Add(value) | SpendKind::Set(value) => value,
+        },
+        window_start: entry.window_start,
+        window_end: entry.window_end,
+    };
+    let Some(record) = existing else {
+        return fresh();
+    };
+    let same_window = if record.window_end == 0 || entry.window_end == 0 {
+        record.window_start == entry.window_start
+    } else {
+        entry.window_start < record.window_end && record.window_start < entry.window_end
+    };
+    if same_window {
+        return UsageRecord {
             value: match entry.kind {
                 SpendKind::Add(delta) => record.value.saturating_add(delta),
                 SpendKind::Set(value) => value,
             },
+            window_end: record.window_end.max(entry.window_end),
             ..record
-        },
-        _ => UsageRecord {
-            counter_id: entry.counter_id.clone(),
-            unit: entry.unit.clone(),
-            value: match entry.kind {
-                SpendKind::Add(value) | SpendKind::Set(value) => value,
-            },
-            window_start: entry.window_start,
-        },
+        };
+    }
+    if entry.window_start > record.window_start {
+        fresh()
+    } else {
+        record
     }
 }
 
@@ -74,6 +98,7 @@ mod tests {
             counter_id: "budget:b".into(),
             unit: "usd_micros".into(),
             window_start,
+            window_end: window_start + 100,
             kind,
         }
     }
@@ -84,11 +109,30 @@ mod tests {
         assert_eq!((first.value, first.window_start), (5, 100));
         let more = combine(Some(first), &entry(100, SpendKind::Add(7)));
         assert_eq!(more.value, 12, "two processes' additions add up");
-        let stale = combine(Some(more.clone()), &entry(50, SpendKind::Add(1000)));
+        let stale = combine(Some(more.clone()), &entry(-100, SpendKind::Add(1000)));
         assert_eq!(stale, more, "an ended window changes nothing");
         let next = combine(Some(more), &entry(200, SpendKind::Add(3)));
         assert_eq!((next.value, next.window_start), (3, 200));
         let reset = combine(Some(next), &entry(200, SpendKind::Set(0)));
         assert_eq!(reset.value, 0);
+    }
+
+    #[test]
+    fn windows_started_at_different_moments_by_two_processes_are_one() {
+        let a = combine(None, &entry(100, SpendKind::Add(5)));
+        // Another process started its window 3 s later: the windows overlap.
+        let both = combine(Some(a), &entry(103, SpendKind::Add(7)));
+        assert_eq!((both.value, both.window_start), (12, 100));
+        let late_a = combine(Some(both), &entry(100, SpendKind::Add(1)));
+        assert_eq!(late_a.value, 13);
+        // A record written before window ends were kept matches by start only.
+        let old = UsageRecord {
+            counter_id: "budget:b".into(),
+            unit: "usd_micros".into(),
+            value: 40,
+            window_start: 100,
+            window_end: 0,
+        };
+        assert_eq!(combine(Some(old), &entry(100, SpendKind::Add(2))).value, 42);
     }
 }

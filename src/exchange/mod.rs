@@ -95,7 +95,13 @@ pub async fn handle(
         request_type: Some(request_type.as_str()),
         ..Default::default()
     };
-    let body = match body::read_body(session, max_body).await? {
+    let server = &state.file.server;
+    let limits = body::BodyLimits {
+        max: max_body,
+        read_timeout: std::time::Duration::from_secs(server.body_read_timeout_seconds.max(1)),
+        min_rate: server.min_body_rate_bytes_per_second,
+    };
+    let body = match body::read_body(session, limits).await? {
         body::BodyRead::Complete(body) => body,
         body::BodyRead::TooLarge => {
             // The rest of the body is unread, so this connection cannot carry another request.
@@ -110,6 +116,17 @@ pub async fn handle(
             respond::error(session, ingress, &err, &err_ctx).await?;
             body::drain(session).await;
             return Ok(());
+        }
+        body::BodyRead::TooSlow => {
+            session.set_keepalive(None);
+            let err = WireError {
+                status: 408,
+                ..WireError::bad_request(format!(
+                    "the request body arrived too slowly (no bytes for {} s, or under {} bytes/s): send it at once",
+                    server.body_read_timeout_seconds, server.min_body_rate_bytes_per_second
+                ))
+            };
+            return respond::error(session, ingress, &err, &err_ctx).await;
         }
         body::BodyRead::Unreadable => {
             session.set_keepalive(None);

@@ -709,6 +709,7 @@ fn governance_usage_round_trips_without_touching_the_config_version() {
             unit: "usd_micros".to_string(),
             value,
             window_start: 1_800_000_000,
+            window_end: 0,
         };
         store
             .save_usage(&[record("budget:a", 10), record("vk:v:budget:0", 20)])
@@ -737,6 +738,7 @@ fn spend_segments_add_once_and_add_up_across_writers() {
             counter_id: id.to_string(),
             unit: "usd_micros".to_string(),
             window_start,
+            window_end: window_start + 100,
             kind,
         };
         let a = [

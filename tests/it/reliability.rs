@@ -388,3 +388,100 @@ async fn the_retry_budget_stops_a_retry_storm() {
     let calls = upstream.state.request_count();
     assert!((4..=7).contains(&calls), "{calls} upstream calls");
 }
+
+/// Writes `head`, then `drip` bytes one at a time `every` apart, and returns what the gateway
+/// answered (read until it closes, bounded).
+fn slow_exchange(addr: std::net::SocketAddr, head: &str, drip: usize, every: std::time::Duration) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .expect("timeout");
+    stream.write_all(head.as_bytes()).expect("head");
+    for _ in 0..drip {
+        std::thread::sleep(every);
+        if stream.write_all(b"x").is_err() {
+            break;
+        }
+    }
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// Protocol limits: a body that stops, a body that drips (slowloris), an oversized URI and
+/// header block, and an idle keep-alive connection.
+#[tokio::test]
+async fn slow_bodies_oversized_heads_and_idle_connections_are_cut_off() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "server: {{body_read_timeout_seconds: 1, min_body_rate_bytes_per_second: 200, keepalive_timeout_seconds: 1, max_uri_bytes: 2048, max_header_bytes: 8192}}\nproviders:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    let addr = gw.addr;
+    let head = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 4000\r\n\r\n{\"model\":";
+    let stalled = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let reply = slow_exchange(addr, head, 0, std::time::Duration::ZERO);
+        (reply, started.elapsed())
+    });
+    // One byte every 100 ms: 10 bytes/s, under the 200 bytes/s minimum once the grace ends.
+    let dripping = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let reply = slow_exchange(addr, head, 100, std::time::Duration::from_millis(100));
+        (reply, started.elapsed())
+    });
+    let (reply, took) = stalled.await.expect("stalled");
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("too slowly"), "{reply}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    let (reply, took) = dripping.await.expect("dripping");
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(
+        took < std::time::Duration::from_secs(9),
+        "cut off after the grace period: {took:?}"
+    );
+    assert_eq!(upstream.state.request_count(), 0);
+
+    let long_uri = format!(
+        "GET /v1/models?x={} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        "a".repeat(3000)
+    );
+    let reply = tokio::task::spawn_blocking(move || raw_exchange(addr, long_uri.as_bytes()))
+        .await
+        .expect("uri");
+    assert!(reply.starts_with("HTTP/1.1 414"), "{reply}");
+    assert!(reply.contains("max_uri_bytes"), "{reply}");
+    let big_head = format!(
+        "GET /health HTTP/1.1\r\nhost: x\r\nx-big: {}\r\nconnection: close\r\n\r\n",
+        "b".repeat(9000)
+    );
+    let reply = tokio::task::spawn_blocking(move || raw_exchange(addr, big_head.as_bytes()))
+        .await
+        .expect("head");
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+
+    // An idle keep-alive connection is closed after keepalive_timeout_seconds.
+    let closed = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .expect("write");
+        let started = std::time::Instant::now();
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+        (String::from_utf8_lossy(&reply).into_owned(), started.elapsed())
+    })
+    .await
+    .expect("idle");
+    assert!(closed.0.starts_with("HTTP/1.1 200"), "{}", closed.0);
+    assert!(
+        closed.1 < std::time::Duration::from_secs(5),
+        "closed when idle: {:?}",
+        closed.1
+    );
+}

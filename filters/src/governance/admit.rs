@@ -431,6 +431,7 @@ impl Ticket {
                     meter: meter.id(),
                     unit: meter.unit(),
                     window_start: meter.window_start(),
+                    window_end: meter.window_end(),
                     kind: SpendKind::Add(amount),
                 });
             }

@@ -49,6 +49,8 @@ pub struct Spent<'a> {
     pub unit: Unit,
     /// Start of the window the change belongs to.
     pub window_start: i64,
+    /// End of that window.
+    pub window_end: i64,
     /// The change.
     pub kind: SpendKind,
 }
@@ -172,12 +174,18 @@ impl Meter {
         self.window_start.load(Ordering::Acquire)
     }
 
+    /// End of the current window.
+    pub fn window_end(&self) -> i64 {
+        self.window_end.load(Ordering::Acquire)
+    }
+
     fn record(&self) -> UsageRecord {
         UsageRecord {
             counter_id: self.id.clone(),
             unit: self.unit.as_str().to_string(),
             value: self.settled(),
             window_start: self.window_start(),
+            window_end: self.window_end(),
         }
     }
 }
@@ -253,6 +261,7 @@ impl Registry {
                         meter: id,
                         unit,
                         window_start: bounds.0,
+                        window_end: bounds.1,
                         kind: SpendKind::Set(initial.0),
                     }]);
                 }
@@ -319,6 +328,7 @@ impl Registry {
                     meter: &meter.id,
                     unit: meter.unit,
                     window_start: meter.window_start(),
+                    window_end: meter.window_end(),
                     kind: SpendKind::Set(0),
                 }]);
             }
@@ -411,6 +421,7 @@ mod tests {
             unit: "usd_micros".into(),
             value: 33,
             window_start: 500,
+            window_end: 0,
         }]);
         let m = registry.meter("b", Unit::UsdMicros, &window(), (0, None), 1000);
         assert_eq!((m.settled(), m.window_start()), (33, 500));
