@@ -66,10 +66,12 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
             let journal = Arc::new(crate::spend_journal::Journal::open(
                 &std::path::Path::new(&config.server.data_dir).join(crate::spend_journal::DIR),
             )?);
-            // Spend journaled by processes that are gone is added before usage is read back.
-            let replayed = journal.replay_dead(store.as_ref())?;
-            if replayed > 0 {
-                tracing::info!(entries = replayed, "spend journal of a stopped process applied");
+            // Spend journaled by processes that are gone is added before usage is read back. A
+            // failure here is not fatal: the segments stay, and the next start applies them.
+            match journal.replay_dead(store.as_ref()) {
+                Ok(0) => {}
+                Ok(replayed) => tracing::info!(entries = replayed, "spend journal of a stopped process applied"),
+                Err(e) => tracing::warn!("spend journal of a stopped process not applied yet: {e}"),
             }
             registry.set_journal(journal.clone());
             Some(journal)

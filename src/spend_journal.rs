@@ -30,12 +30,23 @@ use asbru_store::backend::{ConfigStore, StoreError};
 /// The journal directory under the data dir.
 pub const DIR: &str = "spend-journal";
 const SUFFIX: &str = ".journal";
+const LOCK_SUFFIX: &str = ".lock";
+/// Starts every journal line.
+const RECORD: char = '\u{1e}';
 
 /// One segment file.
 #[derive(Debug)]
 struct Segment {
     name: String,
     file: File,
+}
+
+/// Entries whose write failed (disk full, ...), applied by the next flush from memory under a
+/// name fixed at the first try, so a retried batch is still applied once.
+#[derive(Debug, Default)]
+struct Unwritten {
+    name: Option<String>,
+    entries: Vec<SpendEntry>,
 }
 
 /// This process's journal.
@@ -46,12 +57,22 @@ pub struct Journal {
     prefix: String,
     sequence: AtomicU64,
     current: ArcSwap<Segment>,
-    /// Entries whose write failed (disk full, ...): applied by the next flush from memory.
-    unwritten: Mutex<Vec<SpendEntry>>,
+    unwritten: Mutex<Unwritten>,
+    /// Segments replaced but possibly still being written by a slow writer.
+    retired: Mutex<Vec<Arc<Segment>>>,
+    /// One flush at a time (the background flush, the final flush, an interrupt).
+    flushing: Mutex<()>,
+    /// Held locked for the life of the process: a segment whose owner's lock can be taken
+    /// belongs to a process that is gone (pids are reused, and differ across containers).
+    _liveness: File,
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Unavailable(format!("spend journal: cannot {what} {}: {e}", path.display()))
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Unavailable("spend journal: a lock was poisoned".into())
 }
 
 impl Journal {
@@ -61,61 +82,101 @@ impl Journal {
         let tag = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let prefix = format!("{}-{tag}-", std::process::id());
+        let owner = format!("{}-{tag}", std::process::id());
+        let lock_path = dir.join(format!("{owner}{LOCK_SUFFIX}"));
+        let liveness = File::create(&lock_path).map_err(|e| io_error("create", &lock_path, e))?;
+        liveness.lock().map_err(|e| io_error("lock", &lock_path, e))?;
+        let prefix = format!("{owner}-");
         let first = open_segment(dir, &prefix, 0)?;
         Ok(Journal {
             dir: dir.to_path_buf(),
             prefix,
             sequence: AtomicU64::new(0),
             current: ArcSwap::from_pointee(first),
-            unwritten: Mutex::new(Vec::new()),
+            unwritten: Mutex::new(Unwritten::default()),
+            retired: Mutex::new(Vec::new()),
+            flushing: Mutex::new(()),
+            _liveness: liveness,
         })
     }
 
-    /// Starts a new segment; returns the previous one once no writer holds it any more.
-    fn rotate(&self) -> Result<(), StoreError> {
+    /// Starts a new segment, retiring the previous one, and waits (briefly) for writers still
+    /// holding a retired segment. Returns the names of segments still held: they are applied by
+    /// a later flush, never while a writer may add to them.
+    fn rotate(&self) -> Result<Vec<String>, StoreError> {
         let next = self.sequence.fetch_add(1, Ordering::AcqRel) + 1;
         let segment = open_segment(&self.dir, &self.prefix, next)?;
         let old = self.current.swap(Arc::new(segment));
-        // A writer loads the segment, writes, and drops it: wait (briefly) for those in flight.
+        let mut retired = self.retired.lock().map_err(|_| poisoned())?;
+        retired.push(old);
         let deadline = Instant::now() + Duration::from_secs(2);
-        while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+        while retired.iter().any(|s| Arc::strong_count(s) > 1) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        Ok(())
+        retired.retain(|s| Arc::strong_count(s) > 1);
+        Ok(retired.iter().map(|s| s.name.clone()).collect())
     }
 
     /// Adds everything journaled so far to `store`: starts a new segment, then applies and
     /// deletes this process's older segments in order. Returns how many entries were applied.
     pub fn flush(&self, store: &dyn ConfigStore) -> Result<usize, StoreError> {
-        self.rotate()?;
+        let _one = self.flushing.lock().map_err(|_| poisoned())?;
+        let busy = self.rotate()?;
         let current = self.current.load().name.clone();
-        let mut applied = self.apply_segments(store, |name| name.starts_with(&self.prefix) && name != current)?;
-        let pending: Vec<SpendEntry> = self
-            .unwritten
-            .lock()
-            .map(|mut u| std::mem::take(&mut *u))
-            .unwrap_or_default();
-        if !pending.is_empty() {
-            let name = format!("{}mem-{}", self.prefix, self.sequence.load(Ordering::Acquire));
-            match store.apply_spend(&name, &pending) {
-                Ok(_) => applied += pending.len(),
-                Err(e) => {
-                    if let Ok(mut u) = self.unwritten.lock() {
-                        u.extend(pending);
-                    }
-                    return Err(e);
-                }
+        let mut applied = self.apply_segments(store, |name| {
+            name.starts_with(&self.prefix) && name != current && !busy.iter().any(|b| b == name)
+        })?;
+        let (name, pending) = {
+            let mut unwritten = self.unwritten.lock().map_err(|_| poisoned())?;
+            if unwritten.entries.is_empty() {
+                return Ok(applied);
             }
-        }
+            let sequence = self.sequence.load(Ordering::Acquire);
+            let name = unwritten
+                .name
+                .get_or_insert_with(|| format!("{}mem-{sequence}", self.prefix))
+                .clone();
+            (name, unwritten.entries.clone())
+        };
+        store.apply_spend(&name, &pending)?;
+        applied += pending.len();
+        let mut unwritten = self.unwritten.lock().map_err(|_| poisoned())?;
+        // Entries added meanwhile stay for the next flush, under a new name.
+        unwritten.entries.drain(..pending.len());
+        unwritten.name = None;
         Ok(applied)
     }
 
-    /// Applies the segments left by processes that are gone (at start).
+    /// Applies the segments left by processes that are gone (at start): those whose owner's
+    /// lock file can be locked.
     pub fn replay_dead(&self, store: &dyn ConfigStore) -> Result<usize, StoreError> {
-        self.apply_segments(store, |name| {
-            !name.starts_with(&self.prefix) && owner_pid(name).is_none_or(|pid| !process_alive(pid))
-        })
+        let mut owners: Vec<String> = std::fs::read_dir(&self.dir)
+            .map_err(|e| io_error("read", &self.dir, e))?
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.ends_with(SUFFIX) && !name.starts_with(&self.prefix))
+            .filter_map(|name| owner_of(&name).map(str::to_string))
+            .collect();
+        owners.sort();
+        owners.dedup();
+        let mut applied = 0;
+        for owner in owners {
+            // Held while the owner's segments are applied, so two processes starting at once
+            // do not both apply them.
+            let lock_path = self.dir.join(format!("{owner}{LOCK_SUFFIX}"));
+            let lock = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|e| io_error("open", &lock_path, e))?;
+            if lock.try_lock().is_err() {
+                continue;
+            }
+            let prefix = format!("{owner}-");
+            applied += self.apply_segments(store, |name| name.starts_with(&prefix))?;
+            let _ = std::fs::remove_file(&lock_path);
+        }
+        Ok(applied)
     }
 
     fn apply_segments(&self, store: &dyn ConfigStore, wanted: impl Fn(&str) -> bool) -> Result<usize, StoreError> {
@@ -128,13 +189,22 @@ impl Journal {
         let mut applied = 0;
         for name in names {
             let path = self.dir.join(&name);
-            let text = std::fs::read(&path).map_err(|e| io_error("read", &path, e))?;
+            let text = match std::fs::read(&path) {
+                Ok(text) => text,
+                // Applied and removed by another process meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error("read", &path, e)),
+            };
             let entries = parse(&String::from_utf8_lossy(&text));
             if !entries.is_empty() {
                 store.apply_spend(name.trim_end_matches(SUFFIX), &entries)?;
                 applied += entries.len();
             }
-            std::fs::remove_file(&path).map_err(|e| io_error("remove", &path, e))?;
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("remove", &path, e)),
+            }
         }
         Ok(applied)
     }
@@ -151,14 +221,10 @@ fn open_segment(dir: &Path, prefix: &str, sequence: u64) -> Result<Segment, Stor
     Ok(Segment { name, file })
 }
 
-/// The pid a segment's name starts with.
-fn owner_pid(name: &str) -> Option<u32> {
-    name.split('-').next()?.parse().ok()
-}
-
-/// Whether a process with this pid exists (Linux `/proc`).
-fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+/// The `<pid>-<tag>` owner part of a segment's name.
+fn owner_of(name: &str) -> Option<&str> {
+    let second = name.match_indices('-').nth(1)?.0;
+    Some(&name[..second])
 }
 
 /// A meter id as one journal field: `\`, tab and newline escaped.
@@ -168,6 +234,7 @@ fn escape(id: &str, out: &mut String) {
             '\\' => out.push_str("\\\\"),
             '\t' => out.push_str("\\t"),
             '\n' => out.push_str("\\n"),
+            RECORD => out.push_str("\\r"),
             c => out.push(c),
         }
     }
@@ -181,6 +248,7 @@ fn unescape(field: &str) -> String {
             match chars.next() {
                 Some('t') => out.push('\t'),
                 Some('n') => out.push('\n'),
+                Some('r') => out.push(RECORD),
                 Some(other) => out.push(other),
                 None => {}
             }
@@ -191,14 +259,16 @@ fn unescape(field: &str) -> String {
     out
 }
 
-/// One line per change: `A|S <tab> unit <tab> window start <tab> window end <tab> amount <tab>
-/// meter id`.
+/// One line per change: a record separator, then `A|S <tab> unit <tab> window start <tab>
+/// window end <tab> amount <tab> meter id`. The separator lets a line written after a torn one
+/// (a write cut short by a full disk) still be read.
 fn format_line(change: &Spent<'_>, out: &mut String) {
     use std::fmt::Write as _;
     let (kind, amount) = match change.kind {
         SpendKind::Add(n) => ('A', n),
         SpendKind::Set(n) => ('S', n),
     };
+    out.push(RECORD);
     let _ = write!(
         out,
         "{kind}\t{}\t{}\t{}\t{amount}\t",
@@ -218,6 +288,7 @@ fn parse(text: &str) -> Vec<SpendEntry> {
     lines
         .into_iter()
         .filter_map(|line| {
+            let line = line.rsplit(RECORD).next().unwrap_or(line);
             let mut fields = line.splitn(6, '\t');
             let kind = fields.next()?;
             let unit = fields.next()?.to_string();
@@ -248,10 +319,25 @@ impl SpendJournal for Journal {
             format_line(change, &mut text);
         }
         let segment = self.current.load_full();
-        if let Err(e) = (&segment.file).write_all(text.as_bytes()) {
-            tracing::warn!("spend journal write failed, kept in memory until the next flush: {e}");
+        let bytes = text.as_bytes();
+        let mut written = 0;
+        while written < bytes.len() {
+            match (&segment.file).write(&bytes[written..]) {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!("spend journal write failed, kept in memory until the next flush: {e}");
+                    break;
+                }
+            }
+        }
+        if written < bytes.len() {
+            // The whole lines that reached the file are applied from it; the rest (a torn line
+            // included) from memory.
+            let kept = text[..written].rfind('\n').map_or(0, |i| i + 1);
             if let Ok(mut unwritten) = self.unwritten.lock() {
-                unwritten.extend(parse(&text));
+                unwritten.entries.extend(parse(&text[kept..]));
             }
         }
     }
@@ -292,6 +378,54 @@ mod tests {
         assert_eq!(entries[0].kind, SpendKind::Add(1234));
         assert_eq!(entries[0].unit, "usd_micros");
         assert_eq!(entries[1].kind, SpendKind::Set(0));
-        assert_eq!(owner_pid("123-456-000000000001.journal"), Some(123));
+        assert_eq!(owner_of("123-456-000000000001.journal"), Some("123-456"));
+        let torn = format!("{}{}", "\u{1e}A\tusd_micros\t1\t6", text);
+        assert_eq!(parse(&torn).len(), 2, "a line behind a torn fragment is still read");
+    }
+
+    /// A journal left by a process that is gone is applied at the next start, even when the
+    /// new process has the same pid (as in a container, where the gateway is often pid 1); a
+    /// live process's journal is left alone.
+    #[test]
+    fn a_gone_owner_is_found_by_its_lock_not_its_pid() {
+        use asbru_store::backend::sqlite::SqliteStore;
+        let dir = std::env::temp_dir().join(format!("asbru-journal-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = SqliteStore::open(&dir.join("config.db")).expect("store");
+        let change = Spent {
+            meter: "budget:b",
+            unit: Unit::UsdMicros,
+            window_start: 100,
+            window_end: 200,
+            kind: SpendKind::Add(7),
+        };
+        let gone = Journal::open(&dir.join(DIR)).expect("journal");
+        gone.append(&[change]);
+        let alive = Journal::open(&dir.join(DIR)).expect("journal");
+        alive.append(&[change]);
+        drop(gone);
+        let restarted = Journal::open(&dir.join(DIR)).expect("journal");
+        assert_eq!(
+            restarted.replay_dead(&store).expect("replay"),
+            1,
+            "only the gone journal"
+        );
+        let value = || {
+            store
+                .load_usage()
+                .expect("usage")
+                .into_iter()
+                .find(|r| r.counter_id == "budget:b")
+                .map(|r| r.value)
+        };
+        assert_eq!(value(), Some(7));
+        alive.flush(&store).expect("flush");
+        assert_eq!(value(), Some(14));
+        assert_eq!(
+            restarted.replay_dead(&store).expect("again"),
+            0,
+            "nothing applied twice"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

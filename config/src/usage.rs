@@ -51,7 +51,8 @@ pub struct SpendEntry {
 
 /// The persisted meter after `entry`. Windows that overlap are one window: processes that
 /// started a meter's window at different moments (each at its first use) still add into one
-/// value. An entry whose window starts after the stored one ended starts a new window; an entry
+/// value, and the stored window keeps its bounds (so it still ends, and resets, on time). An
+/// entry whose window starts when or after the stored one ended starts a new window; an entry
 /// whose window ended before the stored one began changes nothing. Any number of processes can
 /// apply their entries in any order and the additions add up.
 pub fn combine(existing: Option<UsageRecord>, entry: &SpendEntry) -> UsageRecord {
@@ -78,7 +79,6 @@ pub fn combine(existing: Option<UsageRecord>, entry: &SpendEntry) -> UsageRecord
                 SpendKind::Add(delta) => record.value.saturating_add(delta),
                 SpendKind::Set(value) => value,
             },
-            window_end: record.window_end.max(entry.window_end),
             ..record
         };
     }

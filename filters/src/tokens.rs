@@ -1,5 +1,5 @@
-//! Exact prompt token counts, for model families whose tokenizer is public (OpenAI's, through
-//! `tiktoken-rs`), so a reservation near a budget's edge can be the prompt's real size instead
+//! Exact prompt token counts, for model families whose tokenizer is public and whose chat
+//! overhead is documented (OpenAI's GPT-4o, GPT-4.1, GPT-4 and GPT-3.5, through `tiktoken-rs`), so a reservation near a budget's edge can be the prompt's real size instead
 //! of its byte length. The counting follows OpenAI's documented chat format: 3 tokens per
 //! message, the role's and content's tokens, 1 more for a `name`, and 3 to prime the reply.
 //!
@@ -25,7 +25,12 @@ pub enum Encoding {
 /// The encoding of `model` (an upstream model name), when it is an OpenAI model.
 pub fn encoding_for(model: &str) -> Option<Encoding> {
     let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
-    let o200k = ["gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4"];
+    // The per-message overhead is documented for these families only (not for the o-series or
+    // GPT-5, nor for gpt-3.5-turbo-0301, which used another one): others keep the byte bound.
+    if name.starts_with("gpt-3.5-turbo-0301") {
+        return None;
+    }
+    let o200k = ["gpt-4o", "chatgpt-4o", "gpt-4.1"];
     if o200k.iter().any(|p| name.starts_with(p)) {
         Some(Encoding::O200k)
     } else if name.starts_with("gpt-4") || name.starts_with("gpt-3.5") {
@@ -53,7 +58,11 @@ pub fn prompt_tokens(model: &str, wire: Wire, body: &[u8]) -> Option<u64> {
     let encoding = encoding_for(model)?;
     let request: Value = serde_json::from_slice(body).ok()?;
     let present = |key: &str| request.get(key).is_some_and(|v| !v.is_null());
-    if present("tools") || present("functions") || present("audio") {
+    // Prompt tokens the formula does not cover: tools, a response schema, audio.
+    if ["tools", "functions", "audio", "response_format", "prediction"]
+        .iter()
+        .any(|k| present(k))
+    {
         return None;
     }
     let messages = request.get("messages")?.as_array()?;
@@ -61,8 +70,13 @@ pub fn prompt_tokens(model: &str, wire: Wire, body: &[u8]) -> Option<u64> {
     let count = |text: &str| bpe.encode_ordinary(text).len() as u64;
     let mut total: u64 = 3;
     for message in messages {
-        let has = |key: &str| message.get(key).is_some_and(|v| !v.is_null());
-        if has("tool_calls") || has("function_call") || has("audio") {
+        // Only `role`, `content` and `name` are counted: a message with any other field
+        // (tool calls, tool results, refusals, audio) keeps the byte bound.
+        let fields = message.as_object()?;
+        if fields
+            .iter()
+            .any(|(k, v)| !v.is_null() && !matches!(k.as_str(), "role" | "content" | "name"))
+        {
             return None;
         }
         total += 3 + count(message.get("role")?.as_str()?);
@@ -72,13 +86,13 @@ pub fn prompt_tokens(model: &str, wire: Wire, body: &[u8]) -> Option<u64> {
         match message.get("content") {
             None | Some(Value::Null) => {}
             Some(Value::String(text)) => total += count(text),
-            Some(Value::Array(parts)) => {
-                for part in parts {
-                    if part.get("type").and_then(Value::as_str) != Some("text") {
-                        return None;
-                    }
-                    total += count(part.get("text")?.as_str()?);
+            // One text part reads as a string; how several are joined is not documented.
+            Some(Value::Array(parts)) if parts.len() == 1 => {
+                let part = &parts[0];
+                if part.get("type").and_then(Value::as_str) != Some("text") {
+                    return None;
                 }
+                total += count(part.get("text")?.as_str()?);
             }
             Some(_) => return None,
         }
@@ -96,6 +110,13 @@ mod tests {
         let body = br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"Say hello to everyone."}]}"#;
         assert_eq!(prompt_tokens("gpt-4o-mini", Wire::OpenAi, body), Some(12));
         let parts = br#"{"messages":[{"role":"system","content":"Be brief."},{"role":"user","name":"ann","content":[{"type":"text","text":"Say hello to everyone."}]}]}"#;
+        let two_parts =
+            br#"{"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]}"#;
+        assert_eq!(prompt_tokens("gpt-4o", Wire::OpenAi, two_parts), None);
+        let schema = br#"{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema"}}"#;
+        assert_eq!(prompt_tokens("gpt-4o", Wire::OpenAi, schema), None);
+        let tool_result = br#"{"messages":[{"role":"tool","tool_call_id":"c1","content":"42"}]}"#;
+        assert_eq!(prompt_tokens("gpt-4o", Wire::OpenAi, tool_result), None);
         let counted = prompt_tokens("gpt-4o", Wire::OpenAi, parts).expect("countable");
         assert!(counted > 12, "{counted}");
     }
@@ -116,6 +137,7 @@ mod tests {
         assert_eq!(prompt_tokens("gpt-4o", Wire::Anthropic, plain), None);
         assert_eq!(prompt_tokens("gpt-4o", Wire::OpenAi, b"not json"), None);
         assert_eq!(encoding_for("openai/gpt-4-turbo"), Some(Encoding::Cl100k));
-        assert_eq!(encoding_for("o3-mini"), Some(Encoding::O200k));
+        assert_eq!(encoding_for("o3-mini"), None, "no documented chat overhead");
+        assert_eq!(encoding_for("gpt-3.5-turbo-0301"), None);
     }
 }

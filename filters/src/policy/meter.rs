@@ -197,6 +197,9 @@ pub struct Registry {
     meters: Mutex<HashMap<String, Arc<Meter>>>,
     /// The spend journal settlements are written to, when usage is persisted.
     journal: OnceLock<Arc<dyn SpendJournal>>,
+    /// Meters whose config-given usage was journaled by this process: a meter dropped by a
+    /// rebuild and created again must not set its value back to the config's.
+    initial_journaled: Mutex<std::collections::HashSet<String>>,
     restored: Mutex<HashMap<String, UsageRecord>>,
     /// The config build in progress: meters it uses are marked with it, and the others dropped
     /// at its end. Builds are serialized by the gateway.
@@ -256,6 +259,10 @@ impl Registry {
                 // Usage the config gives a new meter is persisted like a reset to that value.
                 if initial.0 != 0
                     && let Some(journal) = self.journal.get()
+                    && self
+                        .initial_journaled
+                        .lock()
+                        .is_ok_and(|mut done| done.insert(id.to_string()))
                 {
                     journal.append(&[Spent {
                         meter: id,

@@ -494,31 +494,36 @@ impl ConfigStore for PostgresStore {
             return Ok(false);
         }
         let mut current: BTreeMap<String, Option<UsageRecord>> = BTreeMap::new();
-        for entry in entries {
-            if !current.contains_key(&entry.counter_id) {
-                // A new meter's row is created first, so that the row lock below also covers
-                // a meter two processes flush for the first time at once.
-                tx.execute(
-                    "INSERT INTO governance_usage (counter_id, doc_json) VALUES ($1, '{}') ON CONFLICT (counter_id) DO NOTHING",
-                    &[&entry.counter_id],
+        // Rows are locked in id order, so two flushes of overlapping meters cannot deadlock.
+        let mut ids: Vec<&String> = entries.iter().map(|e| &e.counter_id).collect();
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            // A new meter's row is created first, so that the row lock below also covers a
+            // meter two processes flush for the first time at once.
+            tx.execute(
+                "INSERT INTO governance_usage (counter_id, doc_json) VALUES ($1, '{}') ON CONFLICT (counter_id) DO NOTHING",
+                &[id],
+            )
+            .map_err(db_error)?;
+            // Locked until commit: another process's flush of the same meter waits.
+            let rows = tx
+                .query(
+                    "SELECT doc_json FROM governance_usage WHERE counter_id = $1 FOR UPDATE",
+                    &[id],
                 )
                 .map_err(db_error)?;
-                // Locked until commit: another process's flush of the same meter waits.
-                let rows = tx
-                    .query(
-                        "SELECT doc_json FROM governance_usage WHERE counter_id = $1 FOR UPDATE",
-                        &[&entry.counter_id],
-                    )
-                    .map_err(db_error)?;
-                let record = rows
-                    .first()
-                    .map(|row| {
-                        let text: String = row.get(0);
-                        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("usage row: {e}")))
-                    })
-                    .transpose()?;
-                current.insert(entry.counter_id.clone(), record);
-            }
+            let record: Option<UsageRecord> = rows
+                .first()
+                .map(|row| {
+                    let text: String = row.get(0);
+                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("usage row: {e}")))
+                })
+                .transpose()?;
+            // A placeholder row (no counter yet) counts as no record.
+            current.insert(id.clone(), record.filter(|r| !r.counter_id.is_empty()));
+        }
+        for entry in entries {
             let slot = current.entry(entry.counter_id.clone()).or_default();
             *slot = Some(asbru_config::usage::combine(slot.take(), entry));
         }
@@ -526,7 +531,7 @@ impl ConfigStore for PostgresStore {
             write_usage(&mut tx, record)?;
         }
         tx.execute(
-            "DELETE FROM usage_journal_applied WHERE applied_at < extract(epoch from now())::bigint - 86400",
+            "DELETE FROM usage_journal_applied WHERE applied_at < extract(epoch from now())::bigint - 7 * 86400",
             &[],
         )
         .map_err(db_error)?;

@@ -478,9 +478,9 @@ impl ConfigStore for SqliteStore {
         for record in current.values().flatten() {
             write_usage(&tx, record)?;
         }
-        // Markers older than a day are of no use: no process replays a segment that old.
+        // Markers are kept a week: a segment left by a crash is replayed at the next start, well within.
         tx.execute(
-            "DELETE FROM usage_journal_applied WHERE applied_at < strftime('%s', 'now') - 86400",
+            "DELETE FROM usage_journal_applied WHERE applied_at < strftime('%s', 'now') - 7 * 86400",
             [],
         )
         .map_err(db_error)?;
