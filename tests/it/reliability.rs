@@ -485,3 +485,87 @@ async fn slow_bodies_oversized_heads_and_idle_connections_are_cut_off() {
         closed.1
     );
 }
+
+/// Corpus requests whose head Pingora refuses before the gateway sees them.
+const PINGORA_ANSWERS: &[&str] = &["conflicting-content-length.http"];
+
+/// Replays the malformed-input corpus (`tests/malformed/`): every request gets a 4xx, in the
+/// wire format of its route (Anthropic's shape on `/anthropic`, Bifrost's elsewhere), and none
+/// reaches the upstream. `*.txt` files are a request line and a body (sent with its length);
+/// `*.http` files are sent byte for byte.
+#[tokio::test]
+async fn the_malformed_input_corpus_gets_4xx_in_the_right_format() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/malformed");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("corpus")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "the corpus is there");
+    for file in files {
+        let bytes = std::fs::read(&file).expect("read");
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let (request, path) = if name.ends_with(".http") {
+            let line = String::from_utf8_lossy(&bytes)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+            (bytes, path)
+        } else {
+            let split = bytes.iter().position(|b| *b == b'\n').expect("a request line");
+            let line = String::from_utf8_lossy(&bytes[..split]).to_string();
+            let body = &bytes[split + 1..];
+            let (method, path) = line.split_once(' ').expect("method and path");
+            let mut request = format!(
+                "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            request.extend_from_slice(body);
+            (request, path.to_string())
+        };
+        let addr = gw.addr;
+        let reply = tokio::task::spawn_blocking(move || raw_exchange(addr, &request))
+            .await
+            .expect("exchange");
+        let status: u16 = reply
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no status in {reply:?}"));
+        assert!((400..500).contains(&status), "{name}: {status}\n{reply}");
+        let body = reply.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        // A head Pingora cannot parse (conflicting Content-Length) is answered by Pingora
+        // itself, before any gateway code runs: a 400 without a body. Known gap.
+        if PINGORA_ANSWERS.contains(&name.as_str()) {
+            assert_eq!(status, 400, "{name}");
+            continue;
+        }
+        let json: serde_json::Value = serde_json::from_str(body.trim())
+            .unwrap_or_else(|e| panic!("{name}: the error body is not JSON ({e}): {body:?}"));
+        if path.starts_with("/anthropic/") {
+            assert_eq!(json["type"], "error", "{name}: Anthropic's shape: {json}");
+            assert!(
+                json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{name}"
+            );
+        } else {
+            assert!(
+                json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{name}: Bifrost's shape: {json}"
+            );
+        }
+    }
+    assert_eq!(upstream.state.request_count(), 0, "nothing malformed went upstream");
+}
