@@ -76,7 +76,8 @@ impl GatewayProxy {
     fn record_http(&self, session: &Session, status: u16, seconds: f64) {
         let bifrost = &self.state.metrics.bifrost;
         let head = session.req_header();
-        let path = self.state.routes.template(head.uri.path());
+        let raw = head.uri.path();
+        let path = crate::admin::route_template(raw).unwrap_or_else(|| self.state.routes.template(raw));
         let method = asbru_filters::telemetry::bifrost::http_method(&head.method);
         let custom: Vec<&str> = bifrost
             .custom_labels()

@@ -47,7 +47,7 @@ pub enum Match {
 /// The compiled table.
 pub struct RouteTable {
     router: matchit::Router<(Method, Route)>,
-    /// Every route's path template, management routes included, for metric labels.
+    /// Every route's path template, for metric labels (management routes have their own).
     templates: matchit::Router<&'static str>,
 }
 
@@ -132,19 +132,15 @@ impl RouteTable {
             }
             let _ = templates.insert(path, path);
         }
-        for (path, _) in crate::admin::ROUTE_TABLE {
-            let _ = templates.insert(*path, *path);
-        }
         RouteTable { router, templates }
     }
 
-    /// The path template a request matched (`/api/logs/{id}`), for metric labels: a raw path
-    /// is never a label, so clients cannot grow the series. Paths no route knows are
+    /// The path template a request matched (`/v1/chat/completions`), for metric labels: a raw
+    /// path is never a label, so clients cannot grow the series. Paths no route knows are
     /// `unmatched`.
     pub fn template(&self, path: &str) -> &'static str {
         match self.templates.at(path) {
             Ok(found) => found.value,
-            Err(_) if path.starts_with("/api/session/") => "/api/session/*",
             Err(_) => "unmatched",
         }
     }

@@ -52,7 +52,7 @@ pub struct Gateway {
     /// The config file's settings (process settings, and everything not in the store).
     pub file: Config,
     /// Rebuilds after management writes.
-    pub reloader: crate::admin::reload::Reloader,
+    pub reloader: crate::admin::reloader::Reloader,
     /// Admin sessions, cached Basic credentials and failed-login counts.
     pub sessions: crate::admin::auth::Sessions,
     /// The config store version the installed `Live` was built from (`u64::MAX`: unknown), so

@@ -18,6 +18,7 @@ pub mod plugins;
 pub mod providers;
 pub mod quota;
 pub mod reload;
+pub mod reloader;
 pub mod reply;
 pub mod test_provider;
 pub mod validate;
@@ -167,6 +168,23 @@ pub(crate) const ROUTE_TABLE: &[(&str, ApiRoute)] = &[
     ("/api/logs/stream", ApiRoute::Logs(LogRoute::Stream)),
     ("/api/logs/{id}", ApiRoute::Logs(LogRoute::Entry)),
 ];
+
+static TEMPLATES: LazyLock<matchit::Router<&'static str>> = LazyLock::new(|| {
+    let mut router = matchit::Router::new();
+    for (path, _) in ROUTE_TABLE {
+        let _ = router.insert(*path, *path);
+    }
+    router
+});
+
+/// The template of a management path (`/api/logs/{id}`), for metric labels; `None` when no
+/// management route matches.
+pub fn route_template(path: &str) -> Option<&'static str> {
+    if path.starts_with("/api/session/") {
+        return Some("/api/session/*");
+    }
+    TEMPLATES.at(path).ok().map(|found| *found.value)
+}
 
 static ROUTES: LazyLock<matchit::Router<ApiRoute>> = LazyLock::new(|| {
     let mut router = matchit::Router::new();

@@ -6,37 +6,13 @@
 //! LISTEN/NOTIFY, else the version poll).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use asbru_filters::Live;
 use asbru_store::backend::StoreError;
-use tokio::sync::Mutex;
 
+pub use super::reloader::Reloader;
 use crate::state::Gateway;
-
-/// Write and rebuild generations.
-#[derive(Debug, Default)]
-pub struct Reloader {
-    /// Writes committed so far.
-    committed: AtomicU64,
-    /// The committed count the installed `Live` covers.
-    built: Mutex<u64>,
-    /// Rebuilds done (for tests and logs).
-    rebuilds: AtomicU64,
-}
-
-impl Reloader {
-    /// Holds off management rebuilds while the caller (the store sync, on a blocking thread)
-    /// builds a config: builds must not interleave, since each marks the meters it uses.
-    pub fn exclusive(&self) -> tokio::sync::MutexGuard<'_, u64> {
-        self.built.blocking_lock()
-    }
-
-    /// How many rebuilds writes have caused.
-    pub fn rebuilds(&self) -> u64 {
-        self.rebuilds.load(Ordering::Relaxed)
-    }
-}
 
 /// Called after a write committed: returns once the installed config includes it.
 pub async fn after_write(state: &Arc<Gateway>) -> Result<(), StoreError> {
