@@ -50,15 +50,15 @@ struct OtelConfig {
 fn traces_endpoint(url: &str) -> Result<String, String> {
     let parsed: http::Uri = url
         .parse()
-        .map_err(|e| format!("otel: collector_url {url:?} is not a URL: {e}"))?;
+        .map_err(|e| format!("collector_url {url:?} is not a URL: {e}"))?;
     match parsed.scheme_str() {
         Some("http") => {}
         Some("https") => {
             return Err(format!(
-                "otel: collector_url {url:?} uses https, which this build's OTLP exporter does not speak; send to a local collector over http"
+                "collector_url {url:?} uses https, which this build's OTLP exporter does not speak; send to a local collector over http"
             ));
         }
-        _ => return Err(format!("otel: collector_url {url:?} must start with http://")),
+        _ => return Err(format!("collector_url {url:?} must start with http://")),
     }
     Ok(match parsed.path() {
         "" | "/" => format!("{}/v1/traces", url.trim_end_matches('/')),
@@ -69,12 +69,12 @@ fn traces_endpoint(url: &str) -> Result<String, String> {
 /// Builds the `otel` filter from its plugin config.
 pub fn filter(config: &Value) -> Result<Arc<dyn Filter>, String> {
     let config: OtelConfig =
-        serde_json::from_value(config.clone()).map_err(|e| format!("otel: invalid plugin config: {e}"))?;
+        serde_json::from_value(config.clone()).map_err(|e| format!("invalid plugin config: {e}"))?;
     match config.trace_type.as_deref() {
         None | Some("genai_extension") | Some("otel") => {}
         Some(other) => {
             return Err(format!(
-                "otel: trace_type {other:?} is not supported; use genai_extension (OpenTelemetry's GenAI conventions)"
+                "trace_type {other:?} is not supported; use genai_extension (OpenTelemetry's GenAI conventions)"
             ));
         }
     }
@@ -82,7 +82,7 @@ pub fn filter(config: &Value) -> Result<Arc<dyn Filter>, String> {
         None | Some("http") => {}
         Some(other) => {
             return Err(format!(
-                "otel: protocol {other:?} is not supported; use http (OTLP/HTTP, port 4318)"
+                "protocol {other:?} is not supported; use http (OTLP/HTTP, port 4318)"
             ));
         }
     }
@@ -95,7 +95,7 @@ pub fn filter(config: &Value) -> Result<Arc<dyn Filter>, String> {
             }
             Resolved::MissingEnv(var) => {
                 return Err(format!(
-                    "otel: header {name} refers to environment variable {var}, which is not set"
+                    "header {name} refers to environment variable {var}, which is not set"
                 ));
             }
         }
@@ -110,7 +110,7 @@ pub fn filter(config: &Value) -> Result<Arc<dyn Filter>, String> {
             .with_headers(headers)
             .with_timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| format!("otel: cannot build the OTLP exporter: {e}"))?;
+            .map_err(|e| format!("cannot build the OTLP exporter: {e}"))?;
         let processor = BatchSpanProcessor::builder(exporter)
             .with_batch_config(
                 BatchConfigBuilder::default()
@@ -129,7 +129,7 @@ pub fn filter(config: &Value) -> Result<Arc<dyn Filter>, String> {
             .build())
     })
     .join()
-    .map_err(|_| "otel: the exporter could not be built".to_string())??;
+    .map_err(|_| "the exporter could not be built".to_string())??;
     let tracer = built.tracer("asbru");
     Ok(Arc::new(OtelFilter::new(tracer)))
 }
