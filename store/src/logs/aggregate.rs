@@ -448,6 +448,47 @@ pub fn histogram_with_percentiles(
     Ok(buckets)
 }
 
+/// Distinct providers, models, request types, and `(id, name)` pairs of keys, rules, teams and
+/// customers, for the dashboard's filter lists (at most 1,000 of each).
+pub fn filter_data(dialect: Dialect, run: &mut Run<'_>) -> Result<super::FilterData, LogStoreError> {
+    let mut strings = |column: &str| -> Result<Vec<String>, LogStoreError> {
+        let mut sql = Sql::new(dialect);
+        sql.push(&format!(
+            "SELECT DISTINCT {column} FROM logs WHERE {column} IS NOT NULL AND {column} <> '' ORDER BY {column} LIMIT 1000"
+        ));
+        Ok(run(&sql)?
+            .into_iter()
+            .filter_map(|row| row.into_iter().next().and_then(SqlValue::text))
+            .collect())
+    };
+    let providers = strings("provider")?;
+    let models = strings("model")?;
+    let objects = strings("object_type")?;
+    let mut pairs = |id: &str, name: &str| -> Result<Vec<(String, String)>, LogStoreError> {
+        let mut sql = Sql::new(dialect);
+        sql.push(&format!(
+            "SELECT {id}, MAX(COALESCE({name}, '')) FROM logs WHERE {id} IS NOT NULL AND {id} <> '' GROUP BY {id} ORDER BY {id} LIMIT 1000"
+        ));
+        Ok(run(&sql)?
+            .into_iter()
+            .filter_map(|row| {
+                let mut values = row.into_iter();
+                Some((values.next()?.text()?, values.next()?.text().unwrap_or_default()))
+            })
+            .collect())
+    };
+    Ok(super::FilterData {
+        providers,
+        models,
+        objects,
+        selected_keys: pairs("selected_key_id", "selected_key_name")?,
+        virtual_keys: pairs("virtual_key_id", "virtual_key_name")?,
+        routing_rules: pairs("routing_rule_id", "routing_rule_name")?,
+        teams: pairs("team_id", "team_name")?,
+        customers: pairs("customer_id", "customer_name")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

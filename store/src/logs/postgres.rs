@@ -240,45 +240,7 @@ impl LogStore for PostgresLogStore {
 
     fn filter_data(&self) -> Result<FilterData, LogStoreError> {
         let mut conn = self.conn()?;
-        let mut strings = |column: &str| -> Result<Vec<String>, LogStoreError> {
-            Ok(conn
-                .query(
-                    &format!(
-                        "SELECT DISTINCT {column} FROM logs WHERE {column} IS NOT NULL AND {column} <> '' ORDER BY {column} LIMIT 1000"
-                    ),
-                    &[],
-                )
-                .map_err(db_error)?
-                .iter()
-                .map(|r| r.get(0))
-                .collect())
-        };
-        let providers = strings("provider")?;
-        let models = strings("model")?;
-        let objects = strings("object_type")?;
-        let mut pairs = |id: &str, name: &str| -> Result<Vec<(String, String)>, LogStoreError> {
-            Ok(conn
-                .query(
-                    &format!(
-                        "SELECT {id}, MAX(COALESCE({name}, '')) FROM logs WHERE {id} IS NOT NULL AND {id} <> '' GROUP BY {id} ORDER BY {id} LIMIT 1000"
-                    ),
-                    &[],
-                )
-                .map_err(db_error)?
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect())
-        };
-        Ok(FilterData {
-            providers,
-            models,
-            objects,
-            selected_keys: pairs("selected_key_id", "selected_key_name")?,
-            virtual_keys: pairs("virtual_key_id", "virtual_key_name")?,
-            routing_rules: pairs("routing_rule_id", "routing_rule_name")?,
-            teams: pairs("team_id", "team_name")?,
-            customers: pairs("customer_id", "customer_name")?,
-        })
+        aggregate::filter_data(Dialect::Postgres, &mut |sql| run_rows(&mut conn, sql))
     }
 
     fn delete_ids(&self, ids: &[String]) -> Result<u64, LogStoreError> {

@@ -234,38 +234,7 @@ impl LogStore for SqliteLogStore {
 
     fn filter_data(&self) -> Result<FilterData, LogStoreError> {
         let conn = self.conn()?;
-        let strings = |column: &str| -> Result<Vec<String>, LogStoreError> {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT DISTINCT {column} FROM logs WHERE {column} IS NOT NULL AND {column} <> '' ORDER BY {column} LIMIT 1000"
-                ))
-                .map_err(db_error)?;
-            stmt.query_map([], |r| r.get(0))
-                .map_err(db_error)?
-                .collect::<rusqlite::Result<Vec<String>>>()
-                .map_err(db_error)
-        };
-        let pairs = |id: &str, name: &str| -> Result<Vec<(String, String)>, LogStoreError> {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT {id}, MAX(COALESCE({name}, '')) FROM logs WHERE {id} IS NOT NULL AND {id} <> '' GROUP BY {id} ORDER BY {id} LIMIT 1000"
-                ))
-                .map_err(db_error)?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(db_error)?
-                .collect::<rusqlite::Result<Vec<(String, String)>>>()
-                .map_err(db_error)
-        };
-        Ok(FilterData {
-            providers: strings("provider")?,
-            models: strings("model")?,
-            objects: strings("object_type")?,
-            selected_keys: pairs("selected_key_id", "selected_key_name")?,
-            virtual_keys: pairs("virtual_key_id", "virtual_key_name")?,
-            routing_rules: pairs("routing_rule_id", "routing_rule_name")?,
-            teams: pairs("team_id", "team_name")?,
-            customers: pairs("customer_id", "customer_name")?,
-        })
+        aggregate::filter_data(Dialect::Sqlite, &mut |sql| run_rows(&conn, sql))
     }
 
     fn delete_ids(&self, ids: &[String]) -> Result<u64, LogStoreError> {
