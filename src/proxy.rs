@@ -168,7 +168,8 @@ impl ProxyHttp for GatewayProxy {
                 .and_then(|a| a.as_inet())
                 .is_some_and(|a| a.port() == admin.port() && (admin.ip().is_unspecified() || a.ip() == admin.ip()));
             let allowed = match found {
-                Match::Found(Route::Admin, _) => on_admin,
+                // The dashboard calls `/api` on its own origin, so it lives beside it.
+                Match::Found(Route::Admin | Route::Ui, _) => on_admin,
                 Match::Found(Route::Health | Route::Metrics, _) => true,
                 _ => !on_admin,
             };
@@ -195,6 +196,9 @@ impl ProxyHttp for GatewayProxy {
             }
             Match::Found(Route::Health, _) => {
                 respond::json(session, 200, br#"{"status":"ok"}"#.to_vec(), &ctx.request_id).await?;
+            }
+            Match::Found(Route::Ui, _) => {
+                crate::ui::serve(session, &ctx.request_id).await?;
             }
             Match::Found(Route::Admin, _) => {
                 crate::admin::handle(&self.state, session, &ctx.request_id).await?;

@@ -12,6 +12,8 @@ pub enum Route {
     Admin,
     /// `GET /metrics` (Prometheus).
     Metrics,
+    /// `GET /` and `/ui/...`: the embedded dashboard.
+    Ui,
     /// An OpenAI-shaped inference call forwarded to a provider.
     Inference {
         /// Chat or embeddings.
@@ -68,8 +70,12 @@ impl RouteTable {
             ingress: Wire::Anthropic,
         };
         let azure = |request_type| Route::AzureDeployment { request_type };
-        let entries: [(&str, Method, Route); 17] = [
+        let entries: [(&str, Method, Route); 21] = [
             ("/health", Method::GET, Route::Health),
+            ("/", Method::GET, Route::Ui),
+            ("/ui", Method::GET, Route::Ui),
+            ("/ui/", Method::GET, Route::Ui),
+            ("/ui/{*asset}", Method::GET, Route::Ui),
             ("/metrics", Method::GET, Route::Metrics),
             ("/v1/chat/completions", Method::POST, inference(CHAT, None)),
             ("/v1/embeddings", Method::POST, inference(EMBED, None)),

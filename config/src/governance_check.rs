@@ -266,6 +266,15 @@ pub fn check(g: &GovernanceConfig) -> Vec<GovernanceProblem> {
                 Some("cel_expression"),
                 "cel_expression is required".into(),
             );
+        } else if rule.cel_expression.len() > MAX_CEL_BYTES {
+            c.problem(
+                "routing_rules",
+                i,
+                Some("cel_expression"),
+                format!("cel_expression is longer than {MAX_CEL_BYTES} bytes"),
+            );
+        } else if let Some(error) = cel_syntax_error(&rule.cel_expression) {
+            c.problem("routing_rules", i, Some("cel_expression"), error);
         }
         match rule.scope.as_deref().unwrap_or("global") {
             "global" => {}
@@ -287,10 +296,41 @@ pub fn check(g: &GovernanceConfig) -> Vec<GovernanceProblem> {
     c.problems
 }
 
+/// Longest CEL expression a routing rule may have.
+pub const MAX_CEL_BYTES: usize = 4096;
+
+/// Why a CEL expression does not parse, with the line and column of the first error.
+pub fn cel_syntax_error(expression: &str) -> Option<String> {
+    let errors = cel::Program::compile(expression).err()?;
+    let first = errors.errors.first()?;
+    Some(format!(
+        "cel_expression does not parse at line {}, column {}: {}",
+        first.pos.0,
+        first.pos.1 + 1,
+        first.msg
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::load_str;
+
+    #[test]
+    fn cel_expressions_must_parse() {
+        assert_eq!(cel_syntax_error(r#"headers["x-tier"] == "free" && model.startsWith("gpt-")"#), None);
+        let error = cel_syntax_error("model == ").expect("a dangling operator is refused");
+        assert!(error.starts_with("cel_expression does not parse at line 1"), "{error}");
+        let g: GovernanceConfig = serde_json::from_value(serde_json::json!({
+            "routing_rules": [{"id": "r1", "name": "R", "cel_expression": "model =="}]
+        }))
+        .expect("parses");
+        let problems = check(&g);
+        assert!(
+            problems.iter().any(|p| p.field == Some("cel_expression") && p.reason.contains("does not parse")),
+            "{problems:?}"
+        );
+    }
 
     #[test]
     fn the_issue_example_is_valid() {

@@ -600,14 +600,54 @@ fn put_config(api: &Api<'_>, body: &[u8]) -> ApiResult {
         api.store.put_setting("client_config", &stored)?;
     }
     if let Some(auth_config) = update.get("auth_config") {
-        let stored = auth::AdminAuth::stored_form(auth_config.clone());
-        api.store.put_setting("auth_config", &stored)?;
+        let stored = merged_auth_config(api, auth_config)?;
+        api.store.put_setting("auth_config", &auth::AdminAuth::stored_form(stored))?;
     }
     let mut reply = Reply::message("Config updated successfully");
     if let Some(body) = reply.body.as_object_mut() {
         body.insert("restart_required".into(), serde_json::Value::Bool(restart_required));
     }
     Ok(reply)
+}
+
+/// The `auth_config` a `PUT /api/config` leaves in force: the members sent over the ones in
+/// force, where an empty or absent username or password keeps the current one (so toggling a
+/// flag never wipes the credentials). Turning authentication on without a username and a
+/// password would lock every operator out, and is refused.
+fn merged_auth_config(api: &Api<'_>, update: &serde_json::Value) -> Result<serde_json::Value, ApiError> {
+    use serde_json::Value;
+    let Some(members) = update.as_object() else {
+        return Err(ApiError::bad_request("auth_config: expected an object"));
+    };
+    let mut merged = api
+        .effective
+        .governance
+        .as_ref()
+        .and_then(|g| g.auth_config.as_ref())
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for (key, value) in members {
+        let blank = value.is_null() || value.as_str().is_some_and(|s| s.trim().is_empty());
+        if blank && (key == "admin_username" || key == "admin_password") {
+            continue;
+        }
+        merged.insert(key.clone(), value.clone());
+    }
+    let present = |key: &str| merged.get(key).and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty());
+    if merged.get("is_enabled") == Some(&Value::Bool(true)) {
+        if !present("admin_username") {
+            return Err(ApiError::bad_request(
+                "auth_config.admin_username: a username is needed to turn authentication on",
+            ));
+        }
+        if !present("admin_password") {
+            return Err(ApiError::bad_request(
+                "auth_config.admin_password: a password is needed to turn authentication on",
+            ));
+        }
+    }
+    Ok(Value::Object(merged))
 }
 
 fn entities(api: &Api<'_>, kind: Kind, method: &Method, id: Option<&str>, body: &[u8]) -> ApiResult {

@@ -1,0 +1,167 @@
+// Budgets & limits: every budget and rate limit, where it is attached, its live usage, and
+// "create and attach" for virtual keys, teams and customers.
+
+import { get, put, seg, query } from '../api.js';
+import { h, mount, pageHeader, table, field, input, select, formDialog, toast, button } from '../dom.js';
+import { money, count, resetWords } from '../format.js';
+import { usageBar, badge } from '../widgets.js';
+
+/** Every virtual key, page by page, with usage from memory. */
+async function allKeys() {
+  const keys = [];
+  for (let offset = 0; offset < 10000; offset += 100) {
+    const reply = await get(`/governance/virtual-keys${query({ from_memory: 'true', limit: 100, offset })}`);
+    keys.push(...(reply.virtual_keys || []));
+    if (keys.length >= (reply.total_count ?? 0) || !(reply.virtual_keys || []).length) break;
+  }
+  return keys;
+}
+
+/** The usage entry of budget `b` (position `i`) in a scope from the API. */
+function budgetUsage(scope, b, i) {
+  if (!scope) return null;
+  if (b.id) return scope.budgets.find((u) => u.name.includes(`'${b.id}'`)) || null;
+  return scope.budgets[i] || null;
+}
+
+export async function render(main) {
+  const [keys, teams, customers, providers, models] = await Promise.all([
+    allKeys(),
+    get('/governance/teams').then((r) => r.teams || []),
+    get('/governance/customers').then((r) => r.customers || []),
+    get('/governance/providers').then((r) => r.providers || []).catch(() => []),
+    get('/governance/model-configs').then((r) => r.model_configs || []).catch(() => []),
+  ]);
+  const scopes = keys.flatMap((k) => (k.usage?.scopes || []).map((s) => ({ ...s, vk: k })));
+  const scopeOf = (level, id) => scopes.find((s) => s.level === level && (level === 'virtual_key' ? s.vk.id === id : s.label.includes(`'${id}'`)));
+
+  const owners = [
+    ...keys.map((k) => ({ kind: 'Virtual key', path: `/governance/virtual-keys/${seg(k.id)}`, entity: k, name: k.name, scope: scopeOf('virtual_key', k.id), link: `#/virtual-keys/${seg(k.id)}` })),
+    ...teams.map((t) => ({ kind: 'Team', path: `/governance/teams/${seg(t.id)}`, entity: t, name: t.name, scope: scopeOf('team', t.id), link: '#/teams' })),
+    ...customers.map((c) => ({ kind: 'Customer', path: `/governance/customers/${seg(c.id)}`, entity: c, name: c.name, scope: scopeOf('customer', c.id), link: '#/teams' })),
+    ...providers.map((p) => ({ kind: 'Provider', entity: p, name: p.name, scope: null })),
+    ...models.map((m) => ({ kind: 'Model', entity: m, name: m.model_name, scope: null })),
+  ];
+  const budgetRows = owners.flatMap((o) => (o.entity.budgets || []).map((b, i) => ({ o, b, usage: budgetUsage(o.scope, b, i) })));
+  const rateRows = owners.filter((o) => o.entity.rate_limit).map((o) => ({ o, r: o.entity.rate_limit, usage: o.scope?.rate_limit }));
+  const refresh = () => render(main);
+  const attachable = owners.filter((o) => o.path);
+
+  const attachedTo = ({ o }) => h('span', {}, badge(o.kind, 'grey'), ' ', o.link ? h('a', { href: o.link }, o.name) : o.name);
+  mount(main,
+    pageHeader('Budgets & limits', 'Spend caps and rate limits, where they apply, and how much of each is used.',
+      button('Create rate limit', () => createRateLimit(attachable, refresh), ''),
+      button('Create budget', () => createBudget(attachable, refresh), 'primary')),
+    h('section', { class: 'card' }, h('h2', {}, 'Budgets'),
+      table([
+        ['Budget', ({ b }) => h('strong', {}, b.id || 'unnamed')],
+        ['Attached to', attachedTo],
+        ['Limit', ({ b }) => `${money(b.max_limit)} ${resetWords(b.reset_duration)}`],
+        ['Usage', ({ b, usage }) => (usage
+          ? usageBar(usage.current_usage, usage.max_limit, { resetsAt: usage.resets_at })
+          : usageBar(b.current_usage || 0, b.max_limit, {}))],
+      ], budgetRows, 'No budget yet. Create one and attach it to a virtual key, a team or a customer.')),
+    h('section', { class: 'card' }, h('h2', {}, 'Rate limits'),
+      table([
+        ['Attached to', attachedTo],
+        ['Limit', ({ r }) => [
+          r.token_max_limit ? `${count(r.token_max_limit)} tokens ${resetWords(r.token_reset_duration)}` : null,
+          r.request_max_limit ? `${count(r.request_max_limit)} requests ${resetWords(r.request_reset_duration)}` : null,
+        ].filter(Boolean).join(' · ')],
+        ['Usage', ({ r, usage }) => h('div', { class: 'usage-cell' },
+          r.token_max_limit ? usageBar(usage?.tokens?.current_usage || 0, r.token_max_limit, { kind: 'tokens', resetsAt: usage?.tokens?.resets_at }) : null,
+          r.request_max_limit ? usageBar(usage?.requests?.current_usage || 0, r.request_max_limit, { kind: 'requests', resetsAt: usage?.requests?.resets_at }) : null)],
+      ], rateRows, 'No rate limit yet.')));
+  const live = setInterval(() => { if (!document.querySelector('dialog')) render(main).catch(() => {}); }, 10000);
+  return () => clearInterval(live);
+}
+
+function ownerSelect(owners) {
+  const groups = ['Virtual key', 'Team', 'Customer'].map((kind) => h('optgroup', { label: `${kind}s` },
+    owners.filter((o) => o.kind === kind).map((o) => h('option', { value: `${o.kind}|${o.entity.id}` }, o.name))));
+  return h('select', { name: 'attach_to', required: true }, groups);
+}
+
+function pick(owners, sel) {
+  const [kind, id] = sel.value.split('|');
+  return owners.find((o) => o.kind === kind && o.entity.id === id);
+}
+
+/** The stored shape of an entity from a list view. */
+function stored(entity) {
+  const copy = { ...entity };
+  delete copy.usage;
+  delete copy.value;
+  return copy;
+}
+
+async function createBudget(owners, refresh) {
+  if (!owners.length) {
+    toast('Create a virtual key, a team or a customer first: a budget is attached to one.', 'error');
+    return;
+  }
+  const name = input('budget_name', '', { placeholder: 'e.g. workshop-vk-budget', pattern: '[A-Za-z0-9._:-]+' });
+  const limit = input('max_limit', '', { type: 'number', min: '0', step: 'any', required: true, placeholder: '0.50' });
+  const reset = input('reset_duration', '1h', { list: 'durations-budget', required: true });
+  const attach = ownerSelect(owners);
+  await formDialog({
+    title: 'Create budget',
+    body: [
+      h('datalist', { id: 'durations-budget' }, ['1h', '1d', '7d', '1M'].map((d) => h('option', { value: d }, resetWords(d)))),
+      field('Name', name, 'Letters, digits and . _ : -', 'budget_name name id'),
+      h('div', { class: 'grid-2' },
+        field('Limit (USD)', limit, null, 'max_limit limit'),
+        field('Resets every', reset, '1h, 1d, 7d, 1M…', 'reset_duration')),
+      field('Attach to', attach, null, 'attach_to'),
+    ],
+    submitLabel: 'Save',
+    onSubmit: async () => {
+      if (limit.value === '' || Number(limit.value) < 0) {
+        throw Object.assign(new Error('max_limit: enter a limit in USD'), { field: 'max_limit limit' });
+      }
+      const owner = pick(owners, attach);
+      const budget = { max_limit: Number(limit.value), reset_duration: reset.value.trim() };
+      if (name.value.trim()) budget.id = name.value.trim();
+      const body = stored(owner.entity);
+      body.budgets = [...(body.budgets || []), budget];
+      await put(owner.path, body);
+      toast(`Budget attached to ${owner.name}`);
+      refresh();
+    },
+  });
+}
+
+async function createRateLimit(owners, refresh) {
+  if (!owners.length) {
+    toast('Create a virtual key, a team or a customer first: a rate limit is attached to one.', 'error');
+    return;
+  }
+  const tokens = input('token_max_limit', '', { type: 'number', min: '1', placeholder: 'no limit' });
+  const tokenReset = input('token_reset_duration', '1m');
+  const requests = input('request_max_limit', '', { type: 'number', min: '1', placeholder: 'no limit' });
+  const requestReset = input('request_reset_duration', '1m');
+  const attach = ownerSelect(owners);
+  await formDialog({
+    title: 'Create rate limit',
+    body: [
+      h('div', { class: 'grid-2' },
+        field('Tokens', tokens, null, 'token_max_limit'),
+        field('per', tokenReset, null, 'token_reset_duration'),
+        field('Requests', requests, null, 'request_max_limit'),
+        field('per', requestReset, null, 'request_reset_duration')),
+      field('Attach to', attach, 'Replaces the rate limit it has, if any.', 'attach_to'),
+    ],
+    onSubmit: async () => {
+      if (!tokens.value && !requests.value) {
+        throw Object.assign(new Error('Set a token limit, a request limit, or both.'), { field: 'token_max_limit' });
+      }
+      const owner = pick(owners, attach);
+      const rate = {};
+      if (tokens.value) Object.assign(rate, { token_max_limit: Number(tokens.value), token_reset_duration: tokenReset.value.trim() });
+      if (requests.value) Object.assign(rate, { request_max_limit: Number(requests.value), request_reset_duration: requestReset.value.trim() });
+      await put(owner.path, { ...stored(owner.entity), rate_limit: rate });
+      toast(`Rate limit attached to ${owner.name}`);
+      refresh();
+    },
+  });
+}
