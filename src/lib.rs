@@ -18,6 +18,6 @@ pub mod routes;
 pub mod server;
 pub mod spend_journal;
 pub mod state;
-pub mod ui;
 pub mod store_sync;
+pub mod ui;
 pub mod usage_flush;

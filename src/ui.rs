@@ -56,7 +56,7 @@ pub async fn serve(session: &mut Session, request_id: &str) -> pingora::Result<(
         .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     let status = if unchanged { 304 } else { 200 };
     let mut head = ResponseHeader::build(status, Some(9))?;
-    head.insert_header("content-type", content_type(&file.metadata.mimetype()))?;
+    head.insert_header("content-type", content_type(file.metadata.mimetype()))?;
     head.insert_header("etag", etag)?;
     // Revalidated every time: a new binary must never leave a browser on old modules.
     head.insert_header("cache-control", "no-cache")?;
@@ -128,7 +128,10 @@ mod tests {
         let text = String::from_utf8_lossy(&shell.data);
         for reference in text.split('"').filter(|s| s.starts_with("/ui/")) {
             let name = asset_name(reference).expect("an asset path");
-            assert!(Assets::get(name).is_some(), "{reference} is referenced but not embedded");
+            assert!(
+                Assets::get(name).is_some(),
+                "{reference} is referenced but not embedded"
+            );
         }
         assert_eq!(content_type("application/javascript"), "text/javascript; charset=utf-8");
     }

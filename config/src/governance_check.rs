@@ -318,7 +318,10 @@ mod tests {
 
     #[test]
     fn cel_expressions_must_parse() {
-        assert_eq!(cel_syntax_error(r#"headers["x-tier"] == "free" && model.startsWith("gpt-")"#), None);
+        assert_eq!(
+            cel_syntax_error(r#"headers["x-tier"] == "free" && model.startsWith("gpt-")"#),
+            None
+        );
         let error = cel_syntax_error("model == ").expect("a dangling operator is refused");
         assert!(error.starts_with("cel_expression does not parse at line 1"), "{error}");
         let g: GovernanceConfig = serde_json::from_value(serde_json::json!({
@@ -327,7 +330,9 @@ mod tests {
         .expect("parses");
         let problems = check(&g);
         assert!(
-            problems.iter().any(|p| p.field == Some("cel_expression") && p.reason.contains("does not parse")),
+            problems
+                .iter()
+                .any(|p| p.field == Some("cel_expression") && p.reason.contains("does not parse")),
             "{problems:?}"
         );
     }

@@ -601,7 +601,8 @@ fn put_config(api: &Api<'_>, body: &[u8]) -> ApiResult {
     }
     if let Some(auth_config) = update.get("auth_config") {
         let stored = merged_auth_config(api, auth_config)?;
-        api.store.put_setting("auth_config", &auth::AdminAuth::stored_form(stored))?;
+        api.store
+            .put_setting("auth_config", &auth::AdminAuth::stored_form(stored))?;
     }
     let mut reply = Reply::message("Config updated successfully");
     if let Some(body) = reply.body.as_object_mut() {
@@ -634,7 +635,12 @@ fn merged_auth_config(api: &Api<'_>, update: &serde_json::Value) -> Result<serde
         }
         merged.insert(key.clone(), value.clone());
     }
-    let present = |key: &str| merged.get(key).and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty());
+    let present = |key: &str| {
+        merged
+            .get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.trim().is_empty())
+    };
     if merged.get("is_enabled") == Some(&Value::Bool(true)) {
         if !present("admin_username") {
             return Err(ApiError::bad_request(

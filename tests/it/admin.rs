@@ -1015,3 +1015,75 @@ async fn the_api_can_have_a_listener_of_its_own() {
     );
     assert_eq!(send(admin, "GET", "/metrics", &[], b"").await.status(), 200);
 }
+
+#[tokio::test]
+async fn auth_settings_merge_and_never_lock_operators_out() {
+    let dir = data_dir("auth-merge");
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = stored_gateway(&dir);
+    let refused = call(&gw, "PUT", "/api/config", r#"{"auth_config":{"is_enabled":true}}"#).await;
+    assert_eq!(refused.status(), 400, "{}", refused.text());
+    assert!(refused.text().contains("admin_username"), "{}", refused.text());
+    assert_eq!(call(&gw, "GET", "/api/version", "").await.status(), 200, "still open");
+    let on = call(
+        &gw,
+        "PUT",
+        "/api/config",
+        r#"{"auth_config":{"is_enabled":true,"admin_username":"admin","admin_password":"s3cret"}}"#,
+    )
+    .await;
+    assert_eq!(on.status(), 200, "{}", on.text());
+    assert_eq!(call(&gw, "GET", "/api/version", "").await.status(), 401);
+    // Changing one flag with blank credentials (as a form does) keeps the stored ones.
+    let flag = send(
+        gw.addr,
+        "PUT",
+        "/api/config",
+        &[("authorization", BASIC)],
+        br#"{"auth_config":{"is_enabled":true,"admin_username":"","admin_password":"","disable_auth_on_inference":true}}"#,
+    )
+    .await;
+    assert_eq!(flag.status(), 200, "{}", flag.text());
+    let version = send(gw.addr, "GET", "/api/version", &[("authorization", BASIC)], b"").await;
+    assert_eq!(version.status(), 200, "the credentials survived: {}", version.text());
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_stored_rule_an_older_version_accepted_does_not_block_other_writes() {
+    use asbru_store::backend::ConfigStore;
+    let dir = data_dir("old-rule");
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(stored_gateway(&dir));
+    {
+        let store: Box<dyn ConfigStore> =
+            Box::new(asbru_store::backend::sqlite::SqliteStore::open(&dir.join("config.db")).expect("open"));
+        let rule: asbru_config::governance::RoutingRule =
+            serde_json::from_str(r#"{"id":"old","name":"old","cel_expression":"model ==","targets":[]}"#)
+                .expect("rule");
+        store.put(&rule).expect("stored as an older version would have");
+    }
+    let gw = stored_gateway(&dir);
+    let team = call(&gw, "POST", "/api/governance/teams", r#"{"name":"unrelated"}"#).await;
+    assert_eq!(team.status(), 200, "{}", team.text());
+    let still_bad = call(
+        &gw,
+        "PUT",
+        "/api/governance/routing-rules/old",
+        r#"{"name":"old","cel_expression":"model == 'x' &&","targets":[]}"#,
+    )
+    .await;
+    assert_eq!(still_bad.status(), 400, "{}", still_bad.text());
+    assert!(still_bad.text().contains("does not parse"), "{}", still_bad.text());
+    let fixed = call(
+        &gw,
+        "PUT",
+        "/api/governance/routing-rules/old",
+        r#"{"name":"old","cel_expression":"model == 'x'","targets":[]}"#,
+    )
+    .await;
+    assert_eq!(fixed.status(), 200, "{}", fixed.text());
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}

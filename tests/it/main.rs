@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod bench;
 mod cli;
+mod dashboard;
 mod errors;
 mod forwarding;
 mod governance;

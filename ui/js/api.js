@@ -32,7 +32,7 @@ export async function api(method, path, body) {
   }
   if (!response.ok) {
     const message = parsed?.error?.message || parsed?.message || `${response.status} ${response.statusText}`;
-    if (response.status === 401) window.dispatchEvent(new CustomEvent('asbru:unauthorized'));
+    if (response.status === 401 && !path.startsWith('/session/')) window.dispatchEvent(new CustomEvent('asbru:unauthorized'));
     throw new ApiError(response.status, message, parsed);
   }
   return parsed;

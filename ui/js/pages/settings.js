@@ -5,7 +5,7 @@ import { get, put } from '../api.js';
 import { h, mount, pageHeader, field, input, checkbox, toast, showErrors, clearErrors } from '../dom.js';
 import { badge, listValue } from '../widgets.js';
 
-/** The client settings the page edits: [name, label, type, hint]. */
+/** The client settings the page edits: [name, label, type, hint, default when unset]. */
 const CLIENT_FIELDS = [
   ['max_request_body_size_mb', 'Largest request body (MB)', 'number', 'Bigger bodies get 413.'],
   ['default_max_output_tokens', 'Default max output tokens', 'number', 'Reserved against budgets when a request sets no limit.'],
@@ -14,7 +14,7 @@ const CLIENT_FIELDS = [
   ['allowed_origins', 'Allowed CORS origins', 'list', 'Comma-separated, e.g. https://app.example.com'],
   ['prometheus_labels', 'Extra Prometheus labels', 'list', 'Header names copied into metric labels; read at start.'],
   ['enforce_auth_on_inference', 'Require a virtual key on inference routes', 'bool', null],
-  ['enable_logging', 'Record requests in the log store', 'bool', null],
+  ['enable_logging', 'Record requests in the log store', 'bool', null, true],
   ['disable_content_logging', 'Do not store prompts and replies', 'bool', null],
   ['allow_direct_keys', 'Let clients send their own provider keys', 'bool', null],
   ['drop_excess_requests', 'Drop requests beyond the queue instead of waiting', 'bool', null],
@@ -31,8 +31,8 @@ export async function render(main) {
       controls[name] = input(name, value, type === 'number' ? { type: 'number', min: '0', placeholder: 'default' } : { placeholder: 'none' });
       return field(label, controls[name], hint, name);
     })),
-    CLIENT_FIELDS.filter(([, , type]) => type === 'bool').map(([name, label]) => {
-      const box = checkbox(name, label, client[name]);
+    CLIENT_FIELDS.filter(([, , type]) => type === 'bool').map(([name, label, , , unset = false]) => {
+      const box = checkbox(name, label, client[name] ?? unset);
       controls[name] = box.querySelector('input');
       return box;
     }),
@@ -41,16 +41,25 @@ export async function render(main) {
   clientForm.addEventListener('submit', async (event) => {
     event.preventDefault();
     clearErrors(clientForm);
+    // Only what changed is sent, so an untouched default stays a default.
     const update = {};
-    for (const [name, , type] of CLIENT_FIELDS) {
+    for (const [name, , type, , unset = false] of CLIENT_FIELDS) {
       const el = controls[name];
-      if (type === 'bool') update[name] = el.checked;
-      else if (type === 'number') update[name] = el.value === '' ? null : Number(el.value);
-      else update[name] = listValue(el.value);
+      let value;
+      if (type === 'bool') value = el.checked;
+      else if (type === 'number') value = el.value === '' ? null : Number(el.value);
+      else value = listValue(el.value);
+      const before = type === 'bool' ? (client[name] ?? unset) : (client[name] ?? null);
+      if (JSON.stringify(value) !== JSON.stringify(before)) update[name] = value;
+    }
+    if (!Object.keys(update).length) {
+      toast('Nothing changed');
+      return;
     }
     try {
       const reply = await put('/config', { client_config: update });
       toast(reply.restart_required ? 'Saved. Some settings apply at the next start.' : 'Client settings saved');
+      Object.assign(client, update);
     } catch (e) {
       showErrors(clientForm, e);
     }
@@ -91,7 +100,7 @@ export async function render(main) {
   const status = (ok, yes, no) => (ok ? badge(yes, 'green') : badge(no, 'red'));
   mount(main,
     pageHeader('Settings', 'How the gateway treats clients, who may manage it, and what it is connected to.'),
-    h('section', { class: 'card' }, h('h2', {}, 'Connections'),
+    h('section', { class: 'card settings' }, h('h2', {}, 'Connections'),
       h('dl', { class: 'facts' },
         h('dt', {}, 'Config store'), h('dd', { dataset: { status: 'config-store' } }, status(config.is_db_connected, 'connected', 'not connected')),
         h('dt', {}, 'Log store'), h('dd', { dataset: { status: 'log-store' } }, status(config.is_logs_connected, 'connected', 'not connected')),
