@@ -60,6 +60,7 @@ fn request(model: &str, fallbacks: Vec<String>) -> GatewayRequest {
         arrived_ms: 1_800_000_100_000,
         body: bytes::Bytes::new(),
         headers: Vec::new(),
+        query: None,
     }
 }
 

@@ -1,8 +1,8 @@
 //! The composition root: the table of filters by name, and the chain built from it and the
 //! config's `plugins` list, following Bifrost's plugin model.
 //!
-//! - `auth`, `routing`, `governance`, `telemetry` and `logging` are built in and always loaded,
-//!   in that order. A `plugins` entry may configure them; it never removes one (`enabled: false`
+//! - `auth`, `routing_rules`, `routing`, `governance`, `telemetry` and `logging` are built in and
+//!   always loaded, in that order. A `plugins` entry may configure them; it never removes one (`enabled: false`
 //!   on a built-in is refused with a warning, and a list without `governance` leaves budgets on).
 //! - Optional filters run only when a `plugins` entry names them. `placement` (`pre_builtin`,
 //!   `builtin`, `post_builtin`; default `post_builtin`) puts them before the built-ins, between
@@ -18,6 +18,7 @@ use asbru_filters::governance::GovernanceFilter;
 use asbru_filters::logging::LoggingFilter;
 use asbru_filters::response_headers::ResponseHeadersFilter;
 use asbru_filters::routing::RoutingFilter;
+use asbru_filters::routing_rules::RoutingRulesFilter;
 use asbru_filters::telemetry::{Metrics, TelemetryFilter};
 use asbru_filters::{Filter, FilterChain};
 use serde::Deserialize;
@@ -46,6 +47,7 @@ pub enum Kind {
 /// Every filter asbru ships, built-ins in their order.
 pub const TABLE: &[(&str, Kind, Constructor)] = &[
     ("auth", Kind::Builtin, |_, _| Ok(Arc::new(AuthFilter))),
+    ("routing_rules", Kind::Builtin, |_, _| Ok(Arc::new(RoutingRulesFilter))),
     ("routing", Kind::Builtin, |_, _| Ok(Arc::new(RoutingFilter))),
     ("governance", Kind::Builtin, |_, _| Ok(Arc::new(GovernanceFilter))),
     ("telemetry", Kind::Builtin, |s, _| {
@@ -65,7 +67,7 @@ pub const TABLE: &[(&str, Kind, Constructor)] = &[
 ];
 
 /// Built-ins that optional filters with `placement: builtin` follow.
-const BUILTIN_SPLIT: usize = 3;
+const BUILTIN_SPLIT: usize = 4;
 
 /// Where an optional filter goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]

@@ -127,7 +127,7 @@ impl Gateway {
         }
         self.sessions.forget_basic();
         live.slots.insert(auth);
-        self.chain.prepare(&mut live);
+        self.chain.prepare(&mut live, config);
         self.live.store(Arc::new(live));
         self.effective.store(Arc::new(config.clone()));
     }

@@ -330,12 +330,6 @@ impl Validation<'_> {
             ));
         }
         if let Some(governance) = &config.governance {
-            if !governance.routing_rules.is_empty() {
-                self.warnings.push(
-                    "governance.routing_rules (CEL) are validated and stored, but not applied by this version of asbru yet"
-                        .to_string(),
-                );
-            }
             let patterns = governance
                 .virtual_keys
                 .iter()

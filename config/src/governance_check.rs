@@ -275,6 +275,18 @@ pub fn check(g: &GovernanceConfig) -> Vec<GovernanceProblem> {
             );
         } else if let Some(error) = cel_syntax_error(&rule.cel_expression) {
             c.problem("routing_rules", i, Some("cel_expression"), error);
+        } else if let Some(error) = cel_reference_error(&rule.cel_expression) {
+            c.problem("routing_rules", i, Some("cel_expression"), error);
+        }
+        for (t, target) in rule.targets.iter().enumerate() {
+            if target.weight.is_some_and(|w| !(w >= 0.0 && w.is_finite())) {
+                c.problem(
+                    "routing_rules",
+                    i,
+                    Some("targets"),
+                    format!("targets[{t}].weight must be a number >= 0"),
+                );
+            }
         }
         match rule.scope.as_deref().unwrap_or("global") {
             "global" => {}
@@ -298,6 +310,84 @@ pub fn check(g: &GovernanceConfig) -> Vec<GovernanceProblem> {
 
 /// Longest CEL expression a routing rule may have.
 pub const MAX_CEL_BYTES: usize = 4096;
+
+/// The variables a routing rule's expression may read: Bifrost's, and asbru's additions.
+pub const CEL_VARIABLES: [&str; 19] = [
+    "model",
+    "provider",
+    "request_type",
+    "headers",
+    "params",
+    "virtual_key_id",
+    "virtual_key_name",
+    "team_id",
+    "team_name",
+    "customer_id",
+    "customer_name",
+    "budget_used",
+    "tokens_used",
+    "request",
+    "request_body",
+    "prompt_bytes",
+    "time_of_day_utc",
+    "day_of_week",
+    "provider_health",
+];
+
+/// The CEL macros that loop over a list or map.
+const COMPREHENSIONS: [&str; 5] = ["exists_one", "exists", "all", "map", "filter"];
+
+/// Why a parsed expression may not be used: a variable no rule can read (the `cel` crate has no
+/// type checker, so this is checked here), or more than one comprehension over `request_body`,
+/// which could make one evaluation cost the square of the body's size.
+pub fn cel_reference_error(expression: &str) -> Option<String> {
+    let program = cel::Program::compile(expression).ok()?;
+    let references = program.references();
+    let bound = comprehension_variables(expression);
+    let mut unknown: Vec<&str> = references
+        .variables()
+        .into_iter()
+        .filter(|v| !CEL_VARIABLES.contains(v) && !bound.iter().any(|b| b == v))
+        .collect();
+    unknown.sort_unstable();
+    if let Some(first) = unknown.first() {
+        return Some(format!(
+            "cel_expression reads {first:?}, which is not a routing rule variable (known: {})",
+            CEL_VARIABLES.join(", ")
+        ));
+    }
+    if references.has_variable("request_body") && bound.len() > 1 {
+        return Some(
+            "cel_expression uses more than one comprehension (exists, all, map, filter, exists_one) with request_body; use at most one"
+                .to_string(),
+        );
+    }
+    None
+}
+
+/// The variables comprehension macros bind (`m` in `xs.exists(m, m.role == "tool")`).
+fn comprehension_variables(expression: &str) -> Vec<String> {
+    let mut bound = Vec::new();
+    for (at, _) in expression.match_indices('.') {
+        let rest = &expression[at + 1..];
+        let Some(name) = COMPREHENSIONS.iter().find(|m| {
+            rest.strip_prefix(**m)
+                .is_some_and(|after| after.trim_start().starts_with('('))
+        }) else {
+            continue;
+        };
+        let after = rest[name.len()..].trim_start();
+        let args = after[1..].trim_start();
+        let ident: String = args
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !ident.is_empty() && args[ident.len()..].trim_start().starts_with(',') {
+            bound.push(ident);
+        }
+    }
+    bound
+}
 
 /// Why a CEL expression does not parse, with the line and column of the first error.
 pub fn cel_syntax_error(expression: &str) -> Option<String> {
@@ -335,6 +425,15 @@ mod tests {
                 .any(|p| p.field == Some("cel_expression") && p.reason.contains("does not parse")),
             "{problems:?}"
         );
+        assert_eq!(
+            cel_reference_error(r#"request_body.messages.exists(m, m.role == "tool") && headers["x"] == "1""#),
+            None
+        );
+        let unknown = cel_reference_error("modle == \"gpt-4o\"").expect("a typo is refused");
+        assert!(unknown.contains("\"modle\""), "{unknown}");
+        let nested = cel_reference_error("request_body.messages.all(m, request_body.messages.exists(n, n == m))")
+            .expect("nested comprehensions over the body are refused");
+        assert!(nested.contains("more than one comprehension"), "{nested}");
     }
 
     #[test]

@@ -26,11 +26,11 @@ impl FilterChain {
         self.filters.iter().map(|f| f.name()).collect()
     }
 
-    /// Lets every filter compile its per-config state into `live`.
-    pub fn prepare(&self, live: &mut Live) {
+    /// Lets every filter compile its per-config state into `live`, built from `config`.
+    pub fn prepare(&self, live: &mut Live, config: &asbru_config::Config) {
         let mut slots = std::mem::take(&mut live.slots);
         for filter in &self.filters {
-            filter.on_config(live, &mut slots);
+            filter.on_config(live, config, &mut slots);
         }
         live.slots = slots;
     }

@@ -77,6 +77,8 @@ pub struct GatewayRequest {
     /// provider-key pins excluded), `traceparent`, `tracestate`, and the configured
     /// `client.logging_headers`.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The request URI's query string, when it has one (routing rules read it as `params`).
+    pub query: Option<Box<str>>,
 }
 
 impl GatewayRequest {
@@ -171,12 +173,38 @@ pub struct AttemptState {
 pub struct Facts {
     /// The caller's virtual key (its team and customer are on it).
     pub vk: Option<Arc<VirtualKeyRuntime>>,
-    /// The routing rule that chose the plan, by id, when one did.
-    pub routing_rule: Option<String>,
+    /// The routing rule that chose the plan, when one did.
+    pub routing_rule: Option<RuleRef>,
+    /// Where a routing rule sent the request: the routing filter plans from this instead of
+    /// the request's own model and fallbacks.
+    pub route: Option<RouteOverride>,
     /// The fullest budget's use after admission, in percent (0 to 100).
     pub budget_used: Option<f64>,
     /// The fullest request rate limit's use after admission, in percent.
     pub rate_limit_used: Option<f64>,
+}
+
+/// A routing rule, by id and name (shared: the rule's own strings, not copies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRef {
+    /// The rule's id.
+    pub id: Arc<str>,
+    /// The rule's name.
+    pub name: Arc<str>,
+}
+
+/// A routing rule's rewrite of the request's target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteOverride {
+    /// The provider to use.
+    pub provider: String,
+    /// The model at that provider.
+    pub model: String,
+    /// The rule's fallbacks (`provider/model` or `provider/`, which keeps the model); `None`
+    /// keeps the request's own.
+    pub fallbacks: Option<Vec<String>>,
+    /// A provider key the rule pins, by id or name.
+    pub key_id: Option<String>,
 }
 
 /// What a settled request was charged.

@@ -16,6 +16,7 @@
 //! | [`Filter::on_attempt_failed`] | a target failed or was skipped; nothing reached the client | settle what it reserved |
 //! | [`Filter::on_complete`] | Pingora's `logging` phase, after the response | metrics, logs |
 
+use asbru_config::Config;
 use http::HeaderMap;
 
 use crate::ctx::RequestCtx;
@@ -62,9 +63,9 @@ pub trait Filter: Send + Sync {
     /// The name used in `plugins` entries, logs and metrics.
     fn name(&self) -> &'static str;
 
-    /// A new [`Live`] was built: compile whatever this filter needs per config and keep it in
-    /// `slots` (read back with [`Live::slot`]).
-    fn on_config(&self, _live: &Live, _slots: &mut Slots) {}
+    /// A new [`Live`] was built from `config`: compile whatever this filter needs per config and
+    /// keep it in `slots` (read back with [`Live::slot`]).
+    fn on_config(&self, _live: &Live, _config: &Config, _slots: &mut Slots) {}
 
     /// The request's head is parsed and its facts are empty.
     fn on_request(&self, _live: &Live, _ctx: &mut RequestCtx) -> Flow {

@@ -26,6 +26,7 @@ pub mod logging;
 pub mod otel;
 pub mod response_headers;
 pub mod routing;
+pub mod routing_rules;
 pub mod telemetry;
 pub mod tokens;
 

@@ -48,6 +48,8 @@ pub struct ObserveSettings {
     /// Custom Prometheus labels (`client.prometheus_labels`), filled from `x-bf-prom-<label>`
     /// or `x-bf-dim-<label>` headers.
     pub prometheus_labels: Vec<String>,
+    /// Every request header but credentials is kept, because a routing rule reads `headers`.
+    pub all_headers: bool,
 }
 
 /// Valid Prometheus label names from `client.prometheus_labels`: trimmed, lowercase, `-` as
@@ -89,17 +91,41 @@ impl ObserveSettings {
                 .filter_map(|h| http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes()).ok())
                 .collect(),
             prometheus_labels: custom_label_names(client.prometheus_labels.as_deref().unwrap_or(&[])),
+            all_headers: config.governance.as_ref().is_some_and(|g| {
+                g.routing_rules
+                    .iter()
+                    .any(|r| r.enabled != Some(false) && r.cel_expression.contains("headers"))
+            }),
         }
     }
 
     /// Whether a request header is one filters keep (see `GatewayRequest::headers`).
     pub fn keeps_header(&self, name: &http::HeaderName) -> bool {
         let n = name.as_str();
-        (n.starts_with("x-bf-") && !matches!(n, "x-bf-vk" | "x-bf-api-key" | "x-bf-api-key-id"))
+        if self.all_headers {
+            return !is_credential(n);
+        }
+        (n.starts_with("x-bf-") && !is_credential(n))
             || n == "traceparent"
             || n == "tracestate"
             || self.logging_headers.contains(name)
     }
+}
+
+/// Headers that carry credentials: never kept, so no filter, rule or log row can read them.
+fn is_credential(name: &str) -> bool {
+    matches!(
+        name,
+        "authorization"
+            | "proxy-authorization"
+            | "cookie"
+            | "x-api-key"
+            | "api-key"
+            | "x-goog-api-key"
+            | "x-bf-vk"
+            | "x-bf-api-key"
+            | "x-bf-api-key-id"
+    )
 }
 
 /// Fallbacks a request may use when `client.max_fallbacks` is not set.

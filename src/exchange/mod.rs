@@ -174,6 +174,7 @@ pub async fn handle(
         now: crate::state::unix_now(),
         arrived_ms: unix_millis(),
         headers: kept_headers(&live, session),
+        query: session.req_header().uri.query().map(Box::from),
         body: body.clone(),
     };
     let InFlight { live, ctx } = slot.insert(InFlight {

@@ -14,6 +14,7 @@ mod lifecycle;
 mod observability;
 mod reliability;
 mod resilience;
+mod routing_rules;
 mod store_modes;
 mod tracing;
 mod translation;

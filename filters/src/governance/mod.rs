@@ -210,6 +210,7 @@ mod tests {
             arrived_ms: 0,
             body: bytes::Bytes::new(),
             headers: Vec::new(),
+            query: None,
         };
         let ctx = RequestCtx::new("t".into(), Instant::now(), request);
         (live, registry, chain, ctx)

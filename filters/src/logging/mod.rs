@@ -132,7 +132,7 @@ fn record(live: &Live, ctx: &mut RequestCtx) -> LogRecord {
         customer: vk
             .and_then(|vk| vk.customer_ref.as_deref())
             .map(|c| named(&c.id, &c.name)),
-        routing_rule: ctx.facts.routing_rule.as_deref().map(|id| named(id, id)),
+        routing_rule: ctx.facts.routing_rule.as_ref().map(|r| named(&r.id, &r.name)),
         error,
         content,
         metadata,

@@ -20,7 +20,12 @@ impl Filter for RoutingFilter {
     }
 
     fn on_request(&self, live: &Live, ctx: &mut RequestCtx) -> Flow {
-        match plan::build(&live.snapshot, &ctx.request, ctx.facts.vk.as_deref()) {
+        match plan::build(
+            &live.snapshot,
+            &ctx.request,
+            ctx.facts.vk.as_deref(),
+            ctx.facts.route.as_ref(),
+        ) {
             Ok(plan) => {
                 ctx.plan = plan;
                 Flow::Continue

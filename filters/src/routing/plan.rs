@@ -11,17 +11,21 @@ use asbru_config::catalog::{self, RequestType};
 
 use rand::Rng;
 
-use crate::ctx::{Attempt, GatewayRequest};
+use crate::ctx::{Attempt, GatewayRequest, RouteOverride};
 use crate::filter::Rejection;
 use crate::policy::VirtualKeyRuntime;
 
 /// Builds the plan from the request's model and fallbacks (and the virtual key's providers for
-/// a bare model).
+/// a bare model), or from where a routing rule sent it.
 pub fn build(
     snapshot: &Snapshot,
     request: &GatewayRequest,
     vk: Option<&VirtualKeyRuntime>,
+    route: Option<&RouteOverride>,
 ) -> Result<Vec<Attempt>, Rejection> {
+    if let Some(route) = route {
+        return build_routed(snapshot, request, vk, route);
+    }
     let mut plan = Vec::new();
     let bare = request.default_provider.is_none() && split_model(snapshot, &request.model_requested).0.is_none();
     if bare
@@ -36,7 +40,7 @@ pub fn build(
             plan.push(attempt(Some(vk), provider, model, index));
         }
         if !auto_fallbacks {
-            push_fallbacks(snapshot, request, Some(vk), &mut plan);
+            push_fallbacks(snapshot, request, &request.fallbacks, None, Some(vk), &mut plan);
         }
         plan.truncate(1 + snapshot.max_fallbacks);
         return Ok(plan);
@@ -44,8 +48,41 @@ pub fn build(
     let primary = resolve_target(snapshot, &request.model_requested, request.default_provider)?;
     check_serves(&primary.0, request.request_type, request.stream)?;
     plan.push(attempt(vk, primary.0, primary.1, 0));
-    push_fallbacks(snapshot, request, vk, &mut plan);
+    push_fallbacks(snapshot, request, &request.fallbacks, None, vk, &mut plan);
     // One request cannot fan out into more upstream calls than the cap allows.
+    plan.truncate(1 + snapshot.max_fallbacks);
+    Ok(plan)
+}
+
+/// The plan a routing rule chose: its target first (with the key it pins), then its fallbacks
+/// (or the request's, when the rule has none). The virtual key's provider weights do not apply;
+/// governance still checks each target.
+fn build_routed(
+    snapshot: &Snapshot,
+    request: &GatewayRequest,
+    vk: Option<&VirtualKeyRuntime>,
+    route: &RouteOverride,
+) -> Result<Vec<Attempt>, Rejection> {
+    let Some(provider) = snapshot.provider(&route.provider) else {
+        return Err(Rejection::gateway(
+            500,
+            format!(
+                "a routing rule sends this request to provider {:?}, which is not configured",
+                route.provider
+            ),
+        ));
+    };
+    if route.model.is_empty() {
+        return Err(Rejection::bad_request("model is required (format: provider/model)"));
+    }
+    check_serves(provider, request.request_type, request.stream)?;
+    let mut primary = attempt(vk, provider.clone(), route.model.clone(), 0);
+    if let Some(key) = &route.key_id {
+        primary.key_ids = Some(Arc::from(vec![key.clone()]));
+    }
+    let mut plan = vec![primary];
+    let fallbacks = route.fallbacks.as_deref().unwrap_or(&request.fallbacks);
+    push_fallbacks(snapshot, request, fallbacks, Some(&route.model), vk, &mut plan);
     plan.truncate(1 + snapshot.max_fallbacks);
     Ok(plan)
 }
@@ -63,18 +100,25 @@ fn attempt(vk: Option<&VirtualKeyRuntime>, provider: Arc<ProviderRuntime>, model
     }
 }
 
-/// The request's own fallbacks. Unusable ones are dropped, as Bifrost does: a bad fallback must
-/// not fail a good primary.
+/// Fallbacks (the request's, or a routing rule's). Unusable ones are dropped, as Bifrost does: a
+/// bad fallback must not fail a good primary. With `keep_model`, `provider/` means that provider
+/// with the primary's model (a routing rule's fallback).
 fn push_fallbacks(
     snapshot: &Snapshot,
     request: &GatewayRequest,
+    fallbacks: &[String],
+    keep_model: Option<&str>,
     vk: Option<&VirtualKeyRuntime>,
     plan: &mut Vec<Attempt>,
 ) {
-    let fallbacks = request
-        .fallbacks
+    let fallbacks = fallbacks
         .iter()
-        .filter_map(|raw| explicit_target(snapshot, raw))
+        .filter_map(|raw| match (raw.strip_suffix('/'), keep_model) {
+            (Some(provider), Some(model)) if !provider.contains('/') => {
+                Some((snapshot.provider(provider)?.clone(), model.to_string()))
+            }
+            _ => explicit_target(snapshot, raw),
+        })
         .filter(|(provider, _)| check_serves(provider, request.request_type, request.stream).is_ok());
     let first = plan.len();
     for (index, (provider, model)) in fallbacks.enumerate() {
@@ -232,6 +276,7 @@ mod tests {
             arrived_ms: 0,
             body: bytes::Bytes::new(),
             headers: Vec::new(),
+            query: None,
         }
     }
 
@@ -247,6 +292,7 @@ mod tests {
                 &["openai/gpt-4o", "bogus", "groq/x", "openai/"],
                 None,
             ),
+            None,
             None,
         )
         .expect("plan");
@@ -268,17 +314,17 @@ mod tests {
         let snap = snapshot(&format!("client: {{max_fallbacks: 2}}\n{CONF}"));
         let many: Vec<String> = (0..300).map(|i| format!("openai/m{i}")).collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        let plan = build(&snap.snapshot, &request("openai/gpt-4o", &many, None), None).expect("plan");
+        let plan = build(&snap.snapshot, &request("openai/gpt-4o", &many, None), None, None).expect("plan");
         assert_eq!(plan.len(), 3, "the primary and two fallbacks");
         let default = snapshot(CONF);
-        let plan = build(&default.snapshot, &request("openai/gpt-4o", &many, None), None).expect("plan");
+        let plan = build(&default.snapshot, &request("openai/gpt-4o", &many, None), None, None).expect("plan");
         assert_eq!(plan.len(), 1 + crate::snapshot::DEFAULT_MAX_FALLBACKS);
     }
 
     #[test]
     fn rejections() {
         let snap = snapshot(CONF);
-        let reject = |r: GatewayRequest| build(&snap.snapshot, &r, None).expect_err("rejected");
+        let reject = |r: GatewayRequest| build(&snap.snapshot, &r, None, None).expect_err("rejected");
         assert!(
             reject(request("gpt-4o", &[], None))
                 .message
@@ -298,7 +344,7 @@ mod tests {
         let mut embed = request("anthropic/claude", &[], None);
         embed.request_type = RequestType::Embedding;
         assert!(reject(embed).message.contains("does not support embedding"));
-        let ok = build(&snap.snapshot, &request("gpt-4o", &[], Some("openai")), None).expect("default provider");
+        let ok = build(&snap.snapshot, &request("gpt-4o", &[], Some("openai")), None, None).expect("default provider");
         assert_eq!(ok[0].provider.name, "openai");
     }
 }

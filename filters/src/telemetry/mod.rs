@@ -103,7 +103,7 @@ impl Filter for TelemetryFilter {
         "telemetry"
     }
 
-    fn on_config(&self, live: &Live, slots: &mut Slots) {
+    fn on_config(&self, live: &Live, _config: &asbru_config::Config, slots: &mut Slots) {
         slots.insert(SeriesTable::build(live));
     }
 
@@ -197,15 +197,16 @@ impl TelemetryFilter {
         let key = ctx.current_key();
         let team = vk.and_then(|v| v.team_ref.as_deref());
         let customer = vk.and_then(|v| v.customer_ref.as_deref());
-        let rule = ctx.facts.routing_rule.as_deref().unwrap_or_default();
+        let rule = ctx.facts.routing_rule.as_ref();
+        let (rule_id, rule_name) = rule.map_or(("", ""), |r| (&*r.id, &*r.name));
         let mut values: Vec<&str> = vec![
             provider,
             model,
             ctx.request.object_type(),
             vk.map_or("", |v| v.id.as_str()),
             vk.map_or("", |v| v.name.as_str()),
-            rule,
-            rule,
+            rule_id,
+            rule_name,
             key.map_or("", |k| k.id.as_str()),
             key.map_or("", |k| k.name.as_str()),
             fallback_index,
