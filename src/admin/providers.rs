@@ -28,21 +28,25 @@ pub fn redact(value: &str) -> String {
     }
 }
 
+/// Provider-specific key configs, and the secrets in them.
+const KEY_CONFIGS: [&str; 3] = ["azure_key_config", "vertex_key_config", "bedrock_key_config"];
+const KEY_CONFIG_SECRETS: [&str; 5] = [
+    "api_key",
+    "auth_credentials",
+    "secret_key",
+    "session_token",
+    "access_key",
+];
+
 fn key_view(provider: &str, key: &KeyConfig) -> Value {
     let mut view = serde_json::to_value(key).unwrap_or(Value::Null);
     if let Some(object) = view.as_object_mut() {
         object.insert("value".into(), Value::String(redact(&key.value)));
         object.insert("key_id".into(), json!(key.id));
         object.insert("provider".into(), Value::String(provider.to_string()));
-        for field in ["azure_key_config", "vertex_key_config", "bedrock_key_config"] {
+        for field in KEY_CONFIGS {
             if let Some(Value::Object(inner)) = object.get_mut(field) {
-                for secret in [
-                    "api_key",
-                    "auth_credentials",
-                    "secret_key",
-                    "session_token",
-                    "access_key",
-                ] {
+                for secret in KEY_CONFIG_SECRETS {
                     if let Some(Value::String(s)) = inner.get(secret).cloned() {
                         inner.insert(secret.into(), Value::String(redact(&s)));
                     }
@@ -51,6 +55,40 @@ fn key_view(provider: &str, key: &KeyConfig) -> Value {
         }
     }
     view
+}
+
+/// Puts back every secret of `old` that `key` carries in its redacted form (or not at all, for
+/// the value): a key read from the API and sent back unchanged keeps its secrets.
+fn restore_secrets(old: &KeyConfig, key: &mut KeyConfig) {
+    if key.value.is_empty() || key.value == redact(&old.value) {
+        key.value = old.value.clone();
+    }
+    let (Ok(Value::Object(old_json)), Ok(Value::Object(mut new_json))) =
+        (serde_json::to_value(old), serde_json::to_value(&*key))
+    else {
+        return;
+    };
+    let mut changed = false;
+    for field in KEY_CONFIGS {
+        let (Some(Value::Object(old_inner)), Some(Value::Object(new_inner))) =
+            (old_json.get(field), new_json.get_mut(field))
+        else {
+            continue;
+        };
+        for secret in KEY_CONFIG_SECRETS {
+            if let (Some(Value::String(stored)), Some(Value::String(sent))) =
+                (old_inner.get(secret), new_inner.get(secret))
+                && *sent == redact(stored)
+                && sent != stored
+            {
+                new_inner.insert(secret.into(), Value::String(stored.clone()));
+                changed = true;
+            }
+        }
+    }
+    if changed && let Ok(restored) = serde_json::from_value::<KeyConfig>(Value::Object(new_json)) {
+        *key = restored;
+    }
 }
 
 fn provider_view(name: &str, provider: &ProviderConfig) -> Value {
@@ -173,9 +211,7 @@ fn keep_secrets(stored: &[KeyConfig], keys: &mut [KeyConfig]) {
         let Some(old) = stored.iter().find(|o| o.id.is_some() && o.id == key.id) else {
             continue;
         };
-        if key.value.is_empty() || key.value == redact(&old.value) {
-            key.value = old.value.clone();
-        }
+        restore_secrets(old, key);
     }
 }
 
@@ -241,17 +277,28 @@ pub fn create_key(api: &Api<'_>, name: &str, body: &[u8]) -> ApiResult {
     Ok(Reply::written("Key created successfully", "key", key_view(name, &key)))
 }
 
-/// `PUT /api/providers/{provider}/keys/{key_id}`.
+/// `PUT /api/providers/{provider}/keys/{key_id}`: the fields sent replace the stored ones, the
+/// others are kept; secrets sent back redacted (or a value not sent) keep the stored secret.
 pub fn update_key(api: &Api<'_>, name: &str, key_id: &str, body: &[u8]) -> ApiResult {
     let mut provider = load(api, name)?;
     let stored = find_key(&mut provider, key_id)
         .ok_or_else(|| ApiError::not_found(format!("key {key_id:?}")))?
         .clone();
-    let mut key: KeyConfig = parse(body)?;
-    key.id = stored.id.clone().or_else(|| Some(key_id.to_string()));
-    if key.value.is_empty() || key.value == redact(&stored.value) {
-        key.value = stored.value.clone();
+    let patch: serde_json::Map<String, Value> = parse(body)?;
+    let mut merged = serde_json::to_value(&stored)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    for (field, value) in patch {
+        if matches!(field.as_str(), "id" | "key_id" | "provider") {
+            continue;
+        }
+        merged.insert(field, value);
     }
+    let mut key: KeyConfig = serde_json::from_value(Value::Object(merged))
+        .map_err(|e| ApiError::bad_request(format!("invalid key: {e}")))?;
+    key.id = stored.id.clone().or_else(|| Some(key_id.to_string()));
+    restore_secrets(&stored, &mut key);
     if let Some(slot) = find_key(&mut provider, key_id) {
         *slot = key.clone();
     }

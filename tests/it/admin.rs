@@ -1087,3 +1087,46 @@ async fn a_stored_rule_an_older_version_accepted_does_not_block_other_writes() {
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_key_edit_keeps_what_it_does_not_send_and_every_redacted_secret() {
+    let dir = data_dir("key-merge");
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = stored_gateway(&dir);
+    let credentials = r#"{\"type\":\"service_account\",\"private_key\":\"-----BEGIN PRIVATE KEY-----secret\"}"#;
+    let provider = format!(
+        r#"{{"provider":"vertex","keys":[{{"id":"v1","name":"v","value":"","models":[],"vertex_key_config":{{"project_id":"p","region":"us-central1","auth_credentials":"{credentials}"}}}}]}}"#
+    );
+    let created = call(&gw, "POST", "/api/providers", &provider).await;
+    assert_eq!(created.status(), 200, "{}", created.text());
+    // Only the weight: everything else stays.
+    let edited = call(&gw, "PUT", "/api/providers/vertex/keys/v1", r#"{"weight":2}"#).await;
+    assert_eq!(edited.status(), 200, "{}", edited.text());
+    // The whole redacted view sent back, as a form that round-trips it would.
+    let view = call(&gw, "GET", "/api/providers/vertex/keys/v1", "").await.json();
+    let view = view.get("key").cloned().unwrap_or(view);
+    let shown = view["vertex_key_config"]["auth_credentials"]
+        .as_str()
+        .expect("shown")
+        .to_string();
+    assert!(shown.contains("****"), "{shown}");
+    let back = call(&gw, "PUT", "/api/providers/vertex/keys/v1", &view.to_string()).await;
+    assert_eq!(back.status(), 200, "{}", back.text());
+    drop(gw);
+    use asbru_store::backend::ConfigStore;
+    let store: Box<dyn ConfigStore> =
+        Box::new(asbru_store::backend::sqlite::SqliteStore::open(&dir.join("config.db")).expect("open"));
+    let stored = store.provider("vertex").expect("read").expect("stored");
+    let key = &stored.keys[0];
+    assert_eq!(key.weight, Some(2.0));
+    assert_eq!(key.models.as_deref(), Some(&[][..]), "an empty model list stays empty");
+    let json = serde_json::to_value(key).expect("json");
+    assert!(
+        json["vertex_key_config"]["auth_credentials"]
+            .as_str()
+            .is_some_and(|c| c.contains("-----BEGIN PRIVATE KEY-----secret")),
+        "the secret survived: {json}"
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

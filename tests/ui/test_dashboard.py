@@ -255,3 +255,83 @@ def test_login_gates_everything_and_logout_works(page):
         assert status == 401
     finally:
         gw.stop()
+
+
+def test_edits_keep_what_the_form_does_not_show(page, gateway):
+    gw = gateway
+    gw.call("POST", "/api/providers", {"provider": "openai", "keys": [{"id": "k1", "name": "k1", "value": "sk-upstream-0000000000", "models": []}],
+                                       "network_config": {"base_url": gw.mock_url}})
+    _, created = gw.call("POST", "/api/governance/virtual-keys", {
+        "name": "locked", "provider_configs": [{"provider": "openai", "weight": None, "allowed_models": [], "key_ids": ["k1"]}],
+        "budgets": [{"id": "keep-me", "max_limit": 3, "reset_duration": "1d"}],
+    })
+    vk_id = created["virtual_key"]["id"]
+    goto(page, gw, "virtual-keys")
+    page.get_by_role("button", name="Edit locked").click()
+    page.locator("dialog").get_by_role("button", name="Save").click()
+    expect(page.locator("dialog")).to_have_count(0)
+    stored = gw.call("GET", f"/api/governance/virtual-keys/{vk_id}")[1]["virtual_key"]
+    pc = stored["provider_configs"][0]
+    assert (pc["allowed_models"], pc["weight"], pc["key_ids"]) == ([], None, ["k1"]), pc
+    assert stored["budgets"][0]["id"] == "keep-me"
+
+    goto(page, gw, "providers")
+    page.get_by_role("button", name="Edit key k1").click()
+    page.locator("dialog").get_by_label("Weight").fill("3")
+    page.locator("dialog").get_by_role("button", name="Save").click()
+    expect(page.locator("dialog")).to_have_count(0)
+    key = gw.call("GET", "/api/providers/openai/keys/k1")[1]
+    key = key.get("key", key)
+    assert (key["weight"], key["models"], key["value"]) == (3, [], "sk-u****(22 chars)"), key
+
+
+def test_turning_auth_on_in_settings_asks_for_a_login(page, gateway):
+    gw = gateway
+    goto(page, gw, "settings")
+    page.get_by_label("Require a login for the dashboard and the management API").check()
+    page.get_by_role("button", name="Save authentication").click()
+    form = page.locator("form", has=page.get_by_role("button", name="Save authentication"))
+    username_field = form.locator(".field", has=page.get_by_label("Username"))
+    expect(username_field.locator(".field-error")).to_contain_text("admin_username and admin_password are needed")
+    page.get_by_label("Username").fill("ops")
+    page.get_by_label("Password").fill("s3cret-pass")
+    page.get_by_role("button", name="Save authentication").click()
+    expect(page.get_by_role("heading", name="Sign in to the dashboard")).to_be_visible()
+    login = page.locator("#login-root")
+    login.get_by_label("Username").fill("ops")
+    login.get_by_label("Password").fill("s3cret-pass")
+    login.get_by_role("button", name="Sign in").click()
+    expect(page.locator("main h1")).to_have_text("Settings")
+    # Logged out from a page that refreshes itself: the login form is left alone.
+    goto(page, gw, "virtual-keys")
+    expect(page.get_by_text("No virtual key matches.")).to_be_visible()
+    calls = []
+    page.on("request", lambda r: calls.append((time.time(), r.url)) if "/api/" in r.url else None)
+    t0 = time.time()
+    page.get_by_role("button", name="Log out").click()
+    login.get_by_label("Username").fill("typing")
+    page.wait_for_timeout(5600)
+    expect(login.get_by_label("Username")).to_have_value("typing")
+    assert [u for _, u in calls if "/api/governance" in u] == [], [(round(t - t0, 2), u) for t, u in calls]
+
+
+def test_pages_fit_a_1024_px_window(page, gateway):
+    gw = gateway
+    gw.call("POST", "/api/providers", {"provider": "openai", "keys": [{"name": "k", "value": "sk-upstream-0000000000"}],
+                                       "network_config": {"base_url": gw.mock_url}})
+    gw.call("POST", "/api/governance/virtual-keys", {
+        "name": "a-rather-long-virtual-key-name-for-layout", "description": "used by the checkout service in production",
+        "provider_configs": [{"provider": "openai", "weight": 1}],
+        "budgets": [{"max_limit": 5, "reset_duration": "1d"}, {"max_limit": 50, "reset_duration": "1M"}],
+        "rate_limit": {"request_max_limit": 600, "request_reset_duration": "1m"},
+    })
+    gw.call("POST", "/api/governance/routing-rules", {"name": "long rule", "cel_expression": 'headers["x-tier"] == "free" && model.startsWith("gpt-4o") && budget_used > 50.0',
+                                                      "targets": [{"provider": "openai", "model": "gpt-4o-mini"}]})
+    page.set_viewport_size({"width": 1024, "height": 768})
+    for name in PAGES:
+        goto(page, gw, name)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 1024, f"{name} is {width} px wide at 1024"
+        hidden = page.evaluate("[...document.querySelectorAll('.table-wrap')].filter((t) => t.scrollWidth > t.clientWidth + 1).length")
+        assert hidden == 0, f"{name} has a table that scrolls sideways at 1024"
+        screenshot(page, f"1024-{name}")

@@ -56,3 +56,15 @@ export function query(params) {
 
 /** Percent-encodes one path segment. */
 export const seg = (s) => encodeURIComponent(s);
+
+/** Every virtual key, page by page (the API returns at most 100 at a time). */
+export async function allVirtualKeys({ fromMemory = false } = {}) {
+  const keys = [];
+  for (let offset = 0; offset < 100000; offset += 100) {
+    const reply = await get(`/governance/virtual-keys${query({ from_memory: fromMemory ? 'true' : '', limit: 100, offset })}`);
+    const page = reply.virtual_keys || [];
+    keys.push(...page);
+    if (!page.length || keys.length >= (reply.total_count ?? 0)) break;
+  }
+  return keys;
+}

@@ -18,6 +18,8 @@ const PAGES = [
 
 let cleanup = null;
 let authEnabled = false;
+/** Counts navigations: a page that finishes rendering after a newer one started is stopped. */
+let generation = 0;
 
 function currentRoute() {
   const [name, ...rest] = location.hash.replace(/^#\/?/, '').split('/');
@@ -26,15 +28,14 @@ function currentRoute() {
 }
 
 async function show() {
+  generation += 1;
+  const mine = generation;
   const { page, params } = currentRoute();
   for (const link of document.querySelectorAll('#nav a')) {
     if (link.dataset.page === page) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
-  if (cleanup) {
-    try { cleanup(); } catch { /* a page's cleanup never blocks navigation */ }
-    cleanup = null;
-  }
+  stopPage();
   const main = document.getElementById('main');
   mount(main, h('div', { class: 'loading' }, 'Loading…'));
   const [, label, load] = PAGES.find(([id]) => id === page);
@@ -42,7 +43,10 @@ async function show() {
   try {
     const module = await load();
     const result = await module.render(main, params);
-    if (typeof result === 'function') cleanup = result;
+    if (typeof result === 'function') {
+      if (mine === generation) cleanup = result;
+      else result();
+    }
   } catch (error) {
     if (error?.status === 401) return;
     mount(main, h('div', { class: 'page-error', role: 'alert' },
@@ -56,8 +60,26 @@ function buildNav() {
     PAGES.map(([id, label]) => h('li', {}, h('a', { href: `#/${id}`, dataset: { page: id } }, label))));
 }
 
+function stopPage() {
+  if (cleanup) {
+    try { cleanup(); } catch { /* a page's cleanup never blocks navigation */ }
+    cleanup = null;
+  }
+}
+
 function showLogin(message) {
+  // The page behind stops its timers and live tails: they would only get 401s.
+  stopPage();
+  const slot = document.querySelector('#login-root .form-error-slot');
+  if (slot && document.getElementById('shell').hidden) {
+    // Already showing: keep what the user typed, only update the message.
+    if (message) { slot.textContent = message; slot.hidden = false; }
+    return;
+  }
   document.getElementById('shell').hidden = true;
+  // Nothing of the page behind stays in the document while signed out.
+  generation += 1;
+  mount(document.getElementById('main'));
   const user = input('username', '', { autocomplete: 'username', required: true });
   const pass = input('password', '', { type: 'password', autocomplete: 'current-password', required: true });
   const error = h('p', { class: 'form-error-slot', role: 'alert', hidden: !message }, message || '');
@@ -110,6 +132,12 @@ async function start() {
 window.addEventListener('hashchange', show);
 window.addEventListener('asbru:unauthorized', () => {
   if (authEnabled) showLogin('Your session has ended. Sign in again.');
+});
+// Settings turned authentication on or off.
+window.addEventListener('asbru:auth-changed', (event) => {
+  authEnabled = Boolean(event.detail?.enabled);
+  document.getElementById('logout').hidden = !authEnabled;
+  if (authEnabled) showLogin('Authentication is on: sign in with the new credentials.');
 });
 document.getElementById('logout').addEventListener('click', async () => {
   try {

@@ -24,6 +24,8 @@ export function h(tag, attrs = {}, ...children) {
     } else if (key === 'dataset') {
       Object.assign(el.dataset, value);
     } else if (key === 'value' && 'value' in el) {
+      // For inputs the attribute too, so `defaultValue` tells whether the user changed it.
+      if (el.tagName === 'INPUT') el.setAttribute('value', String(value));
       el.value = value;
     } else if (key === 'checked' || key === 'selected' || key === 'disabled' || key === 'hidden') {
       el[key] = Boolean(value);
@@ -108,7 +110,7 @@ export function showErrors(form, error) {
   const lower = message.toLowerCase();
   const named = error?.field
     ? fields.filter((f) => f.dataset.field === error.field)
-    : fields.filter((f) => f.dataset.field.split(' ').some((word) => mentions(lower, word)));
+    : mostSpecific(fields, lower);
   const targets = named.length ? named : [form.querySelector('.form-error-slot')].filter(Boolean);
   for (const target of targets) {
     const slot = target.classList.contains('form-error-slot') ? target : target.querySelector('.field-error');
@@ -122,11 +124,32 @@ export function showErrors(form, error) {
   if (!targets.length) toast(message, 'error');
 }
 
+/**
+ * The fields a message is about: those whose names it mentions as whole words, where a field
+ * path (`network_config`, `token_reset_duration`) outranks a plain word (`provider`, `team`).
+ */
+function mostSpecific(fields, message) {
+  let best = 0;
+  let chosen = [];
+  for (const f of fields) {
+    const score = Math.max(0, ...f.dataset.field.split(' ')
+      .filter((w) => mentions(message, w))
+      .map((w) => (w.includes('_') ? 2 : 1)));
+    if (score > best) {
+      best = score;
+      chosen = [f];
+    } else if (score && score === best) {
+      chosen.push(f);
+    }
+  }
+  return chosen;
+}
+
 function mentions(message, word) {
-  const w = word.toLowerCase();
-  if (message.includes(w)) return true;
+  const w = word.toLowerCase().replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  if (new RegExp(`(^|[^a-z0-9_])${w}([^a-z0-9_]|$)`).test(message)) return true;
   const spaced = w.replace(/_/g, ' ');
-  return new RegExp(`\\b${spaced}s?\\b`).test(message);
+  return spaced !== w && new RegExp(`\\b${spaced}s?\\b`).test(message);
 }
 
 /** Hides every error shown by `showErrors`. */
@@ -248,6 +271,15 @@ export function formValues(form) {
     out[el.name] = el.type === 'checkbox' ? el.checked : el.value.trim();
   }
   return out;
+}
+
+/**
+ * Whether a page may refresh itself now: no dialog is open and the keyboard focus is not on
+ * something inside it (a refresh would take the focus away).
+ */
+export function idle(main) {
+  const active = document.activeElement;
+  return !document.querySelector('dialog') && !(active && active !== main && main.contains(active));
 }
 
 /** A small button. */

@@ -23,7 +23,8 @@ export function usageBar(used, max, { kind = 'money', resetsAt, label } = {}) {
   const fmt = kind === 'money' ? money : count;
   const fraction = max > 0 ? Math.min(1, used / max) : 0;
   const level = fraction >= 1 ? 'full' : fraction >= 0.8 ? 'high' : 'ok';
-  const resets = resetsAt ? `resets in ${span(resetsAt - Date.now() / 1000)}` : '';
+  const left = resetsAt ? resetsAt - Date.now() / 1000 : 0;
+  const resets = left >= 1 ? `resets in ${span(left)}` : '';
   const unit = kind === 'money' ? '' : ` ${kind}`;
   return h('div', { class: `usage ${level}` },
     h('div', { class: 'usage-text' },
@@ -54,7 +55,8 @@ export function scopeBars(scope) {
 /** "budget 'x'" from the API becomes "x (per hour)". */
 export function budgetLabel(name, duration) {
   const m = /'([^']*)'/.exec(name || '');
-  const short = m ? m[1] : (name || 'Budget');
+  const raw = m ? m[1] : (name || 'Budget');
+  const short = raw.charAt(0).toUpperCase() + raw.slice(1);
   return `${/^\d+$/.test(short) ? 'Budget' : short} (${resetWords(duration)})`;
 }
 
@@ -111,6 +113,11 @@ export function rateLimitEditor(rate) {
       field('Requests', requests, null, 'request_max_limit'),
       field('per', requestReset, null, 'request_reset_duration')));
   const read = () => {
+    for (const [el, name] of [[tokens, 'token_max_limit rate_limit'], [requests, 'request_max_limit']]) {
+      if (el.value && !(Number.isInteger(Number(el.value)) && Number(el.value) > 0)) {
+        throw Object.assign(new Error('rate limits are whole numbers greater than 0'), { field: name });
+      }
+    }
     if (!tokens.value && !requests.value) return null;
     const out = { ...(rate || {}) };
     for (const k of ['token_max_limit', 'token_reset_duration', 'request_max_limit', 'request_reset_duration']) delete out[k];

@@ -1,21 +1,10 @@
 // Budgets & limits: every budget and rate limit, where it is attached, its live usage, and
 // "create and attach" for virtual keys, teams and customers.
 
-import { get, put, seg, query } from '../api.js';
-import { h, mount, pageHeader, table, field, input, select, formDialog, toast, button } from '../dom.js';
+import { get, put, seg, allVirtualKeys } from '../api.js';
+import { h, mount, pageHeader, table, field, input, select, formDialog, toast, button, idle } from '../dom.js';
 import { money, count, resetWords } from '../format.js';
 import { usageBar, badge } from '../widgets.js';
-
-/** Every virtual key, page by page, with usage from memory. */
-async function allKeys() {
-  const keys = [];
-  for (let offset = 0; offset < 10000; offset += 100) {
-    const reply = await get(`/governance/virtual-keys${query({ from_memory: 'true', limit: 100, offset })}`);
-    keys.push(...(reply.virtual_keys || []));
-    if (keys.length >= (reply.total_count ?? 0) || !(reply.virtual_keys || []).length) break;
-  }
-  return keys;
-}
 
 /** The usage entry of budget `b` (position `i`) in a scope from the API. */
 function budgetUsage(scope, b, i) {
@@ -25,8 +14,15 @@ function budgetUsage(scope, b, i) {
 }
 
 export async function render(main) {
+  await draw(main);
+  // Usage moves: redraw every 10 s while the page is idle.
+  const live = setInterval(() => { if (idle(main)) draw(main).catch(() => {}); }, 10000);
+  return () => clearInterval(live);
+}
+
+async function draw(main) {
   const [keys, teams, customers, providers, models] = await Promise.all([
-    allKeys(),
+    allVirtualKeys({ fromMemory: true }),
     get('/governance/teams').then((r) => r.teams || []),
     get('/governance/customers').then((r) => r.customers || []),
     get('/governance/providers').then((r) => r.providers || []).catch(() => []),
@@ -35,8 +31,13 @@ export async function render(main) {
   const scopes = keys.flatMap((k) => (k.usage?.scopes || []).map((s) => ({ ...s, vk: k })));
   const scopeOf = (level, id) => scopes.find((s) => s.level === level && (level === 'virtual_key' ? s.vk.id === id : s.label.includes(`'${id}'`)));
 
+  const providerScope = (k, provider) => scopes.find((s) => s.level === 'provider_config' && s.vk.id === k.id && s.label.includes(`'${provider}'`));
   const owners = [
     ...keys.map((k) => ({ kind: 'Virtual key', path: `/governance/virtual-keys/${seg(k.id)}`, entity: k, name: k.name, scope: scopeOf('virtual_key', k.id), link: `#/virtual-keys/${seg(k.id)}` })),
+    // A key's provider configs have budgets and limits of their own; they are edited with the key.
+    ...keys.flatMap((k) => (k.provider_configs || []).map((pc) => ({
+      kind: 'Provider config', entity: pc, name: `${k.name} › ${pc.provider}`, scope: providerScope(k, pc.provider), link: `#/virtual-keys/${seg(k.id)}`,
+    }))),
     ...teams.map((t) => ({ kind: 'Team', path: `/governance/teams/${seg(t.id)}`, entity: t, name: t.name, scope: scopeOf('team', t.id), link: '#/teams' })),
     ...customers.map((c) => ({ kind: 'Customer', path: `/governance/customers/${seg(c.id)}`, entity: c, name: c.name, scope: scopeOf('customer', c.id), link: '#/teams' })),
     ...providers.map((p) => ({ kind: 'Provider', entity: p, name: p.name, scope: null })),
@@ -44,7 +45,7 @@ export async function render(main) {
   ];
   const budgetRows = owners.flatMap((o) => (o.entity.budgets || []).map((b, i) => ({ o, b, usage: budgetUsage(o.scope, b, i) })));
   const rateRows = owners.filter((o) => o.entity.rate_limit).map((o) => ({ o, r: o.entity.rate_limit, usage: o.scope?.rate_limit }));
-  const refresh = () => render(main);
+  const refresh = () => draw(main);
   const attachable = owners.filter((o) => o.path);
 
   const attachedTo = ({ o }) => h('span', {}, badge(o.kind, 'grey'), ' ', o.link ? h('a', { href: o.link }, o.name) : o.name);
@@ -72,8 +73,6 @@ export async function render(main) {
           r.token_max_limit ? usageBar(usage?.tokens?.current_usage || 0, r.token_max_limit, { kind: 'tokens', resetsAt: usage?.tokens?.resets_at }) : null,
           r.request_max_limit ? usageBar(usage?.requests?.current_usage || 0, r.request_max_limit, { kind: 'requests', resetsAt: usage?.requests?.resets_at }) : null)],
       ], rateRows, 'No rate limit yet.')));
-  const live = setInterval(() => { if (!document.querySelector('dialog')) render(main).catch(() => {}); }, 10000);
-  return () => clearInterval(live);
 }
 
 function ownerSelect(owners) {
@@ -154,6 +153,11 @@ async function createRateLimit(owners, refresh) {
     onSubmit: async () => {
       if (!tokens.value && !requests.value) {
         throw Object.assign(new Error('Set a token limit, a request limit, or both.'), { field: 'token_max_limit' });
+      }
+      for (const [el, name] of [[tokens, 'token_max_limit'], [requests, 'request_max_limit']]) {
+        if (el.value && !(Number.isInteger(Number(el.value)) && Number(el.value) > 0)) {
+          throw Object.assign(new Error('rate limits are whole numbers greater than 0'), { field: name });
+        }
       }
       const owner = pick(owners, attach);
       const rate = {};

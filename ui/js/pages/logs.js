@@ -29,7 +29,7 @@ export async function render(main, [openId] = []) {
     const reply = await get(`/logs${query(params())}`);
     mount(body, (reply.logs || []).map(row));
     const total = reply.stats?.total_requests ?? reply.pagination?.total_count ?? reply.total ?? null;
-    summary.textContent = total === null ? '' : `${count(total)} requests`;
+    summary.textContent = total === null ? '' : `${count(total)} ${total === 1 ? 'request' : 'requests'}`;
     mount(pagerBox,
       button('Newer', () => { state.offset = Math.max(0, state.offset - PAGE); load(); }, 'small', { disabled: state.offset === 0 }),
       h('span', { class: 'muted' }, `${state.offset + 1}–${state.offset + (reply.logs || []).length}`),
@@ -89,7 +89,12 @@ function matches(log, state) {
   if (state.providers && log.provider !== state.providers) return false;
   if (state.models && log.model !== state.models) return false;
   if (state.virtual_key_ids && log.virtual_key_id !== state.virtual_key_ids) return false;
-  return !state.content_search;
+  if (state.content_search) {
+    const needle = state.content_search.toLowerCase();
+    const text = JSON.stringify([log.content_summary, log.input_history, log.output_message]).toLowerCase();
+    if (!text.includes(needle)) return false;
+  }
+  return true;
 }
 
 function statusBadge(log) {

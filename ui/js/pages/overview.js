@@ -1,7 +1,7 @@
 // Overview: traffic, errors, tokens and cost over the last hour, day or week, from the log
 // store's stats and histograms; top models and providers; spend against budget per key.
 
-import { get, query } from '../api.js';
+import { get, query, allVirtualKeys } from '../api.js';
 import { h, mount, pageHeader } from '../dom.js';
 import { timeChart, barList } from '../charts.js';
 import { count, money, moneyTick, latency, percent } from '../format.js';
@@ -21,7 +21,7 @@ export async function render(main, [range = '24h']) {
     get(`/logs/histogram/cost${q}`),
     get(`/logs/histogram/models${q}`),
     get(`/logs/filterdata${q}`),
-    get('/governance/virtual-keys?from_memory=true&limit=100').catch(() => ({ virtual_keys: [] })),
+    allVirtualKeys({ fromMemory: true }).then((list) => ({ virtual_keys: list }), () => ({ virtual_keys: [] })),
   ]);
   const providerStats = await Promise.all((filters.providers || []).slice(0, 12).map(async (p) => {
     const s = await get(`/logs/stats${query({ period, providers: p })}`);

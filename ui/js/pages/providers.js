@@ -124,8 +124,8 @@ async function editKey(provider, k, refresh) {
     type: k && k.value.startsWith('env.') ? 'text' : 'password',
     placeholder: k ? `unchanged (${k.value})` : 'sk-… or env.OPENAI_API_KEY',
   });
-  const weight = input('weight', k?.weight ?? 1, { type: 'number', min: '0', step: 'any' });
-  const models = input('models', (k?.models || []).join(', '), { placeholder: 'all models' });
+  const weight = input('weight', k ? k.weight ?? '' : 1, { type: 'number', min: '0', step: 'any', placeholder: '1' });
+  const models = input('models', (k?.models || []).join(', '), { placeholder: k?.models?.length === 0 ? 'none' : 'all models' });
   await formDialog({
     title: k ? `Edit key ${k.name || k.key_id}` : `Add a key to ${provider}`,
     body: [
@@ -136,10 +136,13 @@ async function editKey(provider, k, refresh) {
         field('Models', models, 'Comma-separated; empty means every model.', 'models')),
     ],
     onSubmit: async () => {
-      const body = { ...(k || {}), name: name.value.trim(), weight: Number(weight.value || 1), models: listValue(models.value) };
-      delete body.provider;
-      delete body.key_id;
-      if (value.value.trim()) body.value = value.value.trim(); else delete body.value;
+      // Only what the form edits is sent: the server keeps every other field of the stored key
+      // (its secrets included), and a field left as it was keeps its stored value.
+      const unchanged = (el) => el.value === el.defaultValue;
+      const body = { name: name.value.trim() };
+      if (!k || !unchanged(weight)) body.weight = weight.value === '' ? null : Number(weight.value);
+      if (!k || !unchanged(models)) body.models = listValue(models.value);
+      if (value.value.trim() && (!k || !unchanged(value))) body.value = value.value.trim();
       if (k) await put(`/providers/${seg(provider)}/keys/${seg(k.key_id || k.name)}`, body);
       else await post(`/providers/${seg(provider)}/keys`, body);
       toast('Key saved');

@@ -1,7 +1,7 @@
 // Routing rules: list, create and edit, with the CEL expression; the API's validation error is
 // shown next to the field it is about.
 
-import { get, post, put, del, seg } from '../api.js';
+import { get, post, put, del, seg, allVirtualKeys } from '../api.js';
 import { h, mount, pageHeader, table, field, input, select, checkbox, formDialog, confirmDialog, toast, button } from '../dom.js';
 import { badge, listValue } from '../widgets.js';
 
@@ -12,7 +12,7 @@ export async function render(main) {
     get('/governance/routing-rules').then((r) => r.routing_rules || []),
     get('/governance/teams').then((r) => r.teams || []),
     get('/governance/customers').then((r) => r.customers || []),
-    get('/governance/virtual-keys?limit=100').then((r) => r.virtual_keys || []),
+    allVirtualKeys(),
     get('/providers').then((r) => r.providers || []),
   ]);
   const ctx = { teams, customers, keys, providers };
@@ -67,13 +67,14 @@ function targetsEditor(targets, providers) {
     h('legend', {}, 'Targets'),
     h('p', { class: 'hint' }, 'Where a matching request goes; one is picked by weight.'),
     rows, button('Add target', () => addRow(), 'small'));
+  // A row that names neither provider nor model (nor a key) changes nothing and is left out.
   const read = () => [...rows.children].map((row) => {
     const [provider] = row.querySelectorAll('select');
     const [model, weight] = row.querySelectorAll('input');
     const out = { ...row.keep, provider: provider.value || null, model: model.value.trim() || null };
     out.weight = weight.value === '' ? null : Number(weight.value);
     return out;
-  });
+  }).filter((t) => t.provider || t.model || t.key_id);
   return { el, read };
 }
 
@@ -85,13 +86,21 @@ async function edit(rule, ctx, refresh) {
   const scopeId = h('select', { name: 'scope_id' });
   const fillScopeIds = () => {
     const list = { team: ctx.teams, customer: ctx.customers, virtual_key: ctx.keys }[scope.value] || [];
-    mount(scopeId, list.map((e) => h('option', { value: e.id, selected: e.id === rule?.scope_id }, e.name)));
+    const options = list.map((e) => h('option', { value: e.id, selected: e.id === rule?.scope_id }, e.name));
+    // A scope the lists do not hold (deleted since) stays as it is rather than moving.
+    if (rule?.scope_id && scope.value === rule.scope && !list.some((e) => e.id === rule.scope_id)) {
+      options.unshift(h('option', { value: rule.scope_id, selected: true }, `${rule.scope_id} (not found)`));
+    }
+    mount(scopeId, options);
     scopeId.disabled = scope.value === 'global';
   };
   scope.addEventListener('change', fillScopeIds);
   fillScopeIds();
   const priority = input('priority', rule?.priority ?? 0, { type: 'number', step: '1' });
-  const fallbacks = input('fallbacks', (rule?.fallbacks || []).filter((f) => typeof f === 'string').join(', '), { placeholder: 'anthropic/claude-3-5-haiku, openai/' });
+  const fallbackText = (rule?.fallbacks || [])
+    .map((f) => (typeof f === 'string' ? f : `${f.provider || ''}/${f.model || ''}`))
+    .join(', ');
+  const fallbacks = input('fallbacks', fallbackText, { placeholder: 'anthropic/claude-3-5-haiku, openai/' });
   const enabled = checkbox('enabled', 'Enabled', rule ? rule.enabled !== false : true);
   const chain = checkbox('chain_rule', 'Chain: evaluate the rules again on the rewritten request', rule?.chain_rule);
   const targets = targetsEditor(rule?.targets || [], ctx.providers);
@@ -100,7 +109,7 @@ async function edit(rule, ctx, refresh) {
     wide: true,
     body: [
       h('div', { class: 'grid-2' }, field('Name', name, null, 'name'), field('Description', description, null, 'description')),
-      field('CEL expression', cel, 'Variables: model, provider, headers, params, virtual_key_id, team_id, customer_id… A missing key means no match.', 'cel_expression cel expression'),
+      field('CEL expression', cel, 'Variables: model, provider, request_type, headers, params, virtual_key_id/_name, team_id/_name, customer_id/_name, budget_used, tokens_used, request (percent), request_body, prompt_bytes, time_of_day_utc, day_of_week, provider_health. A missing key means no match.', 'cel_expression cel expression'),
       targets.el,
       field('Fallbacks', fallbacks, 'Comma-separated provider/model (or provider/) tried when the target fails.', 'fallbacks'),
       h('div', { class: 'grid-3' },
@@ -112,14 +121,15 @@ async function edit(rule, ctx, refresh) {
     ],
     submitLabel: rule ? 'Save' : 'Create',
     onSubmit: async () => {
-      const objectFallbacks = (rule?.fallbacks || []).filter((f) => typeof f !== 'string');
+      // Untouched fallbacks are sent back exactly as stored (order and object form kept).
+      const keptFallbacks = fallbacks.value === fallbackText ? rule?.fallbacks || [] : listValue(fallbacks.value) || [];
       const body = {
         ...(rule || {}),
         name: name.value.trim(),
         description: description.value.trim() || null,
         cel_expression: cel.value.trim(),
         targets: targets.read(),
-        fallbacks: [...(listValue(fallbacks.value) || []), ...objectFallbacks],
+        fallbacks: keptFallbacks,
         scope: scope.value,
         scope_id: scope.value === 'global' ? null : scopeId.value || null,
         priority: Number(priority.value || 0),

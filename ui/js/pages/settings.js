@@ -45,6 +45,10 @@ export async function render(main) {
     const update = {};
     for (const [name, , type, , unset = false] of CLIENT_FIELDS) {
       const el = controls[name];
+      if (type === 'number' && el.value !== '' && !(Number.isInteger(Number(el.value)) && Number(el.value) >= 0)) {
+        showErrors(clientForm, { message: `${name}: enter a whole number, 0 or more`, field: name });
+        return;
+      }
       let value;
       if (type === 'bool') value = el.checked;
       else if (type === 'number') value = el.value === '' ? null : Number(el.value);
@@ -90,8 +94,11 @@ export async function render(main) {
     if (pass.value) body.admin_password = pass.value;
     try {
       await put('/config', { auth_config: body });
-      toast(on ? 'Authentication saved. Sign in with the new credentials.' : 'Authentication saved');
-      render(main);
+      toast('Authentication saved');
+      if (on !== Boolean(auth.is_enabled)) {
+        window.dispatchEvent(new CustomEvent('asbru:auth-changed', { detail: { enabled: on } }));
+      }
+      if (!on || auth.is_enabled) render(main).catch((e) => toast(e.message, 'error'));
     } catch (e) {
       showErrors(authForm, e);
     }

@@ -1,6 +1,6 @@
 // Teams and customers, with their budgets, rate limits and virtual keys.
 
-import { get, post, put, del, seg } from '../api.js';
+import { get, post, put, del, seg, allVirtualKeys } from '../api.js';
 import { h, mount, pageHeader, table, field, input, select, formDialog, confirmDialog, toast, button } from '../dom.js';
 import { budgetsEditor, rateLimitEditor, limitsSummary } from '../widgets.js';
 
@@ -13,7 +13,7 @@ export async function render(main) {
   const [teams, customers, keys] = await Promise.all([
     get('/governance/teams').then((r) => r.teams || []),
     get('/governance/customers').then((r) => r.customers || []),
-    get('/governance/virtual-keys?limit=100').then((r) => r.virtual_keys || []),
+    allVirtualKeys(),
   ]);
   const refresh = () => render(main);
   const ctx = { teams, customers, keys };

@@ -5,13 +5,15 @@
 import { get, post, put, del, query, seg } from '../api.js';
 import {
   h, mount, pageHeader, table, field, input, select, checkbox, formDialog, confirmDialog, secretDialog, toast, button,
+  idle,
 } from '../dom.js';
 import { budgetsEditor, rateLimitEditor, scopeBars, limitsSummary, badge, listValue } from '../widgets.js';
 
 const PAGE = 25;
 
 export async function render(main, [focus] = []) {
-  const state = { search: '', team_id: '', customer_id: '', offset: 0 };
+  // A link to one key (`#/virtual-keys/<id>`) searches for it, wherever it sorts.
+  const state = { search: focus || '', team_id: '', customer_id: '', offset: 0 };
   const [teams, customers, providers] = await Promise.all([
     get('/governance/teams').then((r) => r.teams || []),
     get('/governance/customers').then((r) => r.customers || []),
@@ -19,7 +21,7 @@ export async function render(main, [focus] = []) {
   ]);
   const ctx = { teams, customers, providers };
   const listBox = h('div', { class: 'vk-list' });
-  const search = input('search', '', { type: 'search', placeholder: 'Search by name or description', 'aria-label': 'Search virtual keys' });
+  const search = input('search', focus || '', { type: 'search', placeholder: 'Search by name or id', 'aria-label': 'Search virtual keys' });
   const team = select('team_id', [['', 'All teams'], ...teams.map((t) => [t.id, t.name])], '', { 'aria-label': 'Filter by team' });
   const customer = select('customer_id', [['', 'All customers'], ...customers.map((c) => [c.id, c.name])], '', { 'aria-label': 'Filter by customer' });
   const load = async () => {
@@ -47,7 +49,7 @@ export async function render(main, [focus] = []) {
     h('div', { class: 'toolbar' }, search, team, customer),
     listBox);
   await load();
-  const live = setInterval(() => { if (!document.querySelector('dialog')) load().catch(() => {}); }, 5000);
+  const live = setInterval(() => { if (idle(main)) load().catch(() => {}); }, 5000);
   return () => clearInterval(live);
 }
 
@@ -71,9 +73,10 @@ function owner(vk, ctx) {
 
 function vkTable(reply, ctx, load) {
   return table([
-    ['Name', (vk) => h('div', { dataset: { vk: vk.id } }, h('strong', {}, vk.name), vk.description ? h('div', { class: 'muted' }, vk.description) : null)],
-    ['Key', (vk) => h('code', {}, vk.value)],
-    ['Status', (vk) => (vk.is_active === false ? badge('inactive', 'grey') : badge('active', 'green'))],
+    ['Virtual key', (vk) => h('div', { class: 'vk-name', dataset: { vk: vk.id } },
+      h('div', {}, h('strong', {}, vk.name), ' ', vk.is_active === false ? badge('inactive', 'grey') : badge('active', 'green')),
+      h('code', { class: 'muted' }, vk.value),
+      vk.description ? h('div', { class: 'muted' }, vk.description) : null)],
     ['Owner', (vk) => owner(vk, ctx)],
     ['Providers', (vk) => (vk.provider_configs?.length
       ? vk.provider_configs.map((pc) => `${pc.provider}${pc.weight !== null && pc.weight !== undefined ? ` (${pc.weight})` : ''}`).join(', ')
@@ -82,7 +85,7 @@ function vkTable(reply, ctx, load) {
       const bars = (vk.usage?.scopes || []).filter((s) => s.level === 'virtual_key' || s.level === 'provider_config').flatMap(scopeBars);
       return bars.length ? h('div', { class: 'usage-cell' }, bars) : limitsSummary(vk);
     }],
-    ['', (vk) => h('div', { class: 'row-actions' },
+    ['', (vk) => h('div', { class: 'row-actions stacked' },
       button('Edit', () => editKey(vk, ctx, load), 'link', { 'aria-label': `Edit ${vk.name}` }),
       button('Rotate', () => rotate(vk, load), 'link', { 'aria-label': `Rotate ${vk.name}` }),
       button(vk.is_active === false ? 'Activate' : 'Deactivate', () => toggle(vk, load), 'link', { 'aria-label': `${vk.is_active === false ? 'Activate' : 'Deactivate'} ${vk.name}` }),
@@ -135,7 +138,7 @@ function providerConfigsEditor(configs, providers) {
   const names = providers.map((p) => [p.name, p.name]);
   const addRow = (pc = {}) => {
     const provider = select('pc_provider', names.length ? names : [['', 'no provider configured']], pc.provider || names[0]?.[0], { 'aria-label': 'Provider' });
-    const weight = input('pc_weight', pc.weight ?? 1, { type: 'number', min: '0', step: 'any', 'aria-label': 'Weight' });
+    const weight = input('pc_weight', 'weight' in pc ? pc.weight ?? '' : 1, { type: 'number', min: '0', step: 'any', 'aria-label': 'Weight', placeholder: 'only when named' });
     const models = input('pc_models', (pc.allowed_models || []).join(', '), { placeholder: 'all models', 'aria-label': 'Allowed models' });
     const keys = input('pc_keys', (pc.key_ids || []).join(', '), { placeholder: 'any key', 'aria-label': 'Pinned key ids', list: 'vk-key-ids' });
     const row = h('div', { class: 'row pc-row', dataset: { field: 'provider_configs provider allowed_models key_ids weight' } },
@@ -157,15 +160,19 @@ function providerConfigsEditor(configs, providers) {
     h('datalist', { id: 'vk-key-ids' }, keyIds.map((k) => h('option', { value: k }))),
     rows,
     button('Add provider', () => addRow(), 'small'));
+  // A field left as it was keeps its stored value exactly (an empty `allowed_models` list allows
+  // no model, which an empty box would otherwise turn into "all").
   const read = () => [...rows.children].map((row) => {
     const [provider] = row.querySelectorAll('select');
     const [weight, models, keys] = row.querySelectorAll('input');
+    const keep = row.keep;
+    const unchanged = (el) => el.value === el.defaultValue;
     return {
-      ...row.keep,
+      ...keep,
       provider: provider.value,
-      weight: weight.value === '' ? null : Number(weight.value),
-      allowed_models: listValue(models.value),
-      key_ids: listValue(keys.value) || [],
+      weight: unchanged(weight) && 'weight' in keep ? keep.weight : weight.value === '' ? null : Number(weight.value),
+      allowed_models: unchanged(models) && 'allowed_models' in keep ? keep.allowed_models : listValue(models.value),
+      key_ids: unchanged(keys) && 'key_ids' in keep ? keep.key_ids : listValue(keys.value) || [],
     };
   });
   return { el, read };
