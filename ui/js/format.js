@@ -42,6 +42,16 @@ export function dateTime(value) {
   return Number.isNaN(d.getTime()) ? String(value) : d.toLocaleString();
 }
 
+/** A log time, short: the time of day for today, else the date and time. */
+export function shortTime(value) {
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) return '–';
+  const today = new Date().toDateString() === d.toDateString();
+  return today
+    ? d.toLocaleTimeString()
+    : `${d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' })} ${d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`;
+}
+
 /** How long ago: "12 s ago", "3 min ago", "2 h ago". */
 export function ago(value) {
   const t = new Date(value).getTime();

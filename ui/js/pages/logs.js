@@ -3,7 +3,7 @@
 
 import { get, query, seg } from '../api.js';
 import { h, mount, pageHeader, input, select, button, toast } from '../dom.js';
-import { count, money, latency, dateTime } from '../format.js';
+import { count, money, latency, dateTime, shortTime } from '../format.js';
 import { badge } from '../widgets.js';
 
 const PAGE = 50;
@@ -30,7 +30,10 @@ export async function render(main, [openId] = []) {
     mount(body, (reply.logs || []).map(row));
     const total = reply.stats?.total_requests ?? reply.pagination?.total_count ?? reply.total ?? null;
     summary.textContent = total === null ? '' : `${count(total)} ${total === 1 ? 'request' : 'requests'}`;
-    mount(pagerBox,
+    const shown = (reply.logs || []).length;
+    if (!shown && state.offset === 0) {
+      mount(pagerBox);
+    } else mount(pagerBox,
       button('Newer', () => { state.offset = Math.max(0, state.offset - PAGE); load(); }, 'small', { disabled: state.offset === 0 }),
       h('span', { class: 'muted' }, `${state.offset + 1}–${state.offset + (reply.logs || []).length}`),
       button('Older', () => { state.offset += PAGE; load(); }, 'small', { disabled: (reply.logs || []).length < PAGE }));
@@ -104,10 +107,10 @@ function statusBadge(log) {
 }
 
 function row(log) {
-  const open = h('button', { type: 'button', class: 'link', 'aria-label': `Details of request ${log.id}` }, 'Details');
+  const open = h('button', { type: 'button', class: 'link', 'aria-label': `Details of request ${log.id}` }, 'View');
   open.addEventListener('click', () => detail(log.id));
   const tr = h('tr', { dataset: { log: log.id } },
-    h('td', { class: 'nowrap' }, dateTime(log.timestamp)),
+    h('td', { class: 'nowrap', title: dateTime(log.timestamp) }, shortTime(log.timestamp)),
     h('td', {}, statusBadge(log), log.stream ? [' ', badge('stream', 'grey')] : null),
     h('td', {}, h('div', {}, log.provider || '–'), h('div', { class: 'muted mono' }, log.model || log.requested_model || '')),
     h('td', {}, log.virtual_key_name || log.virtual_key?.name || h('span', { class: 'muted' }, '–')),

@@ -28,13 +28,14 @@ export async function render(main) {
       button('Create rule', () => edit(null, ctx, refresh), 'primary')),
     h('section', { class: 'card' },
       table([
-        ['Priority', (r) => r.priority ?? 0],
-        ['Name', (r) => h('div', {}, h('strong', {}, r.name), r.description ? h('div', { class: 'muted' }, r.description) : null)],
+        ['Rule', (r) => h('div', { class: 'vk-name' },
+          h('div', {}, h('strong', {}, r.name), ' ', r.enabled === false ? badge('disabled', 'grey') : badge('enabled', 'green')),
+          h('span', { class: 'muted' }, `priority ${r.priority ?? 0}`),
+          r.description ? h('div', { class: 'muted' }, r.description) : null)],
         ['When', (r) => h('code', { class: 'cel' }, r.cel_expression)],
         ['Route to', (r) => (r.targets || []).map((t) => `${t.provider || '(same)'}/${t.model || '(same)'}${t.weight !== null && t.weight !== undefined ? ` ×${t.weight}` : ''}`).join(', ') || h('span', { class: 'muted' }, '–')],
         ['Scope', scopeName],
-        ['State', (r) => (r.enabled === false ? badge('disabled', 'grey') : badge('enabled', 'green'))],
-        ['', (r) => h('div', { class: 'row-actions' },
+        ['', (r) => h('div', { class: 'row-actions stacked' },
           button('Edit', () => edit(r, ctx, refresh), 'link', { 'aria-label': `Edit ${r.name}` }),
           button('Delete', async () => {
             if (!(await confirmDialog(`Delete rule ${r.name}?`, 'Requests it matched go back to the default routing.'))) return;
