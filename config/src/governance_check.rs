@@ -341,7 +341,7 @@ const COMPREHENSIONS: [&str; 5] = ["exists_one", "exists", "all", "map", "filter
 /// type checker, so this is checked here), or more than one comprehension over `request_body`,
 /// which could make one evaluation cost the square of the body's size.
 pub fn cel_reference_error(expression: &str) -> Option<String> {
-    let program = cel::Program::compile(expression).ok()?;
+    let program = std::panic::catch_unwind(|| cel::Program::compile(expression)).ok()?.ok()?;
     let references = program.references();
     let bound = comprehension_variables(expression);
     let mut unknown: Vec<&str> = references
@@ -391,7 +391,11 @@ fn comprehension_variables(expression: &str) -> Vec<String> {
 
 /// Why a CEL expression does not parse, with the line and column of the first error.
 pub fn cel_syntax_error(expression: &str) -> Option<String> {
-    let errors = cel::Program::compile(expression).err()?;
+    let compiled = std::panic::catch_unwind(|| cel::Program::compile(expression));
+    let Ok(compiled) = compiled else {
+        return Some("cel_expression could not be compiled (the CEL parser failed on it)".to_string());
+    };
+    let errors = compiled.err()?;
     let first = errors.errors.first()?;
     Some(format!(
         "cel_expression does not parse at line {}, column {}: {}",

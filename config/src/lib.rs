@@ -8,7 +8,7 @@ pub mod catalog;
 pub mod env;
 pub mod file;
 pub mod governance;
-mod governance_check;
+pub mod governance_check;
 pub mod locate;
 pub mod model;
 pub mod usage;

@@ -179,13 +179,22 @@ impl CompiledRules {
         // Stable: equal priorities keep their configured order.
         ordered.sort_by_key(|r| r.priority.unwrap_or(0));
         for rule in ordered {
-            let program = match env.compile(&rule.cel_expression) {
-                Ok(program) => program,
-                Err(e) => {
+            let compiled_program =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| env.compile(&rule.cel_expression)));
+            let program = match compiled_program {
+                Ok(Ok(program)) => program,
+                Ok(Err(e)) => {
                     warnings.push(format!(
                         "routing rule {:?} is not used: its cel_expression does not parse: {}",
                         rule.id,
                         e.errors.first().map(|e| e.msg.as_str()).unwrap_or("syntax error")
+                    ));
+                    continue;
+                }
+                Err(_) => {
+                    warnings.push(format!(
+                        "routing rule {:?} is not used: its cel_expression could not be compiled",
+                        rule.id
                     ));
                     continue;
                 }
@@ -316,10 +325,13 @@ impl CompiledRules {
         for list in [vk_rules, team_rules, customer_rules, self.global.as_slice()] {
             for &index in list {
                 let rule = &self.rules[index];
-                match rule.program.execute(&context) {
-                    Ok(cel::Value::Bool(true)) => return Some(index),
-                    Ok(_) => {}
-                    Err(e) => rule.log_error(&e, now),
+                // The interpreter is a dependency: a panic in it is a non-match, never a crash.
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rule.program.execute(&context)));
+                match run {
+                    Ok(Ok(cel::Value::Bool(true))) => return Some(index),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => rule.log_error(&e.to_string(), matches!(e, cel::ExecutionError::NoSuchKey(_)), now),
+                    Err(_) => rule.log_error("the CEL interpreter panicked", false, now),
                 }
             }
         }
@@ -340,8 +352,8 @@ impl CompiledRules {
 impl Rule {
     /// Logs an evaluation error, at most once a minute per rule. Missing keys are no match, as
     /// Bifrost defines them, and are not logged.
-    fn log_error(&self, error: &cel::ExecutionError, now: i64) {
-        if matches!(error, cel::ExecutionError::NoSuchKey(_)) {
+    fn log_error(&self, error: &str, missing_key: bool, now: i64) {
+        if missing_key {
             return;
         }
         let last = self.last_error_log.load(Ordering::Relaxed);
@@ -623,5 +635,140 @@ fn body_value<'v>(body: &[u8]) -> Box<dyn Val + 'v> {
     match cel::to_value(&json).ok().map(Box::<dyn Val>::try_from) {
         Some(Ok(value)) => value,
         _ => Box::new(CelNull),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use std::sync::Arc;
+
+    fn live(yaml: &str) -> (Live, Config) {
+        let loaded = asbru_config::load_str(yaml, "t.yaml").expect("valid");
+        let registry = Arc::new(crate::policy::Registry::new());
+        let live = Live::build_with(&loaded.config, &registry, 0, &|_| None).0;
+        (live, loaded.config)
+    }
+
+    fn request(body: &[u8], headers: &[(&'static str, &'static str)]) -> GatewayRequest {
+        GatewayRequest {
+            ingress: asbru_config::catalog::Wire::OpenAi,
+            request_type: asbru_config::catalog::RequestType::ChatCompletion,
+            stream: false,
+            model_requested: "openai/gpt-4o".to_string(),
+            default_provider: None,
+            fallbacks: Vec::new(),
+            credentials: Default::default(),
+            require_vk: false,
+            estimate: Default::default(),
+            now: 1_800_000_000,
+            arrived_ms: 0,
+            body: bytes::Bytes::copy_from_slice(body),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (http::HeaderName::from_static(n), HeaderValue::from_static(v)))
+                .collect(),
+            query: Some("Tier=Free&x=%41+b".into()),
+        }
+    }
+
+    #[test]
+    fn variables_resolve_as_documented() {
+        let (live, mut config) = live("providers:\n  openai: {keys: [{value: k}]}\n  groq: {keys: [{value: k}]}\n");
+        let expression = r#"model == "gpt-4o" && provider == "openai" && request_type == "chat_completion" && headers["x-tier"] == "free" && params["tier"] == "Free" && params["x"] == "A b" && prompt_bytes > 10 && time_of_day_utc >= 0.0 && day_of_week >= 0 && day_of_week <= 6 && virtual_key_id == "" && budget_used == 0.0 && provider_health["openai"] == 0.0 && size(request_body.messages) == 1"#;
+        assert_eq!(asbru_config::governance_check::cel_reference_error(expression), None);
+        config.governance = Some(
+            serde_json::from_value(serde_json::json!({"routing_rules": [
+                {"id": "all", "name": "all", "cel_expression": expression, "targets": [{"provider": "groq"}]}
+            ]}))
+            .expect("governance"),
+        );
+        let (rules, warnings) = CompiledRules::build(&config, &live);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let body = br#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+        let decision = rules
+            .decide(&live, &request(body, &[("x-tier", "free")]), None)
+            .expect("every variable resolved as expected");
+        assert_eq!(decision.route.provider, "groq");
+        assert_eq!(decision.route.model, "gpt-4o", "the model is inherited");
+        // Sunday 2027-01-03 00:00 UTC is day 0.
+        let mut sunday = request(body, &[]);
+        sunday.now = 1_798_934_400;
+        let facts = RequestFacts::new(&live, &sunday, None);
+        let activation = Activation {
+            facts: &facts,
+            provider: "openai",
+            model: "gpt-4o",
+        };
+        let mut context = cel::Context::with_env(rules.env.clone());
+        context.set_variable_resolver(&activation);
+        let day = rules.env.compile("day_of_week == 0 && time_of_day_utc == 0.0").expect("compiles");
+        assert_eq!(day.execute(&context).expect("runs"), cel::Value::Bool(true));
+    }
+
+    /// Random expressions over the rule variables and random bodies: compiling and evaluating
+    /// never panics and never matches by accident of an error.
+    #[test]
+    fn random_expressions_and_bodies_never_panic() {
+        let (live, mut config) = live("providers:\n  openai: {keys: [{value: k}]}\n");
+        let atoms = [
+            "model", "provider", "headers", "headers[\"x-a\"]", "params", "request_body",
+            "request_body.messages", "request_body.messages[0]", "request_body.messages[0].content",
+            "request_body.n", "request_body.tools", "budget_used", "prompt_bytes", "provider_health",
+            "provider_health[\"openai\"]", "\"s\"", "1", "-3", "2.5", "true", "null", "[1, \"a\"]",
+            "{\"k\": 1}", "day_of_week", "time_of_day_utc", "b\"x\"", "1u", "9223372036854775807",
+        ];
+        let unary = ["size(%)", "!%", "-%", "has(%.x)", "%.startsWith(\"a\")", "string(%)", "int(%)",
+            "double(%)", "type(%)", "%.exists(v, v == 1)", "%.all(v, true)", "%.map(v, v)", "%[0]", "%[\"k\"]",
+            "%.matches(\"a+\")", "%.contains(\"a\")", "(%)"];
+        let binary = [" == ", " != ", " < ", " >= ", " + ", " - ", " * ", " / ", " % ", " && ", " || ", " in "];
+        let bodies: [&[u8]; 6] = [
+            br#"{"messages":[{"role":"user","content":"hi"}],"n":3,"tools":null}"#,
+            br#"{"messages":"not a list","n":1e308}"#,
+            br#"{"messages":[[[[[]]]]],"n":-9223372036854775808}"#,
+            b"not json",
+            br#"[1,2,3]"#,
+            br#"{"n":"\ud800"}"#,
+        ];
+        let mut rng = StdRng::seed_from_u64(0x5eed);
+        let mut compiled = 0;
+        for _ in 0..3000 {
+            let mut expression = atoms[rng.random_range(0..atoms.len())].to_string();
+            for _ in 0..rng.random_range(0..4) {
+                if rng.random_bool(0.5) {
+                    expression = unary[rng.random_range(0..unary.len())].replace('%', &expression);
+                } else {
+                    let other = atoms[rng.random_range(0..atoms.len())];
+                    expression = format!("{expression}{}{other}", binary[rng.random_range(0..binary.len())]);
+                }
+            }
+            if rng.random_bool(0.05) {
+                // Truncated or garbled text.
+                let cut = rng.random_range(0..expression.len().max(1));
+                expression.truncate(cut);
+                expression.push_str(["(", "\"", "[", ".", "&&"][rng.random_range(0..5)]);
+            }
+            let _ = asbru_config::governance_check::cel_syntax_error(&expression);
+            let _ = asbru_config::governance_check::cel_reference_error(&expression);
+            config.governance = Some(
+                serde_json::from_value(serde_json::json!({"routing_rules": [
+                    {"id": "f", "name": "f", "cel_expression": format!("({expression}) == true"), "targets": [{"model": "x"}]}
+                ]}))
+                .expect("governance"),
+            );
+            let (rules, _) = CompiledRules::build(&config, &live);
+            if !rules.is_empty() {
+                compiled += 1;
+            }
+            for body in bodies {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    rules.decide(&live, &request(body, &[("x-a", "1")]), None)
+                }));
+                assert!(outcome.is_ok(), "panicked on {expression:?} with body {body:?}");
+            }
+        }
+        assert!(compiled > 1000, "the generator should mostly make valid expressions: {compiled}");
     }
 }
