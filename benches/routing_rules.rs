@@ -113,6 +113,13 @@ fn rules(c: &mut Criterion) {
     c.bench_function("routing_rules/20_rules_last_matches", |b| {
         b.iter(|| compiled.decide(black_box(&live), black_box(&req), black_box(vk)))
     });
+    // The same with none of the headers the rules read: each such rule ends on a missing key.
+    let mut bare = request(Vec::new());
+    bare.headers.truncate(0);
+    assert!(compiled.decide(&live, &bare, vk).is_some());
+    c.bench_function("routing_rules/20_rules_last_matches_headers_missing", |b| {
+        b.iter(|| compiled.decide(black_box(&live), black_box(&bare), black_box(vk)))
+    });
 
     let (first_live, first) =
         setup("    - {id: r0, name: r0, cel_expression: 'model == \"gpt-4o-mini\"', targets: [{provider: groq}]}\n");

@@ -70,6 +70,14 @@ pub const SCENARIOS: &[Scenario] = &[
         gateway_headers: &[("authorization", "Bearer sk-bf-bench-key")],
     },
     Scenario {
+        name: "routing-rules",
+        config: include_str!("../../benches/scenarios/routing-rules.yaml"),
+        model: "openai/gpt-4o-mini",
+        stream: false,
+        skip: None,
+        gateway_headers: &[("authorization", "Bearer sk-bf-bench-key")],
+    },
+    Scenario {
         name: "anthropic-stream",
         config: include_str!("../../benches/scenarios/anthropic-stream.yaml"),
         model: "anthropic/claude-3-5-haiku",

@@ -341,7 +341,9 @@ const COMPREHENSIONS: [&str; 5] = ["exists_one", "exists", "all", "map", "filter
 /// type checker, so this is checked here), or more than one comprehension over `request_body`,
 /// which could make one evaluation cost the square of the body's size.
 pub fn cel_reference_error(expression: &str) -> Option<String> {
-    let program = std::panic::catch_unwind(|| cel::Program::compile(expression)).ok()?.ok()?;
+    let program = std::panic::catch_unwind(|| cel::Program::compile(expression))
+        .ok()?
+        .ok()?;
     let references = program.references();
     let bound = comprehension_variables(expression);
     let mut unknown: Vec<&str> = references

@@ -330,8 +330,10 @@ impl CompiledRules {
                 match run {
                     Ok(Ok(cel::Value::Bool(true))) => return Some(index),
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => rule.log_error(&e.to_string(), matches!(e, cel::ExecutionError::NoSuchKey(_)), now),
-                    Err(_) => rule.log_error("the CEL interpreter panicked", false, now),
+                    // A missing key is no match, as Bifrost defines it, and is not logged.
+                    Ok(Err(cel::ExecutionError::NoSuchKey(_))) => {}
+                    Ok(Err(e)) => rule.log_error(&e, now),
+                    Err(_) => rule.log_error(&"the CEL interpreter panicked", now),
                 }
             }
         }
@@ -352,10 +354,7 @@ impl CompiledRules {
 impl Rule {
     /// Logs an evaluation error, at most once a minute per rule. Missing keys are no match, as
     /// Bifrost defines them, and are not logged.
-    fn log_error(&self, error: &str, missing_key: bool, now: i64) {
-        if missing_key {
-            return;
-        }
+    fn log_error(&self, error: &dyn std::fmt::Display, now: i64) {
         let last = self.last_error_log.load(Ordering::Relaxed);
         if now.saturating_sub(last) < 60 {
             return;
@@ -621,20 +620,85 @@ fn decode(text: &str) -> String {
 }
 
 /// The body as a CEL value: its JSON, or an empty map when it is too large or not an object.
+/// Built in one pass from the bytes, straight into CEL values (no intermediate JSON tree).
 fn body_value<'v>(body: &[u8]) -> Box<dyn Val + 'v> {
     let empty = || -> Box<dyn Val + 'v> { Box::new(CelMap::from(HashMap::new())) };
-    if body.len() > MAX_RULE_BODY_BYTES {
+    if body.len() > MAX_RULE_BODY_BYTES || body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return empty();
     }
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return empty();
-    };
-    if !json.is_object() {
-        return empty();
+    match serde_json::from_slice::<CelJson>(body) {
+        Ok(CelJson(value)) => value,
+        Err(_) => empty(),
     }
-    match cel::to_value(&json).ok().map(Box::<dyn Val>::try_from) {
-        Some(Ok(value)) => value,
-        _ => Box::new(CelNull),
+}
+
+/// A JSON document deserialized into a CEL value.
+struct CelJson(Box<dyn Val + 'static>);
+
+impl<'de> serde::Deserialize<'de> for CelJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<CelJson, D::Error> {
+        deserializer.deserialize_any(CelJsonVisitor).map(CelJson)
+    }
+}
+
+struct CelJsonVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CelJsonVisitor {
+    type Value = Box<dyn Val + 'static>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Box::new(cel::common::types::CelBool::from(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Box::new(CelInt::from(v)))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(match i64::try_from(v) {
+            Ok(i) => Box::new(CelInt::from(i)),
+            Err(_) => Box::new(cel::common::types::CelUInt::from(v)),
+        })
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Box::new(CelDouble::from(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Box::new(CelString::from(v.to_string())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Box::new(CelString::from(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Box::new(CelNull))
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Box::new(CelNull))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items: Vec<Box<dyn Val>> = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(CelJson(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Box::new(cel::common::types::CelList::from(items)))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries: HashMap<CelMapKey<'static>, Box<dyn Val>> = HashMap::new();
+        while let Some((key, CelJson(value))) = map.next_entry::<String, CelJson>()? {
+            entries.insert(CelMapKey::from(key), value);
+        }
+        Ok(Box::new(CelMap::from(entries)))
     }
 }
 
@@ -704,7 +768,10 @@ mod tests {
         };
         let mut context = cel::Context::with_env(rules.env.clone());
         context.set_variable_resolver(&activation);
-        let day = rules.env.compile("day_of_week == 0 && time_of_day_utc == 0.0").expect("compiles");
+        let day = rules
+            .env
+            .compile("day_of_week == 0 && time_of_day_utc == 0.0")
+            .expect("compiles");
         assert_eq!(day.execute(&context).expect("runs"), cel::Value::Bool(true));
     }
 
@@ -714,16 +781,57 @@ mod tests {
     fn random_expressions_and_bodies_never_panic() {
         let (live, mut config) = live("providers:\n  openai: {keys: [{value: k}]}\n");
         let atoms = [
-            "model", "provider", "headers", "headers[\"x-a\"]", "params", "request_body",
-            "request_body.messages", "request_body.messages[0]", "request_body.messages[0].content",
-            "request_body.n", "request_body.tools", "budget_used", "prompt_bytes", "provider_health",
-            "provider_health[\"openai\"]", "\"s\"", "1", "-3", "2.5", "true", "null", "[1, \"a\"]",
-            "{\"k\": 1}", "day_of_week", "time_of_day_utc", "b\"x\"", "1u", "9223372036854775807",
+            "model",
+            "provider",
+            "headers",
+            "headers[\"x-a\"]",
+            "params",
+            "request_body",
+            "request_body.messages",
+            "request_body.messages[0]",
+            "request_body.messages[0].content",
+            "request_body.n",
+            "request_body.tools",
+            "budget_used",
+            "prompt_bytes",
+            "provider_health",
+            "provider_health[\"openai\"]",
+            "\"s\"",
+            "1",
+            "-3",
+            "2.5",
+            "true",
+            "null",
+            "[1, \"a\"]",
+            "{\"k\": 1}",
+            "day_of_week",
+            "time_of_day_utc",
+            "b\"x\"",
+            "1u",
+            "9223372036854775807",
         ];
-        let unary = ["size(%)", "!%", "-%", "has(%.x)", "%.startsWith(\"a\")", "string(%)", "int(%)",
-            "double(%)", "type(%)", "%.exists(v, v == 1)", "%.all(v, true)", "%.map(v, v)", "%[0]", "%[\"k\"]",
-            "%.matches(\"a+\")", "%.contains(\"a\")", "(%)"];
-        let binary = [" == ", " != ", " < ", " >= ", " + ", " - ", " * ", " / ", " % ", " && ", " || ", " in "];
+        let unary = [
+            "size(%)",
+            "!%",
+            "-%",
+            "has(%.x)",
+            "%.startsWith(\"a\")",
+            "string(%)",
+            "int(%)",
+            "double(%)",
+            "type(%)",
+            "%.exists(v, v == 1)",
+            "%.all(v, true)",
+            "%.map(v, v)",
+            "%[0]",
+            "%[\"k\"]",
+            "%.matches(\"a+\")",
+            "%.contains(\"a\")",
+            "(%)",
+        ];
+        let binary = [
+            " == ", " != ", " < ", " >= ", " + ", " - ", " * ", " / ", " % ", " && ", " || ", " in ",
+        ];
         let bodies: [&[u8]; 6] = [
             br#"{"messages":[{"role":"user","content":"hi"}],"n":3,"tools":null}"#,
             br#"{"messages":"not a list","n":1e308}"#,
@@ -769,6 +877,9 @@ mod tests {
                 assert!(outcome.is_ok(), "panicked on {expression:?} with body {body:?}");
             }
         }
-        assert!(compiled > 1000, "the generator should mostly make valid expressions: {compiled}");
+        assert!(
+            compiled > 1000,
+            "the generator should mostly make valid expressions: {compiled}"
+        );
     }
 }
