@@ -195,7 +195,10 @@ mod tests {
     #[test]
     fn builtins_always_load_in_order() {
         let (chain, warnings) = build(None, &services()).expect("chain");
-        assert_eq!(chain.names(), ["auth", "routing", "governance", "telemetry", "logging"]);
+        assert_eq!(
+            chain.names(),
+            ["auth", "routing_rules", "routing", "governance", "telemetry", "logging"]
+        );
         assert!(warnings.is_empty());
         let list = json!([{"name": "governance", "enabled": false}, {"name": "semantic_cache"}]);
         let (chain, warnings) = build(Some(&list), &services()).expect("chain");
@@ -217,6 +220,7 @@ mod tests {
             chain.names(),
             [
                 "auth",
+                "routing_rules",
                 "routing",
                 "governance",
                 "response_headers",
@@ -225,7 +229,7 @@ mod tests {
             ]
         );
         let list = json!([{"name": "response_headers", "enabled": false}]);
-        assert_eq!(build(Some(&list), &services()).expect("chain").0.names().len(), 5);
+        assert_eq!(build(Some(&list), &services()).expect("chain").0.names().len(), 6);
     }
 
     #[test]
