@@ -8,6 +8,7 @@
 //! [`health`] and [`labels`]. The filters, none of which imports another: [`auth`], [`routing`],
 //! [`governance`], [`telemetry`], [`logging`], [`response_headers`].
 
+pub mod cel_json;
 pub mod chain;
 pub mod clock;
 pub mod ctx;

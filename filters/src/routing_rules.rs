@@ -28,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 use asbru_config::Config;
 use asbru_config::catalog;
 use asbru_config::governance::RoutingRule;
-use cel::common::types::{CelDouble, CelInt, CelMap, CelMapKey, CelNull, CelString};
+use cel::common::types::{CelDouble, CelInt, CelMap, CelMapKey, CelString};
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
 use http::HeaderValue;
@@ -619,87 +619,13 @@ fn decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The body as a CEL value: its JSON, or an empty map when it is too large or not an object.
-/// Built in one pass from the bytes, straight into CEL values (no intermediate JSON tree).
-fn body_value<'v>(body: &[u8]) -> Box<dyn Val + 'v> {
-    let empty = || -> Box<dyn Val + 'v> { Box::new(CelMap::from(HashMap::new())) };
-    if body.len() > MAX_RULE_BODY_BYTES || body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return empty();
+/// The body as a CEL value: its JSON object, read lazily (see [`crate::cel_json`]), or an empty
+/// map when it is too large or not an object.
+fn body_value<'v>(body: &'v [u8]) -> Box<dyn Val + 'v> {
+    if body.len() > MAX_RULE_BODY_BYTES {
+        return Box::new(CelMap::from(HashMap::new()));
     }
-    match serde_json::from_slice::<CelJson>(body) {
-        Ok(CelJson(value)) => value,
-        Err(_) => empty(),
-    }
-}
-
-/// A JSON document deserialized into a CEL value.
-struct CelJson(Box<dyn Val + 'static>);
-
-impl<'de> serde::Deserialize<'de> for CelJson {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<CelJson, D::Error> {
-        deserializer.deserialize_any(CelJsonVisitor).map(CelJson)
-    }
-}
-
-struct CelJsonVisitor;
-
-impl<'de> serde::de::Visitor<'de> for CelJsonVisitor {
-    type Value = Box<dyn Val + 'static>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Box::new(cel::common::types::CelBool::from(v)))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Box::new(CelInt::from(v)))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(match i64::try_from(v) {
-            Ok(i) => Box::new(CelInt::from(i)),
-            Err(_) => Box::new(cel::common::types::CelUInt::from(v)),
-        })
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Box::new(CelDouble::from(v)))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Box::new(CelString::from(v.to_string())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Box::new(CelString::from(v)))
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Box::new(CelNull))
-    }
-
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Box::new(CelNull))
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items: Vec<Box<dyn Val>> = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(CelJson(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Box::new(cel::common::types::CelList::from(items)))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut entries: HashMap<CelMapKey<'static>, Box<dyn Val>> = HashMap::new();
-        while let Some((key, CelJson(value))) = map.next_entry::<String, CelJson>()? {
-            entries.insert(CelMapKey::from(key), value);
-        }
-        Ok(Box::new(CelMap::from(entries)))
-    }
+    crate::cel_json::object(body).unwrap_or_else(|| Box::new(CelMap::from(HashMap::new())))
 }
 
 #[cfg(test)]
