@@ -626,9 +626,12 @@ async fn prometheus_speaks_bifrost_names_and_labels() {
     )
     .await;
     assert!(refused.status() >= 400 && refused.status() < 500);
+    // Each line the test reads below, not just any line naming them: metrics are recorded in
+    // Pingora's logging phase, after the reply.
     let text = metrics_when(addr, |t| {
-        t.contains("policy_access_denied")
-            && t.contains("provider=\"down\"")
+        sample(t, "bifrost_error_requests_total", "policy_access_denied").is_some()
+            && sample(t, "bifrost_error_requests_total", "provider=\"down\"").is_some()
+            && sample(t, "bifrost_success_requests_total", "method=\"chat_completion_stream\"").is_some()
             && t.lines()
                 .filter(|l| l.starts_with("bifrost_active_requests{"))
                 .all(|l| l.ends_with(" 0"))

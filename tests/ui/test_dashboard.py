@@ -338,3 +338,25 @@ def test_pages_fit_a_1024_px_window(page, gateway):
         assert width <= 1024, f"{name} is {width} px wide at 1024"
         overflow = page.evaluate("[...document.querySelectorAll('.table-wrap')].map((t) => t.scrollWidth - t.clientWidth).filter((d) => d > 1)")
         assert overflow == [], f"{name} has a table that scrolls sideways at 1024 by {overflow} px"
+
+
+def test_shared_budgets_and_limits_show_where_they_are_attached(page):
+    gw = Gateway(
+        "governance:\n"
+        "  budgets: [{id: budget-dev, max_limit: 50, reset_duration: 1M}]\n"
+        "  rate_limits: [{id: rl-standard, request_max_limit: 100, request_reset_duration: 1m}]\n"
+        "  teams: [{id: t1, name: Platform, budget_id: budget-dev}]\n"
+        "  virtual_keys: [{id: vk1, name: shared-user, value: sk-bf-shared-0000000001, budget_id: budget-dev, rate_limit_id: rl-standard}]\n"
+    ).start()
+    try:
+        goto(page, gw, "budgets")
+        row = page.locator("tr", has_text="budget-dev")
+        expect(row).to_contain_text("shared")
+        expect(row).to_contain_text("Platform")
+        expect(row).to_contain_text("shared-user")
+        expect(row).to_contain_text("$50.00 per month")
+        rate = page.locator("tr", has_text="rl-standard")
+        expect(rate).to_contain_text("shared-user")
+        expect(rate).to_contain_text("100 requests per minute")
+    finally:
+        gw.stop()

@@ -21,12 +21,15 @@ export async function render(main) {
 }
 
 async function draw(main) {
-  const [keys, teams, customers, providers, models] = await Promise.all([
+  const [keys, teams, customers, providers, models, sharedBudgets, sharedRates] = await Promise.all([
     allVirtualKeys({ fromMemory: true }),
     get('/governance/teams').then((r) => r.teams || []),
     get('/governance/customers').then((r) => r.customers || []),
     get('/governance/providers').then((r) => r.providers || []).catch(() => []),
     get('/governance/model-configs').then((r) => r.model_configs || []).catch(() => []),
+    // Budgets and rate limits declared once and named by id (`budget_id`, `rate_limit_id`).
+    get('/governance/budgets').then((r) => r.budgets || []).catch(() => []),
+    get('/governance/rate-limits').then((r) => r.rate_limits || []).catch(() => []),
   ]);
   const scopes = keys.flatMap((k) => (k.usage?.scopes || []).map((s) => ({ ...s, vk: k })));
   const scopeOf = (level, id) => scopes.find((s) => s.level === level && (level === 'virtual_key' ? s.vk.id === id : s.label.includes(`'${id}'`)));
@@ -43,19 +46,31 @@ async function draw(main) {
     ...providers.map((p) => ({ kind: 'Provider', entity: p, name: p.name, scope: null })),
     ...models.map((m) => ({ kind: 'Model', entity: m, name: m.model_name, scope: null })),
   ];
-  const budgetRows = owners.flatMap((o) => (o.entity.budgets || []).map((b, i) => ({ o, b, usage: budgetUsage(o.scope, b, i) })));
-  const rateRows = owners.filter((o) => o.entity.rate_limit).map((o) => ({ o, r: o.entity.rate_limit, usage: o.scope?.rate_limit }));
+  const named = (id) => (s) => (s || '').includes(`'${id}'`);
+  const sharedBudgetUsage = (id) => scopes.flatMap((s) => s.budgets || []).find((u) => named(id)(u.name)) || null;
+  const sharedRateUsage = (id) => scopes.map((s) => s.rate_limit).find((r) => r && named(id)(r.name)) || null;
+  const budgetRows = [
+    ...owners.flatMap((o) => (o.entity.budgets || []).map((b, i) => ({ owners: [o], b, usage: budgetUsage(o.scope, b, i) }))),
+    ...sharedBudgets.map((b) => ({ owners: owners.filter((o) => o.entity.budget_id === b.id), b, usage: sharedBudgetUsage(b.id), shared: true })),
+  ];
+  const rateRows = [
+    ...owners.filter((o) => o.entity.rate_limit).map((o) => ({ owners: [o], r: o.entity.rate_limit, usage: o.scope?.rate_limit })),
+    ...sharedRates.map((r) => ({ owners: owners.filter((o) => o.entity.rate_limit_id === r.id), r, usage: sharedRateUsage(r.id), shared: true })),
+  ];
   const refresh = () => draw(main);
   const attachable = owners.filter((o) => o.path);
 
-  const attachedTo = ({ o }) => h('span', {}, badge(o.kind, 'grey'), ' ', o.link ? h('a', { href: o.link }, o.name) : o.name);
+  const attachedTo = ({ owners: list, shared }) => (list.length
+    ? h('ul', { class: 'inline-list' }, list.map((o) => h('li', {},
+      badge(o.kind, 'grey'), ' ', o.link ? h('a', { href: o.link }, o.name) : o.name)))
+    : h('span', { class: 'muted' }, shared ? 'declared, not attached' : '–'));
   mount(main,
     pageHeader('Budgets & limits', 'Spend caps and rate limits, where they apply, and how much of each is used.',
       button('Create rate limit', () => createRateLimit(attachable, refresh), ''),
       button('Create budget', () => createBudget(attachable, refresh), 'primary')),
     h('section', { class: 'card' }, h('h2', {}, 'Budgets'),
       table([
-        ['Budget', ({ b }) => h('strong', {}, b.id || 'unnamed')],
+        ['Budget', ({ b, shared }) => h('div', {}, h('strong', {}, b.id || 'unnamed'), shared ? [' ', badge('shared', 'amber')] : null)],
         ['Attached to', attachedTo],
         ['Limit', ({ b }) => `${money(b.max_limit)} ${resetWords(b.reset_duration)}`],
         ['Usage', ({ b, usage }) => (usage
@@ -64,6 +79,7 @@ async function draw(main) {
       ], budgetRows, 'No budget yet. Create one and attach it to a virtual key, a team or a customer.')),
     h('section', { class: 'card' }, h('h2', {}, 'Rate limits'),
       table([
+        ['Rate limit', ({ r, shared }) => (shared ? h('div', {}, h('strong', {}, r.id), ' ', badge('shared', 'amber')) : h('span', { class: 'muted' }, 'own'))],
         ['Attached to', attachedTo],
         ['Limit', ({ r }) => [
           r.token_max_limit ? `${count(r.token_max_limit)} tokens ${resetWords(r.token_reset_duration)}` : null,
