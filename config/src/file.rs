@@ -329,6 +329,21 @@ impl Validation<'_> {
                 "section `{section}` is accepted but not acted on by this version of asbru"
             ));
         }
+        let governance_plugin = config
+            .plugins
+            .as_ref()
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+            .filter(|e| e.get("name").and_then(|n| n.as_str()) == Some("governance"))
+            .filter_map(|e| e.get("config").and_then(|c| c.as_object()));
+        for settings in governance_plugin {
+            for key in settings.keys().filter(|k| k.as_str() != "is_vk_mandatory") {
+                self.warnings.push(format!(
+                    "plugins: governance config `{key}` is not acted on by this version of asbru (is_vk_mandatory is)"
+                ));
+            }
+        }
         if let Some(governance) = &config.governance {
             let patterns = governance
                 .virtual_keys

@@ -90,6 +90,29 @@ impl Config {
             .collect()
     }
 
+    /// A setting of the `governance` entry of Bifrost's `plugins` list (`{name: governance,
+    /// config: {is_vk_mandatory: true}}`), unless that entry is disabled.
+    pub fn governance_plugin_setting(&self, key: &str) -> Option<&Value> {
+        self.plugins
+            .as_ref()?
+            .as_array()?
+            .iter()
+            .filter(|entry| entry.get("name").and_then(Value::as_str) == Some("governance"))
+            .filter(|entry| entry.get("enabled").and_then(Value::as_bool) != Some(false))
+            .find_map(|entry| entry.get("config")?.get(key))
+    }
+
+    /// Whether inference requests must carry a virtual key: `client.enforce_auth_on_inference`
+    /// (or its Bifrost spellings), or the governance plugin's `is_vk_mandatory`. Either one
+    /// turning it on is enough.
+    pub fn virtual_key_mandatory(&self) -> bool {
+        self.client.enforce_auth_on_inference == Some(true)
+            || self
+                .governance_plugin_setting("is_vk_mandatory")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+    }
+
     /// Whether an empty allow-list means "allow all" (`version: 1`) rather than "deny all".
     pub fn empty_list_allows_all(&self) -> bool {
         self.version == Some(1)

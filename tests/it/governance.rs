@@ -1040,3 +1040,35 @@ async fn the_reserved_output_limit_is_sent_upstream() {
     assert_eq!(send_body("sk-bf-free", open).await.status(), 200);
     assert!(last_body().get("max_completion_tokens").is_none(), "no budget, no cap");
 }
+
+#[tokio::test]
+async fn the_governance_plugins_is_vk_mandatory_is_enforced() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n{}plugins:\n  - {{name: governance, enabled: true, config: {{is_vk_mandatory: true}}}}\ngovernance:\n  virtual_keys: [{{id: vk1, name: k, value: sk-bf-mandatory-0001, allow_all_providers: true}}]\n",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    let body = r#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let without = send(gw.addr, "POST", "/v1/chat/completions", &[], body.as_bytes()).await;
+    assert_eq!(without.status(), 401, "{}", without.text());
+    let with = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-bf-vk", "sk-bf-mandatory-0001")],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(with.status(), 200, "{}", with.text());
+    // A disabled entry does not turn it on.
+    let gw = gateway(&format!(
+        "providers:\n{}plugins:\n  - {{name: governance, enabled: false, config: {{is_vk_mandatory: true}}}}\n",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    assert_eq!(
+        send(gw.addr, "POST", "/v1/chat/completions", &[], body.as_bytes())
+            .await
+            .status(),
+        200
+    );
+}

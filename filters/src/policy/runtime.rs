@@ -428,7 +428,7 @@ impl Governance {
         let has_caps = b.used > 0;
         let governance = Governance {
             keys,
-            vk_required: config.client.enforce_auth_on_inference.unwrap_or(false),
+            vk_required: config.virtual_key_mandatory(),
             providers,
             models: model_configs,
             pricing: PricingTable::build(&gov.model_prices, &gov.pricing_overrides),
