@@ -149,7 +149,7 @@ pub async fn handle(
         err_ctx.request_type = Some(request_type.stream_name());
     }
     let (model_requested, default_provider) = match target {
-        Target::Model { default_provider } => match head.model.clone() {
+        Target::Model { default_provider } => match head.routed_model() {
             Some(model) => (model, default_provider),
             None => {
                 let err = WireError::bad_request("model is required (format: provider/model)");

@@ -263,3 +263,42 @@ async fn expect_continue_is_answered_before_the_body() {
     let rest = String::from_utf8_lossy(&rest);
     assert!(rest.contains("HTTP/1.1 200"), "{rest}");
 }
+
+#[tokio::test]
+async fn bifrosts_quickstart_body_with_a_provider_field_works() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    let body = r#"{"provider": "openai", "model": "gpt-4o-mini", "fallbacks": ["openai/gpt-4o"], "messages": [{"role": "user", "content": "Hello, Bifrost!"}]}"#;
+    let reply = send(gw.addr, "POST", "/v1/chat/completions", &[], body.as_bytes()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(reply.header("x-bifrost-provider").as_deref(), Some("openai"));
+    assert_eq!(reply.header("x-bifrost-resolved-model").as_deref(), Some("gpt-4o-mini"));
+    let seen = upstream.state.recorded();
+    let sent: serde_json::Value = serde_json::from_slice(&seen.last().expect("forwarded").body).expect("json");
+    assert!(
+        sent.get("provider").is_none(),
+        "the provider field is not sent upstream: {sent}"
+    );
+    assert!(sent.get("fallbacks").is_none(), "{sent}");
+    assert_eq!(sent["model"], "gpt-4o-mini");
+    assert_eq!(sent["messages"][0]["content"], "Hello, Bifrost!");
+    // Already prefixed: not doubled. A provider that is not a string is a 400.
+    let prefixed = r#"{"provider": "openai", "model": "openai/gpt-4o-mini", "messages": []}"#;
+    assert_eq!(
+        send(gw.addr, "POST", "/v1/chat/completions", &[], prefixed.as_bytes())
+            .await
+            .status(),
+        200
+    );
+    let bad = r#"{"provider": 7, "model": "gpt-4o-mini", "messages": []}"#;
+    let refused = send(gw.addr, "POST", "/v1/chat/completions", &[], bad.as_bytes()).await;
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused.text().contains("`provider` must be a string"),
+        "{}",
+        refused.text()
+    );
+}

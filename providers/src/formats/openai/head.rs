@@ -22,6 +22,9 @@ pub struct RequestHead {
     pub max_tokens: Option<u64>,
     /// `stream_options.include_usage: true`: the client asked for the final usage chunk.
     pub include_usage: bool,
+    /// Bifrost's `provider` field beside a bare `model` (`{"provider": "openai", "model":
+    /// "gpt-4o-mini"}`, as in Bifrost's quickstart). Never sent upstream.
+    pub provider: Option<String>,
     model_span: Option<Range<usize>>,
     fallbacks_member: Option<Range<usize>>,
     stream_options: Option<Range<usize>>,
@@ -65,6 +68,20 @@ struct Probe<'a> {
     stream_options: Option<&'a RawValue>,
     #[serde(borrow, default)]
     messages: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    provider: Option<&'a RawValue>,
+}
+
+/// `body` (a JSON object) without its member `key`. Decodes and re-encodes the object: used only
+/// for Bifrost's `provider` field, which upstreams would refuse as an unknown argument.
+fn without_member(body: Vec<u8>, key: &str) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body) {
+        Ok(mut object) => {
+            object.remove(key);
+            serde_json::to_vec(&object).unwrap_or(body)
+        }
+        Err(_) => body,
+    }
 }
 
 /// Refuses names with control characters (a newline or NUL in `model` would reach an upstream
@@ -144,6 +161,15 @@ impl RequestHead {
         {
             return Err(BodyError::InvalidField("`messages` must be an array".to_string()));
         }
+        let provider = match probe.provider.map(RawValue::get) {
+            None | Some("null") => None,
+            Some(text) => {
+                let provider: String = serde_json::from_str(text)
+                    .map_err(|_| BodyError::InvalidField("`provider` must be a string".to_string()))?;
+                check_name("provider", &provider)?;
+                Some(provider)
+            }
+        };
         let max_completion_tokens = token_count("max_completion_tokens", probe.max_completion_tokens)?;
         let max_tokens = token_count("max_tokens", probe.max_tokens)?;
         let include_usage = probe
@@ -162,6 +188,7 @@ impl RequestHead {
             fallbacks,
             max_tokens: max_completion_tokens.or(max_tokens),
             include_usage,
+            provider,
             model_span,
             fallbacks_member,
             stream_options,
@@ -214,10 +241,27 @@ impl RequestHead {
                 replacement: Vec::new(),
             });
         }
-        if edits.is_empty() {
-            return body.to_vec();
+        let edited = if edits.is_empty() {
+            body.to_vec()
+        } else {
+            edit::apply(body, &mut edits)
+        };
+        if self.provider.is_some() {
+            return without_member(edited, "provider");
         }
-        edit::apply(body, &mut edits)
+        edited
+    }
+
+    /// The model the gateway routes: `model`, prefixed with the body's `provider` field when it
+    /// has one and the model does not already start with it.
+    pub fn routed_model(&self) -> Option<String> {
+        let model = self.model.clone()?;
+        match &self.provider {
+            Some(provider) if !provider.is_empty() && !model.starts_with(&format!("{provider}/")) => {
+                Some(format!("{provider}/{model}"))
+            }
+            _ => Some(model),
+        }
     }
 
     /// A new member right after the body's opening brace.
