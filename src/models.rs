@@ -1,5 +1,7 @@
 //! `GET /v1/models`: asks every configured provider for its models, concurrently, and merges the
 //! lists with ids prefixed `provider/` (as Bifrost lists them). `?provider=name` lists one provider.
+//! Providers that fail are named in `failed_providers`; only when every one fails is the reply an
+//! error.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +79,7 @@ pub async fn list(
     let attempted = results.len();
     let mut data = Vec::new();
     let mut first_error = None;
+    let mut failed = Vec::new();
     for (_, name, result) in results {
         match result {
             Ok(models) => data.extend(models.into_iter().map(|mut m| {
@@ -88,6 +91,7 @@ pub async fn list(
             })),
             Err(e) => {
                 tracing::warn!(provider = %name, "listing models failed: {}", e.message);
+                failed.push(json!({"provider": name, "status": e.status, "message": e.message}));
                 first_error.get_or_insert(e);
             }
         }
@@ -98,7 +102,12 @@ pub async fn list(
     {
         return respond::error(session, Wire::OpenAi, &err, &err_ctx).await;
     }
-    let body = json!({"object": "list", "data": data});
+    // What could be listed is: a provider that failed is named in `failed_providers` (an asbru
+    // field), never a reason to fail the whole listing.
+    let mut body = json!({"object": "list", "data": data});
+    if !failed.is_empty() {
+        body["failed_providers"] = Value::Array(failed);
+    }
     respond::json(session, 200, body.to_string().into_bytes(), request_id).await
 }
 

@@ -302,3 +302,29 @@ async fn bifrosts_quickstart_body_with_a_provider_field_works() {
         refused.text()
     );
 }
+
+#[tokio::test]
+async fn a_failing_provider_does_not_fail_the_model_listing() {
+    let upstream = default_mock();
+    let dead = format!("http://{}", dead_address());
+    let gw = gateway(&format!(
+        "providers:\n{}{}",
+        provider_yaml("openai", &upstream.base_url(), ""),
+        provider_yaml("groq", &dead, "")
+    ));
+    let reply = send(gw.addr, "GET", "/v1/models", &[], b"").await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let body = reply.json();
+    assert!(body["data"].as_array().is_some_and(|d| !d.is_empty()));
+    assert!(
+        body["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .all(|m| m["id"].as_str().is_some_and(|id| id.starts_with("openai/")))
+    );
+    assert_eq!(body["failed_providers"][0]["provider"], "groq", "{body}");
+    // Only when every provider fails is the listing an error.
+    let gw = gateway(&format!("providers:\n{}", provider_yaml("groq", &dead, "")));
+    assert!(send(gw.addr, "GET", "/v1/models", &[], b"").await.status() >= 500);
+}
