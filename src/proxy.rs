@@ -158,6 +158,11 @@ impl ProxyHttp for GatewayProxy {
             return Ok(true);
         }
         ctx.request_id = request_id(session);
+        if let Some(cors) = &self.state.cors
+            && cors.preflight(session, &ctx.request_id).await? == crate::cors::Preflight::Answered
+        {
+            return Ok(true);
+        }
         let method = session.req_header().method.clone();
         let mut found = self.state.routes.find(&method, session.req_header().uri.path());
         if let Some(admin) = self.state.admin_addr {

@@ -33,6 +33,7 @@ pub async fn json_with(
     for (name, value) in extra {
         head.insert_header(name.clone(), value.clone())?;
     }
+    crate::cors::decorate(&mut head, session);
     session.write_response_header(Box::new(head), false).await?;
     session.write_response_body(Some(Bytes::from(body)), true).await
 }
@@ -69,6 +70,7 @@ pub async fn metrics(session: &mut Session, body: Vec<u8>) -> pingora::Result<()
     let mut head = ResponseHeader::build(200, Some(2))?;
     head.insert_header("content-type", "text/plain; version=0.0.4; charset=utf-8")?;
     head.insert_header("content-length", body.len().to_string())?;
+    crate::cors::decorate(&mut head, session);
     session.write_response_header(Box::new(head), false).await?;
     session.write_response_body(Some(Bytes::from(body)), true).await
 }

@@ -67,6 +67,8 @@ pub struct Gateway {
     /// The effective config the installed `Live` was built from: management writes are
     /// validated against it instead of reading the whole store again.
     pub effective: ArcSwap<Config>,
+    /// CORS from `client.allowed_origins` (read at start), when set.
+    pub cors: Option<crate::cors::Cors>,
 }
 
 impl Gateway {
@@ -109,6 +111,7 @@ impl Gateway {
             installed_version: std::sync::atomic::AtomicU64::new(u64::MAX),
             admin_addr: file.server.admin_listen.as_deref().and_then(|a| a.parse().ok()),
             effective: ArcSwap::from_pointee(effective.clone()),
+            cors: crate::cors::Cors::from_client(&effective.client),
             request_log,
             spend_journal,
         };

@@ -68,10 +68,12 @@ pub async fn serve(session: &mut Session, request_id: &str) -> pingora::Result<(
         head.insert_header("referrer-policy", "no-referrer")?;
     }
     if unchanged {
+        crate::cors::decorate(&mut head, session);
         session.write_response_header(Box::new(head), true).await?;
         return Ok(());
     }
     head.insert_header("content-length", file.data.len().to_string())?;
+    crate::cors::decorate(&mut head, session);
     session.write_response_header(Box::new(head), head_only).await?;
     if head_only {
         return Ok(());

@@ -469,6 +469,7 @@ pub(crate) async fn stream(state: &Gateway, session: &mut Session, request_id: &
     head.insert_header("cache-control", "no-cache")?;
     head.insert_header("x-request-id", request_id)?;
     head.insert_header("transfer-encoding", "chunked")?;
+    crate::cors::decorate(&mut head, session);
     session.write_response_header(Box::new(head), false).await?;
     session
         .write_response_body(Some(Bytes::from_static(b": connected\n\n")), false)

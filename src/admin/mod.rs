@@ -232,6 +232,7 @@ pub async fn handle(state: &Arc<Gateway>, session: &mut Session, request_id: &st
     head.insert_header("content-length", body.len().to_string())?;
     head.insert_header("x-request-id", request_id)?;
     head.insert_header("cache-control", "no-store")?;
+    crate::cors::decorate(&mut head, session);
     session.write_response_header(Box::new(head), false).await?;
     session.write_response_body(Some(body.into()), true).await
 }

@@ -461,6 +461,7 @@ async fn write_failure(
             };
             let mut head = relay::client_head(&head, &served, false, extra)?;
             head.insert_header("content-length", body.len().to_string())?;
+            crate::cors::decorate(&mut head, session);
             session.write_response_header(Box::new(head), false).await?;
             session.write_response_body(Some(body), true).await
         }

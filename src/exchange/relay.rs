@@ -135,6 +135,7 @@ pub async fn deliver(
         head.insert_header("content-type", "application/json")?;
     }
     head.insert_header("content-length", body.len().to_string())?;
+    crate::cors::decorate(&mut head, session);
     session.write_response_header(Box::new(head), false).await?;
     session.write_response_body(Some(body), true).await
 }
@@ -165,6 +166,7 @@ async fn relay_stream(
     } else {
         head.insert_header("transfer-encoding", "chunked")?;
     }
+    crate::cors::decorate(&mut head, session);
     session.write_response_header(Box::new(head), false).await?;
     let mut out = Vec::new();
     // The last two bytes the client got: an error event must start on a fresh line.

@@ -328,3 +328,112 @@ async fn a_failing_provider_does_not_fail_the_model_listing() {
     let gw = gateway(&format!("providers:\n{}", provider_yaml("groq", &dead, "")));
     assert!(send(gw.addr, "GET", "/v1/models", &[], b"").await.status() >= 500);
 }
+
+#[tokio::test]
+async fn cors_answers_preflights_and_marks_replies_for_allowed_origins() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "client: {{allowed_origins: [\"https://app.example.com\", \"https://*.corp.example\"]}}\nproviders:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    let preflight = send(
+        gw.addr,
+        "OPTIONS",
+        "/v1/chat/completions",
+        &[
+            ("origin", "https://team.corp.example"),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "authorization, content-type"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        preflight.header("access-control-allow-origin").as_deref(),
+        Some("https://team.corp.example")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-headers").as_deref(),
+        Some("authorization, content-type")
+    );
+    assert!(
+        preflight
+            .header("access-control-allow-methods")
+            .is_some_and(|m| m.contains("POST"))
+    );
+    assert_eq!(upstream.state.request_count(), 0, "a preflight never goes upstream");
+    let refused = send(
+        gw.addr,
+        "OPTIONS",
+        "/v1/chat/completions",
+        &[
+            ("origin", "https://evil.example"),
+            ("access-control-request-method", "POST"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused.header("access-control-allow-origin").is_none());
+    let body = br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("origin", "https://app.example.com")],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        reply.header("access-control-allow-origin").as_deref(),
+        Some("https://app.example.com")
+    );
+    assert!(
+        reply
+            .header("access-control-expose-headers")
+            .is_some_and(|h| h.contains("x-bifrost-provider"))
+    );
+    // Errors and other routes carry it too; another origin gets none.
+    let error = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("origin", "https://app.example.com")],
+        b"{",
+    )
+    .await;
+    assert_eq!(error.status(), 400);
+    assert_eq!(
+        error.header("access-control-allow-origin").as_deref(),
+        Some("https://app.example.com")
+    );
+    let other = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("origin", "https://evil.example")],
+        body,
+    )
+    .await;
+    assert_eq!(other.status(), 200);
+    assert!(other.header("access-control-allow-origin").is_none());
+    // Without allowed_origins, no CORS at all: OPTIONS is simply not a route.
+    let plain = gateway(&format!(
+        "providers:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    let options = send(
+        plain.addr,
+        "OPTIONS",
+        "/v1/chat/completions",
+        &[
+            ("origin", "https://app.example.com"),
+            ("access-control-request-method", "POST"),
+        ],
+        b"",
+    )
+    .await;
+    assert!(options.header("access-control-allow-origin").is_none());
+}
