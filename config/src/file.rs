@@ -345,6 +345,18 @@ impl Validation<'_> {
             }
         }
         if let Some(governance) = &config.governance {
+            // A key may route only to providers that exist; with a config store the providers
+            // may come from the store, so this is a warning, not an error.
+            for vk in &governance.virtual_keys {
+                for pc in &vk.provider_configs {
+                    if !config.providers.contains_key(&pc.provider) {
+                        self.warnings.push(format!(
+                            "virtual key {:?}: provider config {:?} names a provider this file does not configure; requests for it will be refused unless the config store has it",
+                            vk.id, pc.provider
+                        ));
+                    }
+                }
+            }
             let patterns = governance
                 .virtual_keys
                 .iter()
@@ -603,6 +615,31 @@ pub fn check_base_url(raw: &str) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn check_warns_about_routes_and_plugin_settings_it_cannot_honour() {
+        let src = "providers:\n  openai: {keys: [{value: sk-x}]}\nplugins:\n  - {name: governance, config: {is_vk_mandatory: true, required_headers: [x-team]}}\ngovernance:\n  virtual_keys: [{id: vk1, name: k, value: sk-bf-x-00000000001, provider_configs: [{provider: openai}, {provider: mistral}]}]\n";
+        let loaded = load_str(src, "w.yaml").expect("valid");
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("\"vk1\"") && w.contains("\"mistral\"")),
+            "{:?}",
+            loaded.warnings
+        );
+        assert!(
+            loaded.warnings.iter().any(|w| w.contains("`required_headers`")),
+            "{:?}",
+            loaded.warnings
+        );
+        assert!(
+            !loaded.warnings.iter().any(|w| w.contains("is_vk_mandatory`")),
+            "it is acted on"
+        );
+        assert!(loaded.config.virtual_key_mandatory());
+    }
+
     use super::*;
 
     #[test]
