@@ -50,6 +50,22 @@ pub struct ServeArgs {
     /// Replace the config store's providers and governance with the file's.
     #[arg(long)]
     pub reseed: bool,
+    /// Listen host (Bifrost's `-host`); with `--port` it overrides `server.listen`.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Listen port (Bifrost's `-port`).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Data directory (Bifrost's `-app-dir`): the stores live there, and its `config.json` is
+    /// read when no `--config` is given.
+    #[arg(long, value_name = "DIR")]
+    pub app_dir: Option<PathBuf>,
+    /// Log level (Bifrost's `-log-level`: debug, info, warn, error); `ASBRU_LOG` wins.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format (Bifrost's `-log-style`: `json` or `pretty`).
+    #[arg(long, value_name = "STYLE")]
+    pub log_style: Option<String>,
 }
 
 /// `asbru check`.
@@ -180,8 +196,12 @@ pub struct MockArgs {
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging();
+    let cli = Cli::parse_from(bifrost_arguments(std::env::args_os().collect()));
+    let (level, style) = match &cli.command {
+        Command::Serve(args) => (args.log_level.as_deref(), args.log_style.as_deref()),
+        _ => (None, None),
+    };
+    init_logging(level, style);
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
@@ -205,22 +225,66 @@ const QUIET_MODULES: [&str; 4] = [
     "postgres=info",
 ];
 
-fn init_logging() {
+/// Bifrost's command line (`bifrost -app-dir ./data -port 8080 -log-level info`, no
+/// subcommand, single-dash flags) as asbru's: `serve` with the same flags spelled `--app-dir`,
+/// `--port`, ... A command line that starts with a subcommand or `--help`/`--version` is kept.
+pub fn bifrost_arguments(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const FLAGS: [&str; 6] = ["config", "port", "host", "app-dir", "log-level", "log-style"];
+    let Some(first) = args.get(1).and_then(|a| a.to_str()) else {
+        return args;
+    };
+    let bare = first.trim_start_matches('-');
+    let name = bare.split('=').next().unwrap_or_default();
+    if !first.starts_with('-') || !FLAGS.contains(&name) {
+        return args;
+    }
+    let mut out = vec![args[0].clone(), "serve".into()];
+    for arg in &args[1..] {
+        match arg.to_str() {
+            Some(text) if text.starts_with('-') && !text.starts_with("--") => {
+                let flag = text.trim_start_matches('-');
+                let name = flag.split('=').next().unwrap_or_default();
+                if FLAGS.contains(&name) {
+                    out.push(format!("--{flag}").into());
+                    continue;
+                }
+                out.push(arg.clone());
+            }
+            _ => out.push(arg.clone()),
+        }
+    }
+    out
+}
+
+fn init_logging(level: Option<&str>, style: Option<&str>) {
+    let level = match level.map(str::to_ascii_lowercase).as_deref() {
+        Some("debug") => "debug",
+        Some("warn" | "warning") => "warn",
+        Some("error") => "error",
+        _ => "info",
+    };
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("ASBRU_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     for directive in QUIET_MODULES {
         if let Ok(directive) = directive.parse() {
             filter = filter.add_directive(directive);
         }
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let _ = if style == Some("json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let mut config = match &args.config {
+    // Bifrost reads `config.json` from its app dir when given no config file.
+    let config_path = args.config.clone().or_else(|| {
+        let candidate = args.app_dir.as_ref()?.join("config.json");
+        candidate.is_file().then_some(candidate)
+    });
+    let mut config = match &config_path {
         Some(path) => match file::load_file(path) {
             Ok(loaded) => {
                 for warning in &loaded.warnings {
@@ -238,6 +302,27 @@ fn serve(args: ServeArgs) -> ExitCode {
             Config::default()
         }
     };
+    if let Some(dir) = &args.app_dir {
+        config.server.data_dir = dir.display().to_string();
+    }
+    if args.host.is_some() || args.port.is_some() {
+        let current: Option<std::net::SocketAddr> = config.server.listen.parse().ok();
+        let host = args
+            .host
+            .clone()
+            .or_else(|| current.map(|a| a.ip().to_string()))
+            .unwrap_or_else(|| "127.0.0.1".to_string());
+        let host = if host == "localhost" {
+            "127.0.0.1".to_string()
+        } else {
+            host
+        };
+        let port = args.port.or(current.map(|a| a.port())).unwrap_or(8080);
+        config.server.listen = match host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
+            _ => format!("{host}:{port}"),
+        };
+    }
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
@@ -502,5 +587,62 @@ fn migrate(args: MigrateArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod bifrost_flag_tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<std::ffi::OsString> {
+        list.iter().map(|a| (*a).into()).collect()
+    }
+
+    #[test]
+    fn bifrosts_command_line_becomes_serve() {
+        let translated = bifrost_arguments(args(&[
+            "asbru",
+            "-app-dir",
+            "/data",
+            "-port",
+            "8080",
+            "-host=0.0.0.0",
+            "-log-level",
+            "debug",
+        ]));
+        assert_eq!(
+            translated,
+            args(&[
+                "asbru",
+                "serve",
+                "--app-dir",
+                "/data",
+                "--port",
+                "8080",
+                "--host=0.0.0.0",
+                "--log-level",
+                "debug"
+            ])
+        );
+        let cli = Cli::try_parse_from(translated).expect("parses");
+        let Command::Serve(serve) = cli.command else {
+            panic!("serve");
+        };
+        assert_eq!(serve.port, Some(8080));
+        assert_eq!(serve.host.as_deref(), Some("0.0.0.0"));
+        assert_eq!(serve.app_dir.as_deref(), Some(std::path::Path::new("/data")));
+        // asbru's own command lines are left alone.
+        for kept in [
+            &["asbru", "serve", "--config", "x.yaml"][..],
+            &["asbru", "--help"][..],
+            &["asbru", "check", "-c", "x.yaml"][..],
+            &["asbru"][..],
+        ] {
+            assert_eq!(bifrost_arguments(args(kept)), args(kept));
+        }
+        assert_eq!(
+            bifrost_arguments(args(&["asbru", "-config", "c.json"])),
+            args(&["asbru", "serve", "--config", "c.json"])
+        );
     }
 }
