@@ -338,9 +338,12 @@ impl Validation<'_> {
             .filter(|e| e.get("name").and_then(|n| n.as_str()) == Some("governance"))
             .filter_map(|e| e.get("config").and_then(|c| c.as_object()));
         for settings in governance_plugin {
-            for key in settings.keys().filter(|k| k.as_str() != "is_vk_mandatory") {
+            for key in settings
+                .keys()
+                .filter(|k| !matches!(k.as_str(), "is_vk_mandatory" | "required_headers"))
+            {
                 self.warnings.push(format!(
-                    "plugins: governance config `{key}` is not acted on by this version of asbru (is_vk_mandatory is)"
+                    "plugins: governance config `{key}` is not acted on by this version of asbru (is_vk_mandatory and required_headers are)"
                 ));
             }
         }
@@ -618,7 +621,7 @@ mod tests {
 
     #[test]
     fn check_warns_about_routes_and_plugin_settings_it_cannot_honour() {
-        let src = "providers:\n  openai: {keys: [{value: sk-x}]}\nplugins:\n  - {name: governance, config: {is_vk_mandatory: true, required_headers: [x-team]}}\ngovernance:\n  virtual_keys: [{id: vk1, name: k, value: sk-bf-x-00000000001, provider_configs: [{provider: openai}, {provider: mistral}]}]\n";
+        let src = "providers:\n  openai: {keys: [{value: sk-x}]}\nplugins:\n  - {name: governance, config: {is_vk_mandatory: true, required_headers: [X-Team], budget_sync: 5}}\ngovernance:\n  virtual_keys: [{id: vk1, name: k, value: sk-bf-x-00000000001, provider_configs: [{provider: openai}, {provider: mistral}]}]\n";
         let loaded = load_str(src, "w.yaml").expect("valid");
         assert!(
             loaded
@@ -629,7 +632,7 @@ mod tests {
             loaded.warnings
         );
         assert!(
-            loaded.warnings.iter().any(|w| w.contains("`required_headers`")),
+            loaded.warnings.iter().any(|w| w.contains("`budget_sync`")),
             "{:?}",
             loaded.warnings
         );
@@ -638,6 +641,11 @@ mod tests {
             "it is acted on"
         );
         assert!(loaded.config.virtual_key_mandatory());
+        assert!(
+            !loaded.warnings.iter().any(|w| w.contains("`required_headers`")),
+            "acted on"
+        );
+        assert_eq!(loaded.config.required_headers(), ["x-team"]);
     }
 
     use super::*;

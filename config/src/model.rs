@@ -113,6 +113,32 @@ impl Config {
                 .unwrap_or(false)
     }
 
+    /// Headers every inference request must carry: `client.required_headers` and the governance
+    /// plugin's `required_headers`, lowercased, each once.
+    pub fn required_headers(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let from_plugin = self
+            .governance_plugin_setting("required_headers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
+        for name in self
+            .client
+            .required_headers
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .chain(from_plugin)
+        {
+            let name = name.trim().to_ascii_lowercase();
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
     /// Whether an empty allow-list means "allow all" (`version: 1`) rather than "deny all".
     pub fn empty_list_allows_all(&self) -> bool {
         self.version == Some(1)

@@ -31,6 +31,17 @@ impl Filter for AuthFilter {
     }
 
     fn on_request(&self, live: &Live, ctx: &mut RequestCtx) -> Flow {
+        for required in &live.snapshot.observe.required_headers {
+            if ctx
+                .request
+                .header(required.as_str())
+                .is_none_or(|v| v.trim().is_empty())
+            {
+                return Flow::Reject(crate::filter::Rejection::bad_request(format!(
+                    "missing required header: {required}"
+                )));
+            }
+        }
         let gov = &live.governance;
         let creds = &ctx.request.credentials;
         let mut found = None;

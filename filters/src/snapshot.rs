@@ -50,6 +50,9 @@ pub struct ObserveSettings {
     pub prometheus_labels: Vec<String>,
     /// Every request header but credentials is kept, because a routing rule reads `headers`.
     pub all_headers: bool,
+    /// Headers every inference request must carry (`client.required_headers`, the governance
+    /// plugin's `required_headers`); a request without one is refused with 400.
+    pub required_headers: Vec<http::HeaderName>,
 }
 
 /// Valid Prometheus label names from `client.prometheus_labels`: trimmed, lowercase, `-` as
@@ -91,6 +94,11 @@ impl ObserveSettings {
                 .filter_map(|h| http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes()).ok())
                 .collect(),
             prometheus_labels: custom_label_names(client.prometheus_labels.as_deref().unwrap_or(&[])),
+            required_headers: config
+                .required_headers()
+                .iter()
+                .filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok())
+                .collect(),
             all_headers: config.governance.as_ref().is_some_and(|g| {
                 g.routing_rules
                     .iter()
@@ -109,6 +117,7 @@ impl ObserveSettings {
             || n == "traceparent"
             || n == "tracestate"
             || self.logging_headers.contains(name)
+            || self.required_headers.contains(name)
     }
 }
 

@@ -1072,3 +1072,34 @@ async fn the_governance_plugins_is_vk_mandatory_is_enforced() {
         200
     );
 }
+
+#[tokio::test]
+async fn required_headers_are_enforced_from_client_and_the_governance_plugin() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "client: {{required_headers: [X-Team]}}\nproviders:\n{}plugins:\n  - {{name: governance, config: {{required_headers: [x-env]}}}}\n",
+        provider_yaml("openai", &upstream.base_url(), "")
+    ));
+    let body = br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let missing = send(gw.addr, "POST", "/v1/chat/completions", &[("x-team", "ml")], body).await;
+    assert_eq!(missing.status(), 400, "{}", missing.text());
+    assert!(
+        missing.text().contains("missing required header: x-env"),
+        "{}",
+        missing.text()
+    );
+    let both = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-team", "ml"), ("x-env", "prod")],
+        body,
+    )
+    .await;
+    assert_eq!(both.status(), 200, "{}", both.text());
+    assert_eq!(
+        upstream.state.request_count(),
+        1,
+        "the refused request never went upstream"
+    );
+}
