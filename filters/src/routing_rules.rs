@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use asbru_config::Config;
-use asbru_config::catalog;
 use asbru_config::governance::RoutingRule;
 use cel::common::types::{CelDouble, CelInt, CelMap, CelMapKey, CelString};
 use cel::common::value::{CowVal, Val};
@@ -250,7 +249,9 @@ impl CompiledRules {
 
     /// Evaluates the rules for a request; `None` when none matched.
     pub fn decide(&self, live: &Live, request: &GatewayRequest, vk: Option<&VirtualKeyRuntime>) -> Option<Decision> {
-        let (provider, model) = split_model(live, &request.model_requested, request.default_provider);
+        // The request's provider (empty when it names none) and model.
+        let (provider, model) = live.snapshot.split_model(&request.model_requested);
+        let provider = provider.or(request.default_provider).unwrap_or_default();
         let primary_provider = provider.to_string();
         let primary_model = model.to_string();
         let facts = RequestFacts::new(live, request, vk);
@@ -406,16 +407,6 @@ fn pick(targets: &[Target]) -> Option<&Target> {
             }
             targets.last()
         }
-    }
-}
-
-/// The request's provider (empty when it names none) and model.
-fn split_model<'a>(live: &Live, raw: &'a str, default_provider: Option<&'a str>) -> (&'a str, &'a str) {
-    match raw.split_once('/') {
-        Some((provider, model)) if live.snapshot.has_provider(provider) || catalog::builtin(provider).is_some() => {
-            (provider, model)
-        }
-        _ => (default_provider.unwrap_or_default(), raw),
     }
 }
 

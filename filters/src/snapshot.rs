@@ -201,6 +201,17 @@ impl Snapshot {
     pub fn has_provider(&self, name: &str) -> bool {
         self.providers.contains_key(name)
     }
+
+    /// Splits a request's `provider/model` on the first slash when the prefix names a provider
+    /// (configured, or one asbru knows); otherwise the whole text is the model.
+    pub fn split_model<'a>(&self, raw: &'a str) -> (Option<&'a str>, &'a str) {
+        match raw.split_once('/') {
+            Some((provider, model)) if self.has_provider(provider) || catalog::builtin(provider).is_some() => {
+                (Some(provider), model)
+            }
+            _ => (None, raw),
+        }
+    }
 }
 
 fn mib(mb: u64) -> usize {

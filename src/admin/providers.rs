@@ -179,17 +179,7 @@ pub fn create(api: &Api<'_>, body: &[u8]) -> ApiResult {
 /// their stored secrets when their value is redacted or absent.
 pub fn update(api: &Api<'_>, name: &str, body: &[u8]) -> ApiResult {
     let stored = load(api, name)?;
-    let patch: serde_json::Map<String, Value> = parse(body)?;
-    let mut merged = serde_json::to_value(&stored)
-        .ok()
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default();
-    for (field, value) in patch {
-        if field == "provider" || field == "name" {
-            continue;
-        }
-        merged.insert(field, value);
-    }
+    let merged = merged_over(&stored, body, &["provider", "name"])?;
     let mut config: ProviderConfig = serde_json::from_value(Value::Object(merged))
         .map_err(|e| ApiError::bad_request(format!("invalid provider: {e}")))?;
     keep_secrets(&stored.keys, &mut config.keys);
@@ -203,6 +193,27 @@ pub fn update(api: &Api<'_>, name: &str, body: &[u8]) -> ApiResult {
         "provider",
         provider_view(name, &config),
     ))
+}
+
+/// `stored` as a JSON object with the members of the request `body` written over it (a PUT
+/// that sends some fields keeps the others); members named in `fixed` are never taken from the
+/// body.
+fn merged_over(
+    stored: &impl serde::Serialize,
+    body: &[u8],
+    fixed: &[&str],
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let patch: serde_json::Map<String, Value> = parse(body)?;
+    let mut merged = serde_json::to_value(stored)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    for (field, value) in patch {
+        if !fixed.contains(&field.as_str()) {
+            merged.insert(field, value);
+        }
+    }
+    Ok(merged)
 }
 
 /// A key sent back with its redacted value (or none) keeps the stored one, matched by id.
@@ -284,17 +295,7 @@ pub fn update_key(api: &Api<'_>, name: &str, key_id: &str, body: &[u8]) -> ApiRe
     let stored = find_key(&mut provider, key_id)
         .ok_or_else(|| ApiError::not_found(format!("key {key_id:?}")))?
         .clone();
-    let patch: serde_json::Map<String, Value> = parse(body)?;
-    let mut merged = serde_json::to_value(&stored)
-        .ok()
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default();
-    for (field, value) in patch {
-        if matches!(field.as_str(), "id" | "key_id" | "provider") {
-            continue;
-        }
-        merged.insert(field, value);
-    }
+    let merged = merged_over(&stored, body, &["id", "key_id", "provider"])?;
     let mut key: KeyConfig = serde_json::from_value(Value::Object(merged))
         .map_err(|e| ApiError::bad_request(format!("invalid key: {e}")))?;
     key.id = stored.id.clone().or_else(|| Some(key_id.to_string()));

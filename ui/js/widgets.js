@@ -137,6 +137,17 @@ export function limitsSummary(entity) {
   return parts.length ? parts.join(' · ') : h('span', { class: 'muted' }, 'none');
 }
 
+/**
+ * The shape the API stores for an entity read from a list view: without the live `usage` and
+ * the redacted `value` a list adds (a PUT replaces the whole entity, so it sends this back).
+ */
+export function storedShape(entity) {
+  const copy = { ...entity };
+  delete copy.usage;
+  delete copy.value;
+  return copy;
+}
+
 /** A badge. */
 export function badge(text, kind = '') {
   return h('span', { class: `badge ${kind}` }, text);

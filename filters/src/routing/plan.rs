@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::snapshot::ProviderRuntime;
 use crate::snapshot::Snapshot;
-use asbru_config::catalog::{self, RequestType};
+use asbru_config::catalog::RequestType;
 
 use rand::Rng;
 
@@ -27,7 +27,7 @@ pub fn build(
         return build_routed(snapshot, request, vk, route);
     }
     let mut plan = Vec::new();
-    let bare = request.default_provider.is_none() && split_model(snapshot, &request.model_requested).0.is_none();
+    let bare = request.default_provider.is_none() && snapshot.split_model(&request.model_requested).0.is_none();
     if bare
         && let Some(vk) = vk
         && let Some(targets) = vk_targets(snapshot, vk, request)
@@ -167,10 +167,6 @@ fn vk_targets(
     )
 }
 
-fn is_provider_name(snapshot: &Snapshot, name: &str) -> bool {
-    snapshot.has_provider(name) || catalog::builtin(name).is_some()
-}
-
 /// Resolves a `model` string to a configured provider and the model name at it.
 pub fn resolve_target(
     snapshot: &Snapshot,
@@ -180,7 +176,7 @@ pub fn resolve_target(
     if raw.trim().is_empty() {
         return Err(Rejection::bad_request("model is required (format: provider/model)"));
     }
-    let parsed = split_model(snapshot, raw);
+    let parsed = snapshot.split_model(raw);
     let provider_name = match (parsed.0, default_provider) {
         (Some(provider), _) => provider,
         (None, Some(default)) => default,
@@ -201,14 +197,6 @@ pub fn resolve_target(
         None => Err(Rejection::bad_request(format!(
             "provider {provider_name:?} is not configured on this gateway"
         ))),
-    }
-}
-
-/// Splits `provider/model` on the first slash when the prefix is a provider name.
-fn split_model<'a>(snapshot: &Snapshot, raw: &'a str) -> (Option<&'a str>, &'a str) {
-    match raw.split_once('/') {
-        Some((provider, model)) if is_provider_name(snapshot, provider) => (Some(provider), model),
-        _ => (None, raw),
     }
 }
 

@@ -4,7 +4,7 @@
 import { get, put, seg, allVirtualKeys } from '../api.js';
 import { h, mount, pageHeader, table, field, input, select, formDialog, toast, button, idle } from '../dom.js';
 import { money, count, resetWords } from '../format.js';
-import { usageBar, badge } from '../widgets.js';
+import { usageBar, badge, storedShape } from '../widgets.js';
 
 /** The usage entry of budget `b` (position `i`) in a scope from the API. */
 function budgetUsage(scope, b, i) {
@@ -102,14 +102,6 @@ function pick(owners, sel) {
   return owners.find((o) => o.kind === kind && o.entity.id === id);
 }
 
-/** The stored shape of an entity from a list view. */
-function stored(entity) {
-  const copy = { ...entity };
-  delete copy.usage;
-  delete copy.value;
-  return copy;
-}
-
 async function createBudget(owners, refresh) {
   if (!owners.length) {
     toast('Create a virtual key, a team or a customer first: a budget is attached to one.', 'error');
@@ -137,7 +129,7 @@ async function createBudget(owners, refresh) {
       const owner = pick(owners, attach);
       const budget = { max_limit: Number(limit.value), reset_duration: reset.value.trim() };
       if (name.value.trim()) budget.id = name.value.trim();
-      const body = stored(owner.entity);
+      const body = storedShape(owner.entity);
       body.budgets = [...(body.budgets || []), budget];
       await put(owner.path, body);
       toast(`Budget attached to ${owner.name}`);
@@ -179,7 +171,7 @@ async function createRateLimit(owners, refresh) {
       const rate = {};
       if (tokens.value) Object.assign(rate, { token_max_limit: Number(tokens.value), token_reset_duration: tokenReset.value.trim() });
       if (requests.value) Object.assign(rate, { request_max_limit: Number(requests.value), request_reset_duration: requestReset.value.trim() });
-      await put(owner.path, { ...stored(owner.entity), rate_limit: rate });
+      await put(owner.path, { ...storedShape(owner.entity), rate_limit: rate });
       toast(`Rate limit attached to ${owner.name}`);
       refresh();
     },

@@ -7,7 +7,7 @@ import {
   h, mount, pageHeader, table, field, input, select, checkbox, formDialog, confirmDialog, secretDialog, toast, button,
   idle,
 } from '../dom.js';
-import { budgetsEditor, rateLimitEditor, scopeBars, limitsSummary, badge, listValue } from '../widgets.js';
+import { budgetsEditor, rateLimitEditor, scopeBars, limitsSummary, badge, listValue, storedShape } from '../widgets.js';
 
 const PAGE = 25;
 
@@ -93,14 +93,6 @@ function vkTable(reply, ctx, load) {
   ], reply.virtual_keys || [], 'No virtual key matches.');
 }
 
-/** The stored shape of a key from its list view (without usage and the redacted value). */
-function stored(vk) {
-  const copy = { ...vk };
-  delete copy.usage;
-  delete copy.value;
-  return copy;
-}
-
 async function rotate(vk, load) {
   if (!(await confirmDialog(`Rotate ${vk.name}?`, 'A new value is made and the current one stops working at once.', 'Rotate', false))) return;
   try {
@@ -114,7 +106,7 @@ async function rotate(vk, load) {
 
 async function toggle(vk, load) {
   try {
-    await put(`/governance/virtual-keys/${seg(vk.id)}`, { ...stored(vk), is_active: vk.is_active === false });
+    await put(`/governance/virtual-keys/${seg(vk.id)}`, { ...storedShape(vk), is_active: vk.is_active === false });
     toast(`${vk.name} ${vk.is_active === false ? 'activated' : 'deactivated'}`);
     load();
   } catch (e) {
@@ -205,7 +197,7 @@ async function editKey(vk, ctx, load) {
     submitLabel: vk ? 'Save' : 'Create',
     onSubmit: async () => {
       const body = {
-        ...(vk ? stored(vk) : {}),
+        ...(vk ? storedShape(vk) : {}),
         name: name.value.trim(),
         description: description.value.trim() || null,
         team_id: team.value || null,
