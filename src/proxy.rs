@@ -137,6 +137,7 @@ impl ProxyHttp for GatewayProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let started = Instant::now();
         ctx.started = Some(started);
+        crate::connection::head_accepted(session.as_downstream().stream());
         // HTTP/1.1 pipelining: requests sent back to back on one connection are answered in
         // order (RFC 9112 section 9.3.2) instead of the second being dropped. The setting is
         // carried to the connection's next requests.
@@ -270,6 +271,7 @@ impl ProxyHttp for GatewayProxy {
     /// Pingora calls this after every request, answered in `request_filter` or not: the
     /// completion hooks get the final outcome.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        crate::connection::request_done(session.as_downstream().stream());
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
         if let Some(started) = ctx.started {
             self.record_http(session, status, started.elapsed().as_secs_f64());

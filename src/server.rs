@@ -119,10 +119,15 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, server_conf);
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        GatewayProxy::new(state.clone()),
-        "asbru gateway",
+    let mut http = pingora::proxy::HttpProxy::new(GatewayProxy::new(state.clone()), server.configuration.clone());
+    http.handle_init_modules();
+    let limits = crate::connection::Limits {
+        max_connections: file.server.max_connections,
+        header_timeout: Duration::from_secs(file.server.header_read_timeout_seconds),
+    };
+    let mut proxy = pingora::services::listening::Service::new(
+        "asbru gateway".to_string(),
+        crate::connection::Guarded::new(http, limits),
     );
     proxy.add_tcp(listen);
     if let Some(admin) = &file.server.admin_listen {

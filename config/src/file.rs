@@ -279,6 +279,7 @@ impl Validation<'_> {
         for (field, value) in [
             ("keepalive_timeout_seconds", server.keepalive_timeout_seconds),
             ("body_read_timeout_seconds", server.body_read_timeout_seconds),
+            ("header_read_timeout_seconds", server.header_read_timeout_seconds),
         ] {
             if value > MAX_SHUTDOWN_SECONDS {
                 self.problem(
@@ -653,9 +654,10 @@ mod tests {
     #[test]
     fn protocol_limits_out_of_range_are_refused() {
         let found = problems(
-            "server: {body_read_timeout_seconds: 0, keepalive_timeout_seconds: 99999, max_uri_bytes: 10, max_header_bytes: 100}\n",
+            "server: {body_read_timeout_seconds: 0, keepalive_timeout_seconds: 99999, max_uri_bytes: 10, max_header_bytes: 100, header_read_timeout_seconds: 99999}\n",
         );
         for field in [
+            "header_read_timeout_seconds",
             "body_read_timeout_seconds",
             "keepalive_timeout_seconds",
             "max_uri_bytes",

@@ -306,6 +306,13 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Longest request URI, in bytes; longer is answered 414.
     pub max_uri_bytes: usize,
+    /// Seconds a client has to send a whole request head: from the accept for a connection's
+    /// first request, from its first byte for later ones (0: no deadline). Past it the
+    /// connection is closed, as nginx's `client_header_timeout` does.
+    pub header_read_timeout_seconds: u64,
+    /// Most downstream connections open at once, over all listeners (0: no cap). One past the
+    /// cap is answered 503 and closed without being read.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -324,6 +331,8 @@ impl Default for ServerConfig {
             min_body_rate_bytes_per_second: 1024,
             max_header_bytes: 64 * 1024,
             max_uri_bytes: 8 * 1024,
+            header_read_timeout_seconds: 30,
+            max_connections: 16 * 1024,
         }
     }
 }

@@ -569,3 +569,125 @@ async fn the_malformed_input_corpus_gets_4xx_in_the_right_format() {
     }
     assert_eq!(upstream.state.request_count(), 0, "nothing malformed went upstream");
 }
+
+/// The request head has a deadline (slowloris on headers): a client that connects and sends
+/// nothing, and one that drips its head a byte at a time, are both closed once
+/// `header_read_timeout_seconds` has passed, while a prompt client on another connection is
+/// served. Idle keep-alive time before a later request does not count against it.
+#[tokio::test]
+async fn a_request_head_that_drips_is_cut_off() {
+    let gw = gateway("server: {header_read_timeout_seconds: 1, keepalive_timeout_seconds: 5}\n");
+    let addr = gw.addr;
+    let silent = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let reply = slow_exchange(addr, "", 0, std::time::Duration::ZERO);
+        (reply, started.elapsed())
+    });
+    // One head byte every 200 ms would take 30 s to finish this head.
+    let dripping = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let reply = slow_exchange(
+            addr,
+            "GET /health HTTP/1.1\r\nx-slow: ",
+            150,
+            std::time::Duration::from_millis(200),
+        );
+        (reply, started.elapsed())
+    });
+    let reply = send(addr, "GET", "/health", &[], b"").await;
+    assert_eq!(reply.status(), 200);
+    for (name, task) in [("silent", silent), ("dripping", dripping)] {
+        let (reply, took) = task.await.expect(name);
+        assert!(!reply.contains("200 OK"), "{name}: {reply}");
+        assert!(took < std::time::Duration::from_secs(5), "{name} held for {took:?}");
+    }
+    // Keep-alive idle time is the keep-alive timeout's, not the head deadline's: a second
+    // request sent 1.5 s after the first on the same connection is served.
+    let served = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .expect("first");
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).expect("first reply");
+        let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .expect("second");
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        (first, String::from_utf8_lossy(&rest).into_owned())
+    })
+    .await
+    .expect("keep-alive");
+    assert!(served.0.starts_with("HTTP/1.1 200"), "{}", served.0);
+    assert!(served.1.starts_with("HTTP/1.1 200"), "{}", served.1);
+}
+
+/// A head Pingora cannot parse gets a 400 with a body in Bifrost's error shape (Pingora's own
+/// reply has none), and the connection is closed.
+#[tokio::test]
+async fn an_unparsable_head_gets_a_400_with_an_error_body() {
+    let gw = gateway("{}\n");
+    let addr = gw.addr;
+    for request in [
+        &b"GET /health HTTP/1.1\r\nbad header line without colon\r\n\r\n"[..],
+        &b"GET /health HTTP/1.1\r\nx-a\x01b: 1\r\n\r\n"[..],
+        &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"[..],
+    ] {
+        let reply = tokio::task::spawn_blocking(move || raw_exchange(addr, request))
+            .await
+            .expect("exchange");
+        assert!(reply.starts_with("HTTP/1.1 400"), "{reply:?}");
+        assert!(reply.to_ascii_lowercase().contains("connection: close"), "{reply}");
+        let body = reply.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(body).expect("a JSON error body");
+        assert_eq!(json["status_code"], 400, "{json}");
+        assert_eq!(json["error"]["type"], "invalid_request_error", "{json}");
+    }
+    // The gateway still serves.
+    assert_eq!(send(addr, "GET", "/health", &[], b"").await.status(), 200);
+}
+
+/// `server.max_connections`: one connection past the cap is answered 503 in Bifrost's shape
+/// and closed, without being read; once a connection closes, a new one is served again.
+#[tokio::test]
+async fn connections_past_the_cap_get_a_503() {
+    let gw = gateway("server: {max_connections: 2}\n");
+    let addr = gw.addr;
+    let outcome = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let hold = |_: usize| {
+            let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .expect("timeout");
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+                .expect("write");
+            let mut buf = [0u8; 2048];
+            let n = stream.read(&mut buf).expect("read");
+            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+            stream
+        };
+        let held: Vec<_> = (0..2).map(hold).collect();
+        let refused = raw_exchange(addr, b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n");
+        drop(held);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let after = raw_exchange(addr, b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        (refused, after)
+    })
+    .await
+    .expect("cap");
+    let (refused, after) = outcome;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    let body = refused.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(body).expect("json");
+    assert_eq!(json["error"]["type"], "server_overloaded", "{json}");
+    assert!(after.starts_with("HTTP/1.1 200"), "{after}");
+}
