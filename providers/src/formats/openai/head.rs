@@ -125,7 +125,12 @@ impl RequestHead {
                 .to_string(),
             ));
         }
-        let probe: Probe<'_> = serde_json::from_slice(body).map_err(|e| {
+        // JSON text is UTF-8 (RFC 8259). serde_json does not check the strings it skips, so
+        // without this a body with invalid bytes in a member the head does not read would be
+        // forwarded upstream as is.
+        let text = simdutf8::basic::from_utf8(body)
+            .map_err(|_| BodyError::Malformed("the body is not valid UTF-8".to_string()))?;
+        let probe: Probe<'_> = serde_json::from_str(text).map_err(|e| {
             if e.is_data() {
                 BodyError::InvalidField(e.to_string())
             } else {
@@ -309,6 +314,15 @@ impl RequestHead {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalid_utf8_anywhere_in_the_body_is_malformed() {
+        // Found by the request_head fuzz target: bad bytes in a member the head does not read.
+        let body = b"{\"model\":\"openai/gpt-4o\",\"messages\":[],\"user\":\"\x8b\x8c\"}";
+        assert!(matches!(RequestHead::parse(body), Err(BodyError::Malformed(m)) if m.contains("UTF-8")));
+        let fine = "{\"model\":\"openai/gpt-4o\",\"messages\":[],\"user\":\"ünïcode ✓\"}";
+        assert!(RequestHead::parse(fine.as_bytes()).is_ok());
+    }
 
     #[test]
     fn an_output_cap_is_added_only_when_the_request_sets_no_limit() {

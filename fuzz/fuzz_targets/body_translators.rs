@@ -1,0 +1,30 @@
+//! The body translators: an OpenAI chat request to Anthropic Messages and back, an Anthropic
+//! request to OpenAI chat, and both reply directions. Any input is translated or refused with
+//! an error, never a panic, and what is translated serialises.
+#![no_main]
+
+use asbru_providers::adapters::{chat_to_messages, messages_to_chat};
+use asbru_providers::formats::anthropic::types::{MessagesRequest, MessagesResponse};
+use asbru_providers::formats::openai::types::{ChatRequest, ChatResponse};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|body: &[u8]| {
+    if let Ok(chat) = serde_json::from_slice::<ChatRequest>(body)
+        && let Ok(messages) = chat_to_messages::request(chat, "claude-test")
+    {
+        serde_json::to_vec(&messages).expect("a translated request serialises");
+    }
+    if let Ok(messages) = serde_json::from_slice::<MessagesRequest>(body)
+        && let Ok(chat) = messages_to_chat::request(messages, "gpt-test")
+    {
+        serde_json::to_vec(&chat).expect("a translated request serialises");
+    }
+    if let Ok(reply) = serde_json::from_slice::<MessagesResponse>(body) {
+        serde_json::to_vec(&chat_to_messages::response(reply, 1_700_000_000)).expect("reply serialises");
+    }
+    if let Ok(reply) = serde_json::from_slice::<ChatResponse>(body)
+        && let Ok(messages) = messages_to_chat::response(reply)
+    {
+        serde_json::to_vec(&messages).expect("reply serialises");
+    }
+});

@@ -1,0 +1,49 @@
+//! Both stream translators (OpenAI chunks -> Anthropic events, Anthropic events -> OpenAI
+//! chunks), fed arbitrary upstream bytes in arbitrary cuts: every event they write is on its
+//! own line and carries JSON (or `[DONE]`), so a client can always parse the stream.
+#![no_main]
+
+use asbru_providers::adapters::chat_stream::ChatToMessagesStream;
+use asbru_providers::adapters::messages_stream::MessagesToChatStream;
+use asbru_providers::sse::SseSplitter;
+use libfuzzer_sys::fuzz_target;
+
+fn assert_parseable(out: &[u8]) {
+    let mut splitter = SseSplitter::new();
+    splitter.feed(out);
+    splitter.finish();
+    while let Some(event) = splitter.next_event() {
+        if event.data.as_ref() as &str == "[DONE]" {
+            continue;
+        }
+        serde_json::from_str::<serde_json::Value>(&event.data)
+            .unwrap_or_else(|e| panic!("unparseable event {:?}: {e}", event.data));
+    }
+    assert!(out.is_empty() || out.ends_with(b"\n\n"), "output ends mid-event");
+}
+
+fuzz_target!(|input: &[u8]| {
+    let Some((&stride, bytes)) = input.split_first() else {
+        return;
+    };
+    let stride = usize::from(stride).max(1);
+
+    let mut to_messages = ChatToMessagesStream::new("claude-test");
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(stride) {
+        to_messages.feed(chunk, &mut out);
+    }
+    if to_messages.completed() {
+        to_messages.finish(&mut out);
+    }
+    let _ = to_messages.usage();
+    assert_parseable(&out);
+
+    let mut to_chat = MessagesToChatStream::new(1_700_000_000);
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(stride) {
+        to_chat.feed(chunk, &mut out);
+    }
+    let _ = (to_chat.usage(), to_chat.is_done(), to_chat.completed());
+    assert_parseable(&out);
+});
