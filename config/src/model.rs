@@ -416,8 +416,9 @@ pub struct ProviderConfig {
     pub network_config: NetworkConfig,
     /// Required for a provider whose name is not built in.
     pub custom_provider_config: Option<CustomProviderConfig>,
-    /// Bifrost queue tuning; accepted, no effect (asbru has no per-provider queues).
-    pub concurrency_and_buffer_size: Option<Value>,
+    /// Bifrost's concurrency control: at most `concurrency` requests in flight to this provider,
+    /// `buffer_size` more waiting (see `client.drop_excess_requests`). Absent: no limit.
+    pub concurrency_and_buffer_size: Option<ConcurrencyAndBufferSize>,
     /// Outbound proxy. Not implemented yet.
     pub proxy_config: Option<Value>,
     /// Include the raw request in responses. Not implemented yet.
@@ -430,6 +431,25 @@ pub struct ProviderConfig {
     pub openai_config: Option<Value>,
     /// Anthropic prompt caching settings. Not implemented yet.
     pub prompt_cache: Option<Value>,
+}
+
+/// `concurrency_and_buffer_size` of a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConcurrencyAndBufferSize {
+    /// Most requests in flight to the provider (Bifrost's default: 1000).
+    pub concurrency: usize,
+    /// Most requests waiting for a slot (Bifrost's default: 5000).
+    pub buffer_size: usize,
+}
+
+impl Default for ConcurrencyAndBufferSize {
+    fn default() -> Self {
+        ConcurrencyAndBufferSize {
+            concurrency: 1000,
+            buffer_size: 5000,
+        }
+    }
 }
 
 /// One upstream credential.

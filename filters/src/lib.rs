@@ -11,6 +11,7 @@
 pub mod cel_json;
 pub mod chain;
 pub mod clock;
+pub mod concurrency;
 pub mod ctx;
 pub mod filter;
 pub mod health;

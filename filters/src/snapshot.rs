@@ -158,7 +158,7 @@ impl Snapshot {
         let mut warnings = Vec::new();
         let mut providers = HashMap::new();
         for (name, provider) in &config.providers {
-            match ProviderRuntime::build(name, provider, config.empty_list_allows_all(), lookup, &mut warnings) {
+            match ProviderRuntime::build(name, provider, config, lookup, &mut warnings) {
                 Some(runtime) => {
                     providers.insert(name.clone(), Arc::new(runtime));
                 }
@@ -239,16 +239,19 @@ pub struct ProviderRuntime {
     pub paths: EndpointPaths,
     /// Request types this provider serves; `None` means all.
     allowed_requests: Option<HashMap<String, bool>>,
+    /// Its concurrency control, when `concurrency_and_buffer_size` is set.
+    pub gate: Option<Arc<crate::concurrency::ConcurrencyGate>>,
 }
 
 impl ProviderRuntime {
     fn build(
         name: &str,
         config: &ProviderConfig,
-        empty_allows_all: bool,
+        whole: &Config,
         lookup: &dyn Fn(&str) -> Option<String>,
         warnings: &mut Vec<String>,
     ) -> Option<ProviderRuntime> {
+        let empty_allows_all = whole.empty_list_allows_all();
         let builtin = catalog::builtin(name);
         let custom = config.custom_provider_config.as_ref();
         let wire = match custom {
@@ -317,7 +320,16 @@ impl ProviderRuntime {
             ));
         }
         let network = NetworkSettings::from_config(&config.network_config);
+        let drop_excess = whole.client.drop_excess_requests.unwrap_or(false);
+        let gate = config.concurrency_and_buffer_size.map(|c| {
+            Arc::new(crate::concurrency::ConcurrencyGate::new(
+                c.concurrency,
+                c.buffer_size,
+                drop_excess,
+            ))
+        });
         Some(ProviderRuntime {
+            gate,
             name: name.to_string(),
             wire,
             keyless,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use asbru_config::catalog::{RequestType, Wire};
+use asbru_filters::concurrency::{ConcurrencyGate, GateRefusal};
 use asbru_filters::snapshot::{NetworkSettings, ProviderKey, ProviderRuntime, Upstream};
 use asbru_filters::{AttemptFlow, AttemptState, Flow, Live, RequestCtx, UpstreamHead};
 use asbru_providers::adapters::exchange;
@@ -161,6 +162,21 @@ async fn try_target(
         index,
         ..AttemptState::default()
     });
+    // Concurrency control (concurrency_and_buffer_size): a slot held for every try of this
+    // target, relay included; a refusal fails the target, so a fallback can still serve.
+    let _slot = match &provider.gate {
+        None => None,
+        Some(gate) => match gate.enter((Instant::now() + net.request_timeout).into_std()).await {
+            Ok(slot) => Some(slot),
+            Err(refusal) => {
+                return Ok(TargetEnd::Failed(Box::new(Failure::Gateway(gate_refusal(
+                    &provider.name,
+                    gate,
+                    refusal,
+                )))));
+            }
+        },
+    };
     let mut last_failure = None;
     // A delay the upstream asked for (Retry-After on 429/503), used instead of the backoff.
     let mut asked_delay: Option<Duration> = None;
@@ -358,6 +374,29 @@ async fn try_target(
         Some(failure) => TargetEnd::Failed(Box::new(failure)),
         None => TargetEnd::Skipped,
     })
+}
+
+/// The error for a request the provider's concurrency gate turned away.
+fn gate_refusal(provider: &str, gate: &ConcurrencyGate, refusal: GateRefusal) -> WireError {
+    match refusal {
+        GateRefusal::QueueFull => WireError::gateway(
+            429,
+            "rate_limit_error",
+            format!(
+                "provider {provider} is at its concurrency limit ({} in flight, {} queued): request dropped",
+                gate.concurrency, gate.buffer_size
+            ),
+        )
+        .with_code("queue_full"),
+        GateRefusal::TimedOut => WireError::gateway(
+            504,
+            "timeout_error",
+            format!(
+                "provider {provider} had no free slot (concurrency {}) before the request timed out",
+                gate.concurrency
+            ),
+        ),
+    }
 }
 
 /// The longest `Retry-After` honoured; a longer one is cut to this.

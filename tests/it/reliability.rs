@@ -1,6 +1,8 @@
 //! Regressions from the adversarial round: bad input refused before anything goes upstream,
 //! secrets an upstream echoes never reach the client, and metric labels a client cannot grow.
 
+use std::time::Duration;
+
 use asbru_bench::mock::MockOptions;
 
 use crate::support::*;
@@ -690,4 +692,78 @@ async fn connections_past_the_cap_get_a_503() {
     let json: serde_json::Value = serde_json::from_str(body).expect("json");
     assert_eq!(json["error"]["type"], "server_overloaded", "{json}");
     assert!(after.starts_with("HTTP/1.1 200"), "{after}");
+}
+
+/// Bifrost's concurrency control: `concurrency_and_buffer_size` {concurrency: 1, buffer_size: 1}
+/// with `drop_excess_requests`: of three concurrent requests one is in flight, one waits for
+/// its slot and is served after, and the third is answered 429 at once and never sent upstream.
+/// A fallback still serves a request the first provider's gate turned away.
+#[tokio::test]
+async fn the_concurrency_cap_answers_429_past_the_queue() {
+    let upstream = mock(MockOptions {
+        latency: Duration::from_millis(400),
+        ..MockOptions::default()
+    });
+    let fast = default_mock();
+    let gw = gateway(&format!(
+        "client: {{drop_excess_requests: true}}\nproviders:\n{}    concurrency_and_buffer_size: {{concurrency: 1, buffer_size: 1}}\n{}",
+        provider_yaml("openai", &upstream.base_url(), ""),
+        provider_yaml("groq", &fast.base_url(), "")
+    ));
+    let body = r#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let mut tasks = Vec::new();
+    for i in 0..3u64 {
+        let addr = gw.addr;
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(60 * i)).await;
+            let started = std::time::Instant::now();
+            let reply = send(
+                addr,
+                "POST",
+                "/v1/chat/completions",
+                &[("content-type", "application/json")],
+                body.as_bytes(),
+            )
+            .await;
+            (reply, started.elapsed())
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("join"));
+    }
+    let statuses: Vec<u16> = outcomes.iter().map(|(r, _)| r.status()).collect();
+    assert_eq!(statuses, vec![200, 200, 429], "{statuses:?}");
+    let (refused, took) = &outcomes[2];
+    assert!(
+        *took < Duration::from_millis(300),
+        "refused at once, not after {took:?}"
+    );
+    let json = refused.json();
+    assert_eq!(json["error"]["code"], "queue_full", "{json}");
+    assert!(
+        json["error"]["message"].as_str().unwrap_or_default().contains("openai"),
+        "{json}"
+    );
+    // The waiting one was served after the first: its reply took about two upstream latencies.
+    assert!(outcomes[1].1 >= Duration::from_millis(600), "{:?}", outcomes[1].1);
+    assert_eq!(upstream.state.request_count(), 2);
+
+    // With a fallback, the turned-away request is served by it.
+    let mut tasks = Vec::new();
+    for i in 0..3u64 {
+        let addr = gw.addr;
+        let body =
+            r#"{"model":"openai/gpt-4o-mini","fallbacks":["groq/llama"],"messages":[{"role":"user","content":"hi"}]}"#;
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(60 * i)).await;
+            send(addr, "POST", "/v1/chat/completions", &[], body.as_bytes())
+                .await
+                .status()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.expect("join"), 200);
+    }
+    assert_eq!(fast.state.request_count(), 1);
 }
