@@ -269,10 +269,27 @@ impl RequestHead {
         }
     }
 
+    /// Whether the object opening at `at - 1` has no member left once `fallbacks` is removed
+    /// (then a member inserted at `at` takes no comma after it).
+    fn empty_after_edits(&self, body: &[u8], at: usize) -> bool {
+        let next = |from: usize| {
+            body.get(from..)
+                .and_then(|rest| rest.iter().position(|b| !b.is_ascii_whitespace()))
+                .map(|i| from + i)
+        };
+        let mut first = next(at);
+        if let (Some(i), Some(removed)) = (first, &self.fallbacks_member)
+            && removed.start == i
+        {
+            first = next(removed.end);
+        }
+        first.and_then(|i| body.get(i)) == Some(&b'}')
+    }
+
     /// A new member right after the body's opening brace.
     fn member_edit(&self, body: &[u8], member: &str) -> Edit {
         let at = self.object_start + 1;
-        let empty = body[at..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+        let empty = self.empty_after_edits(body, at);
         let mut replacement = member.as_bytes().to_vec();
         if !empty {
             replacement.push(b',');
@@ -298,7 +315,7 @@ impl RequestHead {
             };
         }
         let at = self.object_start + 1;
-        let empty = body[at..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+        let empty = self.empty_after_edits(body, at);
         let member: &[u8] = if empty {
             br#""stream_options":{"include_usage":true}"#
         } else {
@@ -314,6 +331,20 @@ impl RequestHead {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_added_to_an_object_left_empty_by_the_fallbacks_removal_takes_no_comma() {
+        // Found by the request_head fuzz target.
+        let body = b"{\n\t\"fallbacks\":[\"a/b\"]  \n}";
+        let head = RequestHead::parse(body).expect("head");
+        let cap = Some(OutputCap {
+            field: "max_tokens",
+            tokens: 9,
+        });
+        let out = head.upstream_body_capped(body, "m", true, cap);
+        let value: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(value["max_tokens"], 9, "{}", String::from_utf8_lossy(&out));
+    }
 
     #[test]
     fn invalid_utf8_anywhere_in_the_body_is_malformed() {
