@@ -74,6 +74,10 @@ pub struct CheckArgs {
     /// Config file to validate.
     #[arg(short, long, value_name = "FILE")]
     pub config: PathBuf,
+    /// `text` (default) or `json`: one object with `ok`, `problems` (file, line, column,
+    /// reason), `warnings`, and the summary.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
 }
 
 /// `asbru migrate`.
@@ -338,45 +342,149 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 fn check(args: CheckArgs) -> ExitCode {
-    match file::load_file(&args.config) {
-        Ok(loaded) => {
-            for warning in &loaded.warnings {
-                println!("warning: {warning}");
+    let json = args.format == "json";
+    let file_name = args.config.display().to_string();
+    let (loaded, problems) = match file::load_file(&args.config) {
+        Ok(loaded) => (Some(loaded), Vec::new()),
+        Err(ConfigError::Invalid(problems)) => (None, problems),
+        Err(e) => (
+            None,
+            vec![asbru_config::Problem {
+                file: file_name.clone(),
+                line: None,
+                column: None,
+                reason: e.to_string(),
+            }],
+        ),
+    };
+    let mut warnings = Vec::new();
+    let mut problems = problems;
+    let mut filters = Vec::new();
+    if let Some(loaded) = &loaded {
+        warnings.extend(loaded.warnings.iter().cloned());
+        let services = crate::pipeline::Services {
+            metrics: std::sync::Arc::new(asbru_filters::telemetry::Metrics::new()),
+            request_log: None,
+        };
+        match crate::pipeline::build(loaded.config.plugins.as_ref(), &services) {
+            Ok((chain, plugin_warnings)) => {
+                warnings.extend(plugin_warnings);
+                filters = chain.names().into_iter().map(str::to_string).collect();
             }
-            let services = crate::pipeline::Services {
-                metrics: std::sync::Arc::new(asbru_filters::telemetry::Metrics::new()),
-                request_log: None,
-            };
-            match crate::pipeline::build(loaded.config.plugins.as_ref(), &services) {
-                Ok((chain, warnings)) => {
-                    for warning in warnings {
-                        println!("warning: {warning}");
-                    }
-                    println!("filters: {}", chain.names().join(", "));
-                }
-                Err(e) => {
-                    eprintln!("{}: {e}", args.config.display());
-                    return ExitCode::FAILURE;
-                }
-            }
+            Err(e) => problems.push(asbru_config::Problem {
+                file: file_name.clone(),
+                line: None,
+                column: None,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    let summary = loaded.as_ref().map(|l| check_summary(&l.config));
+    if json {
+        let report = serde_json::json!({
+            "file": file_name,
+            "ok": problems.is_empty(),
+            "problems": problems.iter().map(|p| serde_json::json!({
+                "file": p.file, "line": p.line, "column": p.column, "reason": p.reason,
+            })).collect::<Vec<_>>(),
+            "warnings": warnings,
+            "filters": filters,
+            "summary": summary,
+        });
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        for warning in &warnings {
+            println!("warning: {warning}");
+        }
+        for problem in &problems {
+            eprintln!("{problem}");
+        }
+        if let Some(summary) = &summary {
+            println!("filters: {}", filters.join(", "));
             println!(
-                "{}: ok ({} providers)",
-                args.config.display(),
-                loaded.config.providers.len()
+                "providers that will serve: {}",
+                summary["providers"].as_array().map_or(String::new(), |p| p
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "))
             );
-            ExitCode::SUCCESS
+            println!("config store: {}", summary["config_store"].as_str().unwrap_or("-"));
+            println!("log store: {}", summary["logs_store"].as_str().unwrap_or("-"));
         }
-        Err(ConfigError::Invalid(problems)) => {
-            for problem in &problems {
-                eprintln!("{problem}");
-            }
+        if problems.is_empty() {
+            let count = loaded.as_ref().map_or(0, |l| l.config.providers.len());
+            println!("{file_name}: ok ({count} providers)");
+        } else {
             eprintln!("{} problem(s) found", problems.len());
-            ExitCode::FAILURE
         }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// What a loaded config will do: the providers that can serve (a usable key, or keyless) and
+/// where the config store and the log store will live.
+fn check_summary(config: &asbru_config::Config) -> serde_json::Value {
+    let (snapshot, _) = asbru_filters::snapshot::Snapshot::build_with(config, &|name| std::env::var(name).ok());
+    let mut providers: Vec<&str> = snapshot
+        .providers
+        .values()
+        .filter(|p| p.keyless || !p.keys.is_empty())
+        .map(|p| p.name.as_str())
+        .collect();
+    providers.sort_unstable();
+    let data_dir = std::path::Path::new(&config.server.data_dir);
+    let config_store = match &config.config_store {
+        Some(section) if !section.enabled => "off (the file is the only source)".to_string(),
+        Some(section) => describe_store(section.kind, &section.config, data_dir, "config.db"),
+        None => describe_store(
+            asbru_config::model::StoreKind::Sqlite,
+            &Default::default(),
+            data_dir,
+            "config.db",
+        ),
+    };
+    let logs = config.logs_store.clone().unwrap_or_default();
+    let logs_store = if !logs.enabled || config.client.enable_logging == Some(false) {
+        "off".to_string()
+    } else {
+        describe_store(logs.kind, &logs.config, data_dir, "logs.db")
+    };
+    serde_json::json!({"providers": providers, "config_store": config_store, "logs_store": logs_store})
+}
+
+/// `SQLite at <path>` or `PostgreSQL at host:port/db` (never a password).
+fn describe_store(
+    kind: asbru_config::model::StoreKind,
+    conn: &asbru_config::model::StoreConnection,
+    data_dir: &std::path::Path,
+    default_file: &str,
+) -> String {
+    match kind {
+        asbru_config::model::StoreKind::Sqlite => {
+            let path = conn
+                .path
+                .as_ref()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join(default_file));
+            let absolute = std::path::absolute(&path).unwrap_or(path);
+            format!("SQLite at {}", absolute.display())
         }
+        asbru_config::model::StoreKind::Postgres => match &conn.url {
+            Some(url) => format!("PostgreSQL at {}", asbru_config::file::display_url(url)),
+            None => format!(
+                "PostgreSQL at {}:{}/{}",
+                conn.host.as_deref().unwrap_or("localhost"),
+                conn.port
+                    .as_ref()
+                    .map_or("5432".to_string(), |p| p.to_string().trim_matches('"').to_string()),
+                conn.db_name.as_deref().unwrap_or("-")
+            ),
+        },
     }
 }
 

@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use crate::bifrost_fields::{self, Step};
 use crate::catalog::{self, Wire};
 use crate::locate::{LocationIndex, PathSegment, Position};
 use crate::model::{Config, ProviderConfig};
@@ -110,29 +111,146 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
 
 /// Parses and validates config text; `file` names it in problems.
 pub fn load_str(source: &str, file: &str) -> Result<Loaded, ConfigError> {
-    let config = parse(source, file)?;
     let index = LocationIndex::build(source);
+    let parsed = parse(source, file, &index)?;
     let mut validation = Validation {
         file,
         index: &index,
-        problems: Vec::new(),
-        warnings: Vec::new(),
+        problems: parsed.problems,
+        warnings: parsed.warnings,
     };
-    validation.check(&config);
+    validation.check(&parsed.config);
     if validation.problems.is_empty() {
         Ok(Loaded {
-            config,
+            config: parsed.config,
             warnings: validation.warnings,
         })
     } else {
+        validation.problems.sort_by_key(|p| (p.line, p.column));
         Err(ConfigError::Invalid(validation.problems))
     }
 }
 
-fn parse(source: &str, file: &str) -> Result<Config, ConfigError> {
-    let looks_like_json = source.trim_start().starts_with('{');
-    if looks_like_json {
-        return serde_json::from_str::<Config>(source).map_err(|e| {
+/// A document read into the model, with what reading it found.
+struct Parsed {
+    config: Config,
+    problems: Vec<Problem>,
+    warnings: Vec<String>,
+}
+
+/// Most fields one document may have refused before reading gives up.
+const MAX_FIELD_PROBLEMS: usize = 1000;
+
+/// Reads `source` (JSON or YAML) into the model. A syntax error is the only early return; every
+/// field the model cannot take is handled and reading goes on, so one run reports them all:
+/// - a field of Bifrost's schema the model does not have is dropped with a warning naming it;
+/// - any other unknown field is a problem, with a "did you mean" when a known name is close;
+/// - a value of the wrong type is a problem, and the field is read as unset.
+fn parse(source: &str, file: &str, index: &LocationIndex) -> Result<Parsed, ConfigError> {
+    // Straight into the model first: YAML scalars then take the type of their field (`name: no`
+    // is a string). Only a document the model refuses goes through the tree below.
+    if let Ok(config) = typed(source) {
+        return Ok(Parsed {
+            config,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        });
+    }
+    let mut document = syntax(source, file)?;
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let problem_at = |path: &[Step], reason: String| {
+        let segments: Vec<PathSegment<'_>> = path
+            .iter()
+            .map(|s| match s {
+                Step::Key(k) => PathSegment::Key(k.as_str()),
+                Step::Index(i) => PathSegment::Index(*i),
+            })
+            .collect();
+        let position = index.key_position(&segments);
+        Problem {
+            file: file.to_string(),
+            line: position.map(|p| p.line),
+            column: position.map(|p| p.column),
+            reason,
+        }
+    };
+    for _ in 0..MAX_FIELD_PROBLEMS {
+        let error = match serde_path_to_error::deserialize::<_, Config>(&document) {
+            Ok(config) => {
+                return Ok(Parsed {
+                    config,
+                    problems,
+                    warnings,
+                });
+            }
+            Err(error) => error,
+        };
+        let mut path: Vec<Step> = error
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
+                serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
+                _ => None,
+            })
+            .collect();
+        let message = strip_json_position(&error.inner().to_string());
+        match unknown_field(&message) {
+            Some((field, expected)) => {
+                if path.last() != Some(&Step::Key(field.clone())) {
+                    path.push(Step::Key(field.clone()));
+                }
+                let shown = bifrost_fields::display(&path);
+                if bifrost_fields::is_bifrost_field(&path) {
+                    warnings.push(format!(
+                        "{shown}: a Bifrost setting asbru does not act on; it is ignored"
+                    ));
+                } else {
+                    let siblings = bifrost_fields::sibling_names(&path);
+                    let suggestion = bifrost_fields::did_you_mean(
+                        &field,
+                        expected.iter().map(String::as_str).chain(siblings.iter().copied()),
+                    );
+                    let reason = match suggestion {
+                        Some(name) => format!("unknown field `{shown}`: did you mean `{name}`?"),
+                        None => format!("unknown field `{shown}`"),
+                    };
+                    problems.push(problem_at(&path, reason));
+                }
+            }
+            None => {
+                let shown = bifrost_fields::display(&path);
+                let reason = if shown.is_empty() {
+                    message
+                } else {
+                    format!("{shown}: {message}")
+                };
+                problems.push(problem_at(&path, reason));
+            }
+        }
+        if path.is_empty() || !remove(&mut document, &path) {
+            return Err(ConfigError::Invalid(problems));
+        }
+    }
+    Err(ConfigError::Invalid(problems))
+}
+
+/// The document read straight into the model.
+fn typed(source: &str) -> Result<Config, ()> {
+    if source.trim_start().starts_with('{') {
+        return serde_json::from_str(source).map_err(|_| ());
+    }
+    if source.trim().is_empty() {
+        return Ok(Config::default());
+    }
+    serde_saphyr::from_str(source).map_err(|_| ())
+}
+
+/// The document as a tree, or its syntax error.
+fn syntax(source: &str, file: &str) -> Result<serde_json::Value, ConfigError> {
+    if source.trim_start().starts_with('{') {
+        return serde_json::from_str(source).map_err(|e| {
             ConfigError::Invalid(vec![Problem {
                 file: file.to_string(),
                 line: Some(e.line() as u64),
@@ -142,9 +260,12 @@ fn parse(source: &str, file: &str) -> Result<Config, ConfigError> {
         });
     }
     if source.trim().is_empty() {
-        return Ok(Config::default());
+        return Ok(serde_json::Value::Object(Default::default()));
     }
-    serde_saphyr::from_str::<Config>(source).map_err(|e| {
+    // Only `true` and `false` are booleans here (YAML 1.2): in a tree, `no` must stay a string.
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    let value: serde_json::Value = serde_saphyr::from_str_with_options(source, options).map_err(|e| {
         let location = e.location();
         ConfigError::Invalid(vec![Problem {
             file: file.to_string(),
@@ -152,7 +273,48 @@ fn parse(source: &str, file: &str) -> Result<Config, ConfigError> {
             column: location.map(|l| l.column()),
             reason: first_line(&e.to_string()),
         }])
+    })?;
+    // A document of only comments reads as null.
+    Ok(if value.is_null() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        value
     })
+}
+
+/// `unknown field `x`, expected one of `a`, `b`` -> (`x`, [`a`, `b`]).
+fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected = rest.split('`').skip(1).step_by(2).map(str::to_string).collect();
+    Some((field.to_string(), expected))
+}
+
+/// Removes the value at `path` from `document`; false when there is nothing to remove.
+fn remove(document: &mut serde_json::Value, path: &[Step]) -> bool {
+    let Some((last, parent)) = path.split_last() else {
+        return false;
+    };
+    let mut node = document;
+    for step in parent {
+        let next = match (step, node) {
+            (Step::Key(key), serde_json::Value::Object(map)) => map.get_mut(key),
+            (Step::Index(i), serde_json::Value::Array(items)) => items.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(child) => node = child,
+            None => return false,
+        }
+    }
+    match (last, node) {
+        (Step::Key(key), serde_json::Value::Object(map)) => map.remove(key).is_some(),
+        (Step::Index(i), serde_json::Value::Array(items)) if *i < items.len() => {
+            items.remove(*i);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// serde_json appends " at line X column Y"; the problem already carries the position.
@@ -729,6 +891,42 @@ providers:
         let openai = &loaded.config.providers["openai"];
         assert_eq!(openai.network_config.max_retries, Some(2));
         assert_eq!(openai.keys[0].weight, Some(1.0));
+    }
+
+    #[test]
+    fn every_problem_is_reported_in_one_run_and_bifrost_fields_are_warned_by_name() {
+        let src = "client:\n  enable_litellm_fallbacks: true\n  drop_excess_request: true\n  max_request_body_size_mb: big\nserver:\n  read_buffer_size: 4096\n  lissten: x\nlocal_cache: {enabled: true}\n";
+        let found = problems(src);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].reason.contains("did you mean `drop_excess_requests`"),
+            "{:?}",
+            found[0]
+        );
+        assert_eq!((found[0].line, found[0].column), (Some(3), Some(3)));
+        assert!(
+            found[1]
+                .reason
+                .starts_with("client.max_request_body_size_mb: invalid type"),
+            "{:?}",
+            found[1]
+        );
+        assert!(found[2].reason.contains("did you mean `listen`"), "{:?}", found[2]);
+        let fine = "client:\n  enable_litellm_fallbacks: true\nserver:\n  read_buffer_size: 4096\nlocal_cache: {enabled: true}\n";
+        let loaded = load_str(fine, "x.yaml").expect("Bifrost fields load");
+        for field in [
+            "client.enable_litellm_fallbacks",
+            "server.read_buffer_size",
+            "local_cache",
+        ] {
+            assert!(
+                loaded.warnings.iter().any(|w| w.starts_with(&format!("{field}: "))),
+                "{field}: {:?}",
+                loaded.warnings
+            );
+        }
+        let far = problems("nonsense_section: 1\n");
+        assert_eq!(far[0].reason, "unknown field `nonsense_section`");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!
 //! No I/O beyond reading the config file; no database, no HTTP.
 
+pub mod bifrost_fields;
 pub mod catalog;
 pub mod env;
 pub mod file;

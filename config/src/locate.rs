@@ -76,6 +76,30 @@ impl LocationIndex {
     }
 }
 
+impl LocationIndex {
+    /// Like [`LocationIndex::position`], but for a path ending in a mapping key, the position of
+    /// the key itself (where an unknown field is named).
+    pub fn key_position(&self, path: &[PathSegment<'_>]) -> Option<Position> {
+        let mut node = self.root.as_ref()?;
+        let mut best = node.position;
+        for segment in path {
+            let next = match (segment, &node.kind) {
+                (PathSegment::Key(key), Kind::Map(map)) => map.get(*key),
+                (PathSegment::Index(i), Kind::Seq(items)) => items.get(*i),
+                _ => None,
+            };
+            match next {
+                Some(child) => {
+                    node = child;
+                    best = child.key_position.unwrap_or(child.position);
+                }
+                None => break,
+            }
+        }
+        Some(best)
+    }
+}
+
 /// One step in a config path.
 #[derive(Debug, Clone, Copy)]
 pub enum PathSegment<'a> {
@@ -88,6 +112,8 @@ pub enum PathSegment<'a> {
 #[derive(Debug)]
 struct Node {
     position: Position,
+    /// Where its key is, for a mapping value.
+    key_position: Option<Position>,
     kind: Kind,
 }
 
@@ -107,6 +133,7 @@ impl<'de> Deserialize<'de> for Node {
                 line: location.line(),
                 column: location.column(),
             },
+            key_position: None,
             kind: spanned.value,
         })
     }
@@ -160,9 +187,13 @@ impl<'de> Visitor<'de> for KindVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
         let mut entries = BTreeMap::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value::<Node>()?;
-            entries.insert(key, value);
+        while let Some(key) = map.next_key::<Spanned<String>>()? {
+            let mut value = map.next_value::<Node>()?;
+            value.key_position = Some(Position {
+                line: key.referenced.line(),
+                column: key.referenced.column(),
+            });
+            entries.insert(key.value, value);
         }
         Ok(Kind::Map(entries))
     }
