@@ -401,14 +401,14 @@ fn check(args: CheckArgs) -> ExitCode {
         }
         if let Some(summary) = &summary {
             println!("filters: {}", filters.join(", "));
-            println!(
-                "providers that will serve: {}",
-                summary["providers"].as_array().map_or(String::new(), |p| p
-                    .iter()
-                    .filter_map(|v| v.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "))
-            );
+            let serving = summary["providers"].as_array().map_or(String::new(), |p| {
+                p.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+            });
+            if serving.is_empty() {
+                println!("providers that will serve: none (no provider has a usable key; are its env variables set?)");
+            } else {
+                println!("providers that will serve: {serving}");
+            }
             println!("config store: {}", summary["config_store"].as_str().unwrap_or("-"));
             println!("log store: {}", summary["logs_store"].as_str().unwrap_or("-"));
         }

@@ -28,9 +28,9 @@ use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracer
 use serde::Deserialize;
 use serde_json::Value;
 
-/// The `otel` plugin's config.
+/// The `otel` plugin's config. Bifrost's plugin takes more settings (metrics push, profiles,
+/// ...); those are logged as not acted on at start instead of refusing the config.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct OtelConfig {
     collector_url: String,
     #[serde(default)]
@@ -68,6 +68,36 @@ fn traces_endpoint(url: &str) -> Result<String, String> {
 
 /// Builds the `otel` filter from its plugin config.
 pub fn filter(config: &Value) -> Result<Arc<dyn Filter>, String> {
+    // Bifrost's newer shape lists `profiles`; the first enabled one is used.
+    let profile = config.get("profiles").and_then(Value::as_array).map(|profiles| {
+        let enabled: Vec<&Value> = profiles
+            .iter()
+            .filter(|p| p.get("enabled").and_then(Value::as_bool) != Some(false))
+            .collect();
+        if enabled.len() > 1 {
+            tracing::warn!(
+                "plugins: otel lists {} enabled profiles; the first is used",
+                enabled.len()
+            );
+        }
+        enabled.first().map(|p| (*p).clone()).unwrap_or(Value::Null)
+    });
+    let config = profile.as_ref().unwrap_or(config);
+    const KNOWN: &[&str] = &[
+        "name",
+        "enabled",
+        "collector_url",
+        "trace_type",
+        "protocol",
+        "headers",
+        "service_name",
+        "export_interval_ms",
+    ];
+    for field in config.as_object().into_iter().flat_map(|m| m.keys()) {
+        if !KNOWN.contains(&field.as_str()) {
+            tracing::warn!("plugins: otel config `{field}` is not acted on by this version of asbru");
+        }
+    }
     let config: OtelConfig =
         serde_json::from_value(config.clone()).map_err(|e| format!("invalid plugin config: {e}"))?;
     match config.trace_type.as_deref() {

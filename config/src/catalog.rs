@@ -133,3 +133,43 @@ impl RequestType {
         }
     }
 }
+
+/// Provider names Bifrost's config schema knows (`providers.<name>`), served by asbru or not.
+pub const BIFROST_PROVIDERS: &[&str] = &[
+    "anthropic",
+    "azure",
+    "bedrock",
+    "bedrock_mantle",
+    "cerebras",
+    "cohere",
+    "databricks",
+    "deepgram",
+    "deepseek",
+    "elevenlabs",
+    "fireworks",
+    "gemini",
+    "groq",
+    "huggingface",
+    "mistral",
+    "nebius",
+    "ollama",
+    "openai",
+    "opencode-go",
+    "opencode-zen",
+    "openrouter",
+    "parasail",
+    "perplexity",
+    "replicate",
+    "runware",
+    "runway",
+    "sarvam",
+    "sgl",
+    "vertex",
+    "vllm",
+    "xai",
+];
+
+/// Whether `name` is one of Bifrost's providers (so a config naming it is not a typo).
+pub fn is_bifrost_provider(name: &str) -> bool {
+    BIFROST_PROVIDERS.contains(&name)
+}

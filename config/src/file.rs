@@ -159,6 +159,12 @@ fn parse(source: &str, file: &str, index: &LocationIndex) -> Result<Parsed, Conf
     let mut document = syntax(source, file)?;
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
+    let helm = crate::helm::is_helm_values(&document);
+    if helm {
+        document = crate::helm::to_config(document, &mut warnings);
+    }
+    crate::helm::key_objects_to_names(&mut document);
+    one_spelling_per_field(&mut document, &mut warnings);
     let problem_at = |path: &[Step], reason: String| {
         let segments: Vec<PathSegment<'_>> = path
             .iter()
@@ -206,6 +212,12 @@ fn parse(source: &str, file: &str, index: &LocationIndex) -> Result<Parsed, Conf
                     warnings.push(format!(
                         "{shown}: a Bifrost setting asbru does not act on; it is ignored"
                     ));
+                } else if helm {
+                    // The chart's values carry settings of its own (secret names, ...) that its
+                    // template does not render into config.json either.
+                    warnings.push(format!(
+                        "Helm values: bifrost.{shown} is not a config.json field; it is ignored"
+                    ));
                 } else {
                     let siblings = bifrost_fields::sibling_names(&path);
                     let suggestion = bifrost_fields::did_you_mean(
@@ -245,6 +257,25 @@ fn typed(source: &str) -> Result<Config, ()> {
         return Ok(Config::default());
     }
     serde_saphyr::from_str(source).map_err(|_| ())
+}
+
+/// Bifrost spells one client setting three ways (`enforce_auth_on_inference`, the older
+/// `enforce_governance_header`, the governance plugin's `is_vk_mandatory`); a file may carry more
+/// than one. The current name wins, and a disagreement is said.
+fn one_spelling_per_field(document: &mut serde_json::Value, warnings: &mut Vec<String>) {
+    let Some(client) = document.get_mut("client").and_then(serde_json::Value::as_object_mut) else {
+        return;
+    };
+    for older in ["enforce_governance_header", "is_vk_mandatory"] {
+        if client.contains_key("enforce_auth_on_inference")
+            && let Some(value) = client.remove(older)
+            && client.get("enforce_auth_on_inference") != Some(&value)
+        {
+            warnings.push(format!(
+                "client.{older}: differs from client.enforce_auth_on_inference, which is used"
+            ));
+        }
+    }
 }
 
 /// The document as a tree, or its syntax error.
@@ -487,6 +518,40 @@ impl Validation<'_> {
                 );
             }
         }
+        for (name, provider) in &config.providers {
+            let unused = [
+                (
+                    "proxy_config",
+                    provider.proxy_config.is_some(),
+                    "asbru connects to the provider directly; this proxy is not used",
+                ),
+                (
+                    "send_back_raw_request",
+                    provider.send_back_raw_request == Some(true),
+                    "replies do not carry the request sent upstream",
+                ),
+                (
+                    "store_raw_request_response",
+                    provider.store_raw_request_response == Some(true),
+                    "the request log keeps the messages and the reply, not the raw bodies",
+                ),
+                (
+                    "openai_config",
+                    provider.openai_config.is_some(),
+                    "not acted on by this version of asbru",
+                ),
+                (
+                    "prompt_cache",
+                    provider.prompt_cache.is_some(),
+                    "not acted on; Anthropic cache_control blocks in a request are passed on as sent",
+                ),
+            ];
+            for (field, set, instead) in unused {
+                if set {
+                    self.warnings.push(format!("providers.{name}.{field}: {instead}"));
+                }
+            }
+        }
         for section in config.unimplemented_sections() {
             self.warnings.push(format!(
                 "section `{section}` is accepted but not acted on by this version of asbru"
@@ -559,6 +624,19 @@ impl Validation<'_> {
             if let Some(field) = problem.field {
                 path.push(Key(field));
             }
+            // A file's virtual key may leave its value out (Bifrost's Helm examples do): it loads,
+            // and cannot authenticate until a value is set. A write through the API must set one.
+            if self.file != "request"
+                && problem.section == "virtual_keys"
+                && problem.field == Some("value")
+                && problem.reason.ends_with("is required")
+            {
+                self.warnings.push(format!(
+                    "governance.virtual_keys[{}].value: not set; this virtual key cannot authenticate requests until one is set (dashboard or management API)",
+                    problem.index
+                ));
+                continue;
+            }
             self.problem(
                 &path,
                 format!("governance.{}[{}]: {}", problem.section, problem.index, problem.reason),
@@ -596,6 +674,12 @@ impl Validation<'_> {
                     None
                 }
             },
+            (None, None) if crate::catalog::is_bifrost_provider(name) => {
+                self.warnings.push(format!(
+                    "providers.{name}: a Bifrost provider asbru does not serve yet; it is left out"
+                ));
+                None
+            }
             (None, None) => {
                 self.problem(
                     &here,
@@ -713,6 +797,8 @@ impl Validation<'_> {
                 .into_iter()
                 .flatten()
                 .filter_map(|c| c.url.as_ref())
+                // An `env.NAME` URL is checked once resolved, when the provider is built.
+                .filter(|url| !url.starts_with("env."))
             {
                 if let Err(reason) = check_base_url(url) {
                     self.problem(

@@ -10,6 +10,7 @@ pub mod env;
 pub mod file;
 pub mod governance;
 pub mod governance_check;
+pub mod helm;
 pub mod locate;
 pub mod model;
 pub mod usage;

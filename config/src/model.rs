@@ -423,7 +423,7 @@ pub struct ProviderConfig {
     pub proxy_config: Option<Value>,
     /// Include the raw request in responses. Not implemented yet.
     pub send_back_raw_request: Option<bool>,
-    /// Include the raw response in responses. Not implemented yet.
+    /// Include the provider's own reply in non-stream responses, as `extra_fields.raw_response`.
     pub send_back_raw_response: Option<bool>,
     /// Store raw bodies in logs. Not implemented yet.
     pub store_raw_request_response: Option<bool>,

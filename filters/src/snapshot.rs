@@ -241,6 +241,9 @@ pub struct ProviderRuntime {
     allowed_requests: Option<HashMap<String, bool>>,
     /// Its concurrency control, when `concurrency_and_buffer_size` is set.
     pub gate: Option<Arc<crate::concurrency::ConcurrencyGate>>,
+    /// `send_back_raw_response`: replies carry the provider's own body in
+    /// `extra_fields.raw_response`.
+    pub send_back_raw_response: bool,
 }
 
 impl ProviderRuntime {
@@ -259,18 +262,22 @@ impl ProviderRuntime {
             None => builtin?.wire,
         };
         let keyless = custom.map(|c| c.is_key_less).unwrap_or(false) || builtin.is_some_and(|b| b.keyless);
-        let key_url = config.keys.iter().find_map(|k| {
+        // `env.NAME` works in these URLs as in every secret field.
+        let raw_key_url = config.keys.iter().find_map(|k| {
             [&k.ollama_key_config, &k.vllm_key_config, &k.sgl_key_config]
                 .into_iter()
                 .flatten()
                 .find_map(|c| c.url.clone())
-                .or_else(|| {
-                    let raw = k.azure_key_config.as_ref()?.get("endpoint")?.as_str()?;
-                    match env::resolve_with(raw, lookup) {
-                        Resolved::Value(v) => Some(v),
-                        Resolved::MissingEnv(_) => None,
-                    }
-                })
+                .or_else(|| Some(k.azure_key_config.as_ref()?.get("endpoint")?.as_str()?.to_string()))
+        });
+        let key_url = raw_key_url.and_then(|raw| match env::resolve_with(&raw, lookup) {
+            Resolved::Value(v) => Some(v),
+            Resolved::MissingEnv(var) => {
+                warnings.push(format!(
+                    "provider {name:?}: environment variable {var} named by a key config URL is not set"
+                ));
+                None
+            }
         });
         let base_url = config.network_config.base_url.clone().or(key_url).or_else(|| {
             builtin
@@ -330,6 +337,7 @@ impl ProviderRuntime {
         });
         Some(ProviderRuntime {
             gate,
+            send_back_raw_response: config.send_back_raw_response.unwrap_or(false),
             name: name.to_string(),
             wire,
             keyless,
@@ -748,6 +756,16 @@ mod tests {
             &[],
         );
         assert!(snap.provider("openai").expect("openai").keys[0].serves("x"));
+    }
+
+    #[test]
+    fn env_references_work_in_key_config_urls() {
+        let yaml = "providers:\n  ollama:\n    keys: [{value: '', ollama_key_config: {url: env.OLLAMA_URL}}]\n";
+        let (snap, warnings) = build(yaml, &[("OLLAMA_URL", "http://10.1.2.3:11434")]);
+        let ollama = snap.provider("ollama").expect("ollama");
+        assert_eq!(ollama.upstream.host, "10.1.2.3", "{warnings:?}");
+        let (_, warnings) = build(yaml, &[]);
+        assert!(warnings.iter().any(|w| w.contains("OLLAMA_URL")), "{warnings:?}");
     }
 
     #[test]

@@ -302,6 +302,7 @@ async fn try_target(
                         fallback_index: attempt.fallback_index,
                         request_id: ex.request_id,
                         ingress: ex.ingress,
+                        raw_response: provider.send_back_raw_response,
                     };
                     let mut settlement = Settlement::new(&state.chain, live, ctx);
                     let delivered = relay::deliver(
@@ -497,6 +498,7 @@ async fn write_failure(
                 fallback_index: attempt.fallback_index,
                 request_id: ex.request_id,
                 ingress: ex.ingress,
+                raw_response: false,
             };
             let mut head = relay::client_head(&head, &served, false, extra)?;
             head.insert_header("content-length", body.len().to_string())?;

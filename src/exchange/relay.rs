@@ -34,6 +34,8 @@ pub struct Served<'a> {
     pub request_id: &'a str,
     /// The client's wire.
     pub ingress: Wire,
+    /// Add the provider's own body to the reply as `extra_fields.raw_response`.
+    pub raw_response: bool,
 }
 
 /// Copies an upstream head for the client, minus hop-by-hop and framing headers, plus asbru's own
@@ -117,6 +119,7 @@ pub async fn deliver(
         settlement.settle();
         return write_error(session, served, &err, settlement.response_headers()).await;
     };
+    let raw = served.raw_response.then(|| body.clone());
     let body = match reply.body(&body) {
         Ok((translated, usage)) => {
             settlement.seen(usage.reported());
@@ -130,14 +133,42 @@ pub async fn deliver(
     };
     settlement.settle();
     settlement.reply(&body);
-    let mut head = client_head(&upstream_head, served, translated, settlement.response_headers())?;
-    if translated {
+    let rewritten = raw.is_some();
+    let body = match raw {
+        Some(raw) => with_raw_response(body, &raw),
+        None => body,
+    };
+    let mut head = client_head(
+        &upstream_head,
+        served,
+        translated || rewritten,
+        settlement.response_headers(),
+    )?;
+    if translated || rewritten {
         head.insert_header("content-type", "application/json")?;
     }
     head.insert_header("content-length", body.len().to_string())?;
     crate::cors::decorate(&mut head, session);
     session.write_response_header(Box::new(head), false).await?;
     session.write_response_body(Some(body), true).await
+}
+
+/// `body` with `extra_fields.raw_response` set to the provider's own reply `raw` (as JSON, or
+/// as a string when it is not JSON), as Bifrost's `send_back_raw_response` does. A body that is
+/// not a JSON object is returned unchanged.
+fn with_raw_response(body: Bytes, raw: &[u8]) -> Bytes {
+    let Ok(mut reply) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body) else {
+        return body;
+    };
+    let raw_value = serde_json::from_slice::<serde_json::Value>(raw)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(raw).into_owned()));
+    let extra = reply
+        .entry("extra_fields")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    if let Some(extra) = extra.as_object_mut() {
+        extra.insert("raw_response".to_string(), raw_value);
+    }
+    serde_json::to_vec(&reply).map(Bytes::from).unwrap_or(body)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -7,6 +7,7 @@ mod admin;
 mod bench;
 mod cli;
 mod dashboard;
+mod dropin;
 mod errors;
 mod forwarding;
 mod governance;

@@ -306,3 +306,28 @@ async fn azure_deployments_paths_and_headers() {
     );
     assert_eq!(seen.header("api-key"), Some("az-secret"));
 }
+
+/// `send_back_raw_response`: a non-stream reply carries the provider's own body in
+/// `extra_fields.raw_response` (here Anthropic's Messages reply under an OpenAI-shaped
+/// completion); without the setting there is no such field.
+#[tokio::test]
+async fn send_back_raw_response_adds_the_providers_own_reply() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n{}    send_back_raw_response: true\n",
+        anthropic_provider(&upstream.base_url())
+    ));
+    let body = r#"{"model":"anthropic/claude-3-5-haiku","messages":[{"role":"user","content":"hi"}]}"#;
+    let reply = send(gw.addr, "POST", "/v1/chat/completions", &[], body.as_bytes()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(reply.header("content-length"), Some(reply.body().len().to_string()));
+    let json = reply.json();
+    assert_eq!(json["object"], "chat.completion");
+    let raw = &json["extra_fields"]["raw_response"];
+    assert_eq!(raw["type"], "message", "{json}");
+    assert_eq!(raw["content"][0]["text"], "Hello from the asbru mock provider.");
+
+    let plain = gateway(&format!("providers:\n{}", anthropic_provider(&upstream.base_url())));
+    let reply = send(plain.addr, "POST", "/v1/chat/completions", &[], body.as_bytes()).await;
+    assert!(reply.json().get("extra_fields").is_none(), "{}", reply.text());
+}

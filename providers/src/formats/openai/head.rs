@@ -86,6 +86,23 @@ fn without_member(body: Vec<u8>, key: &str) -> Vec<u8> {
 
 /// Refuses names with control characters (a newline or NUL in `model` would reach an upstream
 /// header or path, and no provider has such a model).
+/// One entry of Bifrost's `fallbacks`: `"provider/model"`, or `{"provider": .., "model": ..}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Fallback {
+    Name(String),
+    Target { provider: String, model: String },
+}
+
+impl Fallback {
+    fn into_name(self) -> String {
+        match self {
+            Fallback::Name(name) => name,
+            Fallback::Target { provider, model } => format!("{provider}/{model}"),
+        }
+    }
+}
+
 fn check_name(field: &str, name: &str) -> Result<(), BodyError> {
     if name.chars().any(char::is_control) {
         return Err(BodyError::InvalidField(format!(
@@ -150,9 +167,13 @@ impl RequestHead {
         let (fallbacks, fallbacks_member) = match probe.fallbacks {
             None => (Vec::new(), None),
             Some(raw) => {
-                let list: Option<Vec<String>> = serde_json::from_str(raw.get()).map_err(|_| {
-                    BodyError::InvalidField("`fallbacks` must be an array of \"provider/model\" strings".to_string())
+                let list: Option<Vec<Fallback>> = serde_json::from_str(raw.get()).map_err(|_| {
+                    BodyError::InvalidField(
+                        "`fallbacks` must be an array of \"provider/model\" strings or {\"provider\", \"model\"} objects"
+                            .to_string(),
+                    )
                 })?;
+                let list: Option<Vec<String>> = list.map(|l| l.into_iter().map(Fallback::into_name).collect());
                 for fallback in list.iter().flatten() {
                     check_name("fallbacks", fallback)?;
                 }
@@ -428,6 +449,20 @@ mod tests {
         let not_stream = br#"{"model":"a"}"#;
         let head = RequestHead::parse(not_stream).expect("parse");
         assert_eq!(head.upstream_body_with(not_stream, "a", true), not_stream.to_vec());
+    }
+
+    #[test]
+    fn fallbacks_may_be_objects_as_in_bifrost() {
+        let body =
+            br#"{"model":"openai/a","fallbacks":[{"provider":"groq","model":"llama"},"anthropic/c"],"messages":[]}"#;
+        let head = RequestHead::parse(body).expect("head");
+        assert_eq!(
+            head.fallbacks,
+            vec!["groq/llama".to_string(), "anthropic/c".to_string()]
+        );
+        let out = head.upstream_body(body, "a");
+        assert!(!String::from_utf8_lossy(&out).contains("fallbacks"));
+        assert!(RequestHead::parse(br#"{"model":"a/b","fallbacks":[{"provider":"x"}]}"#).is_err());
     }
 
     #[test]
