@@ -76,10 +76,29 @@ pub fn settle(file: &Config, reseed: bool) -> Result<Layers, StoreError> {
         } else {
             tracing::info!("config store was empty: seeded with the file's providers and governance");
         }
-    } else if seeded && (!file.providers.is_empty() || file.governance.is_some()) {
-        tracing::info!(
-            "config store was seeded from the file before and is the source of truth: the file's providers and governance are ignored; run `asbru serve --reseed` to replace them from the file"
-        );
+    }
+    match file.source_of_truth.as_deref() {
+        Some(mode @ ("split" | "config.json")) if !reseed => {
+            let written = crate::source_of_truth::apply(store.as_ref(), file, mode)?;
+            if !written.is_empty() {
+                tracing::info!(
+                    "source_of_truth {mode:?}: applied from the file: {}",
+                    written.join(", ")
+                );
+            }
+        }
+        _ if seeded && !reseed && (!file.providers.is_empty() || file.governance.is_some()) => {
+            let differing = crate::source_of_truth::differing(store.as_ref(), file)?;
+            if differing.is_empty() {
+                tracing::info!("config store was seeded from the file before and is the source of truth");
+            } else {
+                tracing::warn!(
+                    "config store was seeded from the file before and is the source of truth; these file entities differ from the store and are not applied: {}. Run `asbru serve --reseed` to replace the store's from the file, or set source_of_truth: split (apply changed entities) or config.json (the file's sections win)",
+                    differing.join(", ")
+                );
+            }
+        }
+        _ => {}
     }
     let config = effective(file, store.as_ref())?;
     Ok(Layers {

@@ -18,6 +18,7 @@ pub mod request_log;
 pub mod respond;
 pub mod routes;
 pub mod server;
+pub mod source_of_truth;
 pub mod spend_journal;
 pub mod state;
 pub mod store_sync;

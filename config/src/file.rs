@@ -552,6 +552,14 @@ impl Validation<'_> {
                 }
             }
         }
+        if let Some(mode) = &config.source_of_truth
+            && !matches!(mode.as_str(), "split" | "config.json")
+        {
+            self.problem(
+                &[Key("source_of_truth")],
+                format!("source_of_truth {mode:?} must be \"split\" or \"config.json\""),
+            );
+        }
         for section in config.unimplemented_sections() {
             self.warnings.push(format!(
                 "section `{section}` is accepted but not acted on by this version of asbru"

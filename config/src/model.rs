@@ -25,7 +25,10 @@ pub struct Config {
     /// Bifrost config version: `2` (default) means empty allow-lists deny; `1` means they allow all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
-    /// Bifrost's `source_of_truth`; accepted for compatibility.
+    /// Bifrost's `source_of_truth`: `split` (file entities that changed since they were last
+    /// applied are written to the store; store edits to the others survive) or `config.json`
+    /// (the file's sections replace the store's at every start). Absent: the file seeds an empty
+    /// store once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_of_truth: Option<String>,
     /// Listener and process settings (asbru's own block).
@@ -77,12 +80,11 @@ pub struct Config {
 impl Config {
     /// Names of sections present in the file that this build accepts but does not act on yet.
     pub fn unimplemented_sections(&self) -> Vec<&'static str> {
-        let sections: [(&'static str, bool); 5] = [
+        let sections: [(&'static str, bool); 4] = [
             ("vector_store", self.vector_store.is_some()),
             ("mcp", self.mcp.is_some()),
             ("framework", self.framework.is_some()),
             ("websocket", self.websocket.is_some()),
-            ("source_of_truth", self.source_of_truth.is_some()),
         ];
         sections
             .into_iter()

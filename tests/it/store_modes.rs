@@ -231,3 +231,60 @@ async fn a_store_holding_only_synced_price_rows_is_still_seeded() {
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn with_source_of_truth(dir: &std::path::Path, base_url: &str, mode: &str) -> asbru_config::Config {
+    let mut config = config(dir, base_url);
+    config.source_of_truth = Some(mode.to_string());
+    config
+}
+
+/// Points the stored `openai` provider at `base_url`, as an edit through the API would.
+fn edit_stored_provider(dir: &std::path::Path, base_url: &str) {
+    let opened = SqliteStore::open(&dir.join("config.db")).expect("store");
+    let store: &dyn ConfigStore = &opened;
+    let mut provider = store.providers().expect("providers")["openai"].clone();
+    provider.network_config.base_url = Some(base_url.to_string());
+    store
+        .transaction(&mut |tx| tx.put_provider("openai", &provider))
+        .expect("edit");
+}
+
+/// `source_of_truth: split`: a store edit to a file entity survives a restart with an unchanged
+/// file; a changed file entity is applied on the next start. `config.json`: the file's
+/// providers replace the store's at every start.
+#[tokio::test]
+async fn source_of_truth_split_and_config_json() {
+    let (first, edited, second) = (default_mock(), default_mock(), default_mock());
+    let dir = data_dir("split");
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = server::spawn(&with_source_of_truth(&dir, &first.base_url(), "split")).expect("start");
+    assert_eq!(ask(&gw).await, 200);
+    drop(gw);
+    assert_eq!(first.state.request_count(), 1);
+
+    // An edit in the store, then a restart with the same file: the edit survives.
+    edit_stored_provider(&dir, &edited.base_url());
+    let gw = server::spawn(&with_source_of_truth(&dir, &first.base_url(), "split")).expect("restart");
+    assert_eq!(ask(&gw).await, 200);
+    drop(gw);
+    assert_eq!(edited.state.request_count(), 1, "the store's edit was kept");
+
+    // The file's provider changes: it is applied.
+    let gw = server::spawn(&with_source_of_truth(&dir, &second.base_url(), "split")).expect("changed file");
+    assert_eq!(ask(&gw).await, 200);
+    drop(gw);
+    assert_eq!(second.state.request_count(), 1, "the changed file entity was applied");
+
+    // config.json: the file wins over a store edit at every start.
+    edit_stored_provider(&dir, &edited.base_url());
+    let gw = server::spawn(&with_source_of_truth(&dir, &second.base_url(), "config.json")).expect("config.json");
+    assert_eq!(ask(&gw).await, 200);
+    drop(gw);
+    assert_eq!(
+        second.state.request_count(),
+        2,
+        "the file's provider replaced the store's"
+    );
+    assert_eq!(edited.state.request_count(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
