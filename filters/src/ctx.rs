@@ -34,6 +34,10 @@ pub struct Credentials {
     pub x_goog_api_key: Option<String>,
     /// `api-key` (Azure SDK).
     pub api_key: Option<String>,
+    /// The request brings its own provider key (`x-bf-direct-key: true` with the key as the
+    /// `Authorization` bearer, allowed by `client.allow_direct_keys`): no configured key is
+    /// chosen, and the bearer is sent upstream instead.
+    pub direct_key: bool,
 }
 
 /// What a request may use, for budget reservations.

@@ -57,6 +57,8 @@ pub struct Exchange<'a> {
     pub anthropic_version: Option<Vec<u8>>,
     /// The client's `anthropic-beta`.
     pub anthropic_beta: Option<Vec<u8>>,
+    /// `x-bf-send-back-raw-response: true`: the provider's own reply in `extra_fields`.
+    pub raw_response: bool,
 }
 
 /// Why an attempt failed.
@@ -226,7 +228,15 @@ async fn try_target(
             },
             tokens,
         });
-        let key = key_index.and_then(|i| provider.keys.get(i));
+        // A direct key (the request's own, see Credentials::direct_key) stands in for a
+        // configured one; it is never logged (its name is "direct").
+        let direct = ctx
+            .request
+            .credentials
+            .direct_key
+            .then(|| ctx.request.credentials.bearer.as_deref().map(direct_key))
+            .flatten();
+        let key = direct.as_ref().or_else(|| key_index.and_then(|i| provider.keys.get(i)));
         let upstream_model = key.map(|k| k.upstream_model(&attempt.model)).unwrap_or(&attempt.model);
         let prepared = match exchange::prepare(
             ex.ingress,
@@ -302,7 +312,7 @@ async fn try_target(
                         fallback_index: attempt.fallback_index,
                         request_id: ex.request_id,
                         ingress: ex.ingress,
-                        raw_response: provider.send_back_raw_response,
+                        raw_response: provider.send_back_raw_response || ex.raw_response,
                     };
                     let mut settlement = Settlement::new(&state.chain, live, ctx);
                     let delivered = relay::deliver(
@@ -375,6 +385,20 @@ async fn try_target(
         Some(failure) => TargetEnd::Failed(Box::new(failure)),
         None => TargetEnd::Skipped,
     })
+}
+
+/// A request's own provider key as a key to send.
+fn direct_key(secret: &str) -> ProviderKey {
+    ProviderKey {
+        id: "direct".to_string(),
+        name: "direct".to_string(),
+        secret: secret.to_string(),
+        models: asbru_filters::snapshot::ModelFilter::All,
+        blacklisted: Vec::new(),
+        weight: 1.0,
+        aliases: Default::default(),
+        azure: None,
+    }
 }
 
 /// The error for a request the provider's concurrency gate turned away.

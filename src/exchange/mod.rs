@@ -165,7 +165,7 @@ pub async fn handle(
         model_requested,
         default_provider,
         fallbacks: head.fallbacks.clone(),
-        credentials: credentials(session),
+        credentials: credentials(session, state.file.client.allow_direct_keys == Some(true)),
         require_vk: inference_needs_vk(state, &live, session),
         estimate: Estimate {
             input_tokens: body.len() as u64,
@@ -203,6 +203,9 @@ pub async fn handle(
         accept: header("accept"),
         anthropic_version: header("anthropic-version"),
         anthropic_beta: header("anthropic-beta"),
+        raw_response: req_headers
+            .get("x-bf-send-back-raw-response")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true")),
     };
     forward::run(state, session, &exchange, live, ctx).await
 }
@@ -249,7 +252,9 @@ fn kept_headers(live: &Live, session: &Session) -> Vec<(http::HeaderName, http::
 }
 
 /// The headers that may carry a virtual key.
-fn credentials(session: &Session) -> Credentials {
+/// The credentials a request presents. With `allow_direct_keys`, `x-bf-direct-key: true` and a
+/// bearer that is not a virtual key (`sk-bf-...`) mark the bearer as the request's own provider key.
+fn credentials(session: &Session, allow_direct_keys: bool) -> Credentials {
     let headers = &session.req_header().headers;
     let text = |name: &str| {
         headers
@@ -262,7 +267,11 @@ fn credentials(session: &Session) -> Credentials {
         let (scheme, token) = v.split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
     });
+    let direct_key = allow_direct_keys
+        && text("x-bf-direct-key").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        && bearer.as_deref().is_some_and(|b| !b.starts_with("sk-bf-"));
     Credentials {
+        direct_key,
         virtual_key: text("x-bf-vk"),
         bearer,
         x_api_key: text("x-api-key"),

@@ -112,3 +112,53 @@ fn a_helm_values_file_is_read_through_its_bifrost_subtree() {
         loaded.warnings
     );
 }
+
+/// `client.allow_direct_keys`: with `x-bf-direct-key: true`, the request's own bearer goes
+/// upstream instead of a configured key; without the setting, or without the header, the
+/// configured key is used. `x-bf-send-back-raw-response: true` adds the provider's reply.
+#[tokio::test]
+async fn direct_keys_and_the_raw_response_header() {
+    let upstream = default_mock();
+    let providers = provider_yaml("openai", &upstream.base_url(), "");
+    let allowed = gateway(&format!("client: {{allow_direct_keys: true}}\nproviders:\n{providers}"));
+    let refused = gateway(&format!("providers:\n{providers}"));
+    let body = br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let direct = [
+        ("x-bf-direct-key", "true"),
+        ("authorization", "Bearer sk-client-own-key"),
+    ];
+    let sent_key = |i: usize| upstream.state.recorded()[i].header("authorization").map(str::to_string);
+
+    let reply = send(allowed.addr, "POST", "/v1/chat/completions", &direct, body).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(sent_key(0).as_deref(), Some("Bearer sk-client-own-key"));
+    let reply = send(allowed.addr, "POST", "/v1/chat/completions", &direct[1..], body).await;
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        sent_key(1).as_deref(),
+        Some("Bearer sk-openai-key"),
+        "no x-bf-direct-key header"
+    );
+    let reply = send(refused.addr, "POST", "/v1/chat/completions", &direct, body).await;
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        sent_key(2).as_deref(),
+        Some("Bearer sk-openai-key"),
+        "allow_direct_keys is off"
+    );
+
+    let reply = send(
+        refused.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-bf-send-back-raw-response", "true")],
+        body,
+    )
+    .await;
+    assert_eq!(
+        reply.json()["extra_fields"]["raw_response"]["object"],
+        "chat.completion",
+        "{}",
+        reply.text()
+    );
+}

@@ -42,6 +42,11 @@ impl Filter for RoutingFilter {
         let Some(attempt) = plan.get(state.index) else {
             return AttemptFlow::Continue;
         };
+        if ctx.request.credentials.direct_key {
+            // The request's own provider key is sent instead of a configured one.
+            state.key = None;
+            return AttemptFlow::Continue;
+        }
         let allowed = attempt.key_ids.as_deref();
         let provider = &attempt.provider;
         // Keys cooling down (a recent 401/403, or repeated 429s) are avoided like the ones that
