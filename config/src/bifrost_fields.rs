@@ -10,6 +10,40 @@ use std::sync::OnceLock;
 /// trailing `.**` for a free-form object.
 const LIST: &str = include_str!("bifrost_fields.txt");
 
+/// asbru's own fields, beyond Bifrost's schema: the bundled mock, the listener and protocol
+/// limits, fallback and reservation caps, log store tuning, key cool-downs and the stream
+/// guard, and the synced model price sheet. The model acts on each; a test checks that none of
+/// them is in Bifrost's list and that each loads without a warning.
+pub const ASBRU_EXTENSIONS: &[&str] = &[
+    "mock",
+    "server.listen",
+    "server.threads",
+    "server.grace_period_seconds",
+    "server.graceful_shutdown_timeout_seconds",
+    "server.max_request_body_size_mb",
+    "server.data_dir",
+    "server.allow_unauthenticated_admin",
+    "server.admin_listen",
+    "server.keepalive_timeout_seconds",
+    "server.body_read_timeout_seconds",
+    "server.min_body_rate_bytes_per_second",
+    "server.max_header_bytes",
+    "server.max_uri_bytes",
+    "server.header_read_timeout_seconds",
+    "server.max_connections",
+    "client.default_max_output_tokens",
+    "client.delete_expired_virtual_keys",
+    "client.max_fallbacks",
+    "logs_store.content_retention_days",
+    "logs_store.max_rows",
+    "logs_store.max_content_bytes",
+    "logs_store.queue_size",
+    "logs_store.matview_refresh_interval",
+    "providers.*.network_config.key_cooldown_seconds",
+    "providers.*.network_config.stream_throughput_guard",
+    "governance.model_prices",
+];
+
 /// One step of a document path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -183,6 +217,43 @@ mod tests {
             Some("drop_excess_requests")
         );
         assert_eq!(did_you_mean("zzz", siblings.iter().copied()), None);
+    }
+
+    #[test]
+    fn asbru_extensions_are_not_bifrost_fields_and_load_without_a_warning() {
+        let samples = [
+            ("mock", "mock: {listen: \"127.0.0.1:9999\"}"),
+            (
+                "server.",
+                "server: {threads: 2, max_connections: 10, header_read_timeout_seconds: 5, admin_listen: \"127.0.0.1:9998\"}",
+            ),
+            (
+                "client.",
+                "client: {max_fallbacks: 2, default_max_output_tokens: 100, delete_expired_virtual_keys: true}",
+            ),
+            (
+                "logs_store.",
+                "logs_store: {enabled: false, max_rows: 10, queue_size: 10, content_retention_days: 1}",
+            ),
+            (
+                "providers.",
+                "providers: {openai: {keys: [{value: sk-x}], network_config: {key_cooldown_seconds: 5}}}",
+            ),
+        ];
+        for extension in ASBRU_EXTENSIONS {
+            assert!(
+                !is_bifrost_field(&path(&extension.replace('*', "openai"))),
+                "{extension} is in Bifrost's list"
+            );
+        }
+        for (prefix, yaml) in samples {
+            let loaded = crate::load_str(yaml, "x.yaml").unwrap_or_else(|e| panic!("{prefix}: {e}"));
+            assert!(
+                !loaded.warnings.iter().any(|w| w.contains("does not act on")),
+                "{prefix}: {:?}",
+                loaded.warnings
+            );
+        }
     }
 
     #[test]
