@@ -98,6 +98,19 @@ async fn refuse_over_cap(stream: &mut Stream) {
     // The client may already be gone; there is nothing more to do either way.
     let _ = stream.write_all(&reply).await;
     let _ = stream.flush().await;
+    // Lingering close: read and drop what the client already sent (bounded), so closing with
+    // unread input does not reset the connection before the client has read the 503.
+    let mut sink = [0u8; 4096];
+    let mut drained = 0usize;
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while drained < 64 * 1024 {
+            match tokio::io::AsyncReadExt::read(stream, &mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
     Shutdown::shutdown(stream.as_mut()).await;
 }
 

@@ -282,6 +282,15 @@ impl ProxyHttp for GatewayProxy {
     /// Pingora calls this after every request, answered in `request_filter` or not: the
     /// completion hooks get the final outcome.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        // Pingora drains an unread request body after this hook; drained now, those bytes are
+        // not taken for the start of the next request's head.
+        let reused = session.as_downstream().as_http1().is_some_and(|h1| h1.will_keepalive());
+        if reused && !session.is_body_done() {
+            let drained = tokio::time::timeout(std::time::Duration::from_secs(5), session.drain_request_body()).await;
+            if !matches!(drained, Ok(Ok(()))) {
+                session.set_keepalive(None);
+            }
+        }
         crate::connection::request_done(session.as_downstream().stream());
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
         if let Some(started) = ctx.started {

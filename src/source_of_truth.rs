@@ -35,6 +35,11 @@ pub fn apply(store: &dyn ConfigStore, file: &Config, mode: &str) -> Result<Vec<S
         .setting(FILE_HASHES)?
         .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_default();
+    // Split, with no file entity changed since it was last applied: nothing is written (a write
+    // would bump the config version and make every node rebuild).
+    if mode == "split" && file_hashes(file, &governance)? == recorded {
+        return Ok(Vec::new());
+    }
     let mut written = Vec::new();
     store.transaction(&mut |tx| {
         written.clear();
@@ -67,6 +72,29 @@ pub fn apply(store: &dyn ConfigStore, file: &Config, mode: &str) -> Result<Vec<S
         tx.put_setting(FILE_HASHES, &serde_json::json!(hashes))
     })?;
     Ok(written)
+}
+
+/// The hash of each file entity, by `kind/id`.
+fn file_hashes(file: &Config, governance: &GovernanceConfig) -> Result<HashMap<String, String>, StoreError> {
+    struct Hashes<'a>(&'a GovernanceConfig, HashMap<String, String>);
+    impl KindVisitor for Hashes<'_> {
+        fn kind<T: Entity>(&mut self, field: Field<T>) -> Result<(), StoreError> {
+            if field.seeded {
+                for item in (field.get)(self.0) {
+                    if let Some(id) = item.entity_id() {
+                        self.1.insert(format!("{}/{id}", T::KIND.as_str()), hash_of(item));
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut hashes = Hashes(governance, HashMap::new());
+    for (name, provider) in &file.providers {
+        hashes.1.insert(format!("provider/{name}"), hash_of(provider));
+    }
+    each_governance_kind(&mut hashes)?;
+    Ok(hashes.1)
 }
 
 struct Apply<'a, 'b> {

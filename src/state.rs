@@ -39,6 +39,8 @@ pub struct Gateway {
     pub health: HealthBoard,
     /// Each provider key's cooldown, kept across config changes.
     pub cooldowns: asbru_filters::health::CooldownBoard,
+    /// Providers' concurrency gates, kept across config rebuilds.
+    pub gates: asbru_filters::concurrency::GateBoard,
     /// Filters every inference request passes.
     pub chain: FilterChain,
     /// Ingress routes.
@@ -100,6 +102,7 @@ impl Gateway {
             registry,
             health: HealthBoard::default(),
             cooldowns: Default::default(),
+            gates: Default::default(),
             chain,
             routes: RouteTable::new(),
             connector: Connector::new(None),
@@ -123,7 +126,10 @@ impl Gateway {
     /// admin credentials, lets every filter compile its per-config state, and swaps it in.
     /// In-flight requests finish on the config they started with.
     pub fn install(&self, live: Live, config: &Config) {
-        let mut live = live.with_health(&self.health).with_cooldowns(&self.cooldowns);
+        let mut live = live
+            .with_health(&self.health)
+            .with_cooldowns(&self.cooldowns)
+            .with_gates(&self.gates);
         let (auth, warning) = AdminAuth::from_config(config);
         if let Some(warning) = warning {
             tracing::warn!("{warning}");

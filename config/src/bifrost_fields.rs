@@ -159,6 +159,23 @@ pub fn did_you_mean<'a>(typed: &str, candidates: impl IntoIterator<Item = &'a st
         .map(|(_, c)| c)
 }
 
+/// `a.b[].c`: the path with its indices left out, naming the field in every item.
+pub fn pattern(path: &[Step]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Step::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Step::Index(_) => out.push_str("[]"),
+        }
+    }
+    out
+}
+
 /// `a.b[0].c` for messages.
 pub fn display(path: &[Step]) -> String {
     let mut out = String::new();

@@ -138,8 +138,88 @@ struct Parsed {
     warnings: Vec<String>,
 }
 
-/// Most fields one document may have refused before reading gives up.
+/// Most problems one document may report before reading gives up.
 const MAX_FIELD_PROBLEMS: usize = 1000;
+/// Most passes over one document.
+const MAX_PASSES: usize = 10_000;
+
+/// Gives a YAML scalar the type its field wants when the text reads as that type: a number or
+/// boolean where a string is wanted, `yes`/`no`/`on`/`off` where a boolean is. False when the
+/// value at `path` is not such a case.
+fn coerce(document: &mut serde_json::Value, path: &[Step], message: &str) -> bool {
+    let Some(value) = value_at(document, path) else {
+        return false;
+    };
+    let replacement = if message.contains("expected a string") {
+        match value {
+            serde_json::Value::Number(n) => serde_json::Value::String(n.to_string()),
+            serde_json::Value::Bool(b) => serde_json::Value::String(b.to_string()),
+            _ => return false,
+        }
+    } else if message.contains("expected a boolean") {
+        match value.as_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("yes" | "on" | "y") => serde_json::Value::Bool(true),
+            Some("no" | "off" | "n") => serde_json::Value::Bool(false),
+            _ => return false,
+        }
+    } else {
+        return false;
+    };
+    *value = replacement;
+    true
+}
+
+fn value_at<'a>(document: &'a mut serde_json::Value, path: &[Step]) -> Option<&'a mut serde_json::Value> {
+    let mut node = document;
+    for step in path {
+        node = match (step, node) {
+            (Step::Key(key), serde_json::Value::Object(map)) => map.get_mut(key)?,
+            (Step::Index(i), serde_json::Value::Array(items)) => items.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(node)
+}
+
+/// Removes `path` from `document`, with every sequence index taken as any index: the field goes
+/// from every item of the arrays on its way.
+fn remove_everywhere(document: &mut serde_json::Value, path: &[Step]) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    match (first, document) {
+        (Step::Key(key), serde_json::Value::Object(map)) => {
+            if rest.is_empty() {
+                map.remove(key);
+            } else if let Some(child) = map.get_mut(key) {
+                remove_everywhere(child, rest);
+            }
+        }
+        (Step::Index(_), serde_json::Value::Array(items)) => {
+            for item in items {
+                remove_everywhere(item, rest);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Settings of Bifrost's Helm chart that live beside config fields under `bifrost:` but are not
+/// config fields (names of Kubernetes secrets, and sections the template renders elsewhere);
+/// any other unknown field in a values file is a typo like in config.json.
+fn chart_only(path: &[Step]) -> bool {
+    fn name(step: &Step) -> &str {
+        match step {
+            Step::Key(k) => k.as_str(),
+            Step::Index(_) => "",
+        }
+    }
+    let last = path.last().map(name).unwrap_or_default();
+    let first = path.first().map(name).unwrap_or_default();
+    last == "existing_secret"
+        || last.ends_with("_key") && path.len() > 1 && !matches!(first, "client" | "providers")
+        || bifrost_fields::sibling_names(path).is_empty()
+}
 
 /// Reads `source` (JSON or YAML) into the model. A syntax error is the only early return; every
 /// field the model cannot take is handled and reading goes on, so one run reports them all:
@@ -181,7 +261,13 @@ fn parse(source: &str, file: &str, index: &LocationIndex) -> Result<Parsed, Conf
             reason,
         }
     };
-    for _ in 0..MAX_FIELD_PROBLEMS {
+    let yaml = !source.trim_start().starts_with('{');
+    // Each pass settles one field, or every array item's copy of one Bifrost field at once, so
+    // a large export costs a pass per kind of field, not per item.
+    for _ in 0..MAX_PASSES {
+        if problems.len() >= MAX_FIELD_PROBLEMS {
+            break;
+        }
         let error = match serde_path_to_error::deserialize::<_, Config>(&document) {
             Ok(config) => {
                 return Ok(Parsed {
@@ -209,10 +295,13 @@ fn parse(source: &str, file: &str, index: &LocationIndex) -> Result<Parsed, Conf
                 }
                 let shown = bifrost_fields::display(&path);
                 if bifrost_fields::is_bifrost_field(&path) {
+                    let pattern = bifrost_fields::pattern(&path);
                     warnings.push(format!(
-                        "{shown}: a Bifrost setting asbru does not act on; it is ignored"
+                        "{pattern}: a Bifrost setting asbru does not act on; it is ignored"
                     ));
-                } else if helm {
+                    remove_everywhere(&mut document, &path);
+                    continue;
+                } else if helm && chart_only(&path) {
                     // The chart's values carry settings of its own (secret names, ...) that its
                     // template does not render into config.json either.
                     warnings.push(format!(
@@ -232,6 +321,10 @@ fn parse(source: &str, file: &str, index: &LocationIndex) -> Result<Parsed, Conf
                 }
             }
             None => {
+                // In YAML, `id: 1001` or `enabled: yes` are typed by the field they fill.
+                if yaml && coerce(&mut document, &path, &message) {
+                    continue;
+                }
                 let shown = bifrost_fields::display(&path);
                 let reason = if shown.is_empty() {
                     message
@@ -1021,6 +1114,43 @@ providers:
         }
         let far = problems("nonsense_section: 1\n");
         assert_eq!(far[0].reason, "unknown field `nonsense_section`");
+    }
+
+    #[test]
+    fn a_large_export_is_read_in_a_pass_per_field_kind_and_yaml_scalars_take_their_fields_type() {
+        // 1,500 virtual keys each carrying a Bifrost field asbru lacks: one warning, no give-up.
+        let mut src = String::from("governance:\n  virtual_keys:\n");
+        for i in 0..1500 {
+            src.push_str(&format!(
+                "    - {{id: vk{i}, value: sk-bf-{i}, mcp_configs: [{{mcp_client_name: x}}]}}\n"
+            ));
+        }
+        let loaded = load_str(&src, "x.yaml").expect("loads");
+        assert_eq!(
+            loaded.config.governance.as_ref().map(|g| g.virtual_keys.len()),
+            Some(1500)
+        );
+        let mcp: Vec<_> = loaded.warnings.iter().filter(|w| w.contains("mcp_configs")).collect();
+        assert_eq!(mcp.len(), 1, "{mcp:?}");
+        assert!(mcp[0].starts_with("governance.virtual_keys[].mcp_configs: "), "{mcp:?}");
+        // A Bifrost-only field sends the document through the tree; scalars still take their
+        // field's type (a numeric id, a yes/no flag).
+        let src = "client: {enable_governance: true}\ngovernance:\n  virtual_keys:\n    - {id: 1001, value: sk-bf-x, is_active: yes}\n";
+        let loaded = load_str(src, "x.yaml").expect("loads");
+        let vk = &loaded.config.governance.as_ref().expect("governance").virtual_keys[0];
+        assert_eq!(vk.id, "1001");
+        assert_eq!(vk.is_active, Some(true));
+    }
+
+    #[test]
+    fn a_typo_in_a_helm_values_file_is_an_error() {
+        let src = "image: {tag: v1}\nbifrost:\n  client:\n    enforceAuthOnInferance: true\n  authConfig:\n    existingSecret: s\n";
+        let found = problems(src);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].reason.contains("did you mean `enforce_auth_on_inference`"),
+            "{found:?}"
+        );
     }
 
     #[test]

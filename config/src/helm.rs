@@ -72,6 +72,16 @@ pub fn to_config(document: Value, warnings: &mut Vec<String>) -> Value {
             "loadBalancer" => {
                 config.insert("load_balancer_config".into(), snake_keys(value));
             }
+            "guardrails" => {
+                config.insert("guardrails_config".into(), snake_keys(value));
+            }
+            "scim" => {
+                config.insert("scim_config".into(), value);
+            }
+            // Names of Kubernetes secrets the chart turns into environment variables.
+            "encryptionKeySecret" | "providerSecrets" => warnings.push(format!(
+                "Helm values: bifrost.{key} names Kubernetes secrets for the chart; set the environment variables they hold for asbru"
+            )),
             "server" => {
                 if let Value::Object(fields) = snake_keys(value) {
                     server.extend(fields);

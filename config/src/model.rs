@@ -358,6 +358,8 @@ pub struct ClientConfig {
     pub default_max_output_tokens: Option<u64>,
     /// Accept a caller-supplied provider key.
     pub allow_direct_keys: Option<bool>,
+    /// Let a request ask for the provider's raw reply (`x-bf-send-back-raw-response: true`).
+    pub allow_per_request_raw_override: Option<bool>,
     /// Turn request logging on or off.
     pub enable_logging: Option<bool>,
     /// Log only metadata, not content.

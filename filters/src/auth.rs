@@ -45,6 +45,7 @@ impl Filter for AuthFilter {
         let gov = &live.governance;
         let creds = &ctx.request.credentials;
         let mut found = None;
+        let mut vk_in_bearer = false;
         if let Some(value) = creds.virtual_key.as_deref() {
             match gov.key(&key_hash(value.trim())) {
                 Some(vk) => found = Some(vk.clone()),
@@ -61,12 +62,17 @@ impl Filter for AuthFilter {
                 };
                 if let Some(vk) = known {
                     found = Some(vk.clone());
+                    vk_in_bearer = creds.bearer.as_deref().map(str::trim) == Some(value);
                     break;
                 }
                 if value.starts_with(VK_PREFIX) {
                     return Flow::Reject(not_found());
                 }
             }
+        }
+        if vk_in_bearer {
+            // A virtual key is never a provider key: it is not sent upstream as one.
+            ctx.request.credentials.direct_key = false;
         }
         if found.is_none() && (gov.vk_required || ctx.request.require_vk) {
             return Flow::Reject(Rejection::refusal(

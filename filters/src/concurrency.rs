@@ -90,6 +90,34 @@ impl ConcurrencyGate {
     }
 }
 
+/// The gates of the providers served, kept across config rebuilds: a rebuild with the same
+/// settings for a provider keeps its gate (and so its requests in flight and waiting); changed
+/// settings start a new one. Touched only when a config is installed, never per request.
+#[derive(Debug, Default)]
+pub struct GateBoard {
+    gates: std::sync::Mutex<std::collections::HashMap<String, Arc<ConcurrencyGate>>>,
+}
+
+impl GateBoard {
+    /// The gate to serve `provider` with: the kept one when `fresh` has its settings, else `fresh`.
+    pub fn keep(&self, provider: &str, fresh: &Arc<ConcurrencyGate>) -> Arc<ConcurrencyGate> {
+        let mut gates = self.gates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match gates.get(provider) {
+            Some(kept)
+                if kept.concurrency == fresh.concurrency
+                    && kept.buffer_size == fresh.buffer_size
+                    && kept.drop_excess == fresh.drop_excess =>
+            {
+                kept.clone()
+            }
+            _ => {
+                gates.insert(provider.to_string(), fresh.clone());
+                fresh.clone()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

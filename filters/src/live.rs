@@ -56,6 +56,23 @@ impl Live {
         Live::build_with(config, registry, now, &|name| std::env::var(name).ok())
     }
 
+    /// Serves each provider with the concurrency gate `board` kept for it, so a rebuild does
+    /// not reset the requests counted in flight.
+    pub fn with_gates(mut self, board: &crate::concurrency::GateBoard) -> Live {
+        for (name, provider) in self.snapshot.providers.iter_mut() {
+            let Some(fresh) = provider.gate.clone() else {
+                continue;
+            };
+            let kept = board.keep(name, &fresh);
+            if !Arc::ptr_eq(&kept, &fresh)
+                && let Some(provider) = Arc::get_mut(provider)
+            {
+                provider.gate = Some(kept);
+            }
+        }
+        self
+    }
+
     /// Attaches the health windows of this config's providers from `board`.
     pub fn with_health(mut self, board: &HealthBoard) -> Live {
         self.health = board.resolve(self.snapshot.provider_names.iter());

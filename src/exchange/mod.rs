@@ -203,9 +203,11 @@ pub async fn handle(
         accept: header("accept"),
         anthropic_version: header("anthropic-version"),
         anthropic_beta: header("anthropic-beta"),
-        raw_response: req_headers
-            .get("x-bf-send-back-raw-response")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true")),
+        // As in Bifrost, honoured only when client.allow_per_request_raw_override allows it.
+        raw_response: state.file.client.allow_per_request_raw_override == Some(true)
+            && req_headers
+                .get("x-bf-send-back-raw-response")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true")),
     };
     forward::run(state, session, &exchange, live, ctx).await
 }

@@ -133,10 +133,9 @@ pub async fn deliver(
     };
     settlement.settle();
     settlement.reply(&body);
-    let rewritten = raw.is_some();
-    let body = match raw {
+    let (body, rewritten) = match raw {
         Some(raw) => with_raw_response(body, &raw),
-        None => body,
+        None => (body, false),
     };
     let mut head = client_head(
         &upstream_head,
@@ -155,10 +154,10 @@ pub async fn deliver(
 
 /// `body` with `extra_fields.raw_response` set to the provider's own reply `raw` (as JSON, or
 /// as a string when it is not JSON), as Bifrost's `send_back_raw_response` does. A body that is
-/// not a JSON object is returned unchanged.
-fn with_raw_response(body: Bytes, raw: &[u8]) -> Bytes {
+/// not a JSON object is returned unchanged; the flag says whether it changed.
+fn with_raw_response(body: Bytes, raw: &[u8]) -> (Bytes, bool) {
     let Ok(mut reply) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body) else {
-        return body;
+        return (body, false);
     };
     let raw_value = serde_json::from_slice::<serde_json::Value>(raw)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(raw).into_owned()));
@@ -168,7 +167,10 @@ fn with_raw_response(body: Bytes, raw: &[u8]) -> Bytes {
     if let Some(extra) = extra.as_object_mut() {
         extra.insert("raw_response".to_string(), raw_value);
     }
-    serde_json::to_vec(&reply).map(Bytes::from).unwrap_or(body)
+    match serde_json::to_vec(&reply) {
+        Ok(rewritten) => (Bytes::from(rewritten), true),
+        Err(_) => (body, false),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

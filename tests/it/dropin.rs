@@ -147,18 +147,28 @@ async fn direct_keys_and_the_raw_response_header() {
         "allow_direct_keys is off"
     );
 
-    let reply = send(
-        refused.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[("x-bf-send-back-raw-response", "true")],
-        body,
-    )
-    .await;
+    // The raw-response header needs client.allow_per_request_raw_override.
+    let raw = [("x-bf-send-back-raw-response", "true")];
+    let reply = send(refused.addr, "POST", "/v1/chat/completions", &raw, body).await;
+    assert!(reply.json().get("extra_fields").is_none(), "{}", reply.text());
+    let overridable = gateway(&format!(
+        "client: {{allow_per_request_raw_override: true}}\nproviders:\n{providers}"
+    ));
+    let reply = send(overridable.addr, "POST", "/v1/chat/completions", &raw, body).await;
     assert_eq!(
         reply.json()["extra_fields"]["raw_response"]["object"],
         "chat.completion",
         "{}",
         reply.text()
     );
+
+    // A virtual key presented as the bearer is never sent upstream as a provider key.
+    let with_vk = gateway(&format!(
+        "client: {{allow_direct_keys: true}}\nproviders:\n{providers}governance:\n  virtual_keys: [{{id: vk1, value: custom-vk-value, allow_all_providers: true}}]\n"
+    ));
+    let vk_as_direct = [("x-bf-direct-key", "true"), ("authorization", "Bearer custom-vk-value")];
+    let before = upstream.state.request_count() as usize;
+    let reply = send(with_vk.addr, "POST", "/v1/chat/completions", &vk_as_direct, body).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(sent_key(before).as_deref(), Some("Bearer sk-openai-key"));
 }
