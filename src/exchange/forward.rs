@@ -351,7 +351,10 @@ async fn try_target(
                 let avoid = ctx.attempt.as_ref().map(|a| a.avoid.as_slice()).unwrap_or_default();
                 let retryable = status == 429
                     || status >= 500
-                    || (matches!(status, 401 | 403) && has_unused_key(provider, &attempt.model, avoid));
+                    // A refused direct key is the caller's own: no configured key stands in for it.
+                    || (matches!(status, 401 | 403)
+                        && direct.is_none()
+                        && has_unused_key(provider, &attempt.model, avoid));
                 last_failure = Some(match body {
                     Some(body) => Failure::Reply {
                         head,
