@@ -90,7 +90,16 @@ impl Cors {
         }
         if !allowed {
             let body = br#"{"error":{"message":"this origin is not in client.allowed_origins"},"status_code":403}"#;
-            crate::respond::json(session, 403, body.to_vec(), request_id).await?;
+            // Written here rather than through `respond` (which calls `decorate`): a refused
+            // origin gets no CORS headers anyway.
+            let mut head = ResponseHeader::build(403, Some(3))?;
+            head.insert_header("content-type", "application/json")?;
+            head.insert_header("content-length", body.len().to_string())?;
+            head.insert_header("x-request-id", request_id)?;
+            session.write_response_header(Box::new(head), false).await?;
+            session
+                .write_response_body(Some(bytes::Bytes::from_static(body)), true)
+                .await?;
             return Ok(Preflight::Answered);
         }
         let requested = session
