@@ -161,23 +161,15 @@ pub fn did_you_mean<'a>(typed: &str, candidates: impl IntoIterator<Item = &'a st
 
 /// `a.b[].c`: the path with its indices left out, naming the field in every item.
 pub fn pattern(path: &[Step]) -> String {
-    let mut out = String::new();
-    for step in path {
-        match step {
-            Step::Key(key) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(key);
-            }
-            Step::Index(_) => out.push_str("[]"),
-        }
-    }
-    out
+    render(path, |_| "[]".to_string())
 }
 
 /// `a.b[0].c` for messages.
 pub fn display(path: &[Step]) -> String {
+    render(path, |i| format!("[{i}]"))
+}
+
+fn render(path: &[Step], index: impl Fn(usize) -> String) -> String {
     let mut out = String::new();
     for step in path {
         match step {
@@ -187,7 +179,7 @@ pub fn display(path: &[Step]) -> String {
                 }
                 out.push_str(key);
             }
-            Step::Index(i) => out.push_str(&format!("[{i}]")),
+            Step::Index(i) => out.push_str(&index(*i)),
         }
     }
     out

@@ -56,23 +56,7 @@ impl LocationIndex {
     /// The position of the value at `path` (map keys as strings, sequence indices as numbers).
     /// Falls back to the deepest ancestor that exists.
     pub fn position(&self, path: &[PathSegment<'_>]) -> Option<Position> {
-        let mut node = self.root.as_ref()?;
-        let mut best = node.position;
-        for segment in path {
-            let next = match (segment, &node.kind) {
-                (PathSegment::Key(key), Kind::Map(map)) => map.get(*key),
-                (PathSegment::Index(i), Kind::Seq(items)) => items.get(*i),
-                _ => None,
-            };
-            match next {
-                Some(child) => {
-                    node = child;
-                    best = child.position;
-                }
-                None => break,
-            }
-        }
-        Some(best)
+        self.walk(path, |node| node.position)
     }
 }
 
@@ -80,6 +64,11 @@ impl LocationIndex {
     /// Like [`LocationIndex::position`], but for a path ending in a mapping key, the position of
     /// the key itself (where an unknown field is named).
     pub fn key_position(&self, path: &[PathSegment<'_>]) -> Option<Position> {
+        self.walk(path, |node| node.key_position.unwrap_or(node.position))
+    }
+
+    /// Follows `path` as far as it exists and returns `at` of the deepest node reached.
+    fn walk(&self, path: &[PathSegment<'_>], at: impl Fn(&Node) -> Position) -> Option<Position> {
         let mut node = self.root.as_ref()?;
         let mut best = node.position;
         for segment in path {
@@ -91,7 +80,7 @@ impl LocationIndex {
             match next {
                 Some(child) => {
                     node = child;
-                    best = child.key_position.unwrap_or(child.position);
+                    best = at(child);
                 }
                 None => break,
             }
