@@ -5,7 +5,7 @@ use asbru_filters::logging::LogRecord;
 use asbru_store::logs::LogRow;
 use serde_json::{Map, Value, json};
 
-use super::content::{self, capped_json, capped_text};
+use super::content::{self, capped, capped_text};
 
 /// Converts a record, cutting each content field to `cap` bytes.
 pub fn to_row(record: LogRecord, cap: usize) -> LogRow {
@@ -74,9 +74,9 @@ pub fn to_row(record: LogRecord, cap: usize) -> LogRow {
         };
         let c = content::extract(wire, &recorded.request, recorded.reply.as_deref(), &recorded.stream);
         let mut cut = recorded.cut;
-        let mut field = |v: Option<Value>| {
+        let mut field = |v: Option<String>| {
             v.map(|v| {
-                let (text, was_cut) = capped_json(&v, cap);
+                let (text, was_cut) = capped(v, cap);
                 cut |= was_cut;
                 text
             })

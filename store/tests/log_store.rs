@@ -421,5 +421,41 @@ fn the_hourly_rollup_agrees_with_the_rows_across_hours() {
         rewritten.total_tokens = 999;
         store.insert(&[rewritten]).expect("rewrite");
         check("after deletes and a rewrite");
+
+        // One batch holding a new id twice (the last one wins) and a rewrite of an older row:
+        // the index and the rollup see each id once, with its final values.
+        let mut first = store.get("req-11").expect("get").expect("row");
+        first.id = "req-new".into();
+        first.total_tokens = 5;
+        first.content_summary = Some("first draft".into());
+        let mut second = first.clone();
+        second.total_tokens = 7;
+        second.content_summary = Some("final answer quokka".into());
+        let mut older = store.get("req-12").expect("get").expect("row");
+        older.total_tokens = 1234;
+        older.content_summary = Some("rewritten axolotl".into());
+        store.insert(&[first, older, second]).expect("batch");
+        check("after a batch with a repeated id");
+        let found = |term: &str| -> Vec<String> {
+            let q = LogQuery {
+                filter: LogFilter {
+                    content_search: Some(term.into()),
+                    ..Default::default()
+                },
+                limit: 10,
+                ..Default::default()
+            };
+            store
+                .search(&q)
+                .expect("search")
+                .rows
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        assert_eq!(found("quokka"), ["req-new"], "{}", store.kind());
+        assert_eq!(found("axolotl"), ["req-12"], "{}", store.kind());
+        assert!(found("first draft").is_empty(), "{}", store.kind());
+        assert_eq!(store.get("req-new").expect("get").expect("row").total_tokens, 7);
     }
 }

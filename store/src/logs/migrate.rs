@@ -15,6 +15,11 @@ pub const SQLITE: &[Migration] = &[
         name: "rollup",
         sql: include_str!("../../migrations/logs_sqlite/0002_rollup.sql"),
     },
+    Migration {
+        version: 3,
+        name: "batch_indexing",
+        sql: include_str!("../../migrations/logs_sqlite/0003_batch_indexing.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -34,7 +39,8 @@ pub const POSTGRES: &[Migration] = &[
 /// The table recording applied versions.
 pub const TABLE: &str = "logs_schema_migrations";
 
-/// The newest schema version this binary knows.
+/// The newest schema version this binary knows (PostgreSQL's list may stop earlier: SQLite's
+/// version 3 changes only how SQLite maintains its index and rollup).
 pub fn latest() -> u32 {
-    SQLITE.iter().map(|m| m.version).max().unwrap_or(0)
+    SQLITE.iter().chain(POSTGRES).map(|m| m.version).max().unwrap_or(0)
 }

@@ -34,6 +34,36 @@ fn insert_statement(rows: usize) -> String {
     )
 }
 
+/// Adds the rows above rowid `?1` to the content search index.
+const INDEX_NEW_ROWS: &str =
+    "INSERT INTO logs_fts (rowid, content_summary) SELECT rowid, content_summary FROM logs WHERE rowid > ?1";
+
+/// Adds the rows above rowid `?1` to the hourly rollup, one upsert per group.
+const ROLL_UP_NEW_ROWS: &str = "INSERT INTO logs_rollup \
+    SELECT timestamp / 3600000, provider, model, status, object_type, COUNT(*), COALESCE(SUM(latency), 0), \
+        COUNT(latency), SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens), \
+        SUM(cached_read_tokens), COALESCE(SUM(cost), 0) \
+    FROM logs WHERE rowid > ?1 GROUP BY 1, 2, 3, 4, 5 \
+    ON CONFLICT (hour, provider, model, status, object_type) DO UPDATE SET \
+        requests = requests + excluded.requests, \
+        latency_sum = latency_sum + excluded.latency_sum, \
+        latency_n = latency_n + excluded.latency_n, \
+        prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+        completion_tokens = completion_tokens + excluded.completion_tokens, \
+        total_tokens = total_tokens + excluded.total_tokens, \
+        cached_read_tokens = cached_read_tokens + excluded.cached_read_tokens, \
+        cost = cost + excluded.cost";
+
+/// The batch with one row per id, the last one written winning (as a later insert of the same
+/// id would): an id inserted and rewritten in one batch would otherwise pass the update
+/// triggers before its row was ever indexed.
+fn last_per_id(rows: &[LogRow]) -> Vec<&LogRow> {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    let mut kept: Vec<&LogRow> = rows.iter().rev().filter(|r| seen.insert(r.id.as_str())).collect();
+    kept.reverse();
+    kept
+}
+
 /// A log store in a SQLite file.
 pub struct SqliteLogStore {
     path: PathBuf,
@@ -191,16 +221,30 @@ impl LogStore for SqliteLogStore {
     }
 
     fn insert(&self, rows: &[LogRow]) -> Result<(), LogStoreError> {
+        let rows = last_per_id(rows);
         let mut conn = self.conn()?;
-        let tx = conn.transaction().map_err(db_error)?;
-        // Many rows per statement: each statement is a savepoint, and the search index flushes
-        // its pending terms to disk at every savepoint, so one statement per row would write
-        // the index once per row.
+        // Immediate: the write lock is held from reading the last rowid to the commit, so the
+        // rows above it are this batch's, even with another process writing the same file.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_error)?;
+        let before: i64 = tx
+            .query_row("SELECT COALESCE(MAX(rowid), 0) FROM logs", [], |r| r.get(0))
+            .map_err(db_error)?;
+        // Many rows per statement: fewer statements to step, and fewer savepoints.
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut stmt = tx.prepare_cached(&insert_statement(chunk.len())).map_err(db_error)?;
-            let values: Vec<SqlRef<'_>> = chunk.iter().flat_map(LogRow::refs).collect();
+            let values: Vec<SqlRef<'_>> = chunk.iter().copied().flat_map(LogRow::refs).collect();
             stmt.execute(params_from_iter(values.iter())).map_err(db_error)?;
         }
+        // The rows inserted (not rewritten: a rewritten id keeps its rowid, and its update
+        // triggers fix the index and the rollup) enter the search index and the rollup as one set.
+        tx.prepare_cached(INDEX_NEW_ROWS)
+            .and_then(|mut s| s.execute([before]))
+            .map_err(db_error)?;
+        tx.prepare_cached(ROLL_UP_NEW_ROWS)
+            .and_then(|mut s| s.execute([before]))
+            .map_err(db_error)?;
         tx.commit().map_err(db_error)
     }
 
