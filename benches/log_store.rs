@@ -6,6 +6,9 @@
 //! inserted into a growing store, with time-ordered ids (the gateway's UUIDv7) and with random
 //! ones (client-supplied ids). Divide by 2,500 for the cost per row.
 //!
+//! `batch_2500_bare_table_floor` inserts the same batches into a bare table (no key, no index):
+//! the floor any row-per-request SQLite log pays on the machine.
+//!
 //! Run: `cargo bench --bench log_store` (set `ASBRU_BENCH_LOG_ROWS` for another size).
 
 use std::hint::black_box;
@@ -171,5 +174,80 @@ fn inserts(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, inserts, queries);
+/// The floor under the writer: the same batches inserted the same way (one transaction,
+/// 256-row statements) into a table with the same 40 columns and nothing else (no key, no index,
+/// no rollup), then with only the cheapest text index FTS5 offers (words, `detail=none`), filled
+/// per batch as the writer fills its own. What a row costs SQLite on this machine before the
+/// log's other features.
+fn insert_floor(c: &mut Criterion) {
+    use r2d2_sqlite::rusqlite::{Connection, params_from_iter};
+    const BATCH: u64 = 2_500;
+    const PER_STATEMENT: usize = 256;
+    const WORD_INDEX: &str = "CREATE VIRTUAL TABLE logs_fts USING fts5 (content_summary, content = 'logs', \
+        content_rowid = 'rowid', tokenize = 'unicode61', detail = none);";
+    let statement = |rows: usize| {
+        let one = format!("({})", vec!["?"; asbru_store::logs::COLUMNS.len()].join(", "));
+        format!("INSERT INTO logs VALUES {}", vec![one; rows].join(", "))
+    };
+    let mut group = c.benchmark_group("log_store_insert");
+    group.sample_size(20);
+    for (name, index) in [
+        ("batch_2500_bare_table_floor", None),
+        ("batch_2500_bare_table_with_word_index", Some(WORD_INDEX)),
+    ] {
+        let dir = std::env::temp_dir().join(format!("asbru-bench-floor-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut conn = Connection::open(dir.join("floor.db")).expect("open");
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; CREATE TABLE logs ({}); {}",
+            asbru_store::logs::COLUMNS.join(", "),
+            index.unwrap_or("")
+        ))
+        .expect("schema");
+        let mut next = 0u64;
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut spent = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    let batch: Vec<LogRow> = (next..next + BATCH)
+                        .map(|i| {
+                            let mut r = row(i, 1_800_000_000_000 + i as i64 * 200);
+                            r.id = format!("{i:016x}-7000-8000-000000000000");
+                            r
+                        })
+                        .collect();
+                    next += BATCH;
+                    let started = std::time::Instant::now();
+                    let tx = conn.transaction().expect("tx");
+                    let before: i64 = tx
+                        .query_row("SELECT COALESCE(MAX(rowid), 0) FROM logs", [], |r| r.get(0))
+                        .expect("rowid");
+                    for chunk in batch.chunks(PER_STATEMENT) {
+                        let values: Vec<_> = chunk.iter().flat_map(LogRow::refs).collect();
+                        tx.prepare_cached(&statement(chunk.len()))
+                            .and_then(|mut s| s.execute(params_from_iter(values.iter())))
+                            .expect("insert");
+                    }
+                    if index.is_some() {
+                        tx.execute(
+                            "INSERT INTO logs_fts (rowid, content_summary) \
+                             SELECT rowid, content_summary FROM logs WHERE rowid > ?1",
+                            [before],
+                        )
+                        .expect("index");
+                    }
+                    tx.commit().expect("commit");
+                    spent += started.elapsed();
+                }
+                spent
+            })
+        });
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, inserts, insert_floor, queries);
 criterion_main!(benches);
