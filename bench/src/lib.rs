@@ -5,6 +5,7 @@ pub mod compare;
 pub mod load;
 pub mod mock;
 mod mock_anthropic;
+mod mock_gemini;
 mod mock_shared;
 pub mod process;
 pub mod report;

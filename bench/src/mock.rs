@@ -186,7 +186,8 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
         return write_json(session, 200, &stats).await.map(|_| true);
     }
     let anthropic = path.ends_with("/messages") || path.ends_with("/messages/count_tokens");
-    let is_inference = path.ends_with("/chat/completions") || path.ends_with("/embeddings") || anthropic;
+    let gemini = super::mock_gemini::route(&path).is_some();
+    let is_inference = path.ends_with("/chat/completions") || path.ends_with("/embeddings") || anthropic || gemini;
     if is_inference {
         let index = state.inference_requests.fetch_add(1, Ordering::Relaxed);
         if state.options.record {
@@ -198,7 +199,7 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
         }
         if let Some(revoked) = &opts.reject_key {
             let headers = &session.req_header().headers;
-            let presented = ["authorization", "x-api-key"]
+            let presented = ["authorization", "x-api-key", "x-goog-api-key"]
                 .iter()
                 .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
                 .any(|v| v.contains(revoked.as_str()));
@@ -230,6 +231,8 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
             }
             let err = if anthropic {
                 json!({"type": "error", "error": {"type": "overloaded_error", "message": "mock provider failure"}})
+            } else if gemini {
+                super::mock_gemini::error_for(opts.fail_status, "mock provider failure")
             } else {
                 json!({"error": {"message": "mock provider failure", "type": "server_error", "param": null, "code": null}})
             };
@@ -252,6 +255,19 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
         return write_json(session, 200, &json!({"input_tokens": 42}))
             .await
             .map(|_| true);
+    }
+    if method == "POST"
+        && let Some((model, method)) = super::mock_gemini::route(&path)
+    {
+        let tool = super::mock_gemini::first_tool_name(&request);
+        let reply = match method {
+            "streamGenerateContent" => {
+                return super::mock_gemini::stream(session, &state.options, model, tool.as_deref()).await;
+            }
+            "batchEmbedContents" => super::mock_gemini::embeddings(&request),
+            _ => super::mock_gemini::generate(model, tool.as_deref()),
+        };
+        return write_json(session, 200, &reply).await.map(|_| true);
     }
     if method == "POST" && path.ends_with("/messages") {
         let model = request["model"].as_str().unwrap_or("claude-mock").to_string();

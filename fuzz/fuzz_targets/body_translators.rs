@@ -1,10 +1,11 @@
-//! The body translators: an OpenAI chat request to Anthropic Messages and back, an Anthropic
-//! request to OpenAI chat, and both reply directions. Any input is translated or refused with
+//! The body translators: an OpenAI chat request to Anthropic Messages and to Gemini (and
+//! embeddings to Gemini), an Anthropic request to OpenAI chat, and the reply directions. Any input is translated or refused with
 //! an error, never a panic, and what is translated serialises.
 #![no_main]
 
-use asbru_providers::adapters::{chat_to_messages, messages_to_chat};
+use asbru_providers::adapters::{chat_to_gemini, chat_to_messages, messages_to_chat};
 use asbru_providers::formats::anthropic::types::{MessagesRequest, MessagesResponse};
+use asbru_providers::formats::gemini::types::{BatchEmbedResponse, GenerateResponse};
 use asbru_providers::formats::openai::types::{ChatRequest, ChatResponse};
 use libfuzzer_sys::fuzz_target;
 
@@ -26,5 +27,21 @@ fuzz_target!(|body: &[u8]| {
         && let Ok(messages) = messages_to_chat::response(reply)
     {
         serde_json::to_vec(&messages).expect("reply serialises");
+    }
+    if let Ok(chat) = serde_json::from_slice::<ChatRequest>(body)
+        && let Ok(gemini) = chat_to_gemini::request(chat)
+    {
+        serde_json::to_vec(&gemini).expect("a translated request serialises");
+    }
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Ok(embed) = chat_to_gemini::embeddings_request(&value, "models/e")
+    {
+        serde_json::to_vec(&embed).expect("a translated request serialises");
+    }
+    if let Ok(reply) = serde_json::from_slice::<GenerateResponse>(body) {
+        serde_json::to_vec(&chat_to_gemini::response(reply, "gemini-test", 1_700_000_000)).expect("reply serialises");
+    }
+    if let Ok(reply) = serde_json::from_slice::<BatchEmbedResponse>(body) {
+        serde_json::to_vec(&chat_to_gemini::embeddings_response(reply, "e")).expect("reply serialises");
     }
 });

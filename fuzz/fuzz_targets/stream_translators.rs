@@ -1,9 +1,10 @@
-//! Both stream translators (OpenAI chunks -> Anthropic events, Anthropic events -> OpenAI
-//! chunks), fed arbitrary upstream bytes in arbitrary cuts: every event they write is on its
+//! The stream translators (OpenAI chunks -> Anthropic events, Anthropic events -> OpenAI
+//! chunks, Gemini events -> OpenAI chunks), fed arbitrary upstream bytes in arbitrary cuts: every event they write is on its
 //! own line and carries JSON (or `[DONE]`), so a client can always parse the stream.
 #![no_main]
 
 use asbru_providers::adapters::chat_stream::ChatToMessagesStream;
+use asbru_providers::adapters::gemini_stream::GeminiToChatStream;
 use asbru_providers::adapters::messages_stream::MessagesToChatStream;
 use asbru_providers::sse::SseSplitter;
 use libfuzzer_sys::fuzz_target;
@@ -45,5 +46,13 @@ fuzz_target!(|input: &[u8]| {
         to_chat.feed(chunk, &mut out);
     }
     let _ = (to_chat.usage(), to_chat.is_done(), to_chat.completed());
+    assert_parseable(&out);
+
+    let mut from_gemini = GeminiToChatStream::new("gemini-test", 1_700_000_000);
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(stride) {
+        from_gemini.feed(chunk, &mut out);
+    }
+    let _ = (from_gemini.usage(), from_gemini.completed());
     assert_parseable(&out);
 });

@@ -208,8 +208,23 @@ fn known_type(kind: &str, status: u16) -> &'static str {
         })
 }
 
+/// The error type for a Google API error `status` (Gemini's error shape).
+fn google_status_type(status: &str) -> &'static str {
+    match status {
+        "UNAUTHENTICATED" => "authentication_error",
+        "PERMISSION_DENIED" => "permission_error",
+        "NOT_FOUND" => "not_found_error",
+        "RESOURCE_EXHAUSTED" => "rate_limit_error",
+        "UNAVAILABLE" => "overloaded_error",
+        "DEADLINE_EXCEEDED" => "timeout_error",
+        "INTERNAL" => "api_error",
+        _ => "",
+    }
+}
+
 /// An upstream's error reply in a foreign wire, as a [`WireError`] keeping its status, type and
-/// message, for rendering in the ingress format. Accepts Anthropic and OpenAI error shapes.
+/// message, for rendering in the ingress format. Accepts Anthropic's, OpenAI's and Google's
+/// (`{"error": {"code", "message", "status"}}`) error shapes.
 pub fn from_upstream(status: u16, body: &[u8]) -> WireError {
     let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let detail = &parsed["error"];
@@ -217,7 +232,9 @@ pub fn from_upstream(status: u16, body: &[u8]) -> WireError {
         .as_str()
         .map(str::to_string)
         .unwrap_or_else(|| format!("the provider answered with status {status}"));
-    let kind = detail["type"].as_str().unwrap_or("");
+    let kind = detail["type"]
+        .as_str()
+        .unwrap_or_else(|| detail["status"].as_str().map_or("", google_status_type));
     WireError {
         status,
         is_bifrost_error: false,

@@ -121,6 +121,7 @@ fn target_of<'a>(
     key: Option<&'a ProviderKey>,
     request_type: RequestType,
     upstream_model: &str,
+    stream: bool,
 ) -> Option<(&'a Upstream, String)> {
     match provider.wire {
         Wire::Azure => {
@@ -132,7 +133,15 @@ fn target_of<'a>(
             let path = provider::azure::path(&upstream.base_path, upstream_model, request_type, version)?;
             Some((upstream, path))
         }
-        Wire::OpenAi | Wire::Anthropic | Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => {
+        // A custom provider's path override wins; otherwise the model is in the path.
+        Wire::Gemini => match provider.path(request_type) {
+            Some(path) => Some((&provider.upstream, path.to_string())),
+            None => Some((
+                &provider.upstream,
+                provider::gemini::path(&provider.upstream.base_path, upstream_model, request_type, stream)?,
+            )),
+        },
+        Wire::OpenAi | Wire::Anthropic | Wire::Bedrock | Wire::Vertex | Wire::Cohere => {
             Some((&provider.upstream, provider.path(request_type)?.to_string()))
         }
     }
@@ -245,7 +254,11 @@ async fn try_target(
             ex.body,
             upstream_model,
             u64::try_from(crate::state::unix_now()).unwrap_or(0),
-            exchange::UpstreamOptions { want_usage, output_cap },
+            exchange::UpstreamOptions {
+                want_usage,
+                output_cap,
+                embeddings: ex.request_type == RequestType::Embedding,
+            },
         ) {
             Ok(prepared) => prepared,
             Err(e) => {
@@ -254,7 +267,7 @@ async fn try_target(
                 )))));
             }
         };
-        let Some((upstream, path)) = target_of(provider, key, ex.request_type, upstream_model) else {
+        let Some((upstream, path)) = target_of(provider, key, ex.request_type, upstream_model, ex.head.stream) else {
             let err = WireError::bad_request(format!(
                 "provider {} does not support {} requests",
                 provider.name,
@@ -515,9 +528,7 @@ async fn write_failure(
     let extra = &ctx.response_headers;
     match failure {
         Failure::Gateway(err) => respond::error_with(session, ex.ingress, &err, &err_ctx, extra).await,
-        Failure::Reply { head, body, wire }
-            if provider::anthropic_errors(wire) == provider::anthropic_errors(ex.ingress) =>
-        {
+        Failure::Reply { head, body, wire } if provider::error_shape(wire) == provider::error_shape(ex.ingress) => {
             // Same wire: the upstream's own error, status and body unchanged.
             let served = Served {
                 provider: &attempt.provider.name,

@@ -10,6 +10,7 @@ mod dashboard;
 mod dropin;
 mod errors;
 mod forwarding;
+mod gemini;
 mod governance;
 mod lifecycle;
 mod observability;

@@ -187,13 +187,7 @@ fn part_to_block(part: ContentPart) -> Result<Block, TranslateError> {
 }
 
 fn image_source(url: &str) -> Result<ImageSource, TranslateError> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        let (meta, data) = rest
-            .split_once(',')
-            .ok_or_else(|| TranslateError::InvalidRequest("malformed data URL in image_url".into()))?;
-        let media_type = meta
-            .strip_suffix(";base64")
-            .ok_or_else(|| TranslateError::InvalidRequest("image data URLs must be base64".into()))?;
+    if let Some((media_type, data)) = super::data_url(url)? {
         return Ok(ImageSource {
             kind: "base64".into(),
             media_type: Some(media_type.to_string()),

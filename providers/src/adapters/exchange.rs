@@ -1,12 +1,14 @@
 //! The per-attempt choice of translation: given the ingress wire and the upstream wire, what body
 //! goes upstream and how the reply comes back. OpenAI chat is the hub: Azure and every
-//! OpenAI-compatible provider speak it as is; Anthropic Messages is translated to and from it.
+//! OpenAI-compatible provider speak it as is; Anthropic Messages and Gemini `generateContent` are
+//! translated to and from it (an Anthropic client reaches Gemini through the hub, both ways).
 //! Same body shape: the body passes through with only the model rewritten, and the reply passes
 //! through verbatim. Different shapes: translate both ways.
 
 use super::chat_stream::ChatToMessagesStream;
+use super::gemini_stream::GeminiToChatStream;
 use super::messages_stream::MessagesToChatStream;
-use super::{TranslateError, chat_to_messages, messages_to_chat};
+use super::{TranslateError, chat_to_gemini, chat_to_messages, messages_to_chat};
 use crate::formats::openai::RequestHead;
 use crate::usage::{self, StreamUsage, Usage, UsageChunkFilter};
 use asbru_config::catalog::Wire;
@@ -17,13 +19,16 @@ enum Shape {
     Chat,
     /// Anthropic Messages.
     Messages,
+    /// Gemini `generateContent`.
+    Gemini,
 }
 
 fn shape(wire: Wire) -> Result<Shape, TranslateError> {
     match wire {
         Wire::OpenAi | Wire::Azure => Ok(Shape::Chat),
         Wire::Anthropic => Ok(Shape::Messages),
-        Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => Err(TranslateError::InvalidRequest(format!(
+        Wire::Gemini => Ok(Shape::Gemini),
+        Wire::Bedrock | Wire::Vertex | Wire::Cohere => Err(TranslateError::InvalidRequest(format!(
             "the {wire:?} wire is not served by this version of asbru"
         ))),
     }
@@ -44,6 +49,8 @@ pub struct UpstreamOptions {
     pub want_usage: bool,
     /// An output limit for a request that sets none (same-wire chat).
     pub output_cap: Option<crate::formats::openai::OutputCap>,
+    /// The request is for embeddings, whose bodies translate differently from chat's.
+    pub embeddings: bool,
 }
 
 /// Builds the upstream body for one attempt. `created` stamps translated OpenAI replies.
@@ -60,7 +67,11 @@ pub fn prepare(
     created: u64,
     options: UpstreamOptions,
 ) -> Result<Prepared, TranslateError> {
-    let UpstreamOptions { want_usage, output_cap } = options;
+    let UpstreamOptions {
+        want_usage,
+        output_cap,
+        embeddings,
+    } = options;
     let invalid = |e: serde_json::Error| TranslateError::InvalidRequest(e.to_string());
     let (body, reply) = match (shape(ingress)?, shape(upstream)?) {
         (Shape::Chat, Shape::Chat) => {
@@ -92,6 +103,48 @@ pub fn prepare(
                     created,
                 },
             )
+        }
+        (Shape::Chat, Shape::Gemini) if embeddings => {
+            let body: serde_json::Value = serde_json::from_slice(raw).map_err(invalid)?;
+            let request = chat_to_gemini::embeddings_request(&body, upstream_model)?;
+            (
+                serde_json::to_vec(&request).map_err(invalid)?,
+                ReplyTranslator::EmbeddingsFromGemini {
+                    model: upstream_model.to_string(),
+                },
+            )
+        }
+        (Shape::Chat, Shape::Gemini) => {
+            let chat = serde_json::from_slice(raw).map_err(invalid)?;
+            let request = chat_to_gemini::request(chat)?;
+            (
+                serde_json::to_vec(&request).map_err(invalid)?,
+                ReplyTranslator::ChatFromGemini {
+                    stream: Box::new(GeminiToChatStream::new(upstream_model, created)),
+                    model: upstream_model.to_string(),
+                    created,
+                },
+            )
+        }
+        (Shape::Messages, Shape::Gemini) => {
+            let messages = serde_json::from_slice(raw).map_err(invalid)?;
+            let chat = messages_to_chat::request(messages, upstream_model)?;
+            let request = chat_to_gemini::request(chat)?;
+            (
+                serde_json::to_vec(&request).map_err(invalid)?,
+                ReplyTranslator::MessagesFromGemini {
+                    gemini: Box::new(GeminiToChatStream::new(upstream_model, created)),
+                    chat: Box::new(ChatToMessagesStream::new(upstream_model)),
+                    between: Vec::new(),
+                    model: upstream_model.to_string(),
+                    created,
+                },
+            )
+        }
+        (Shape::Gemini, _) => {
+            return Err(TranslateError::InvalidRequest(
+                "requests in Gemini's format are not accepted on this route".into(),
+            ));
         }
         (Shape::Messages, Shape::Chat) => {
             let messages = serde_json::from_slice(raw).map_err(invalid)?;
@@ -130,6 +183,33 @@ pub enum ReplyTranslator {
         /// Stream state.
         stream: ChatToMessagesStream,
     },
+    /// Gemini reply to an OpenAI client.
+    ChatFromGemini {
+        /// Stream state.
+        stream: Box<GeminiToChatStream>,
+        /// The model asked for (a reply may name its version instead).
+        model: String,
+        /// Timestamp for the translated reply.
+        created: u64,
+    },
+    /// Gemini reply to an Anthropic client, through the hub.
+    MessagesFromGemini {
+        /// Gemini events into OpenAI chunks.
+        gemini: Box<GeminiToChatStream>,
+        /// OpenAI chunks into Anthropic events.
+        chat: Box<ChatToMessagesStream>,
+        /// The OpenAI chunks of the latest piece.
+        between: Vec<u8>,
+        /// The model asked for.
+        model: String,
+        /// Timestamp for the translated reply.
+        created: u64,
+    },
+    /// Gemini embeddings to an OpenAI client.
+    EmbeddingsFromGemini {
+        /// The model asked for.
+        model: String,
+    },
 }
 
 impl ReplyTranslator {
@@ -162,6 +242,24 @@ impl ReplyTranslator {
                 let usage = Usage::from_anthropic(&messages.usage);
                 Ok((Some(serde_json::to_vec(&messages).map_err(invalid)?), usage))
             }
+            ReplyTranslator::ChatFromGemini { model, created, .. } => {
+                let reply = serde_json::from_slice(body).map_err(invalid)?;
+                let chat = chat_to_gemini::response(reply, model, *created);
+                let usage = chat.usage.as_ref().map(Usage::from_openai).unwrap_or_default();
+                Ok((Some(serde_json::to_vec(&chat).map_err(invalid)?), usage))
+            }
+            ReplyTranslator::MessagesFromGemini { model, created, .. } => {
+                let reply = serde_json::from_slice(body).map_err(invalid)?;
+                let chat = chat_to_gemini::response(reply, model, *created);
+                let usage = chat.usage.as_ref().map(Usage::from_openai).unwrap_or_default();
+                let messages = messages_to_chat::response(chat)?;
+                Ok((Some(serde_json::to_vec(&messages).map_err(invalid)?), usage))
+            }
+            ReplyTranslator::EmbeddingsFromGemini { model } => {
+                let reply = serde_json::from_slice(body).map_err(invalid)?;
+                let list = chat_to_gemini::embeddings_response(reply, model);
+                Ok((Some(serde_json::to_vec(&list).map_err(invalid)?), Usage::default()))
+            }
         }
     }
 
@@ -178,6 +276,16 @@ impl ReplyTranslator {
             }
             ReplyTranslator::ChatFromMessages { stream, .. } => stream.feed(bytes, out),
             ReplyTranslator::MessagesFromChat { stream } => stream.feed(bytes, out),
+            ReplyTranslator::ChatFromGemini { stream, .. } => stream.feed(bytes, out),
+            ReplyTranslator::MessagesFromGemini {
+                gemini, chat, between, ..
+            } => {
+                between.clear();
+                gemini.feed(bytes, between);
+                chat.feed(between, out);
+            }
+            // Embeddings are never streamed.
+            ReplyTranslator::EmbeddingsFromGemini { .. } => {}
         }
     }
 
@@ -189,6 +297,9 @@ impl ReplyTranslator {
             ReplyTranslator::Passthrough { usage, .. } => usage.completed(),
             ReplyTranslator::ChatFromMessages { stream, .. } => stream.completed(),
             ReplyTranslator::MessagesFromChat { stream } => stream.completed(),
+            ReplyTranslator::ChatFromGemini { stream, .. } => stream.completed(),
+            ReplyTranslator::MessagesFromGemini { gemini, chat, .. } => gemini.completed() && chat.completed(),
+            ReplyTranslator::EmbeddingsFromGemini { .. } => false,
         }
     }
 
@@ -213,6 +324,9 @@ impl ReplyTranslator {
             ReplyTranslator::Passthrough { usage, .. } => usage.usage(),
             ReplyTranslator::ChatFromMessages { stream, .. } => stream.usage(),
             ReplyTranslator::MessagesFromChat { stream } => stream.usage(),
+            ReplyTranslator::ChatFromGemini { stream, .. } => stream.usage(),
+            ReplyTranslator::MessagesFromGemini { gemini, .. } => gemini.usage(),
+            ReplyTranslator::EmbeddingsFromGemini { .. } => Usage::default(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::finish_reason;
 use crate::errors::{ErrorContext, WireError};
 use crate::formats::anthropic::types::{Block, BlockDelta, KnownBlock, StreamEvent};
-use crate::formats::openai::types::{ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta};
+use crate::formats::openai::types::{ChatChunk, Delta, FunctionDelta, ToolCallDelta};
 use crate::sse::{self, SseSplitter};
 use crate::usage::Usage;
 
@@ -64,24 +64,11 @@ impl MessagesToChatStream {
     }
 
     fn chunk(&self, delta: Delta, finish: Option<&str>) -> ChatChunk {
-        ChatChunk {
-            id: self.id.clone(),
-            object: "chat.completion.chunk".into(),
-            created: self.created,
-            model: self.model.clone(),
-            choices: vec![ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason: finish.map(str::to_string),
-            }],
-            usage: None,
-        }
+        ChatChunk::one(&self.id, self.created, &self.model, 0, delta, finish)
     }
 
     fn emit(out: &mut Vec<u8>, chunk: &ChatChunk) {
-        if let Ok(json) = serde_json::to_vec(chunk) {
-            sse::write_data(out, &json);
-        }
+        chunk.write_sse(out);
     }
 
     fn tool_delta(index: u32, id: Option<String>, name: Option<String>, arguments: String) -> Delta {

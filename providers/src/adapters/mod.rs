@@ -6,10 +6,15 @@
 //! - [`messages_to_chat`]: an Anthropic Messages request sent to an OpenAI-wire upstream, and the
 //!   reply back.
 //! - [`chat_stream`]: OpenAI chunks turned into Anthropic SSE events.
+//! - [`chat_to_gemini`]: an OpenAI chat or embeddings request sent to a Gemini upstream, and the
+//!   reply back.
+//! - [`gemini_stream`]: Gemini SSE events turned into OpenAI chunks.
 
 pub mod chat_stream;
+pub mod chat_to_gemini;
 pub mod chat_to_messages;
 pub mod exchange;
+pub mod gemini_stream;
 pub mod messages_stream;
 pub mod messages_to_chat;
 
@@ -22,6 +27,20 @@ pub enum TranslateError {
     /// The upstream reply could not be read.
     #[error("the provider's reply could not be read: {0}")]
     InvalidReply(String),
+}
+
+/// A base64 `data:` URL as its media type and data; `None` for any other URL.
+pub fn data_url(url: &str) -> Result<Option<(&str, &str)>, TranslateError> {
+    let Some(rest) = url.strip_prefix("data:") else {
+        return Ok(None);
+    };
+    let (meta, data) = rest
+        .split_once(',')
+        .ok_or_else(|| TranslateError::InvalidRequest("malformed data URL in image_url".into()))?;
+    let media_type = meta
+        .strip_suffix(";base64")
+        .ok_or_else(|| TranslateError::InvalidRequest("image data URLs must be base64".into()))?;
+    Ok(Some((media_type, data)))
 }
 
 /// The thinking budget asbru asks Anthropic for, per OpenAI reasoning effort.

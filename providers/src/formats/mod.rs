@@ -1,4 +1,5 @@
 //! Serde views of each provider's native API.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;

@@ -7,19 +7,20 @@
 //!   default hosts and path prefixes by provider name.
 //! - [`anthropic`]: Anthropic Messages.
 //! - [`azure`]: Azure OpenAI deployments.
+//! - [`gemini`]: Google's Gemini API.
 //!
 //! Every function here matches [`Wire`] exhaustively: adding a provider family is one module,
 //! one `Wire` variant, and the arms the compiler then asks for.
 
 pub mod anthropic;
 pub mod azure;
+pub mod gemini;
 pub mod openai;
 pub mod openai_compat;
 
 pub use asbru_config::catalog::{RequestType, Wire};
 
 /// Default base URLs of wires this build knows but does not serve yet.
-const GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 const COHERE_BASE_URL: &str = "https://api.cohere.ai";
 
 /// The default base URL of built-in provider `name`; `None` when it must be configured.
@@ -29,7 +30,7 @@ pub fn default_base_url(name: &str, wire: Wire) -> Option<&'static str> {
         Wire::Anthropic => Some(anthropic::DEFAULT_BASE_URL),
         Wire::Azure => None,
         Wire::Bedrock => None,
-        Wire::Gemini => Some(GEMINI_BASE_URL),
+        Wire::Gemini => Some(gemini::DEFAULT_BASE_URL),
         Wire::Vertex => None,
         Wire::Cohere => Some(COHERE_BASE_URL),
     }
@@ -40,18 +41,19 @@ pub fn api_prefix(name: &str, wire: Wire) -> &'static str {
     match wire {
         Wire::OpenAi => openai_compat::host(name).map_or(openai::API_PREFIX, |h| h.api_prefix),
         Wire::Anthropic => anthropic::API_PREFIX,
-        Wire::Azure | Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => openai::API_PREFIX,
+        Wire::Gemini => gemini::API_PREFIX,
+        Wire::Azure | Wire::Bedrock | Wire::Vertex | Wire::Cohere => openai::API_PREFIX,
     }
 }
 
 /// The resource path after the prefix; `None` where the wire has no such endpoint, or where
-/// the path is built per request (Azure names the deployment).
+/// the path is built per request (Azure names the deployment, Gemini the model).
 pub fn resource(wire: Wire, request_type: RequestType) -> Option<&'static str> {
     match wire {
         Wire::OpenAi => openai::resource(request_type),
         Wire::Anthropic => anthropic::resource(request_type),
-        Wire::Azure => None,
-        Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => openai::resource(request_type),
+        Wire::Azure | Wire::Gemini => None,
+        Wire::Bedrock | Wire::Vertex | Wire::Cohere => openai::resource(request_type),
     }
 }
 
@@ -59,7 +61,8 @@ pub fn resource(wire: Wire, request_type: RequestType) -> Option<&'static str> {
 pub fn serves(wire: Wire, request_type: RequestType) -> bool {
     match wire {
         Wire::Azure => azure::serves(request_type),
-        Wire::OpenAi | Wire::Anthropic | Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => {
+        Wire::Gemini => gemini::serves(request_type),
+        Wire::OpenAi | Wire::Anthropic | Wire::Bedrock | Wire::Vertex | Wire::Cohere => {
             resource(wire, request_type).is_some()
         }
     }
@@ -71,8 +74,9 @@ pub fn auth_header(wire: Wire, secret: &str) -> (&'static str, String) {
         Wire::OpenAi => openai::auth_header(secret),
         Wire::Anthropic => anthropic::auth_header(secret),
         Wire::Azure => azure::auth_header(secret),
+        Wire::Gemini => gemini::auth_header(secret),
         // Not served yet: requests never reach these wires (routing refuses them first).
-        Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => openai::auth_header(secret),
+        Wire::Bedrock | Wire::Vertex | Wire::Cohere => openai::auth_header(secret),
     }
 }
 
@@ -90,6 +94,33 @@ pub fn wire_headers<'a>(wire: Wire, client: &ClientHeaders<'a>) -> Vec<(&'static
     match wire {
         Wire::Anthropic => anthropic::wire_headers(client),
         Wire::OpenAi | Wire::Azure | Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => Vec::new(),
+    }
+}
+
+/// The shape of a wire's error bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    /// `{"error": {"message", "type", ...}}` (OpenAI, and Bifrost's own errors).
+    OpenAi,
+    /// `{"type": "error", "error": {"type", "message"}}`.
+    Anthropic,
+    /// Google's `{"error": {"code", "message", "status"}}`.
+    Google,
+    /// AWS's `{"message"}` with the type in a header.
+    Aws,
+    /// Cohere's `{"message"}`.
+    Cohere,
+}
+
+/// The shape of `wire`'s error bodies: an upstream error reaches a client unchanged only when
+/// both wires share it.
+pub fn error_shape(wire: Wire) -> ErrorShape {
+    match wire {
+        Wire::OpenAi | Wire::Azure => ErrorShape::OpenAi,
+        Wire::Anthropic => ErrorShape::Anthropic,
+        Wire::Gemini | Wire::Vertex => ErrorShape::Google,
+        Wire::Bedrock => ErrorShape::Aws,
+        Wire::Cohere => ErrorShape::Cohere,
     }
 }
 

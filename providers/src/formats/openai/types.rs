@@ -50,6 +50,21 @@ pub struct ChatRequest {
     /// End-user id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Number of choices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    /// Sampling seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// Presence penalty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    /// Frequency penalty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+    /// `{type: text | json_object | json_schema, json_schema: {name, schema, strict}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<Value>,
 }
 
 /// `stop`: one string or several.
@@ -292,6 +307,31 @@ pub struct ChatChunk {
     /// Usage, on the last chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<OpenAiUsage>,
+}
+
+impl ChatChunk {
+    /// A chunk with one choice.
+    pub fn one(id: &str, created: u64, model: &str, index: u32, delta: Delta, finish: Option<&str>) -> ChatChunk {
+        ChatChunk {
+            id: id.to_string(),
+            object: "chat.completion.chunk".into(),
+            created,
+            model: model.to_string(),
+            choices: vec![ChunkChoice {
+                index,
+                delta,
+                finish_reason: finish.map(str::to_string),
+            }],
+            usage: None,
+        }
+    }
+
+    /// Appends the chunk to `out` as one SSE `data:` event.
+    pub fn write_sse(&self, out: &mut Vec<u8>) {
+        if let Ok(json) = serde_json::to_vec(self) {
+            crate::sse::write_data(out, &json);
+        }
+    }
 }
 
 /// One choice of a chunk.

@@ -1,0 +1,3 @@
+//! Google Gemini's `generateContent` wire (the Gemini API, and Gemini models on Vertex AI).
+
+pub mod types;

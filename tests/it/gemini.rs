@@ -1,0 +1,313 @@
+//! A Gemini upstream end to end against the mock speaking Gemini's wire: OpenAI chat (whole and
+//! streamed), tool calls both ways, embeddings, an Anthropic client through the hub, and errors.
+
+use asbru_bench::mock::{MockOptions, Truncation};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn gemini_provider(base_url: &str) -> String {
+    format!(
+        "providers:\n  gemini:\n    keys: [{{name: g, value: gm-key-1}}]\n    network_config: {{base_url: \"{base_url}\"}}\n"
+    )
+}
+
+fn sent_body(upstream: &asbru_bench::mock::MockHandle, at: usize) -> Value {
+    serde_json::from_slice(&upstream.state.recorded()[at].body).expect("json body")
+}
+
+#[tokio::test]
+async fn openai_chat_to_gemini_and_back() {
+    let upstream = mock(MockOptions {
+        record: true,
+        ..MockOptions::default()
+    });
+    let gw = gateway(&gemini_provider(&upstream.base_url()));
+    let body = json!({
+        "model": "gemini/gemini-2.0-flash",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.webp?x=1"}}
+            ]}
+        ],
+        "temperature": 0.3, "max_tokens": 100, "stop": "END", "seed": 7,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}},
+        "reasoning_effort": "low"
+    });
+    let reply = post(&gw, "/v1/chat/completions", &body.to_string()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let json = reply.json();
+    assert_eq!(json["object"], "chat.completion");
+    assert_eq!(json["model"], "gemini-2.0-flash");
+    let message = &json["choices"][0]["message"];
+    assert_eq!(message["content"], "Hello from the asbru mock provider.");
+    assert_eq!(message["reasoning"], "Thinking it over.");
+    assert_eq!(json["choices"][0]["finish_reason"], "stop");
+    // usageMetadata: 12 prompt (3 cached), 6 candidates + 2 thoughts.
+    assert_eq!(json["usage"]["prompt_tokens"], 12);
+    assert_eq!(json["usage"]["completion_tokens"], 8);
+    assert_eq!(json["usage"]["prompt_tokens_details"]["cached_tokens"], 3);
+    assert_eq!(json["usage"]["completion_tokens_details"]["reasoning_tokens"], 2);
+    assert_eq!(reply.header("x-bifrost-provider").as_deref(), Some("gemini"));
+
+    let seen = &upstream.state.recorded()[0];
+    assert_eq!(seen.path, "/v1beta/models/gemini-2.0-flash:generateContent");
+    assert_eq!(seen.header("x-goog-api-key"), Some("gm-key-1"));
+    assert_eq!(seen.header("authorization"), None);
+    let sent = sent_body(&upstream, 0);
+    assert_eq!(sent["systemInstruction"], json!({"parts": [{"text": "Be brief."}]}));
+    assert_eq!(sent["contents"][0]["role"], "user");
+    let parts = &sent["contents"][0]["parts"];
+    assert_eq!(parts[0], json!({"text": "what is this?"}));
+    assert_eq!(
+        parts[1],
+        json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}})
+    );
+    assert_eq!(
+        parts[2],
+        json!({"fileData": {"mimeType": "image/webp", "fileUri": "https://example.com/cat.webp?x=1"}})
+    );
+    let config = &sent["generationConfig"];
+    assert_eq!(config["temperature"], 0.3);
+    assert_eq!(config["maxOutputTokens"], 100);
+    assert_eq!(config["stopSequences"], json!(["END"]));
+    assert_eq!(config["seed"], 7);
+    assert_eq!(config["responseMimeType"], "application/json");
+    assert_eq!(config["responseJsonSchema"], json!({"type": "object"}));
+    assert_eq!(
+        config["thinkingConfig"],
+        json!({"thinkingBudget": 2048, "includeThoughts": true})
+    );
+    assert!(sent.get("model").is_none(), "the model is in the path");
+}
+
+#[tokio::test]
+async fn openai_stream_from_gemini() {
+    let upstream = mock(MockOptions {
+        record: true,
+        ..MockOptions::default()
+    });
+    let gw = gateway(&gemini_provider(&upstream.base_url()));
+    let reply = post(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"gemini/gemini-2.0-flash","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("text/event-stream"))
+    );
+    assert_eq!(
+        upstream.state.recorded()[0].path,
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+    );
+    let data = sse_data(&reply.text());
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = data.iter().filter_map(|d| serde_json::from_str(d).ok()).collect();
+    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "Hello from the asbru mock");
+    let last = chunks.last().expect("chunks");
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        last["usage"]["completion_tokens"], 7,
+        "5 candidate tokens and 2 thoughts"
+    );
+}
+
+#[tokio::test]
+async fn tool_calls_get_ids_and_results_find_their_names() {
+    let upstream = mock(MockOptions {
+        record: true,
+        ..MockOptions::default()
+    });
+    let gw = gateway(&gemini_provider(&upstream.base_url()));
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let first = json!({"model": "gemini/gemini-2.0-flash", "tool_choice": "required", "tools": tools,
+        "messages": [{"role": "user", "content": "weather in Paris?"}]});
+    let reply = post(&gw, "/v1/chat/completions", &first.to_string()).await;
+    let json = reply.json();
+    assert_eq!(json["choices"][0]["finish_reason"], "tool_calls", "{json}");
+    let call = json["choices"][0]["message"]["tool_calls"][0].clone();
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert_eq!(call["function"]["arguments"], r#"{"city":"Paris"}"#);
+    let id = call["id"].as_str().expect("a synthesised id").to_string();
+    assert!(id.starts_with("call_"), "{id}");
+    let sent = sent_body(&upstream, 0);
+    assert_eq!(sent["tools"][0]["functionDeclarations"][0]["name"], "get_weather");
+    assert_eq!(sent["toolConfig"], json!({"functionCallingConfig": {"mode": "ANY"}}));
+
+    // The next turn sends the result back: Gemini needs the function's name, which only the
+    // assistant turn that made the call knows.
+    let second = json!({"model": "gemini/gemini-2.0-flash", "tools": tools, "messages": [
+        {"role": "user", "content": "weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": id, "content": "{\"temp_c\": 21}"},
+    ]});
+    let reply = post(&gw, "/v1/chat/completions", &second.to_string()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let sent = sent_body(&upstream, 1);
+    let turns = sent["contents"].as_array().expect("contents");
+    assert_eq!(turns[1]["role"], "model");
+    assert_eq!(
+        turns[1]["parts"][0]["functionCall"],
+        json!({"name": "get_weather", "args": {"city": "Paris"}})
+    );
+    assert_eq!(
+        turns[2],
+        json!({"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"temp_c": 21}}}]})
+    );
+
+    // A result for a call no assistant turn made is refused before anything is sent.
+    let orphan = json!({"model": "gemini/gemini-2.0-flash", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "tool", "tool_call_id": "call_unknown", "content": "x"},
+    ]});
+    let reply = post(&gw, "/v1/chat/completions", &orphan.to_string()).await;
+    assert_eq!(reply.status(), 400, "{}", reply.text());
+    assert!(
+        reply.json()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("call_unknown")
+    );
+    assert_eq!(upstream.state.recorded().len(), 2);
+
+    // Streamed, the call arrives whole in one chunk.
+    let streamed = first.as_object().cloned().map(|mut o| {
+        o.insert("stream".into(), Value::Bool(true));
+        Value::Object(o)
+    });
+    let reply = post(&gw, "/v1/chat/completions", &streamed.expect("object").to_string()).await;
+    let chunks: Vec<Value> = sse_data(&reply.text())
+        .iter()
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0))
+        .collect();
+    assert_eq!(calls.len(), 1, "{chunks:?}");
+    assert_eq!(calls[0]["function"]["arguments"], r#"{"city":"Paris"}"#);
+    assert_eq!(calls[0]["index"], 0);
+    assert_eq!(
+        chunks.last().expect("chunks")["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
+}
+
+#[tokio::test]
+async fn embeddings_through_batch_embed_contents() {
+    let upstream = mock(MockOptions {
+        record: true,
+        ..MockOptions::default()
+    });
+    let gw = gateway(&gemini_provider(&upstream.base_url()));
+    let reply = post(
+        &gw,
+        "/v1/embeddings",
+        r#"{"model":"gemini/text-embedding-004","input":["one","two"],"dimensions":3}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let json = reply.json();
+    assert_eq!(json["object"], "list");
+    assert_eq!(json["data"].as_array().map(Vec::len), Some(2));
+    assert_eq!(json["data"][1]["index"], 1);
+    assert_eq!(json["data"][0]["embedding"], json!([0.0125, -0.25, 0.5]));
+    let seen = &upstream.state.recorded()[0];
+    assert_eq!(seen.path, "/v1beta/models/text-embedding-004:batchEmbedContents");
+    let sent = sent_body(&upstream, 0);
+    assert_eq!(
+        sent["requests"][1],
+        json!({"model": "models/text-embedding-004", "content": {"parts": [{"text": "two"}]}, "outputDimensionality": 3})
+    );
+    let reply = post(
+        &gw,
+        "/v1/embeddings",
+        r#"{"model":"gemini/text-embedding-004","input":[[1,2,3]]}"#,
+    )
+    .await;
+    assert_eq!(
+        reply.status(),
+        400,
+        "token arrays cannot go to Gemini: {}",
+        reply.text()
+    );
+}
+
+#[tokio::test]
+async fn anthropic_client_reaches_gemini_through_the_hub() {
+    let upstream = default_mock();
+    let gw = gateway(&gemini_provider(&upstream.base_url()));
+    let headers = [("x-api-key", "client"), ("anthropic-version", "2023-06-01")];
+    let body = r#"{"model":"gemini/gemini-2.0-flash","max_tokens":64,"system":"Be brief.","messages":[{"role":"user","content":"hi"}]}"#;
+    let reply = send(gw.addr, "POST", "/anthropic/v1/messages", &headers, body.as_bytes()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let json = reply.json();
+    assert_eq!(json["type"], "message");
+    assert_eq!(json["content"][0]["text"], "Hello from the asbru mock provider.");
+    assert_eq!(json["stop_reason"], "end_turn");
+
+    let stream = body.replacen("\"max_tokens\"", "\"stream\":true,\"max_tokens\"", 1);
+    let reply = send(gw.addr, "POST", "/anthropic/v1/messages", &headers, stream.as_bytes()).await;
+    assert_eq!(reply.status(), 200);
+    let text = reply.text();
+    assert!(text.contains("event: message_start"), "{text}");
+    assert!(text.trim_end().ends_with("data: {\"type\":\"message_stop\"}"), "{text}");
+    let deltas: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|e| e["delta"]["text"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(deltas, "Hello from the asbru mock");
+}
+
+#[tokio::test]
+async fn gemini_errors_keep_their_status_and_cut_streams_end_in_an_error() {
+    let failing = mock(MockOptions {
+        fail_first: 100,
+        fail_status: 429,
+        ..MockOptions::default()
+    });
+    let gw = gateway(&gemini_provider(&failing.base_url()));
+    let reply = post(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"gemini/gemini-2.0-flash","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 429, "{}", reply.text());
+    let json = reply.json();
+    assert_eq!(json["error"]["message"], "mock provider failure");
+    assert_eq!(json["error"]["type"], "rate_limit_error", "{json}");
+    assert!(!reply.text().contains("gm-key-1"));
+
+    let cut = mock(MockOptions {
+        abort_after_chunks: Some(2),
+        truncation: Truncation::ErrorEvent,
+        ..MockOptions::default()
+    });
+    let gw = gateway(&gemini_provider(&cut.base_url()));
+    let reply = post(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"gemini/gemini-2.0-flash","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    let data = sse_data(&reply.text());
+    assert_ne!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+    let last: Value = serde_json::from_str(data.last().expect("events")).expect("json");
+    assert!(last["error"]["message"].as_str().is_some(), "{last}");
+}
