@@ -18,10 +18,7 @@ fn sent_body(upstream: &asbru_bench::mock::MockHandle, at: usize) -> Value {
 
 #[tokio::test]
 async fn openai_chat_to_gemini_and_back() {
-    let upstream = mock(MockOptions {
-        record: true,
-        ..MockOptions::default()
-    });
+    let upstream = default_mock();
     let gw = gateway(&gemini_provider(&upstream.base_url()));
     let body = json!({
         "model": "gemini/gemini-2.0-flash",
@@ -86,10 +83,7 @@ async fn openai_chat_to_gemini_and_back() {
 
 #[tokio::test]
 async fn openai_stream_from_gemini() {
-    let upstream = mock(MockOptions {
-        record: true,
-        ..MockOptions::default()
-    });
+    let upstream = default_mock();
     let gw = gateway(&gemini_provider(&upstream.base_url()));
     let reply = post(
         &gw,
@@ -127,10 +121,7 @@ async fn openai_stream_from_gemini() {
 
 #[tokio::test]
 async fn tool_calls_get_ids_and_results_find_their_names() {
-    let upstream = mock(MockOptions {
-        record: true,
-        ..MockOptions::default()
-    });
+    let upstream = default_mock();
     let gw = gateway(&gemini_provider(&upstream.base_url()));
     let tools = json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
     let first = json!({"model": "gemini/gemini-2.0-flash", "tool_choice": "required", "tools": tools,
@@ -208,10 +199,7 @@ async fn tool_calls_get_ids_and_results_find_their_names() {
 
 #[tokio::test]
 async fn embeddings_through_batch_embed_contents() {
-    let upstream = mock(MockOptions {
-        record: true,
-        ..MockOptions::default()
-    });
+    let upstream = default_mock();
     let gw = gateway(&gemini_provider(&upstream.base_url()));
     let reply = post(
         &gw,
