@@ -221,6 +221,7 @@ fn translation(c: &mut Criterion) {
     use asbru_providers::Wire;
     use asbru_providers::adapters::chat_stream::ChatToMessagesStream;
     use asbru_providers::adapters::exchange;
+    use asbru_providers::adapters::gemini_stream::GeminiToChatStream;
     use asbru_providers::adapters::messages_stream::MessagesToChatStream;
 
     let body = conversation_4kb();
@@ -241,6 +242,20 @@ fn translation(c: &mut Criterion) {
             .map(|p| p.body.len())
         })
     });
+    group.bench_function("openai_to_gemini_4KB", |b| {
+        b.iter(|| {
+            exchange::prepare(
+                Wire::OpenAi,
+                Wire::Gemini,
+                &head,
+                black_box(&body),
+                "gemini-2.5-flash",
+                0,
+                Default::default(),
+            )
+            .map(|p| p.body.len())
+        })
+    });
     group.finish();
 
     let delta = br#"event: content_block_delta
@@ -253,6 +268,18 @@ data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text
         b.iter(|| {
             out.clear();
             translator.feed(black_box(delta), &mut out);
+            black_box(out.len())
+        })
+    });
+    let gemini_event = br#"data: {"candidates":[{"content":{"role":"model","parts":[{"text":"Hello there, "}]},"index":0}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":3,"totalTokenCount":12},"modelVersion":"gemini-2.5-flash","responseId":"r-1"}
+
+"#;
+    c.bench_function("stream_event/gemini_to_openai_text", |b| {
+        let mut translator = GeminiToChatStream::new("gemini-2.5-flash", 0);
+        let mut out = Vec::with_capacity(512);
+        b.iter(|| {
+            out.clear();
+            translator.feed(black_box(gemini_event), &mut out);
             black_box(out.len())
         })
     });

@@ -85,6 +85,14 @@ pub const SCENARIOS: &[Scenario] = &[
         skip: None,
         gateway_headers: &[],
     },
+    Scenario {
+        name: "gemini-stream",
+        config: include_str!("../../benches/scenarios/gemini-stream.yaml"),
+        model: "gemini/gemini-2.0-flash",
+        stream: true,
+        skip: None,
+        gateway_headers: &[],
+    },
 ];
 
 /// What to compare.
@@ -233,6 +241,15 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
     })
 }
 
+/// The chat body's prompt in Gemini's shape (the model and streaming are in the URL).
+fn gemini_body() -> Bytes {
+    let body = serde_json::json!({
+        "contents": [{"role": "user", "parts": [{"text": "Say hello in one short sentence."}]}],
+        "generationConfig": {"maxOutputTokens": 32},
+    });
+    Bytes::from(body.to_string())
+}
+
 fn chat_body(model: &str, stream: bool) -> Bytes {
     let body = serde_json::json!({
         "model": model,
@@ -352,14 +369,26 @@ async fn run_one(
         allow_remote: false,
     };
     // The direct run speaks the upstream's own wire to the mock.
-    let anthropic_upstream = model.starts_with("anthropic/");
-    let direct_url = if anthropic_upstream {
-        format!("{}/v1/messages", mock.base_url())
-    } else {
-        format!("{}/v1/chat/completions", mock.base_url())
+    let (direct_url, direct_body) = match model.split_once('/').map(|(p, _)| p) {
+        Some("anthropic") => (
+            format!("{}/v1/messages", mock.base_url()),
+            chat_body(upstream_model, stream),
+        ),
+        Some("gemini") => {
+            let method = if stream {
+                "streamGenerateContent?alt=sse"
+            } else {
+                "generateContent"
+            };
+            let url = format!("{}/v1beta/models/{upstream_model}:{method}", mock.base_url());
+            (url, gemini_body())
+        }
+        _ => (
+            format!("{}/v1/chat/completions", mock.base_url()),
+            chat_body(upstream_model, stream),
+        ),
     };
     let gateway_url = format!("http://{gateway_addr}/v1/chat/completions");
-    let direct_body = chat_body(upstream_model, stream);
     // The chat body is also a valid Messages body (model, messages, max_tokens, stream).
     let gateway_body = chat_body(model, stream);
 

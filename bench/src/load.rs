@@ -304,6 +304,7 @@ fn has_content(chunk: &[u8]) -> bool {
     }
     non_empty_string_after(chunk, b"\"content\":\"")
         || (chunk.windows(10).any(|w| w == b"text_delta") && non_empty_string_after(chunk, b"\"text\":\""))
+        || (chunk.windows(8).any(|w| w == b"\"parts\":") && non_empty_string_after(chunk, b"\"text\":\""))
 }
 
 async fn one(
@@ -395,6 +396,12 @@ mod tests {
     #[test]
     fn content_detection() {
         assert!(has_content(br#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#));
+        assert!(has_content(
+            br#"data: {"candidates":[{"content":{"parts":[{"text":"Hi"}]}}]}"#
+        ));
+        assert!(!has_content(
+            br#"data: {"candidates":[{"content":{"parts":[{"text":""}]}}]}"#
+        ));
         assert!(!has_content(
             br#"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#
         ));

@@ -204,6 +204,12 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
                 .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
                 .any(|v| v.contains(revoked.as_str()));
             if presented {
+                if gemini {
+                    // Google refuses a bad key with 400 and a reason, not 401.
+                    let err = json!({"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.",
+                        "status": "INVALID_ARGUMENT", "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]}});
+                    return write_json(session, 400, &err).await.map(|_| true);
+                }
                 let err = json!({"error": {"message": "invalid api key", "type": "invalid_request_error"}});
                 return write_json(session, 401, &err).await.map(|_| true);
             }
@@ -216,6 +222,7 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
                     .headers
                     .get("authorization")
                     .or_else(|| session.req_header().headers.get("x-api-key"))
+                    .or_else(|| session.req_header().headers.get("x-goog-api-key"))
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_string();

@@ -42,6 +42,6 @@ fuzz_target!(|body: &[u8]| {
         serde_json::to_vec(&chat_to_gemini::response(reply, "gemini-test", 1_700_000_000)).expect("reply serialises");
     }
     if let Ok(reply) = serde_json::from_slice::<BatchEmbedResponse>(body) {
-        serde_json::to_vec(&chat_to_gemini::embeddings_response(reply, "e")).expect("reply serialises");
+        serde_json::to_vec(&chat_to_gemini::embeddings_response(reply, "e", body.first() == Some(&b'{'))).expect("reply serialises");
     }
 });

@@ -201,10 +201,13 @@ fn known_type(kind: &str, status: u16) -> &'static str {
         .iter()
         .find(|k| **k == kind)
         .copied()
-        .unwrap_or(if status >= 500 {
-            "api_error"
-        } else {
-            "invalid_request_error"
+        .unwrap_or(match status {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            500.. => "api_error",
+            _ => "invalid_request_error",
         })
 }
 

@@ -352,6 +352,14 @@ async fn try_target(
                     .map(|body| {
                         super::scrub::scrub_reply(&mut head, body, provider.keys.iter().map(|k| k.secret.as_str()))
                     });
+                // A key refused with another status than 401 (Gemini's 400) is a refused key.
+                let status = match &body {
+                    Some(body) if provider::key_refused(upstream_wire, status, body) => {
+                        head.set_status(401)?;
+                        401
+                    }
+                    _ => status,
+                };
                 if matches!(status, 401 | 403 | 429)
                     && let (Some(index), Some(attempt_state)) = (key_index, ctx.attempt.as_mut())
                 {

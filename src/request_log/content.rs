@@ -94,10 +94,13 @@ pub fn extract(wire: Wire, request: &[u8], reply: Option<&[u8]>, stream: &[u8]) 
     content.stop_reason = stop;
     let mut summary = String::new();
     if let Some(messages) = &content.input_history
-        && let Ok(messages) = serde_json::from_str::<Vec<MessageView<'_>>>(messages)
+        && let Ok(messages) = serde_json::from_str::<Vec<&RawValue>>(messages)
     {
-        for m in &messages {
-            push_text(&mut summary, m.content);
+        // One message that is not an object does not cost the others their text.
+        for m in messages {
+            if let Ok(m) = serde_json::from_str::<MessageView<'_>>(m.get()) {
+                push_text(&mut summary, m.content);
+            }
         }
     }
     if let Some(out) = &content.output_message
@@ -318,14 +321,18 @@ fn streamed_reply(stream: &[u8], anthropic: bool) -> (Option<String>, Option<Str
 }
 
 /// Cuts JSON `text` to at most `cap` bytes of valid JSON (see [`capped_json`]); text that fits
-/// is kept as it is. Returns the text and whether anything was cut.
-pub fn capped(text: String, cap: usize) -> (String, bool) {
+/// is kept as it is. Returns the text (`None` when it is too long and cannot be read as a tree,
+/// e.g. nested deeper than the parser goes) and whether anything was cut.
+pub fn capped(text: String, cap: usize) -> (Option<String>, bool) {
     if text.len() <= cap {
-        return (text, false);
+        return (Some(text), false);
     }
     match serde_json::from_str::<Value>(&text) {
-        Ok(value) => capped_json(&value, cap),
-        Err(_) => (String::new(), true),
+        Ok(value) => {
+            let (text, cut) = capped_json(&value, cap);
+            (Some(text), cut)
+        }
+        Err(_) => (None, true),
     }
 }
 
@@ -492,10 +499,17 @@ mod tests {
     #[test]
     fn capped_text_that_fits_is_kept_and_long_text_stays_valid() {
         let spaced = "[ {\"a\" : 1} ]".to_string();
-        assert_eq!(capped(spaced.clone(), 100), (spaced, false));
+        assert_eq!(capped(spaced.clone(), 100), (Some(spaced), false));
         let long = json!([{"content": "y".repeat(5000)}]).to_string();
         let (text, cut) = capped(long, 1000);
+        let text = text.expect("cut text");
         assert!(cut && text.len() <= 1000);
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(
+            capped(deep, 10),
+            (None, true),
+            "unreadable text is left out, not stored empty"
+        );
         serde_json::from_str::<Value>(&text).expect("valid JSON");
     }
 

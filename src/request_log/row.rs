@@ -75,7 +75,7 @@ pub fn to_row(record: LogRecord, cap: usize) -> LogRow {
         let c = content::extract(wire, &recorded.request, recorded.reply.as_deref(), &recorded.stream);
         let mut cut = recorded.cut;
         let mut field = |v: Option<String>| {
-            v.map(|v| {
+            v.and_then(|v| {
                 let (text, was_cut) = capped(v, cap);
                 cut |= was_cut;
                 text

@@ -457,5 +457,14 @@ fn the_hourly_rollup_agrees_with_the_rows_across_hours() {
         assert_eq!(found("axolotl"), ["req-12"], "{}", store.kind());
         assert!(found("first draft").is_empty(), "{}", store.kind());
         assert_eq!(store.get("req-new").expect("get").expect("row").total_tokens, 7);
+
+        // The newest row deleted, its rowid is handed out again: the next row is still indexed.
+        store.delete_ids(&["req-new".to_string()]).expect("delete");
+        let mut reused = store.get("req-13").expect("get").expect("row");
+        reused.id = "req-reused".into();
+        reused.content_summary = Some("pangolin".into());
+        store.insert(&[reused]).expect("insert");
+        check("after the newest row was deleted and another written");
+        assert_eq!(found("pangolin"), ["req-reused"], "{}", store.kind());
     }
 }

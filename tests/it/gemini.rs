@@ -232,6 +232,63 @@ async fn embeddings_through_batch_embed_contents() {
         "token arrays cannot go to Gemini: {}",
         reply.text()
     );
+
+    // The OpenAI Node SDK asks for base64 by default: little-endian f32 bytes.
+    let reply = post(
+        &gw,
+        "/v1/embeddings",
+        r#"{"model":"gemini/text-embedding-004","input":"one","encoding_format":"base64"}"#,
+    )
+    .await;
+    let encoded = reply.json()["data"][0]["embedding"]
+        .as_str()
+        .expect("base64 text")
+        .to_string();
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("base64");
+    let floats: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert_eq!(floats, [0.0125, -0.25, 0.5]);
+    let many = json!({"model": "gemini/text-embedding-004", "input": vec!["x"; 101]});
+    let reply = post(&gw, "/v1/embeddings", &many.to_string()).await;
+    assert_eq!(reply.status(), 400);
+    assert!(reply.text().contains("at most 100"), "{}", reply.text());
+}
+
+#[tokio::test]
+async fn a_key_google_refuses_with_400_is_a_refused_key() {
+    let upstream = mock(MockOptions {
+        reject_key: Some("gm-revoked".into()),
+        ..MockOptions::default()
+    });
+    let yaml = format!(
+        "providers:\n  gemini:\n    keys: [{{name: old, value: gm-revoked, weight: 100}}, {{name: new, value: gm-good, weight: 0.001}}]\n    network_config: {{base_url: \"{}\", max_retries: 2}}\n",
+        upstream.base_url()
+    );
+    let gw = gateway(&yaml);
+    let body = r#"{"model":"gemini/gemini-2.0-flash","messages":[{"role":"user","content":"hi"}]}"#;
+    let reply = post(&gw, "/v1/chat/completions", body).await;
+    assert_eq!(reply.status(), 200, "the other key serves: {}", reply.text());
+    let keys: Vec<String> = upstream
+        .state
+        .recorded()
+        .iter()
+        .filter_map(|r| r.header("x-goog-api-key").map(str::to_string))
+        .collect();
+    assert_eq!(keys, ["gm-revoked", "gm-good"]);
+
+    let only_revoked = gateway(&format!(
+        "providers:\n  gemini:\n    keys: [{{name: old, value: gm-revoked}}]\n    network_config: {{base_url: \"{}\"}}\n",
+        upstream.base_url()
+    ));
+    let reply = post(&only_revoked, "/v1/chat/completions", body).await;
+    assert_eq!(reply.status(), 401, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["type"], "authentication_error");
+    assert!(!reply.text().contains("gm-revoked"));
 }
 
 #[tokio::test]
@@ -267,6 +324,7 @@ async fn gemini_errors_keep_their_status_and_cut_streams_end_in_an_error() {
     let failing = mock(MockOptions {
         fail_first: 100,
         fail_status: 429,
+        echo_auth_on_failure: true,
         ..MockOptions::default()
     });
     let gw = gateway(&gemini_provider(&failing.base_url()));
@@ -278,9 +336,15 @@ async fn gemini_errors_keep_their_status_and_cut_streams_end_in_an_error() {
     .await;
     assert_eq!(reply.status(), 429, "{}", reply.text());
     let json = reply.json();
-    assert_eq!(json["error"]["message"], "mock provider failure");
-    assert_eq!(json["error"]["type"], "rate_limit_error", "{json}");
-    assert!(!reply.text().contains("gm-key-1"));
+    // The mock echoes the key it was sent in its error; the gateway never hands it on.
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("invalid credentials")),
+        "{json}"
+    );
+    assert!(!reply.text().contains("gm-key-1"), "{}", reply.text());
+    assert_eq!(failing.state.recorded()[0].header("x-goog-api-key"), Some("gm-key-1"));
 
     let cut = mock(MockOptions {
         abort_after_chunks: Some(2),

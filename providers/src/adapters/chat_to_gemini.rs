@@ -3,7 +3,9 @@
 //!
 //! Gemini names a function in its result but OpenAI's `tool` message carries only the call id, so
 //! the name is recovered from the assistant turn that made the call. Gemini's calls carry no id
-//! on older models, so the reply's calls get ids made here.
+//! on older models, so the reply's calls get ids made here. Thinking models sign a call
+//! (`thoughtSignature`) and need the signature back with it on the next turn; OpenAI clients
+//! echo only the call's id, so the signature travels in the id, after [`SIGNATURE_MARK`].
 
 use serde_json::{Value, json};
 
@@ -17,6 +19,9 @@ use crate::formats::openai::types::{
     ResponseMessage, ToolCall,
 };
 use crate::usage::Usage;
+
+/// Separates a call id from the thought signature carried in it.
+pub const SIGNATURE_MARK: &str = "__thought__";
 
 /// Translates an OpenAI chat request into a Gemini `generateContent` request. The model goes in
 /// the URL, not the body.
@@ -48,10 +53,17 @@ pub fn request(chat: ChatRequest) -> Result<GenerateRequest, TranslateError> {
                 role: Some("user".into()),
                 parts: user_parts(message.content.as_ref())?,
             }),
-            "assistant" => contents.push(Content {
-                role: Some("model".into()),
-                parts: model_parts(message),
-            }),
+            "assistant" => {
+                let parts = model_parts(message);
+                // Gemini wants turns to alternate: consecutive assistant messages are one turn.
+                match contents.last_mut() {
+                    Some(last) if last.role.as_deref() == Some("model") => last.parts.extend(parts),
+                    _ => contents.push(Content {
+                        role: Some("model".into()),
+                        parts,
+                    }),
+                }
+            }
             "tool" => {
                 let part = function_response(message, &chat.messages[..at])?;
                 // Consecutive results go back in one user turn, as Gemini's own clients send them.
@@ -241,12 +253,18 @@ fn model_parts(message: &ChatMessage) -> Vec<Part> {
     }
     for call in message.tool_calls.iter().flatten() {
         let args = serde_json::from_str(&call.function.arguments).unwrap_or_else(|_| json!({}));
+        let signature = call
+            .id
+            .split_once(SIGNATURE_MARK)
+            .map(|(_, signature)| signature.to_string())
+            .filter(|s| !s.is_empty());
         parts.push(Part {
             function_call: Some(FunctionCall {
                 id: None,
                 name: call.function.name.clone(),
                 args,
             }),
+            thought_signature: signature,
             ..Part::default()
         });
     }
@@ -296,7 +314,14 @@ fn function_response(message: &ChatMessage, earlier: &[ChatMessage]) -> Result<P
 pub fn finish_reason(reason: &str, called: bool) -> &'static str {
     match reason {
         "MAX_TOKENS" => "length",
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => "content_filter",
+        "SAFETY"
+        | "RECITATION"
+        | "BLOCKLIST"
+        | "PROHIBITED_CONTENT"
+        | "SPII"
+        | "IMAGE_SAFETY"
+        | "IMAGE_PROHIBITED_CONTENT"
+        | "IMAGE_RECITATION" => "content_filter",
         _ if called => "tool_calls",
         _ => "stop",
     }
@@ -347,8 +372,13 @@ pub fn candidate_parts(candidate: &Candidate, reply_id: &str, first_call: usize)
         }
         if let Some(call) = &part.function_call {
             let n = first_call + out.calls.len();
+            let mut id = call.id.clone().unwrap_or_else(|| call_id(reply_id, n));
+            if let Some(signature) = &part.thought_signature {
+                id.push_str(SIGNATURE_MARK);
+                id.push_str(signature);
+            }
             out.calls.push(ToolCall {
-                id: call.id.clone().unwrap_or_else(|| call_id(reply_id, n)),
+                id,
                 kind: "function".into(),
                 function: OpenAiCall {
                     name: call.name.clone(),
@@ -412,8 +442,11 @@ pub fn response(reply: GenerateResponse, model: &str, created: u64) -> ChatRespo
     }
 }
 
-/// Translates an OpenAI embeddings request (`input` a string or a list of strings) into a
-/// `batchEmbedContents` request for `model`.
+/// Most inputs `batchEmbedContents` takes in one request.
+pub const MAX_EMBED_INPUTS: usize = 100;
+
+/// Translates an OpenAI embeddings request (`input` a string or a list of strings, at most
+/// [`MAX_EMBED_INPUTS`]) into a `batchEmbedContents` request for `model`.
 pub fn embeddings_request(body: &Value, model: &str) -> Result<BatchEmbedRequest, TranslateError> {
     let invalid = |what: &str| TranslateError::InvalidRequest(what.to_string());
     let inputs: Vec<String> = match body.get("input") {
@@ -427,6 +460,12 @@ pub fn embeddings_request(body: &Value, model: &str) -> Result<BatchEmbedRequest
     };
     if inputs.is_empty() {
         return Err(invalid("input must not be empty"));
+    }
+    if inputs.len() > MAX_EMBED_INPUTS {
+        return Err(TranslateError::InvalidRequest(format!(
+            "a Gemini embedding request takes at most {MAX_EMBED_INPUTS} inputs, this one has {}",
+            inputs.len()
+        )));
     }
     let dimensions = body
         .get("dimensions")
@@ -448,14 +487,25 @@ pub fn embeddings_request(body: &Value, model: &str) -> Result<BatchEmbedRequest
     })
 }
 
-/// Translates a `batchEmbedContents` reply into OpenAI's embeddings list for `model`. Gemini
-/// reports no token counts for embeddings, so the usage is zero.
-pub fn embeddings_response(reply: BatchEmbedResponse, model: &str) -> Value {
+/// Translates a `batchEmbedContents` reply into OpenAI's embeddings list for `model`: float
+/// lists, or with `base64` (what the OpenAI Node SDK asks for by default) each vector's
+/// little-endian `f32` bytes in base64. Gemini reports no token counts for embeddings, so the
+/// usage is zero.
+pub fn embeddings_response(reply: BatchEmbedResponse, model: &str, base64: bool) -> Value {
+    use base64::Engine as _;
     let data: Vec<Value> = reply
         .embeddings
         .into_iter()
         .enumerate()
-        .map(|(index, e)| json!({"object": "embedding", "index": index, "embedding": e.values}))
+        .map(|(index, e)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = e.values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect();
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(e.values)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
         .collect();
     json!({
         "object": "list",
@@ -544,6 +594,38 @@ mod tests {
         assert_eq!(finishes, [Some("length"), Some("content_filter")]);
         assert_eq!(chat.choices[1].message.content.as_deref(), Some("b"));
         assert_eq!(chat.usage.map(|u| (u.prompt_tokens, u.completion_tokens)), Some((2, 4)));
+    }
+
+    #[test]
+    fn thought_signatures_travel_in_the_call_id_and_come_back() {
+        let reply: GenerateResponse = serde_json::from_value(json!({"candidates": [{"content": {"parts": [
+            {"functionCall": {"name": "f", "args": {"a": 1}}, "thoughtSignature": "c2lnbmVk"}
+        ]}, "finishReason": "STOP", "index": 0}], "responseId": "r-9"}))
+        .expect("reply");
+        let chat = response(reply, "gemini-3-pro", 1);
+        let calls = chat.choices[0].message.tool_calls.clone().expect("calls");
+        assert_eq!(calls[0].id, format!("call_r9_0{SIGNATURE_MARK}c2lnbmVk"));
+        let next = request(chat_of(json!([
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": "first"},
+            {"role": "assistant", "content": null, "tool_calls": calls},
+            {"role": "tool", "tool_call_id": calls[0].id, "content": "ok"}
+        ])))
+        .expect("translated");
+        let v = serde_json::to_value(&next).expect("json");
+        assert_eq!(
+            v["contents"].as_array().map(Vec::len),
+            Some(3),
+            "the assistant turns are one"
+        );
+        assert_eq!(v["contents"][1]["parts"][0]["text"], "first");
+        assert_eq!(v["contents"][1]["parts"][1]["thoughtSignature"], "c2lnbmVk");
+        assert_eq!(v["contents"][1]["parts"][1]["functionCall"]["name"], "f");
+        assert_eq!(v["contents"][2]["parts"][0]["functionResponse"]["name"], "f");
+    }
+
+    fn chat_of(messages: Value) -> ChatRequest {
+        chat(json!({"model": "m", "messages": messages}))
     }
 
     #[test]

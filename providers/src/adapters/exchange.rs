@@ -111,16 +111,18 @@ pub fn prepare(
                 serde_json::to_vec(&request).map_err(invalid)?,
                 ReplyTranslator::EmbeddingsFromGemini {
                     model: upstream_model.to_string(),
+                    base64: body.get("encoding_format").and_then(serde_json::Value::as_str) == Some("base64"),
                 },
             )
         }
         (Shape::Chat, Shape::Gemini) => {
-            let chat = serde_json::from_slice(raw).map_err(invalid)?;
+            let chat: crate::formats::openai::types::ChatRequest = serde_json::from_slice(raw).map_err(invalid)?;
+            let candidates = chat.n.unwrap_or(1);
             let request = chat_to_gemini::request(chat)?;
             (
                 serde_json::to_vec(&request).map_err(invalid)?,
                 ReplyTranslator::ChatFromGemini {
-                    stream: Box::new(GeminiToChatStream::new(upstream_model, created)),
+                    stream: Box::new(GeminiToChatStream::with_candidates(upstream_model, created, candidates)),
                     model: upstream_model.to_string(),
                     created,
                 },
@@ -209,6 +211,8 @@ pub enum ReplyTranslator {
     EmbeddingsFromGemini {
         /// The model asked for.
         model: String,
+        /// `encoding_format: base64` was asked for.
+        base64: bool,
     },
 }
 
@@ -255,9 +259,9 @@ impl ReplyTranslator {
                 let messages = messages_to_chat::response(chat)?;
                 Ok((Some(serde_json::to_vec(&messages).map_err(invalid)?), usage))
             }
-            ReplyTranslator::EmbeddingsFromGemini { model } => {
+            ReplyTranslator::EmbeddingsFromGemini { model, base64 } => {
                 let reply = serde_json::from_slice(body).map_err(invalid)?;
-                let list = chat_to_gemini::embeddings_response(reply, model);
+                let list = chat_to_gemini::embeddings_response(reply, model, *base64);
                 Ok((Some(serde_json::to_vec(&list).map_err(invalid)?), Usage::default()))
             }
         }

@@ -29,14 +29,23 @@ pub struct GeminiToChatStream {
     call_total: usize,
     /// Candidates finished.
     finished: HashSet<u32>,
+    /// Candidates asked for (`n`).
+    expected: usize,
     usage: Usage,
     done: bool,
     errored: bool,
 }
 
 impl GeminiToChatStream {
-    /// A translator naming `model` (until the reply names its version) and stamping `created`.
+    /// A translator naming `model` (until the reply names its version) and stamping `created`,
+    /// for one candidate.
     pub fn new(model: &str, created: u64) -> Self {
+        Self::with_candidates(model, created, 1)
+    }
+
+    /// A translator for a request that asked for `candidates` (`n`): the stream is complete
+    /// when that many have finished.
+    pub fn with_candidates(model: &str, created: u64, candidates: u32) -> Self {
         GeminiToChatStream {
             splitter: SseSplitter::new(),
             id: format!("gemini-{created}"),
@@ -46,6 +55,7 @@ impl GeminiToChatStream {
             calls: Vec::new(),
             call_total: 0,
             finished: HashSet::new(),
+            expected: candidates.max(1) as usize,
             usage: Usage::default(),
             done: false,
             errored: false,
@@ -95,10 +105,10 @@ impl GeminiToChatStream {
         if self.done {
             return;
         }
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(data) else {
+        let Ok(event) = serde_json::from_str::<GenerateResponse>(data) else {
             return;
         };
-        if let Some(error) = value.get("error") {
+        if let Some(error) = &event.error {
             self.errored = true;
             let message = error
                 .get("message")
@@ -108,9 +118,6 @@ impl GeminiToChatStream {
             out.extend_from_slice(&crate::errors::sse_error_event(&err, &ErrorContext::default()));
             return;
         }
-        let Ok(event) = serde_json::from_value::<GenerateResponse>(value) else {
-            return;
-        };
         if let Some(id) = &event.response_id {
             self.id.clone_from(id);
         }
@@ -171,13 +178,19 @@ impl GeminiToChatStream {
             }
         }
         // A blocked prompt ends the stream with no candidate at all.
-        let blocked = event.candidates.is_empty() && event.prompt_feedback.is_some();
+        let blocked = event.candidates.is_empty()
+            && event
+                .prompt_feedback
+                .as_ref()
+                .is_some_and(|f| f.get("blockReason").is_some());
         if blocked {
             let mut chunk = self.chunk(0, Delta::default(), Some("content_filter"));
             chunk.usage = Some(self.usage.to_openai());
             Self::emit(out, &chunk);
         }
-        if blocked || (!self.started.is_empty() && self.started.iter().all(|c| self.finished.contains(c))) {
+        let all_finished =
+            self.finished.len() >= self.expected && self.started.iter().all(|c| self.finished.contains(c));
+        if blocked || all_finished {
             self.done = true;
             sse::write_data(out, b"[DONE]");
         }
@@ -262,6 +275,24 @@ mod tests {
         let (out, stream) = translate(&[EVENTS.as_bytes()[..10].as_ref(), b"\n\n", failed]);
         assert!(!stream.completed());
         assert!(out.contains("boom") && !out.contains("[DONE]"), "{out}");
+    }
+
+    #[test]
+    fn a_stream_asked_for_two_candidates_waits_for_both() {
+        let events = concat!(
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]},\"finishReason\":\"STOP\",\"index\":0}]}\n\n",
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"b\"}]},\"finishReason\":\"STOP\",\"index\":1}]}\n\n",
+        );
+        let mut stream = GeminiToChatStream::with_candidates("m", 1, 2);
+        let mut out = Vec::new();
+        let (first, second) = events.split_at(events.find("\n\n").expect("event") + 2);
+        stream.feed(first.as_bytes(), &mut out);
+        assert!(!stream.completed(), "one of two candidates finished");
+        stream.feed(second.as_bytes(), &mut out);
+        assert!(stream.completed());
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.contains("\"index\":1,\"delta\":{\"content\":\"b\"}"), "{text}");
+        assert_eq!(text.matches("[DONE]").count(), 1);
     }
 
     #[test]

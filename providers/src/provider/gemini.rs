@@ -3,6 +3,10 @@
 //! ([`crate::adapters::chat_to_gemini`]).
 
 use asbru_config::catalog::RequestType;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// What stays unescaped in a model name put in the path: the characters model names use.
+const MODEL_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_');
 
 /// Google's Gemini API host.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
@@ -20,7 +24,10 @@ pub fn serves(request_type: RequestType) -> bool {
 
 /// `{base_path}/v1beta/models/{model}:{method}`: `generateContent`, or
 /// `streamGenerateContent?alt=sse` when streaming; `batchEmbedContents` for embeddings. A model
-/// written `models/…` is taken as is.
+/// written `models/…` is taken as is; any other character than letters, digits, `-`, `.` and `_`
+/// is percent-encoded, so a client's model name cannot change the method or the path. A base
+/// URL that already ends in the version (`…/v1beta`, as Bifrost writes Gemini's) gets no second
+/// one.
 pub fn path(base_path: &str, model: &str, request_type: RequestType, stream: bool) -> Option<String> {
     let method = match (request_type, stream) {
         (RequestType::ChatCompletion, false) => "generateContent",
@@ -28,8 +35,20 @@ pub fn path(base_path: &str, model: &str, request_type: RequestType, stream: boo
         (RequestType::Embedding, _) => "batchEmbedContents",
         (RequestType::ListModels | RequestType::CountTokens, _) => return None,
     };
-    let model = model.trim_start_matches("models/");
-    Some(format!("{base_path}{API_PREFIX}/models/{model}:{method}"))
+    let model = utf8_percent_encode(model.trim_start_matches("models/"), MODEL_SEGMENT);
+    let prefix = if base_path.ends_with(API_PREFIX) || base_path.ends_with("/v1") {
+        ""
+    } else {
+        API_PREFIX
+    };
+    Some(format!("{base_path}{prefix}/models/{model}:{method}"))
+}
+
+/// Whether an error reply says the key itself was refused: Google answers an invalid or expired
+/// API key with 400 `INVALID_ARGUMENT` and the reason `API_KEY_INVALID`, where other providers
+/// answer 401.
+pub fn key_refused(status: u16, body: &[u8]) -> bool {
+    status == 400 && memchr::memmem::find(body, b"API_KEY_INVALID").is_some()
 }
 
 /// `x-goog-api-key: <key>`.
@@ -56,6 +75,26 @@ mod tests {
             Some("/v1beta/models/text-embedding-004:batchEmbedContents")
         );
         assert_eq!(path("", "m", RequestType::ListModels, false), None);
+        assert_eq!(
+            path("/v1beta", "gemini-2.0-flash", RequestType::ChatCompletion, false).as_deref(),
+            Some("/v1beta/models/gemini-2.0-flash:generateContent"),
+            "Bifrost's base URL ends in the version"
+        );
+        assert_eq!(
+            path(
+                "",
+                "x:streamGenerateContent?alt=sse/../y",
+                RequestType::ChatCompletion,
+                false
+            )
+            .as_deref(),
+            Some("/v1beta/models/x%3AstreamGenerateContent%3Falt%3Dsse%2F..%2Fy:generateContent")
+        );
+        assert!(key_refused(
+            400,
+            br#"{"error":{"details":[{"reason":"API_KEY_INVALID"}]}}"#
+        ));
+        assert!(!key_refused(400, br#"{"error":{"message":"bad"}}"#) && !key_refused(500, b"API_KEY_INVALID"));
         assert_eq!(auth_header("k"), ("x-goog-api-key", "k".to_string()));
     }
 }

@@ -124,6 +124,15 @@ pub fn error_shape(wire: Wire) -> ErrorShape {
     }
 }
 
+/// Whether an error reply means the key was refused (treated as a 401: the key cools down and
+/// another is tried), for wires that say so with another status.
+pub fn key_refused(wire: Wire, status: u16, body: &[u8]) -> bool {
+    match wire {
+        Wire::Gemini => gemini::key_refused(status, body),
+        Wire::OpenAi | Wire::Anthropic | Wire::Azure | Wire::Bedrock | Wire::Vertex | Wire::Cohere => false,
+    }
+}
+
 /// Whether error bodies for a client of `wire` use Anthropic's shape (else Bifrost's).
 pub fn anthropic_errors(wire: Wire) -> bool {
     match wire {

@@ -39,8 +39,8 @@ pub const POSTGRES: &[Migration] = &[
 /// The table recording applied versions.
 pub const TABLE: &str = "logs_schema_migrations";
 
-/// The newest schema version this binary knows (PostgreSQL's list may stop earlier: SQLite's
-/// version 3 changes only how SQLite maintains its index and rollup).
-pub fn latest() -> u32 {
-    SQLITE.iter().chain(POSTGRES).map(|m| m.version).max().unwrap_or(0)
+/// The newest schema version this binary knows for a dialect's list (PostgreSQL's may stop
+/// earlier: SQLite's version 3 changes only how SQLite maintains its index and rollup).
+pub fn latest(migrations: &[Migration]) -> u32 {
+    migrations.iter().map(|m| m.version).max().unwrap_or(0)
 }

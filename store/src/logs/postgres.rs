@@ -143,10 +143,10 @@ fn migrate_conn(conn: &mut postgres::Client) -> Result<(), LogStoreError> {
             .map_err(db_error)?
             .get(0);
         let current = u32::try_from(current).unwrap_or(0);
-        if current > migrate::latest() {
+        if current > migrate::latest(migrate::POSTGRES) {
             return Err(LogStoreError::SchemaTooNew {
                 found: current,
-                known: migrate::latest(),
+                known: migrate::latest(migrate::POSTGRES),
             });
         }
         for m in migrate::POSTGRES.iter().filter(|m| m.version > current) {

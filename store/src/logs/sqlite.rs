@@ -34,6 +34,9 @@ fn insert_statement(rows: usize) -> String {
     )
 }
 
+/// Moves the mark of rows already indexed and rolled up to the last row.
+const MOVE_INDEX_MARK: &str = "UPDATE logs_indexed SET upto = (SELECT COALESCE(MAX(rowid), 0) FROM logs) WHERE id = 1";
+
 /// Adds the rows above rowid `?1` to the content search index.
 const INDEX_NEW_ROWS: &str =
     "INSERT INTO logs_fts (rowid, content_summary) SELECT rowid, content_summary FROM logs WHERE rowid > ?1";
@@ -181,10 +184,10 @@ fn migrate_conn(conn: &mut rusqlite::Connection) -> Result<(), LogStoreError> {
             |r| r.get(0),
         )
         .map_err(db_error)?;
-    if current > migrate::latest() {
+    if current > migrate::latest(migrate::SQLITE) {
         return Err(LogStoreError::SchemaTooNew {
             found: current,
-            known: migrate::latest(),
+            known: migrate::latest(migrate::SQLITE),
         });
     }
     for m in migrate::SQLITE.iter().filter(|m| m.version > current) {
@@ -223,13 +226,19 @@ impl LogStore for SqliteLogStore {
     fn insert(&self, rows: &[LogRow]) -> Result<(), LogStoreError> {
         let rows = last_per_id(rows);
         let mut conn = self.conn()?;
-        // Immediate: the write lock is held from reading the last rowid to the commit, so the
-        // rows above it are this batch's, even with another process writing the same file.
+        // Immediate: the write lock is held from reading the mark to the commit, so no other
+        // writer moves it meanwhile.
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db_error)?;
+        // Below the last rowid too: after the newest rows are deleted, SQLite hands their
+        // rowids out again.
         let before: i64 = tx
-            .query_row("SELECT COALESCE(MAX(rowid), 0) FROM logs", [], |r| r.get(0))
+            .query_row(
+                "SELECT MIN(upto, (SELECT COALESCE(MAX(rowid), 0) FROM logs)) FROM logs_indexed WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
             .map_err(db_error)?;
         // Many rows per statement: fewer statements to step, and fewer savepoints.
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
@@ -244,6 +253,9 @@ impl LogStore for SqliteLogStore {
             .map_err(db_error)?;
         tx.prepare_cached(ROLL_UP_NEW_ROWS)
             .and_then(|mut s| s.execute([before]))
+            .map_err(db_error)?;
+        tx.prepare_cached(MOVE_INDEX_MARK)
+            .and_then(|mut s| s.execute([]))
             .map_err(db_error)?;
         tx.commit().map_err(db_error)
     }

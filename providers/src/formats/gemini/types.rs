@@ -58,6 +58,10 @@ pub struct Part {
     /// A call's result, sent back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function_response: Option<FunctionResponse>,
+    /// The model's signature of its reasoning before this part; thinking models need it back,
+    /// unchanged, on the part in the next request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thought_signature: Option<String>,
 }
 
 /// Inline bytes.
@@ -185,6 +189,9 @@ pub struct GenerateResponse {
     /// Why a prompt was blocked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_feedback: Option<Value>,
+    /// An error, in place of a reply (a stream's failure event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
 }
 
 /// One candidate.
