@@ -14,7 +14,7 @@ use asbru_providers::errors::{ErrorContext, WireError};
 use crate::exchange::{self, InFlight};
 use asbru_config::catalog::Wire;
 
-use crate::routes::{Match, Route};
+use crate::routes::{Match, Route, gemini_call};
 use crate::state::Gateway;
 use crate::{models, respond};
 
@@ -104,10 +104,14 @@ impl GatewayProxy {
     }
 }
 
-/// Errors on `/anthropic/...` paths use Anthropic's shape, so Anthropic SDKs can read them.
+/// Errors on `/anthropic/...` paths use Anthropic's shape and on `/genai/...` Google's, so those
+/// SDKs can read them.
 fn ingress_of(session: &Session) -> Wire {
-    if session.req_header().uri.path().starts_with("/anthropic/") {
+    let path = session.req_header().uri.path();
+    if path.starts_with("/anthropic/") {
         Wire::Anthropic
+    } else if path.starts_with("/genai/") {
+        Wire::Gemini
     } else {
         Wire::OpenAi
     }
@@ -256,6 +260,29 @@ impl ProxyHttp for GatewayProxy {
                     request_type,
                     ingress,
                     target: exchange::Target::Model { default_provider },
+                };
+                exchange::handle(&self.state, session, &ctx.request_id, started, route, &mut ctx.inflight).await?;
+            }
+            Match::Found(Route::GeminiModel, rest) => {
+                let Some((model, method, request_type, stream)) = rest.as_deref().and_then(gemini_call) else {
+                    let err = WireError {
+                        status: 404,
+                        ..WireError::bad_request(
+                            "unknown Gemini method: asbru serves models/{model}:generateContent, \
+                             :streamGenerateContent, :embedContent and :batchEmbedContents",
+                        )
+                    };
+                    let err_ctx = ErrorContext {
+                        request_id: Some(&ctx.request_id),
+                        ..Default::default()
+                    };
+                    respond::error(session, Wire::Gemini, &err, &err_ctx).await?;
+                    return Ok(true);
+                };
+                let route = exchange::Route {
+                    request_type,
+                    ingress: Wire::Gemini,
+                    target: exchange::Target::GeminiModel { model, method, stream },
                 };
                 exchange::handle(&self.state, session, &ctx.request_id, started, route, &mut ctx.inflight).await?;
             }

@@ -57,10 +57,10 @@ pub async fn error_with(
     ctx: &ErrorContext<'_>,
     extra: ExtraHeaders<'_>,
 ) -> pingora::Result<()> {
-    let body = if provider::anthropic_errors(ingress) {
-        errors::anthropic_body(error)
-    } else {
-        errors::bifrost_body(error, ctx)
+    let body = match provider::error_shape(ingress) {
+        provider::ErrorShape::Anthropic => errors::anthropic_body(error),
+        provider::ErrorShape::Google => errors::google_body(error),
+        _ => errors::bifrost_body(error, ctx),
     };
     json_with(session, error.status, body, ctx.request_id.unwrap_or_default(), extra).await
 }

@@ -28,6 +28,9 @@ pub enum Route {
         /// Chat or embeddings.
         request_type: RequestType,
     },
+    /// The google-genai SDK's `/genai/v1beta/models/{model}:{method}` (and `/genai/v1/...`): the
+    /// path names the model (a bare name means Gemini) and the method.
+    GeminiModel,
     /// `GET .../models`: the models of every configured provider.
     ListModels {
         /// When set, only this provider is listed and ids are not prefixed.
@@ -38,7 +41,8 @@ pub enum Route {
 /// Outcome of matching a request line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Match {
-    /// A route, with the `{deployment}` path parameter where the route has one.
+    /// A route, with its path parameter where the route has one (`{deployment}`, or the
+    /// `{model}:{method}` rest of a Gemini path).
     Found(Route, Option<String>),
     /// The path exists but not for this method; carries the allowed method.
     WrongMethod(&'static str),
@@ -70,7 +74,9 @@ impl RouteTable {
             ingress: Wire::Anthropic,
         };
         let azure = |request_type| Route::AzureDeployment { request_type };
-        let entries: [(&str, Method, Route); 21] = [
+        let entries: [(&str, Method, Route); 23] = [
+            ("/genai/v1beta/models/{*rest}", Method::POST, Route::GeminiModel),
+            ("/genai/v1/models/{*rest}", Method::POST, Route::GeminiModel),
             ("/health", Method::GET, Route::Health),
             ("/", Method::GET, Route::Ui),
             ("/ui", Method::GET, Route::Ui),
@@ -160,7 +166,8 @@ impl RouteTable {
             Ok(found) => {
                 let (allowed, route) = found.value;
                 if allowed == method || (*allowed == Method::GET && method == Method::HEAD) {
-                    Match::Found(*route, found.params.get("deployment").map(str::to_string))
+                    let param = found.params.get("deployment").or_else(|| found.params.get("rest"));
+                    Match::Found(*route, param.map(str::to_string))
                 } else {
                     Match::WrongMethod(allowed.as_str_static())
                 }
@@ -168,6 +175,22 @@ impl RouteTable {
             Err(_) => Match::NotFound,
         }
     }
+}
+
+/// A Gemini path's rest, `{model}:{method}`, as the model (percent-decoded: the google-genai SDK
+/// sends `provider/model` as is, others encode the slash), the method, the request type and
+/// whether the method streams. `None` for a method asbru does not serve.
+pub fn gemini_call(rest: &str) -> Option<(String, &'static str, RequestType, bool)> {
+    let (model, method) = rest.rsplit_once(':')?;
+    let (method, request_type, stream) = match method {
+        "generateContent" => ("generateContent", CHAT, false),
+        "streamGenerateContent" => ("streamGenerateContent?alt=sse", CHAT, true),
+        "embedContent" => ("embedContent", EMBED, false),
+        "batchEmbedContents" => ("batchEmbedContents", EMBED, false),
+        _ => return None,
+    };
+    let model = percent_encoding::percent_decode_str(model).decode_utf8().ok()?;
+    (!model.is_empty()).then(|| (model.into_owned(), method, request_type, stream))
 }
 
 impl Default for RouteTable {
@@ -195,6 +218,32 @@ impl StaticMethodName for Method {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gemini_paths_name_the_model_and_the_method() {
+        let table = RouteTable::new();
+        let found = table.find(&Method::POST, "/genai/v1beta/models/openai/gpt-4o:generateContent");
+        assert_eq!(
+            found,
+            Match::Found(Route::GeminiModel, Some("openai/gpt-4o:generateContent".into()))
+        );
+        assert_eq!(
+            gemini_call("openai%2Fgpt-4o:streamGenerateContent"),
+            Some((
+                "openai/gpt-4o".into(),
+                "streamGenerateContent?alt=sse",
+                RequestType::ChatCompletion,
+                true
+            ))
+        );
+        assert_eq!(
+            gemini_call("text-embedding-004:embedContent").map(|c| c.2),
+            Some(RequestType::Embedding)
+        );
+        assert_eq!(gemini_call("gemini-2.0-flash:predict"), None);
+        assert_eq!(gemini_call(":generateContent"), None);
+        assert_eq!(gemini_call("no-method"), None);
+    }
 
     #[test]
     fn matches_routes_and_methods() {

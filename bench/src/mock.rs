@@ -272,6 +272,7 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
                 return super::mock_gemini::stream(session, &state.options, model, tool.as_deref()).await;
             }
             "batchEmbedContents" => super::mock_gemini::embeddings(&request),
+            "embedContent" => super::mock_gemini::embedding(),
             _ => super::mock_gemini::generate(model, tool.as_deref()),
         };
         return write_json(session, 200, &reply).await.map(|_| true);

@@ -13,7 +13,7 @@ pub fn route(path: &str) -> Option<(&str, &str)> {
     let (model, method) = rest.split_once(':')?;
     matches!(
         method,
-        "generateContent" | "streamGenerateContent" | "batchEmbedContents"
+        "generateContent" | "streamGenerateContent" | "batchEmbedContents" | "embedContent"
     )
     .then_some((model, method))
 }
@@ -50,6 +50,11 @@ pub fn embeddings(request: &Value) -> Value {
     let n = request["requests"].as_array().map_or(1, Vec::len);
     let embeddings: Vec<Value> = (0..n).map(|_| json!({"values": [0.0125, -0.25, 0.5]})).collect();
     json!({"embeddings": embeddings})
+}
+
+/// An `embedContent` reply.
+pub fn embedding() -> Value {
+    json!({"embedding": {"values": [0.0125, -0.25, 0.5]}})
 }
 
 /// Google's error body.

@@ -172,6 +172,40 @@ pub fn anthropic_body(error: &WireError) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"type\":\"error\"}".to_vec())
 }
 
+/// Google's status name for an HTTP status (its error bodies carry both).
+pub fn google_status_for(status: u16) -> &'static str {
+    match status {
+        400 | 411 | 413 | 422 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        402 | 429 => "RESOURCE_EXHAUSTED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        405 | 501 => "UNIMPLEMENTED",
+        408 | 504 => "DEADLINE_EXCEEDED",
+        409 => "ABORTED",
+        499 => "CANCELLED",
+        502 | 503 => "UNAVAILABLE",
+        _ => "INTERNAL",
+    }
+}
+
+/// Renders `error` in Google's shape, for Gemini clients: `{"error":{"code","message","status"}}`.
+pub fn google_body(error: &WireError) -> Vec<u8> {
+    let body = serde_json::json!({"error": {
+        "code": error.status,
+        "message": error.message,
+        "status": google_status_for(error.status),
+    }});
+    serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":{}}".to_vec())
+}
+
+/// A mid-stream error event for Gemini streams: `data: {"error":{...}}`.
+pub fn google_sse_error_event(error: &WireError) -> Vec<u8> {
+    let mut out = Vec::new();
+    crate::sse::write_data(&mut out, &google_body(error));
+    out
+}
+
 /// A mid-stream error event for Anthropic streams.
 pub fn anthropic_sse_error_event(error: &WireError) -> Vec<u8> {
     let mut out = Vec::new();

@@ -125,13 +125,27 @@ pub fn from_anthropic_json(body: &[u8]) -> Option<Usage> {
     }
 }
 
+/// Usage from a Gemini reply body or stream event (`usageMetadata`, cumulative in a stream).
+pub fn from_gemini_json(body: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct WithGeminiUsage {
+        #[serde(default)]
+        usage_metadata: Option<crate::formats::gemini::types::UsageMetadata>,
+    }
+    let parsed: WithGeminiUsage = serde_json::from_slice(body).ok()?;
+    parsed
+        .usage_metadata
+        .as_ref()
+        .map(crate::adapters::chat_to_gemini::usage)
+}
+
 /// Usage from a JSON reply body or stream event of `wire`.
 pub fn from_wire_json(wire: Wire, data: &[u8]) -> Option<Usage> {
     match wire {
         Wire::Anthropic => from_anthropic_json(data),
-        Wire::OpenAi | Wire::Azure | Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => {
-            from_openai_json(data)
-        }
+        Wire::Gemini | Wire::Vertex => from_gemini_json(data),
+        Wire::OpenAi | Wire::Azure | Wire::Bedrock | Wire::Cohere => from_openai_json(data),
     }
 }
 
@@ -142,9 +156,9 @@ fn end_marker(wire: Wire, data: &str) -> (bool, bool) {
             data.contains("\"message_stop\""),
             data.contains("\"type\":\"error\"") || data.contains("\"type\": \"error\""),
         ),
-        Wire::OpenAi | Wire::Azure | Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => {
-            (data == "[DONE]", data.starts_with("{\"error\""))
-        }
+        // Gemini sends no terminator: the event with a finishReason is the last.
+        Wire::Gemini | Wire::Vertex => (data.contains("\"finishReason\""), data.starts_with("{\"error\"")),
+        Wire::OpenAi | Wire::Azure | Wire::Bedrock | Wire::Cohere => (data == "[DONE]", data.starts_with("{\"error\"")),
     }
 }
 
@@ -315,5 +329,34 @@ mod tests {
                 "split {split}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod gemini_tests {
+    use super::*;
+
+    #[test]
+    fn gemini_usage_whole_and_streamed() {
+        let body = br#"{"candidates":[],"usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":6,"thoughtsTokenCount":2,"cachedContentTokenCount":3}}"#;
+        let usage = from_wire_json(Wire::Gemini, body).expect("usage");
+        assert_eq!(
+            (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_tokens,
+                usage.reasoning_tokens
+            ),
+            (12, 8, 3, 2)
+        );
+        let mut stream = StreamUsage::new(Wire::Gemini);
+        stream.observe(b"data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]}}],\"usageMetadata\":{\"promptTokenCount\":4,\"candidatesTokenCount\":1}}\r\n\r\n");
+        assert!(!stream.completed(), "no finishReason yet");
+        stream.observe(b"data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"b\"}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":4,\"candidatesTokenCount\":2}}\r\n\r\n");
+        assert!(stream.completed());
+        assert_eq!((stream.usage().input_tokens, stream.usage().output_tokens), (4, 2));
+        let mut failed = StreamUsage::new(Wire::Gemini);
+        failed.observe(b"data: {\"error\":{\"code\":500,\"message\":\"x\"}}\n\n");
+        assert!(!failed.completed());
     }
 }

@@ -49,6 +49,9 @@ pub struct Exchange<'a> {
     pub head: &'a RequestHead,
     /// The body as the client sent it.
     pub body: &'a [u8],
+    /// A Gemini client's method (`generateContent`, `embedContent`, ...), passed on when the
+    /// upstream speaks Gemini too.
+    pub native_method: Option<&'static str>,
     /// `x-bf-eh-*` headers to pass upstream.
     pub forwarded_headers: Vec<(String, Vec<u8>)>,
     /// The client's `Accept`.
@@ -122,6 +125,7 @@ fn target_of<'a>(
     request_type: RequestType,
     upstream_model: &str,
     stream: bool,
+    native_method: Option<&str>,
 ) -> Option<(&'a Upstream, String)> {
     match provider.wire {
         Wire::Azure => {
@@ -133,10 +137,15 @@ fn target_of<'a>(
             let path = provider::azure::path(&upstream.base_path, upstream_model, request_type, version)?;
             Some((upstream, path))
         }
-        // A custom provider's path override wins; otherwise the model is in the path.
-        Wire::Gemini => match provider.path(request_type) {
-            Some(path) => Some((&provider.upstream, path.to_string())),
-            None => Some((
+        // A custom provider's path override wins; a Gemini client's own method is passed on;
+        // otherwise the model and the method are in the path.
+        Wire::Gemini => match (provider.path(request_type), native_method) {
+            (Some(path), _) => Some((&provider.upstream, path.to_string())),
+            (None, Some(method)) => Some((
+                &provider.upstream,
+                provider::gemini::method_path(&provider.upstream.base_path, upstream_model, method),
+            )),
+            (None, None) => Some((
                 &provider.upstream,
                 provider::gemini::path(&provider.upstream.base_path, upstream_model, request_type, stream)?,
             )),
@@ -267,7 +276,14 @@ async fn try_target(
                 )))));
             }
         };
-        let Some((upstream, path)) = target_of(provider, key, ex.request_type, upstream_model, ex.head.stream) else {
+        let Some((upstream, path)) = target_of(
+            provider,
+            key,
+            ex.request_type,
+            upstream_model,
+            ex.head.stream,
+            ex.native_method.filter(|_| ex.ingress == upstream_wire),
+        ) else {
             let err = WireError::bad_request(format!(
                 "provider {} does not support {} requests",
                 provider.name,

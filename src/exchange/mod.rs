@@ -62,6 +62,15 @@ pub enum Target {
     },
     /// An Azure SDK path's deployment (`azure/<deployment>`, or `<provider>/<model>` if prefixed).
     AzureDeployment(String),
+    /// A Gemini path's model (a bare name means Gemini), and whether the method streams.
+    GeminiModel {
+        /// The model, decoded.
+        model: String,
+        /// The client's method (`generateContent`, `streamGenerateContent`, ...).
+        method: &'static str,
+        /// The method streams.
+        stream: bool,
+    },
 }
 
 /// One inference route's request.
@@ -135,7 +144,7 @@ pub async fn handle(
             return respond::error(session, ingress, &err, &err_ctx).await;
         }
     };
-    let head = match RequestHead::parse(&body) {
+    let mut head = match RequestHead::parse(&body) {
         Ok(head) => head,
         Err(BodyError::Malformed(reason)) => {
             let err = WireError::bad_request(format!("invalid JSON in request body: {reason}"));
@@ -144,6 +153,14 @@ pub async fn handle(
         Err(BodyError::InvalidField(reason)) => {
             return respond::error(session, ingress, &WireError::bad_request(reason), &err_ctx).await;
         }
+    };
+    // A Gemini client names streaming in the path, not the body.
+    let native_method = match &target {
+        Target::GeminiModel { method, stream, .. } => {
+            head.stream = *stream;
+            Some(*method)
+        }
+        _ => None,
     };
     if head.stream {
         err_ctx.request_type = Some(request_type.stream_name());
@@ -157,6 +174,7 @@ pub async fn handle(
             }
         },
         Target::AzureDeployment(deployment) => (deployment, Some("azure")),
+        Target::GeminiModel { model, .. } => (model, Some("gemini")),
     };
     let request = GatewayRequest {
         ingress,
@@ -165,7 +183,7 @@ pub async fn handle(
         model_requested,
         default_provider,
         fallbacks: head.fallbacks.clone(),
-        credentials: credentials(session, state.file.client.allow_direct_keys == Some(true)),
+        credentials: credentials(session, state.file.client.allow_direct_keys == Some(true), ingress),
         require_vk: inference_needs_vk(state, &live, session),
         estimate: Estimate {
             input_tokens: body.len() as u64,
@@ -174,7 +192,12 @@ pub async fn handle(
         now: crate::state::unix_now(),
         arrived_ms: unix_millis(),
         headers: kept_headers(&live, session),
-        query: session.req_header().uri.query().map(Box::from),
+        query: session
+            .req_header()
+            .uri
+            .query()
+            .map(without_key_param)
+            .filter(|q| !q.is_empty()),
         body: body.clone(),
     };
     let InFlight { live, ctx } = slot.insert(InFlight {
@@ -199,6 +222,7 @@ pub async fn handle(
         stream: head.stream,
         head: &head,
         body: &body,
+        native_method,
         forwarded_headers: headers::extra_headers(session.req_header()),
         accept: header("accept"),
         anthropic_version: header("anthropic-version"),
@@ -256,7 +280,7 @@ fn kept_headers(live: &Live, session: &Session) -> Vec<(http::HeaderName, http::
 /// The headers that may carry a virtual key.
 /// The credentials a request presents. With `allow_direct_keys`, `x-bf-direct-key: true` and a
 /// bearer that is not a virtual key (`sk-bf-...`) mark the bearer as the request's own provider key.
-fn credentials(session: &Session, allow_direct_keys: bool) -> Credentials {
+fn credentials(session: &Session, allow_direct_keys: bool, ingress: Wire) -> Credentials {
     let headers = &session.req_header().headers;
     let text = |name: &str| {
         headers
@@ -272,14 +296,43 @@ fn credentials(session: &Session, allow_direct_keys: bool) -> Credentials {
     let direct_key = allow_direct_keys
         && text("x-bf-direct-key").is_some_and(|v| v.eq_ignore_ascii_case("true"))
         && bearer.as_deref().is_some_and(|b| !b.starts_with("sk-bf-"));
+    // Google's clients may send their key as `?key=` instead of `x-goog-api-key`.
+    let query_key = || {
+        let query = session.req_header().uri.query()?;
+        form_urlencoded_value(query, "key")
+    };
     Credentials {
         direct_key,
         virtual_key: text("x-bf-vk"),
         bearer,
         x_api_key: text("x-api-key"),
-        x_goog_api_key: text("x-goog-api-key"),
+        x_goog_api_key: text("x-goog-api-key").or_else(|| (ingress == Wire::Gemini).then(query_key).flatten()),
         api_key: text("api-key"),
     }
+}
+
+/// The value of `name` in a query string, decoded.
+fn form_urlencoded_value(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name)
+            .then(|| {
+                percent_encoding::percent_decode_str(value)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .filter(|v| !v.is_empty())
+    })
+}
+
+/// A query string without its `key` parameter (a credential, which rules and logs must not see).
+fn without_key_param(query: &str) -> Box<str> {
+    query
+        .split('&')
+        .filter(|pair| !pair.starts_with("key=") && *pair != "key")
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_boxed_str()
 }
 
 /// A filter's rejection as a wire error: 5xx are the gateway's own failures.

@@ -257,17 +257,17 @@ async fn relay_stream(
         } else {
             b"\n\n".to_vec()
         };
-        event.extend_from_slice(&if provider::anthropic_errors(served.ingress) {
-            errors::anthropic_sse_error_event(&err)
-        } else {
-            errors::sse_error_event(
+        event.extend_from_slice(&match provider::error_shape(served.ingress) {
+            provider::ErrorShape::Anthropic => errors::anthropic_sse_error_event(&err),
+            provider::ErrorShape::Google => errors::google_sse_error_event(&err),
+            _ => errors::sse_error_event(
                 &err,
                 &ErrorContext {
                     request_id: Some(served.request_id),
                     provider: Some(served.provider),
                     ..Default::default()
                 },
-            )
+            ),
         });
         return session.write_response_body(Some(Bytes::from(event)), true).await;
     }

@@ -363,3 +363,232 @@ async fn gemini_errors_keep_their_status_and_cut_streams_end_in_an_error() {
     let last: Value = serde_json::from_str(data.last().expect("events")).expect("json");
     assert!(last["error"]["message"].as_str().is_some(), "{last}");
 }
+
+/// A gateway with a Gemini provider and an OpenAI and an Anthropic one, all on one mock.
+fn genai_gateway(upstream: &asbru_bench::mock::MockHandle, extra: &str) -> asbru::server::RunningGateway {
+    let url = upstream.base_url();
+    gateway(&format!(
+        "providers:\n  gemini:\n    keys: [{{name: g, value: gm-key-1}}]\n    network_config: {{base_url: \"{url}\"}}\n  openai:\n    keys: [{{name: o, value: sk-openai-1}}]\n    network_config: {{base_url: \"{url}\"}}\n  anthropic:\n    keys: [{{name: a, value: sk-ant-1}}]\n    network_config: {{base_url: \"{url}\"}}\n{extra}"
+    ))
+}
+
+const GENAI_BODY: &str =
+    r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}],"generationConfig":{"maxOutputTokens":20}}"#;
+
+#[tokio::test]
+async fn genai_bare_models_pass_through_byte_for_byte() {
+    let upstream = default_mock();
+    let gw = genai_gateway(&upstream, "");
+    let headers = [("x-goog-api-key", "client-key"), ("content-type", "application/json")];
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/genai/v1beta/models/gemini-2.0-flash:generateContent",
+        &headers,
+        GENAI_BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(reply.json(), bench_gemini_reply("gemini-2.0-flash"));
+    let seen = &upstream.state.recorded()[0];
+    assert_eq!(seen.path, "/v1beta/models/gemini-2.0-flash:generateContent");
+    assert_eq!(&seen.body[..], GENAI_BODY.as_bytes());
+    assert_eq!(
+        seen.header("x-goog-api-key"),
+        Some("gm-key-1"),
+        "the provider's key, not the client's"
+    );
+
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/genai/v1/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+        &headers,
+        GENAI_BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        upstream.state.recorded()[1].path,
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+    );
+    let text = reply.text();
+    assert!(text.contains("\r\n\r\n"), "the mock's own CRLF framing, untouched");
+    let events: Vec<Value> = sse_data(&text.replace("\r\n", "\n"))
+        .iter()
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    assert_eq!(events.len(), 5, "verbatim Gemini events");
+    assert_eq!(events[4]["candidates"][0]["finishReason"], "STOP");
+
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/genai/v1beta/models/text-embedding-004:embedContent",
+        &headers,
+        br#"{"content":{"parts":[{"text":"x"}]}}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(
+        upstream.state.recorded()[2].path,
+        "/v1beta/models/text-embedding-004:embedContent"
+    );
+}
+
+fn bench_gemini_reply(model: &str) -> Value {
+    json!({
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "Thinking it over.", "thought": true}, {"text": "Hello from the asbru mock provider."}]}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 6, "totalTokenCount": 18, "cachedContentTokenCount": 3, "thoughtsTokenCount": 2},
+        "modelVersion": model,
+        "responseId": "mock-gemini-1",
+    })
+}
+
+#[tokio::test]
+async fn genai_reaches_other_providers_through_the_hub() {
+    let upstream = default_mock();
+    let gw = genai_gateway(&upstream, "");
+    let headers = [("x-goog-api-key", "client-key")];
+    // The google-genai SDK sends provider/model unencoded; others encode the slash.
+    for path in [
+        "/genai/v1beta/models/openai/gpt-4o-mini:generateContent",
+        "/genai/v1beta/models/openai%2Fgpt-4o-mini:generateContent",
+    ] {
+        let reply = send(gw.addr, "POST", path, &headers, GENAI_BODY.as_bytes()).await;
+        assert_eq!(reply.status(), 200, "{path}: {}", reply.text());
+        let json = reply.json();
+        assert_eq!(
+            json["candidates"][0]["content"]["parts"][0]["text"],
+            "Hello from the asbru mock provider."
+        );
+        assert_eq!(json["candidates"][0]["finishReason"], "STOP");
+        assert!(
+            json["usageMetadata"]["promptTokenCount"]
+                .as_u64()
+                .is_some_and(|n| n > 0),
+            "{json}"
+        );
+    }
+    let seen = &upstream.state.recorded()[0];
+    assert_eq!(seen.path, "/v1/chat/completions");
+    let sent: Value = serde_json::from_slice(&seen.body).expect("json");
+    assert_eq!(sent["model"], "gpt-4o-mini");
+    assert_eq!(sent["messages"], json!([{"role": "user", "content": "hi"}]));
+    assert_eq!(sent["max_tokens"], 20);
+
+    // Streamed, from OpenAI and from Anthropic.
+    for (path, provider) in [
+        (
+            "/genai/v1beta/models/openai/gpt-4o-mini:streamGenerateContent?alt=sse",
+            "openai",
+        ),
+        (
+            "/genai/v1beta/models/anthropic/claude-3-5-haiku:streamGenerateContent?alt=sse",
+            "anthropic",
+        ),
+    ] {
+        let reply = send(gw.addr, "POST", path, &headers, GENAI_BODY.as_bytes()).await;
+        assert_eq!(reply.status(), 200, "{provider}: {}", reply.text());
+        let events: Vec<Value> = sse_data(&reply.text())
+            .iter()
+            .map(|d| serde_json::from_str(d).expect("every event is JSON"))
+            .collect();
+        let text: String = events
+            .iter()
+            .filter_map(|e| e["candidates"][0]["content"]["parts"][0]["text"].as_str())
+            .collect();
+        assert_eq!(text, "Hello from the asbru mock", "{provider}");
+        let last = events.last().expect("events");
+        assert_eq!(last["candidates"][0]["finishReason"], "STOP", "{provider}");
+        assert!(
+            last["usageMetadata"]["candidatesTokenCount"]
+                .as_u64()
+                .is_some_and(|n| n > 0),
+            "{provider}: {last}"
+        );
+    }
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/genai/v1beta/models/anthropic/claude-3-5-haiku:generateContent",
+        &headers,
+        GENAI_BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        reply.json()["candidates"][0]["content"]["parts"][0]["text"],
+        "Hello from the asbru mock provider."
+    );
+}
+
+#[tokio::test]
+async fn genai_errors_are_google_shaped_and_keys_come_from_the_query() {
+    let upstream = default_mock();
+    let gw = genai_gateway(
+        &upstream,
+        "governance:\n  virtual_keys:\n    - {id: vk-g, name: G, value: sk-bf-genai, provider_configs: [{provider: openai, weight: 1}]}\nclient: {enforce_auth_on_inference: true}\n",
+    );
+    let path = "/genai/v1beta/models/openai/gpt-4o-mini:generateContent";
+    let reply = send(gw.addr, "POST", path, &[], GENAI_BODY.as_bytes()).await;
+    assert_eq!(reply.status(), 401, "{}", reply.text());
+    let json = reply.json();
+    assert_eq!(json["error"]["code"], 401);
+    assert_eq!(json["error"]["status"], "UNAUTHENTICATED");
+    assert!(json["error"]["message"].as_str().is_some());
+
+    let with_key = format!("{path}?key=sk-bf-genai");
+    let reply = send(gw.addr, "POST", &with_key, &[], GENAI_BODY.as_bytes()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let seen = upstream.state.recorded();
+    assert!(
+        seen.iter()
+            .all(|r| !r.path.contains("sk-bf-genai") && r.headers.iter().all(|(_, v)| !v.contains("sk-bf-genai"))),
+        "the virtual key never goes upstream"
+    );
+    let reply = send(
+        gw.addr,
+        "POST",
+        path,
+        &[("x-goog-api-key", "sk-bf-genai")],
+        GENAI_BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/genai/v1beta/models/gemini-2.0-flash:predict",
+        &[],
+        b"{}",
+    )
+    .await;
+    assert_eq!(reply.status(), 404);
+    assert_eq!(reply.json()["error"]["status"], "NOT_FOUND");
+    let reply = send(gw.addr, "POST", &with_key, &[], b"{not json").await;
+    assert_eq!(reply.status(), 400);
+    assert_eq!(reply.json()["error"]["status"], "INVALID_ARGUMENT", "{}", reply.text());
+}
+
+#[tokio::test]
+async fn genai_upstream_failures_keep_their_status_in_googles_shape() {
+    let failing = mock(MockOptions {
+        fail_first: 100,
+        fail_status: 429,
+        ..MockOptions::default()
+    });
+    let gw = genai_gateway(&failing, "");
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/genai/v1beta/models/openai/gpt-4o-mini:generateContent",
+        &[],
+        GENAI_BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status(), 429, "{}", reply.text());
+    let json = reply.json();
+    assert_eq!(json["error"]["status"], "RESOURCE_EXHAUSTED", "{json}");
+    assert_eq!(json["error"]["message"], "mock provider failure");
+}

@@ -6,9 +6,10 @@
 //! through verbatim. Different shapes: translate both ways.
 
 use super::chat_stream::ChatToMessagesStream;
+use super::chat_to_gemini_stream::ChatToGeminiStream;
 use super::gemini_stream::GeminiToChatStream;
 use super::messages_stream::MessagesToChatStream;
-use super::{TranslateError, chat_to_gemini, chat_to_messages, messages_to_chat};
+use super::{TranslateError, chat_to_gemini, chat_to_messages, gemini_to_chat, messages_to_chat};
 use crate::formats::openai::RequestHead;
 use crate::usage::{self, StreamUsage, Usage, UsageChunkFilter};
 use asbru_config::catalog::Wire;
@@ -143,10 +144,44 @@ pub fn prepare(
                 },
             )
         }
-        (Shape::Gemini, _) => {
+        (Shape::Gemini, Shape::Gemini) => (
+            // The model is in the path; the body goes byte for byte.
+            raw.to_vec(),
+            ReplyTranslator::Passthrough {
+                usage: StreamUsage::new(upstream),
+                wire: upstream,
+                strip: None,
+            },
+        ),
+        (Shape::Gemini, _) if embeddings => {
             return Err(TranslateError::InvalidRequest(
-                "requests in Gemini's format are not accepted on this route".into(),
+                "embeddings in Gemini's format reach Gemini models only; other providers' embeddings are on /v1/embeddings"
+                    .into(),
             ));
+        }
+        (Shape::Gemini, Shape::Chat) => {
+            let gemini = serde_json::from_slice(raw).map_err(invalid)?;
+            let chat = gemini_to_chat::request(gemini, upstream_model, head.stream)?;
+            (
+                serde_json::to_vec(&chat).map_err(invalid)?,
+                ReplyTranslator::GeminiFromChat {
+                    stream: Box::new(ChatToGeminiStream::new(upstream_model)),
+                },
+            )
+        }
+        (Shape::Gemini, Shape::Messages) => {
+            let gemini = serde_json::from_slice(raw).map_err(invalid)?;
+            let chat = gemini_to_chat::request(gemini, upstream_model, head.stream)?;
+            let messages = chat_to_messages::request(chat, upstream_model)?;
+            (
+                serde_json::to_vec(&messages).map_err(invalid)?,
+                ReplyTranslator::GeminiFromMessages {
+                    messages: Box::new(MessagesToChatStream::new(created)),
+                    chat: Box::new(ChatToGeminiStream::new(upstream_model)),
+                    between: Vec::new(),
+                    created,
+                },
+            )
         }
         (Shape::Messages, Shape::Chat) => {
             let messages = serde_json::from_slice(raw).map_err(invalid)?;
@@ -207,6 +242,22 @@ pub enum ReplyTranslator {
         /// Timestamp for the translated reply.
         created: u64,
     },
+    /// OpenAI reply to a Gemini client.
+    GeminiFromChat {
+        /// OpenAI chunks into Gemini events.
+        stream: Box<ChatToGeminiStream>,
+    },
+    /// Anthropic reply to a Gemini client, through the hub.
+    GeminiFromMessages {
+        /// Anthropic events into OpenAI chunks.
+        messages: Box<MessagesToChatStream>,
+        /// OpenAI chunks into Gemini events.
+        chat: Box<ChatToGeminiStream>,
+        /// The OpenAI chunks of the latest piece.
+        between: Vec<u8>,
+        /// Timestamp for the intermediate chat reply.
+        created: u64,
+    },
     /// Gemini embeddings to an OpenAI client.
     EmbeddingsFromGemini {
         /// The model asked for.
@@ -259,6 +310,20 @@ impl ReplyTranslator {
                 let messages = messages_to_chat::response(chat)?;
                 Ok((Some(serde_json::to_vec(&messages).map_err(invalid)?), usage))
             }
+            ReplyTranslator::GeminiFromChat { .. } => {
+                let chat: crate::formats::openai::types::ChatResponse =
+                    serde_json::from_slice(body).map_err(invalid)?;
+                let usage = chat.usage.as_ref().map(Usage::from_openai).unwrap_or_default();
+                let gemini = gemini_to_chat::response(chat);
+                Ok((Some(serde_json::to_vec(&gemini).map_err(invalid)?), usage))
+            }
+            ReplyTranslator::GeminiFromMessages { created, .. } => {
+                let reply = serde_json::from_slice(body).map_err(invalid)?;
+                let chat = chat_to_messages::response(reply, *created);
+                let usage = chat.usage.as_ref().map(Usage::from_openai).unwrap_or_default();
+                let gemini = gemini_to_chat::response(chat);
+                Ok((Some(serde_json::to_vec(&gemini).map_err(invalid)?), usage))
+            }
             ReplyTranslator::EmbeddingsFromGemini { model, base64 } => {
                 let reply = serde_json::from_slice(body).map_err(invalid)?;
                 let list = chat_to_gemini::embeddings_response(reply, model, *base64);
@@ -288,6 +353,17 @@ impl ReplyTranslator {
                 gemini.feed(bytes, between);
                 chat.feed(between, out);
             }
+            ReplyTranslator::GeminiFromChat { stream } => stream.feed(bytes, out),
+            ReplyTranslator::GeminiFromMessages {
+                messages,
+                chat,
+                between,
+                ..
+            } => {
+                between.clear();
+                messages.feed(bytes, between);
+                chat.feed(between, out);
+            }
             // Embeddings are never streamed.
             ReplyTranslator::EmbeddingsFromGemini { .. } => {}
         }
@@ -303,6 +379,8 @@ impl ReplyTranslator {
             ReplyTranslator::MessagesFromChat { stream } => stream.completed(),
             ReplyTranslator::ChatFromGemini { stream, .. } => stream.completed(),
             ReplyTranslator::MessagesFromGemini { gemini, chat, .. } => gemini.completed() && chat.completed(),
+            ReplyTranslator::GeminiFromChat { stream } => stream.completed(),
+            ReplyTranslator::GeminiFromMessages { messages, chat, .. } => messages.completed() && chat.completed(),
             ReplyTranslator::EmbeddingsFromGemini { .. } => false,
         }
     }
@@ -330,6 +408,8 @@ impl ReplyTranslator {
             ReplyTranslator::MessagesFromChat { stream } => stream.usage(),
             ReplyTranslator::ChatFromGemini { stream, .. } => stream.usage(),
             ReplyTranslator::MessagesFromGemini { gemini, .. } => gemini.usage(),
+            ReplyTranslator::GeminiFromChat { stream } => stream.usage(),
+            ReplyTranslator::GeminiFromMessages { messages, .. } => messages.usage(),
             ReplyTranslator::EmbeddingsFromGemini { .. } => Usage::default(),
         }
     }

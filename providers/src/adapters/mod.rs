@@ -9,12 +9,17 @@
 //! - [`chat_to_gemini`]: an OpenAI chat or embeddings request sent to a Gemini upstream, and the
 //!   reply back.
 //! - [`gemini_stream`]: Gemini SSE events turned into OpenAI chunks.
+//! - [`gemini_to_chat`]: a Gemini request (from a Gemini client) sent to an OpenAI-wire
+//!   upstream, and the reply back.
+//! - [`chat_to_gemini_stream`]: OpenAI chunks turned into Gemini SSE events.
 
 pub mod chat_stream;
 pub mod chat_to_gemini;
+pub mod chat_to_gemini_stream;
 pub mod chat_to_messages;
 pub mod exchange;
 pub mod gemini_stream;
+pub mod gemini_to_chat;
 pub mod messages_stream;
 pub mod messages_to_chat;
 

@@ -35,13 +35,19 @@ pub fn path(base_path: &str, model: &str, request_type: RequestType, stream: boo
         (RequestType::Embedding, _) => "batchEmbedContents",
         (RequestType::ListModels | RequestType::CountTokens, _) => return None,
     };
+    Some(method_path(base_path, model, method))
+}
+
+/// `{base_path}/v1beta/models/{model}:{method}` for a method the client named (a Gemini client's
+/// own call, passed through): `generateContent`, `embedContent`, `countTokens`, ...
+pub fn method_path(base_path: &str, model: &str, method: &str) -> String {
     let model = utf8_percent_encode(model.trim_start_matches("models/"), MODEL_SEGMENT);
     let prefix = if base_path.ends_with(API_PREFIX) || base_path.ends_with("/v1") {
         ""
     } else {
         API_PREFIX
     };
-    Some(format!("{base_path}{prefix}/models/{model}:{method}"))
+    format!("{base_path}{prefix}/models/{model}:{method}")
 }
 
 /// Whether an error reply says the key itself was refused: Google answers an invalid or expired

@@ -133,14 +133,6 @@ pub fn key_refused(wire: Wire, status: u16, body: &[u8]) -> bool {
     }
 }
 
-/// Whether error bodies for a client of `wire` use Anthropic's shape (else Bifrost's).
-pub fn anthropic_errors(wire: Wire) -> bool {
-    match wire {
-        Wire::Anthropic => true,
-        Wire::OpenAi | Wire::Azure | Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
