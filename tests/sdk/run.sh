@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Drives the official `openai` and `anthropic` Python SDKs against a real asbru gateway in front of
-# the bundled mock provider: plain, streaming and tool-call requests, both wires, both directions.
+# Drives the official `openai`, `anthropic` and `google-genai` Python SDKs against a real asbru
+# gateway in front of the bundled mock provider: plain, streaming and tool-call requests, every
+# wire, every direction.
 # Usage: tests/sdk/run.sh [path/to/asbru]   (default: target/debug/asbru, built if missing)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -11,7 +12,7 @@ venv="$root/target/sdk-venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check openai anthropic
+"$venv/bin/pip" install --quiet --disable-pip-version-check openai anthropic google-genai
 
 work="$(mktemp -d)"
 gateway_pid=""
@@ -41,6 +42,9 @@ providers:
     network_config: {base_url: "http://127.0.0.1:$mock_port"}
   anthropic:
     keys: [{name: sdk, value: sk-sdk-anthropic}]
+    network_config: {base_url: "http://127.0.0.1:$mock_port"}
+  gemini:
+    keys: [{name: sdk, value: sk-sdk-gemini}]
     network_config: {base_url: "http://127.0.0.1:$mock_port"}
 YAML
 

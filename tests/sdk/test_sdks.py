@@ -123,6 +123,64 @@ def anthropic_error():
     raise AssertionError("expected a 400")
 
 
+from google import genai
+from google.genai import types as genai_types
+
+gem = genai.Client(api_key="sdk-client-key",
+                   http_options=genai_types.HttpOptions(base_url=f"{BASE}/genai"))
+
+
+def genai_generate(model):
+    def run():
+        reply = gem.models.generate_content(model=model, contents="Say hello",
+                                            config=genai_types.GenerateContentConfig(max_output_tokens=32))
+        assert reply.text and "Hello" in reply.text, reply
+        assert reply.usage_metadata.prompt_token_count > 0, reply.usage_metadata
+        assert reply.candidates[0].finish_reason == genai_types.FinishReason.STOP, reply.candidates[0]
+    return run
+
+
+def genai_stream(model):
+    def run():
+        text = "".join(chunk.text or "" for chunk in gem.models.generate_content_stream(model=model, contents="Say hello"))
+        assert text.startswith("Hello from the asbru"), text
+    return run
+
+
+def genai_tools(model):
+    def run():
+        tool = genai_types.Tool(function_declarations=[genai_types.FunctionDeclaration(
+            name="get_weather", description="Weather for a city",
+            parameters_json_schema={"type": "object", "properties": {"city": {"type": "string"}}})])
+        config = genai_types.GenerateContentConfig(
+            tools=[tool], automatic_function_calling=genai_types.AutomaticFunctionCallingConfig(disable=True))
+        reply = gem.models.generate_content(model=model, contents="weather in Paris?", config=config)
+        calls = reply.function_calls
+        assert calls and calls[0].name == "get_weather" and calls[0].args == {"city": "Paris"}, reply
+    return run
+
+
+def genai_embed():
+    reply = gem.models.embed_content(model="text-embedding-004", contents=["one", "two"])
+    assert len(reply.embeddings) == 2 and reply.embeddings[0].values == [0.0125, -0.25, 0.5], reply
+
+
+def genai_error():
+    try:
+        gem.models.generate_content(model="groq/llama-3.1-8b-instant", contents="hi")
+    except genai.errors.ClientError as e:
+        assert e.code == 400, e
+        return
+    raise AssertionError("expected a 400")
+
+
+for model in ["gemini-2.0-flash", "openai/gpt-4o-mini", "anthropic/claude-3-5-haiku"]:
+    check(f"google-genai generate {model}", genai_generate(model))
+    check(f"google-genai stream {model}", genai_stream(model))
+    check(f"google-genai tools {model}", genai_tools(model))
+check("google-genai embed gemini", genai_embed)
+check("google-genai error shape", genai_error)
+
 for model in ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku"]:
     check(f"openai sdk chat {model}", openai_chat(model))
     check(f"openai sdk stream {model}", openai_stream(model))

@@ -20,6 +20,11 @@ pub const SQLITE: &[Migration] = &[
         name: "batch_indexing",
         sql: include_str!("../../migrations/logs_sqlite/0003_batch_indexing.sql"),
     },
+    Migration {
+        version: 4,
+        name: "index_mark",
+        sql: include_str!("../../migrations/logs_sqlite/0004_index_mark.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
