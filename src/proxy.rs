@@ -269,7 +269,7 @@ impl ProxyHttp for GatewayProxy {
                         status: 404,
                         ..WireError::bad_request(
                             "unknown Gemini method: asbru serves models/{model}:generateContent, \
-                             :streamGenerateContent, :embedContent and :batchEmbedContents",
+                             :streamGenerateContent, :countTokens, :embedContent and :batchEmbedContents",
                         )
                     };
                     let err_ctx = ErrorContext {

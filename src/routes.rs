@@ -187,6 +187,7 @@ pub fn gemini_call(rest: &str) -> Option<(String, &'static str, RequestType, boo
         "streamGenerateContent" => ("streamGenerateContent?alt=sse", CHAT, true),
         "embedContent" => ("embedContent", EMBED, false),
         "batchEmbedContents" => ("batchEmbedContents", EMBED, false),
+        "countTokens" => ("countTokens", RequestType::CountTokens, false),
         _ => return None,
     };
     let model = percent_encoding::percent_decode_str(model).decode_utf8().ok()?;

@@ -273,6 +273,7 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
             }
             "batchEmbedContents" => super::mock_gemini::embeddings(&request),
             "embedContent" => super::mock_gemini::embedding(),
+            "countTokens" => json!({"totalTokens": 42}),
             _ => super::mock_gemini::generate(model, tool.as_deref()),
         };
         return write_json(session, 200, &reply).await.map(|_| true);

@@ -13,7 +13,7 @@ pub fn route(path: &str) -> Option<(&str, &str)> {
     let (model, method) = rest.split_once(':')?;
     matches!(
         method,
-        "generateContent" | "streamGenerateContent" | "batchEmbedContents" | "embedContent"
+        "generateContent" | "streamGenerateContent" | "batchEmbedContents" | "embedContent" | "countTokens"
     )
     .then_some((model, method))
 }

@@ -267,6 +267,7 @@ async fn try_target(
                 want_usage,
                 output_cap,
                 embeddings: ex.request_type == RequestType::Embedding,
+                count_tokens: ex.request_type == RequestType::CountTokens,
             },
         ) {
             Ok(prepared) => prepared,

@@ -434,6 +434,33 @@ async fn genai_bare_models_pass_through_byte_for_byte() {
         upstream.state.recorded()[2].path,
         "/v1beta/models/text-embedding-004:embedContent"
     );
+
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/genai/v1beta/models/gemini-2.0-flash:countTokens",
+        &headers,
+        GENAI_BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(reply.json(), json!({"totalTokens": 42}));
+    assert_eq!(
+        upstream.state.recorded()[3].path,
+        "/v1beta/models/gemini-2.0-flash:countTokens"
+    );
+    // Other providers count no Gemini tokens: a clear 400, nothing sent.
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/genai/v1beta/models/openai/gpt-4o:countTokens",
+        &headers,
+        GENAI_BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status(), 400, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["status"], "INVALID_ARGUMENT");
+    assert_eq!(upstream.state.recorded().len(), 4);
 }
 
 fn bench_gemini_reply(model: &str) -> Value {

@@ -165,6 +165,11 @@ def genai_embed():
     assert len(reply.embeddings) == 2 and reply.embeddings[0].values == [0.0125, -0.25, 0.5], reply
 
 
+def genai_count_tokens():
+    reply = gem.models.count_tokens(model="gemini-2.0-flash", contents="hi")
+    assert reply.total_tokens == 42, reply
+
+
 def genai_error():
     try:
         gem.models.generate_content(model="groq/llama-3.1-8b-instant", contents="hi")
@@ -179,6 +184,7 @@ for model in ["gemini-2.0-flash", "openai/gpt-4o-mini", "anthropic/claude-3-5-ha
     check(f"google-genai stream {model}", genai_stream(model))
     check(f"google-genai tools {model}", genai_tools(model))
 check("google-genai embed gemini", genai_embed)
+check("google-genai count tokens gemini", genai_count_tokens)
 check("google-genai error shape", genai_error)
 
 for model in ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku"]:

@@ -52,6 +52,8 @@ pub struct UpstreamOptions {
     pub output_cap: Option<crate::formats::openai::OutputCap>,
     /// The request is for embeddings, whose bodies translate differently from chat's.
     pub embeddings: bool,
+    /// The request counts tokens (its body and reply are not chat's).
+    pub count_tokens: bool,
 }
 
 /// Builds the upstream body for one attempt. `created` stamps translated OpenAI replies.
@@ -72,9 +74,15 @@ pub fn prepare(
         want_usage,
         output_cap,
         embeddings,
+        count_tokens,
     } = options;
     let invalid = |e: serde_json::Error| TranslateError::InvalidRequest(e.to_string());
     let (body, reply) = match (shape(ingress)?, shape(upstream)?) {
+        (Shape::Chat | Shape::Messages, Shape::Gemini) if count_tokens => {
+            return Err(TranslateError::InvalidRequest(
+                "counting tokens for a Gemini model is done on /genai/v1beta/models/{model}:countTokens".into(),
+            ));
+        }
         (Shape::Chat, Shape::Chat) => {
             let inject = want_usage && head.stream && !head.include_usage;
             (
@@ -153,6 +161,12 @@ pub fn prepare(
                 strip: None,
             },
         ),
+        (Shape::Gemini, _) if count_tokens => {
+            return Err(TranslateError::InvalidRequest(
+                "countTokens reaches Gemini models only (Anthropic's count_tokens is on /anthropic/v1/messages/count_tokens)"
+                    .into(),
+            ));
+        }
         (Shape::Gemini, _) if embeddings => {
             return Err(TranslateError::InvalidRequest(
                 "embeddings in Gemini's format reach Gemini models only; other providers' embeddings are on /v1/embeddings"

@@ -14,11 +14,12 @@ pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 /// The API version in every path.
 pub const API_PREFIX: &str = "/v1beta";
 
-/// Whether Gemini serves `request_type` through asbru.
+/// Whether Gemini serves `request_type` through asbru (`countTokens` only for Gemini clients,
+/// whose body passes through).
 pub fn serves(request_type: RequestType) -> bool {
     match request_type {
-        RequestType::ChatCompletion | RequestType::Embedding => true,
-        RequestType::ListModels | RequestType::CountTokens => false,
+        RequestType::ChatCompletion | RequestType::Embedding | RequestType::CountTokens => true,
+        RequestType::ListModels => false,
     }
 }
 
