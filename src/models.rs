@@ -111,7 +111,90 @@ pub async fn list(
     respond::json(session, 200, body.to_string().into_bytes(), request_id).await
 }
 
+/// `GET /genai/v1beta/models` (the google-genai SDK's `models.list`): the Gemini provider's own
+/// listing, passed through with the query (page size and token; never the client's `key`).
+pub async fn gemini_list(state: &Arc<Gateway>, session: &mut Session, request_id: &str) -> pingora::Result<()> {
+    let live = state.live.load_full();
+    let snapshot = &live.snapshot;
+    let err_ctx = ErrorContext {
+        request_id: Some(request_id),
+        request_type: Some(RequestType::ListModels.as_str()),
+        ..Default::default()
+    };
+    let gemini = snapshot
+        .provider("gemini")
+        .or_else(|| {
+            snapshot
+                .provider_names
+                .iter()
+                .filter_map(|n| snapshot.provider(n))
+                .find(|p| p.wire == Wire::Gemini)
+        })
+        .cloned();
+    let Some(provider) = gemini else {
+        let err = WireError {
+            status: 404,
+            ..WireError::bad_request("no Gemini provider is configured on this gateway")
+        };
+        return respond::error(session, Wire::Gemini, &err, &err_ctx).await;
+    };
+    let query: Vec<&str> = session
+        .req_header()
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("key=") && *pair != "key")
+        .collect();
+    let base = &provider.upstream.base_path;
+    let prefix = if base.ends_with(asbru_providers::provider::gemini::API_PREFIX) || base.ends_with("/v1") {
+        ""
+    } else {
+        asbru_providers::provider::gemini::API_PREFIX
+    };
+    let mut path = format!("{base}{prefix}/models");
+    if !query.is_empty() {
+        path.push('?');
+        path.push_str(&query.join("&"));
+    }
+    match get(state, &provider, &path).await {
+        Ok((status, body)) => respond::json(session, status, body.to_vec(), request_id).await,
+        Err(err) => respond::error(session, Wire::Gemini, &err, &err_ctx).await,
+    }
+}
+
 async fn fetch(state: &Gateway, provider: &ProviderRuntime) -> Result<Vec<Value>, WireError> {
+    let path = provider
+        .path(RequestType::ListModels)
+        .ok_or_else(|| WireError::bad_request(format!("provider {} has no model listing", provider.name)))?;
+    let (status, body) = get(state, provider, path).await?;
+    if !(200..300).contains(&status) {
+        return Err(WireError::gateway(
+            status,
+            "api_error",
+            format!("provider {} answered {status} to the model listing", provider.name),
+        ));
+    }
+    let parsed: Value = serde_json::from_slice(&body).map_err(|_| {
+        WireError::gateway(
+            502,
+            "api_error",
+            format!("provider {} sent a model list that is not JSON", provider.name),
+        )
+    })?;
+    match parsed.get("data") {
+        Some(Value::Array(items)) => Ok(items.clone()),
+        _ => Err(WireError::gateway(
+            502,
+            "api_error",
+            format!("provider {} sent a model list without `data`", provider.name),
+        )),
+    }
+}
+
+/// `GET path` on a provider with its first key: the status and the body (at most
+/// `MAX_LIST_BODY`).
+async fn get(state: &Gateway, provider: &ProviderRuntime, path: &str) -> Result<(u16, BytesMut), WireError> {
     let key = if provider.keyless {
         None
     } else {
@@ -123,9 +206,6 @@ async fn fetch(state: &Gateway, provider: &ProviderRuntime) -> Result<Vec<Value>
             )
         })?)
     };
-    let path = provider
-        .path(RequestType::ListModels)
-        .ok_or_else(|| WireError::bad_request(format!("provider {} has no model listing", provider.name)))?;
     let request = UpstreamRequest {
         method: "GET",
         path,
@@ -156,26 +236,5 @@ async fn fetch(state: &Gateway, provider: &ProviderRuntime) -> Result<Vec<Value>
         }
     }
     state.connector.release_http_session(upstream, &peer, None).await;
-    if !(200..300).contains(&status) {
-        return Err(WireError::gateway(
-            status,
-            "api_error",
-            format!("provider {} answered {status} to the model listing", provider.name),
-        ));
-    }
-    let parsed: Value = serde_json::from_slice(&body).map_err(|_| {
-        WireError::gateway(
-            502,
-            "api_error",
-            format!("provider {} sent a model list that is not JSON", provider.name),
-        )
-    })?;
-    match parsed.get("data") {
-        Some(Value::Array(items)) => Ok(items.clone()),
-        _ => Err(WireError::gateway(
-            502,
-            "api_error",
-            format!("provider {} sent a model list without `data`", provider.name),
-        )),
-    }
+    Ok((status, body))
 }

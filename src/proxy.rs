@@ -263,6 +263,9 @@ impl ProxyHttp for GatewayProxy {
                 };
                 exchange::handle(&self.state, session, &ctx.request_id, started, route, &mut ctx.inflight).await?;
             }
+            Match::Found(Route::GeminiModels, _) => {
+                models::gemini_list(&self.state, session, &ctx.request_id).await?;
+            }
             Match::Found(Route::GeminiModel, rest) => {
                 let Some((model, method, request_type, stream)) = rest.as_deref().and_then(gemini_call) else {
                     let err = WireError {

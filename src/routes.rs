@@ -31,6 +31,8 @@ pub enum Route {
     /// The google-genai SDK's `/genai/v1beta/models/{model}:{method}` (and `/genai/v1/...`): the
     /// path names the model (a bare name means Gemini) and the method.
     GeminiModel,
+    /// `GET /genai/v1beta/models`: the Gemini provider's model list, passed through.
+    GeminiModels,
     /// `GET .../models`: the models of every configured provider.
     ListModels {
         /// When set, only this provider is listed and ids are not prefixed.
@@ -74,7 +76,9 @@ impl RouteTable {
             ingress: Wire::Anthropic,
         };
         let azure = |request_type| Route::AzureDeployment { request_type };
-        let entries: [(&str, Method, Route); 23] = [
+        let entries: [(&str, Method, Route); 25] = [
+            ("/genai/v1beta/models", Method::GET, Route::GeminiModels),
+            ("/genai/v1/models", Method::GET, Route::GeminiModels),
             ("/genai/v1beta/models/{*rest}", Method::POST, Route::GeminiModel),
             ("/genai/v1/models/{*rest}", Method::POST, Route::GeminiModel),
             ("/health", Method::GET, Route::Health),

@@ -310,6 +310,16 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
             json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 4, "total_tokens": 4}});
         return write_json(session, 200, &reply).await.map(|_| true);
     }
+    if method == "GET" && path.ends_with("/v1beta/models") {
+        if state.options.record {
+            record(state, session, &method, &body);
+        }
+        let reply = json!({"models": [
+            {"name": "models/gemini-2.0-flash", "displayName": "Gemini 2.0 Flash", "supportedGenerationMethods": ["generateContent", "countTokens"]},
+            {"name": "models/text-embedding-004", "displayName": "Text Embedding 004", "supportedGenerationMethods": ["embedContent"]}
+        ]});
+        return write_json(session, 200, &reply).await.map(|_| true);
+    }
     if method == "GET" && path.ends_with("/models") {
         let reply = json!({"object": "list", "data": [
             {"id": "mock-gpt", "object": "model", "created": 1700000000, "owned_by": "asbru-mock"},

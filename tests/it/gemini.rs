@@ -461,6 +461,21 @@ async fn genai_bare_models_pass_through_byte_for_byte() {
     assert_eq!(reply.status(), 400, "{}", reply.text());
     assert_eq!(reply.json()["error"]["status"], "INVALID_ARGUMENT");
     assert_eq!(upstream.state.recorded().len(), 4);
+
+    // The SDK's models.list: Gemini's own listing, the query passed on without the key.
+    let reply = send(
+        gw.addr,
+        "GET",
+        "/genai/v1beta/models?pageSize=10&key=client-key",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(reply.json()["models"][0]["name"], "models/gemini-2.0-flash");
+    let seen = &upstream.state.recorded()[4];
+    assert_eq!(seen.path, "/v1beta/models?pageSize=10");
+    assert_eq!(seen.header("x-goog-api-key"), Some("gm-key-1"));
 }
 
 fn bench_gemini_reply(model: &str) -> Value {

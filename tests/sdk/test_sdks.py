@@ -170,6 +170,11 @@ def genai_count_tokens():
     assert reply.total_tokens == 42, reply
 
 
+def genai_list_models():
+    names = [m.name for m in gem.models.list()]
+    assert "models/gemini-2.0-flash" in names, names
+
+
 def genai_error():
     try:
         gem.models.generate_content(model="groq/llama-3.1-8b-instant", contents="hi")
@@ -185,6 +190,7 @@ for model in ["gemini-2.0-flash", "openai/gpt-4o-mini", "anthropic/claude-3-5-ha
     check(f"google-genai tools {model}", genai_tools(model))
 check("google-genai embed gemini", genai_embed)
 check("google-genai count tokens gemini", genai_count_tokens)
+check("google-genai list models", genai_list_models)
 check("google-genai error shape", genai_error)
 
 for model in ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku"]:
