@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use asbru_providers::adapters::chat_stream::ChatToMessagesStream;
+use asbru_providers::adapters::chat_to_gemini_stream::ChatToGeminiStream;
+use asbru_providers::adapters::gemini_stream::GeminiToChatStream;
 use asbru_providers::adapters::messages_stream::MessagesToChatStream;
-use asbru_providers::adapters::{chat_to_messages, messages_to_chat};
+use asbru_providers::adapters::{chat_to_gemini, chat_to_messages, gemini_to_chat, messages_to_chat};
 use asbru_providers::errors::{self, ErrorContext};
 use serde_json::Value;
 
@@ -43,13 +45,17 @@ fn check_json(expected_path: &Path, actual: &Value) {
 }
 
 fn cases(dir: &str) -> Vec<PathBuf> {
+    cases_at_least(dir, 8)
+}
+
+fn cases_at_least(dir: &str, least: usize) -> Vec<PathBuf> {
     let mut cases: Vec<PathBuf> = std::fs::read_dir(fixtures().join(dir))
         .expect("fixture dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 8, "expected the eight golden cases in {dir}");
+    assert!(cases.len() >= least, "expected at least {least} golden cases in {dir}");
     cases
 }
 
@@ -168,6 +174,73 @@ fn openai_streams_to_anthropic_events() {
     for name in ["openai_text", "openai_tools"] {
         check_stream(name, "anthropic", || {
             let mut t = ChatToMessagesStream::new("gpt-4o");
+            Box::new(move |bytes, out| t.feed(bytes, out))
+        });
+    }
+}
+
+#[test]
+fn openai_chat_to_gemini_and_back() {
+    for case in cases("chat_to_gemini") {
+        let input = read_json(&case.join("request.openai.json"));
+        let chat = serde_json::from_value(input).expect("openai request parses");
+        let translated = chat_to_gemini::request(chat).expect("translates");
+        check_json(
+            &case.join("request.gemini.json"),
+            &serde_json::to_value(&translated).expect("json"),
+        );
+
+        let reply = read_json(&case.join("response.gemini.json"));
+        let actual = if case.ends_with("error") {
+            let err = errors::from_upstream(429, reply.to_string().as_bytes());
+            let ctx = ErrorContext {
+                request_id: Some("req-1"),
+                provider: Some("gemini"),
+                model_requested: Some("gemini/gemini-2.5-flash"),
+                request_type: Some("chat_completion"),
+            };
+            serde_json::from_slice(&errors::bifrost_body(&err, &ctx)).expect("json")
+        } else {
+            let reply = serde_json::from_value(reply).expect("gemini reply parses");
+            serde_json::to_value(chat_to_gemini::response(reply, "gemini-2.5-flash", CREATED)).expect("json")
+        };
+        check_json(&case.join("response.openai.json"), &actual);
+    }
+}
+
+#[test]
+fn gemini_requests_to_openai_and_back() {
+    for case in cases_at_least("gemini_to_chat", 4) {
+        let input = read_json(&case.join("request.gemini.json"));
+        let gemini = serde_json::from_value(input).expect("gemini request parses");
+        let translated = gemini_to_chat::request(gemini, "gpt-4o", false).expect("translates");
+        check_json(
+            &case.join("request.openai.json"),
+            &serde_json::to_value(&translated).expect("json"),
+        );
+        let reply = serde_json::from_value(read_json(&case.join("response.openai.json"))).expect("openai reply parses");
+        check_json(
+            &case.join("response.gemini.json"),
+            &serde_json::to_value(gemini_to_chat::response(reply)).expect("json"),
+        );
+    }
+}
+
+#[test]
+fn gemini_streams_to_openai_chunks() {
+    for name in ["gemini_text", "gemini_tools_thinking", "gemini_error"] {
+        check_stream(name, "openai", || {
+            let mut t = GeminiToChatStream::new("gemini-2.5-flash", CREATED);
+            Box::new(move |bytes, out| t.feed(bytes, out))
+        });
+    }
+}
+
+#[test]
+fn openai_streams_to_gemini_events() {
+    for name in ["openai_text", "openai_tools"] {
+        check_stream(name, "gemini", || {
+            let mut t = ChatToGeminiStream::new("gpt-4o");
             Box::new(move |bytes, out| t.feed(bytes, out))
         });
     }

@@ -49,10 +49,17 @@ pub fn request(chat: ChatRequest) -> Result<GenerateRequest, TranslateError> {
                     system.push(text_part(content.text()));
                 }
             }
-            "user" => contents.push(Content {
-                role: Some("user".into()),
-                parts: user_parts(message.content.as_ref())?,
-            }),
+            "user" => {
+                let parts = user_parts(message.content.as_ref())?;
+                // Turns alternate: a user message after a user turn (tool results, say) joins it.
+                match contents.last_mut() {
+                    Some(last) if last.role.as_deref() == Some("user") => last.parts.extend(parts),
+                    _ => contents.push(Content {
+                        role: Some("user".into()),
+                        parts,
+                    }),
+                }
+            }
             "assistant" => {
                 let parts = model_parts(message);
                 // Gemini wants turns to alternate: consecutive assistant messages are one turn.
