@@ -111,6 +111,61 @@ pub async fn list(
     respond::json(session, 200, body.to_string().into_bytes(), request_id).await
 }
 
+/// `GET /v1/models/{provider}/{model}` (the OpenAI SDK's `models.retrieve`): the model as its
+/// provider lists it, id prefixed `provider/`; 404 when the provider does not list it. A provider
+/// without a model listing (Gemini, Azure) answers with the model as configured, unchecked.
+pub async fn retrieve(
+    state: &Arc<Gateway>,
+    session: &mut Session,
+    request_id: &str,
+    raw_name: &str,
+) -> pingora::Result<()> {
+    // The OpenAI SDK encodes the slash of `provider/model`.
+    let decoded = percent_encoding::percent_decode_str(raw_name).decode_utf8_lossy();
+    let name: &str = &decoded;
+    let live = state.live.load_full();
+    let snapshot = &live.snapshot;
+    let err_ctx = ErrorContext {
+        request_id: Some(request_id),
+        request_type: Some(RequestType::ListModels.as_str()),
+        model_requested: Some(name),
+        ..Default::default()
+    };
+    let not_found = |message: String| WireError {
+        status: 404,
+        code: Some("model_not_found"),
+        ..WireError::bad_request(message)
+    };
+    let Some((provider_name, model)) = name.split_once('/').filter(|(p, m)| !p.is_empty() && !m.is_empty()) else {
+        let err = not_found(format!("model {name:?} must be written provider/model"));
+        return respond::error(session, Wire::OpenAi, &err, &err_ctx).await;
+    };
+    let Some(provider) = snapshot.provider(provider_name).cloned() else {
+        let err = not_found(format!("provider {provider_name:?} is not configured on this gateway"));
+        return respond::error(session, Wire::OpenAi, &err, &err_ctx).await;
+    };
+    if provider.path(RequestType::ListModels).is_none() {
+        let body = json!({"id": name, "object": "model", "created": 0, "owned_by": provider_name});
+        return respond::json(session, 200, body.to_string().into_bytes(), request_id).await;
+    }
+    match fetch(state, &provider).await {
+        Ok(models) => match models
+            .into_iter()
+            .find(|m| m.get("id").and_then(Value::as_str) == Some(model))
+        {
+            Some(mut found) => {
+                found["id"] = Value::String(name.to_string());
+                respond::json(session, 200, found.to_string().into_bytes(), request_id).await
+            }
+            None => {
+                let err = not_found(format!("provider {provider_name} does not list model {model:?}"));
+                respond::error(session, Wire::OpenAi, &err, &err_ctx).await
+            }
+        },
+        Err(err) => respond::error(session, Wire::OpenAi, &err, &err_ctx).await,
+    }
+}
+
 /// `GET /genai/v1beta/models` (the google-genai SDK's `models.list`): the Gemini provider's own
 /// listing, passed through with the query (page size and token; never the client's `key`).
 pub async fn gemini_list(state: &Arc<Gateway>, session: &mut Session, request_id: &str) -> pingora::Result<()> {

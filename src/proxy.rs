@@ -263,6 +263,15 @@ impl ProxyHttp for GatewayProxy {
                 };
                 exchange::handle(&self.state, session, &ctx.request_id, started, route, &mut ctx.inflight).await?;
             }
+            Match::Found(Route::RetrieveModel, rest) => {
+                models::retrieve(
+                    &self.state,
+                    session,
+                    &ctx.request_id,
+                    rest.as_deref().unwrap_or_default(),
+                )
+                .await?;
+            }
             Match::Found(Route::GeminiModels, _) => {
                 models::gemini_list(&self.state, session, &ctx.request_id).await?;
             }

@@ -31,6 +31,8 @@ pub enum Route {
     /// The google-genai SDK's `/genai/v1beta/models/{model}:{method}` (and `/genai/v1/...`): the
     /// path names the model (a bare name means Gemini) and the method.
     GeminiModel,
+    /// `GET /v1/models/{provider}/{model}`: one model (the OpenAI SDK's `models.retrieve`).
+    RetrieveModel,
     /// `GET /genai/v1beta/models`: the Gemini provider's model list, passed through.
     GeminiModels,
     /// `GET .../models`: the models of every configured provider.
@@ -76,7 +78,8 @@ impl RouteTable {
             ingress: Wire::Anthropic,
         };
         let azure = |request_type| Route::AzureDeployment { request_type };
-        let entries: [(&str, Method, Route); 25] = [
+        let entries: [(&str, Method, Route); 26] = [
+            ("/v1/models/{*rest}", Method::GET, Route::RetrieveModel),
             ("/genai/v1beta/models", Method::GET, Route::GeminiModels),
             ("/genai/v1/models", Method::GET, Route::GeminiModels),
             ("/genai/v1beta/models/{*rest}", Method::POST, Route::GeminiModel),

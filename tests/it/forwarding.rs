@@ -437,3 +437,34 @@ async fn cors_answers_preflights_and_marks_replies_for_allowed_origins() {
     .await;
     assert!(options.header("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn one_model_is_retrieved_with_its_provider_prefix() {
+    let upstream = default_mock();
+    let url = upstream.base_url();
+    let gw = gateway(&format!(
+        "providers:\n  openai:\n    keys: [{{name: o, value: sk-o}}]\n    network_config: {{base_url: \"{url}\"}}\n  gemini:\n    keys: [{{name: g, value: gm-1}}]\n    network_config: {{base_url: \"{url}\"}}\n"
+    ));
+    let reply = send(gw.addr, "GET", "/v1/models/openai/mock-gpt", &[], b"").await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let json = reply.json();
+    assert_eq!(json["id"], "openai/mock-gpt");
+    assert_eq!(json["object"], "model");
+    assert_eq!(json["owned_by"], "asbru-mock");
+    for (path, why) in [
+        ("/v1/models/openai/no-such-model", "not listed"),
+        ("/v1/models/nobody/x", "provider not configured"),
+        ("/v1/models/mock-gpt", "no provider prefix"),
+    ] {
+        let reply = send(gw.addr, "GET", path, &[], b"").await;
+        assert_eq!(reply.status(), 404, "{why}: {}", reply.text());
+        assert_eq!(reply.json()["error"]["code"], "model_not_found", "{why}");
+    }
+    // The OpenAI SDK encodes the slash.
+    let reply = send(gw.addr, "GET", "/v1/models/openai%2Fmock-gpt", &[], b"").await;
+    assert_eq!(reply.json()["id"], "openai/mock-gpt", "{}", reply.text());
+    // Gemini has no OpenAI-style listing: the model is answered as configured.
+    let reply = send(gw.addr, "GET", "/v1/models/gemini/gemini-2.0-flash", &[], b"").await;
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.json()["id"], "gemini/gemini-2.0-flash");
+}

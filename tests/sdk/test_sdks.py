@@ -165,6 +165,16 @@ def genai_embed():
     assert len(reply.embeddings) == 2 and reply.embeddings[0].values == [0.0125, -0.25, 0.5], reply
 
 
+def openai_retrieve_model():
+    model = oai.models.retrieve("openai/mock-gpt")
+    assert model.id == "openai/mock-gpt", model
+    try:
+        oai.models.retrieve("openai/no-such-model")
+    except openai.NotFoundError:
+        return
+    raise AssertionError("expected a 404")
+
+
 def genai_count_tokens():
     reply = gem.models.count_tokens(model="gemini-2.0-flash", contents="hi")
     assert reply.total_tokens == 42, reply
@@ -191,6 +201,7 @@ for model in ["gemini-2.0-flash", "openai/gpt-4o-mini", "anthropic/claude-3-5-ha
 check("google-genai embed gemini", genai_embed)
 check("google-genai count tokens gemini", genai_count_tokens)
 check("google-genai list models", genai_list_models)
+check("openai sdk models.retrieve", openai_retrieve_model)
 check("google-genai error shape", genai_error)
 
 for model in ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku"]:
