@@ -52,6 +52,18 @@ impl Usage {
         }
     }
 
+    /// From Gemini's `usageMetadata`: thoughts count as output (and as reasoning), cached
+    /// content is part of the prompt, and so are tool-use prompt tokens.
+    pub fn from_gemini(meta: &crate::formats::gemini::types::UsageMetadata) -> Usage {
+        Usage {
+            input_tokens: meta.prompt_token_count + meta.tool_use_prompt_token_count,
+            output_tokens: meta.candidates_token_count + meta.thoughts_token_count,
+            cache_read_tokens: meta.cached_content_token_count,
+            cache_write_tokens: 0,
+            reasoning_tokens: meta.thoughts_token_count,
+        }
+    }
+
     /// As OpenAI's usage object.
     pub fn to_openai(&self) -> OpenAiUsage {
         let cached = self.cache_read_tokens > 0 || self.cache_write_tokens > 0;
@@ -134,10 +146,7 @@ pub fn from_gemini_json(body: &[u8]) -> Option<Usage> {
         usage_metadata: Option<crate::formats::gemini::types::UsageMetadata>,
     }
     let parsed: WithGeminiUsage = serde_json::from_slice(body).ok()?;
-    parsed
-        .usage_metadata
-        .as_ref()
-        .map(crate::adapters::chat_to_gemini::usage)
+    parsed.usage_metadata.as_ref().map(Usage::from_gemini)
 }
 
 /// Usage from a JSON reply body or stream event of `wire`.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::{TranslateError, thinking_budget};
 use crate::formats::gemini::types::{
     BatchEmbedRequest, BatchEmbedResponse, Blob, Candidate, Content, EmbedRequest, FileData, FunctionCall,
-    FunctionDecl, FunctionResponse, GenerateRequest, GenerateResponse, GenerationConfig, Part, ToolDecl, UsageMetadata,
+    FunctionDecl, FunctionResponse, GenerateRequest, GenerateResponse, GenerationConfig, Part, ToolDecl,
 };
 use crate::formats::openai::types::{
     ChatMessage, ChatRequest, ChatResponse, Choice, ContentPart, FunctionCall as OpenAiCall, MessageContent,
@@ -334,18 +334,6 @@ pub fn finish_reason(reason: &str, called: bool) -> &'static str {
     }
 }
 
-/// The one usage record from Gemini's `usageMetadata`: thoughts count as output (and as
-/// reasoning), cached content is part of the prompt.
-pub fn usage(meta: &UsageMetadata) -> Usage {
-    Usage {
-        input_tokens: meta.prompt_token_count + meta.tool_use_prompt_token_count,
-        output_tokens: meta.candidates_token_count + meta.thoughts_token_count,
-        cache_read_tokens: meta.cached_content_token_count,
-        cache_write_tokens: 0,
-        reasoning_tokens: meta.thoughts_token_count,
-    }
-}
-
 /// An id for the `n`th call of a reply, for models that send none.
 pub fn call_id(reply_id: &str, n: usize) -> String {
     let tail: String = reply_id.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
@@ -445,7 +433,7 @@ pub fn response(reply: GenerateResponse, model: &str, created: u64) -> ChatRespo
         created,
         model: reply.model_version.unwrap_or_else(|| model.to_string()),
         choices,
-        usage: Some(usage(&reply.usage_metadata.unwrap_or_default()).to_openai()),
+        usage: Some(Usage::from_gemini(&reply.usage_metadata.unwrap_or_default()).to_openai()),
     }
 }
 

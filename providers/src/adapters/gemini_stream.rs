@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use super::chat_to_gemini::{candidate_parts, finish_reason, usage};
+use super::chat_to_gemini::{candidate_parts, finish_reason};
 use crate::errors::{ErrorContext, WireError};
 use crate::formats::gemini::types::GenerateResponse;
 use crate::formats::openai::types::{ChatChunk, Delta, FunctionDelta, ToolCallDelta};
@@ -125,7 +125,7 @@ impl GeminiToChatStream {
             self.model.clone_from(version);
         }
         if let Some(meta) = &event.usage_metadata {
-            self.usage.merge_max(usage(meta));
+            self.usage.merge_max(Usage::from_gemini(meta));
         }
         for candidate in &event.candidates {
             let index = candidate.index;
