@@ -310,6 +310,13 @@ impl ProxyHttp for GatewayProxy {
         Ok(true)
     }
 
+    /// What Pingora's error log says of a request: the method and the path, never the query (a
+    /// Gemini client may put its key there, `?key=...`).
+    fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
+        let head = session.req_header();
+        format!("{} {}", head.method, head.uri.path())
+    }
+
     /// Never reached: `request_filter` answers every request.
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         Err(Error::explain(

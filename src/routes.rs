@@ -198,7 +198,9 @@ pub fn gemini_call(rest: &str) -> Option<(String, &'static str, RequestType, boo
         _ => return None,
     };
     let model = percent_encoding::percent_decode_str(model).decode_utf8().ok()?;
-    (!model.is_empty()).then(|| (model.into_owned(), method, request_type, stream))
+    // Control characters (CR, LF, ...) never make a model name.
+    (!model.is_empty() && !model.chars().any(char::is_control))
+        .then(|| (model.into_owned(), method, request_type, stream))
 }
 
 impl Default for RouteTable {
@@ -251,6 +253,7 @@ mod tests {
         assert_eq!(gemini_call("gemini-2.0-flash:predict"), None);
         assert_eq!(gemini_call(":generateContent"), None);
         assert_eq!(gemini_call("no-method"), None);
+        assert_eq!(gemini_call("x%0D%0Ay:generateContent"), None);
     }
 
     #[test]

@@ -185,6 +185,7 @@ pub fn google_status_for(status: u16) -> &'static str {
         409 => "ABORTED",
         499 => "CANCELLED",
         502 | 503 => "UNAVAILABLE",
+        400..=499 => "INVALID_ARGUMENT",
         _ => "INTERNAL",
     }
 }

@@ -166,7 +166,11 @@ fn end_marker(wire: Wire, data: &str) -> (bool, bool) {
             data.contains("\"type\":\"error\"") || data.contains("\"type\": \"error\""),
         ),
         // Gemini sends no terminator: the event with a finishReason is the last.
-        Wire::Gemini | Wire::Vertex => (data.contains("\"finishReason\""), data.starts_with("{\"error\"")),
+        // (A blocked prompt's only event carries a blockReason instead.)
+        Wire::Gemini | Wire::Vertex => (
+            data.contains("\"finishReason\"") || data.contains("\"blockReason\""),
+            data.starts_with("{\"error\""),
+        ),
         Wire::OpenAi | Wire::Azure | Wire::Bedrock | Wire::Cohere => (data == "[DONE]", data.starts_with("{\"error\"")),
     }
 }

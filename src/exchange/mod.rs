@@ -158,6 +158,7 @@ pub async fn handle(
     let native_method = match &target {
         Target::GeminiModel { method, stream, .. } => {
             head.stream = *stream;
+            head.max_tokens = asbru_providers::formats::gemini::max_output_tokens(&body);
             Some(*method)
         }
         _ => None,
@@ -315,7 +316,9 @@ fn credentials(session: &Session, allow_direct_keys: bool, ingress: Wire) -> Cre
 fn form_urlencoded_value(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;
-        (key == name)
+        percent_encoding::percent_decode_str(key)
+            .decode_utf8_lossy()
+            .eq_ignore_ascii_case(name)
             .then(|| {
                 percent_encoding::percent_decode_str(value)
                     .decode_utf8_lossy()
@@ -325,11 +328,17 @@ fn form_urlencoded_value(query: &str, name: &str) -> Option<String> {
     })
 }
 
-/// A query string without its `key` parameter (a credential, which rules and logs must not see).
+/// A query string without its `key` parameter (a credential, which rules and logs must not see),
+/// however its name is spelled (`Key`, `k%65y`).
 fn without_key_param(query: &str) -> Box<str> {
     query
         .split('&')
-        .filter(|pair| !pair.starts_with("key=") && *pair != "key")
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
+            !percent_encoding::percent_decode_str(name)
+                .decode_utf8_lossy()
+                .eq_ignore_ascii_case("key")
+        })
         .collect::<Vec<_>>()
         .join("&")
         .into_boxed_str()

@@ -36,6 +36,7 @@ pub fn request(chat: ChatRequest) -> Result<GenerateRequest, TranslateError> {
                     name: t.function.name,
                     description: t.function.description,
                     parameters: t.function.parameters,
+                    schema_parameters: None,
                 })
                 .collect(),
         }]
@@ -148,6 +149,7 @@ fn generation_config(chat: &ChatRequest) -> Result<Option<GenerationConfig>, Tra
         seed: chat.seed,
         response_mime_type,
         response_json_schema,
+        response_schema: None,
         thinking_config: thinking_config(chat),
     };
     Ok((config != GenerationConfig::default()).then_some(config))

@@ -1,12 +1,13 @@
 //! OpenAI `chat.completion.chunk`s → Gemini stream events (`streamGenerateContent?alt=sse`),
 //! incrementally, for Gemini clients whose model another provider serves.
 //!
-//! Text and reasoning go out as they arrive, one event per chunk. A tool call's arguments come in
-//! pieces but Gemini sends a `functionCall` whole, so calls are held until their choice finishes.
-//! The finishing event waits for the usage chunk (or `[DONE]`), so that it carries the usage,
-//! as Gemini's last event does.
+//! Text and reasoning go out one event per chunk, each held back until the next arrives, so that
+//! the last one can carry the `finishReason` (google-genai's chat history drops a turn whose last
+//! event has no parts). A tool call's arguments come in pieces but Gemini sends a `functionCall`
+//! whole, so calls are held until their choice finishes. The finishing event waits for the usage
+//! chunk (or `[DONE]`), so that it carries the usage, as Gemini's last event does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::gemini_to_chat::{finish_reason, reply_parts, usage_metadata};
 use crate::errors::WireError;
@@ -32,6 +33,12 @@ pub struct ChatToGeminiStream {
     calls: BTreeMap<(u32, u32), PendingCall>,
     /// Choices finished, with their Gemini finish reason, waiting for the usage.
     finished: Vec<(u32, &'static str)>,
+    /// The latest content event's candidates, not yet written.
+    held: Vec<Candidate>,
+    /// Choices that produced anything.
+    seen: BTreeSet<u32>,
+    /// Choices whose finishing event is written.
+    closed: BTreeSet<u32>,
     usage: Usage,
     done: bool,
     errored: bool,
@@ -46,6 +53,9 @@ impl ChatToGeminiStream {
             id: String::new(),
             calls: BTreeMap::new(),
             finished: Vec::new(),
+            held: Vec::new(),
+            seen: BTreeSet::new(),
+            closed: BTreeSet::new(),
             usage: Usage::default(),
             done: false,
             errored: false,
@@ -84,15 +94,36 @@ impl ChatToGeminiStream {
         }
     }
 
-    /// Writes the held calls and finish reasons of finished choices, with the usage.
+    /// Writes the held content event.
+    fn release_held(&mut self, out: &mut Vec<u8>) {
+        if !self.held.is_empty() {
+            let held = std::mem::take(&mut self.held);
+            self.emit(out, held, false);
+        }
+    }
+
+    /// Writes the finished choices: their held text, their calls and their finish reasons, with
+    /// the usage.
     fn flush_finished(&mut self, out: &mut Vec<u8>) {
         if self.finished.is_empty() {
             return;
         }
         let finished = std::mem::take(&mut self.finished);
+        self.closed.extend(finished.iter().map(|(index, _)| *index));
+        let mut held = std::mem::take(&mut self.held);
+        let (ending, other): (Vec<Candidate>, Vec<Candidate>) = held
+            .drain(..)
+            .partition(|c| finished.iter().any(|(index, _)| *index == c.index));
+        self.held = other;
+        self.release_held(out);
         let candidates = finished
             .into_iter()
             .map(|(index, reason)| {
+                let mut parts: Vec<_> = ending
+                    .iter()
+                    .filter(|c| c.index == index)
+                    .flat_map(|c| c.content.iter().flat_map(|content| content.parts.clone()))
+                    .collect();
                 let calls: Vec<ToolCall> = self
                     .calls
                     .range((index, 0)..=(index, u32::MAX))
@@ -105,10 +136,11 @@ impl ChatToGeminiStream {
                         },
                     })
                     .collect();
+                parts.extend(reply_parts(None, None, &calls));
                 Candidate {
                     content: Some(Content {
                         role: Some("model".into()),
-                        parts: reply_parts(None, None, &calls),
+                        parts,
                     }),
                     finish_reason: Some(reason.to_string()),
                     index,
@@ -123,7 +155,16 @@ impl ChatToGeminiStream {
             return;
         }
         if data == "[DONE]" {
+            // A choice that produced something and never said why it stopped stopped.
+            let unfinished: Vec<u32> = self
+                .seen
+                .iter()
+                .copied()
+                .filter(|i| !self.closed.contains(i) && !self.finished.iter().any(|(f, _)| f == i))
+                .collect();
+            self.finished.extend(unfinished.into_iter().map(|i| (i, "STOP")));
             self.flush_finished(out);
+            self.release_held(out);
             self.done = true;
             return;
         }
@@ -163,6 +204,9 @@ impl ChatToGeminiStream {
                 }
             }
             let parts = reply_parts(delta.reasoning.as_deref(), delta.content.as_deref(), &[]);
+            if !parts.is_empty() || choice.finish_reason.is_some() {
+                self.seen.insert(choice.index);
+            }
             if !parts.is_empty() {
                 candidates.push(Candidate {
                     content: Some(Content {
@@ -178,7 +222,8 @@ impl ChatToGeminiStream {
             }
         }
         if !candidates.is_empty() {
-            self.emit(out, candidates, false);
+            self.release_held(out);
+            self.held = candidates;
         }
         // The usage chunk (no choices) closes the finished choices; without one, `[DONE]` does.
         if chunk.usage.is_some() {
@@ -218,18 +263,42 @@ mod tests {
             .filter_map(|e| e.strip_prefix("data: "))
             .map(|d| serde_json::from_str(d).expect("json"))
             .collect();
-        assert_eq!(events.len(), 2, "{whole}");
+        assert_eq!(events.len(), 1, "the text is held for the finishing event: {whole}");
         assert_eq!(events[0]["candidates"][0]["content"]["parts"][0]["text"], "Hé");
-        let last = &events[1];
+        let last = &events[0];
         assert_eq!(last["candidates"][0]["finishReason"], "STOP");
         assert_eq!(
-            last["candidates"][0]["content"]["parts"][0]["functionCall"],
+            last["candidates"][0]["content"]["parts"][1]["functionCall"],
             serde_json::json!({"id": "call_9", "name": "f", "args": {"a": 1}})
         );
         assert_eq!(last["usageMetadata"]["promptTokenCount"], 4);
         assert_eq!(last["usageMetadata"]["candidatesTokenCount"], 6);
         let bytes: Vec<&[u8]> = CHUNKS.as_bytes().chunks(1).collect();
         assert_eq!(translate(&bytes).0, whole);
+    }
+
+    #[test]
+    fn no_event_has_empty_parts_and_done_closes_open_choices() {
+        let chunks = concat!(
+            "data: {\"id\":\"c2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"c2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"},\"finish_reason\":null}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let (out, stream) = translate(&[chunks.as_bytes()]);
+        assert!(stream.completed());
+        let events: Vec<serde_json::Value> = out
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).expect("json"))
+            .collect();
+        assert_eq!(events.len(), 2, "{out}");
+        assert!(events.iter().all(|e| {
+            e["candidates"][0]["content"]["parts"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+        }));
+        assert_eq!(events[1]["candidates"][0]["content"]["parts"][0]["text"], "b");
+        assert_eq!(events[1]["candidates"][0]["finishReason"], "STOP");
     }
 
     #[test]

@@ -153,8 +153,12 @@ pub fn prepare(
             )
         }
         (Shape::Gemini, Shape::Gemini) => (
-            // The model is in the path; the body goes byte for byte.
-            raw.to_vec(),
+            // The model is in the path; the body goes byte for byte, unless an output cap must
+            // be added.
+            output_cap
+                .filter(|_| !embeddings && !count_tokens)
+                .and_then(|cap| crate::formats::gemini::with_output_cap(raw, cap.tokens))
+                .unwrap_or_else(|| raw.to_vec()),
             ReplyTranslator::Passthrough {
                 usage: StreamUsage::new(upstream),
                 wire: upstream,
@@ -175,7 +179,10 @@ pub fn prepare(
         }
         (Shape::Gemini, Shape::Chat) => {
             let gemini = serde_json::from_slice(raw).map_err(invalid)?;
-            let chat = gemini_to_chat::request(gemini, upstream_model, head.stream)?;
+            let mut chat = gemini_to_chat::request(gemini, upstream_model, head.stream)?;
+            if chat.max_tokens.is_none() {
+                chat.max_tokens = output_cap.and_then(|cap| u32::try_from(cap.tokens).ok());
+            }
             (
                 serde_json::to_vec(&chat).map_err(invalid)?,
                 ReplyTranslator::GeminiFromChat {
@@ -185,7 +192,10 @@ pub fn prepare(
         }
         (Shape::Gemini, Shape::Messages) => {
             let gemini = serde_json::from_slice(raw).map_err(invalid)?;
-            let chat = gemini_to_chat::request(gemini, upstream_model, head.stream)?;
+            let mut chat = gemini_to_chat::request(gemini, upstream_model, head.stream)?;
+            if chat.max_tokens.is_none() {
+                chat.max_tokens = output_cap.and_then(|cap| u32::try_from(cap.tokens).ok());
+            }
             let messages = chat_to_messages::request(chat, upstream_model)?;
             (
                 serde_json::to_vec(&messages).map_err(invalid)?,

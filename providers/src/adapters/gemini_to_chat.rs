@@ -9,7 +9,9 @@
 use serde_json::{Value, json};
 
 use super::TranslateError;
-use crate::formats::gemini::types::{Candidate, Content, GenerateRequest, GenerateResponse, Part, UsageMetadata};
+use crate::formats::gemini::types::{
+    Candidate, Content, GenerateRequest, GenerateResponse, Part, UsageMetadata, schema_to_json_schema,
+};
 use crate::formats::openai::types::{
     ChatMessage, ChatRequest, ChatResponse, ContentPart, FunctionCall, FunctionDef, ImageUrl, MessageContent, Stop,
     Tool, ToolCall,
@@ -44,25 +46,30 @@ pub fn request(gemini: GenerateRequest, upstream_model: &str, stream: bool) -> R
         }
     }
     let config = gemini.generation_config.unwrap_or_default();
-    let response_format = match (config.response_mime_type.as_deref(), config.response_json_schema) {
+    let json_schema = config
+        .response_json_schema
+        .or_else(|| config.response_schema.map(schema_to_json_schema));
+    let response_format = match (config.response_mime_type.as_deref(), json_schema) {
         (Some("application/json"), Some(schema)) => {
             Some(json!({"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}))
         }
         (Some("application/json"), None) => Some(json!({"type": "json_object"})),
         _ => None,
     };
-    let reasoning = config
+    // As OpenAI's `reasoning_effort` (which OpenAI-wire upstreams take; Anthropic's translation
+    // reads it too): a budget of 0 asks for no thinking, so none is asked for.
+    let reasoning_effort = config
         .thinking_config
         .as_ref()
         .and_then(|t| t.get("thinkingBudget"))
         .and_then(Value::as_u64)
-        .map(|budget| {
-            if budget == 0 {
-                json!({"effort": "none"})
-            } else {
-                json!({"max_tokens": budget})
-            }
-        });
+        .and_then(|budget| match budget {
+            0 => None,
+            1..=2048 => Some("low"),
+            2049..=8192 => Some("medium"),
+            _ => Some("high"),
+        })
+        .map(str::to_string);
     let tools: Vec<Tool> = gemini
         .tools
         .into_iter()
@@ -73,7 +80,7 @@ pub fn request(gemini: GenerateRequest, upstream_model: &str, stream: bool) -> R
             function: FunctionDef {
                 name: f.name,
                 description: f.description,
-                parameters: f.parameters,
+                parameters: f.parameters.or_else(|| f.schema_parameters.map(schema_to_json_schema)),
                 strict: None,
             },
         })
@@ -89,7 +96,7 @@ pub fn request(gemini: GenerateRequest, upstream_model: &str, stream: bool) -> R
         stop: config.stop_sequences.map(Stop::Many),
         tools: (!tools.is_empty()).then_some(tools),
         tool_choice: gemini.tool_config.as_ref().and_then(tool_choice),
-        reasoning,
+        reasoning_effort,
         n: config.candidate_count,
         seed: config.seed,
         presence_penalty: config.presence_penalty,
@@ -348,7 +355,7 @@ mod tests {
         assert_eq!(v["messages"][5], json!({"role": "user", "content": "and?"}));
         assert_eq!(v["max_tokens"], 50);
         assert_eq!(v["response_format"], json!({"type": "json_object"}));
-        assert_eq!(v["reasoning"], json!({"max_tokens": 1024}));
+        assert_eq!(v["reasoning_effort"], "low");
         assert_eq!(v["tool_choice"], json!({"type": "function", "function": {"name": "f"}}));
         assert_eq!(v["stream_options"], json!({"include_usage": true}));
         let orphan = request(
@@ -359,6 +366,32 @@ mod tests {
             false,
         );
         assert!(orphan.is_err());
+    }
+
+    #[test]
+    fn googles_schemas_become_json_schema() {
+        let chat = request(
+            gemini(json!({
+                "contents": [{"role": "user", "parts": [{"text": "x"}]}],
+                "tools": [{"functionDeclarations": [{"name": "f", "parameters": {"type": "OBJECT",
+                    "properties": {"city": {"type": "STRING", "nullable": true}, "days": {"type": "ARRAY", "items": {"type": "INTEGER"}}},
+                    "propertyOrdering": ["city", "days"], "required": ["city"]}}]}],
+                "generationConfig": {"responseMimeType": "application/json", "responseSchema": {"type": "OBJECT", "properties": {"ok": {"type": "BOOLEAN"}}}}
+            })),
+            "gpt-4o",
+            false,
+        )
+        .expect("translated");
+        let v = serde_json::to_value(&chat).expect("json");
+        assert_eq!(
+            v["tools"][0]["function"]["parameters"],
+            json!({"type": "object", "properties": {"city": {"type": ["string", "null"]},
+                   "days": {"type": "array", "items": {"type": "integer"}}}, "required": ["city"]})
+        );
+        assert_eq!(
+            v["response_format"]["json_schema"]["schema"],
+            json!({"type": "object", "properties": {"ok": {"type": "boolean"}}})
+        );
     }
 
     #[test]

@@ -144,6 +144,9 @@ pub struct GenerationConfig {
     /// A JSON Schema the output follows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_json_schema: Option<Value>,
+    /// The same in Google's OpenAPI-subset `Schema` (`type: OBJECT`, `nullable`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_schema: Option<Value>,
     /// `{thinkingBudget, includeThoughts}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking_config: Option<Value>,
@@ -168,6 +171,65 @@ pub struct FunctionDecl {
     /// JSON Schema of the arguments.
     #[serde(default, rename = "parametersJsonSchema", skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Value>,
+    /// The arguments in Google's OpenAPI-subset `Schema` (what Google's function-calling guide
+    /// and the SDKs' typed schemas send).
+    #[serde(default, rename = "parameters", skip_serializing_if = "Option::is_none")]
+    pub schema_parameters: Option<Value>,
+}
+
+/// Google's OpenAPI-subset `Schema` as JSON Schema: type names in lower case, `nullable` as a
+/// `null` type, Google-only keywords (`propertyOrdering`) dropped; nested schemas alike.
+pub fn schema_to_json_schema(schema: Value) -> Value {
+    match schema {
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            let nullable = map.get("nullable").and_then(Value::as_bool) == Some(true);
+            for (key, value) in map {
+                match key.as_str() {
+                    "nullable" | "propertyOrdering" => {}
+                    "type" => {
+                        let name = value.as_str().map(str::to_ascii_lowercase);
+                        let kind = name.map_or(value, Value::String);
+                        out.insert(
+                            key,
+                            if nullable {
+                                serde_json::json!([kind, "null"])
+                            } else {
+                                kind
+                            },
+                        );
+                    }
+                    "properties" => {
+                        let props = match value {
+                            Value::Object(props) => Value::Object(
+                                props
+                                    .into_iter()
+                                    .map(|(name, s)| (name, schema_to_json_schema(s)))
+                                    .collect(),
+                            ),
+                            other => other,
+                        };
+                        out.insert(key, props);
+                    }
+                    "items" => {
+                        out.insert(key, schema_to_json_schema(value));
+                    }
+                    "anyOf" => {
+                        let any = match value {
+                            Value::Array(items) => Value::Array(items.into_iter().map(schema_to_json_schema).collect()),
+                            other => other,
+                        };
+                        out.insert(key, any);
+                    }
+                    _ => {
+                        out.insert(key, value);
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        other => other,
+    }
 }
 
 /// A reply, whole or one stream event.
