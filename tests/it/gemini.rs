@@ -399,6 +399,21 @@ async fn genai_bare_models_pass_through_byte_for_byte() {
         "the provider's key, not the client's"
     );
 
+    // Bifrost's own members are taken out; the rest is untouched.
+    let with_fallbacks = r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}],"fallbacks":["openai/gpt-4o-mini"]}"#;
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/genai/v1beta/models/gemini-2.0-flash:generateContent",
+        &headers,
+        with_fallbacks.as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let sent = upstream.state.recorded().last().map(|r| r.body.clone()).expect("sent");
+    assert_eq!(&sent[..], br#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#);
+    let seen_before = upstream.state.recorded().len();
+
     let reply = send(
         gw.addr,
         "POST",
@@ -409,7 +424,7 @@ async fn genai_bare_models_pass_through_byte_for_byte() {
     .await;
     assert_eq!(reply.status(), 200);
     assert_eq!(
-        upstream.state.recorded()[1].path,
+        upstream.state.recorded()[seen_before].path,
         "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
     );
     let text = reply.text();
@@ -431,7 +446,7 @@ async fn genai_bare_models_pass_through_byte_for_byte() {
     .await;
     assert_eq!(reply.status(), 200, "{}", reply.text());
     assert_eq!(
-        upstream.state.recorded()[2].path,
+        upstream.state.recorded()[seen_before + 1].path,
         "/v1beta/models/text-embedding-004:embedContent"
     );
 
@@ -446,7 +461,7 @@ async fn genai_bare_models_pass_through_byte_for_byte() {
     assert_eq!(reply.status(), 200, "{}", reply.text());
     assert_eq!(reply.json(), json!({"totalTokens": 42}));
     assert_eq!(
-        upstream.state.recorded()[3].path,
+        upstream.state.recorded()[seen_before + 2].path,
         "/v1beta/models/gemini-2.0-flash:countTokens"
     );
     // Other providers count no Gemini tokens: a clear 400, nothing sent.
@@ -460,7 +475,7 @@ async fn genai_bare_models_pass_through_byte_for_byte() {
     .await;
     assert_eq!(reply.status(), 400, "{}", reply.text());
     assert_eq!(reply.json()["error"]["status"], "INVALID_ARGUMENT");
-    assert_eq!(upstream.state.recorded().len(), 4);
+    assert_eq!(upstream.state.recorded().len(), seen_before + 3);
 
     // The SDK's models.list: Gemini's own listing, the query passed on without the key.
     let reply = send(
@@ -473,7 +488,7 @@ async fn genai_bare_models_pass_through_byte_for_byte() {
     .await;
     assert_eq!(reply.status(), 200, "{}", reply.text());
     assert_eq!(reply.json()["models"][0]["name"], "models/gemini-2.0-flash");
-    let seen = &upstream.state.recorded()[4];
+    let seen = &upstream.state.recorded()[seen_before + 3];
     assert_eq!(seen.path, "/v1beta/models?pageSize=10");
     assert_eq!(seen.header("x-goog-api-key"), Some("gm-key-1"));
 }

@@ -153,12 +153,16 @@ pub fn prepare(
             )
         }
         (Shape::Gemini, Shape::Gemini) => (
-            // The model is in the path; the body goes byte for byte, unless an output cap must
-            // be added.
-            output_cap
-                .filter(|_| !embeddings && !count_tokens)
-                .and_then(|cap| crate::formats::gemini::with_output_cap(raw, cap.tokens))
-                .unwrap_or_else(|| raw.to_vec()),
+            // The model is in the path; the body goes byte for byte but for Bifrost's own
+            // members (`fallbacks`, `provider`, which Google refuses), and an output cap when one
+            // must be added.
+            {
+                let body = head.upstream_body(raw, upstream_model);
+                output_cap
+                    .filter(|_| !embeddings && !count_tokens)
+                    .and_then(|cap| crate::formats::gemini::with_output_cap(&body, cap.tokens))
+                    .unwrap_or(body)
+            },
             ReplyTranslator::Passthrough {
                 usage: StreamUsage::new(upstream),
                 wire: upstream,
