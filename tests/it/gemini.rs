@@ -649,3 +649,54 @@ async fn genai_upstream_failures_keep_their_status_in_googles_shape() {
     assert_eq!(json["error"]["status"], "RESOURCE_EXHAUSTED", "{json}");
     assert_eq!(json["error"]["message"], "mock provider failure");
 }
+
+#[tokio::test]
+async fn genai_requests_are_charged_from_usage_metadata() {
+    let upstream = default_mock();
+    let gw = genai_gateway(
+        &upstream,
+        "governance:\n  pricing_overrides:\n    - {provider: gemini, model: gemini-2.0-flash, input_cost_per_token: 0, output_cost_per_token: 0.0001}\n    - {provider: openai, model: gpt-4o, input_cost_per_token: 0, output_cost_per_token: 0.0001}\n  virtual_keys:\n    - {id: vk-g, name: G, value: sk-bf-g, budgets: [{max_limit: 10, reset_duration: 1d}], provider_configs: [{provider: gemini, weight: 1}, {provider: openai, weight: 1}]}\n",
+    );
+    let settled = || {
+        gw.state
+            .registry
+            .get("vk:vk-g:budget:0")
+            .expect("the key's budget meter")
+            .settled()
+    };
+    let headers = [("x-goog-api-key", "sk-bf-g")];
+    // Passthrough, whole: 6 candidate tokens and 2 thoughts at 100 µ$ each.
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/genai/v1beta/models/gemini-2.0-flash:generateContent",
+        &headers,
+        GENAI_BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(settled(), 800);
+    // Passthrough, streamed: the last event's 5 candidate tokens and 2 thoughts.
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/genai/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+        &headers,
+        GENAI_BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status(), 200);
+    let _ = reply.text();
+    assert_eq!(settled(), 800 + 700);
+    // Through the hub to OpenAI: the mock's 6 output tokens.
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/genai/v1beta/models/openai/gpt-4o:generateContent",
+        &headers,
+        GENAI_BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(settled(), 800 + 700 + 600);
+}
