@@ -372,6 +372,11 @@ fn genai_gateway(upstream: &asbru_bench::mock::MockHandle, extra: &str) -> asbru
     ))
 }
 
+/// A POST to the gateway (the `/genai` tests' one call shape).
+async fn genai_post(gw: &asbru::server::RunningGateway, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    send(gw.addr, "POST", path, headers, body).await
+}
+
 const GENAI_BODY: &str =
     r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}],"generationConfig":{"maxOutputTokens":20}}"#;
 
@@ -380,9 +385,8 @@ async fn genai_bare_models_pass_through_byte_for_byte() {
     let upstream = default_mock();
     let gw = genai_gateway(&upstream, "");
     let headers = [("x-goog-api-key", "client-key"), ("content-type", "application/json")];
-    let reply = send(
-        gw.addr,
-        "POST",
+    let reply = genai_post(
+        &gw,
         "/genai/v1beta/models/gemini-2.0-flash:generateContent",
         &headers,
         GENAI_BODY.as_bytes(),
@@ -401,9 +405,8 @@ async fn genai_bare_models_pass_through_byte_for_byte() {
 
     // Bifrost's own members are taken out; the rest is untouched.
     let with_fallbacks = r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}],"fallbacks":["openai/gpt-4o-mini"]}"#;
-    let reply = send(
-        gw.addr,
-        "POST",
+    let reply = genai_post(
+        &gw,
         "/genai/v1beta/models/gemini-2.0-flash:generateContent",
         &headers,
         with_fallbacks.as_bytes(),
@@ -414,9 +417,8 @@ async fn genai_bare_models_pass_through_byte_for_byte() {
     assert_eq!(&sent[..], br#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#);
     let seen_before = upstream.state.recorded().len();
 
-    let reply = send(
-        gw.addr,
-        "POST",
+    let reply = genai_post(
+        &gw,
         "/genai/v1/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
         &headers,
         GENAI_BODY.as_bytes(),
@@ -436,9 +438,8 @@ async fn genai_bare_models_pass_through_byte_for_byte() {
     assert_eq!(events.len(), 5, "verbatim Gemini events");
     assert_eq!(events[4]["candidates"][0]["finishReason"], "STOP");
 
-    let reply = send(
-        gw.addr,
-        "POST",
+    let reply = genai_post(
+        &gw,
         "/genai/v1beta/models/text-embedding-004:embedContent",
         &headers,
         br#"{"content":{"parts":[{"text":"x"}]}}"#,
@@ -450,9 +451,8 @@ async fn genai_bare_models_pass_through_byte_for_byte() {
         "/v1beta/models/text-embedding-004:embedContent"
     );
 
-    let reply = send(
-        gw.addr,
-        "POST",
+    let reply = genai_post(
+        &gw,
         "/genai/v1beta/models/gemini-2.0-flash:countTokens",
         &headers,
         GENAI_BODY.as_bytes(),
@@ -465,9 +465,8 @@ async fn genai_bare_models_pass_through_byte_for_byte() {
         "/v1beta/models/gemini-2.0-flash:countTokens"
     );
     // Other providers count no Gemini tokens: a clear 400, nothing sent.
-    let reply = send(
-        gw.addr,
-        "POST",
+    let reply = genai_post(
+        &gw,
         "/genai/v1beta/models/openai/gpt-4o:countTokens",
         &headers,
         GENAI_BODY.as_bytes(),
@@ -565,9 +564,8 @@ async fn genai_reaches_other_providers_through_the_hub() {
             "{provider}: {last}"
         );
     }
-    let reply = send(
-        gw.addr,
-        "POST",
+    let reply = genai_post(
+        &gw,
         "/genai/v1beta/models/anthropic/claude-3-5-haiku:generateContent",
         &headers,
         GENAI_BODY.as_bytes(),
@@ -613,14 +611,7 @@ async fn genai_errors_are_google_shaped_and_keys_come_from_the_query() {
     .await;
     assert_eq!(reply.status(), 200, "{}", reply.text());
 
-    let reply = send(
-        gw.addr,
-        "POST",
-        "/genai/v1beta/models/gemini-2.0-flash:predict",
-        &[],
-        b"{}",
-    )
-    .await;
+    let reply = genai_post(&gw, "/genai/v1beta/models/gemini-2.0-flash:predict", &[], b"{}").await;
     assert_eq!(reply.status(), 404);
     assert_eq!(reply.json()["error"]["status"], "NOT_FOUND");
     let reply = send(gw.addr, "POST", &with_key, &[], b"{not json").await;
@@ -636,9 +627,8 @@ async fn genai_upstream_failures_keep_their_status_in_googles_shape() {
         ..MockOptions::default()
     });
     let gw = genai_gateway(&failing, "");
-    let reply = send(
-        gw.addr,
-        "POST",
+    let reply = genai_post(
+        &gw,
         "/genai/v1beta/models/openai/gpt-4o-mini:generateContent",
         &[],
         GENAI_BODY.as_bytes(),
@@ -666,9 +656,8 @@ async fn genai_requests_are_charged_from_usage_metadata() {
     };
     let headers = [("x-goog-api-key", "sk-bf-g")];
     // Passthrough, whole: 6 candidate tokens and 2 thoughts at 100 µ$ each.
-    let reply = send(
-        gw.addr,
-        "POST",
+    let reply = genai_post(
+        &gw,
         "/genai/v1beta/models/gemini-2.0-flash:generateContent",
         &headers,
         GENAI_BODY.as_bytes(),
@@ -677,9 +666,8 @@ async fn genai_requests_are_charged_from_usage_metadata() {
     assert_eq!(reply.status(), 200, "{}", reply.text());
     assert_eq!(settled(), 800);
     // Passthrough, streamed: the last event's 5 candidate tokens and 2 thoughts.
-    let reply = send(
-        gw.addr,
-        "POST",
+    let reply = genai_post(
+        &gw,
         "/genai/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
         &headers,
         GENAI_BODY.as_bytes(),
@@ -689,9 +677,8 @@ async fn genai_requests_are_charged_from_usage_metadata() {
     let _ = reply.text();
     assert_eq!(settled(), 800 + 700);
     // Through the hub to OpenAI: the mock's 6 output tokens.
-    let reply = send(
-        gw.addr,
-        "POST",
+    let reply = genai_post(
+        &gw,
         "/genai/v1beta/models/openai/gpt-4o:generateContent",
         &headers,
         GENAI_BODY.as_bytes(),
