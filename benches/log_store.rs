@@ -130,6 +130,22 @@ fn queries(c: &mut Criterion) {
     group.finish();
 }
 
+/// `count` rows from row `from` on, 200 ms apart, with time-ordered ids (the gateway's UUIDv7)
+/// or random ones (client-supplied ids).
+fn batch(from: u64, count: u64, ordered: bool) -> Vec<LogRow> {
+    (from..from + count)
+        .map(|i| {
+            let mut r = row(i, 1_800_000_000_000 + i as i64 * 200);
+            r.id = if ordered {
+                format!("{i:016x}-7000-8000-000000000000")
+            } else {
+                format!("{:016x}-4000-8000-000000000000", i.wrapping_mul(0x9e3779b97f4a7c15))
+            };
+            r
+        })
+        .collect()
+}
+
 /// The writer's batch insert, per batch of [`BATCH`] rows.
 fn inserts(c: &mut Criterion) {
     const BATCH: u64 = 2_500;
@@ -149,17 +165,7 @@ fn inserts(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut spent = std::time::Duration::ZERO;
                 for _ in 0..iters {
-                    let batch: Vec<LogRow> = (next..next + BATCH)
-                        .map(|i| {
-                            let mut r = row(i, 1_800_000_000_000 + i as i64 * 200);
-                            r.id = if ordered {
-                                format!("{i:016x}-7000-8000-000000000000")
-                            } else {
-                                format!("{:016x}-4000-8000-000000000000", i.wrapping_mul(0x9e3779b97f4a7c15))
-                            };
-                            r
-                        })
-                        .collect();
+                    let batch = batch(next, BATCH, ordered);
                     next += BATCH;
                     let started = std::time::Instant::now();
                     store.insert(&batch).expect("insert");
@@ -210,13 +216,7 @@ fn insert_floor(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut spent = std::time::Duration::ZERO;
                 for _ in 0..iters {
-                    let batch: Vec<LogRow> = (next..next + BATCH)
-                        .map(|i| {
-                            let mut r = row(i, 1_800_000_000_000 + i as i64 * 200);
-                            r.id = format!("{i:016x}-7000-8000-000000000000");
-                            r
-                        })
-                        .collect();
+                    let batch = batch(next, BATCH, true);
                     next += BATCH;
                     let started = std::time::Instant::now();
                     let tx = conn.transaction().expect("tx");

@@ -201,13 +201,7 @@ pub async fn gemini_list(state: &Arc<Gateway>, session: &mut Session, request_id
         .split('&')
         .filter(|pair| !pair.is_empty() && !pair.starts_with("key=") && *pair != "key")
         .collect();
-    let base = &provider.upstream.base_path;
-    let prefix = if base.ends_with(asbru_providers::provider::gemini::API_PREFIX) || base.ends_with("/v1") {
-        ""
-    } else {
-        asbru_providers::provider::gemini::API_PREFIX
-    };
-    let mut path = format!("{base}{prefix}/models");
+    let mut path = asbru_providers::provider::gemini::models_path(&provider.upstream.base_path);
     if !query.is_empty() {
         path.push('?');
         path.push_str(&query.join("&"));

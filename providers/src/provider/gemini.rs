@@ -43,12 +43,18 @@ pub fn path(base_path: &str, model: &str, request_type: RequestType, stream: boo
 /// own call, passed through): `generateContent`, `embedContent`, `countTokens`, ...
 pub fn method_path(base_path: &str, model: &str, method: &str) -> String {
     let model = utf8_percent_encode(model.trim_start_matches("models/"), MODEL_SEGMENT);
+    format!("{}/{model}:{method}", models_path(base_path))
+}
+
+/// `{base_path}/v1beta/models`, the model collection (and its listing); no second version
+/// when the base URL already ends in one.
+pub fn models_path(base_path: &str) -> String {
     let prefix = if base_path.ends_with(API_PREFIX) || base_path.ends_with("/v1") {
         ""
     } else {
         API_PREFIX
     };
-    format!("{base_path}{prefix}/models/{model}:{method}")
+    format!("{base_path}{prefix}/models")
 }
 
 /// Whether an error reply says the key itself was refused: Google answers an invalid or expired
