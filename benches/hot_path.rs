@@ -61,6 +61,7 @@ fn request(model: &str, fallbacks: Vec<String>) -> GatewayRequest {
         body: bytes::Bytes::new(),
         headers: Vec::new(),
         query: None,
+        pin: None,
     }
 }
 

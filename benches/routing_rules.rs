@@ -84,6 +84,7 @@ fn request(body: Vec<u8>) -> GatewayRequest {
             ),
         ],
         query: None,
+        pin: None,
     }
 }
 

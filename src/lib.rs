@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod proxy;
 pub mod request_log;
 pub mod respond;
+pub mod response_affinity;
 pub mod routes;
 pub mod server;
 pub mod source_of_truth;

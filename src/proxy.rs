@@ -12,7 +12,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use asbru_providers::errors::{ErrorContext, WireError};
 
 use crate::exchange::{self, InFlight};
-use asbru_config::catalog::Wire;
+use asbru_config::catalog::{RequestType, Wire};
 
 use crate::routes::{Match, Route, gemini_call};
 use crate::state::Gateway;
@@ -295,6 +295,28 @@ impl ProxyHttp for GatewayProxy {
                     request_type,
                     ingress: Wire::Gemini,
                     target: exchange::Target::GeminiModel { model, method, stream },
+                };
+                exchange::handle(&self.state, session, &ctx.request_id, started, route, &mut ctx.inflight).await?;
+            }
+            Match::Found(Route::StoredResponse { default_provider }, rest) => {
+                let Some(call) = rest
+                    .as_deref()
+                    .and_then(|rest| crate::routes::stored_call(&method, rest))
+                else {
+                    let err = WireError {
+                        status: 404,
+                        ..WireError::bad_request(
+                            "unknown stored-response call: asbru serves GET and DELETE /v1/responses/{id}, \
+                             POST /v1/responses/{id}/cancel and GET /v1/responses/{id}/input_items",
+                        )
+                    };
+                    respond::error(session, Wire::OpenAi, &err, &err_ctx).await?;
+                    return Ok(true);
+                };
+                let route = exchange::Route {
+                    request_type: RequestType::Responses,
+                    ingress: Wire::OpenAi,
+                    target: exchange::Target::StoredResponse { call, default_provider },
                 };
                 exchange::handle(&self.state, session, &ctx.request_id, started, route, &mut ctx.inflight).await?;
             }

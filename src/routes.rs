@@ -35,11 +35,50 @@ pub enum Route {
     RetrieveModel,
     /// `GET /genai/v1beta/models`: the Gemini provider's model list, passed through.
     GeminiModels,
+    /// `/v1/responses/{id}` (GET, DELETE), `/v1/responses/{id}/cancel` (POST) and
+    /// `/v1/responses/{id}/input_items` (GET): a response the provider stored.
+    StoredResponse {
+        /// Provider assumed for an id the gateway did not relay.
+        default_provider: Option<&'static str>,
+    },
     /// `GET .../models`: the models of every configured provider.
     ListModels {
         /// When set, only this provider is listed and ids are not prefixed.
         default_provider: Option<&'static str>,
     },
+}
+
+/// What a stored-response path asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCall {
+    /// The response id.
+    pub id: String,
+    /// The upstream method.
+    pub method: &'static str,
+    /// What follows the id in the path (`/cancel`, `/input_items`), or nothing.
+    pub suffix: &'static str,
+}
+
+/// A stored-response path's rest (`{id}`, `{id}/cancel`, `{id}/input_items`) and method as the
+/// call to make; `None` for anything else. Ids are the provider's (`resp_…`): letters, digits,
+/// `_` and `-` only, so an id cannot change the upstream path.
+pub fn stored_call(method: &Method, rest: &str) -> Option<StoredCall> {
+    let (id, suffix) = rest.split_once('/').unwrap_or((rest, ""));
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return None;
+    }
+    let (method, suffix) = match (method.as_str(), suffix) {
+        ("GET" | "HEAD", "") => ("GET", ""),
+        ("DELETE", "") => ("DELETE", ""),
+        ("POST", "cancel") => ("POST", "/cancel"),
+        ("GET" | "HEAD", "input_items") => ("GET", "/input_items"),
+        _ => return None,
+    };
+    Some(StoredCall {
+        id: id.to_string(),
+        method,
+        suffix,
+    })
 }
 
 /// Outcome of matching a request line.
@@ -56,13 +95,19 @@ pub enum Match {
 
 /// The compiled table.
 pub struct RouteTable {
-    router: matchit::Router<(Method, Route)>,
+    router: matchit::Router<(&'static [Method], Route)>,
     /// Every route's path template, for metric labels (management routes have their own).
     templates: matchit::Router<&'static str>,
 }
 
 const CHAT: RequestType = RequestType::ChatCompletion;
 const EMBED: RequestType = RequestType::Embedding;
+const RESPONSES: RequestType = RequestType::Responses;
+const COMPLETIONS: RequestType = RequestType::TextCompletion;
+const GET: &[Method] = &[Method::GET];
+const POST: &[Method] = &[Method::POST];
+/// A stored response is read, deleted, or cancelled.
+const STORED: &[Method] = &[Method::GET, Method::DELETE, Method::POST];
 
 impl RouteTable {
     /// Builds the table of every route this version serves.
@@ -78,68 +123,86 @@ impl RouteTable {
             ingress: Wire::Anthropic,
         };
         let azure = |request_type| Route::AzureDeployment { request_type };
-        let entries: [(&str, Method, Route); 26] = [
-            ("/v1/models/{*rest}", Method::GET, Route::RetrieveModel),
-            ("/genai/v1beta/models", Method::GET, Route::GeminiModels),
-            ("/genai/v1/models", Method::GET, Route::GeminiModels),
-            ("/genai/v1beta/models/{*rest}", Method::POST, Route::GeminiModel),
-            ("/genai/v1/models/{*rest}", Method::POST, Route::GeminiModel),
-            ("/health", Method::GET, Route::Health),
-            ("/", Method::GET, Route::Ui),
-            ("/ui", Method::GET, Route::Ui),
-            ("/ui/", Method::GET, Route::Ui),
-            ("/ui/{*asset}", Method::GET, Route::Ui),
-            ("/metrics", Method::GET, Route::Metrics),
-            ("/v1/chat/completions", Method::POST, inference(CHAT, None)),
-            ("/v1/embeddings", Method::POST, inference(EMBED, None)),
-            ("/v1/models", Method::GET, Route::ListModels { default_provider: None }),
-            (
-                "/openai/v1/chat/completions",
-                Method::POST,
-                inference(CHAT, Some("openai")),
-            ),
-            (
-                "/openai/chat/completions",
-                Method::POST,
-                inference(CHAT, Some("openai")),
-            ),
-            ("/openai/v1/embeddings", Method::POST, inference(EMBED, Some("openai"))),
-            ("/openai/embeddings", Method::POST, inference(EMBED, Some("openai"))),
+        let entries: [(&str, &'static [Method], Route); 36] = [
+            ("/v1/models/{*rest}", GET, Route::RetrieveModel),
+            ("/genai/v1beta/models", GET, Route::GeminiModels),
+            ("/genai/v1/models", GET, Route::GeminiModels),
+            ("/genai/v1beta/models/{*rest}", POST, Route::GeminiModel),
+            ("/genai/v1/models/{*rest}", POST, Route::GeminiModel),
+            ("/health", GET, Route::Health),
+            ("/", GET, Route::Ui),
+            ("/ui", GET, Route::Ui),
+            ("/ui/", GET, Route::Ui),
+            ("/ui/{*asset}", GET, Route::Ui),
+            ("/metrics", GET, Route::Metrics),
+            ("/v1/chat/completions", POST, inference(CHAT, None)),
+            ("/v1/embeddings", POST, inference(EMBED, None)),
+            ("/v1/models", GET, Route::ListModels { default_provider: None }),
+            ("/openai/v1/chat/completions", POST, inference(CHAT, Some("openai"))),
+            ("/openai/chat/completions", POST, inference(CHAT, Some("openai"))),
+            ("/openai/v1/embeddings", POST, inference(EMBED, Some("openai"))),
+            ("/openai/embeddings", POST, inference(EMBED, Some("openai"))),
             (
                 "/openai/v1/models",
-                Method::GET,
+                GET,
                 Route::ListModels {
                     default_provider: Some("openai"),
                 },
             ),
             (
                 "/openai/models",
-                Method::GET,
+                GET,
                 Route::ListModels {
                     default_provider: Some("openai"),
                 },
             ),
-            ("/anthropic/v1/messages", Method::POST, anthropic(CHAT)),
-            ("/anthropic/messages", Method::POST, anthropic(CHAT)),
+            ("/anthropic/v1/messages", POST, anthropic(CHAT)),
+            ("/anthropic/messages", POST, anthropic(CHAT)),
             (
                 "/anthropic/v1/messages/count_tokens",
-                Method::POST,
+                POST,
                 anthropic(RequestType::CountTokens),
             ),
             (
                 "/anthropic/messages/count_tokens",
-                Method::POST,
+                POST,
                 anthropic(RequestType::CountTokens),
             ),
             (
                 "/openai/openai/deployments/{deployment}/chat/completions",
-                Method::POST,
+                POST,
                 azure(CHAT),
             ),
+            ("/openai/openai/deployments/{deployment}/embeddings", POST, azure(EMBED)),
+            ("/v1/responses", POST, inference(RESPONSES, None)),
+            ("/openai/v1/responses", POST, inference(RESPONSES, Some("openai"))),
+            ("/openai/responses", POST, inference(RESPONSES, Some("openai"))),
             (
-                "/openai/openai/deployments/{deployment}/embeddings",
-                Method::POST,
-                azure(EMBED),
+                "/v1/responses/{*rest}",
+                STORED,
+                Route::StoredResponse { default_provider: None },
+            ),
+            (
+                "/openai/v1/responses/{*rest}",
+                STORED,
+                Route::StoredResponse {
+                    default_provider: Some("openai"),
+                },
+            ),
+            (
+                "/openai/responses/{*rest}",
+                STORED,
+                Route::StoredResponse {
+                    default_provider: Some("openai"),
+                },
+            ),
+            ("/v1/completions", POST, inference(COMPLETIONS, None)),
+            ("/openai/v1/completions", POST, inference(COMPLETIONS, Some("openai"))),
+            ("/openai/completions", POST, inference(COMPLETIONS, Some("openai"))),
+            (
+                "/openai/openai/deployments/{deployment}/completions",
+                POST,
+                azure(COMPLETIONS),
             ),
         ];
         let mut router = matchit::Router::new();
@@ -172,11 +235,14 @@ impl RouteTable {
         match self.router.at(path) {
             Ok(found) => {
                 let (allowed, route) = found.value;
-                if allowed == method || (*allowed == Method::GET && method == Method::HEAD) {
+                if allowed.contains(method) || (allowed.contains(&Method::GET) && method == Method::HEAD) {
                     let param = found.params.get("deployment").or_else(|| found.params.get("rest"));
                     Match::Found(*route, param.map(str::to_string))
                 } else {
-                    Match::WrongMethod(allowed.as_str_static())
+                    Match::WrongMethod(match allowed {
+                        [one] => one.as_str_static(),
+                        _ => "GET, DELETE, POST",
+                    })
                 }
             }
             Err(_) => Match::NotFound,

@@ -71,6 +71,8 @@ pub struct Gateway {
     pub effective: ArcSwap<Config>,
     /// CORS from `client.allowed_origins` (read at start), when set.
     pub cors: Option<crate::cors::Cors>,
+    /// Which provider account holds each stored response the gateway relayed.
+    pub responses: crate::response_affinity::ResponseAffinity,
 }
 
 impl Gateway {
@@ -117,6 +119,7 @@ impl Gateway {
             cors: crate::cors::Cors::from_client(&effective.client),
             request_log,
             spend_journal,
+            responses: Default::default(),
         };
         gateway.install(live, effective);
         Ok(Arc::new(gateway))

@@ -6,6 +6,7 @@ pub mod load;
 pub mod mock;
 mod mock_anthropic;
 mod mock_gemini;
+mod mock_responses;
 mod mock_shared;
 pub mod process;
 pub mod report;

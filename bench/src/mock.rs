@@ -48,6 +48,7 @@ pub struct MockState {
     options: MockOptions,
     inference_requests: AtomicU64,
     recorded: Mutex<Vec<RecordedRequest>>,
+    responses: super::mock_responses::StoredResponses,
 }
 
 const MAX_RECORDED: usize = 10_000;
@@ -187,7 +188,9 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
     }
     let anthropic = path.ends_with("/messages") || path.ends_with("/messages/count_tokens");
     let gemini = super::mock_gemini::route(&path).is_some();
-    let is_inference = path.ends_with("/chat/completions") || path.ends_with("/embeddings") || anthropic || gemini;
+    let responses = super::mock_responses::route(&method, &path);
+    let is_inference =
+        path.ends_with("/completions") || path.ends_with("/embeddings") || anthropic || gemini || responses.is_some();
     if is_inference {
         let index = state.inference_requests.fetch_add(1, Ordering::Relaxed);
         if state.options.record {
@@ -285,6 +288,19 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
         }
         let reply = super::mock_anthropic::message(&model, tool.as_deref());
         return write_json(session, 200, &reply).await.map(|_| true);
+    }
+    if let Some(call) = responses {
+        let headers = &session.req_header().headers;
+        let key = ["authorization", "api-key"]
+            .iter()
+            .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+            .unwrap_or_default()
+            .trim_start_matches("Bearer ")
+            .to_string();
+        return super::mock_responses::respond(session, &state.options, &state.responses, call, &request, &key).await;
+    }
+    if method == "POST" && path.ends_with("/completions") && !path.ends_with("/chat/completions") {
+        return super::mock_responses::completion(session, &state.options, &request).await;
     }
     if method == "POST" && path.ends_with("/chat/completions") {
         let model = request["model"].as_str().unwrap_or("mock-model").to_string();

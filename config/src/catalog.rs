@@ -107,12 +107,19 @@ pub enum RequestType {
     ListModels,
     /// Anthropic `POST /v1/messages/count_tokens`.
     CountTokens,
+    /// OpenAI `POST /v1/responses` (the Responses API).
+    Responses,
+    /// The legacy `POST /v1/completions` (a prompt, not messages).
+    TextCompletion,
 }
 
 impl RequestType {
     /// Whether a provider bills this request (listing models and counting tokens are free).
     pub fn is_billable(self) -> bool {
-        matches!(self, RequestType::ChatCompletion | RequestType::Embedding)
+        matches!(
+            self,
+            RequestType::ChatCompletion | RequestType::Embedding | RequestType::Responses | RequestType::TextCompletion
+        )
     }
 
     /// Bifrost's wire name.
@@ -122,6 +129,8 @@ impl RequestType {
             RequestType::Embedding => "embedding",
             RequestType::ListModels => "list_models",
             RequestType::CountTokens => "count_tokens",
+            RequestType::Responses => "responses",
+            RequestType::TextCompletion => "text_completion",
         }
     }
 
@@ -129,6 +138,8 @@ impl RequestType {
     pub fn stream_name(self) -> &'static str {
         match self {
             RequestType::ChatCompletion => "chat_completion_stream",
+            RequestType::Responses => "responses_stream",
+            RequestType::TextCompletion => "text_completion_stream",
             other => other.as_str(),
         }
     }

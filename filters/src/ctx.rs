@@ -83,6 +83,21 @@ pub struct GatewayRequest {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The request URI's query string, when it has one (routing rules read it as `params`).
     pub query: Option<Box<str>>,
+    /// The provider (and key) that must serve this request: the one holding a stored response
+    /// it reads or continues (`previous_response_id`, `GET /v1/responses/{id}`).
+    pub pin: Option<Pin>,
+}
+
+/// A provider account a request must reach: no routing rule, weight or fallback moves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    /// The provider's name.
+    pub provider: Arc<str>,
+    /// The key's id, when known.
+    pub key_id: Option<Arc<str>>,
+    /// The request only reads or changes the stored response: nothing is generated, so
+    /// nothing is reserved or billed (access is still checked).
+    pub stored_only: bool,
 }
 
 impl GatewayRequest {

@@ -33,7 +33,7 @@ pub mod telemetry;
 pub mod tokens;
 
 pub use chain::FilterChain;
-pub use ctx::{Attempt, AttemptState, Facts, GatewayRequest, Outcome, RequestCtx};
+pub use ctx::{Attempt, AttemptState, Facts, GatewayRequest, Outcome, Pin, RequestCtx};
 pub use filter::{AttemptFlow, Filter, Flow, Rejection, UpstreamHead};
 pub use live::Live;
 pub use slots::Slots;

@@ -97,7 +97,8 @@ fn random_span_id() -> SpanId {
 /// The GenAI operation name of a request type.
 fn operation(ctx: &RequestCtx) -> &'static str {
     match ctx.request.request_type {
-        asbru_config::catalog::RequestType::ChatCompletion => "chat",
+        asbru_config::catalog::RequestType::ChatCompletion | asbru_config::catalog::RequestType::Responses => "chat",
+        asbru_config::catalog::RequestType::TextCompletion => "text_completion",
         asbru_config::catalog::RequestType::Embedding => "embeddings",
         asbru_config::catalog::RequestType::ListModels => "list_models",
         asbru_config::catalog::RequestType::CountTokens => "count_tokens",

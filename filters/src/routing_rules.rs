@@ -652,6 +652,7 @@ mod tests {
                 .map(|(n, v)| (http::HeaderName::from_static(n), HeaderValue::from_static(v)))
                 .collect(),
             query: Some("Tier=Free&x=%41+b".into()),
+            pin: None,
         }
     }
 

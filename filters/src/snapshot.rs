@@ -312,6 +312,10 @@ impl ProviderRuntime {
             }
             // Azure paths name the deployment; they are built per request.
             let resource = provider::resource(wire, request_type)?;
+            if wire == Wire::OpenAi && !provider::openai_compat::serves_natively(builtin.map(|b| b.name), request_type)
+            {
+                return None;
+            }
             Some(format!("{}{}{}", upstream.base_path, api_prefix, resource))
         };
         let paths = EndpointPaths {
@@ -319,6 +323,8 @@ impl ProviderRuntime {
             embeddings: path_for(RequestType::Embedding),
             models: path_for(RequestType::ListModels),
             count_tokens: path_for(RequestType::CountTokens),
+            responses: path_for(RequestType::Responses),
+            completions: path_for(RequestType::TextCompletion),
         };
         let keys = resolve_keys(name, &config.keys, empty_allows_all, keyless, lookup, warnings);
         if !keyless && keys.is_empty() {
@@ -360,16 +366,54 @@ impl ProviderRuntime {
             RequestType::Embedding => self.paths.embeddings.as_deref(),
             RequestType::ListModels => self.paths.models.as_deref(),
             RequestType::CountTokens => self.paths.count_tokens.as_deref(),
+            RequestType::Responses => self.paths.responses.as_deref(),
+            RequestType::TextCompletion => self.paths.completions.as_deref(),
         }
     }
 
-    /// Whether this provider can serve `request_type` at all.
+    /// Whether this provider can serve `request_type` at all: itself, or (Responses and legacy
+    /// completions) through chat.
     pub fn supports(&self, request_type: RequestType) -> bool {
-        self.path(request_type).is_some() || provider::serves(self.wire, request_type)
+        let itself = self.path(request_type).is_some() || provider::serves(self.wire, request_type);
+        match request_type {
+            RequestType::Responses | RequestType::TextCompletion => {
+                itself || self.supports(RequestType::ChatCompletion)
+            }
+            _ => itself,
+        }
     }
 
-    /// Whether this provider serves `request_type` (custom providers may restrict it).
+    /// Whether this provider answers `request_type` itself, rather than through chat: Responses
+    /// and legacy completions where the provider has them and `allowed_requests` allows them.
+    pub fn native(&self, request_type: RequestType, stream: bool) -> bool {
+        (self.path(request_type).is_some() || provider::serves(self.wire, request_type))
+            && self.allows_exactly(request_type, stream)
+    }
+
+    /// The request type sent upstream for a client's `request_type`: Responses and legacy
+    /// completions go as chat to a provider that does not answer them itself.
+    pub fn upstream_request_type(&self, request_type: RequestType, stream: bool) -> RequestType {
+        match request_type {
+            RequestType::Responses | RequestType::TextCompletion if !self.native(request_type, stream) => {
+                RequestType::ChatCompletion
+            }
+            other => other,
+        }
+    }
+
+    /// Whether this provider serves `request_type` (custom providers may restrict it), itself
+    /// or, for Responses and legacy completions, through chat.
     pub fn allows(&self, request_type: RequestType, stream: bool) -> bool {
+        match request_type {
+            RequestType::Responses | RequestType::TextCompletion => {
+                self.allows_exactly(request_type, stream) || self.allows_exactly(RequestType::ChatCompletion, stream)
+            }
+            _ => self.allows_exactly(request_type, stream),
+        }
+    }
+
+    /// Whether `allowed_requests` (when set) names `request_type`.
+    fn allows_exactly(&self, request_type: RequestType, stream: bool) -> bool {
         let Some(allowed) = &self.allowed_requests else {
             return true;
         };
@@ -547,6 +591,10 @@ pub struct EndpointPaths {
     pub models: Option<String>,
     /// Token counting (Anthropic).
     pub count_tokens: Option<String>,
+    /// OpenAI's Responses API, where the provider serves it.
+    pub responses: Option<String>,
+    /// Legacy completions, where the provider serves them.
+    pub completions: Option<String>,
 }
 
 /// A key's own Azure endpoint.

@@ -207,6 +207,20 @@ pub fn google_sse_error_event(error: &WireError) -> Vec<u8> {
     out
 }
 
+/// A mid-stream error event for Responses API streams: `event: error` with
+/// `{"type": "error", "code", "message", "param"}`, as OpenAI sends it.
+pub fn responses_sse_error_event(error: &WireError) -> Vec<u8> {
+    let body = serde_json::json!({
+        "type": "error",
+        "code": error.code.unwrap_or(error.error_type),
+        "message": error.message,
+        "param": null,
+    });
+    let mut out = Vec::new();
+    crate::sse::write_event(&mut out, "error", &serde_json::to_vec(&body).unwrap_or_default());
+    out
+}
+
 /// A mid-stream error event for Anthropic streams.
 pub fn anthropic_sse_error_event(error: &WireError) -> Vec<u8> {
     let mut out = Vec::new();

@@ -149,6 +149,48 @@ pub fn from_gemini_json(body: &[u8]) -> Option<Usage> {
     parsed.usage_metadata.as_ref().map(Usage::from_gemini)
 }
 
+/// Usage from a Responses API object, or from a stream event carrying one (`response.completed`
+/// nests it in `response`): `input_tokens` counts cached tokens too, as chat's `prompt_tokens` does.
+pub fn from_responses_json(body: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize, Default)]
+    struct Details {
+        #[serde(default)]
+        cached_tokens: u64,
+        #[serde(default)]
+        reasoning_tokens: u64,
+    }
+    #[derive(Deserialize)]
+    struct ResponsesUsage {
+        #[serde(default)]
+        input_tokens: u64,
+        #[serde(default)]
+        output_tokens: u64,
+        #[serde(default)]
+        input_tokens_details: Option<Details>,
+        #[serde(default)]
+        output_tokens_details: Option<Details>,
+    }
+    #[derive(Deserialize)]
+    struct WithUsage {
+        #[serde(default)]
+        usage: Option<ResponsesUsage>,
+        #[serde(default)]
+        response: Option<Box<WithUsage>>,
+    }
+    let parsed: WithUsage = serde_json::from_slice(body).ok()?;
+    let usage = match (parsed.usage, parsed.response.and_then(|r| r.usage)) {
+        (Some(u), _) | (None, Some(u)) => u,
+        (None, None) => return None,
+    };
+    Some(Usage {
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        cache_read_tokens: usage.input_tokens_details.map_or(0, |d| d.cached_tokens),
+        cache_write_tokens: 0,
+        reasoning_tokens: usage.output_tokens_details.map_or(0, |d| d.reasoning_tokens),
+    })
+}
+
 /// Usage from a JSON reply body or stream event of `wire`.
 pub fn from_wire_json(wire: Wire, data: &[u8]) -> Option<Usage> {
     match wire {
@@ -158,8 +200,43 @@ pub fn from_wire_json(wire: Wire, data: &[u8]) -> Option<Usage> {
     }
 }
 
-/// How a stream of a wire ends, and how it reports an error.
-fn end_marker(wire: Wire, data: &str) -> (bool, bool) {
+/// What a relayed stream or body speaks: a wire's own API, or OpenAI's Responses API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// The wire's chat (or Messages, or `generateContent`) API.
+    Wire(Wire),
+    /// OpenAI's Responses API (OpenAI and Azure).
+    Responses,
+    /// A stored Responses object read back, deleted or cancelled: it ends as a Responses
+    /// stream does, and its usage (the stored response's) is never read.
+    StoredResponses,
+}
+
+impl Dialect {
+    /// Usage from a JSON reply body or stream event.
+    pub fn usage_json(self, data: &[u8]) -> Option<Usage> {
+        match self {
+            Dialect::Wire(wire) => from_wire_json(wire, data),
+            Dialect::Responses => from_responses_json(data),
+            Dialect::StoredResponses => None,
+        }
+    }
+}
+
+/// How a stream of a dialect ends, and how it reports an error.
+fn end_marker(dialect: Dialect, data: &str) -> (bool, bool) {
+    let wire = match dialect {
+        // The Responses stream has no `[DONE]`: its final event is `response.completed` (or
+        // `response.incomplete`); `response.failed` and `error` report failures.
+        Dialect::Responses | Dialect::StoredResponses => {
+            let kind = data.get(..64).unwrap_or(data);
+            return (
+                kind.contains("\"type\":\"response.completed\"") || kind.contains("\"type\":\"response.incomplete\""),
+                kind.contains("\"type\":\"response.failed\"") || kind.contains("\"type\":\"error\""),
+            );
+        }
+        Dialect::Wire(wire) => wire,
+    };
     match wire {
         Wire::Anthropic => (
             data.contains("\"message_stop\""),
@@ -178,7 +255,9 @@ fn end_marker(wire: Wire, data: &str) -> (bool, bool) {
 /// Reads usage from a stream relayed verbatim, without changing it, and whether the stream
 /// reached the end its protocol defines (`[DONE]`, `message_stop`) without an error event.
 pub struct StreamUsage {
-    wire: Wire,
+    dialect: Dialect,
+    /// A Responses stream's response id, from its `response.created` event.
+    response_id: Option<String>,
     splitter: crate::sse::SseSplitter,
     usage: Usage,
     ended: bool,
@@ -188,8 +267,14 @@ pub struct StreamUsage {
 impl StreamUsage {
     /// Watches a stream of `wire`.
     pub fn new(wire: Wire) -> StreamUsage {
+        StreamUsage::of(Dialect::Wire(wire))
+    }
+
+    /// Watches a stream of `dialect`.
+    pub fn of(dialect: Dialect) -> StreamUsage {
         StreamUsage {
-            wire,
+            dialect,
+            response_id: None,
             splitter: crate::sse::SseSplitter::new(),
             usage: Usage::default(),
             ended: false,
@@ -206,13 +291,16 @@ impl StreamUsage {
     pub fn observe(&mut self, bytes: &[u8]) {
         self.splitter.feed(bytes);
         while let Some(event) = self.splitter.next_event() {
-            let (ended, errored) = end_marker(self.wire, &event.data);
+            let (ended, errored) = end_marker(self.dialect, &event.data);
             self.ended |= ended;
             self.errored |= errored;
+            if matches!(self.dialect, Dialect::Responses | Dialect::StoredResponses) && self.response_id.is_none() {
+                self.response_id = crate::formats::openai::responses::id_of(event.data.as_bytes());
+            }
             if !event.data.contains("usage") {
                 continue;
             }
-            let found = from_wire_json(self.wire, event.data.as_bytes());
+            let found = self.dialect.usage_json(event.data.as_bytes());
             if let Some(found) = found {
                 self.usage.merge_max(found);
             }
@@ -222,6 +310,16 @@ impl StreamUsage {
     /// Usage seen so far.
     pub fn usage(&self) -> Usage {
         self.usage
+    }
+
+    /// The stream's dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// A Responses stream's response id, once its first event passed.
+    pub fn response_id(&self) -> Option<&str> {
+        self.response_id.as_deref()
     }
 }
 

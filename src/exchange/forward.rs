@@ -52,6 +52,8 @@ pub struct Exchange<'a> {
     /// A Gemini client's method (`generateContent`, `embedContent`, ...), passed on when the
     /// upstream speaks Gemini too.
     pub native_method: Option<&'static str>,
+    /// A call on a stored response (read, delete, cancel) instead of a generation.
+    pub stored: Option<&'a crate::routes::StoredCall>,
     /// `x-bf-eh-*` headers to pass upstream.
     pub forwarded_headers: Vec<(String, Vec<u8>)>,
     /// The client's `Accept`.
@@ -256,20 +258,34 @@ async fn try_target(
             .flatten();
         let key = direct.as_ref().or_else(|| key_index.and_then(|i| provider.keys.get(i)));
         let upstream_model = key.map(|k| k.upstream_model(&attempt.model)).unwrap_or(&attempt.model);
-        let prepared = match exchange::prepare(
-            ex.ingress,
-            upstream_wire,
-            ex.head,
-            ex.body,
-            upstream_model,
-            u64::try_from(crate::state::unix_now()).unwrap_or(0),
-            exchange::UpstreamOptions {
-                want_usage,
-                output_cap,
-                embeddings: ex.request_type == RequestType::Embedding,
-                count_tokens: ex.request_type == RequestType::CountTokens,
-            },
-        ) {
+        let prepared = match ex.stored {
+            // A stored response's call passes through: no body, no usage to read.
+            Some(_) => Ok(exchange::Prepared {
+                body: Vec::new(),
+                reply: exchange::ReplyTranslator::stored(upstream_wire),
+            }),
+            None => exchange::prepare(
+                ex.ingress,
+                upstream_wire,
+                ex.head,
+                ex.body,
+                upstream_model,
+                u64::try_from(crate::state::unix_now()).unwrap_or(0),
+                exchange::UpstreamOptions {
+                    want_usage,
+                    output_cap,
+                    embeddings: ex.request_type == RequestType::Embedding,
+                    count_tokens: ex.request_type == RequestType::CountTokens,
+                    api: match ex.request_type {
+                        RequestType::Responses => exchange::OpenAiApi::Responses,
+                        RequestType::TextCompletion => exchange::OpenAiApi::Completions,
+                        _ => exchange::OpenAiApi::Chat,
+                    },
+                    native: provider.native(ex.request_type, ex.stream),
+                },
+            ),
+        };
+        let prepared = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
                 return Ok(TargetEnd::Failed(Box::new(Failure::Gateway(WireError::bad_request(
@@ -277,14 +293,25 @@ async fn try_target(
                 )))));
             }
         };
-        let Some((upstream, path)) = target_of(
+        // Responses and legacy completions reach a provider without them as chat.
+        let upstream_request_type = provider.upstream_request_type(ex.request_type, ex.stream);
+        let target = target_of(
             provider,
             key,
-            ex.request_type,
+            upstream_request_type,
             upstream_model,
             ex.head.stream,
             ex.native_method.filter(|_| ex.ingress == upstream_wire),
-        ) else {
+        );
+        // A stored response's call: `{responses path}/{id}{suffix}`, with the client's query.
+        let target = match (ex.stored, target) {
+            (Some(call), Some((upstream, path))) if provider.native(RequestType::Responses, false) => {
+                Some((upstream, stored_path(&path, call, ctx.request.query.as_deref())))
+            }
+            (Some(_), _) => None,
+            (None, target) => target,
+        };
+        let Some((upstream, path)) = target else {
             let err = WireError::bad_request(format!(
                 "provider {} does not support {} requests",
                 provider.name,
@@ -298,9 +325,10 @@ async fn try_target(
             .map(|a| a.upstream_headers.clone())
             .unwrap_or_default();
         let request = UpstreamRequest {
-            method: "POST",
+            method: ex.stored.map_or("POST", |call| call.method),
             path: &path,
-            body: Some(Bytes::from(prepared.body)),
+            // Reads and deletes have no body; every POST has one, if empty.
+            body: (ex.stored.is_none_or(|call| call.method == "POST")).then(|| Bytes::from(prepared.body)),
             accept: ex.accept.as_deref(),
             forwarded: &ex.forwarded_headers,
             attempt_headers: &attempt_headers,
@@ -336,13 +364,29 @@ async fn try_target(
                     }
                     ctx.outcome.served = Some(index);
                     ctx.outcome.upstream_head_after = Some(ctx.started.elapsed());
+                    // A response the provider stored is remembered with the account holding
+                    // it; a deleted one is forgotten.
+                    let remember = |id: &str| match ex.stored {
+                        Some(call) if call.method == "DELETE" => state.responses.forget(&call.id),
+                        Some(_) => {}
+                        None => state.responses.remember(
+                            id,
+                            crate::response_affinity::StoredAt {
+                                provider: provider.name.as_str().into(),
+                                key_id: key.filter(|k| k.id != "direct").map(|k| k.id.as_str().into()),
+                                model: attempt.model.as_ref().into(),
+                            },
+                        ),
+                    };
                     let served = Served {
                         provider: &provider.name,
                         resolved_model: upstream_model,
                         fallback_index: attempt.fallback_index,
                         request_id: ex.request_id,
                         ingress: ex.ingress,
+                        request_type: ex.request_type,
                         raw_response: provider.send_back_raw_response || ex.raw_response,
+                        on_stored: Some(&remember),
                     };
                     let mut settlement = Settlement::new(&state.chain, live, ctx);
                     let delivered = relay::deliver(
@@ -426,6 +470,22 @@ async fn try_target(
         Some(failure) => TargetEnd::Failed(Box::new(failure)),
         None => TargetEnd::Skipped,
     })
+}
+
+/// The upstream path of a stored-response call: the provider's Responses path (its query, such
+/// as Azure's `api-version`, kept after) with `/{id}{suffix}`, and the client's query.
+fn stored_path(responses_path: &str, call: &crate::routes::StoredCall, client_query: Option<&str>) -> String {
+    let (base, query) = responses_path.split_once('?').unwrap_or((responses_path, ""));
+    let mut path = format!("{base}/{}{}", call.id, call.suffix);
+    let queries: Vec<&str> = [query, client_query.unwrap_or_default()]
+        .into_iter()
+        .filter(|q| !q.is_empty())
+        .collect();
+    if !queries.is_empty() {
+        path.push('?');
+        path.push_str(&queries.join("&"));
+    }
+    path
 }
 
 /// A request's own provider key as a key to send.
@@ -561,7 +621,9 @@ async fn write_failure(
                 fallback_index: attempt.fallback_index,
                 request_id: ex.request_id,
                 ingress: ex.ingress,
+                request_type: ex.request_type,
                 raw_response: false,
+                on_stored: None,
             };
             let mut head = relay::client_head(&head, &served, false, extra)?;
             head.insert_header("content-length", body.len().to_string())?;

@@ -71,6 +71,15 @@ pub enum Target {
         /// The method streams.
         stream: bool,
     },
+    /// A response the provider stored (read, deleted, cancelled): sent to the provider and key
+    /// that created it, when the gateway relayed it; otherwise to `default_provider`, else
+    /// OpenAI.
+    StoredResponse {
+        /// The call.
+        call: crate::routes::StoredCall,
+        /// Provider implied by the route.
+        default_provider: Option<&'static str>,
+    },
 }
 
 /// One inference route's request.
@@ -144,7 +153,9 @@ pub async fn handle(
             return respond::error(session, ingress, &err, &err_ctx).await;
         }
     };
-    let mut head = match RequestHead::parse(&body) {
+    // A stored response's call has no body of its own.
+    let stored = matches!(target, Target::StoredResponse { .. });
+    let mut head = match RequestHead::parse(if stored { b"{}" } else { &body }) {
         Ok(head) => head,
         Err(BodyError::Malformed(reason)) => {
             let err = WireError::bad_request(format!("invalid JSON in request body: {reason}"));
@@ -166,9 +177,20 @@ pub async fn handle(
     if head.stream {
         err_ctx.request_type = Some(request_type.stream_name());
     }
+    let mut pin = None;
+    let mut stored_call = None;
     let (model_requested, default_provider) = match target {
         Target::Model { default_provider } => match head.routed_model() {
-            Some(model) => (model, default_provider),
+            Some(model) => {
+                // A Responses request continuing a stored response goes where that one lives.
+                if request_type == RequestType::Responses
+                    && let Some(at) = asbru_providers::formats::openai::responses::previous_response_id(&body)
+                        .and_then(|id| state.responses.find(&id))
+                {
+                    pin = Some(pin_of(at, false));
+                }
+                (model, default_provider)
+            }
             None => {
                 let err = WireError::bad_request("model is required (format: provider/model)");
                 return respond::error(session, ingress, &err, &err_ctx).await;
@@ -176,6 +198,24 @@ pub async fn handle(
         },
         Target::AzureDeployment(deployment) => (deployment, Some("azure")),
         Target::GeminiModel { model, .. } => (model, Some("gemini")),
+        Target::StoredResponse { call, default_provider } => {
+            let (model, at) = match state.responses.find(&call.id) {
+                Some(at) => (format!("{}/{}", at.provider, at.model), at),
+                None => {
+                    let provider: Arc<str> = default_provider.unwrap_or("openai").into();
+                    let model = format!("{provider}/*");
+                    let at = crate::response_affinity::StoredAt {
+                        provider,
+                        key_id: None,
+                        model: "*".into(),
+                    };
+                    (model, at)
+                }
+            };
+            pin = Some(pin_of(at, true));
+            stored_call = Some(call);
+            (model, None)
+        }
     };
     let request = GatewayRequest {
         ingress,
@@ -200,6 +240,7 @@ pub async fn handle(
             .map(without_key_param)
             .filter(|q| !q.is_empty()),
         body: body.clone(),
+        pin,
     };
     let InFlight { live, ctx } = slot.insert(InFlight {
         live,
@@ -224,6 +265,7 @@ pub async fn handle(
         head: &head,
         body: &body,
         native_method,
+        stored: stored_call.as_ref(),
         forwarded_headers: headers::extra_headers(session.req_header()),
         accept: header("accept"),
         anthropic_version: header("anthropic-version"),
@@ -342,6 +384,16 @@ fn without_key_param(query: &str) -> Box<str> {
         .collect::<Vec<_>>()
         .join("&")
         .into_boxed_str()
+}
+
+/// The pin of a request that must reach the account holding a stored response; `stored_only`
+/// when the request only reads or changes that response (nothing is generated or billed).
+fn pin_of(at: crate::response_affinity::StoredAt, stored_only: bool) -> asbru_filters::Pin {
+    asbru_filters::Pin {
+        provider: at.provider,
+        key_id: at.key_id,
+        stored_only,
+    }
 }
 
 /// A filter's rejection as a wire error: 5xx are the gateway's own failures.

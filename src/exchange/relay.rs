@@ -17,7 +17,7 @@ use super::settlement::Settlement;
 use super::upstream;
 use crate::respond::ExtraHeaders;
 use crate::state::Gateway;
-use asbru_config::catalog::Wire;
+use asbru_config::catalog::{RequestType, Wire};
 
 /// Largest non-stream reply read into memory.
 pub const MAX_REPLY_BODY: usize = 64 * 1024 * 1024;
@@ -34,8 +34,12 @@ pub struct Served<'a> {
     pub request_id: &'a str,
     /// The client's wire.
     pub ingress: Wire,
+    /// What the client called (a Responses stream reports errors its own way).
+    pub request_type: RequestType,
     /// Add the provider's own body to the reply as `extra_fields.raw_response`.
     pub raw_response: bool,
+    /// Told the id of a response the provider stored, once it is known.
+    pub on_stored: Option<&'a (dyn Fn(&str) + Sync)>,
 }
 
 /// Copies an upstream head for the client, minus hop-by-hop and framing headers, plus asbru's own
@@ -120,6 +124,9 @@ pub async fn deliver(
         return write_error(session, served, &err, settlement.response_headers()).await;
     };
     let raw = served.raw_response.then(|| body.clone());
+    if let (Some(remember), Some(id)) = (served.on_stored, reply.stored_response_id(Some(&body))) {
+        remember(&id);
+    }
     let body = match reply.body(&body) {
         Ok((translated, usage)) => {
             settlement.seen(usage.reported());
@@ -204,12 +211,19 @@ async fn relay_stream(
     let mut out = Vec::new();
     // The last two bytes the client got: an error event must start on a fresh line.
     let mut tail = EventBoundary::default();
+    let mut stored_known = served.on_stored.is_none();
     loop {
         let read = tokio::time::timeout(idle, upstream_session.read_response_body()).await;
         let what = match read {
             Ok(Ok(Some(chunk))) => {
                 reply.stream(&chunk, &mut out);
                 settlement.seen(reply.reported_usage());
+                if !stored_known && let Some(id) = reply.stored_response_id(None) {
+                    stored_known = true;
+                    if let Some(remember) = served.on_stored {
+                        remember(&id);
+                    }
+                }
                 if verbatim {
                     tail.saw(&chunk);
                     settlement.streamed(&chunk);
@@ -260,6 +274,7 @@ async fn relay_stream(
         event.extend_from_slice(&match provider::error_shape(served.ingress) {
             provider::ErrorShape::Anthropic => errors::anthropic_sse_error_event(&err),
             provider::ErrorShape::Google => errors::google_sse_error_event(&err),
+            _ if served.request_type == RequestType::Responses => errors::responses_sse_error_event(&err),
             _ => errors::sse_error_event(
                 &err,
                 &ErrorContext {

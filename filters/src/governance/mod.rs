@@ -140,7 +140,7 @@ fn admit_attempt(live: &Live, ctx: &RequestCtx, attempt: &Attempt) -> Result<Opt
     if vk.is_none() && !gov.has_caps {
         return Ok(None);
     }
-    if !request.request_type.is_billable() {
+    if !request.request_type.is_billable() || request.pin.as_ref().is_some_and(|p| p.stored_only) {
         if let Some(vk) = vk {
             check_access(vk, &attempt.provider.name, &attempt.model, request.now)?;
         }
@@ -211,6 +211,7 @@ mod tests {
             body: bytes::Bytes::new(),
             headers: Vec::new(),
             query: None,
+            pin: None,
         };
         let ctx = RequestCtx::new("t".into(), Instant::now(), request);
         (live, registry, chain, ctx)

@@ -23,6 +23,9 @@ pub fn build(
     vk: Option<&VirtualKeyRuntime>,
     route: Option<&RouteOverride>,
 ) -> Result<Vec<Attempt>, Rejection> {
+    if let Some(pin) = &request.pin {
+        return build_pinned(snapshot, request, vk, pin);
+    }
     if let Some(route) = route {
         return build_routed(snapshot, request, vk, route);
     }
@@ -85,6 +88,35 @@ fn build_routed(
     push_fallbacks(snapshot, request, fallbacks, Some(&route.model), vk, &mut plan);
     plan.truncate(1 + snapshot.max_fallbacks);
     Ok(plan)
+}
+
+/// The one-attempt plan of a pinned request: the pinned provider and key, the request's model
+/// (its `provider/` prefix, if any, dropped), no fallbacks.
+fn build_pinned(
+    snapshot: &Snapshot,
+    request: &GatewayRequest,
+    vk: Option<&VirtualKeyRuntime>,
+    pin: &crate::ctx::Pin,
+) -> Result<Vec<Attempt>, Rejection> {
+    let Some(provider) = snapshot.provider(&pin.provider) else {
+        return Err(Rejection::gateway(
+            500,
+            format!(
+                "the stored response belongs to provider {:?}, which is no longer configured",
+                pin.provider
+            ),
+        ));
+    };
+    check_serves(provider, request.request_type, request.stream)?;
+    let model = match snapshot.split_model(&request.model_requested) {
+        (Some(_), model) => model.to_string(),
+        (None, _) => request.model_requested.clone(),
+    };
+    let mut primary = attempt(vk, provider.clone(), model, 0);
+    if let Some(key) = &pin.key_id {
+        primary.key_ids = Some(Arc::from(vec![key.to_string()]));
+    }
+    Ok(vec![primary])
 }
 
 fn attempt(vk: Option<&VirtualKeyRuntime>, provider: Arc<ProviderRuntime>, model: String, index: usize) -> Attempt {
@@ -265,6 +297,7 @@ mod tests {
             body: bytes::Bytes::new(),
             headers: Vec::new(),
             query: None,
+            pin: None,
         }
     }
 

@@ -7,11 +7,14 @@
 
 use super::chat_stream::ChatToMessagesStream;
 use super::chat_to_gemini_stream::ChatToGeminiStream;
+use super::chat_to_responses_stream::ChatToResponsesStream;
+use super::completions_to_chat::{self, ChatToCompletionStream};
 use super::gemini_stream::GeminiToChatStream;
 use super::messages_stream::MessagesToChatStream;
+use super::responses_to_chat;
 use super::{TranslateError, chat_to_gemini, chat_to_messages, gemini_to_chat, messages_to_chat};
 use crate::formats::openai::RequestHead;
-use crate::usage::{self, StreamUsage, Usage, UsageChunkFilter};
+use crate::usage::{Dialect, StreamUsage, Usage, UsageChunkFilter};
 use asbru_config::catalog::Wire;
 
 /// The body shape of a wire on the hub's two sides.
@@ -54,6 +57,22 @@ pub struct UpstreamOptions {
     pub embeddings: bool,
     /// The request counts tokens (its body and reply are not chat's).
     pub count_tokens: bool,
+    /// The OpenAI API the client called, when not chat (OpenAI-wire clients only).
+    pub api: OpenAiApi,
+    /// The upstream answers `api` itself; otherwise the request goes through chat.
+    pub native: bool,
+}
+
+/// The OpenAI APIs besides chat completions that an OpenAI client may call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OpenAiApi {
+    /// Chat completions (or embeddings): the hub.
+    #[default]
+    Chat,
+    /// The Responses API (`/v1/responses`).
+    Responses,
+    /// Legacy completions (`/v1/completions`).
+    Completions,
 }
 
 /// Builds the upstream body for one attempt. `created` stamps translated OpenAI replies.
@@ -70,11 +89,15 @@ pub fn prepare(
     created: u64,
     options: UpstreamOptions,
 ) -> Result<Prepared, TranslateError> {
+    if ingress == Wire::OpenAi && options.api != OpenAiApi::Chat {
+        return prepare_api(upstream, head, raw, upstream_model, created, options);
+    }
     let UpstreamOptions {
         want_usage,
         output_cap,
         embeddings,
         count_tokens,
+        ..
     } = options;
     let invalid = |e: serde_json::Error| TranslateError::InvalidRequest(e.to_string());
     let (body, reply) = match (shape(ingress)?, shape(upstream)?) {
@@ -225,6 +248,76 @@ pub fn prepare(
     Ok(Prepared { body, reply })
 }
 
+/// [`prepare`] for the Responses API and legacy completions: passed through to an upstream that
+/// answers them itself (with the model rewritten, and the output cap under the API's own name),
+/// else translated to chat, prepared for the upstream as chat, and the reply translated back.
+fn prepare_api(
+    upstream: Wire,
+    head: &RequestHead,
+    raw: &[u8],
+    upstream_model: &str,
+    created: u64,
+    options: UpstreamOptions,
+) -> Result<Prepared, TranslateError> {
+    let invalid = |e: serde_json::Error| TranslateError::InvalidRequest(e.to_string());
+    if options.native {
+        let (field, dialect, inject) = match options.api {
+            OpenAiApi::Responses => ("max_output_tokens", Dialect::Responses, false),
+            _ => (
+                "max_tokens",
+                Dialect::Wire(upstream),
+                options.want_usage && head.stream && !head.include_usage,
+            ),
+        };
+        let cap = options
+            .output_cap
+            .map(|cap| crate::formats::openai::OutputCap { field, ..cap });
+        return Ok(Prepared {
+            body: head.upstream_body_capped(raw, upstream_model, inject, cap),
+            reply: ReplyTranslator::Passthrough {
+                usage: StreamUsage::of(dialect),
+                wire: upstream,
+                strip: inject.then(UsageChunkFilter::new),
+            },
+        });
+    }
+    let chat = match options.api {
+        OpenAiApi::Responses => responses_to_chat::request(raw, upstream_model)?,
+        _ => completions_to_chat::request(raw, upstream_model)?,
+    };
+    let chat_body = serde_json::to_vec(&chat).map_err(invalid)?;
+    let chat_head = RequestHead::parse(&chat_body).map_err(|e| TranslateError::InvalidRequest(e.to_string()))?;
+    let inner = prepare(
+        Wire::OpenAi,
+        upstream,
+        &chat_head,
+        &chat_body,
+        upstream_model,
+        created,
+        UpstreamOptions {
+            api: OpenAiApi::Chat,
+            native: false,
+            ..options
+        },
+    )?;
+    let reply = match options.api {
+        OpenAiApi::Responses => ReplyTranslator::ResponsesFromChat {
+            inner: Box::new(inner.reply),
+            stream: Box::new(ChatToResponsesStream::new(upstream_model, created)),
+            between: Vec::new(),
+        },
+        _ => ReplyTranslator::CompletionsFromChat {
+            inner: Box::new(inner.reply),
+            stream: ChatToCompletionStream::new(head.include_usage),
+            between: Vec::new(),
+        },
+    };
+    Ok(Prepared {
+        body: inner.body,
+        reply,
+    })
+}
+
 /// Turns the upstream's successful reply into the ingress format, and reads its usage.
 pub enum ReplyTranslator {
     /// Same wire: bytes go through untouched; usage is read on the side.
@@ -293,9 +386,67 @@ pub enum ReplyTranslator {
         /// `encoding_format: base64` was asked for.
         base64: bool,
     },
+    /// Any provider's reply, as chat, to a Responses client.
+    ResponsesFromChat {
+        /// The upstream's reply as chat.
+        inner: Box<ReplyTranslator>,
+        /// OpenAI chunks into Responses events.
+        stream: Box<ChatToResponsesStream>,
+        /// The chat chunks of the latest piece.
+        between: Vec<u8>,
+    },
+    /// Any provider's reply, as chat, to a legacy completions client.
+    CompletionsFromChat {
+        /// The upstream's reply as chat.
+        inner: Box<ReplyTranslator>,
+        /// OpenAI chunks into `text_completion` chunks.
+        stream: ChatToCompletionStream,
+        /// The chat chunks of the latest piece.
+        between: Vec<u8>,
+    },
+}
+
+/// The chat reply under a translation: the inner translator's body (or the upstream's own).
+fn chat_reply(
+    inner: &ReplyTranslator,
+    body: &[u8],
+) -> Result<(crate::formats::openai::types::ChatResponse, Usage), TranslateError> {
+    let (translated, usage) = inner.body(body)?;
+    let chat: crate::formats::openai::types::ChatResponse =
+        serde_json::from_slice(translated.as_deref().unwrap_or(body))
+            .map_err(|e| TranslateError::InvalidReply(e.to_string()))?;
+    let usage = if usage == Usage::default() {
+        chat.usage.as_ref().map(Usage::from_openai).unwrap_or_default()
+    } else {
+        usage
+    };
+    Ok((chat, usage))
+}
+
+/// Feeds a piece to an inner translator, then its chat output to `outer`.
+fn feed_through(inner: &mut ReplyTranslator, between: &mut Vec<u8>, bytes: &[u8], outer: impl FnOnce(&[u8])) {
+    if inner.relays_verbatim() {
+        // The upstream speaks chat: the inner translator only watches.
+        inner.stream(bytes, between);
+        outer(bytes);
+    } else {
+        between.clear();
+        inner.stream(bytes, between);
+        outer(between);
+    }
 }
 
 impl ReplyTranslator {
+    /// The reply to a call on a stored Responses object (read, delete, cancel): relayed as is,
+    /// its usage (the stored response's own) never read, so nothing is billed twice.
+    pub fn stored(wire: Wire) -> ReplyTranslator {
+        ReplyTranslator::Passthrough {
+            usage: StreamUsage::of(Dialect::StoredResponses),
+            wire,
+            strip: None,
+        }
+    }
+
     /// Whether the reply passes through untranslated (same wire).
     pub fn is_passthrough(&self) -> bool {
         matches!(self, ReplyTranslator::Passthrough { .. })
@@ -310,8 +461,8 @@ impl ReplyTranslator {
     pub fn body(&self, body: &[u8]) -> Result<(Option<Vec<u8>>, Usage), TranslateError> {
         let invalid = |e: serde_json::Error| TranslateError::InvalidReply(e.to_string());
         match self {
-            ReplyTranslator::Passthrough { wire, .. } => {
-                Ok((None, usage::from_wire_json(*wire, body).unwrap_or_default()))
+            ReplyTranslator::Passthrough { usage, .. } => {
+                Ok((None, usage.dialect().usage_json(body).unwrap_or_default()))
             }
             ReplyTranslator::ChatFromMessages { created, .. } => {
                 let reply = serde_json::from_slice(body).map_err(invalid)?;
@@ -357,6 +508,16 @@ impl ReplyTranslator {
                 let list = chat_to_gemini::embeddings_response(reply, model, *base64);
                 Ok((Some(serde_json::to_vec(&list).map_err(invalid)?), Usage::default()))
             }
+            ReplyTranslator::ResponsesFromChat { inner, .. } => {
+                let (chat, usage) = chat_reply(inner, body)?;
+                let response = responses_to_chat::response(chat);
+                Ok((Some(serde_json::to_vec(&response).map_err(invalid)?), usage))
+            }
+            ReplyTranslator::CompletionsFromChat { inner, .. } => {
+                let (chat, usage) = chat_reply(inner, body)?;
+                let completion = completions_to_chat::response(chat);
+                Ok((Some(serde_json::to_vec(&completion).map_err(invalid)?), usage))
+            }
         }
     }
 
@@ -394,6 +555,12 @@ impl ReplyTranslator {
             }
             // Embeddings are never streamed.
             ReplyTranslator::EmbeddingsFromGemini { .. } => {}
+            ReplyTranslator::ResponsesFromChat { inner, stream, between } => {
+                feed_through(inner, between, bytes, |chat| stream.feed(chat, out));
+            }
+            ReplyTranslator::CompletionsFromChat { inner, stream, between } => {
+                feed_through(inner, between, bytes, |chat| stream.feed(chat, out));
+            }
         }
     }
 
@@ -410,16 +577,44 @@ impl ReplyTranslator {
             ReplyTranslator::GeminiFromChat { stream } => stream.completed(),
             ReplyTranslator::GeminiFromMessages { messages, chat, .. } => messages.completed() && chat.completed(),
             ReplyTranslator::EmbeddingsFromGemini { .. } => false,
+            ReplyTranslator::ResponsesFromChat { inner, stream, .. } => inner.completed() && stream.completed(),
+            ReplyTranslator::CompletionsFromChat { inner, stream, .. } => inner.completed() && stream.completed(),
         }
     }
 
     /// The upstream stream ended as its protocol says: flush what is held back.
     pub fn stream_end(&mut self, out: &mut Vec<u8>) {
-        if let ReplyTranslator::Passthrough {
-            strip: Some(filter), ..
-        } = self
-        {
-            filter.finish(out);
+        match self {
+            ReplyTranslator::Passthrough {
+                strip: Some(filter), ..
+            } => filter.finish(out),
+            ReplyTranslator::ResponsesFromChat { inner, stream, between } => {
+                between.clear();
+                inner.stream_end(between);
+                stream.feed(between, out);
+            }
+            ReplyTranslator::CompletionsFromChat { inner, stream, between } => {
+                between.clear();
+                inner.stream_end(between);
+                stream.feed(between, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// The id of a Responses object relayed as is (stored by the provider): from the body of a
+    /// whole reply, or from a stream's first event.
+    pub fn stored_response_id(&self, body: Option<&[u8]>) -> Option<String> {
+        match self {
+            ReplyTranslator::Passthrough { usage, .. }
+                if matches!(usage.dialect(), Dialect::Responses | Dialect::StoredResponses) =>
+            {
+                match body {
+                    Some(body) => crate::formats::openai::responses::id_of(body),
+                    None => usage.response_id().map(str::to_string),
+                }
+            }
+            _ => None,
         }
     }
 
@@ -439,6 +634,16 @@ impl ReplyTranslator {
             ReplyTranslator::GeminiFromChat { stream } => stream.usage(),
             ReplyTranslator::GeminiFromMessages { messages, .. } => messages.usage(),
             ReplyTranslator::EmbeddingsFromGemini { .. } => Usage::default(),
+            ReplyTranslator::ResponsesFromChat { inner, stream, .. } => {
+                let mut usage = inner.usage();
+                usage.merge_max(stream.usage());
+                usage
+            }
+            ReplyTranslator::CompletionsFromChat { inner, stream, .. } => {
+                let mut usage = inner.usage();
+                usage.merge_max(stream.usage());
+                usage
+            }
         }
     }
 }

@@ -12,16 +12,23 @@
 //! - [`gemini_to_chat`]: a Gemini request (from a Gemini client) sent to an OpenAI-wire
 //!   upstream, and the reply back.
 //! - [`chat_to_gemini_stream`]: OpenAI chunks turned into Gemini SSE events.
+//! - [`responses_to_chat`]: an OpenAI Responses request sent to a chat upstream, and the reply back.
+//! - [`chat_to_responses_stream`]: OpenAI chunks turned into Responses stream events.
+//! - [`completions_to_chat`]: a legacy completions request sent to a chat upstream, and the reply
+//!   (whole or streamed) back.
 
 pub mod chat_stream;
 pub mod chat_to_gemini;
 pub mod chat_to_gemini_stream;
 pub mod chat_to_messages;
+pub mod chat_to_responses_stream;
+pub mod completions_to_chat;
 pub mod exchange;
 pub mod gemini_stream;
 pub mod gemini_to_chat;
 pub mod messages_stream;
 pub mod messages_to_chat;
+pub mod responses_to_chat;
 
 /// Why a request could not be translated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

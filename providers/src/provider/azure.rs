@@ -9,16 +9,21 @@ pub const DEFAULT_API_VERSION: &str = "2024-10-21";
 /// Whether Azure serves `request_type` (listing models is not a deployment call).
 pub fn serves(request_type: RequestType) -> bool {
     match request_type {
-        RequestType::ChatCompletion | RequestType::Embedding => true,
+        RequestType::ChatCompletion | RequestType::Embedding | RequestType::Responses | RequestType::TextCompletion => {
+            true
+        }
         RequestType::ListModels | RequestType::CountTokens => false,
     }
 }
 
-/// `/openai/deployments/{deployment}/{resource}?api-version=...` under `base_path`.
+/// `/openai/deployments/{deployment}/{resource}?api-version=...` under `base_path`. The Responses
+/// API is Azure's v1 route, `/openai/v1/responses`, with the deployment named in the body.
 pub fn path(base_path: &str, deployment: &str, request_type: RequestType, api_version: &str) -> Option<String> {
     let resource = match request_type {
         RequestType::ChatCompletion => "chat/completions",
         RequestType::Embedding => "embeddings",
+        RequestType::TextCompletion => "completions",
+        RequestType::Responses => return Some(format!("{base_path}/openai/v1/responses")),
         RequestType::ListModels | RequestType::CountTokens => return None,
     };
     Some(format!(

@@ -19,7 +19,7 @@ pub const API_PREFIX: &str = "/v1beta";
 pub fn serves(request_type: RequestType) -> bool {
     match request_type {
         RequestType::ChatCompletion | RequestType::Embedding | RequestType::CountTokens => true,
-        RequestType::ListModels => false,
+        RequestType::ListModels | RequestType::Responses | RequestType::TextCompletion => false,
     }
 }
 
@@ -34,7 +34,10 @@ pub fn path(base_path: &str, model: &str, request_type: RequestType, stream: boo
         (RequestType::ChatCompletion, false) => "generateContent",
         (RequestType::ChatCompletion, true) => "streamGenerateContent?alt=sse",
         (RequestType::Embedding, _) => "batchEmbedContents",
-        (RequestType::ListModels | RequestType::CountTokens, _) => return None,
+        (
+            RequestType::ListModels | RequestType::CountTokens | RequestType::Responses | RequestType::TextCompletion,
+            _,
+        ) => return None,
     };
     Some(method_path(base_path, model, method))
 }

@@ -1,4 +1,5 @@
-//! OpenAI: chat completions, embeddings and models under `/v1`, Bearer auth. The chat wire is
+//! OpenAI: chat completions, embeddings, models, the Responses API and legacy completions under
+//! `/v1`, Bearer auth. The chat wire is
 //! the hub every other family translates to and from.
 
 use asbru_config::catalog::RequestType;
@@ -14,6 +15,8 @@ pub fn resource(request_type: RequestType) -> Option<&'static str> {
         RequestType::ChatCompletion => Some("/chat/completions"),
         RequestType::Embedding => Some("/embeddings"),
         RequestType::ListModels => Some("/models"),
+        RequestType::Responses => Some("/responses"),
+        RequestType::TextCompletion => Some("/completions"),
         RequestType::CountTokens => None,
     }
 }

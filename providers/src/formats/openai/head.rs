@@ -18,7 +18,8 @@ pub struct RequestHead {
     pub stream: bool,
     /// Bifrost's `fallbacks: ["provider/model", ...]`.
     pub fallbacks: Vec<String>,
-    /// `max_completion_tokens`, else `max_tokens` (OpenAI and Anthropic spell it so).
+    /// `max_completion_tokens`, else `max_tokens` (OpenAI and Anthropic spell it so), else
+    /// `max_output_tokens` (the Responses API's name).
     pub max_tokens: Option<u64>,
     /// `stream_options.include_usage: true`: the client asked for the final usage chunk.
     pub include_usage: bool,
@@ -64,6 +65,8 @@ struct Probe<'a> {
     max_tokens: Option<&'a RawValue>,
     #[serde(borrow, default)]
     max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_output_tokens: Option<&'a RawValue>,
     #[serde(borrow, default)]
     stream_options: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -198,6 +201,8 @@ impl RequestHead {
         };
         let max_completion_tokens = token_count("max_completion_tokens", probe.max_completion_tokens)?;
         let max_tokens = token_count("max_tokens", probe.max_tokens)?;
+        // The Responses API's name for it.
+        let max_output_tokens = token_count("max_output_tokens", probe.max_output_tokens)?;
         let include_usage = probe
             .stream_options
             .and_then(|r| serde_json::from_str::<StreamOptions>(r.get()).ok())
@@ -212,7 +217,7 @@ impl RequestHead {
             model,
             stream: probe.stream.unwrap_or(false),
             fallbacks,
-            max_tokens: max_completion_tokens.or(max_tokens),
+            max_tokens: max_completion_tokens.or(max_tokens).or(max_output_tokens),
             include_usage,
             provider,
             model_span,

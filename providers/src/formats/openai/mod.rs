@@ -2,6 +2,7 @@
 //! for the translating paths.
 
 mod head;
+pub mod responses;
 pub mod types;
 
 pub use head::{BodyError, OutputCap, RequestHead};

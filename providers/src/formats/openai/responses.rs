@@ -1,0 +1,60 @@
+//! The few Responses API fields the gateway reads on pass-through: a response's id (to remember
+//! which provider account holds it) and a request's `previous_response_id` (to send it there).
+
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct WithId {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    response: Option<Box<WithId>>,
+}
+
+/// The id of a Responses object, or of the response a stream event carries
+/// (`response.created` nests it in `response`). Only `resp_…` ids count.
+pub fn id_of(json: &[u8]) -> Option<String> {
+    let parsed: WithId = serde_json::from_slice(json).ok()?;
+    let id = match parsed.response {
+        Some(inner) => inner.id,
+        None => parsed.id,
+    }?;
+    id.starts_with("resp_").then_some(id)
+}
+
+/// A Responses request's `previous_response_id`, when set.
+pub fn previous_response_id(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        previous_response_id: Option<String>,
+    }
+    serde_json::from_slice::<Probe>(body)
+        .ok()?
+        .previous_response_id
+        .filter(|id| !id.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_of_objects_and_events() {
+        assert_eq!(
+            id_of(br#"{"id":"resp_1","object":"response"}"#).as_deref(),
+            Some("resp_1")
+        );
+        assert_eq!(
+            id_of(br#"{"type":"response.created","response":{"id":"resp_2"}}"#).as_deref(),
+            Some("resp_2")
+        );
+        assert_eq!(id_of(br#"{"id":"msg_1"}"#), None);
+        assert_eq!(id_of(b"nope"), None);
+        assert_eq!(
+            previous_response_id(br#"{"model":"m","previous_response_id":"resp_9"}"#).as_deref(),
+            Some("resp_9")
+        );
+        assert_eq!(previous_response_id(br#"{"model":"m"}"#), None);
+    }
+}
