@@ -1,6 +1,6 @@
 //! The mock's OpenAI Responses API and legacy completions: `POST …/responses` (JSON or the
 //! Responses event stream), the stored-response calls (`GET`/`DELETE …/responses/{id}`,
-//! `POST …/responses/{id}/cancel`), and `POST …/completions`.
+//! `POST …/responses/{id}/cancel`, `GET …/responses/{id}/input_items`), and `POST …/completions`.
 //!
 //! Like OpenAI, a stored response belongs to the key that created it: another key reading it
 //! gets 404, which is what the gateway's affinity must avoid.
@@ -112,6 +112,9 @@ pub async fn respond(
                         by_id.remove(id);
                     }
                     json!({"id": id, "object": "response.deleted", "deleted": true})
+                }
+                ("GET", "input_items") => {
+                    json!({"object": "list", "data": [], "first_id": null, "last_id": null, "has_more": false})
                 }
                 ("POST", "cancel") => {
                     response["status"] = json!("cancelled");

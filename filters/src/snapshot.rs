@@ -374,7 +374,7 @@ impl ProviderRuntime {
     /// Whether this provider can serve `request_type` at all: itself, or (Responses and legacy
     /// completions) through chat.
     pub fn supports(&self, request_type: RequestType) -> bool {
-        let itself = self.path(request_type).is_some() || provider::serves(self.wire, request_type);
+        let itself = self.answers_itself(request_type);
         match request_type {
             RequestType::Responses | RequestType::TextCompletion => {
                 itself || self.supports(RequestType::ChatCompletion)
@@ -386,8 +386,18 @@ impl ProviderRuntime {
     /// Whether this provider answers `request_type` itself, rather than through chat: Responses
     /// and legacy completions where the provider has them and `allowed_requests` allows them.
     pub fn native(&self, request_type: RequestType, stream: bool) -> bool {
-        (self.path(request_type).is_some() || provider::serves(self.wire, request_type))
-            && self.allows_exactly(request_type, stream)
+        self.answers_itself(request_type) && self.allows_exactly(request_type, stream)
+    }
+
+    /// Whether this provider has an endpoint of its own for `request_type`. On the OpenAI wire
+    /// only the path counts for Responses and legacy completions: most OpenAI-compatible hosts
+    /// serve chat alone, and their paths are set only where the host has these APIs.
+    fn answers_itself(&self, request_type: RequestType) -> bool {
+        let by_path = self.path(request_type).is_some();
+        match (self.wire, request_type) {
+            (Wire::OpenAi, RequestType::Responses | RequestType::TextCompletion) => by_path,
+            _ => by_path || provider::serves(self.wire, request_type),
+        }
     }
 
     /// The request type sent upstream for a client's `request_type`: Responses and legacy

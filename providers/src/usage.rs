@@ -224,15 +224,24 @@ impl Dialect {
 }
 
 /// How a stream of a dialect ends, and how it reports an error.
-fn end_marker(dialect: Dialect, data: &str) -> (bool, bool) {
+fn end_marker(dialect: Dialect, event: &crate::sse::Event) -> (bool, bool) {
+    let data = event.data.as_str();
     let wire = match dialect {
         // The Responses stream has no `[DONE]`: its final event is `response.completed` (or
-        // `response.incomplete`); `response.failed` and `error` report failures.
+        // `response.incomplete`); `response.failed` and `error` report failures. OpenAI names
+        // each event in its `event:` line; without one, the data's `type` member says it (a
+        // quoted `"type":"…"` cannot occur inside a JSON string, whose quotes are escaped).
         Dialect::Responses | Dialect::StoredResponses => {
-            let kind = data.get(..64).unwrap_or(data);
+            let is = |kind: &str| {
+                if event.event == "message" {
+                    data.contains(&format!("\"type\":\"{kind}\""))
+                } else {
+                    event.event == kind
+                }
+            };
             return (
-                kind.contains("\"type\":\"response.completed\"") || kind.contains("\"type\":\"response.incomplete\""),
-                kind.contains("\"type\":\"response.failed\"") || kind.contains("\"type\":\"error\""),
+                is("response.completed") || is("response.incomplete"),
+                is("response.failed") || is("error"),
             );
         }
         Dialect::Wire(wire) => wire,
@@ -291,7 +300,7 @@ impl StreamUsage {
     pub fn observe(&mut self, bytes: &[u8]) {
         self.splitter.feed(bytes);
         while let Some(event) = self.splitter.next_event() {
-            let (ended, errored) = end_marker(self.dialect, &event.data);
+            let (ended, errored) = end_marker(self.dialect, &event);
             self.ended |= ended;
             self.errored |= errored;
             if matches!(self.dialect, Dialect::Responses | Dialect::StoredResponses) && self.response_id.is_none() {

@@ -16,6 +16,7 @@ mod lifecycle;
 mod observability;
 mod reliability;
 mod resilience;
+mod responses;
 mod routing_rules;
 mod store_modes;
 mod tracing;
