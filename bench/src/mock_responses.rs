@@ -169,6 +169,21 @@ async fn stream(
             .write_response_body(event("response.function_call_arguments.delta", &mut n, delta), false)
             .await?;
     } else {
+        let mut item = text_item("");
+        item["status"] = json!("in_progress");
+        item["content"] = json!([]);
+        let part = json!({"type": "output_text", "text": "", "annotations": []});
+        let added = [
+            event("response.output_item.added", &mut n, json!({"output_index": 0, "item": item})),
+            event(
+                "response.content_part.added",
+                &mut n,
+                json!({"item_id": "msg_mock", "output_index": 0, "content_index": 0, "part": part}),
+            ),
+        ];
+        for piece in added {
+            session.write_response_body(piece, false).await?;
+        }
         for i in 0..options.chunks {
             if options.abort_after_chunks == Some(i) {
                 let error = b"event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"mock upstream failed mid-stream\",\"param\":null}\n\n";
@@ -183,6 +198,33 @@ async fn stream(
     }
     let mut done = whole;
     done["usage"] = usage(u64::from(if tool.is_some() { 6 } else { options.chunks }));
+    if tool.is_none() {
+        // The final response holds the text the deltas carried.
+        let words = (0..options.chunks).map(|i| REPLY_WORDS[i as usize % REPLY_WORDS.len()]);
+        let text = words.collect::<String>();
+        done["output"][0]["content"][0]["text"] = json!(text);
+        let part = json!({"type": "output_text", "text": text, "annotations": []});
+        let closing = [
+            event(
+                "response.output_text.done",
+                &mut n,
+                json!({"item_id": "msg_mock", "output_index": 0, "content_index": 0, "text": text}),
+            ),
+            event(
+                "response.content_part.done",
+                &mut n,
+                json!({"item_id": "msg_mock", "output_index": 0, "content_index": 0, "part": part}),
+            ),
+            event(
+                "response.output_item.done",
+                &mut n,
+                json!({"output_index": 0, "item": done["output"][0].clone()}),
+            ),
+        ];
+        for piece in closing {
+            session.write_response_body(piece, false).await?;
+        }
+    }
     session
         .write_response_body(event("response.completed", &mut n, json!({"response": done})), true)
         .await?;

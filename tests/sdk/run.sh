@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Drives the official `openai`, `anthropic` and `google-genai` Python SDKs against a real asbru
+# Drives the official `openai`, `anthropic` and `google-genai` Python SDKs (and langchain-openai) against a real asbru
 # gateway in front of the bundled mock provider: plain, streaming and tool-call requests, every
 # wire, every direction.
 # Usage: tests/sdk/run.sh [path/to/asbru]   (default: target/debug/asbru, built if missing)
@@ -12,7 +12,7 @@ venv="$root/target/sdk-venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check openai anthropic google-genai
+"$venv/bin/pip" install --quiet --disable-pip-version-check openai anthropic google-genai langchain-openai
 
 work="$(mktemp -d)"
 gateway_pid=""

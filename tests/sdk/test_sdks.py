@@ -216,6 +216,119 @@ for model in ["claude-3-5-haiku", "openai/gpt-4o-mini"]:
     check(f"anthropic sdk tools stream {model}", anthropic_tools(model, stream=True))
 check("anthropic sdk error shape", anthropic_error)
 
+TOOLS_RESPONSES = [{"type": "function", "name": "get_weather", "description": "Weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+
+
+def responses_create(model):
+    def run():
+        r = oai.responses.create(model=model, instructions="Be brief.", input="hi", max_output_tokens=64,
+                                 store=False)
+        assert r.status == "completed", r
+        assert r.output_text.startswith("Hello"), r.output_text
+        assert r.usage.output_tokens > 0 and r.usage.input_tokens > 0, r.usage
+    return run
+
+
+def responses_stream(model):
+    def run():
+        text, kinds, final = "", [], None
+        for event in oai.responses.create(model=model, input="hi", stream=True, store=False):
+            kinds.append(event.type)
+            if event.type == "response.output_text.delta":
+                text += event.delta
+            if event.type == "response.completed":
+                final = event.response
+        assert kinds[0] == "response.created" and kinds[-1] == "response.completed", kinds
+        assert text.startswith("Hello"), text
+        assert final.output_text == text, (final.output_text, text)
+        assert final.usage.output_tokens > 0, final.usage
+        # The SDK's stream helper folds the same events into the final response.
+        with oai.responses.stream(model=model, input="hi", store=False) as helper:
+            done = helper.get_final_response()
+        assert done.output_text.startswith("Hello"), done
+    return run
+
+
+def responses_tools(model):
+    def run():
+        r = oai.responses.create(model=model, input="weather in Paris?", tools=TOOLS_RESPONSES, store=False)
+        calls = [item for item in r.output if item.type == "function_call"]
+        assert calls and calls[0].name == "get_weather", r.output
+        assert json.loads(calls[0].arguments) == {"city": "Paris"}, calls[0].arguments
+        follow = oai.responses.create(model=model, store=False, tools=TOOLS_RESPONSES, input=[
+            {"role": "user", "content": "weather in Paris?"},
+            {"type": "function_call", "call_id": calls[0].call_id, "name": "get_weather",
+             "arguments": calls[0].arguments},
+            {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny"}])
+        assert follow.status == "completed", follow
+        args = ""
+        with oai.responses.stream(model=model, input="weather in Paris?", tools=TOOLS_RESPONSES, store=False) as s:
+            for event in s:
+                if event.type == "response.function_call_arguments.delta":
+                    args += event.delta
+        assert json.loads(args) == {"city": "Paris"}, args
+    return run
+
+
+def responses_stored():
+    created = oai.responses.create(model="openai/gpt-4o-mini", input="hi")
+    read = oai.responses.retrieve(created.id)
+    assert read.id == created.id and read.output_text.startswith("Hello"), read
+    follow = oai.responses.create(model="openai/gpt-4o-mini", input="and then?", previous_response_id=created.id)
+    assert follow.status == "completed", follow
+    oai.responses.delete(created.id)
+    try:
+        oai.responses.retrieve(created.id)
+    except openai.NotFoundError:
+        pass
+    else:
+        raise AssertionError("expected a 404 after delete")
+
+
+def responses_refused():
+    try:
+        oai.responses.create(model="anthropic/claude-3-5-haiku", input="hi", previous_response_id="resp_x")
+    except openai.BadRequestError as e:
+        assert "previous_response_id" in e.message, e.message
+        return
+    raise AssertionError("expected a 400")
+
+
+def text_completion(model):
+    def run():
+        r = oai.completions.create(model=model, prompt="Say hello", max_tokens=16)
+        assert r.object == "text_completion" and r.choices[0].text.startswith("Hello"), r
+        text = "".join(c.choices[0].text for c in oai.completions.create(model=model, prompt="Say hello",
+                                                                         max_tokens=16, stream=True) if c.choices)
+        assert text.startswith("Hello"), text
+    return run
+
+
+def langchain_responses(model):
+    def run():
+        from langchain_openai import ChatOpenAI
+        llm = ChatOpenAI(model=model, base_url=f"{BASE}/v1", api_key="not-needed", use_responses_api=True,
+                         max_retries=0)
+        reply = llm.invoke("hi")
+        assert reply.text.startswith("Hello"), reply
+        streamed = "".join(chunk.text for chunk in llm.stream("hi"))
+        assert streamed.startswith("Hello"), streamed
+        call = llm.bind_tools([TOOLS_OPENAI[0]]).invoke("weather in Paris?").tool_calls[0]
+        assert call["name"] == "get_weather" and call["args"] == {"city": "Paris"}, call
+    return run
+
+
+for model in ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku", "gemini/gemini-2.0-flash"]:
+    check(f"openai sdk responses {model}", responses_create(model))
+    check(f"openai sdk responses stream {model}", responses_stream(model))
+    check(f"openai sdk responses tools {model}", responses_tools(model))
+    check(f"langchain-openai responses {model}", langchain_responses(model))
+check("openai sdk responses retrieve/previous/delete", responses_stored)
+check("openai sdk responses refusal", responses_refused)
+for model in ["openai/gpt-3.5-turbo-instruct", "anthropic/claude-3-5-haiku"]:
+    check(f"openai sdk completions {model}", text_completion(model))
+
 if failures:
     print(f"{len(failures)} SDK check(s) failed")
     sys.exit(1)
