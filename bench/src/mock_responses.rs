@@ -174,7 +174,11 @@ async fn stream(
         item["content"] = json!([]);
         let part = json!({"type": "output_text", "text": "", "annotations": []});
         let added = [
-            event("response.output_item.added", &mut n, json!({"output_index": 0, "item": item})),
+            event(
+                "response.output_item.added",
+                &mut n,
+                json!({"output_index": 0, "item": item}),
+            ),
             event(
                 "response.content_part.added",
                 &mut n,

@@ -6,9 +6,13 @@ use std::path::{Path, PathBuf};
 
 use asbru_providers::adapters::chat_stream::ChatToMessagesStream;
 use asbru_providers::adapters::chat_to_gemini_stream::ChatToGeminiStream;
+use asbru_providers::adapters::chat_to_responses_stream::ChatToResponsesStream;
+use asbru_providers::adapters::completions_to_chat::{self, ChatToCompletionStream};
 use asbru_providers::adapters::gemini_stream::GeminiToChatStream;
 use asbru_providers::adapters::messages_stream::MessagesToChatStream;
-use asbru_providers::adapters::{chat_to_gemini, chat_to_messages, gemini_to_chat, messages_to_chat};
+use asbru_providers::adapters::{
+    chat_to_gemini, chat_to_messages, gemini_to_chat, messages_to_chat, responses_to_chat,
+};
 use asbru_providers::errors::{self, ErrorContext};
 use serde_json::Value;
 
@@ -241,6 +245,66 @@ fn openai_streams_to_gemini_events() {
     for name in ["openai_text", "openai_tools"] {
         check_stream(name, "gemini", || {
             let mut t = ChatToGeminiStream::new("gpt-4o");
+            Box::new(move |bytes, out| t.feed(bytes, out))
+        });
+    }
+}
+
+/// A Responses request translated to chat for the provider its model names, and a chat reply
+/// into the Responses object.
+#[test]
+fn responses_requests_to_openai_chat_and_back() {
+    for case in cases_at_least("responses_to_chat", 4) {
+        let input = std::fs::read(case.join("request.responses.json")).expect("request");
+        let model: Value = serde_json::from_slice(&input).expect("json");
+        let model = upstream_model(model["model"].as_str().expect("model"));
+        let translated = responses_to_chat::request(&input, model).expect("translates");
+        check_json(
+            &case.join("request.openai.json"),
+            &serde_json::to_value(&translated).expect("json"),
+        );
+        let reply = serde_json::from_value(read_json(&case.join("response.openai.json"))).expect("chat reply parses");
+        check_json(
+            &case.join("response.responses.json"),
+            &responses_to_chat::response(reply),
+        );
+    }
+}
+
+#[test]
+fn text_completions_to_openai_chat_and_back() {
+    for case in cases_at_least("completions_to_chat", 2) {
+        let input = std::fs::read(case.join("request.completions.json")).expect("request");
+        let model: Value = serde_json::from_slice(&input).expect("json");
+        let model = upstream_model(model["model"].as_str().expect("model"));
+        let translated = completions_to_chat::request(&input, model).expect("translates");
+        check_json(
+            &case.join("request.openai.json"),
+            &serde_json::to_value(&translated).expect("json"),
+        );
+        let reply = serde_json::from_value(read_json(&case.join("response.openai.json"))).expect("chat reply parses");
+        check_json(
+            &case.join("response.completions.json"),
+            &completions_to_chat::response(reply),
+        );
+    }
+}
+
+#[test]
+fn openai_streams_to_responses_events() {
+    for name in ["openai_text", "openai_tools", "openai_reasoning_length", "openai_error"] {
+        check_stream(name, "responses", || {
+            let mut t = ChatToResponsesStream::new("gpt-4o", CREATED);
+            Box::new(move |bytes, out| t.feed(bytes, out))
+        });
+    }
+}
+
+#[test]
+fn openai_streams_to_text_completion_chunks() {
+    for name in ["openai_text", "openai_reasoning_length"] {
+        check_stream(name, "completions", || {
+            let mut t = ChatToCompletionStream::new(true);
             Box::new(move |bytes, out| t.feed(bytes, out))
         });
     }

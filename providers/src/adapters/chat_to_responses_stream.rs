@@ -161,7 +161,9 @@ impl ChatToResponsesStream {
                     "response.content_part.done",
                     json!({"item_id": item_id, "output_index": index, "content_index": 0, "part": part}),
                 );
-                let item = message_item_out(&self.item_id, &text, "completed");
+                // Cut at the output limit: the message is `incomplete`, as OpenAI marks it.
+                let (status, _) = responses::status(self.finish_reason.as_deref());
+                let item = message_item_out(&self.item_id, &text, status);
                 self.emit(
                     out,
                     "response.output_item.done",

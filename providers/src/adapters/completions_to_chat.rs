@@ -189,7 +189,9 @@ impl ChatToCompletionStream {
             "model": chunk.model,
             "choices": choices,
         });
-        if usage_only {
+        // Usage rides on whichever chunk carried it (some providers put it on the last content
+        // chunk), for a client that asked for it.
+        if self.client_wants_usage && chunk.usage.is_some() {
             translated["usage"] = json!(chunk.usage);
         }
         if let Ok(json) = serde_json::to_vec(&translated) {

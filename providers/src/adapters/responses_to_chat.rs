@@ -328,14 +328,21 @@ pub fn usage(u: &OpenAiUsage) -> Value {
     })
 }
 
-/// The output items of one assistant turn: reasoning, then text, then function calls.
-pub fn output_items(id: &str, reasoning: Option<&str>, text: Option<&str>, calls: &[ToolCall]) -> Vec<Value> {
+/// The output items of one assistant turn: reasoning, then text, then function calls. The
+/// message is `incomplete` when the turn was cut at the output limit, as OpenAI marks it.
+fn output_items(
+    id: &str,
+    reasoning: Option<&str>,
+    text: Option<&str>,
+    calls: &[ToolCall],
+    message_status: &str,
+) -> Vec<Value> {
     let mut output = Vec::new();
     if let Some(reasoning) = reasoning.filter(|r| !r.is_empty()) {
         output.push(reasoning_item(id, reasoning));
     }
     if let Some(text) = text.filter(|t| !t.is_empty()) {
-        output.push(message_item_out(id, text, "completed"));
+        output.push(message_item_out(id, text, message_status));
     }
     output.extend(calls.iter().map(|call| function_call_item(call, "completed")));
     output
@@ -432,6 +439,7 @@ pub fn response(chat: ChatResponse) -> Value {
                 message.reasoning.as_deref(),
                 message.content.as_deref().or(message.refusal.as_deref()),
                 message.tool_calls.as_deref().unwrap_or_default(),
+                status,
             )
         })
         .unwrap_or_default();
