@@ -218,9 +218,33 @@ fn conversation_4kb() -> Vec<u8> {
     serde_json::to_vec(&body).expect("json")
 }
 
+/// The same conversation as a Responses API request: instructions, input items, a function call
+/// and its output.
+fn responses_4kb() -> Vec<u8> {
+    let turn = "Tell me more about the history of the city, its rivers, bridges and markets. ".repeat(4);
+    let mut input = Vec::new();
+    for i in 0..8 {
+        input.push(serde_json::json!({"role": "user", "content": format!("{turn} ({i})")}));
+        input.push(serde_json::json!({"type": "message", "role": "assistant",
+            "content": [{"type": "output_text", "text": "Here is what I know about it."}]}));
+    }
+    input.push(
+        serde_json::json!({"type": "function_call", "call_id": "call_1", "name": "lookup",
+        "arguments": "{\"q\":\"bridges\"}"}),
+    );
+    input.push(serde_json::json!({"type": "function_call_output", "call_id": "call_1", "output": "Twelve bridges."}));
+    let body = serde_json::json!({
+        "model": "anthropic/claude-sonnet-4", "instructions": "You are a helpful travel guide.",
+        "input": input, "temperature": 0.2, "store": false,
+        "tools": [{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]
+    });
+    serde_json::to_vec(&body).expect("json")
+}
+
 fn translation(c: &mut Criterion) {
     use asbru_providers::Wire;
     use asbru_providers::adapters::chat_stream::ChatToMessagesStream;
+    use asbru_providers::adapters::chat_to_responses_stream::ChatToResponsesStream;
     use asbru_providers::adapters::exchange;
     use asbru_providers::adapters::gemini_stream::GeminiToChatStream;
     use asbru_providers::adapters::messages_stream::MessagesToChatStream;
@@ -257,6 +281,26 @@ fn translation(c: &mut Criterion) {
             .map(|p| p.body.len())
         })
     });
+    let responses = responses_4kb();
+    let responses_head = RequestHead::parse(&responses).expect("valid body");
+    let through_chat = exchange::UpstreamOptions {
+        api: exchange::OpenAiApi::Responses,
+        ..Default::default()
+    };
+    group.bench_function("responses_to_anthropic_4KB", |b| {
+        b.iter(|| {
+            exchange::prepare(
+                Wire::OpenAi,
+                Wire::Anthropic,
+                &responses_head,
+                black_box(&responses),
+                "claude-sonnet-4",
+                0,
+                through_chat,
+            )
+            .map(|p| p.body.len())
+        })
+    });
     group.finish();
 
     let delta = br#"event: content_block_delta
@@ -289,6 +333,15 @@ data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text
 "#;
     c.bench_function("stream_event/openai_to_anthropic_text_delta", |b| {
         let mut translator = ChatToMessagesStream::new("gpt-4o");
+        let mut out = Vec::with_capacity(512);
+        b.iter(|| {
+            out.clear();
+            translator.feed(black_box(chunk), &mut out);
+            black_box(out.len())
+        })
+    });
+    c.bench_function("stream_event/openai_to_responses_text_delta", |b| {
+        let mut translator = ChatToResponsesStream::new("gpt-4o", 0);
         let mut out = Vec::with_capacity(512);
         b.iter(|| {
             out.clear();

@@ -14,6 +14,7 @@ use super::messages_stream::MessagesToChatStream;
 use super::responses_to_chat;
 use super::{TranslateError, chat_to_gemini, chat_to_messages, gemini_to_chat, messages_to_chat};
 use crate::formats::openai::RequestHead;
+use crate::formats::openai::types::ChatRequest;
 use crate::usage::{Dialect, StreamUsage, Usage, UsageChunkFilter};
 use asbru_config::catalog::Wire;
 
@@ -126,15 +127,7 @@ pub fn prepare(
             },
         ),
         (Shape::Chat, Shape::Messages) => {
-            let chat = serde_json::from_slice(raw).map_err(invalid)?;
-            let request = chat_to_messages::request(chat, upstream_model)?;
-            (
-                serde_json::to_vec(&request).map_err(invalid)?,
-                ReplyTranslator::ChatFromMessages {
-                    stream: MessagesToChatStream::new(created),
-                    created,
-                },
-            )
+            return chat_to_anthropic(serde_json::from_slice(raw).map_err(invalid)?, upstream_model, created);
         }
         (Shape::Chat, Shape::Gemini) if embeddings => {
             let body: serde_json::Value = serde_json::from_slice(raw).map_err(invalid)?;
@@ -148,17 +141,7 @@ pub fn prepare(
             )
         }
         (Shape::Chat, Shape::Gemini) => {
-            let chat: crate::formats::openai::types::ChatRequest = serde_json::from_slice(raw).map_err(invalid)?;
-            let candidates = chat.n.unwrap_or(1);
-            let request = chat_to_gemini::request(chat)?;
-            (
-                serde_json::to_vec(&request).map_err(invalid)?,
-                ReplyTranslator::ChatFromGemini {
-                    stream: Box::new(GeminiToChatStream::with_candidates(upstream_model, created, candidates)),
-                    model: upstream_model.to_string(),
-                    created,
-                },
-            )
+            return chat_to_google(serde_json::from_slice(raw).map_err(invalid)?, upstream_model, created);
         }
         (Shape::Messages, Shape::Gemini) => {
             let messages = serde_json::from_slice(raw).map_err(invalid)?;
@@ -248,6 +231,32 @@ pub fn prepare(
     Ok(Prepared { body, reply })
 }
 
+/// An OpenAI chat request for an Anthropic upstream, and its reply back as chat.
+fn chat_to_anthropic(chat: ChatRequest, upstream_model: &str, created: u64) -> Result<Prepared, TranslateError> {
+    let request = chat_to_messages::request(chat, upstream_model)?;
+    Ok(Prepared {
+        body: serde_json::to_vec(&request).map_err(|e| TranslateError::InvalidRequest(e.to_string()))?,
+        reply: ReplyTranslator::ChatFromMessages {
+            stream: MessagesToChatStream::new(created),
+            created,
+        },
+    })
+}
+
+/// An OpenAI chat request for a Gemini upstream, and its reply back as chat.
+fn chat_to_google(chat: ChatRequest, upstream_model: &str, created: u64) -> Result<Prepared, TranslateError> {
+    let candidates = chat.n.unwrap_or(1);
+    let request = chat_to_gemini::request(chat)?;
+    Ok(Prepared {
+        body: serde_json::to_vec(&request).map_err(|e| TranslateError::InvalidRequest(e.to_string()))?,
+        reply: ReplyTranslator::ChatFromGemini {
+            stream: Box::new(GeminiToChatStream::with_candidates(upstream_model, created, candidates)),
+            model: upstream_model.to_string(),
+            created,
+        },
+    })
+}
+
 /// [`prepare`] for the Responses API and legacy completions: passed through to an upstream that
 /// answers them itself (with the model rewritten, and the output cap under the API's own name),
 /// else translated to chat, prepared for the upstream as chat, and the reply translated back.
@@ -285,21 +294,29 @@ fn prepare_api(
         OpenAiApi::Responses => responses_to_chat::request(raw, upstream_model)?,
         _ => completions_to_chat::request(raw, upstream_model)?,
     };
-    let chat_body = serde_json::to_vec(&chat).map_err(invalid)?;
-    let chat_head = RequestHead::parse(&chat_body).map_err(|e| TranslateError::InvalidRequest(e.to_string()))?;
-    let inner = prepare(
-        Wire::OpenAi,
-        upstream,
-        &chat_head,
-        &chat_body,
-        upstream_model,
-        created,
-        UpstreamOptions {
-            api: OpenAiApi::Chat,
-            native: false,
-            ..options
-        },
-    )?;
+    // The translated request goes on as a value: serialised once, for the upstream.
+    let inner = match shape(upstream)? {
+        Shape::Messages => chat_to_anthropic(chat, upstream_model, created)?,
+        Shape::Gemini => chat_to_google(chat, upstream_model, created)?,
+        Shape::Chat => {
+            let chat_body = serde_json::to_vec(&chat).map_err(invalid)?;
+            let chat_head =
+                RequestHead::parse(&chat_body).map_err(|e| TranslateError::InvalidRequest(e.to_string()))?;
+            prepare(
+                Wire::OpenAi,
+                upstream,
+                &chat_head,
+                &chat_body,
+                upstream_model,
+                created,
+                UpstreamOptions {
+                    api: OpenAiApi::Chat,
+                    native: false,
+                    ..options
+                },
+            )?
+        }
+    };
     let reply = match options.api {
         OpenAiApi::Responses => ReplyTranslator::ResponsesFromChat {
             inner: Box::new(inner.reply),
