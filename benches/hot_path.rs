@@ -248,6 +248,7 @@ fn translation(c: &mut Criterion) {
     use asbru_providers::adapters::exchange;
     use asbru_providers::adapters::gemini_stream::GeminiToChatStream;
     use asbru_providers::adapters::messages_stream::MessagesToChatStream;
+    use asbru_providers::adapters::responses_stream::ResponsesToChatStream;
 
     let body = conversation_4kb();
     let head = RequestHead::parse(&body).expect("valid body");
@@ -287,6 +288,24 @@ fn translation(c: &mut Criterion) {
         api: exchange::OpenAiApi::Responses,
         ..Default::default()
     };
+    let as_responses = exchange::UpstreamOptions {
+        upstream_responses: true,
+        ..Default::default()
+    };
+    group.bench_function("openai_to_responses_4KB", |b| {
+        b.iter(|| {
+            exchange::prepare(
+                Wire::OpenAi,
+                Wire::OpenAi,
+                &head,
+                black_box(&body),
+                "gpt-5-codex",
+                0,
+                as_responses,
+            )
+            .map(|p| p.body.len())
+        })
+    });
     group.bench_function("responses_to_anthropic_4KB", |b| {
         b.iter(|| {
             exchange::prepare(
@@ -337,6 +356,19 @@ data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text
         b.iter(|| {
             out.clear();
             translator.feed(black_box(chunk), &mut out);
+            black_box(out.len())
+        })
+    });
+    let responses_event = br#"event: response.output_text.delta
+data: {"type":"response.output_text.delta","sequence_number":3,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"Hello there, "}
+
+"#;
+    c.bench_function("stream_event/responses_to_openai_text_delta", |b| {
+        let mut translator = ResponsesToChatStream::new("gpt-5-codex", 0, false);
+        let mut out = Vec::with_capacity(512);
+        b.iter(|| {
+            out.clear();
+            translator.feed(black_box(responses_event), &mut out);
             black_box(out.len())
         })
     });

@@ -407,17 +407,26 @@ impl ProviderRuntime {
             RequestType::Responses | RequestType::TextCompletion if !self.native(request_type, stream) => {
                 RequestType::ChatCompletion
             }
+            RequestType::ChatCompletion if self.chat_as_responses(stream) => RequestType::Responses,
             other => other,
         }
     }
 
+    /// Whether chat requests go to this provider as Responses requests: it is configured to
+    /// serve the Responses API and not chat (`allowed_requests`), and has the Responses API.
+    pub fn chat_as_responses(&self, stream: bool) -> bool {
+        !self.allows_exactly(RequestType::ChatCompletion, stream) && self.native(RequestType::Responses, stream)
+    }
+
     /// Whether this provider serves `request_type` (custom providers may restrict it), itself
-    /// or, for Responses and legacy completions, through chat.
+    /// or, for Responses and legacy completions, through chat (and chat through Responses, for a
+    /// provider configured to serve only the Responses API).
     pub fn allows(&self, request_type: RequestType, stream: bool) -> bool {
         match request_type {
             RequestType::Responses | RequestType::TextCompletion => {
                 self.allows_exactly(request_type, stream) || self.allows_exactly(RequestType::ChatCompletion, stream)
             }
+            RequestType::ChatCompletion => self.allows_exactly(request_type, stream) || self.chat_as_responses(stream),
             _ => self.allows_exactly(request_type, stream),
         }
     }

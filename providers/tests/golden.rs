@@ -10,8 +10,9 @@ use asbru_providers::adapters::chat_to_responses_stream::ChatToResponsesStream;
 use asbru_providers::adapters::completions_to_chat::{self, ChatToCompletionStream};
 use asbru_providers::adapters::gemini_stream::GeminiToChatStream;
 use asbru_providers::adapters::messages_stream::MessagesToChatStream;
+use asbru_providers::adapters::responses_stream::ResponsesToChatStream;
 use asbru_providers::adapters::{
-    chat_to_gemini, chat_to_messages, gemini_to_chat, messages_to_chat, responses_to_chat,
+    chat_to_gemini, chat_to_messages, chat_to_responses, gemini_to_chat, messages_to_chat, responses_to_chat,
 };
 use asbru_providers::errors::{self, ErrorContext};
 use serde_json::Value;
@@ -305,6 +306,43 @@ fn openai_streams_to_text_completion_chunks() {
     for name in ["openai_text", "openai_reasoning_length"] {
         check_stream(name, "completions", || {
             let mut t = ChatToCompletionStream::new(true);
+            Box::new(move |bytes, out| t.feed(bytes, out))
+        });
+    }
+}
+
+/// A chat request for a provider that serves only the Responses API, and its reply back.
+#[test]
+fn openai_chat_to_responses_and_back() {
+    for case in cases_at_least("chat_to_responses", 3) {
+        let input = read_json(&case.join("request.openai.json"));
+        let model = upstream_model(input["model"].as_str().expect("model")).to_string();
+        let chat = serde_json::from_value(input).expect("openai request parses");
+        let translated = chat_to_responses::request(chat, &model).expect("translates");
+        check_json(
+            &case.join("request.responses.json"),
+            &serde_json::to_value(&translated).expect("json"),
+        );
+        let reply = read_json(&case.join("response.responses.json"));
+        let chat = chat_to_responses::response(&reply, &model, CREATED);
+        check_json(
+            &case.join("response.openai.json"),
+            &serde_json::to_value(&chat).expect("json"),
+        );
+    }
+}
+
+/// Responses events back into chat chunks: the translated streams above, read back.
+#[test]
+fn responses_streams_to_openai_chunks() {
+    for name in [
+        "openai_text.responses",
+        "openai_tools.responses",
+        "openai_reasoning_length.responses",
+        "openai_error.responses",
+    ] {
+        check_stream(name, "openai", || {
+            let mut t = ResponsesToChatStream::new("gpt-4o", CREATED, true);
             Box::new(move |bytes, out| t.feed(bytes, out))
         });
     }

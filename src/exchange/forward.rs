@@ -282,6 +282,8 @@ async fn try_target(
                         _ => exchange::OpenAiApi::Chat,
                     },
                     native: provider.native(ex.request_type, ex.stream),
+                    upstream_responses: ex.request_type == RequestType::ChatCompletion
+                        && provider.chat_as_responses(ex.stream),
                 },
             ),
         };
@@ -293,7 +295,8 @@ async fn try_target(
                 )))));
             }
         };
-        // Responses and legacy completions reach a provider without them as chat.
+        // Responses and legacy completions reach a provider without them as chat (and chat a
+        // provider configured for the Responses API alone as Responses).
         let upstream_request_type = provider.upstream_request_type(ex.request_type, ex.stream);
         let target = target_of(
             provider,

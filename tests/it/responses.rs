@@ -596,3 +596,134 @@ async fn upstream_errors_reach_responses_clients_in_openai_shape() {
     assert!(reply.status() >= 500, "{}", reply.text());
     assert!(reply.json()["error"]["message"].is_string());
 }
+
+/// A custom provider configured to serve only the Responses API (as Codex models are).
+fn responses_only(upstream: &asbru_bench::mock::MockHandle) -> String {
+    format!(
+        "providers:\n  codex:\n    keys: [{{name: c, value: sk-codex-1, models: [\"*\"]}}]\n    network_config: {{base_url: \"{}\"}}\n    custom_provider_config:\n      base_provider_type: openai\n      allowed_requests: {{responses: true, responses_stream: true}}\n",
+        upstream.base_url()
+    )
+}
+
+#[tokio::test]
+async fn chat_clients_reach_a_responses_only_provider() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "{}governance:\n  pricing_overrides:\n    - {{provider: codex, model: gpt-5-codex, input_cost_per_token: 0, output_cost_per_token: 0.0001}}\n  virtual_keys:\n    - {{id: vk-c, name: C, value: sk-bf-c, budgets: [{{max_limit: 10, reset_duration: 1d}}], provider_configs: [{{provider: codex, weight: 1}}]}}\n",
+        responses_only(&upstream)
+    ));
+    let meter = || gw.state.registry.get("vk:vk-c:budget:0").expect("meter").settled();
+    let vk = [("x-bf-vk", "sk-bf-c")];
+    let body = r#"{"model":"codex/gpt-5-codex","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}],"max_tokens":40}"#;
+    let reply = send(gw.addr, "POST", "/v1/chat/completions", &vk, body.as_bytes()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let json = reply.json();
+    assert_eq!(json["object"], "chat.completion");
+    assert_eq!(
+        json["choices"][0]["message"]["content"],
+        "Hello from the asbru mock provider."
+    );
+    assert_eq!(json["choices"][0]["finish_reason"], "stop");
+    assert_eq!(json["usage"]["completion_tokens"], 6);
+    let seen = &upstream.state.recorded()[0];
+    assert!(seen.path.ends_with("/responses"), "{}", seen.path);
+    let sent = sent_body(&upstream, 0);
+    assert_eq!(sent["model"], "gpt-5-codex");
+    assert_eq!(sent["instructions"], "Be brief.");
+    assert_eq!(
+        sent["input"][0]["content"][0],
+        json!({"type": "input_text", "text": "hi"})
+    );
+    assert_eq!(sent["max_output_tokens"], 40);
+    assert_eq!(sent["store"], false, "the chat client keeps the conversation");
+    assert_eq!(meter(), 600);
+
+    let stream = body.replacen(
+        "\"max_tokens\":40",
+        "\"max_tokens\":40,\"stream\":true,\"stream_options\":{\"include_usage\":true}",
+        1,
+    );
+    let reply = send(gw.addr, "POST", "/v1/chat/completions", &vk, stream.as_bytes()).await;
+    assert_eq!(reply.status(), 200);
+    let data = sse_data(&reply.text());
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = data.iter().filter_map(|d| serde_json::from_str(d).ok()).collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "Hello from the asbru mock");
+    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "stop"));
+    assert_eq!(chunks.last().expect("chunks")["usage"]["completion_tokens"], 5);
+    assert_eq!(meter(), 600 + 500);
+
+    // Tools, whole and streamed.
+    let tools = r#"{"model":"codex/gpt-5-codex","messages":[{"role":"user","content":"weather?"}],"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]}"#;
+    let reply = send(gw.addr, "POST", "/v1/chat/completions", &vk, tools.as_bytes()).await;
+    let json = reply.json();
+    assert_eq!(json["choices"][0]["finish_reason"], "tool_calls", "{json}");
+    let call = &json["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert_eq!(call["function"]["arguments"], r#"{"city":"Paris"}"#);
+    let streamed = tools.replacen("\"messages\"", "\"stream\":true,\"messages\"", 1);
+    let reply = send(gw.addr, "POST", "/v1/chat/completions", &vk, streamed.as_bytes()).await;
+    let chunks: Vec<Value> = sse_data(&reply.text())
+        .iter()
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    let args: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(args, r#"{"city":"Paris"}"#);
+    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
+
+    // A chat parameter the Responses API has no field for is refused, not dropped.
+    let refused = post(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"codex/gpt-5-codex","messages":[{"role":"user","content":"hi"}],"stop":["\n"]}"#,
+    )
+    .await;
+    assert_eq!(refused.status(), 400, "{}", refused.text());
+    assert!(
+        refused.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("stop"))
+    );
+}
+
+#[tokio::test]
+async fn anthropic_clients_reach_a_responses_only_provider() {
+    let upstream = default_mock();
+    let gw = gateway(&responses_only(&upstream));
+    let body = r#"{"model":"codex/gpt-5-codex","max_tokens":64,"system":"Be brief.","messages":[{"role":"user","content":"hi"}]}"#;
+    let headers = [("anthropic-version", "2023-06-01")];
+    let reply = send(gw.addr, "POST", "/anthropic/v1/messages", &headers, body.as_bytes()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let json = reply.json();
+    assert_eq!(json["type"], "message");
+    assert_eq!(json["content"][0]["text"], "Hello from the asbru mock provider.");
+    assert_eq!(json["stop_reason"], "end_turn");
+    assert_eq!(json["usage"]["output_tokens"], 6);
+    let sent = sent_body(&upstream, 0);
+    assert_eq!(sent["instructions"], "Be brief.");
+    assert_eq!(sent["max_output_tokens"], 64);
+
+    let stream = body.replacen("\"max_tokens\":64", "\"max_tokens\":64,\"stream\":true", 1);
+    let reply = send(gw.addr, "POST", "/anthropic/v1/messages", &headers, stream.as_bytes()).await;
+    let events = events(&reply.text());
+    let names = names(&events);
+    assert_eq!(names.first().copied(), Some("message_start"));
+    assert_eq!(names.last().copied(), Some("message_stop"));
+    let text: String = events
+        .iter()
+        .filter_map(|(_, data)| data["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(text, "Hello from the asbru mock");
+    let usage = events
+        .iter()
+        .find(|(name, _)| name == "message_delta")
+        .map(|(_, data)| data["usage"]["output_tokens"].clone());
+    assert_eq!(usage, Some(json!(5)));
+}

@@ -7,10 +7,12 @@
 
 use super::chat_stream::ChatToMessagesStream;
 use super::chat_to_gemini_stream::ChatToGeminiStream;
+use super::chat_to_responses;
 use super::chat_to_responses_stream::ChatToResponsesStream;
 use super::completions_to_chat::{self, ChatToCompletionStream};
 use super::gemini_stream::GeminiToChatStream;
 use super::messages_stream::MessagesToChatStream;
+use super::responses_stream::ResponsesToChatStream;
 use super::responses_to_chat;
 use super::{TranslateError, chat_to_gemini, chat_to_messages, gemini_to_chat, messages_to_chat};
 use crate::formats::openai::RequestHead;
@@ -62,6 +64,10 @@ pub struct UpstreamOptions {
     pub api: OpenAiApi,
     /// The upstream answers `api` itself; otherwise the request goes through chat.
     pub native: bool,
+    /// The upstream serves only the Responses API (a provider configured with `responses` and
+    /// without `chat_completion`): chat, and Anthropic Messages through chat, go to it as
+    /// Responses requests.
+    pub upstream_responses: bool,
 }
 
 /// The OpenAI APIs besides chat completions that an OpenAI client may call.
@@ -92,6 +98,9 @@ pub fn prepare(
 ) -> Result<Prepared, TranslateError> {
     if ingress == Wire::OpenAi && options.api != OpenAiApi::Chat {
         return prepare_api(upstream, head, raw, upstream_model, created, options);
+    }
+    if options.upstream_responses && !options.embeddings && !options.count_tokens {
+        return prepare_for_responses(ingress, head, raw, upstream_model, created, options);
     }
     let UpstreamOptions {
         want_usage,
@@ -257,6 +266,57 @@ fn chat_to_google(chat: ChatRequest, upstream_model: &str, created: u64) -> Resu
     })
 }
 
+/// [`prepare`] for an upstream that serves only the Responses API: the chat request (an
+/// Anthropic one translated to chat first) becomes a Responses request, and the Responses reply
+/// comes back as chat (then as Messages).
+fn prepare_for_responses(
+    ingress: Wire,
+    head: &RequestHead,
+    raw: &[u8],
+    upstream_model: &str,
+    created: u64,
+    options: UpstreamOptions,
+) -> Result<Prepared, TranslateError> {
+    let invalid = |e: serde_json::Error| TranslateError::InvalidRequest(e.to_string());
+    let chat: ChatRequest = match shape(ingress)? {
+        Shape::Chat => serde_json::from_slice(raw).map_err(invalid)?,
+        Shape::Messages => messages_to_chat::request(serde_json::from_slice(raw).map_err(invalid)?, upstream_model)?,
+        Shape::Gemini => {
+            return Err(TranslateError::InvalidRequest(
+                "this model's provider serves only the OpenAI Responses API: call it on /v1/responses, /v1/chat/completions or /anthropic/v1/messages".into(),
+            ));
+        }
+    };
+    let mut body = chat_to_responses::request(chat, upstream_model)?;
+    if body.max_output_tokens.is_none() {
+        body.max_output_tokens = options.output_cap.map(|cap| cap.tokens);
+    }
+    let anthropic = ingress == Wire::Anthropic;
+    let as_chat = ReplyTranslator::ChatFromResponses {
+        // The Messages translation needs the usage chunk; a chat client gets it if it asked.
+        stream: Box::new(ResponsesToChatStream::new(
+            upstream_model,
+            created,
+            anthropic || head.include_usage,
+        )),
+        model: upstream_model.to_string(),
+        created,
+    };
+    let reply = if anthropic {
+        ReplyTranslator::MessagesOverChat {
+            inner: Box::new(as_chat),
+            stream: ChatToMessagesStream::new(upstream_model),
+            between: Vec::new(),
+        }
+    } else {
+        as_chat
+    };
+    Ok(Prepared {
+        body: serde_json::to_vec(&body).map_err(invalid)?,
+        reply,
+    })
+}
+
 /// [`prepare`] for the Responses API and legacy completions: passed through to an upstream that
 /// answers them itself (with the model rewritten, and the output cap under the API's own name),
 /// else translated to chat, prepared for the upstream as chat, and the reply translated back.
@@ -403,6 +463,24 @@ pub enum ReplyTranslator {
         /// `encoding_format: base64` was asked for.
         base64: bool,
     },
+    /// A Responses-only provider's reply to a chat client.
+    ChatFromResponses {
+        /// Responses events into OpenAI chunks.
+        stream: Box<ResponsesToChatStream>,
+        /// The model asked for.
+        model: String,
+        /// Timestamp for the translated reply.
+        created: u64,
+    },
+    /// A reply made chat by `inner`, to an Anthropic client.
+    MessagesOverChat {
+        /// The upstream's reply as chat.
+        inner: Box<ReplyTranslator>,
+        /// OpenAI chunks into Anthropic events.
+        stream: ChatToMessagesStream,
+        /// The chat chunks of the latest piece.
+        between: Vec<u8>,
+    },
     /// Any provider's reply, as chat, to a Responses client.
     ResponsesFromChat {
         /// The upstream's reply as chat.
@@ -525,6 +603,17 @@ impl ReplyTranslator {
                 let list = chat_to_gemini::embeddings_response(reply, model, *base64);
                 Ok((Some(serde_json::to_vec(&list).map_err(invalid)?), Usage::default()))
             }
+            ReplyTranslator::ChatFromResponses { model, created, .. } => {
+                let object: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+                let chat = chat_to_responses::response(&object, model, *created);
+                let usage = chat.usage.as_ref().map(Usage::from_openai).unwrap_or_default();
+                Ok((Some(serde_json::to_vec(&chat).map_err(invalid)?), usage))
+            }
+            ReplyTranslator::MessagesOverChat { inner, .. } => {
+                let (chat, usage) = chat_reply(inner, body)?;
+                let messages = messages_to_chat::response(chat)?;
+                Ok((Some(serde_json::to_vec(&messages).map_err(invalid)?), usage))
+            }
             ReplyTranslator::ResponsesFromChat { inner, .. } => {
                 let (chat, usage) = chat_reply(inner, body)?;
                 let response = responses_to_chat::response(chat);
@@ -572,6 +661,10 @@ impl ReplyTranslator {
             }
             // Embeddings are never streamed.
             ReplyTranslator::EmbeddingsFromGemini { .. } => {}
+            ReplyTranslator::ChatFromResponses { stream, .. } => stream.feed(bytes, out),
+            ReplyTranslator::MessagesOverChat { inner, stream, between } => {
+                feed_through(inner, between, bytes, |chat| stream.feed(chat, out));
+            }
             ReplyTranslator::ResponsesFromChat { inner, stream, between } => {
                 feed_through(inner, between, bytes, |chat| stream.feed(chat, out));
             }
@@ -594,6 +687,8 @@ impl ReplyTranslator {
             ReplyTranslator::GeminiFromChat { stream } => stream.completed(),
             ReplyTranslator::GeminiFromMessages { messages, chat, .. } => messages.completed() && chat.completed(),
             ReplyTranslator::EmbeddingsFromGemini { .. } => false,
+            ReplyTranslator::ChatFromResponses { stream, .. } => stream.completed(),
+            ReplyTranslator::MessagesOverChat { inner, stream, .. } => inner.completed() && stream.completed(),
             ReplyTranslator::ResponsesFromChat { inner, stream, .. } => inner.completed() && stream.completed(),
             ReplyTranslator::CompletionsFromChat { inner, stream, .. } => inner.completed() && stream.completed(),
         }
@@ -605,6 +700,11 @@ impl ReplyTranslator {
             ReplyTranslator::Passthrough {
                 strip: Some(filter), ..
             } => filter.finish(out),
+            ReplyTranslator::MessagesOverChat { inner, stream, between } => {
+                between.clear();
+                inner.stream_end(between);
+                stream.feed(between, out);
+            }
             ReplyTranslator::ResponsesFromChat { inner, stream, between } => {
                 between.clear();
                 inner.stream_end(between);
@@ -651,6 +751,12 @@ impl ReplyTranslator {
             ReplyTranslator::GeminiFromChat { stream } => stream.usage(),
             ReplyTranslator::GeminiFromMessages { messages, .. } => messages.usage(),
             ReplyTranslator::EmbeddingsFromGemini { .. } => Usage::default(),
+            ReplyTranslator::ChatFromResponses { stream, .. } => stream.usage(),
+            ReplyTranslator::MessagesOverChat { inner, stream, .. } => {
+                let mut usage = inner.usage();
+                usage.merge_max(stream.usage());
+                usage
+            }
             ReplyTranslator::ResponsesFromChat { inner, stream, .. } => {
                 let mut usage = inner.usage();
                 usage.merge_max(stream.usage());

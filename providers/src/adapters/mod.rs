@@ -16,11 +16,15 @@
 //! - [`chat_to_responses_stream`]: OpenAI chunks turned into Responses stream events.
 //! - [`completions_to_chat`]: a legacy completions request sent to a chat upstream, and the reply
 //!   (whole or streamed) back.
+//! - [`chat_to_responses`]: a chat request sent to a provider that serves only the Responses API,
+//!   and the reply back.
+//! - [`responses_stream`]: Responses stream events turned into OpenAI chunks.
 
 pub mod chat_stream;
 pub mod chat_to_gemini;
 pub mod chat_to_gemini_stream;
 pub mod chat_to_messages;
+pub mod chat_to_responses;
 pub mod chat_to_responses_stream;
 pub mod completions_to_chat;
 pub mod exchange;
@@ -28,6 +32,7 @@ pub mod gemini_stream;
 pub mod gemini_to_chat;
 pub mod messages_stream;
 pub mod messages_to_chat;
+pub mod responses_stream;
 pub mod responses_to_chat;
 
 /// Why a request could not be translated.
