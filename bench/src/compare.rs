@@ -33,6 +33,17 @@ pub struct Scenario {
     pub skip: Option<&'static str>,
     /// Headers sent to the gateway (not to the direct run), e.g. a virtual key.
     pub gateway_headers: &'static [(&'static str, &'static str)],
+    /// The API the client calls on the gateway.
+    pub client: ClientApi,
+}
+
+/// The OpenAI API a scenario's client calls on the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientApi {
+    /// `POST /v1/chat/completions`.
+    Chat,
+    /// `POST /v1/responses`.
+    Responses,
 }
 
 /// Every bundled scenario.
@@ -44,6 +55,7 @@ pub const SCENARIOS: &[Scenario] = &[
         stream: false,
         skip: None,
         gateway_headers: &[],
+        client: ClientApi::Chat,
     },
     Scenario {
         name: "passthrough-stream",
@@ -52,6 +64,7 @@ pub const SCENARIOS: &[Scenario] = &[
         stream: true,
         skip: None,
         gateway_headers: &[],
+        client: ClientApi::Chat,
     },
     Scenario {
         name: "governance",
@@ -60,6 +73,7 @@ pub const SCENARIOS: &[Scenario] = &[
         stream: false,
         skip: None,
         gateway_headers: &[("authorization", "Bearer sk-bf-bench-key")],
+        client: ClientApi::Chat,
     },
     Scenario {
         name: "logged",
@@ -68,6 +82,7 @@ pub const SCENARIOS: &[Scenario] = &[
         stream: false,
         skip: None,
         gateway_headers: &[("authorization", "Bearer sk-bf-bench-key")],
+        client: ClientApi::Chat,
     },
     Scenario {
         name: "routing-rules",
@@ -76,6 +91,7 @@ pub const SCENARIOS: &[Scenario] = &[
         stream: false,
         skip: None,
         gateway_headers: &[("authorization", "Bearer sk-bf-bench-key")],
+        client: ClientApi::Chat,
     },
     Scenario {
         name: "anthropic-stream",
@@ -84,6 +100,7 @@ pub const SCENARIOS: &[Scenario] = &[
         stream: true,
         skip: None,
         gateway_headers: &[],
+        client: ClientApi::Chat,
     },
     Scenario {
         name: "gemini-stream",
@@ -92,6 +109,16 @@ pub const SCENARIOS: &[Scenario] = &[
         stream: true,
         skip: None,
         gateway_headers: &[],
+        client: ClientApi::Chat,
+    },
+    Scenario {
+        name: "responses-stream",
+        config: include_str!("../../benches/scenarios/responses-stream.yaml"),
+        model: "anthropic/claude-3-5-haiku",
+        stream: true,
+        skip: None,
+        gateway_headers: &[],
+        client: ClientApi::Responses,
     },
 ];
 
@@ -185,7 +212,7 @@ impl Drop for ChildGuard {
 
 /// Runs the comparison.
 pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError> {
-    let (label, config_text, model, scenario_stream, gateway_headers) = match &options.config {
+    let (label, config_text, model, scenario_stream, gateway_headers, client) = match &options.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| CompareError::Config(format!("cannot read {}: {e}", path.display())))?;
@@ -193,7 +220,7 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
                 .model
                 .clone()
                 .unwrap_or_else(|| "openai/gpt-4o-mini".to_string());
-            (path.display().to_string(), text, model, false, Vec::new())
+            (path.display().to_string(), text, model, false, Vec::new(), ClientApi::Chat)
         }
         None => {
             let scenario = SCENARIOS.iter().find(|s| s.name == options.scenario).ok_or_else(|| {
@@ -222,6 +249,7 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
                 model,
                 scenario.stream,
                 headers,
+                scenario.client,
             )
         }
     };
@@ -231,7 +259,13 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
         .config;
     let mut runs = Vec::new();
     for &latency_ms in &options.latencies_ms {
-        runs.push(run_one(options, &base_config, &model, stream, latency_ms, &gateway_headers).await?);
+        let request = GatewayRequest {
+            model: &model,
+            stream,
+            client,
+            headers: &gateway_headers,
+        };
+        runs.push(run_one(options, &base_config, &request, latency_ms).await?);
     }
     Ok(CompareReport {
         scenario: label,
@@ -248,6 +282,26 @@ fn gemini_body() -> Bytes {
         "generationConfig": {"maxOutputTokens": 32},
     });
     Bytes::from(body.to_string())
+}
+
+/// The same prompt as a Responses API request.
+fn responses_body(model: &str, stream: bool) -> Bytes {
+    let body = serde_json::json!({
+        "model": model,
+        "input": "Say hello in one short sentence.",
+        "max_output_tokens": 32,
+        "store": false,
+        "stream": stream,
+    });
+    Bytes::from(body.to_string())
+}
+
+/// What one run sends through the gateway.
+struct GatewayRequest<'a> {
+    model: &'a str,
+    stream: bool,
+    client: ClientApi,
+    headers: &'a [(String, String)],
 }
 
 fn chat_body(model: &str, stream: bool) -> Bytes {
@@ -330,11 +384,10 @@ fn start_gateway(bin: &Path, config: &Path, cpu: Option<usize>) -> Result<ChildG
 async fn run_one(
     options: &CompareOptions,
     base: &Config,
-    model: &str,
-    stream: bool,
+    request: &GatewayRequest<'_>,
     latency_ms: u64,
-    gateway_headers: &[(String, String)],
 ) -> Result<LatencyRun, CompareError> {
+    let (model, stream, gateway_headers) = (request.model, request.stream, request.headers);
     let mock = mock::spawn(
         "127.0.0.1:0"
             .parse()
@@ -388,9 +441,17 @@ async fn run_one(
             chat_body(upstream_model, stream),
         ),
     };
-    let gateway_url = format!("http://{gateway_addr}/v1/chat/completions");
     // The chat body is also a valid Messages body (model, messages, max_tokens, stream).
-    let gateway_body = chat_body(model, stream);
+    let (gateway_url, gateway_body) = match request.client {
+        ClientApi::Chat => (
+            format!("http://{gateway_addr}/v1/chat/completions"),
+            chat_body(model, stream),
+        ),
+        ClientApi::Responses => (
+            format!("http://{gateway_addr}/v1/responses"),
+            responses_body(model, stream),
+        ),
+    };
 
     if !options.warmup.is_zero() {
         load::run(&load_options(

@@ -294,8 +294,8 @@ impl RequestTemplate {
     }
 }
 
-/// Whether an SSE chunk carries generated content: a non-empty OpenAI `content` delta, or an
-/// Anthropic `text_delta`.
+/// Whether an SSE chunk carries generated content: a non-empty OpenAI `content` delta, an
+/// Anthropic `text_delta`, a Gemini text part, or a Responses `response.output_text.delta`.
 fn has_content(chunk: &[u8]) -> bool {
     fn non_empty_string_after(chunk: &[u8], needle: &[u8]) -> bool {
         chunk
@@ -305,6 +305,7 @@ fn has_content(chunk: &[u8]) -> bool {
     non_empty_string_after(chunk, b"\"content\":\"")
         || (chunk.windows(10).any(|w| w == b"text_delta") && non_empty_string_after(chunk, b"\"text\":\""))
         || (chunk.windows(8).any(|w| w == b"\"parts\":") && non_empty_string_after(chunk, b"\"text\":\""))
+        || (chunk.windows(17).any(|w| w == b"output_text.delta") && non_empty_string_after(chunk, b"\"delta\":\""))
 }
 
 async fn one(
@@ -395,6 +396,13 @@ mod tests {
 
     #[test]
     fn content_detection() {
+        assert!(has_content(
+            br#"event: response.output_text.delta
+data: {"type":"response.output_text.delta","delta":"Hi"}"#
+        ));
+        assert!(!has_content(
+            br#"data: {"type":"response.output_item.added","item":{"type":"message","content":[]}}"#
+        ));
         assert!(has_content(br#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#));
         assert!(has_content(
             br#"data: {"candidates":[{"content":{"parts":[{"text":"Hi"}]}}]}"#

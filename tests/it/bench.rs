@@ -102,6 +102,12 @@ fn compare_smoke_produces_the_json_fields() {
     assert_eq!(report["scenario"], "governance");
     assert!(report["skipped"].is_null());
     assert_eq!(report["runs"][0]["gateway"]["status_counts"]["200"], 50);
+
+    // A Responses client streaming through the translation: every stream shows its content.
+    let report = compare_json("responses-stream");
+    let gateway = &report["runs"][0]["gateway"];
+    assert_eq!(gateway["status_counts"]["200"], 50, "{report}");
+    assert!(gateway["first_content_us"]["p50"].as_u64().is_some_and(|us| us > 0), "{report}");
 }
 
 #[test]
