@@ -26,19 +26,21 @@ fn invalid(message: impl Into<String>) -> TranslateError {
 
 /// Translates a Responses request body into an OpenAI chat request for `upstream_model`.
 pub fn request(body: &[u8], upstream_model: &str) -> Result<ChatRequest, TranslateError> {
-    let req: Map<String, Value> = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
+    let mut req: Map<String, Value> = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
     refuse_state(&req)?;
     let mut messages = Vec::new();
-    if let Some(instructions) = req.get("instructions").and_then(Value::as_str) {
-        messages.push(system(instructions.to_string()));
+    if let Some(Value::String(instructions)) = req.remove("instructions") {
+        messages.push(system(instructions));
     }
-    match req.get("input") {
+    // The input is taken apart, its strings moved into the chat messages rather than copied.
+    match req.remove("input") {
         Some(Value::String(text)) => messages.push(ChatMessage {
             role: "user".into(),
-            content: Some(MessageContent::Text(text.clone())),
+            content: Some(MessageContent::Text(text)),
             ..ChatMessage::default()
         }),
         Some(Value::Array(items)) => {
+            messages.reserve(items.len());
             for item in items {
                 input_item(item, &mut messages)?;
             }
@@ -110,19 +112,29 @@ fn system(text: String) -> ChatMessage {
     }
 }
 
+/// A string member taken out of `object` (empty when absent or not a string).
+fn take_string(object: &mut Map<String, Value>, name: &str) -> String {
+    match object.remove(name) {
+        Some(Value::String(text)) => text,
+        _ => String::new(),
+    }
+}
+
 /// One input item appended to the chat conversation.
-fn input_item(item: &Value, messages: &mut Vec<ChatMessage>) -> Result<(), TranslateError> {
+fn input_item(item: Value, messages: &mut Vec<ChatMessage>) -> Result<(), TranslateError> {
+    let Value::Object(mut item) = item else {
+        return Err(invalid("each `input` item must be an object"));
+    };
     let kind = item.get("type").and_then(Value::as_str);
     match kind {
         None | Some("message") => message_item(item, messages),
         Some("function_call") => {
-            let field = |name: &str| item.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
             let call = ToolCall {
-                id: field("call_id"),
+                id: take_string(&mut item, "call_id"),
                 kind: "function".into(),
                 function: FunctionCall {
-                    name: field("name"),
-                    arguments: field("arguments"),
+                    name: take_string(&mut item, "name"),
+                    arguments: take_string(&mut item, "arguments"),
                 },
             };
             // Calls of one turn follow the turn's text: they join the assistant message before them.
@@ -137,8 +149,8 @@ fn input_item(item: &Value, messages: &mut Vec<ChatMessage>) -> Result<(), Trans
             Ok(())
         }
         Some("function_call_output") => {
-            let output = match item.get("output") {
-                Some(Value::String(text)) => text.clone(),
+            let output = match item.remove("output") {
+                Some(Value::String(text)) => text,
                 Some(Value::Array(parts)) => parts
                     .iter()
                     .filter_map(|p| p.get("text").and_then(Value::as_str))
@@ -150,7 +162,7 @@ fn input_item(item: &Value, messages: &mut Vec<ChatMessage>) -> Result<(), Trans
             messages.push(ChatMessage {
                 role: "tool".into(),
                 content: Some(MessageContent::Text(output)),
-                tool_call_id: item.get("call_id").and_then(Value::as_str).map(str::to_string),
+                tool_call_id: Some(take_string(&mut item, "call_id")).filter(|id| !id.is_empty()),
                 ..ChatMessage::default()
             });
             Ok(())
@@ -166,7 +178,7 @@ fn input_item(item: &Value, messages: &mut Vec<ChatMessage>) -> Result<(), Trans
     }
 }
 
-fn message_item(item: &Value, messages: &mut Vec<ChatMessage>) -> Result<(), TranslateError> {
+fn message_item(mut item: Map<String, Value>, messages: &mut Vec<ChatMessage>) -> Result<(), TranslateError> {
     let role = match item.get("role").and_then(Value::as_str) {
         Some("system" | "developer") => "system",
         Some("user") => "user",
@@ -174,8 +186,8 @@ fn message_item(item: &Value, messages: &mut Vec<ChatMessage>) -> Result<(), Tra
         Some(other) => return Err(invalid(format!("unknown message role {other:?}"))),
         None => return Err(invalid("an input message needs a `role`")),
     };
-    let content = match item.get("content") {
-        Some(Value::String(text)) => MessageContent::Text(text.clone()),
+    let content = match item.remove("content") {
+        Some(Value::String(text)) => MessageContent::Text(text),
         Some(Value::Array(parts)) => {
             let mut out = Vec::with_capacity(parts.len());
             for part in parts {
@@ -206,31 +218,32 @@ fn message_item(item: &Value, messages: &mut Vec<ChatMessage>) -> Result<(), Tra
     Ok(())
 }
 
-fn content_part(part: &Value) -> Result<ContentPart, TranslateError> {
+fn content_part(part: Value) -> Result<ContentPart, TranslateError> {
+    let Value::Object(mut part) = part else {
+        return Err(invalid("each content part must be an object"));
+    };
     match part.get("type").and_then(Value::as_str) {
         Some("input_text" | "output_text" | "text" | "summary_text") => Ok(ContentPart {
             kind: "text".into(),
-            text: Some(part.get("text").and_then(Value::as_str).unwrap_or_default().to_string()),
+            text: Some(take_string(&mut part, "text")),
             ..ContentPart::default()
         }),
         Some("refusal") => Ok(ContentPart {
             kind: "text".into(),
-            text: Some(
-                part.get("refusal")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-            ),
+            text: Some(take_string(&mut part, "refusal")),
             ..ContentPart::default()
         }),
         Some("input_image") => {
-            let url = part.get("image_url").and_then(Value::as_str).ok_or_else(|| {
-                invalid("`input_image` parts need an `image_url` (file ids are served by OpenAI only)")
-            })?;
+            let url = take_string(&mut part, "image_url");
+            if url.is_empty() {
+                return Err(invalid(
+                    "`input_image` parts need an `image_url` (file ids are served by OpenAI only)",
+                ));
+            }
             Ok(ContentPart {
                 kind: "image_url".into(),
                 image_url: Some(ImageUrl {
-                    url: url.to_string(),
+                    url,
                     detail: part.get("detail").and_then(Value::as_str).map(str::to_string),
                 }),
                 ..ContentPart::default()
