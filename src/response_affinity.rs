@@ -22,6 +22,9 @@ pub struct StoredAt {
     pub provider: Arc<str>,
     /// The provider key's id; `None` for a keyless provider or a request's own key.
     pub key_id: Option<Arc<str>>,
+    /// Who created it: [`ResponseAffinity::owner_of`] the credential the client presented.
+    /// Another caller is told the response does not exist.
+    pub owner: u64,
     /// The model that created it.
     pub model: Arc<str>,
 }
@@ -37,6 +40,8 @@ struct Generations {
 pub struct ResponseAffinity {
     generations: ArcSwap<Generations>,
     capacity: usize,
+    /// Keyed per process: owners are compared, never shown or kept.
+    hasher: std::hash::RandomState,
 }
 
 impl Default for ResponseAffinity {
@@ -54,7 +59,15 @@ impl ResponseAffinity {
                 previous: Arc::default(),
             }),
             capacity: capacity.max(1),
+            hasher: std::hash::RandomState::new(),
         }
+    }
+
+    /// The owner id of a caller presenting `credential` (a virtual key, or the key a client
+    /// sent); every caller without one shares owner 0.
+    pub fn owner_of(&self, credential: Option<&str>) -> u64 {
+        use std::hash::BuildHasher;
+        credential.map_or(0, |c| self.hasher.hash_one(c).max(1))
     }
 
     /// Remembers where response `id` lives.
@@ -103,6 +116,7 @@ mod tests {
         StoredAt {
             provider: provider.into(),
             key_id: Some("k1".into()),
+            owner: 7,
             model: "gpt-4o".into(),
         }
     }
@@ -123,5 +137,8 @@ mod tests {
         map.forget("resp_4");
         assert_eq!(map.find("resp_4"), None);
         assert_eq!(map.find("nope"), None);
+        assert_eq!(map.owner_of(None), 0);
+        assert_eq!(map.owner_of(Some("sk-bf-a")), map.owner_of(Some("sk-bf-a")));
+        assert_ne!(map.owner_of(Some("sk-bf-a")), map.owner_of(Some("sk-bf-b")));
     }
 }

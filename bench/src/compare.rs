@@ -220,7 +220,14 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
                 .model
                 .clone()
                 .unwrap_or_else(|| "openai/gpt-4o-mini".to_string());
-            (path.display().to_string(), text, model, false, Vec::new(), ClientApi::Chat)
+            (
+                path.display().to_string(),
+                text,
+                model,
+                false,
+                Vec::new(),
+                ClientApi::Chat,
+            )
         }
         None => {
             let scenario = SCENARIOS.iter().find(|s| s.name == options.scenario).ok_or_else(|| {

@@ -208,13 +208,16 @@ pub fn google_sse_error_event(error: &WireError) -> Vec<u8> {
 }
 
 /// A mid-stream error event for Responses API streams: `event: error` with
-/// `{"type": "error", "code", "message", "param"}`, as OpenAI sends it.
+/// `{"type": "error", "code", "message", "param"}`, as OpenAI sends it, plus the nested `error`
+/// object that makes OpenAI's SDKs raise it rather than yield it as an event.
 pub fn responses_sse_error_event(error: &WireError) -> Vec<u8> {
+    let code = error.code.unwrap_or(error.error_type);
     let body = serde_json::json!({
         "type": "error",
-        "code": error.code.unwrap_or(error.error_type),
+        "code": code,
         "message": error.message,
         "param": null,
+        "error": {"type": error.error_type, "code": code, "message": error.message},
     });
     let mut out = Vec::new();
     crate::sse::write_event(&mut out, "error", &serde_json::to_vec(&body).unwrap_or_default());

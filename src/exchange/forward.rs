@@ -54,6 +54,11 @@ pub struct Exchange<'a> {
     pub native_method: Option<&'static str>,
     /// A call on a stored response (read, delete, cancel) instead of a generation.
     pub stored: Option<&'a crate::routes::StoredCall>,
+    /// The caller, as the response affinity map identifies it.
+    pub owner: u64,
+    /// The provider keeps the response this request creates (`store` not `false`): remember
+    /// where it lives.
+    pub remember_created: bool,
     /// `x-bf-eh-*` headers to pass upstream.
     pub forwarded_headers: Vec<(String, Vec<u8>)>,
     /// The client's `Accept`.
@@ -372,14 +377,16 @@ async fn try_target(
                     let remember = |id: &str| match ex.stored {
                         Some(call) if call.method == "DELETE" => state.responses.forget(&call.id),
                         Some(_) => {}
-                        None => state.responses.remember(
+                        None if ex.remember_created => state.responses.remember(
                             id,
                             crate::response_affinity::StoredAt {
                                 provider: provider.name.as_str().into(),
                                 key_id: key.filter(|k| k.id != "direct").map(|k| k.id.as_str().into()),
+                                owner: ex.owner,
                                 model: attempt.model.as_ref().into(),
                             },
                         ),
+                        None => {}
                     };
                     let served = Served {
                         provider: &provider.name,

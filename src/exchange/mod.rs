@@ -177,17 +177,37 @@ pub async fn handle(
     if head.stream {
         err_ctx.request_type = Some(request_type.stream_name());
     }
+    let credentials = credentials(session, state.file.client.allow_direct_keys == Some(true), ingress);
+    // Who is asking, for stored responses: each belongs to the caller that created it.
+    let owner = state.responses.owner_of(
+        [
+            &credentials.virtual_key,
+            &credentials.bearer,
+            &credentials.x_api_key,
+            &credentials.x_goog_api_key,
+            &credentials.api_key,
+        ]
+        .into_iter()
+        .find_map(|c| c.as_deref()),
+    );
     let mut pin = None;
     let mut stored_call = None;
+    let mut remember_created = false;
     let (model_requested, default_provider) = match target {
         Target::Model { default_provider } => match head.routed_model() {
             Some(model) => {
-                // A Responses request continuing a stored response goes where that one lives.
-                if request_type == RequestType::Responses
-                    && let Some(at) = asbru_providers::formats::openai::responses::previous_response_id(&body)
-                        .and_then(|id| state.responses.find(&id))
-                {
-                    pin = Some(pin_of(at, false));
+                if request_type == RequestType::Responses {
+                    let fields = asbru_providers::formats::openai::responses::state_fields(&body);
+                    remember_created = fields.stored();
+                    // A request continuing a stored response goes where that one lives, when
+                    // its caller created it and it names that provider (or none).
+                    let provider_named = model.split_once('/').map(|(p, _)| p).or(default_provider);
+                    if let Some(at) = fields.previous_response_id.and_then(|id| state.responses.find(&id))
+                        && at.owner == owner
+                        && provider_named.is_none_or(|p| p == &*at.provider)
+                    {
+                        pin = Some(pin_of(at, false));
+                    }
                 }
                 (model, default_provider)
             }
@@ -200,6 +220,15 @@ pub async fn handle(
         Target::GeminiModel { model, .. } => (model, Some("gemini")),
         Target::StoredResponse { call, default_provider } => {
             let (model, at) = match state.responses.find(&call.id) {
+                // Another caller's response does not exist for this one.
+                Some(at) if at.owner != owner => {
+                    let err = WireError::gateway(
+                        404,
+                        "invalid_request_error",
+                        format!("Response with id '{}' not found.", call.id),
+                    );
+                    return respond::error(session, ingress, &err, &err_ctx).await;
+                }
                 Some(at) => (format!("{}/{}", at.provider, at.model), at),
                 None => {
                     let provider: Arc<str> = default_provider.unwrap_or("openai").into();
@@ -207,6 +236,7 @@ pub async fn handle(
                     let at = crate::response_affinity::StoredAt {
                         provider,
                         key_id: None,
+                        owner,
                         model: "*".into(),
                     };
                     (model, at)
@@ -224,7 +254,7 @@ pub async fn handle(
         model_requested,
         default_provider,
         fallbacks: head.fallbacks.clone(),
-        credentials: credentials(session, state.file.client.allow_direct_keys == Some(true), ingress),
+        credentials,
         require_vk: inference_needs_vk(state, &live, session),
         estimate: Estimate {
             input_tokens: body.len() as u64,
@@ -266,6 +296,8 @@ pub async fn handle(
         body: &body,
         native_method,
         stored: stored_call.as_ref(),
+        owner,
+        remember_created,
         forwarded_headers: headers::extra_headers(session.req_header()),
         accept: header("accept"),
         anthropic_version: header("anthropic-version"),

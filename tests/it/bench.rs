@@ -107,7 +107,10 @@ fn compare_smoke_produces_the_json_fields() {
     let report = compare_json("responses-stream");
     let gateway = &report["runs"][0]["gateway"];
     assert_eq!(gateway["status_counts"]["200"], 50, "{report}");
-    assert!(gateway["first_content_us"]["p50"].as_u64().is_some_and(|us| us > 0), "{report}");
+    assert!(
+        gateway["first_content_us"]["p50"].as_u64().is_some_and(|us| us > 0),
+        "{report}"
+    );
 }
 
 #[test]

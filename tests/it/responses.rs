@@ -325,12 +325,13 @@ async fn stored_responses_reach_the_key_that_created_them() {
         assert_eq!(reply.status(), 200, "GET {id}: {}", reply.text());
         assert_eq!(reply.json()["id"], id.as_str());
     }
+    let vk = [("x-bf-vk", "sk-bf-r")];
     let first = &created[0];
     let items = send(
         gw.addr,
         "GET",
         &format!("/v1/responses/{first}/input_items?limit=5"),
-        &[],
+        &vk,
         b"",
     )
     .await;
@@ -348,7 +349,7 @@ async fn stored_responses_reach_the_key_that_created_them() {
         gw.addr,
         "POST",
         &format!("/v1/responses/{}/cancel", created[1]),
-        &[],
+        &vk,
         b"",
     )
     .await;
@@ -379,10 +380,11 @@ async fn stored_responses_reach_the_key_that_created_them() {
         );
     }
 
-    let deleted = send(gw.addr, "DELETE", &format!("/v1/responses/{first}"), &[], b"").await;
+    let deleted = send(gw.addr, "DELETE", &format!("/v1/responses/{first}"), &vk, b"").await;
     assert_eq!(deleted.status(), 200, "{}", deleted.text());
     assert_eq!(deleted.json()["deleted"], true);
-    let gone = send(gw.addr, "GET", &format!("/v1/responses/{first}"), &[], b"").await;
+    assert_eq!(meter(), charged + 4 * 600, "only the four follow-up turns were charged");
+    let gone = send(gw.addr, "GET", &format!("/v1/responses/{first}"), &vk, b"").await;
     assert_eq!(gone.status(), 404, "{}", gone.text());
     assert_eq!(gone.json()["error"]["type"], "invalid_request_error");
 }
@@ -548,6 +550,8 @@ async fn cut_and_failed_responses_streams_end_in_an_error_the_sdk_raises() {
         let last = &cut.last().expect("events").1;
         assert_eq!(last["type"], "error", "{truncation:?}: {cut:?}");
         assert!(last["message"].as_str().is_some_and(|m| !m.is_empty()));
+        // The nested `error` is what makes OpenAI's SDKs raise instead of yielding the event.
+        assert_eq!(last["error"]["message"], last["message"]);
 
         let reply = post(
             &gw,
@@ -726,4 +730,84 @@ async fn anthropic_clients_reach_a_responses_only_provider() {
         .find(|(name, _)| name == "message_delta")
         .map(|(_, data)| data["usage"]["output_tokens"].clone());
     assert_eq!(usage, Some(json!(5)));
+}
+
+#[tokio::test]
+async fn a_stored_response_belongs_to_the_caller_that_created_it() {
+    let upstream = default_mock();
+    let base = upstream.base_url();
+    let gw = gateway(&format!(
+        "providers:\n  openai:\n    keys:\n      - {{name: k1, value: sk-openai-1}}\n      - {{name: k2, value: sk-openai-2}}\n    network_config: {{base_url: \"{base}\"}}\ngovernance:\n  virtual_keys:\n    - {{id: vk-a, name: A, value: sk-bf-a, provider_configs: [{{provider: openai, weight: 1, keys: [k1]}}]}}\n    - {{id: vk-b, name: B, value: sk-bf-b, provider_configs: [{{provider: openai, weight: 1, keys: [k2]}}]}}\n"
+    ));
+    let a = [("x-bf-vk", "sk-bf-a")];
+    let b = [("x-bf-vk", "sk-bf-b")];
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/v1/responses",
+        &a,
+        br#"{"model":"openai/gpt-4o","input":"secret plans"}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let id = reply.json()["id"].as_str().expect("id").to_string();
+    let before = upstream.state.recorded().len();
+    for (method, path) in [
+        ("GET", format!("/v1/responses/{id}")),
+        ("DELETE", format!("/v1/responses/{id}")),
+        ("POST", format!("/v1/responses/{id}/cancel")),
+        ("GET", format!("/v1/responses/{id}/input_items")),
+    ] {
+        let reply = send(gw.addr, method, &path, &b, b"").await;
+        assert_eq!(reply.status(), 404, "{method} {path} by another key: {}", reply.text());
+        assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
+    }
+    assert_eq!(
+        upstream.state.recorded().len(),
+        before,
+        "another caller's calls never reach the provider"
+    );
+    // Nor does a follow-up turn by another caller run on the creator's key.
+    let body = json!({"model": "openai/gpt-4o", "input": "and?", "previous_response_id": id});
+    let reply = send(gw.addr, "POST", "/v1/responses", &b, body.to_string().as_bytes()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(
+        upstream
+            .state
+            .recorded()
+            .last()
+            .and_then(|r| r.header("authorization").map(str::to_string)),
+        Some("Bearer sk-openai-2".to_string()),
+        "B's turn ran on B's own key"
+    );
+    // The creator still reads it.
+    let read = send(gw.addr, "GET", &format!("/v1/responses/{id}"), &a, b"").await;
+    assert_eq!(read.status(), 200, "{}", read.text());
+}
+
+#[tokio::test]
+async fn metered_background_responses_are_refused() {
+    let upstream = default_mock();
+    let gw = gateway(&format!("{}{PRICED}", providers(&upstream)));
+    let reply = post_vk(
+        &gw,
+        "/v1/responses",
+        r#"{"model":"openai/gpt-4o","input":"hi","background":true}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 400, "{}", reply.text());
+    assert!(
+        reply.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("background"))
+    );
+    assert!(upstream.state.recorded().is_empty());
+    // Without a budget to keep, background runs pass through.
+    let reply = post(
+        &gw,
+        "/v1/responses",
+        r#"{"model":"openai/gpt-4o","input":"hi","background":true}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
 }

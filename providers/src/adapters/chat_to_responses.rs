@@ -28,6 +28,10 @@ fn invalid(message: impl Into<String>) -> TranslateError {
     TranslateError::InvalidRequest(message.into())
 }
 
+/// The smallest `max_output_tokens` OpenAI's Responses API accepts: smaller chat caps (a
+/// `max_tokens: 1` probe) are raised to it rather than refused.
+pub const MIN_OUTPUT_TOKENS: u64 = 16;
+
 /// A Responses API request body, as built from a chat request (strings moved, not copied).
 #[derive(Debug, Serialize)]
 pub struct ResponsesRequest {
@@ -163,7 +167,10 @@ pub fn request(chat: ChatRequest, upstream_model: &str) -> Result<ResponsesReque
         input,
         store: false,
         stream: chat.stream.filter(|s| *s),
-        max_output_tokens: chat.max_completion_tokens.or(chat.max_tokens).map(u64::from),
+        max_output_tokens: chat
+            .max_completion_tokens
+            .or(chat.max_tokens)
+            .map(|cap| u64::from(cap).max(MIN_OUTPUT_TOKENS)),
         temperature: chat.temperature,
         top_p: chat.top_p,
         user: chat.user,
@@ -178,7 +185,10 @@ pub fn request(chat: ChatRequest, upstream_model: &str) -> Result<ResponsesReque
                     name: tool.function.name,
                     description: tool.function.description,
                     parameters: tool.function.parameters,
-                    strict: tool.function.strict,
+                    // Chat tools are loose unless they say otherwise; the Responses API makes
+                    // a tool without `strict` strict, which would turn optional arguments
+                    // required.
+                    strict: Some(tool.function.strict.unwrap_or(false)),
                 })
                 .collect()
         }),
@@ -434,7 +444,7 @@ mod tests {
         assert_eq!(body["text"]["format"]["name"], "x");
         assert_eq!(
             body["tools"][0],
-            json!({"type": "function", "name": "f", "parameters": {"type": "object"}})
+            json!({"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": false})
         );
         assert_eq!(body["tool_choice"], json!({"type": "function", "name": "f"}));
         let input = body["input"].as_array().expect("input");

@@ -330,6 +330,16 @@ fn prepare_api(
 ) -> Result<Prepared, TranslateError> {
     let invalid = |e: serde_json::Error| TranslateError::InvalidRequest(e.to_string());
     if options.native {
+        // A background response's usage arrives after the reply, on reads that are not
+        // charged: a metered request cannot be run that way.
+        if options.want_usage
+            && options.api == OpenAiApi::Responses
+            && crate::formats::openai::responses::state_fields(raw).background == Some(true)
+        {
+            return Err(TranslateError::InvalidRequest(
+                "`background: true` cannot be metered (its usage arrives after the reply), and this request is under a budget or token limit: send it without `background`".into(),
+            ));
+        }
         let (field, dialect, inject) = match options.api {
             OpenAiApi::Responses => ("max_output_tokens", Dialect::Responses, false),
             _ => (
@@ -350,10 +360,14 @@ fn prepare_api(
             },
         });
     }
-    let chat = match options.api {
+    let mut chat = match options.api {
         OpenAiApi::Responses => responses_to_chat::request(raw, upstream_model)?,
         _ => completions_to_chat::request(raw, upstream_model)?,
     };
+    // The reservation assumed the gateway's output cap: send it when the client set none.
+    if chat.max_tokens.is_none() && chat.max_completion_tokens.is_none() {
+        chat.max_tokens = options.output_cap.and_then(|cap| u32::try_from(cap.tokens).ok());
+    }
     // The translated request goes on as a value: serialised once, for the upstream.
     let inner = match shape(upstream)? {
         Shape::Messages => chat_to_anthropic(chat, upstream_model, created)?,

@@ -23,8 +23,8 @@ pub struct ResponsesToChatStream {
     created: u64,
     include_usage: bool,
     id: String,
-    /// Function-call item id → its tool-call index.
-    calls: HashMap<String, u32>,
+    /// Function-call item id → its tool-call index, and whether argument deltas were seen.
+    calls: HashMap<String, (u32, bool)>,
     usage: Usage,
     done: bool,
     errored: bool,
@@ -102,8 +102,11 @@ impl ResponsesToChatStream {
             "response.output_item.added" if event["item"]["type"] == "function_call" => {
                 let item = &event["item"];
                 let index = u32::try_from(self.calls.len()).unwrap_or(u32::MAX);
-                self.calls
-                    .insert(item["id"].as_str().unwrap_or_default().to_string(), index);
+                let arguments = item["arguments"].as_str().unwrap_or_default();
+                self.calls.insert(
+                    item["id"].as_str().unwrap_or_default().to_string(),
+                    (index, !arguments.is_empty()),
+                );
                 let call = ToolCallDelta {
                     index,
                     id: item["call_id"].as_str().map(str::to_string),
@@ -124,9 +127,11 @@ impl ResponsesToChatStream {
             }
             "response.function_call_arguments.delta" => {
                 let item_id = event["item_id"].as_str().unwrap_or_default();
-                let Some(&index) = self.calls.get(item_id) else {
+                let Some((index, streamed)) = self.calls.get_mut(item_id) else {
                     return;
                 };
+                *streamed = true;
+                let index = *index;
                 let call = ToolCallDelta {
                     index,
                     function: Some(FunctionDelta {
@@ -144,8 +149,40 @@ impl ResponsesToChatStream {
                     out,
                 );
             }
+            // A host that sends a call's arguments only whole, with the finished item.
+            "response.output_item.done" if event["item"]["type"] == "function_call" => {
+                let item = &event["item"];
+                let Some((index, streamed)) = self.calls.get_mut(item["id"].as_str().unwrap_or_default()) else {
+                    return;
+                };
+                let arguments = item["arguments"].as_str().unwrap_or_default();
+                if *streamed || arguments.is_empty() {
+                    return;
+                }
+                *streamed = true;
+                let call = ToolCallDelta {
+                    index: *index,
+                    function: Some(FunctionDelta {
+                        name: None,
+                        arguments: Some(arguments.to_string()),
+                    }),
+                    ..ToolCallDelta::default()
+                };
+                self.chunk(
+                    Delta {
+                        tool_calls: Some(vec![call]),
+                        ..Delta::default()
+                    },
+                    None,
+                    out,
+                );
+            }
             "response.completed" | "response.incomplete" => self.finish(&event["response"], out),
             "response.failed" => {
+                // What the provider reports having used is charged, failure or not.
+                if let Some(usage) = chat_usage(&event["response"]["usage"]) {
+                    self.usage = Usage::from_openai(&usage);
+                }
                 let error = &event["response"]["error"];
                 self.fail(error["message"].as_str(), error["code"].as_str(), out);
             }
@@ -232,6 +269,23 @@ mod tests {
             t.feed(&STREAM.as_bytes()[cut..], &mut out);
             assert_eq!(out, whole, "split at {cut}");
         }
+    }
+
+    #[test]
+    fn arguments_sent_only_with_the_finished_item_are_kept() {
+        let stream = concat!(
+            "data: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_2\"}}\n\n",
+            "data: {\"type\":\"response.output_item.added\",\"item\":{\"type\":\"function_call\",\"id\":\"fc_1\",\"call_id\":\"call_1\",\"name\":\"f\",\"arguments\":\"\"}}\n\n",
+            "data: {\"type\":\"response.output_item.done\",\"item\":{\"type\":\"function_call\",\"id\":\"fc_1\",\"call_id\":\"call_1\",\"name\":\"f\",\"arguments\":\"{}\"}}\n\n",
+            "data: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_2\",\"status\":\"completed\"}}\n\n",
+        );
+        let mut t = ResponsesToChatStream::new("m", 1, false);
+        let mut out = Vec::new();
+        t.feed(stream.as_bytes(), &mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("\"arguments\":\"{}\""), "{text}");
+        assert!(text.contains("\"finish_reason\":\"tool_calls\""), "{text}");
+        assert!(t.completed());
     }
 
     #[test]

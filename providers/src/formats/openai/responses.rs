@@ -22,17 +22,38 @@ pub fn id_of(json: &[u8]) -> Option<String> {
     id.starts_with("resp_").then_some(id)
 }
 
+/// What a Responses request says about state kept by the provider.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct StateFields {
+    /// The response this one continues.
+    #[serde(default)]
+    pub previous_response_id: Option<String>,
+    /// `store` (OpenAI's default is `true`).
+    #[serde(default)]
+    pub store: Option<bool>,
+    /// `background: true` runs the response after the reply.
+    #[serde(default)]
+    pub background: Option<bool>,
+}
+
+impl StateFields {
+    /// Whether the provider keeps the response (so reading it back must reach it).
+    pub fn stored(&self) -> bool {
+        self.store != Some(false) || self.background == Some(true)
+    }
+}
+
+/// A Responses request's `previous_response_id`, `store` and `background` (defaults when the
+/// body is not a JSON object).
+pub fn state_fields(body: &[u8]) -> StateFields {
+    let mut fields: StateFields = serde_json::from_slice(body).unwrap_or_default();
+    fields.previous_response_id = fields.previous_response_id.filter(|id| !id.is_empty());
+    fields
+}
+
 /// A Responses request's `previous_response_id`, when set.
 pub fn previous_response_id(body: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Probe {
-        #[serde(default)]
-        previous_response_id: Option<String>,
-    }
-    serde_json::from_slice::<Probe>(body)
-        .ok()?
-        .previous_response_id
-        .filter(|id| !id.is_empty())
+    state_fields(body).previous_response_id
 }
 
 #[cfg(test)]
@@ -56,5 +77,9 @@ mod tests {
             Some("resp_9")
         );
         assert_eq!(previous_response_id(br#"{"model":"m"}"#), None);
+        let fields = state_fields(br#"{"model":"m","store":false}"#);
+        assert!(!fields.stored());
+        assert!(state_fields(br#"{"model":"m"}"#).stored());
+        assert!(state_fields(br#"{"store":false,"background":true}"#).stored());
     }
 }
