@@ -132,22 +132,7 @@ impl ResponsesToChatStream {
                 };
                 *streamed = true;
                 let index = *index;
-                let call = ToolCallDelta {
-                    index,
-                    function: Some(FunctionDelta {
-                        name: None,
-                        arguments: event["delta"].as_str().map(str::to_string),
-                    }),
-                    ..ToolCallDelta::default()
-                };
-                self.chunk(
-                    Delta {
-                        tool_calls: Some(vec![call]),
-                        ..Delta::default()
-                    },
-                    None,
-                    out,
-                );
+                self.arguments(index, event["delta"].as_str().unwrap_or_default(), out);
             }
             // A host that sends a call's arguments only whole, with the finished item.
             "response.output_item.done" if event["item"]["type"] == "function_call" => {
@@ -160,22 +145,8 @@ impl ResponsesToChatStream {
                     return;
                 }
                 *streamed = true;
-                let call = ToolCallDelta {
-                    index: *index,
-                    function: Some(FunctionDelta {
-                        name: None,
-                        arguments: Some(arguments.to_string()),
-                    }),
-                    ..ToolCallDelta::default()
-                };
-                self.chunk(
-                    Delta {
-                        tool_calls: Some(vec![call]),
-                        ..Delta::default()
-                    },
-                    None,
-                    out,
-                );
+                let index = *index;
+                self.arguments(index, arguments, out);
             }
             "response.completed" | "response.incomplete" => self.finish(&event["response"], out),
             "response.failed" => {
@@ -189,6 +160,23 @@ impl ResponsesToChatStream {
             "error" => self.fail(event["message"].as_str(), event["code"].as_str(), out),
             _ => {}
         }
+    }
+
+    /// A chunk carrying a piece of tool call `index`'s arguments.
+    fn arguments(&self, index: u32, arguments: &str, out: &mut Vec<u8>) {
+        let call = ToolCallDelta {
+            index,
+            function: Some(FunctionDelta {
+                name: None,
+                arguments: Some(arguments.to_string()),
+            }),
+            ..ToolCallDelta::default()
+        };
+        let delta = Delta {
+            tool_calls: Some(vec![call]),
+            ..Delta::default()
+        };
+        self.chunk(delta, None, out);
     }
 
     fn finish(&mut self, response: &Value, out: &mut Vec<u8>) {
