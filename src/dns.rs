@@ -25,6 +25,12 @@ pub fn resolve_all(snapshot: &Snapshot) {
             if let Some(azure) = &key.azure {
                 resolve(&provider.name, &azure.upstream);
             }
+            if let Some(vertex) = &key.vertex {
+                resolve(&provider.name, &vertex.upstream);
+                if let Some(account) = &vertex.service_account {
+                    resolve(&provider.name, &account.token_upstream);
+                }
+            }
         }
     }
 }

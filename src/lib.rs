@@ -25,3 +25,4 @@ pub mod state;
 pub mod store_sync;
 pub mod ui;
 pub mod usage_flush;
+pub mod vertex_auth;

@@ -73,6 +73,8 @@ pub struct Gateway {
     pub cors: Option<crate::cors::Cors>,
     /// Which provider account holds each stored response the gateway relayed.
     pub responses: crate::response_affinity::ResponseAffinity,
+    /// Vertex AI service accounts' access tokens.
+    pub vertex_tokens: crate::vertex_auth::VertexTokens,
 }
 
 impl Gateway {
@@ -120,6 +122,7 @@ impl Gateway {
             request_log,
             spend_journal,
             responses: Default::default(),
+            vertex_tokens: Default::default(),
         };
         gateway.install(live, effective);
         Ok(Arc::new(gateway))

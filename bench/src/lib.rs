@@ -8,5 +8,6 @@ mod mock_anthropic;
 mod mock_gemini;
 mod mock_responses;
 mod mock_shared;
+mod mock_vertex;
 pub mod process;
 pub mod report;

@@ -49,6 +49,7 @@ pub struct MockState {
     inference_requests: AtomicU64,
     recorded: Mutex<Vec<RecordedRequest>>,
     responses: super::mock_responses::StoredResponses,
+    tokens: super::mock_vertex::Tokens,
 }
 
 const MAX_RECORDED: usize = 10_000;
@@ -65,6 +66,21 @@ impl MockState {
     /// Inference requests served so far (chat, embeddings; not models or stats).
     pub fn request_count(&self) -> u64 {
         self.inference_requests.load(Ordering::Relaxed)
+    }
+
+    /// Access-token requests the mock's OAuth2 endpoint served.
+    pub fn token_requests(&self) -> u64 {
+        self.tokens.requests()
+    }
+
+    /// The last JWT assertion exchanged at the OAuth2 endpoint.
+    pub fn last_assertion(&self) -> Option<String> {
+        self.tokens.last_assertion()
+    }
+
+    /// The claims of the last JWT assertion exchanged.
+    pub fn last_token_claims(&self) -> Option<Value> {
+        self.tokens.last_claims()
     }
 
     /// Copies of the requests received (when recording).
@@ -186,7 +202,14 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
         let stats = json!({"requests": state.request_count()});
         return write_json(session, 200, &stats).await.map(|_| true);
     }
-    let anthropic = path.ends_with("/messages") || path.ends_with("/messages/count_tokens");
+    if method == "POST" && path == "/token" {
+        // `?fail=1` on the token URI: the grant is refused (tests of refused service accounts).
+        let refuse = session.req_header().uri.query().is_some_and(|q| q.contains("fail=1"));
+        let ttl = state.options.token_ttl_secs;
+        return super::mock_vertex::token(session, &state.tokens, &body, ttl, refuse).await;
+    }
+    let vertex_claude = super::mock_vertex::claude_route(&path).map(|(m, s)| (m.to_string(), s));
+    let anthropic = path.ends_with("/messages") || path.ends_with("/messages/count_tokens") || vertex_claude.is_some();
     let gemini = super::mock_gemini::route(&path).is_some();
     let responses = super::mock_responses::route(&method, &path);
     let is_inference =
@@ -195,6 +218,13 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
         let index = state.inference_requests.fetch_add(1, Ordering::Relaxed);
         if state.options.record {
             record(state, session, &method, &body);
+        }
+        if super::mock_vertex::is_vertex(&path) {
+            let headers = &session.req_header().headers;
+            let bearer = headers.get("authorization").and_then(|v| v.to_str().ok());
+            if !state.tokens.accepts(bearer) && headers.get("x-goog-api-key").is_none() {
+                return super::mock_vertex::unauthenticated(session).await;
+            }
         }
         let opts = &state.options;
         if !opts.latency.is_zero() {
@@ -279,6 +309,17 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
             "countTokens" => json!({"totalTokens": 42}),
             _ => super::mock_gemini::generate(model, tool.as_deref()),
         };
+        return write_json(session, 200, &reply).await.map(|_| true);
+    }
+    if let Some((model, stream)) = vertex_claude {
+        if let Some(problem) = super::mock_vertex::claude_body_problem(&request) {
+            let err = json!({"type": "error", "error": {"type": "invalid_request_error", "message": problem}});
+            return write_json(session, 400, &err).await.map(|_| true);
+        }
+        if stream {
+            return super::mock_anthropic::stream(session, &state.options, &model, tool.as_deref()).await;
+        }
+        let reply = super::mock_anthropic::message(&model, tool.as_deref());
         return write_json(session, 200, &reply).await.map(|_| true);
     }
     if method == "POST" && path.ends_with("/messages") {

@@ -72,6 +72,8 @@ pub struct MockOptions {
     pub retry_after: Option<u64>,
     /// Requests whose credentials contain this key get 401 (a revoked key).
     pub reject_key: Option<String>,
+    /// Lifetime of the access tokens the mock's OAuth2 endpoint issues.
+    pub token_ttl_secs: u64,
 }
 
 impl Default for MockOptions {
@@ -89,6 +91,7 @@ impl Default for MockOptions {
             echo_auth_on_failure: false,
             retry_after: None,
             reject_key: None,
+            token_ttl_secs: 3600,
         }
     }
 }

@@ -269,6 +269,15 @@ impl ProviderRuntime {
                 .flatten()
                 .find_map(|c| c.url.clone())
                 .or_else(|| Some(k.azure_key_config.as_ref()?.get("endpoint")?.as_str()?.to_string()))
+                .or_else(|| {
+                    // Vertex: the first key's region names the host (each key has its own).
+                    let config = k.vertex_key_config.as_ref()?;
+                    let region = config
+                        .get("region")
+                        .and_then(|r| r.as_str())
+                        .unwrap_or(provider::vertex::DEFAULT_REGION);
+                    Some(provider::vertex::base_url(region))
+                })
         });
         let key_url = raw_key_url.and_then(|raw| match env::resolve_with(&raw, lookup) {
             Resolved::Value(v) => Some(v),
@@ -326,7 +335,17 @@ impl ProviderRuntime {
             responses: path_for(RequestType::Responses),
             completions: path_for(RequestType::TextCompletion),
         };
-        let keys = resolve_keys(name, &config.keys, empty_allows_all, keyless, lookup, warnings);
+        let keys = resolve_keys(
+            KeyContext {
+                provider: name,
+                empty_allows_all,
+                keyless,
+                base_url: config.network_config.base_url.as_deref(),
+            },
+            &config.keys,
+            lookup,
+            warnings,
+        );
         if !keyless && keys.is_empty() {
             warnings.push(format!(
                 "provider {name:?} has no usable key: requests to it will fail until one is configured"
@@ -445,14 +464,29 @@ impl ProviderRuntime {
     }
 }
 
-fn resolve_keys(
-    provider: &str,
-    keys: &[KeyConfig],
+/// What key resolution needs to know about the provider.
+struct KeyContext<'a> {
+    provider: &'a str,
+    /// An empty `models` list means every model.
     empty_allows_all: bool,
+    /// The provider takes no key.
     keyless: bool,
+    /// The provider's own `network_config.base_url`, which wins over per-key hosts.
+    base_url: Option<&'a str>,
+}
+
+fn resolve_keys(
+    context: KeyContext<'_>,
+    keys: &[KeyConfig],
     lookup: &dyn Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
 ) -> Vec<ProviderKey> {
+    let KeyContext {
+        provider,
+        empty_allows_all,
+        keyless,
+        base_url,
+    } = context;
     let mut out = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         if key.enabled == Some(false) {
@@ -472,7 +506,10 @@ fn resolve_keys(
                 continue;
             }
         };
-        if secret.is_empty() && !keyless {
+        let vertex = vertex_key(provider, &label, key, base_url, lookup, warnings);
+        // A Vertex key with a service account needs no value of its own.
+        let signs_in = vertex.as_ref().is_some_and(|v| v.service_account.is_some());
+        if secret.is_empty() && !keyless && !signs_in {
             warnings.push(format!(
                 "provider {provider:?} key {label:?} has an empty value; the key is left out of rotation"
             ));
@@ -498,9 +535,72 @@ fn resolve_keys(
                 .map(|(public, target)| (public.clone(), target.model_name().to_string()))
                 .collect(),
             azure,
+            vertex,
         });
     }
     out
+}
+
+/// A key's Vertex AI project, region and credentials (`vertex_key_config`).
+fn vertex_key(
+    provider: &str,
+    label: &str,
+    key: &KeyConfig,
+    base_url: Option<&str>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Option<Arc<VertexKey>> {
+    let config = key.vertex_key_config.as_ref()?;
+    let mut field = |name: &str| -> Option<String> {
+        let raw = config.get(name)?.as_str()?;
+        match env::resolve_with(raw, lookup) {
+            Resolved::Value(v) => Some(v).filter(|v| !v.is_empty()),
+            Resolved::MissingEnv(var) => {
+                warnings.push(format!(
+                    "provider {provider:?} key {label:?}: environment variable {var} for vertex_key_config.{name} is not set"
+                ));
+                None
+            }
+        }
+    };
+    let region = field("region").unwrap_or_else(|| provider::vertex::DEFAULT_REGION.to_string());
+    let project_id = field("project_id");
+    // The service account: a JSON document, as a string (Bifrost's form) or inline.
+    let credentials = match config.get("auth_credentials") {
+        Some(serde_json::Value::Object(_)) => config.get("auth_credentials").map(|v| v.to_string()),
+        _ => field("auth_credentials"),
+    };
+    let service_account = match credentials {
+        None => None,
+        Some(json) => match ServiceAccount::parse(&json) {
+            Ok(account) => Some(Arc::new(account)),
+            Err(why) => {
+                warnings.push(format!(
+                    "provider {provider:?} key {label:?}: vertex_key_config.auth_credentials {why}; the key is left out of rotation"
+                ));
+                return None;
+            }
+        },
+    };
+    if service_account.is_some() && project_id.is_none() {
+        warnings.push(format!(
+            "provider {provider:?} key {label:?}: vertex_key_config.project_id is required with a service account"
+        ));
+        return None;
+    }
+    let url = base_url.map_or_else(|| provider::vertex::base_url(&region), str::to_string);
+    let Some(upstream) = Upstream::parse(&url) else {
+        warnings.push(format!(
+            "provider {provider:?} key {label:?}: vertex URL {url:?} cannot be used"
+        ));
+        return None;
+    };
+    Some(Arc::new(VertexKey {
+        project_id,
+        region,
+        upstream: Arc::new(upstream),
+        service_account,
+    }))
 }
 
 fn azure_key(
@@ -564,6 +664,8 @@ pub struct ProviderKey {
     pub aliases: HashMap<String, String>,
     /// Azure endpoint and API version, for Azure keys.
     pub azure: Option<Arc<AzureKey>>,
+    /// Vertex AI project, region and credentials, for Vertex keys.
+    pub vertex: Option<Arc<VertexKey>>,
 }
 
 impl std::fmt::Debug for ProviderKey {
@@ -623,6 +725,74 @@ pub struct AzureKey {
     pub upstream: Arc<Upstream>,
     /// `api-version` query value.
     pub api_version: String,
+}
+
+/// A key's Vertex AI project, region and credentials.
+#[derive(Debug)]
+pub struct VertexKey {
+    /// The Google Cloud project; `None` for an API key in express mode.
+    pub project_id: Option<String>,
+    /// The region (`us-central1`, `global`, ...).
+    pub region: String,
+    /// Where this key's requests go (the region's host, unless the provider sets a base URL).
+    pub upstream: Arc<Upstream>,
+    /// The service account whose access tokens authorise requests; `None`: the key's value is
+    /// an API key.
+    pub service_account: Option<Arc<ServiceAccount>>,
+}
+
+/// A Google service account, from its JSON key file. Its `Debug` output never shows the key.
+pub struct ServiceAccount {
+    /// `client_email`: the token's issuer.
+    pub client_email: String,
+    /// `private_key_id`, sent as the token's `kid`.
+    pub private_key_id: Option<String>,
+    /// `private_key`: the PEM RSA key that signs token requests. Never logged or shown.
+    pub private_key: String,
+    /// `token_uri`: where signed assertions are exchanged for access tokens.
+    pub token_uri: String,
+    /// The token endpoint, parsed.
+    pub token_upstream: Arc<Upstream>,
+    /// The token endpoint's path and query.
+    pub token_path: String,
+}
+
+impl std::fmt::Debug for ServiceAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccount")
+            .field("client_email", &self.client_email)
+            .field("token_uri", &self.token_uri)
+            .field("private_key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceAccount {
+    /// Reads a service account key file (`{"type": "service_account", "client_email",
+    /// "private_key", "token_uri", ...}`). The error says what is missing, never the key.
+    pub fn parse(json: &str) -> Result<ServiceAccount, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|_| "is not a service account JSON document".to_string())?;
+        let text = |name: &str| value.get(name).and_then(|v| v.as_str()).map(str::to_string);
+        let client_email = text("client_email").ok_or("has no client_email")?;
+        let private_key = text("private_key").ok_or("has no private_key")?;
+        let token_uri = text("token_uri").unwrap_or_else(|| "https://oauth2.googleapis.com/token".to_string());
+        let token_upstream = Upstream::parse(&token_uri).ok_or("has a token_uri that is not a URL")?;
+        let token_path = token_uri
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|uri| uri.path_and_query().map(|p| p.as_str().to_string()))
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/".to_string());
+        Ok(ServiceAccount {
+            client_email,
+            private_key_id: text("private_key_id"),
+            private_key,
+            token_uri,
+            token_upstream: Arc::new(token_upstream),
+            token_path,
+        })
+    }
 }
 
 /// Where a provider's requests go.

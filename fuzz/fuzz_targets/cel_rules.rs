@@ -54,6 +54,7 @@ fuzz_target!(|input: &[u8]| {
             http::HeaderValue::from_static("free"),
         )],
         query: Some("a=1&b=two".into()),
+        pin: None,
     };
     let vk = live.governance.key(&key_hash("sk-bf-one")).cloned();
     let _ = rules.decide(&live, &request, vk.as_deref());

@@ -87,6 +87,7 @@ pub async fn run(state: &Arc<Gateway>, name: &str, body: &[u8]) -> ApiResult {
             attempt_headers: &[],
             anthropic_version: None,
             anthropic_beta: None,
+            bearer: None,
         };
         let started = Instant::now();
         let deadline = Deadline::now() + TEST_TIMEOUT.min(provider.network.request_timeout);

@@ -157,7 +157,20 @@ fn target_of<'a>(
                 provider::gemini::path(&provider.upstream.base_path, upstream_model, request_type, stream)?,
             )),
         },
-        Wire::OpenAi | Wire::Anthropic | Wire::Bedrock | Wire::Vertex | Wire::Cohere => {
+        // The key's region (or the provider's base URL), project and publisher name the path.
+        Wire::Vertex => {
+            let vertex = key.and_then(|k| k.vertex.as_deref());
+            let upstream = vertex.map(|v| v.upstream.as_ref()).unwrap_or(&provider.upstream);
+            let location = vertex.and_then(|v| {
+                Some(provider::vertex::Location {
+                    project: v.project_id.as_deref()?,
+                    region: &v.region,
+                })
+            });
+            let path = provider::vertex::path(&upstream.base_path, location, upstream_model, request_type, stream)?;
+            Some((upstream, path))
+        }
+        Wire::OpenAi | Wire::Anthropic | Wire::Bedrock | Wire::Cohere => {
             Some((&provider.upstream, provider.path(request_type)?.to_string()))
         }
     }
@@ -263,6 +276,12 @@ async fn try_target(
             .flatten();
         let key = direct.as_ref().or_else(|| key_index.and_then(|i| provider.keys.get(i)));
         let upstream_model = key.map(|k| k.upstream_model(&attempt.model)).unwrap_or(&attempt.model);
+        // Vertex carries other publishers' bodies: Gemini's for Gemini models, Anthropic's for
+        // Claude; translation, usage and errors follow that body's wire.
+        let upstream_wire = match upstream_wire {
+            Wire::Vertex => provider::vertex::body_wire(upstream_model),
+            wire => wire,
+        };
         let prepared = match ex.stored {
             // A stored response's call passes through: no body, no usage to read.
             Some(_) => Ok(exchange::Prepared {
@@ -299,6 +318,31 @@ async fn try_target(
                     e.to_string(),
                 )))));
             }
+        };
+        let mut prepared = prepared;
+        if provider.wire == Wire::Vertex && upstream_wire == Wire::Anthropic && !prepared.body.is_empty() {
+            match provider::vertex::anthropic_body(&prepared.body) {
+                Some(body) => prepared.body = body,
+                None => {
+                    let err = WireError::bad_request("the request body is not a JSON object");
+                    return Ok(TargetEnd::Failed(Box::new(Failure::Gateway(err))));
+                }
+            }
+        }
+        // A Vertex service account's access token (cached; fetched when none is usable).
+        let service_account = (provider.wire == Wire::Vertex)
+            .then(|| key.and_then(|k| k.vertex.as_ref()?.service_account.as_ref()))
+            .flatten();
+        let bearer = match service_account {
+            None => None,
+            Some(account) => match state.vertex_tokens.bearer(state, account).await {
+                Ok(token) => Some(token),
+                Err(err) => {
+                    record_health(false);
+                    last_failure = Some(Failure::Gateway(err));
+                    continue;
+                }
+            },
         };
         // Responses and legacy completions reach a provider without them as chat (and chat a
         // provider configured for the Responses API alone as Responses).
@@ -342,6 +386,7 @@ async fn try_target(
             attempt_headers: &attempt_headers,
             anthropic_version: ex.anthropic_version.as_deref(),
             anthropic_beta: ex.anthropic_beta.as_deref(),
+            bearer: bearer.as_deref(),
         };
         let deadline = Instant::now() + net.request_timeout;
         match upstream::send(state, provider, upstream, key, &request, deadline).await {
@@ -509,6 +554,7 @@ fn direct_key(secret: &str) -> ProviderKey {
         weight: 1.0,
         aliases: Default::default(),
         azure: None,
+        vertex: None,
     }
 }
 

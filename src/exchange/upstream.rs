@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use asbru_filters::snapshot::{NetworkSettings, ProviderKey, ProviderRuntime, Upstream};
 use asbru_providers::errors::WireError;
-use asbru_providers::provider;
+use asbru_providers::provider::{self, Wire};
 use bytes::{Bytes, BytesMut};
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
@@ -41,6 +41,8 @@ pub struct UpstreamRequest<'a> {
     pub anthropic_version: Option<&'a [u8]>,
     /// The client's `anthropic-beta`, for Anthropic upstreams.
     pub anthropic_beta: Option<&'a [u8]>,
+    /// A Vertex AI access token, sent instead of the key's value.
+    pub bearer: Option<&'a str>,
 }
 
 /// Why one try at an upstream failed.
@@ -82,10 +84,60 @@ fn build_request_head(
         head.insert_header(name.clone(), value.as_str())?;
     }
     if let Some(key) = key {
-        let (name, value) = provider::auth_header(provider.wire, &key.secret);
+        let (name, value) = match provider.wire {
+            Wire::Vertex => provider::vertex::auth_header(request.bearer, &key.secret),
+            wire => provider::auth_header(wire, &key.secret),
+        };
         head.insert_header(name, value)?;
     }
     Ok(head)
+}
+
+/// One `application/x-www-form-urlencoded` POST outside any provider (an OAuth2 token
+/// exchange): the status and the body, at most `limit` bytes. The error says what went wrong
+/// in words that carry no address or secret.
+pub async fn post_form(
+    state: &Gateway,
+    upstream: &Upstream,
+    path: &str,
+    form: String,
+    limit: usize,
+    deadline: Instant,
+) -> Result<(u16, Bytes), &'static str> {
+    let addr = *upstream
+        .addrs
+        .load()
+        .first()
+        .ok_or("has a host name that did not resolve")?;
+    let mut peer = HttpPeer::new(addr, upstream.tls, upstream.host.clone());
+    peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+    peer.options.total_connection_timeout = Some(CONNECT_TIMEOUT);
+    let head = (|| -> pingora::Result<RequestHeader> {
+        let mut head = RequestHeader::build("POST", path.as_bytes(), Some(5))?;
+        head.insert_header("host", upstream.authority.as_str())?;
+        head.insert_header("user-agent", concat!("asbru/", env!("CARGO_PKG_VERSION")))?;
+        head.insert_header("content-type", "application/x-www-form-urlencoded")?;
+        head.insert_header("content-length", form.len().to_string())?;
+        head.insert_header("accept", "application/json")?;
+        Ok(head)
+    })()
+    .map_err(|_| "has a path that cannot be sent")?;
+    let (mut session, _) = timeout_at(deadline, state.connector.get_http_session(&peer))
+        .await
+        .map_err(|_| "did not answer in time")?
+        .map_err(|_| "could not be reached")?;
+    timeout_at(
+        deadline,
+        send_and_read_head(&mut session, head, Some(Bytes::from(form))),
+    )
+    .await
+    .map_err(|_| "did not answer in time")?
+    .map_err(|_| "broke the connection")?;
+    let status = session.response_header().map_or(502, |h| h.status.as_u16());
+    let body = read_whole_body(state, session, &peer, limit, deadline)
+        .await
+        .ok_or("sent a reply that could not be read")?;
+    Ok((status, body))
 }
 
 fn make_peer(upstream: &Upstream, net: &NetworkSettings, addr: SocketAddr) -> HttpPeer {

@@ -21,3 +21,4 @@ mod routing_rules;
 mod store_modes;
 mod tracing;
 mod translation;
+mod vertex;

@@ -8,6 +8,7 @@
 //! - [`anthropic`]: Anthropic Messages.
 //! - [`azure`]: Azure OpenAI deployments.
 //! - [`gemini`]: Google's Gemini API.
+//! - [`vertex`]: Google Vertex AI (Gemini models, and Claude through `rawPredict`).
 //!
 //! Every function here matches [`Wire`] exhaustively: adding a provider family is one module,
 //! one `Wire` variant, and the arms the compiler then asks for.
@@ -17,6 +18,7 @@ pub mod azure;
 pub mod gemini;
 pub mod openai;
 pub mod openai_compat;
+pub mod vertex;
 
 pub use asbru_config::catalog::{RequestType, Wire};
 
@@ -52,8 +54,8 @@ pub fn resource(wire: Wire, request_type: RequestType) -> Option<&'static str> {
     match wire {
         Wire::OpenAi => openai::resource(request_type),
         Wire::Anthropic => anthropic::resource(request_type),
-        Wire::Azure | Wire::Gemini => None,
-        Wire::Bedrock | Wire::Vertex | Wire::Cohere => openai::resource(request_type),
+        Wire::Azure | Wire::Gemini | Wire::Vertex => None,
+        Wire::Bedrock | Wire::Cohere => openai::resource(request_type),
     }
 }
 
@@ -62,9 +64,8 @@ pub fn serves(wire: Wire, request_type: RequestType) -> bool {
     match wire {
         Wire::Azure => azure::serves(request_type),
         Wire::Gemini => gemini::serves(request_type),
-        Wire::OpenAi | Wire::Anthropic | Wire::Bedrock | Wire::Vertex | Wire::Cohere => {
-            resource(wire, request_type).is_some()
-        }
+        Wire::Vertex => vertex::serves(request_type),
+        Wire::OpenAi | Wire::Anthropic | Wire::Bedrock | Wire::Cohere => resource(wire, request_type).is_some(),
     }
 }
 
@@ -75,8 +76,10 @@ pub fn auth_header(wire: Wire, secret: &str) -> (&'static str, String) {
         Wire::Anthropic => anthropic::auth_header(secret),
         Wire::Azure => azure::auth_header(secret),
         Wire::Gemini => gemini::auth_header(secret),
+        // A Vertex key's API key (express mode); service accounts send an access token instead.
+        Wire::Vertex => vertex::auth_header(None, secret),
         // Not served yet: requests never reach these wires (routing refuses them first).
-        Wire::Bedrock | Wire::Vertex | Wire::Cohere => openai::auth_header(secret),
+        Wire::Bedrock | Wire::Cohere => openai::auth_header(secret),
     }
 }
 
@@ -128,8 +131,8 @@ pub fn error_shape(wire: Wire) -> ErrorShape {
 /// another is tried), for wires that say so with another status.
 pub fn key_refused(wire: Wire, status: u16, body: &[u8]) -> bool {
     match wire {
-        Wire::Gemini => gemini::key_refused(status, body),
-        Wire::OpenAi | Wire::Anthropic | Wire::Azure | Wire::Bedrock | Wire::Vertex | Wire::Cohere => false,
+        Wire::Gemini | Wire::Vertex => gemini::key_refused(status, body),
+        Wire::OpenAi | Wire::Anthropic | Wire::Azure | Wire::Bedrock | Wire::Cohere => false,
     }
 }
 
