@@ -30,6 +30,16 @@ fn vertex_gateway(base_url: &str, credentials: &str) -> asbru::server::RunningGa
     gateway(&config.to_string())
 }
 
+/// A one-turn chat to `vertex/gemini-2.0-flash`.
+async fn ask_gemini(gw: &asbru::server::RunningGateway) -> Reply {
+    post(
+        gw,
+        "/v1/chat/completions",
+        r#"{"model":"vertex/gemini-2.0-flash","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await
+}
+
 fn sent_body(upstream: &asbru_bench::mock::MockHandle, at: usize) -> Value {
     serde_json::from_slice(&upstream.state.recorded()[at].body).expect("json body")
 }
@@ -40,12 +50,7 @@ async fn gemini_and_claude_models_with_a_service_account() {
     let base = upstream.base_url();
     let gw = vertex_gateway(&base, &service_account(&format!("{base}/token"), PRIVATE_KEY));
 
-    let reply = post(
-        &gw,
-        "/v1/chat/completions",
-        r#"{"model":"vertex/gemini-2.0-flash","messages":[{"role":"user","content":"hi"}]}"#,
-    )
-    .await;
+    let reply = ask_gemini(&gw).await;
     assert_eq!(reply.status(), 200, "{}", reply.text());
     assert_eq!(
         reply.json()["choices"][0]["message"]["content"],
@@ -193,12 +198,7 @@ async fn credential_failures_are_clear_and_keep_the_key_secret() {
     // A token endpoint that cannot be reached.
     let dead = format!("http://{}/token", dead_address());
     let gw = vertex_gateway(&base, &service_account(&dead, PRIVATE_KEY));
-    let reply = post(
-        &gw,
-        "/v1/chat/completions",
-        r#"{"model":"vertex/gemini-2.0-flash","messages":[{"role":"user","content":"hi"}]}"#,
-    )
-    .await;
+    let reply = ask_gemini(&gw).await;
     assert_eq!(reply.status(), 502, "{}", reply.text());
     let message = reply.json()["error"]["message"]
         .as_str()
@@ -210,12 +210,7 @@ async fn credential_failures_are_clear_and_keep_the_key_secret() {
 
     // A key that is not a PEM RSA key.
     let gw = vertex_gateway(&base, &service_account(&format!("{base}/token"), "not a key"));
-    let reply = post(
-        &gw,
-        "/v1/chat/completions",
-        r#"{"model":"vertex/gemini-2.0-flash","messages":[{"role":"user","content":"hi"}]}"#,
-    )
-    .await;
+    let reply = ask_gemini(&gw).await;
     assert_eq!(reply.status(), 502, "{}", reply.text());
     assert!(reply.text().contains("not a PEM RSA key"), "{}", reply.text());
     assert!(!reply.text().contains("not a key\""));
@@ -227,12 +222,7 @@ async fn credential_failures_are_clear_and_keep_the_key_secret() {
         &refusing_base,
         &service_account(&format!("{refusing_base}/token?fail=1"), PRIVATE_KEY),
     );
-    let reply = post(
-        &gw,
-        "/v1/chat/completions",
-        r#"{"model":"vertex/gemini-2.0-flash","messages":[{"role":"user","content":"hi"}]}"#,
-    )
-    .await;
+    let reply = ask_gemini(&gw).await;
     assert_eq!(reply.status(), 502, "{}", reply.text());
 
     // Unparseable credentials leave the key out, with a warning, rather than failing at load.
@@ -240,12 +230,7 @@ async fn credential_failures_are_clear_and_keep_the_key_secret() {
         "keys": [{"name": "sa", "value": "", "vertex_key_config": {"project_id": "p-1", "auth_credentials": "{nope"}}],
         "network_config": {"base_url": base}}}});
     let gw = gateway(&config.to_string());
-    let reply = post(
-        &gw,
-        "/v1/chat/completions",
-        r#"{"model":"vertex/gemini-2.0-flash","messages":[{"role":"user","content":"hi"}]}"#,
-    )
-    .await;
+    let reply = ask_gemini(&gw).await;
     assert!(reply.status() >= 400, "{}", reply.text());
 }
 
@@ -256,12 +241,7 @@ async fn an_api_key_reaches_gemini_models_in_express_mode() {
         "keys": [{"name": "express", "value": "vx-api-key", "models": ["*"], "vertex_key_config": {"region": "global"}}],
         "network_config": {"base_url": upstream.base_url()}}}});
     let gw = gateway(&config.to_string());
-    let reply = post(
-        &gw,
-        "/v1/chat/completions",
-        r#"{"model":"vertex/gemini-2.0-flash","messages":[{"role":"user","content":"hi"}]}"#,
-    )
-    .await;
+    let reply = ask_gemini(&gw).await;
     assert_eq!(reply.status(), 200, "{}", reply.text());
     let seen = &upstream.state.recorded()[0];
     assert_eq!(
