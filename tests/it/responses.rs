@@ -811,3 +811,35 @@ async fn metered_background_responses_are_refused() {
     .await;
     assert_eq!(reply.status(), 200, "{}", reply.text());
 }
+
+#[tokio::test]
+async fn unknown_stored_ids_reach_the_provider_whatever_the_model_lists() {
+    let upstream = default_mock();
+    let base = upstream.base_url();
+    let gw = gateway(&format!(
+        "providers:\n  openai:\n    keys: [{{name: narrow, value: sk-openai-1, models: [gpt-4o]}}]\n    network_config: {{base_url: \"{base}\"}}\ngovernance:\n  virtual_keys:\n    - {{id: vk-n, name: N, value: sk-bf-n, provider_configs: [{{provider: openai, weight: 1, allowed_models: [gpt-4o]}}]}}\n"
+    ));
+    // Created before a restart, say: the gateway does not know it, so it asks OpenAI, on a key
+    // that lists models and under a virtual key that allows only some.
+    let reply = send(
+        gw.addr,
+        "GET",
+        "/v1/responses/resp_from_before",
+        &[("x-bf-vk", "sk-bf-n")],
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status(), 404, "OpenAI's own answer: {}", reply.text());
+    let seen = upstream.state.recorded();
+    assert_eq!(seen.len(), 1, "the call reached the provider");
+    assert_eq!(seen[0].path, "/v1/responses/resp_from_before");
+    assert_eq!(seen[0].header("authorization"), Some("Bearer sk-openai-1"));
+
+    // No such provider configured at all: 404, not a gateway error.
+    let anthropic_only = gateway(&format!(
+        "providers:\n  anthropic:\n    keys: [{{name: a, value: sk-ant-1}}]\n    network_config: {{base_url: \"{base}\"}}\n"
+    ));
+    let reply = send(anthropic_only.addr, "GET", "/v1/responses/resp_x", &[], b"").await;
+    assert_eq!(reply.status(), 404, "{}", reply.text());
+    assert!(reply.json()["error"]["message"].is_string());
+}

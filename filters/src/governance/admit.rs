@@ -24,6 +24,15 @@ pub fn refusal(status: u16, kind: &'static str, message: String) -> Rejection {
 
 /// Checks the key's status and its access to `provider` and `model`, reserving nothing.
 pub fn check_access(vk: &VirtualKeyRuntime, provider: &str, model: &str, now: i64) -> Result<(), Rejection> {
+    check(vk, provider, Some(model), now)
+}
+
+/// Checks the key's status and its access to `provider`, whatever the model.
+pub fn check_provider_access(vk: &VirtualKeyRuntime, provider: &str, now: i64) -> Result<(), Rejection> {
+    check(vk, provider, None, now)
+}
+
+fn check(vk: &VirtualKeyRuntime, provider: &str, model: Option<&str>, now: i64) -> Result<(), Rejection> {
     if !vk.active {
         return Err(refusal(
             403,
@@ -48,7 +57,9 @@ pub fn check_access(vk: &VirtualKeyRuntime, provider: &str, model: &str, now: i6
             format!("Provider '{provider}' is not allowed for virtual key '{}'", vk.id),
         ));
     };
-    if !access.allows(model) {
+    if let Some(model) = model
+        && !access.allows(model)
+    {
         return Err(refusal(
             403,
             decision::MODEL_BLOCKED,

@@ -16,7 +16,7 @@ pub mod admit;
 pub use crate::ctx::{Charge, Estimate};
 pub use crate::policy::{Governance, Meter, Registry, VirtualKeyRuntime};
 pub use crate::policy::{meter, runtime, window};
-pub use admit::{Ticket, admit, admit_tight, check_access};
+pub use admit::{Ticket, admit, admit_tight, check_access, check_provider_access};
 
 use crate::ctx::{Attempt, RequestCtx};
 use crate::filter::{AttemptFlow, Filter, Flow, Rejection};
@@ -142,7 +142,12 @@ fn admit_attempt(live: &Live, ctx: &RequestCtx, attempt: &Attempt) -> Result<Opt
     }
     if !request.request_type.is_billable() || request.pin.as_ref().is_some_and(|p| p.stored_only) {
         if let Some(vk) = vk {
-            check_access(vk, &attempt.provider.name, &attempt.model, request.now)?;
+            match &request.pin {
+                // A stored response's call: the provider must be allowed; its model was
+                // allowed when the response was created (or is unknown).
+                Some(pin) if pin.stored_only => check_provider_access(vk, &attempt.provider.name, request.now)?,
+                _ => check_access(vk, &attempt.provider.name, &attempt.model, request.now)?,
+            }
         }
         return Ok(None);
     }

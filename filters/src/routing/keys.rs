@@ -34,14 +34,15 @@ pub fn select<'a, R: Rng + ?Sized>(
     avoid: &[usize],
     rng: &mut R,
 ) -> Result<Choice<'a>, KeyError> {
-    select_within(provider, model, avoid, None, rng)
+    select_within(provider, Some(model), avoid, None, rng)
 }
 
 /// Like [`select`], restricted to the keys whose id or name is in `allowed` (a virtual key's
-/// `key_ids`), when given. The restriction is never relaxed.
+/// `key_ids`), when given. The restriction is never relaxed. Without a model (a call on a stored
+/// response whose model is unknown), every key is a candidate.
 pub fn select_within<'a, R: Rng + ?Sized>(
     provider: &'a ProviderRuntime,
-    model: &str,
+    model: Option<&str>,
     avoid: &[usize],
     allowed: Option<&[String]>,
     rng: &mut R,
@@ -62,18 +63,18 @@ pub fn select_within<'a, R: Rng + ?Sized>(
         Some(i) => Ok(Some((i, &keys[i]))),
         None => Err(KeyError::NoneForModel {
             provider: provider.name.clone(),
-            model: model.to_string(),
+            model: model.unwrap_or("*").to_string(),
         }),
     }
 }
 
 fn pick_weighted<R: Rng + ?Sized>(
     keys: &[ProviderKey],
-    model: &str,
+    model: Option<&str>,
     eligible: impl Fn(usize) -> bool,
     rng: &mut R,
 ) -> Option<usize> {
-    let candidate = |(i, k): &(usize, &ProviderKey)| eligible(*i) && k.serves(model);
+    let candidate = |(i, k): &(usize, &ProviderKey)| eligible(*i) && model.is_none_or(|m| k.serves(m));
     let (count, total) = keys
         .iter()
         .enumerate()

@@ -66,7 +66,14 @@ impl Filter for RoutingFilter {
         } else {
             &state.avoid
         };
-        match keys::select_within(provider, &attempt.model, avoid, allowed, &mut rand::rng()) {
+        // A call on a stored response the gateway did not see created names no model.
+        let model = (!ctx
+            .request
+            .pin
+            .as_ref()
+            .is_some_and(|p| p.stored_only && p.key_id.is_none()))
+        .then_some(&*attempt.model);
+        match keys::select_within(provider, model, avoid, allowed, &mut rand::rng()) {
             Ok(choice) => {
                 state.key = choice.map(|(index, _)| index);
                 AttemptFlow::Continue

@@ -99,13 +99,16 @@ fn build_pinned(
     pin: &crate::ctx::Pin,
 ) -> Result<Vec<Attempt>, Rejection> {
     let Some(provider) = snapshot.provider(&pin.provider) else {
-        return Err(Rejection::gateway(
-            500,
-            format!(
-                "the stored response belongs to provider {:?}, which is no longer configured",
+        // Its provider is gone from the config: the response cannot be reached.
+        return Err(Rejection {
+            status: 404,
+            kind: "invalid_request_error",
+            message: format!(
+                "the stored response belongs to provider {:?}, which is not configured",
                 pin.provider
             ),
-        ));
+            decision: None,
+        });
     };
     check_serves(provider, request.request_type, request.stream)?;
     let model = match snapshot.split_model(&request.model_requested) {
