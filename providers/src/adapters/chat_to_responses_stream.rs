@@ -123,12 +123,22 @@ impl ChatToResponsesStream {
         self.emit(out, "response.in_progress", json!({ "response": response }));
     }
 
+    /// The id stem of the output item at `index`: the chat id, and the index after the first,
+    /// so that a turn with several text or reasoning items gives each its own id.
+    fn base(&self, index: usize) -> String {
+        if index == 0 {
+            self.item_id.clone()
+        } else {
+            format!("{}_{index}", self.item_id)
+        }
+    }
+
     /// Closes the open text or reasoning item.
     fn close_open(&mut self, out: &mut Vec<u8>) {
         match std::mem::replace(&mut self.open, Open::None) {
             Open::None => {}
             Open::Reasoning { index, text } => {
-                let item_id = format!("rs_{}", self.item_id);
+                let item_id = format!("rs_{}", self.base(index));
                 let part = json!({"type": "summary_text", "text": text});
                 self.emit(
                     out,
@@ -140,7 +150,7 @@ impl ChatToResponsesStream {
                     "response.reasoning_summary_part.done",
                     json!({"item_id": item_id, "output_index": index, "summary_index": 0, "part": part}),
                 );
-                let item = reasoning_item(&self.item_id, &text);
+                let item = reasoning_item(&self.base(index), &text);
                 self.emit(
                     out,
                     "response.output_item.done",
@@ -149,7 +159,7 @@ impl ChatToResponsesStream {
                 self.output.push((index, item));
             }
             Open::Message { index, text } => {
-                let item_id = format!("msg_{}", self.item_id);
+                let item_id = format!("msg_{}", self.base(index));
                 let part = json!({"type": "output_text", "text": text, "annotations": []});
                 self.emit(
                     out,
@@ -163,7 +173,7 @@ impl ChatToResponsesStream {
                 );
                 // Cut at the output limit: the message is `incomplete`, as OpenAI marks it.
                 let (status, _) = responses::status(self.finish_reason.as_deref());
-                let item = message_item_out(&self.item_id, &text, status);
+                let item = message_item_out(&self.base(index), &text, status);
                 self.emit(
                     out,
                     "response.output_item.done",
@@ -214,7 +224,7 @@ impl ChatToResponsesStream {
                 index,
                 text: String::new(),
             };
-            let item_id = format!("rs_{}", self.item_id);
+            let item_id = format!("rs_{}", self.base(index));
             self.emit(
                 out,
                 "response.output_item.added",
@@ -229,7 +239,7 @@ impl ChatToResponsesStream {
         if let Open::Reasoning { index, text } = &mut self.open {
             text.push_str(delta);
             let index = *index;
-            let item_id = format!("rs_{}", self.item_id);
+            let item_id = format!("rs_{}", self.base(index));
             self.emit(
                 out,
                 "response.reasoning_summary_text.delta",
@@ -248,7 +258,7 @@ impl ChatToResponsesStream {
                 index,
                 text: String::new(),
             };
-            let item_id = format!("msg_{}", self.item_id);
+            let item_id = format!("msg_{}", self.base(index));
             self.emit(
                 out,
                 "response.output_item.added",
@@ -263,7 +273,7 @@ impl ChatToResponsesStream {
         if let Open::Message { index, text } = &mut self.open {
             text.push_str(delta);
             let index = *index;
-            let item_id = format!("msg_{}", self.item_id);
+            let item_id = format!("msg_{}", self.base(index));
             self.emit(
                 out,
                 "response.output_text.delta",

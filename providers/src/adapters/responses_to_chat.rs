@@ -447,13 +447,24 @@ pub fn response(chat: ChatResponse) -> Value {
     let output = choice
         .map(|c| {
             let message = c.message;
-            output_items(
+            let mut items = output_items(
                 &item_id,
                 message.reasoning.as_deref(),
-                message.content.as_deref().or(message.refusal.as_deref()),
+                message.content.as_deref(),
                 message.tool_calls.as_deref().unwrap_or_default(),
                 status,
-            )
+            );
+            // A refusal is its own content part, which the SDK keeps out of `output_text`.
+            if let Some(refusal) = message.refusal.as_deref().filter(|r| !r.is_empty()) {
+                items.push(json!({
+                    "type": "message",
+                    "id": format!("msg_{item_id}_refusal"),
+                    "status": status,
+                    "role": "assistant",
+                    "content": [{"type": "refusal", "refusal": refusal}],
+                }));
+            }
+            items
         })
         .unwrap_or_default();
     let usage = chat.usage.as_ref().map_or(Value::Null, usage);
@@ -533,5 +544,20 @@ mod tests {
         assert_eq!(response["output"][1]["call_id"], "call_1");
         assert_eq!(response["usage"]["input_tokens"], 3);
         assert_eq!(response["usage"]["total_tokens"], 5);
+    }
+
+    #[test]
+    fn a_refusal_is_a_refusal_part() {
+        let chat: ChatResponse = serde_json::from_value(json!({
+            "id": "chatcmpl-9", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "refusal": "No."},
+                "finish_reason": "stop"}]}))
+        .expect("chat reply");
+        let json = response(chat);
+        assert_eq!(json["output"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            json["output"][0]["content"][0],
+            json!({"type": "refusal", "refusal": "No."})
+        );
     }
 }
