@@ -92,6 +92,13 @@ impl ResponsesToChatStream {
                 };
                 self.chunk(delta, None, out);
             }
+            "response.refusal.delta" => {
+                let delta = Delta {
+                    refusal: event["delta"].as_str().map(str::to_string),
+                    ..Delta::default()
+                };
+                self.chunk(delta, None, out);
+            }
             "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
                 let delta = Delta {
                     reasoning: event["delta"].as_str().map(str::to_string),
@@ -274,6 +281,17 @@ mod tests {
         assert!(text.contains("\"arguments\":\"{}\""), "{text}");
         assert!(text.contains("\"finish_reason\":\"tool_calls\""), "{text}");
         assert!(t.completed());
+    }
+
+    #[test]
+    fn refusals_stream_as_refusal_deltas() {
+        let stream = concat!(
+            "data: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_3\"}}\n\n",
+            "data: {\"type\":\"response.refusal.delta\",\"item_id\":\"msg_1\",\"delta\":\"No.\"}\n\n",
+        );
+        let mut out = Vec::new();
+        ResponsesToChatStream::new("m", 1, false).feed(stream.as_bytes(), &mut out);
+        assert!(String::from_utf8_lossy(&out).contains("\"delta\":{\"refusal\":\"No.\"}"));
     }
 
     #[test]
