@@ -1,9 +1,11 @@
 //! The body translators: an OpenAI chat request to Anthropic Messages and to Gemini (and
-//! embeddings to Gemini), an Anthropic request to OpenAI chat, and the reply directions. Any input is translated or refused with
+//! embeddings to Gemini), an Anthropic request to OpenAI chat, Responses and legacy completions to chat and chat to Responses, and the reply directions. Any input is translated or refused with
 //! an error, never a panic, and what is translated serialises.
 #![no_main]
 
-use asbru_providers::adapters::{chat_to_gemini, chat_to_messages, messages_to_chat};
+use asbru_providers::adapters::{
+    chat_to_gemini, chat_to_messages, chat_to_responses, completions_to_chat, messages_to_chat, responses_to_chat,
+};
 use asbru_providers::formats::anthropic::types::{MessagesRequest, MessagesResponse};
 use asbru_providers::formats::gemini::types::{BatchEmbedResponse, GenerateResponse};
 use asbru_providers::formats::openai::types::{ChatRequest, ChatResponse};
@@ -40,6 +42,24 @@ fuzz_target!(|body: &[u8]| {
     }
     if let Ok(reply) = serde_json::from_slice::<GenerateResponse>(body) {
         serde_json::to_vec(&chat_to_gemini::response(reply, "gemini-test", 1_700_000_000)).expect("reply serialises");
+    }
+    if let Ok(chat) = responses_to_chat::request(body, "gpt-test") {
+        serde_json::to_vec(&chat).expect("a translated request serialises");
+    }
+    if let Ok(chat) = completions_to_chat::request(body, "gpt-test") {
+        serde_json::to_vec(&chat).expect("a translated request serialises");
+    }
+    if let Ok(chat) = serde_json::from_slice::<ChatRequest>(body)
+        && let Ok(responses) = chat_to_responses::request(chat, "gpt-test")
+    {
+        serde_json::to_vec(&responses).expect("a translated request serialises");
+    }
+    if let Ok(reply) = serde_json::from_slice::<ChatResponse>(body) {
+        serde_json::to_vec(&responses_to_chat::response(reply.clone())).expect("reply serialises");
+        serde_json::to_vec(&completions_to_chat::response(reply)).expect("reply serialises");
+    }
+    if let Ok(object) = serde_json::from_slice::<serde_json::Value>(body) {
+        serde_json::to_vec(&chat_to_responses::response(&object, "gpt-test", 1_700_000_000)).expect("reply serialises");
     }
     if let Ok(reply) = serde_json::from_slice::<BatchEmbedResponse>(body) {
         serde_json::to_vec(&chat_to_gemini::embeddings_response(reply, "e", body.first() == Some(&b'{'))).expect("reply serialises");

@@ -1,9 +1,13 @@
 //! The stream translators (OpenAI chunks -> Anthropic events, Anthropic events -> OpenAI
-//! chunks, Gemini events -> OpenAI chunks), fed arbitrary upstream bytes in arbitrary cuts: every event they write is on its
+//! chunks, Gemini events -> OpenAI chunks, OpenAI chunks <-> Responses events, OpenAI chunks ->
+//! text completions), fed arbitrary upstream bytes in arbitrary cuts: every event they write is on its
 //! own line and carries JSON (or `[DONE]`), so a client can always parse the stream.
 #![no_main]
 
 use asbru_providers::adapters::chat_stream::ChatToMessagesStream;
+use asbru_providers::adapters::chat_to_responses_stream::ChatToResponsesStream;
+use asbru_providers::adapters::completions_to_chat::ChatToCompletionStream;
+use asbru_providers::adapters::responses_stream::ResponsesToChatStream;
 use asbru_providers::adapters::gemini_stream::GeminiToChatStream;
 use asbru_providers::adapters::messages_stream::MessagesToChatStream;
 use asbru_providers::sse::SseSplitter;
@@ -54,5 +58,29 @@ fuzz_target!(|input: &[u8]| {
         from_gemini.feed(chunk, &mut out);
     }
     let _ = (from_gemini.usage(), from_gemini.completed());
+    assert_parseable(&out);
+
+    let mut to_responses = ChatToResponsesStream::new("gpt-test", 1_700_000_000);
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(stride) {
+        to_responses.feed(chunk, &mut out);
+    }
+    let _ = (to_responses.usage(), to_responses.completed());
+    assert_parseable(&out);
+
+    let mut from_responses = ResponsesToChatStream::new("gpt-test", 1_700_000_000, true);
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(stride) {
+        from_responses.feed(chunk, &mut out);
+    }
+    let _ = (from_responses.usage(), from_responses.completed());
+    assert_parseable(&out);
+
+    let mut to_completions = ChatToCompletionStream::new(true);
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(stride) {
+        to_completions.feed(chunk, &mut out);
+    }
+    let _ = (to_completions.usage(), to_completions.completed());
     assert_parseable(&out);
 });
