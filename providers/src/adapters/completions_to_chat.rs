@@ -156,9 +156,17 @@ impl ChatToCompletionStream {
         }
         let Ok(chunk) = serde_json::from_str::<ChatChunk>(data) else {
             if data.starts_with("{\"error\"") {
-                // The error event goes on as sent: both APIs share OpenAI's error shape.
+                // The error event goes on as sent (both APIs share OpenAI's error shape) when it
+                // is JSON; a garbled one is replaced, so the client can always parse the stream.
                 self.errored = true;
-                sse::write_data(out, data.as_bytes());
+                if serde_json::from_str::<serde::de::IgnoredAny>(data).is_ok() {
+                    sse::write_data(out, data.as_bytes());
+                } else {
+                    sse::write_data(
+                        out,
+                        br#"{"error":{"message":"the provider sent an unreadable error event","type":"api_error"}}"#,
+                    );
+                }
             }
             return;
         };
@@ -261,5 +269,16 @@ mod tests {
             assert!(events[0].contains("\"text\":\"hi\"") && events[0].contains("\"object\":\"text_completion\""));
             assert_eq!(*events.last().expect("events"), "data: [DONE]");
         }
+    }
+
+    #[test]
+    fn a_garbled_error_event_is_replaced_by_a_parseable_one() {
+        let mut t = ChatToCompletionStream::new(false);
+        let mut out = Vec::new();
+        t.feed(b"data: {\"error\"\xff: broken\n\n", &mut out);
+        let text = String::from_utf8_lossy(&out);
+        let data = text.trim().strip_prefix("data: ").expect("an event");
+        assert!(serde_json::from_str::<Value>(data).is_ok(), "{text}");
+        assert!(!t.completed());
     }
 }
