@@ -7,22 +7,6 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-/// `(event name, data)` of every SSE event in `text`.
-fn events(text: &str) -> Vec<(String, Value)> {
-    text.split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let name = e
-                .lines()
-                .find_map(|l| l.strip_prefix("event: "))
-                .unwrap_or("")
-                .to_string();
-            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or("null");
-            (name, serde_json::from_str(data).unwrap_or(Value::Null))
-        })
-        .collect()
-}
-
 fn names(events: &[(String, Value)]) -> Vec<&str> {
     events.iter().map(|(name, _)| name.as_str()).collect()
 }

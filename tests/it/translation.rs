@@ -11,21 +11,6 @@ fn anthropic_provider(base_url: &str) -> String {
     )
 }
 
-fn events(text: &str) -> Vec<(String, Value)> {
-    text.split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let name = e
-                .lines()
-                .find_map(|l| l.strip_prefix("event: "))
-                .unwrap_or("")
-                .to_string();
-            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or("null");
-            (name, serde_json::from_str(data).unwrap_or(Value::Null))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn openai_client_to_anthropic_upstream() {
     let upstream = default_mock();

@@ -218,3 +218,19 @@ pub fn postgres_url(tag: &str) -> Option<String> {
         }
     }
 }
+
+/// `(event name, data)` of every SSE event in `text` (`Null` data when it is not JSON).
+pub fn events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let name = e
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or("")
+                .to_string();
+            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or("null");
+            (name, serde_json::from_str(data).unwrap_or(Value::Null))
+        })
+        .collect()
+}
