@@ -178,9 +178,10 @@ pub async fn handle(
         err_ctx.request_type = Some(request_type.stream_name());
     }
     let credentials = credentials(session, state.file.client.allow_direct_keys == Some(true), ingress);
-    // Who is asking, for stored responses: each belongs to the caller that created it.
-    let owner = state.responses.owner_of(
-        [
+    // Who is asking, for stored responses: each belongs to the caller that created it. Only
+    // Responses requests pay for the hash.
+    let owner = if request_type == RequestType::Responses {
+        let presented = [
             &credentials.virtual_key,
             &credentials.bearer,
             &credentials.x_api_key,
@@ -188,8 +189,11 @@ pub async fn handle(
             &credentials.api_key,
         ]
         .into_iter()
-        .find_map(|c| c.as_deref()),
-    );
+        .find_map(|c| c.as_deref());
+        state.responses.owner_of(presented)
+    } else {
+        0
+    };
     let mut pin = None;
     let mut stored_call = None;
     let mut remember_created = false;
