@@ -298,6 +298,24 @@ impl ProxyHttp for GatewayProxy {
                 };
                 exchange::handle(&self.state, session, &ctx.request_id, started, route, &mut ctx.inflight).await?;
             }
+            Match::Found(Route::BedrockModel, rest) => {
+                let Some((model, stream)) = rest.as_deref().and_then(crate::routes::bedrock_call) else {
+                    let err = WireError {
+                        status: 404,
+                        ..WireError::bad_request(
+                            "unknown Bedrock action: asbru serves /bedrock/model/{modelId}/converse and /converse-stream",
+                        )
+                    };
+                    respond::error(session, Wire::Bedrock, &err, &err_ctx).await?;
+                    return Ok(true);
+                };
+                let route = exchange::Route {
+                    request_type: RequestType::ChatCompletion,
+                    ingress: Wire::Bedrock,
+                    target: exchange::Target::BedrockModel { model, stream },
+                };
+                exchange::handle(&self.state, session, &ctx.request_id, started, route, &mut ctx.inflight).await?;
+            }
             Match::Found(Route::StoredResponse { default_provider }, rest) => {
                 let Some(call) = rest
                     .as_deref()

@@ -60,6 +60,7 @@ pub async fn error_with(
     let body = match provider::error_shape(ingress) {
         provider::ErrorShape::Anthropic => errors::anthropic_body(error),
         provider::ErrorShape::Google => errors::google_body(error),
+        provider::ErrorShape::Aws => errors::aws_body(error),
         _ => errors::bifrost_body(error, ctx),
     };
     json_with(session, error.status, body, ctx.request_id.unwrap_or_default(), extra).await

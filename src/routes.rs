@@ -31,6 +31,10 @@ pub enum Route {
     /// The google-genai SDK's `/genai/v1beta/models/{model}:{method}` (and `/genai/v1/...`): the
     /// path names the model (a bare name means Gemini) and the method.
     GeminiModel,
+    /// boto3's `bedrock-runtime` client on `/bedrock/model/{modelId}/converse` and
+    /// `/converse-stream`: the path names the model (a bare id means Bedrock) and whether the
+    /// reply streams.
+    BedrockModel,
     /// `GET /v1/models/{provider}/{model}`: one model (the OpenAI SDK's `models.retrieve`).
     RetrieveModel,
     /// `GET /genai/v1beta/models`: the Gemini provider's model list, passed through.
@@ -123,7 +127,8 @@ impl RouteTable {
             ingress: Wire::Anthropic,
         };
         let azure = |request_type| Route::AzureDeployment { request_type };
-        let entries: [(&str, &'static [Method], Route); 36] = [
+        let entries: [(&str, &'static [Method], Route); 37] = [
+            ("/bedrock/model/{*rest}", POST, Route::BedrockModel),
             ("/v1/models/{*rest}", GET, Route::RetrieveModel),
             ("/genai/v1beta/models", GET, Route::GeminiModels),
             ("/genai/v1/models", GET, Route::GeminiModels),
@@ -269,6 +274,19 @@ pub fn gemini_call(rest: &str) -> Option<(String, &'static str, RequestType, boo
         .then(|| (model.into_owned(), method, request_type, stream))
 }
 
+/// A Bedrock path's rest, `{modelId}/{action}`, as the model id (percent-decoded: boto3 encodes
+/// `:` and `/`) and whether the action streams. `None` for an action asbru does not serve.
+pub fn bedrock_call(rest: &str) -> Option<(String, bool)> {
+    let (model, action) = rest.rsplit_once('/')?;
+    let stream = match action {
+        "converse" => false,
+        "converse-stream" => true,
+        _ => return None,
+    };
+    let model = percent_encoding::percent_decode_str(model).decode_utf8().ok()?;
+    (!model.is_empty() && !model.chars().any(char::is_control)).then(|| (model.into_owned(), stream))
+}
+
 impl Default for RouteTable {
     fn default() -> Self {
         RouteTable::new()
@@ -294,6 +312,32 @@ impl StaticMethodName for Method {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bedrock_paths_name_the_model_and_the_action() {
+        let table = RouteTable::new();
+        let found = table.find(
+            &Method::POST,
+            "/bedrock/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream",
+        );
+        let Match::Found(Route::BedrockModel, Some(rest)) = found else {
+            panic!("bedrock route not matched: {found:?}");
+        };
+        assert_eq!(
+            bedrock_call(&rest),
+            Some(("anthropic.claude-3-haiku-20240307-v1:0".to_string(), true))
+        );
+        assert_eq!(
+            bedrock_call("openai%2Fgpt-4o/converse"),
+            Some(("openai/gpt-4o".to_string(), false))
+        );
+        assert_eq!(
+            bedrock_call("openai/gpt-4o/converse"),
+            Some(("openai/gpt-4o".to_string(), false))
+        );
+        assert_eq!(bedrock_call("m/invoke-something"), None);
+        assert_eq!(bedrock_call("/converse"), None);
+    }
 
     #[test]
     fn gemini_paths_name_the_model_and_the_method() {

@@ -278,6 +278,16 @@ impl ProviderRuntime {
                         .unwrap_or(provider::vertex::DEFAULT_REGION);
                     Some(provider::vertex::base_url(region))
                 })
+                .or_else(|| {
+                    // Bedrock: the first key's region names the host (each key has its own).
+                    let config = k.bedrock_key_config.as_ref()?;
+                    let region = config
+                        .get("region")
+                        .and_then(|r| r.as_str())
+                        .filter(|r| !r.starts_with("env."))
+                        .unwrap_or(provider::bedrock::DEFAULT_REGION);
+                    Some(provider::bedrock::base_url(region))
+                })
         });
         let key_url = raw_key_url.and_then(|raw| match env::resolve_with(&raw, lookup) {
             Resolved::Value(v) => Some(v),
@@ -507,8 +517,14 @@ fn resolve_keys(
             }
         };
         let vertex = vertex_key(provider, &label, key, base_url, lookup, warnings);
-        // A Vertex key with a service account needs no value of its own.
-        let signs_in = vertex.as_ref().is_some_and(|v| v.service_account.is_some());
+        let bedrock = bedrock_key(provider, &label, key, &secret, base_url, lookup, warnings);
+        // A Vertex key with a service account, or a Bedrock key with AWS credentials, needs no
+        // value of its own.
+        let signs_in = vertex.as_ref().is_some_and(|v| v.service_account.is_some())
+            || bedrock.as_ref().is_some_and(|b| b.credentials.is_some());
+        if key.bedrock_key_config.is_some() && bedrock.is_none() {
+            continue;
+        }
         if secret.is_empty() && !keyless && !signs_in {
             warnings.push(format!(
                 "provider {provider:?} key {label:?} has an empty value; the key is left out of rotation"
@@ -533,9 +549,11 @@ fn resolve_keys(
                 .aliases
                 .iter()
                 .map(|(public, target)| (public.clone(), target.model_name().to_string()))
+                .chain(bedrock.iter().flat_map(|b| b.deployments.clone()))
                 .collect(),
             azure,
             vertex,
+            bedrock,
         });
     }
     out
@@ -603,6 +621,106 @@ fn vertex_key(
     }))
 }
 
+/// A key's AWS region, credentials and inference-profile settings (`bedrock_key_config`).
+/// Credentials come from `access_key` / `secret_key` / `session_token` (each may be an `env.`
+/// reference); when the config names none and the key has no value (a Bedrock API key), they
+/// come from the standard `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`
+/// variables. `None` (with a warning) when the key cannot be used.
+fn bedrock_key(
+    provider: &str,
+    label: &str,
+    key: &KeyConfig,
+    api_key: &str,
+    base_url: Option<&str>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Option<Arc<BedrockKey>> {
+    let config = key.bedrock_key_config.as_ref()?;
+    let mut missing = false;
+    let mut field = |name: &str| -> Option<String> {
+        let raw = config.get(name)?.as_str()?;
+        match env::resolve_with(raw, lookup) {
+            Resolved::Value(v) => Some(v).filter(|v| !v.is_empty()),
+            Resolved::MissingEnv(var) => {
+                missing = true;
+                warnings.push(format!(
+                    "provider {provider:?} key {label:?}: environment variable {var} for bedrock_key_config.{name} is not set"
+                ));
+                None
+            }
+        }
+    };
+    let access_key = field("access_key");
+    let secret_key = field("secret_key");
+    let session_token = field("session_token");
+    let region = field("region")
+        .or_else(|| lookup("AWS_REGION"))
+        .or_else(|| lookup("AWS_DEFAULT_REGION"))
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| provider::bedrock::DEFAULT_REGION.to_string());
+    let arn = field("arn");
+    if missing {
+        warnings.push(format!(
+            "provider {provider:?} key {label:?}: the key is left out of rotation"
+        ));
+        return None;
+    }
+    let credentials = match (access_key, secret_key) {
+        (Some(access), Some(secret)) => Some(provider::bedrock::AwsCredentials::new(
+            &access,
+            &secret,
+            session_token.as_deref(),
+        )),
+        (Some(_), None) | (None, Some(_)) => {
+            warnings.push(format!(
+                "provider {provider:?} key {label:?}: bedrock_key_config needs both access_key and secret_key; the key is left out of rotation"
+            ));
+            return None;
+        }
+        // A Bedrock API key is sent as a Bearer token; with neither, the environment's.
+        (None, None) if !api_key.is_empty() => None,
+        (None, None) => match (lookup("AWS_ACCESS_KEY_ID"), lookup("AWS_SECRET_ACCESS_KEY")) {
+            (Some(access), Some(secret)) if !access.is_empty() && !secret.is_empty() => {
+                let token = lookup("AWS_SESSION_TOKEN");
+                Some(provider::bedrock::AwsCredentials::new(
+                    &access,
+                    &secret,
+                    token.as_deref(),
+                ))
+            }
+            _ => {
+                warnings.push(format!(
+                    "provider {provider:?} key {label:?}: no AWS credentials (bedrock_key_config.access_key and secret_key, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a Bedrock API key as the value); the key is left out of rotation"
+                ));
+                return None;
+            }
+        },
+    };
+    let deployments = config
+        .get("deployments")
+        .and_then(serde_json::Value::as_object)
+        .map(|map| {
+            map.iter()
+                .filter_map(|(model, id)| Some((model.clone(), id.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let url = base_url.map_or_else(|| provider::bedrock::base_url(&region), str::to_string);
+    let Some(upstream) = Upstream::parse(&url) else {
+        warnings.push(format!(
+            "provider {provider:?} key {label:?}: bedrock URL {url:?} cannot be used"
+        ));
+        return None;
+    };
+    Some(Arc::new(BedrockKey {
+        region,
+        upstream: Arc::new(upstream),
+        credentials,
+        arn,
+        deployments,
+    }))
+}
+
 fn azure_key(
     provider: &str,
     label: &str,
@@ -666,6 +784,8 @@ pub struct ProviderKey {
     pub azure: Option<Arc<AzureKey>>,
     /// Vertex AI project, region and credentials, for Vertex keys.
     pub vertex: Option<Arc<VertexKey>>,
+    /// AWS region and credentials, for Bedrock keys.
+    pub bedrock: Option<Arc<BedrockKey>>,
 }
 
 impl std::fmt::Debug for ProviderKey {
@@ -725,6 +845,22 @@ pub struct AzureKey {
     pub upstream: Arc<Upstream>,
     /// `api-version` query value.
     pub api_version: String,
+}
+
+/// A key's AWS Bedrock region and credentials.
+#[derive(Debug)]
+pub struct BedrockKey {
+    /// The AWS region (`us-east-1`, ...), which the signature names.
+    pub region: String,
+    /// Where this key's requests go (the region's runtime host, unless the provider sets a base
+    /// URL).
+    pub upstream: Arc<Upstream>,
+    /// SigV4 credentials; `None`: the key's value is a Bedrock API key, sent as a Bearer token.
+    pub credentials: Option<provider::bedrock::AwsCredentials>,
+    /// An inference-profile ARN the model id is appended to (`bedrock_key_config.arn`).
+    pub arn: Option<String>,
+    /// Model -> model id, inference profile id or ARN (`bedrock_key_config.deployments`).
+    pub deployments: Vec<(String, String)>,
 }
 
 /// A key's Vertex AI project, region and credentials.

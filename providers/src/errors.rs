@@ -277,14 +277,53 @@ fn google_status_type(status: &str) -> &'static str {
     }
 }
 
+/// The AWS error code (`__type`) a status stands for, as Bedrock names its errors.
+pub fn aws_error_type(status: u16) -> &'static str {
+    match status {
+        401 | 403 => "AccessDeniedException",
+        404 => "ResourceNotFoundException",
+        408 | 504 => "ModelTimeoutException",
+        429 => "ThrottlingException",
+        400..=499 => "ValidationException",
+        503 => "ServiceUnavailableException",
+        _ => "InternalServerException",
+    }
+}
+
+/// An error in AWS's JSON shape, as Bedrock answers it: `{"__type", "message"}` (the AWS SDKs
+/// read the code from `__type`).
+pub fn aws_body(error: &WireError) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "__type": aws_error_type(error.status),
+        "message": error.message,
+    }))
+    .unwrap_or_default()
+}
+
+/// An error as the exception frame ending a Bedrock event stream.
+pub fn aws_stream_exception(error: &WireError) -> Vec<u8> {
+    let kind = match error.status {
+        429 => "throttlingException",
+        408 | 504 => "modelTimeoutException",
+        400..=499 => "validationException",
+        503 => "serviceUnavailableException",
+        _ => "internalServerException",
+    };
+    let mut out = Vec::new();
+    crate::eventstream::write_exception(kind, &error.message, &mut out);
+    out
+}
+
 /// An upstream's error reply in a foreign wire, as a [`WireError`] keeping its status, type and
 /// message, for rendering in the ingress format. Accepts Anthropic's, OpenAI's and Google's
 /// (`{"error": {"code", "message", "status"}}`) error shapes.
 pub fn from_upstream(status: u16, body: &[u8]) -> WireError {
     let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let detail = &parsed["error"];
+    // AWS (Bedrock) and Cohere put the message at the top level.
     let message = detail["message"]
         .as_str()
+        .or_else(|| parsed["message"].as_str().or_else(|| parsed["Message"].as_str()))
         .map(str::to_string)
         .unwrap_or_else(|| format!("the provider answered with status {status}"));
     let kind = detail["type"]

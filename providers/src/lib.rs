@@ -10,6 +10,7 @@
 pub mod adapters;
 pub mod edit;
 pub mod errors;
+pub mod eventstream;
 pub mod formats;
 pub mod provider;
 pub mod sse;

@@ -64,6 +64,33 @@ impl Usage {
         }
     }
 
+    /// From Bedrock Converse's usage, where `inputTokens` excludes cache reads and writes.
+    pub fn from_converse(u: &crate::formats::bedrock::types::ConverseUsage) -> Usage {
+        let read = u.cache_read_input_tokens.unwrap_or(0);
+        let write = u.cache_write_input_tokens.unwrap_or(0);
+        Usage {
+            input_tokens: u.input_tokens + read + write,
+            output_tokens: u.output_tokens,
+            cache_read_tokens: read,
+            cache_write_tokens: write,
+            reasoning_tokens: 0,
+        }
+    }
+
+    /// As Bedrock Converse's usage.
+    pub fn to_converse(&self) -> crate::formats::bedrock::types::ConverseUsage {
+        let input = self
+            .input_tokens
+            .saturating_sub(self.cache_read_tokens + self.cache_write_tokens);
+        crate::formats::bedrock::types::ConverseUsage {
+            input_tokens: input,
+            output_tokens: self.output_tokens,
+            total_tokens: self.input_tokens + self.output_tokens,
+            cache_read_input_tokens: (self.cache_read_tokens > 0).then_some(self.cache_read_tokens),
+            cache_write_input_tokens: (self.cache_write_tokens > 0).then_some(self.cache_write_tokens),
+        }
+    }
+
     /// As OpenAI's usage object.
     pub fn to_openai(&self) -> OpenAiUsage {
         let cached = self.cache_read_tokens > 0 || self.cache_write_tokens > 0;
@@ -191,12 +218,24 @@ pub fn from_responses_json(body: &[u8]) -> Option<Usage> {
     })
 }
 
+/// Usage from a Bedrock Converse reply body or `metadata` stream event.
+pub fn from_converse_json(body: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct WithUsage {
+        #[serde(default)]
+        usage: Option<crate::formats::bedrock::types::ConverseUsage>,
+    }
+    let parsed: WithUsage = serde_json::from_slice(body).ok()?;
+    parsed.usage.as_ref().map(Usage::from_converse)
+}
+
 /// Usage from a JSON reply body or stream event of `wire`.
 pub fn from_wire_json(wire: Wire, data: &[u8]) -> Option<Usage> {
     match wire {
         Wire::Anthropic => from_anthropic_json(data),
         Wire::Gemini | Wire::Vertex => from_gemini_json(data),
-        Wire::OpenAi | Wire::Azure | Wire::Bedrock | Wire::Cohere => from_openai_json(data),
+        Wire::Bedrock => from_converse_json(data),
+        Wire::OpenAi | Wire::Azure | Wire::Cohere => from_openai_json(data),
     }
 }
 
@@ -257,6 +296,7 @@ fn end_marker(dialect: Dialect, event: &crate::sse::Event) -> (bool, bool) {
             data.contains("\"finishReason\"") || data.contains("\"blockReason\""),
             data.starts_with("{\"error\""),
         ),
+        // Bedrock streams are event streams, watched frame by frame (see StreamUsage::observe).
         Wire::OpenAi | Wire::Azure | Wire::Bedrock | Wire::Cohere => (data == "[DONE]", data.starts_with("{\"error\"")),
     }
 }
@@ -268,6 +308,8 @@ pub struct StreamUsage {
     /// A Responses stream's response id, from its `response.created` event.
     response_id: Option<String>,
     splitter: crate::sse::SseSplitter,
+    /// Bedrock's event-stream frames, for a Bedrock stream.
+    frames: Option<Box<crate::eventstream::EventStreamDecoder>>,
     usage: Usage,
     ended: bool,
     errored: bool,
@@ -285,9 +327,32 @@ impl StreamUsage {
             dialect,
             response_id: None,
             splitter: crate::sse::SseSplitter::new(),
+            frames: (dialect == Dialect::Wire(Wire::Bedrock)).then(Default::default),
             usage: Usage::default(),
             ended: false,
             errored: false,
+        }
+    }
+
+    /// Looks at the next piece of a Bedrock event stream: `metadata` (after `messageStop`)
+    /// ends it and carries the usage; an exception or a corrupt frame is an error.
+    fn observe_frames(&mut self, bytes: &[u8]) {
+        let Some(frames) = self.frames.as_mut() else {
+            return;
+        };
+        frames.feed(bytes);
+        while let Some(frame) = frames.next_frame() {
+            match frame {
+                Ok(frame) if frame.is_failure() => self.errored = true,
+                Ok(frame) if frame.kind == "metadata" => {
+                    self.ended = true;
+                    if let Some(found) = from_converse_json(&frame.payload) {
+                        self.usage.merge_max(found);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => self.errored = true,
+            }
         }
     }
 
@@ -298,6 +363,9 @@ impl StreamUsage {
 
     /// Looks at the next piece of the stream.
     pub fn observe(&mut self, bytes: &[u8]) {
+        if self.frames.is_some() {
+            return self.observe_frames(bytes);
+        }
         self.splitter.feed(bytes);
         while let Some(event) = self.splitter.next_event() {
             let (ended, errored) = end_marker(self.dialect, &event);

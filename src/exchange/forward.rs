@@ -170,7 +170,16 @@ fn target_of<'a>(
             let path = provider::vertex::path(&upstream.base_path, location, upstream_model, request_type, stream)?;
             Some((upstream, path))
         }
-        Wire::OpenAi | Wire::Anthropic | Wire::Bedrock | Wire::Cohere => {
+        // The key's region (or the provider's base URL) names the host; the model id, with the
+        // key's inference-profile ARN when set, is one path segment.
+        Wire::Bedrock => {
+            let bedrock = key.and_then(|k| k.bedrock.as_deref());
+            let upstream = bedrock.map(|b| b.upstream.as_ref()).unwrap_or(&provider.upstream);
+            let model_id = provider::bedrock::model_id(bedrock.and_then(|b| b.arn.as_deref()), upstream_model);
+            let path = provider::bedrock::path(&upstream.base_path, &model_id, request_type, stream)?;
+            Some((upstream, path))
+        }
+        Wire::OpenAi | Wire::Anthropic | Wire::Cohere => {
             Some((&provider.upstream, provider.path(request_type)?.to_string()))
         }
     }
@@ -555,6 +564,7 @@ fn direct_key(secret: &str) -> ProviderKey {
         aliases: Default::default(),
         azure: None,
         vertex: None,
+        bedrock: None,
     }
 }
 

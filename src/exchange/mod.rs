@@ -71,6 +71,13 @@ pub enum Target {
         /// The method streams.
         stream: bool,
     },
+    /// A Bedrock path's model id (a bare id means Bedrock), and whether the action streams.
+    BedrockModel {
+        /// The model id, decoded.
+        model: String,
+        /// `converse-stream`.
+        stream: bool,
+    },
     /// A response the provider stored (read, deleted, cancelled): sent to the provider and key
     /// that created it, when the gateway relayed it; otherwise to `default_provider`, else
     /// OpenAI.
@@ -172,6 +179,12 @@ pub async fn handle(
             head.max_tokens = asbru_providers::formats::gemini::max_output_tokens(&body);
             Some(*method)
         }
+        // A Bedrock client too; its output limit is in inferenceConfig.
+        Target::BedrockModel { stream, .. } => {
+            head.stream = *stream;
+            head.max_tokens = asbru_providers::formats::bedrock::max_output_tokens(&body);
+            None
+        }
         _ => None,
     };
     if head.stream {
@@ -222,6 +235,7 @@ pub async fn handle(
         },
         Target::AzureDeployment(deployment) => (deployment, Some("azure")),
         Target::GeminiModel { model, .. } => (model, Some("gemini")),
+        Target::BedrockModel { model, .. } => (model, Some("bedrock")),
         Target::StoredResponse { call, default_provider } => {
             let (model, at) = match state.responses.find(&call.id) {
                 // Another caller's response does not exist for this one.
@@ -382,12 +396,29 @@ fn credentials(session: &Session, allow_direct_keys: bool, ingress: Wire) -> Cre
     };
     Credentials {
         direct_key,
-        virtual_key: text("x-bf-vk"),
+        // A Bedrock client signs with SigV4; a virtual key may stand as its access key id.
+        virtual_key: text("x-bf-vk").or_else(|| {
+            (ingress == Wire::Bedrock)
+                .then(|| text("authorization").and_then(|v| sigv4_virtual_key(&v)))
+                .flatten()
+        }),
         bearer,
         x_api_key: text("x-api-key"),
         x_goog_api_key: text("x-goog-api-key").or_else(|| (ingress == Wire::Gemini).then(query_key).flatten()),
         api_key: text("api-key"),
     }
+}
+
+/// The access key id of a SigV4 `Authorization` header (`AWS4-HMAC-SHA256 Credential=<id>/...`)
+/// when it is a virtual key. The signature itself is not checked: the gateway signs upstream
+/// with its own credentials.
+fn sigv4_virtual_key(authorization: &str) -> Option<String> {
+    let rest = authorization.strip_prefix("AWS4-HMAC-SHA256")?;
+    let credential = rest
+        .split(',')
+        .find_map(|part| part.trim().strip_prefix("Credential="))?;
+    let access_key = credential.split('/').next()?;
+    access_key.starts_with("sk-bf-").then(|| access_key.to_string())
 }
 
 /// The value of `name` in a query string, decoded.

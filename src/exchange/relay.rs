@@ -75,7 +75,10 @@ fn is_event_stream(head: &ResponseHeader) -> bool {
     head.headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+        .map(str::trim_start)
+        .is_some_and(|v| {
+            v.starts_with("text/event-stream") || v.starts_with(asbru_providers::eventstream::CONTENT_TYPE)
+        })
 }
 
 /// Relays a successful reply. The usage the provider reported is handed to `settlement` as it
@@ -195,8 +198,15 @@ async fn relay_stream(
     let passthrough = reply.is_passthrough();
     let verbatim = reply.relays_verbatim();
     let mut head = client_head(upstream_head, served, !passthrough, settlement.response_headers())?;
+    // Bedrock clients read AWS event-stream frames; every other client reads SSE.
+    let frames = served.ingress == Wire::Bedrock;
     if !passthrough {
-        head.insert_header("content-type", "text/event-stream")?;
+        let content_type = if frames {
+            asbru_providers::eventstream::CONTENT_TYPE
+        } else {
+            "text/event-stream"
+        };
+        head.insert_header("content-type", content_type)?;
     }
     head.insert_header("cache-control", "no-cache")?;
     if session.req_header().version == http::Version::HTTP_10 {
@@ -266,7 +276,7 @@ async fn relay_stream(
         let err = WireError::gateway(502, "api_error", format!("provider {} stream {what}", served.provider))
             .with_code("upstream_stream_incomplete");
         settlement.fail("api_error", &err.message);
-        let mut event = if tail.at_boundary() {
+        let mut event = if tail.at_boundary() || frames {
             Vec::new()
         } else {
             b"\n\n".to_vec()
@@ -274,6 +284,7 @@ async fn relay_stream(
         event.extend_from_slice(&match provider::error_shape(served.ingress) {
             provider::ErrorShape::Anthropic => errors::anthropic_sse_error_event(&err),
             provider::ErrorShape::Google => errors::google_sse_error_event(&err),
+            provider::ErrorShape::Aws => errors::aws_stream_exception(&err),
             _ if served.request_type == RequestType::Responses => errors::responses_sse_error_event(&err),
             _ => errors::sse_error_event(
                 &err,

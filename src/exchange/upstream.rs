@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use asbru_filters::snapshot::{NetworkSettings, ProviderKey, ProviderRuntime, Upstream};
+use asbru_filters::snapshot::{BedrockKey, NetworkSettings, ProviderKey, ProviderRuntime, Upstream};
 use asbru_providers::errors::WireError;
 use asbru_providers::provider::{self, Wire};
 use bytes::{Bytes, BytesMut};
@@ -66,7 +66,9 @@ fn build_request_head(
         head.insert_header("content-type", "application/json")?;
         head.insert_header("content-length", body.len().to_string())?;
     }
-    head.insert_header("accept", request.accept.unwrap_or(b"application/json"))?;
+    // AWS answers JSON, or its event stream, whatever the client accepts.
+    let accept = request.accept.filter(|_| provider.wire != Wire::Bedrock);
+    head.insert_header("accept", accept.unwrap_or(b"application/json"))?;
     for (name, value) in request.forwarded {
         head.insert_header(name.clone(), value.as_slice())?;
     }
@@ -83,14 +85,64 @@ fn build_request_head(
     for (name, value) in &provider.network.extra_headers {
         head.insert_header(name.clone(), value.as_str())?;
     }
-    if let Some(key) = key {
-        let (name, value) = match provider.wire {
-            Wire::Vertex => provider::vertex::auth_header(request.bearer, &key.secret),
-            wire => provider::auth_header(wire, &key.secret),
-        };
-        head.insert_header(name, value)?;
+    let aws = key
+        .and_then(|k| k.bedrock.as_deref())
+        .filter(|_| provider.wire == Wire::Bedrock);
+    match (key, aws) {
+        (
+            _,
+            Some(BedrockKey {
+                credentials: Some(credentials),
+                region,
+                ..
+            }),
+        ) => {
+            for (name, value) in sign_aws(upstream, request, credentials, region)? {
+                head.insert_header(name, value)?;
+            }
+        }
+        (Some(key), _) => {
+            let (name, value) = match provider.wire {
+                Wire::Vertex => provider::vertex::auth_header(request.bearer, &key.secret),
+                wire => provider::auth_header(wire, &key.secret),
+            };
+            head.insert_header(name, value)?;
+        }
+        (None, _) => {}
     }
     Ok(head)
+}
+
+/// SigV4 headers for a Bedrock request, signing what is sent: the method, the URL (host and
+/// path as written on the wire), the content type and the exact body bytes.
+fn sign_aws(
+    upstream: &Upstream,
+    request: &UpstreamRequest<'_>,
+    credentials: &provider::bedrock::AwsCredentials,
+    region: &str,
+) -> pingora::Result<Vec<(&'static str, String)>> {
+    let scheme = if upstream.tls { "https" } else { "http" };
+    let url = format!("{scheme}://{}{}", upstream.authority, request.path);
+    let body = request.body.as_deref().unwrap_or_default();
+    let content_type: &[(&str, &str)] = if request.body.is_some() {
+        &[("content-type", "application/json")]
+    } else {
+        &[]
+    };
+    provider::bedrock::sign(
+        credentials,
+        &provider::bedrock::SignInput {
+            method: request.method,
+            url: &url,
+            headers: content_type,
+            body,
+            region,
+            service: provider::bedrock::SERVICE,
+            time: std::time::SystemTime::now(),
+            content_sha256_header: false,
+        },
+    )
+    .map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string()))
 }
 
 /// One `application/x-www-form-urlencoded` POST outside any provider (an OAuth2 token

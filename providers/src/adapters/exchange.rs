@@ -6,15 +6,20 @@
 //! through verbatim. Different shapes: translate both ways.
 
 use super::chat_stream::ChatToMessagesStream;
+use super::chat_to_converse_stream::ChatToConverseStream;
 use super::chat_to_gemini_stream::ChatToGeminiStream;
 use super::chat_to_responses;
 use super::chat_to_responses_stream::ChatToResponsesStream;
 use super::completions_to_chat::{self, ChatToCompletionStream};
+use super::converse_stream::ConverseToChatStream;
 use super::gemini_stream::GeminiToChatStream;
 use super::messages_stream::MessagesToChatStream;
 use super::responses_stream::ResponsesToChatStream;
 use super::responses_to_chat;
-use super::{TranslateError, chat_to_gemini, chat_to_messages, gemini_to_chat, messages_to_chat};
+use super::{
+    TranslateError, bedrock_embeddings, chat_to_converse, chat_to_gemini, chat_to_messages, converse_to_chat,
+    gemini_to_chat, messages_to_chat,
+};
 use crate::formats::openai::RequestHead;
 use crate::formats::openai::types::ChatRequest;
 use crate::usage::{Dialect, StreamUsage, Usage, UsageChunkFilter};
@@ -28,6 +33,8 @@ enum Shape {
     Messages,
     /// Gemini `generateContent`.
     Gemini,
+    /// Bedrock Converse.
+    Converse,
 }
 
 fn shape(wire: Wire) -> Result<Shape, TranslateError> {
@@ -35,7 +42,8 @@ fn shape(wire: Wire) -> Result<Shape, TranslateError> {
         Wire::OpenAi | Wire::Azure => Ok(Shape::Chat),
         Wire::Anthropic => Ok(Shape::Messages),
         Wire::Gemini => Ok(Shape::Gemini),
-        Wire::Bedrock | Wire::Vertex | Wire::Cohere => Err(TranslateError::InvalidRequest(format!(
+        Wire::Bedrock => Ok(Shape::Converse),
+        Wire::Vertex | Wire::Cohere => Err(TranslateError::InvalidRequest(format!(
             "the {wire:?} wire is not served by this version of asbru"
         ))),
     }
@@ -111,6 +119,74 @@ pub fn prepare(
     } = options;
     let invalid = |e: serde_json::Error| TranslateError::InvalidRequest(e.to_string());
     let (body, reply) = match (shape(ingress)?, shape(upstream)?) {
+        (Shape::Chat | Shape::Messages | Shape::Gemini | Shape::Converse, Shape::Converse) if count_tokens => {
+            return Err(TranslateError::InvalidRequest(
+                "counting tokens is not available for Bedrock models".into(),
+            ));
+        }
+        (Shape::Converse, _) if count_tokens || embeddings => {
+            return Err(TranslateError::InvalidRequest(
+                "the /bedrock routes serve converse and converse-stream".into(),
+            ));
+        }
+        (Shape::Chat, Shape::Converse) if embeddings => {
+            let body: serde_json::Value = serde_json::from_slice(raw).map_err(invalid)?;
+            (
+                bedrock_embeddings::request(&body, upstream_model)?,
+                ReplyTranslator::EmbeddingsFromBedrock {
+                    model: upstream_model.to_string(),
+                    base64: body.get("encoding_format").and_then(serde_json::Value::as_str) == Some("base64"),
+                },
+            )
+        }
+        (Shape::Chat, Shape::Converse) => {
+            let extra = chat_to_converse::additional_fields(raw)?;
+            return chat_to_bedrock(
+                serde_json::from_slice(raw).map_err(invalid)?,
+                extra,
+                upstream_model,
+                created,
+            );
+        }
+        (Shape::Messages, Shape::Converse) => {
+            let chat = messages_to_chat::request(serde_json::from_slice(raw).map_err(invalid)?, upstream_model)?;
+            let inner = chat_to_bedrock(chat, None, upstream_model, created)?;
+            (
+                inner.body,
+                ReplyTranslator::MessagesOverChat {
+                    inner: Box::new(inner.reply),
+                    stream: ChatToMessagesStream::new(upstream_model),
+                    between: Vec::new(),
+                },
+            )
+        }
+        (Shape::Converse, Shape::Converse) => (
+            // The model is in the path: the body goes byte for byte, with an output cap when one
+            // must be added.
+            output_cap
+                .and_then(|cap| crate::formats::bedrock::with_output_cap(raw, cap.tokens))
+                .unwrap_or_else(|| raw.to_vec()),
+            ReplyTranslator::Passthrough {
+                usage: StreamUsage::new(upstream),
+                wire: upstream,
+                strip: None,
+            },
+        ),
+        (Shape::Converse, _) => {
+            let mut chat = converse_to_chat::request(raw, upstream_model, head.stream)?;
+            if chat.max_tokens.is_none() {
+                chat.max_tokens = output_cap.and_then(|cap| u32::try_from(cap.tokens).ok());
+            }
+            let inner = prepare_chat_value(upstream, &chat, upstream_model, created, options)?;
+            (
+                inner.body,
+                ReplyTranslator::ConverseOverChat {
+                    inner: Box::new(inner.reply),
+                    stream: ChatToConverseStream::new(),
+                    between: Vec::new(),
+                },
+            )
+        }
         (Shape::Chat | Shape::Messages, Shape::Gemini) if count_tokens => {
             return Err(TranslateError::InvalidRequest(
                 "counting tokens for a Gemini model is done on /genai/v1beta/models/{model}:countTokens".into(),
@@ -196,6 +272,22 @@ pub fn prepare(
                     .into(),
             ));
         }
+        (Shape::Gemini, Shape::Converse) => {
+            let gemini = serde_json::from_slice(raw).map_err(invalid)?;
+            let mut chat = gemini_to_chat::request(gemini, upstream_model, head.stream)?;
+            if chat.max_tokens.is_none() {
+                chat.max_tokens = output_cap.and_then(|cap| u32::try_from(cap.tokens).ok());
+            }
+            let inner = chat_to_bedrock(chat, None, upstream_model, created)?;
+            (
+                inner.body,
+                ReplyTranslator::GeminiOverChat {
+                    inner: Box::new(inner.reply),
+                    stream: Box::new(ChatToGeminiStream::new(upstream_model)),
+                    between: Vec::new(),
+                },
+            )
+        }
         (Shape::Gemini, Shape::Chat) => {
             let gemini = serde_json::from_slice(raw).map_err(invalid)?;
             let mut chat = gemini_to_chat::request(gemini, upstream_model, head.stream)?;
@@ -252,6 +344,49 @@ fn chat_to_anthropic(chat: ChatRequest, upstream_model: &str, created: u64) -> R
     })
 }
 
+/// An OpenAI chat request for a Bedrock upstream (Converse), and its reply back as chat.
+fn chat_to_bedrock(
+    chat: ChatRequest,
+    extra: Option<serde_json::Map<String, serde_json::Value>>,
+    upstream_model: &str,
+    created: u64,
+) -> Result<Prepared, TranslateError> {
+    let request = chat_to_converse::request(chat, upstream_model, extra)?;
+    Ok(Prepared {
+        body: serde_json::to_vec(&request).map_err(|e| TranslateError::InvalidRequest(e.to_string()))?,
+        reply: ReplyTranslator::ChatFromConverse {
+            stream: Box::new(ConverseToChatStream::new(upstream_model, created)),
+            model: upstream_model.to_string(),
+            created,
+        },
+    })
+}
+
+/// A chat request made by a translation, prepared for `upstream` as a chat client's would be.
+fn prepare_chat_value(
+    upstream: Wire,
+    chat: &ChatRequest,
+    upstream_model: &str,
+    created: u64,
+    options: UpstreamOptions,
+) -> Result<Prepared, TranslateError> {
+    let chat_body = serde_json::to_vec(chat).map_err(|e| TranslateError::InvalidRequest(e.to_string()))?;
+    let chat_head = RequestHead::parse(&chat_body).map_err(|e| TranslateError::InvalidRequest(e.to_string()))?;
+    prepare(
+        Wire::OpenAi,
+        upstream,
+        &chat_head,
+        &chat_body,
+        upstream_model,
+        created,
+        UpstreamOptions {
+            api: OpenAiApi::Chat,
+            native: false,
+            ..options
+        },
+    )
+}
+
 /// An OpenAI chat request for a Gemini upstream, and its reply back as chat.
 fn chat_to_google(chat: ChatRequest, upstream_model: &str, created: u64) -> Result<Prepared, TranslateError> {
     let candidates = chat.n.unwrap_or(1);
@@ -281,6 +416,7 @@ fn prepare_for_responses(
     let chat: ChatRequest = match shape(ingress)? {
         Shape::Chat => serde_json::from_slice(raw).map_err(invalid)?,
         Shape::Messages => messages_to_chat::request(serde_json::from_slice(raw).map_err(invalid)?, upstream_model)?,
+        Shape::Converse => converse_to_chat::request(raw, upstream_model, head.stream)?,
         Shape::Gemini => {
             return Err(TranslateError::InvalidRequest(
                 "this model's provider serves only the OpenAI Responses API: call it on /v1/responses, /v1/chat/completions or /anthropic/v1/messages".into(),
@@ -328,7 +464,6 @@ fn prepare_api(
     created: u64,
     options: UpstreamOptions,
 ) -> Result<Prepared, TranslateError> {
-    let invalid = |e: serde_json::Error| TranslateError::InvalidRequest(e.to_string());
     if options.native {
         // A background response's usage arrives after the reply, on reads that are not
         // charged: a metered request cannot be run that way.
@@ -372,24 +507,8 @@ fn prepare_api(
     let inner = match shape(upstream)? {
         Shape::Messages => chat_to_anthropic(chat, upstream_model, created)?,
         Shape::Gemini => chat_to_google(chat, upstream_model, created)?,
-        Shape::Chat => {
-            let chat_body = serde_json::to_vec(&chat).map_err(invalid)?;
-            let chat_head =
-                RequestHead::parse(&chat_body).map_err(|e| TranslateError::InvalidRequest(e.to_string()))?;
-            prepare(
-                Wire::OpenAi,
-                upstream,
-                &chat_head,
-                &chat_body,
-                upstream_model,
-                created,
-                UpstreamOptions {
-                    api: OpenAiApi::Chat,
-                    native: false,
-                    ..options
-                },
-            )?
-        }
+        Shape::Converse => chat_to_bedrock(chat, None, upstream_model, created)?,
+        Shape::Chat => prepare_chat_value(upstream, &chat, upstream_model, created, options)?,
     };
     let reply = match options.api {
         OpenAiApi::Responses => ReplyTranslator::ResponsesFromChat {
@@ -485,6 +604,40 @@ pub enum ReplyTranslator {
         model: String,
         /// Timestamp for the translated reply.
         created: u64,
+    },
+    /// A Bedrock Converse reply to an OpenAI client.
+    ChatFromConverse {
+        /// Converse event-stream frames into OpenAI chunks.
+        stream: Box<ConverseToChatStream>,
+        /// The model asked for.
+        model: String,
+        /// Timestamp for the translated reply.
+        created: u64,
+    },
+    /// A Bedrock embedding model's `invoke` reply to an OpenAI client.
+    EmbeddingsFromBedrock {
+        /// The model asked for.
+        model: String,
+        /// `encoding_format: base64` was asked for.
+        base64: bool,
+    },
+    /// A reply made chat by `inner`, to a Gemini client.
+    GeminiOverChat {
+        /// The upstream's reply as chat.
+        inner: Box<ReplyTranslator>,
+        /// OpenAI chunks into Gemini events.
+        stream: Box<ChatToGeminiStream>,
+        /// The chat chunks of the latest piece.
+        between: Vec<u8>,
+    },
+    /// A reply made chat by `inner`, to a Bedrock Converse client.
+    ConverseOverChat {
+        /// The upstream's reply as chat.
+        inner: Box<ReplyTranslator>,
+        /// OpenAI chunks into Converse event-stream frames.
+        stream: ChatToConverseStream,
+        /// The chat chunks of the latest piece.
+        between: Vec<u8>,
     },
     /// A reply made chat by `inner`, to an Anthropic client.
     MessagesOverChat {
@@ -623,6 +776,27 @@ impl ReplyTranslator {
                 let usage = chat.usage.as_ref().map(Usage::from_openai).unwrap_or_default();
                 Ok((Some(serde_json::to_vec(&chat).map_err(invalid)?), usage))
             }
+            ReplyTranslator::ChatFromConverse { model, created, .. } => {
+                let reply = serde_json::from_slice(body).map_err(invalid)?;
+                let chat = chat_to_converse::response(reply, model, *created);
+                let usage = chat.usage.as_ref().map(Usage::from_openai).unwrap_or_default();
+                Ok((Some(serde_json::to_vec(&chat).map_err(invalid)?), usage))
+            }
+            ReplyTranslator::EmbeddingsFromBedrock { model, base64 } => {
+                let reply: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+                let (list, usage) = bedrock_embeddings::response(&reply, model, *base64)?;
+                Ok((Some(serde_json::to_vec(&list).map_err(invalid)?), usage))
+            }
+            ReplyTranslator::GeminiOverChat { inner, .. } => {
+                let (chat, usage) = chat_reply(inner, body)?;
+                let gemini = gemini_to_chat::response(chat);
+                Ok((Some(serde_json::to_vec(&gemini).map_err(invalid)?), usage))
+            }
+            ReplyTranslator::ConverseOverChat { inner, .. } => {
+                let (chat, usage) = chat_reply(inner, body)?;
+                let converse = converse_to_chat::response(chat);
+                Ok((Some(serde_json::to_vec(&converse).map_err(invalid)?), usage))
+            }
             ReplyTranslator::MessagesOverChat { inner, .. } => {
                 let (chat, usage) = chat_reply(inner, body)?;
                 let messages = messages_to_chat::response(chat)?;
@@ -676,6 +850,14 @@ impl ReplyTranslator {
             // Embeddings are never streamed.
             ReplyTranslator::EmbeddingsFromGemini { .. } => {}
             ReplyTranslator::ChatFromResponses { stream, .. } => stream.feed(bytes, out),
+            ReplyTranslator::ChatFromConverse { stream, .. } => stream.feed(bytes, out),
+            ReplyTranslator::EmbeddingsFromBedrock { .. } => {}
+            ReplyTranslator::GeminiOverChat { inner, stream, between } => {
+                feed_through(inner, between, bytes, |chat| stream.feed(chat, out));
+            }
+            ReplyTranslator::ConverseOverChat { inner, stream, between } => {
+                feed_through(inner, between, bytes, |chat| stream.feed(chat, out));
+            }
             ReplyTranslator::MessagesOverChat { inner, stream, between } => {
                 feed_through(inner, between, bytes, |chat| stream.feed(chat, out));
             }
@@ -702,6 +884,10 @@ impl ReplyTranslator {
             ReplyTranslator::GeminiFromMessages { messages, chat, .. } => messages.completed() && chat.completed(),
             ReplyTranslator::EmbeddingsFromGemini { .. } => false,
             ReplyTranslator::ChatFromResponses { stream, .. } => stream.completed(),
+            ReplyTranslator::ChatFromConverse { stream, .. } => stream.completed(),
+            ReplyTranslator::EmbeddingsFromBedrock { .. } => false,
+            ReplyTranslator::GeminiOverChat { inner, stream, .. } => inner.completed() && stream.completed(),
+            ReplyTranslator::ConverseOverChat { inner, stream, .. } => inner.completed() && stream.completed(),
             ReplyTranslator::MessagesOverChat { inner, stream, .. } => inner.completed() && stream.completed(),
             ReplyTranslator::ResponsesFromChat { inner, stream, .. } => inner.completed() && stream.completed(),
             ReplyTranslator::CompletionsFromChat { inner, stream, .. } => inner.completed() && stream.completed(),
@@ -715,6 +901,16 @@ impl ReplyTranslator {
                 strip: Some(filter), ..
             } => filter.finish(out),
             ReplyTranslator::MessagesOverChat { inner, stream, between } => {
+                between.clear();
+                inner.stream_end(between);
+                stream.feed(between, out);
+            }
+            ReplyTranslator::GeminiOverChat { inner, stream, between } => {
+                between.clear();
+                inner.stream_end(between);
+                stream.feed(between, out);
+            }
+            ReplyTranslator::ConverseOverChat { inner, stream, between } => {
                 between.clear();
                 inner.stream_end(between);
                 stream.feed(between, out);
@@ -766,6 +962,18 @@ impl ReplyTranslator {
             ReplyTranslator::GeminiFromMessages { messages, .. } => messages.usage(),
             ReplyTranslator::EmbeddingsFromGemini { .. } => Usage::default(),
             ReplyTranslator::ChatFromResponses { stream, .. } => stream.usage(),
+            ReplyTranslator::ChatFromConverse { stream, .. } => stream.usage(),
+            ReplyTranslator::EmbeddingsFromBedrock { .. } => Usage::default(),
+            ReplyTranslator::GeminiOverChat { inner, stream, .. } => {
+                let mut usage = inner.usage();
+                usage.merge_max(stream.usage());
+                usage
+            }
+            ReplyTranslator::ConverseOverChat { inner, stream, .. } => {
+                let mut usage = inner.usage();
+                usage.merge_max(stream.usage());
+                usage
+            }
             ReplyTranslator::MessagesOverChat { inner, stream, .. } => {
                 let mut usage = inner.usage();
                 usage.merge_max(stream.usage());

@@ -19,14 +19,25 @@
 //! - [`chat_to_responses`]: a chat request sent to a provider that serves only the Responses API,
 //!   and the reply back.
 //! - [`responses_stream`]: Responses stream events turned into OpenAI chunks.
+//! - [`chat_to_converse`]: an OpenAI chat request sent to Bedrock Converse, and the reply back.
+//! - [`converse_stream`]: Converse event-stream frames turned into OpenAI chunks.
+//! - [`converse_to_chat`]: a Converse request (from a Bedrock client) sent to a chat upstream,
+//!   and the reply back.
+//! - [`chat_to_converse_stream`]: OpenAI chunks turned into Converse event-stream frames.
+//! - [`bedrock_embeddings`]: OpenAI embeddings sent to Bedrock's Titan and Cohere models.
 
+pub mod bedrock_embeddings;
 pub mod chat_stream;
+pub mod chat_to_converse;
+pub mod chat_to_converse_stream;
 pub mod chat_to_gemini;
 pub mod chat_to_gemini_stream;
 pub mod chat_to_messages;
 pub mod chat_to_responses;
 pub mod chat_to_responses_stream;
 pub mod completions_to_chat;
+pub mod converse_stream;
+pub mod converse_to_chat;
 pub mod exchange;
 pub mod gemini_stream;
 pub mod gemini_to_chat;

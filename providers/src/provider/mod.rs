@@ -7,6 +7,7 @@
 //!   default hosts and path prefixes by provider name.
 //! - [`anthropic`]: Anthropic Messages.
 //! - [`azure`]: Azure OpenAI deployments.
+//! - [`bedrock`]: AWS Bedrock (Converse, `invoke`, SigV4 signing).
 //! - [`gemini`]: Google's Gemini API.
 //! - [`vertex`]: Google Vertex AI (Gemini models, and Claude through `rawPredict`).
 //!
@@ -15,6 +16,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 pub mod openai_compat;
@@ -31,7 +33,8 @@ pub fn default_base_url(name: &str, wire: Wire) -> Option<&'static str> {
         Wire::OpenAi => openai_compat::host(name).map(|h| h.base_url),
         Wire::Anthropic => Some(anthropic::DEFAULT_BASE_URL),
         Wire::Azure => None,
-        Wire::Bedrock => None,
+        // Keys name their region; a key without one (a Bedrock API key) uses the default.
+        Wire::Bedrock => Some("https://bedrock-runtime.us-east-1.amazonaws.com"),
         Wire::Gemini => Some(gemini::DEFAULT_BASE_URL),
         Wire::Vertex => None,
         Wire::Cohere => Some(COHERE_BASE_URL),
@@ -54,8 +57,8 @@ pub fn resource(wire: Wire, request_type: RequestType) -> Option<&'static str> {
     match wire {
         Wire::OpenAi => openai::resource(request_type),
         Wire::Anthropic => anthropic::resource(request_type),
-        Wire::Azure | Wire::Gemini | Wire::Vertex => None,
-        Wire::Bedrock | Wire::Cohere => openai::resource(request_type),
+        Wire::Azure | Wire::Gemini | Wire::Vertex | Wire::Bedrock => None,
+        Wire::Cohere => openai::resource(request_type),
     }
 }
 
@@ -65,7 +68,8 @@ pub fn serves(wire: Wire, request_type: RequestType) -> bool {
         Wire::Azure => azure::serves(request_type),
         Wire::Gemini => gemini::serves(request_type),
         Wire::Vertex => vertex::serves(request_type),
-        Wire::OpenAi | Wire::Anthropic | Wire::Bedrock | Wire::Cohere => resource(wire, request_type).is_some(),
+        Wire::Bedrock => bedrock::serves(request_type),
+        Wire::OpenAi | Wire::Anthropic | Wire::Cohere => resource(wire, request_type).is_some(),
     }
 }
 
@@ -78,8 +82,10 @@ pub fn auth_header(wire: Wire, secret: &str) -> (&'static str, String) {
         Wire::Gemini => gemini::auth_header(secret),
         // A Vertex key's API key (express mode); service accounts send an access token instead.
         Wire::Vertex => vertex::auth_header(None, secret),
-        // Not served yet: requests never reach these wires (routing refuses them first).
-        Wire::Bedrock | Wire::Cohere => openai::auth_header(secret),
+        // A Bedrock API key; keys with AWS credentials are signed instead (SigV4).
+        Wire::Bedrock => openai::auth_header(secret),
+        // Not served yet: requests never reach this wire (routing refuses them first).
+        Wire::Cohere => openai::auth_header(secret),
     }
 }
 
