@@ -5,6 +5,7 @@ pub mod compare;
 pub mod load;
 pub mod mock;
 mod mock_anthropic;
+pub mod mock_bedrock;
 mod mock_gemini;
 mod mock_responses;
 mod mock_shared;

@@ -212,8 +212,13 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
     let anthropic = path.ends_with("/messages") || path.ends_with("/messages/count_tokens") || vertex_claude.is_some();
     let gemini = super::mock_gemini::route(&path).is_some();
     let responses = super::mock_responses::route(&method, &path);
-    let is_inference =
-        path.ends_with("/completions") || path.ends_with("/embeddings") || anthropic || gemini || responses.is_some();
+    let bedrock = super::mock_bedrock::route(&path).filter(|_| method == "POST");
+    let is_inference = path.ends_with("/completions")
+        || path.ends_with("/embeddings")
+        || anthropic
+        || gemini
+        || responses.is_some()
+        || bedrock.is_some();
     if is_inference {
         let index = state.inference_requests.fetch_add(1, Ordering::Relaxed);
         if state.options.record {
@@ -271,6 +276,8 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
             }
             let err = if anthropic {
                 json!({"type": "error", "error": {"type": "overloaded_error", "message": "mock provider failure"}})
+            } else if bedrock.is_some() {
+                json!({"message": "mock provider failure"})
             } else if gemini {
                 super::mock_gemini::error_for(opts.fail_status, "mock provider failure")
             } else {
@@ -288,6 +295,9 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
             }
             return write_json(session, opts.fail_status, &err).await.map(|_| true);
         }
+    }
+    if let Some((model, action)) = bedrock {
+        return super::mock_bedrock::respond(session, &state.options, &model, action, &body).await;
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let tool = first_tool_name(&request);

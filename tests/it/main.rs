@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod bedrock;
 mod bench;
 mod cli;
 mod dashboard;
