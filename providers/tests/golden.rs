@@ -5,16 +5,20 @@
 use std::path::{Path, PathBuf};
 
 use asbru_providers::adapters::chat_stream::ChatToMessagesStream;
+use asbru_providers::adapters::chat_to_converse_stream::ChatToConverseStream;
 use asbru_providers::adapters::chat_to_gemini_stream::ChatToGeminiStream;
 use asbru_providers::adapters::chat_to_responses_stream::ChatToResponsesStream;
 use asbru_providers::adapters::completions_to_chat::{self, ChatToCompletionStream};
+use asbru_providers::adapters::converse_stream::ConverseToChatStream;
 use asbru_providers::adapters::gemini_stream::GeminiToChatStream;
 use asbru_providers::adapters::messages_stream::MessagesToChatStream;
 use asbru_providers::adapters::responses_stream::ResponsesToChatStream;
 use asbru_providers::adapters::{
-    chat_to_gemini, chat_to_messages, chat_to_responses, gemini_to_chat, messages_to_chat, responses_to_chat,
+    chat_to_converse, chat_to_gemini, chat_to_messages, chat_to_responses, converse_to_chat, gemini_to_chat,
+    messages_to_chat, responses_to_chat,
 };
 use asbru_providers::errors::{self, ErrorContext};
+use asbru_providers::eventstream;
 use serde_json::Value;
 
 const CREATED: u64 = 1_700_000_000;
@@ -345,5 +349,152 @@ fn responses_streams_to_openai_chunks() {
             let mut t = ResponsesToChatStream::new("gpt-4o", CREATED, true);
             Box::new(move |bytes, out| t.feed(bytes, out))
         });
+    }
+}
+
+/// A Converse stream fixture (`[message type, event or exception type, payload]` per frame) as
+/// event-stream bytes.
+fn converse_frames(name: &str) -> Vec<u8> {
+    let path = fixtures().join("streams").join(format!("{name}.events.json"));
+    let frames = read_json(&path);
+    let mut out = Vec::new();
+    for frame in frames.as_array().expect("a list of frames") {
+        let kind = frame[1].as_str().expect("a type");
+        let payload = frame[2].to_string();
+        match frame[0].as_str() {
+            Some("exception") => {
+                eventstream::write_exception(kind, frame[2]["message"].as_str().unwrap_or_default(), &mut out)
+            }
+            _ => eventstream::write_event(kind, payload.as_bytes(), &mut out),
+        }
+    }
+    out
+}
+
+/// Event-stream frames as `[message type, type, payload]` values, for comparing with a fixture.
+fn decoded_frames(bytes: &[u8]) -> Value {
+    let mut decoder = eventstream::EventStreamDecoder::new();
+    decoder.feed(bytes);
+    let mut frames = Vec::new();
+    while let Some(frame) = decoder.next_frame() {
+        let frame = frame.expect("valid frame");
+        let payload: Value = serde_json::from_slice(&frame.payload).expect("json payload");
+        frames.push(serde_json::json!([frame.message_type, frame.kind, payload]));
+    }
+    assert!(!decoder.has_partial(), "frames end on a boundary");
+    Value::Array(frames)
+}
+
+/// An OpenAI chat request translated to Bedrock Converse, and Converse replies (and an AWS
+/// error) back.
+#[test]
+fn openai_chat_to_converse_and_back() {
+    for case in cases_at_least("chat_to_converse", 6) {
+        let input = read_json(&case.join("request.openai.json"));
+        let raw = serde_json::to_vec(&input).expect("json");
+        let chat: asbru_providers::formats::openai::types::ChatRequest =
+            serde_json::from_value(input).expect("openai request parses");
+        let model = upstream_model(&chat.model).to_string();
+        let extra = chat_to_converse::additional_fields(&raw).expect("object");
+        let translated = chat_to_converse::request(chat, &model, extra).expect("translates");
+        check_json(
+            &case.join("request.converse.json"),
+            &serde_json::to_value(&translated).expect("json"),
+        );
+        let reply = read_json(&case.join("response.converse.json"));
+        let actual = if case.ends_with("error") {
+            let err = errors::from_upstream(429, reply.to_string().as_bytes());
+            let ctx = ErrorContext {
+                request_id: Some("req-1"),
+                provider: Some("bedrock"),
+                model_requested: Some("bedrock/anthropic.claude-3-haiku-20240307-v1:0"),
+                request_type: Some("chat_completion"),
+            };
+            serde_json::from_slice(&errors::bifrost_body(&err, &ctx)).expect("json")
+        } else {
+            let reply = serde_json::from_value(reply).expect("converse reply parses");
+            serde_json::to_value(chat_to_converse::response(reply, &model, CREATED)).expect("json")
+        };
+        check_json(&case.join("response.openai.json"), &actual);
+    }
+}
+
+/// A Converse request from a Bedrock client translated to chat, and chat replies back.
+#[test]
+fn converse_requests_to_openai_and_back() {
+    for case in cases_at_least("converse_to_chat", 4) {
+        let raw = std::fs::read(case.join("request.converse.json")).expect("fixture");
+        let translated = converse_to_chat::request(&raw, "gpt-4o", false).expect("translates");
+        check_json(
+            &case.join("request.openai.json"),
+            &serde_json::to_value(&translated).expect("json"),
+        );
+        let reply = serde_json::from_value(read_json(&case.join("response.openai.json"))).expect("openai reply parses");
+        check_json(
+            &case.join("response.converse.json"),
+            &serde_json::to_value(converse_to_chat::response(reply)).expect("json"),
+        );
+    }
+}
+
+/// Converse event streams to OpenAI chunks, split at every byte; a frame with a bad CRC ends
+/// the stream with an error event, never `[DONE]`.
+#[test]
+fn converse_streams_to_openai_chunks() {
+    for name in ["converse_text", "converse_tools_thinking", "converse_error"] {
+        let input = converse_frames(name);
+        let expected_path = fixtures().join("streams").join(format!("{name}.openai.sse"));
+        let make = || ConverseToChatStream::new("anthropic.claude-3-haiku", CREATED);
+        let mut whole_stream = make();
+        let whole = translate_split(&input, input.len(), |b, o| whole_stream.feed(b, o));
+        if updating() {
+            std::fs::write(&expected_path, &whole).expect("write golden");
+            continue;
+        }
+        let expected = std::fs::read(&expected_path).expect("expected stream");
+        assert_eq!(
+            String::from_utf8_lossy(&whole),
+            String::from_utf8_lossy(&expected),
+            "{name}"
+        );
+        assert_eq!(whole_stream.completed(), name != "converse_error", "{name}");
+        for cut in 0..input.len() {
+            let mut stream = make();
+            let split = translate_split(&input, cut, |b, o| stream.feed(b, o));
+            assert!(split == expected, "{name}: output differs when split at byte {cut}");
+        }
+    }
+    // Every byte of the text stream, flipped in turn, is caught (by a CRC or the JSON) and the
+    // stream never ends cleanly, except where the flip only changes text inside a payload
+    // and its CRC: then the message CRC fails. So: no flipped stream completes.
+    let input = converse_frames("converse_text");
+    for at in 0..input.len() {
+        let mut damaged = input.clone();
+        damaged[at] ^= 0x20;
+        let mut stream = ConverseToChatStream::new("m", CREATED);
+        let mut out = Vec::new();
+        for byte in damaged.chunks(1) {
+            stream.feed(byte, &mut out);
+        }
+        assert!(!stream.completed(), "a flip at byte {at} went unnoticed");
+        assert!(!String::from_utf8_lossy(&out).contains("[DONE]"), "flip at {at}");
+    }
+}
+
+/// OpenAI chunks to Converse event-stream frames (compared as decoded frames).
+#[test]
+fn openai_streams_to_converse_frames() {
+    for name in ["openai_text", "openai_tools", "openai_error"] {
+        let dir = fixtures().join("streams");
+        let input = std::fs::read(dir.join(format!("{name}.sse"))).expect("stream fixture");
+        let expected_path = dir.join(format!("{name}.converse.json"));
+        let mut whole_stream = ChatToConverseStream::new();
+        let whole = decoded_frames(&translate_split(&input, input.len(), |b, o| whole_stream.feed(b, o)));
+        check_json(&expected_path, &whole);
+        for cut in 0..input.len() {
+            let mut stream = ChatToConverseStream::new();
+            let split = decoded_frames(&translate_split(&input, cut, |b, o| stream.feed(b, o)));
+            assert_eq!(split, whole, "{name}: output differs when split at byte {cut}");
+        }
     }
 }
