@@ -1,6 +1,7 @@
 //! Criterion micro-benches for the per-request work: route match, body head read and model
 //! rewrite (1 KB and 100 KB), key selection, the filter chain, and governance (admission with
-//! reservation, and settlement, for a virtual key with a 4-level chain).
+//! reservation, and settlement, for a virtual key with a 4-level chain), request and stream
+//! translation per wire, and SigV4 signing of a Bedrock request.
 //!
 //! Run: `cargo bench --bench hot_path`.
 
@@ -320,7 +321,63 @@ fn translation(c: &mut Criterion) {
             .map(|p| p.body.len())
         })
     });
+    group.bench_function("openai_to_bedrock_converse_4KB", |b| {
+        b.iter(|| {
+            exchange::prepare(
+                Wire::OpenAi,
+                Wire::Bedrock,
+                &head,
+                black_box(&body),
+                "anthropic.claude-3-haiku-20240307-v1:0",
+                0,
+                Default::default(),
+            )
+            .map(|p| p.body.len())
+        })
+    });
     group.finish();
+
+    // AWS SigV4 over a 4 KB body, as every Bedrock request is signed.
+    let credentials = asbru_providers::provider::bedrock::AwsCredentials::new(
+        "AKIDEXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        None,
+    );
+    let url = "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse";
+    c.bench_function("sigv4/sign_4KB_body", |b| {
+        b.iter(|| {
+            asbru_providers::provider::bedrock::sign(
+                &credentials,
+                &asbru_providers::provider::bedrock::SignInput {
+                    method: "POST",
+                    url,
+                    headers: &[("content-type", "application/json")],
+                    body: black_box(&body),
+                    region: "us-east-1",
+                    service: asbru_providers::provider::bedrock::SERVICE,
+                    time: std::time::SystemTime::now(),
+                    content_sha256_header: false,
+                },
+            )
+            .map(|h| h.len())
+        })
+    });
+    // One Converse event-stream frame decoded (CRCs checked) and translated to an OpenAI chunk.
+    let mut converse_frame = Vec::new();
+    asbru_providers::eventstream::write_event(
+        "contentBlockDelta",
+        br#"{"contentBlockIndex":0,"delta":{"text":"Hello there, "},"p":"abcdefghijkl"}"#,
+        &mut converse_frame,
+    );
+    c.bench_function("stream_event/bedrock_frame_to_openai_text_delta", |b| {
+        let mut translator = asbru_providers::adapters::converse_stream::ConverseToChatStream::new("claude", 0);
+        let mut out = Vec::with_capacity(512);
+        b.iter(|| {
+            out.clear();
+            translator.feed(black_box(&converse_frame), &mut out);
+            black_box(out.len())
+        })
+    });
 
     let delta = br#"event: content_block_delta
 data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello there, "}}

@@ -112,6 +112,15 @@ pub const SCENARIOS: &[Scenario] = &[
         client: ClientApi::Chat,
     },
     Scenario {
+        name: "bedrock-stream",
+        config: include_str!("../../benches/scenarios/bedrock-stream.yaml"),
+        model: "bedrock/anthropic.claude-3-haiku-20240307-v1:0",
+        stream: true,
+        skip: None,
+        gateway_headers: &[],
+        client: ClientApi::Chat,
+    },
+    Scenario {
         name: "responses-stream",
         config: include_str!("../../benches/scenarios/responses-stream.yaml"),
         model: "anthropic/claude-3-5-haiku",
@@ -282,6 +291,15 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
     })
 }
 
+/// The chat body's prompt in Bedrock Converse's shape (the model and streaming are in the URL).
+fn converse_body() -> Bytes {
+    let body = serde_json::json!({
+        "messages": [{"role": "user", "content": [{"text": "Say hello in one short sentence."}]}],
+        "inferenceConfig": {"maxTokens": 32},
+    });
+    Bytes::from(body.to_string())
+}
+
 /// The chat body's prompt in Gemini's shape (the model and streaming are in the URL).
 fn gemini_body() -> Bytes {
     let body = serde_json::json!({
@@ -443,11 +461,18 @@ async fn run_one(
             let url = format!("{}/v1beta/models/{upstream_model}:{method}", mock.base_url());
             (url, gemini_body())
         }
+        Some("bedrock") => {
+            let action = if stream { "converse-stream" } else { "converse" };
+            let model = upstream_model.replace(':', "%3A").replace('/', "%2F");
+            (format!("{}/model/{model}/{action}", mock.base_url()), converse_body())
+        }
         _ => (
             format!("{}/v1/chat/completions", mock.base_url()),
             chat_body(upstream_model, stream),
         ),
     };
+    // The mock's Bedrock runtime wants credentials: the direct run shows a Bedrock API key.
+    let direct_headers = [("authorization".to_string(), "Bearer bench-direct".to_string())];
     // The chat body is also a valid Messages body (model, messages, max_tokens, stream).
     let (gateway_url, gateway_body) = match request.client {
         ClientApi::Chat => (
@@ -465,7 +490,7 @@ async fn run_one(
             direct_url.clone(),
             direct_body.clone(),
             options.warmup,
-            &[],
+            &direct_headers,
         ))
         .await?;
         let warm = load_options(
@@ -476,7 +501,13 @@ async fn run_one(
         );
         load::run(&warm).await?;
     }
-    let direct = load::run(&load_options(direct_url, direct_body, options.duration, &[])).await?;
+    let direct = load::run(&load_options(
+        direct_url,
+        direct_body,
+        options.duration,
+        &direct_headers,
+    ))
+    .await?;
     let cpu_before = process::cpu_time(pid).unwrap_or_default();
     let through = load::run(&load_options(
         gateway_url,

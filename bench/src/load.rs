@@ -306,6 +306,8 @@ fn has_content(chunk: &[u8]) -> bool {
         || (chunk.windows(10).any(|w| w == b"text_delta") && non_empty_string_after(chunk, b"\"text\":\""))
         || (chunk.windows(8).any(|w| w == b"\"parts\":") && non_empty_string_after(chunk, b"\"text\":\""))
         || (chunk.windows(17).any(|w| w == b"output_text.delta") && non_empty_string_after(chunk, b"\"delta\":\""))
+        // A Bedrock event-stream frame's JSON payload: `"delta":{"text":"…"}`.
+        || (chunk.windows(17).any(|w| w == b"contentBlockDelta") && non_empty_string_after(chunk, b"\"text\":\""))
 }
 
 async fn one(

@@ -1142,6 +1142,51 @@ mod tests {
     }
 
     #[test]
+    fn bedrock_credentials_from_config_env_refs_or_the_environment() {
+        // Static credentials (env references), the key's region naming its host.
+        let yaml = "providers:\n  bedrock:\n    keys: [{name: a, value: '', bedrock_key_config: {access_key: env.AK, secret_key: env.SK, region: eu-central-1, deployments: {fast: us.meta.llama3}}}]\n";
+        let (snap, warnings) = build(yaml, &[("AK", "AKID1"), ("SK", "secret-1")]);
+        let bedrock = snap.provider("bedrock").expect("bedrock");
+        let key = &bedrock.keys[0];
+        let aws = key.bedrock.as_ref().expect("bedrock key");
+        assert!(aws.credentials.is_some(), "{warnings:?}");
+        assert_eq!(aws.region, "eu-central-1");
+        assert_eq!(aws.upstream.host, "bedrock-runtime.eu-central-1.amazonaws.com");
+        assert_eq!(key.upstream_model("fast"), "us.meta.llama3");
+        assert!(!format!("{key:?}").contains("secret-1"));
+        // A missing reference leaves the key out.
+        let (snap, warnings) = build(yaml, &[("AK", "AKID1")]);
+        assert!(snap.provider("bedrock").is_some_and(|p| p.keys.is_empty()));
+        assert!(warnings.iter().any(|w| w.contains("SK")), "{warnings:?}");
+        // Neither config credentials nor a value: the standard AWS variables.
+        let yaml = "providers:\n  bedrock:\n    keys: [{name: env, value: '', bedrock_key_config: {}}]\n";
+        let (snap, _) = build(
+            yaml,
+            &[
+                ("AWS_ACCESS_KEY_ID", "AKID2"),
+                ("AWS_SECRET_ACCESS_KEY", "s2"),
+                ("AWS_REGION", "ap-south-1"),
+            ],
+        );
+        let aws = snap
+            .provider("bedrock")
+            .and_then(|p| p.keys[0].bedrock.clone())
+            .expect("key");
+        assert!(aws.credentials.is_some());
+        assert_eq!(aws.region, "ap-south-1");
+        let (snap, warnings) = build(yaml, &[]);
+        assert!(snap.provider("bedrock").is_some_and(|p| p.keys.is_empty()));
+        assert!(warnings.iter().any(|w| w.contains("AWS_ACCESS_KEY_ID")), "{warnings:?}");
+        // A value and no credentials: a Bedrock API key.
+        let yaml =
+            "providers:\n  bedrock:\n    keys: [{name: api, value: brk-1, bedrock_key_config: {region: us-west-2}}]\n";
+        let (snap, _) = build(yaml, &[]);
+        let key = &snap.provider("bedrock").expect("bedrock").keys[0];
+        assert!(key.bedrock.as_ref().is_some_and(|b| b.credentials.is_none()));
+        assert_eq!(key.secret, "brk-1");
+    }
+
+    #[test]
     fn keyless_ollama_needs_no_key() {
         let (snap, warnings) = build("providers:\n  ollama: {}\n", &[]);
         let ollama = snap.provider("ollama").expect("ollama");

@@ -1,10 +1,15 @@
 //! The stream translators (OpenAI chunks -> Anthropic events, Anthropic events -> OpenAI
 //! chunks, Gemini events -> OpenAI chunks, OpenAI chunks <-> Responses events, OpenAI chunks ->
-//! text completions), fed arbitrary upstream bytes in arbitrary cuts: every event they write is on its
-//! own line and carries JSON (or `[DONE]`), so a client can always parse the stream.
+//! text completions, Bedrock event streams <-> OpenAI chunks), fed arbitrary upstream bytes in
+//! arbitrary cuts: every SSE event they write is on its own line and carries JSON (or `[DONE]`),
+//! and every event-stream frame decodes with its CRCs and carries JSON, so a client can always
+//! parse the stream.
 #![no_main]
 
 use asbru_providers::adapters::chat_stream::ChatToMessagesStream;
+use asbru_providers::adapters::chat_to_converse_stream::ChatToConverseStream;
+use asbru_providers::adapters::converse_stream::ConverseToChatStream;
+use asbru_providers::eventstream::EventStreamDecoder;
 use asbru_providers::adapters::chat_to_responses_stream::ChatToResponsesStream;
 use asbru_providers::adapters::completions_to_chat::ChatToCompletionStream;
 use asbru_providers::adapters::responses_stream::ResponsesToChatStream;
@@ -25,6 +30,17 @@ fn assert_parseable(out: &[u8]) {
             .unwrap_or_else(|e| panic!("unparseable event {:?}: {e}", event.data));
     }
     assert!(out.is_empty() || out.ends_with(b"\n\n"), "output ends mid-event");
+}
+
+fn assert_frames(out: &[u8]) {
+    let mut decoder = EventStreamDecoder::new();
+    decoder.feed(out);
+    while let Some(frame) = decoder.next_frame() {
+        let frame = frame.unwrap_or_else(|e| panic!("a frame written does not decode: {e}"));
+        serde_json::from_slice::<serde_json::Value>(&frame.payload)
+            .unwrap_or_else(|e| panic!("a frame carries no JSON: {e}"));
+    }
+    assert!(!decoder.has_partial(), "output ends mid-frame");
 }
 
 fuzz_target!(|input: &[u8]| {
@@ -83,4 +99,20 @@ fuzz_target!(|input: &[u8]| {
     }
     let _ = (to_completions.usage(), to_completions.completed());
     assert_parseable(&out);
+
+    let mut from_converse = ConverseToChatStream::new("bedrock-test", 1_700_000_000);
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(stride) {
+        from_converse.feed(chunk, &mut out);
+    }
+    let _ = (from_converse.usage(), from_converse.completed());
+    assert_parseable(&out);
+
+    let mut to_converse = ChatToConverseStream::new();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(stride) {
+        to_converse.feed(chunk, &mut out);
+    }
+    let _ = (to_converse.usage(), to_converse.completed());
+    assert_frames(&out);
 });

@@ -103,6 +103,16 @@ fn compare_smoke_produces_the_json_fields() {
     assert!(report["skipped"].is_null());
     assert_eq!(report["runs"][0]["gateway"]["status_counts"]["200"], 50);
 
+    // An OpenAI client streaming from Bedrock: signed requests, event-stream frames translated.
+    let report = compare_json("bedrock-stream");
+    let gateway = &report["runs"][0]["gateway"];
+    assert_eq!(gateway["status_counts"]["200"], 50, "{report}");
+    assert_eq!(report["runs"][0]["direct"]["status_counts"]["200"], 50, "{report}");
+    assert!(
+        gateway["first_content_us"]["p50"].as_u64().is_some_and(|us| us > 0),
+        "{report}"
+    );
+
     // A Responses client streaming through the translation: every stream shows its content.
     let report = compare_json("responses-stream");
     let gateway = &report["runs"][0]["gateway"];

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Drives the official `openai`, `anthropic` and `google-genai` Python SDKs (and langchain-openai) against a real asbru
+# Drives the official `openai`, `anthropic`, `google-genai` and `boto3` Python SDKs (and langchain-openai) against a real asbru
 # gateway in front of the bundled mock provider: plain, streaming and tool-call requests, every
 # wire, every direction.
 # Usage: tests/sdk/run.sh [path/to/asbru]   (default: target/debug/asbru, built if missing)
@@ -12,7 +12,7 @@ venv="$root/target/sdk-venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check openai anthropic google-genai langchain-openai
+"$venv/bin/pip" install --quiet --disable-pip-version-check openai anthropic google-genai langchain-openai boto3
 
 work="$(mktemp -d)"
 gateway_pid=""
@@ -45,6 +45,10 @@ providers:
     network_config: {base_url: "http://127.0.0.1:$mock_port"}
   gemini:
     keys: [{name: sdk, value: sk-sdk-gemini}]
+    network_config: {base_url: "http://127.0.0.1:$mock_port"}
+  bedrock:
+    # The mock's Bedrock runtime checks the SigV4 signature made with these credentials.
+    keys: [{name: sdk, value: "", bedrock_key_config: {access_key: AKIDMOCKBEDROCK, secret_key: "mock/bedrock+secret/key", region: us-east-1}}]
     network_config: {base_url: "http://127.0.0.1:$mock_port"}
 YAML
 

@@ -329,6 +329,79 @@ check("openai sdk responses refusal", responses_refused)
 for model in ["openai/gpt-3.5-turbo-instruct", "anthropic/claude-3-5-haiku"]:
     check(f"openai sdk completions {model}", text_completion(model))
 
+import boto3  # noqa: E402
+from botocore.config import Config as BotoConfig  # noqa: E402
+
+CLAUDE_ON_BEDROCK = "anthropic.claude-3-haiku-20240307-v1:0"
+TOOLS_CONVERSE = {"tools": [{"toolSpec": {"name": "get_weather", "description": "Weather",
+                                          "inputSchema": {"json": {"type": "object",
+                                                                   "properties": {"city": {"type": "string"}}}}}}]}
+brt = boto3.client("bedrock-runtime", endpoint_url=f"{BASE}/bedrock", region_name="us-east-1",
+                   aws_access_key_id="AKIDCLIENT", aws_secret_access_key="client-secret",
+                   config=BotoConfig(retries={"max_attempts": 1}))
+
+
+def boto_converse(model):
+    def run():
+        r = brt.converse(modelId=model, messages=[{"role": "user", "content": [{"text": "hi"}]}],
+                         inferenceConfig={"maxTokens": 64})
+        assert r["output"]["message"]["content"][0]["text"].startswith("Hello"), r
+        assert r["stopReason"] == "end_turn", r
+        assert r["usage"]["totalTokens"] > 0, r["usage"]
+    return run
+
+
+def boto_converse_stream(model):
+    def run():
+        r = brt.converse_stream(modelId=model, messages=[{"role": "user", "content": [{"text": "hi"}]}])
+        text, stop, usage = "", None, None
+        for event in r["stream"]:
+            if "contentBlockDelta" in event:
+                text += event["contentBlockDelta"]["delta"].get("text", "")
+            if "messageStop" in event:
+                stop = event["messageStop"]["stopReason"]
+            if "metadata" in event:
+                usage = event["metadata"]["usage"]
+        assert text.startswith("Hello"), text
+        assert stop == "end_turn" and usage and usage["outputTokens"] > 0, (stop, usage)
+    return run
+
+
+def boto_converse_tools(model):
+    def run():
+        r = brt.converse(modelId=model, messages=[{"role": "user", "content": [{"text": "weather in Paris?"}]}],
+                         toolConfig=TOOLS_CONVERSE)
+        assert r["stopReason"] == "tool_use", r
+        call = next(b["toolUse"] for b in r["output"]["message"]["content"] if "toolUse" in b)
+        assert call["name"] == "get_weather" and call["input"] == {"city": "Paris"}, call
+    return run
+
+
+def boto_error():
+    # Bedrock's own refusal, relayed; and the gateway's, in AWS's shape.
+    for model, messages in [(CLAUDE_ON_BEDROCK, []), ("openai/gpt-4o-mini", [{"role": "system", "content": []}])]:
+        try:
+            brt.converse(modelId=model, messages=messages)
+        except brt.exceptions.ValidationException as e:
+            assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400, e.response
+            assert e.response["Error"]["Message"], e.response
+            continue
+        raise AssertionError(f"expected a ValidationException for {model}")
+
+
+for model in [CLAUDE_ON_BEDROCK, "openai/gpt-4o-mini", "anthropic/claude-3-5-haiku"]:
+    check(f"boto3 converse {model}", boto_converse(model))
+    check(f"boto3 converse_stream {model}", boto_converse_stream(model))
+    check(f"boto3 converse tools {model}", boto_converse_tools(model))
+check("boto3 error shape", boto_error)
+for model in [f"bedrock/{CLAUDE_ON_BEDROCK}"]:
+    check(f"anthropic sdk message {model}", anthropic_message(model))
+    check(f"anthropic sdk stream {model}", anthropic_stream(model))
+    check(f"anthropic sdk tools stream {model}", anthropic_tools(model, stream=True))
+    check(f"openai sdk chat {model}", openai_chat(model))
+    check(f"openai sdk stream {model}", openai_stream(model))
+    check(f"openai sdk tools {model}", openai_tools(model, stream=False))
+
 if failures:
     print(f"{len(failures)} SDK check(s) failed")
     sys.exit(1)
