@@ -6,6 +6,7 @@ pub mod load;
 pub mod mock;
 mod mock_anthropic;
 pub mod mock_bedrock;
+mod mock_cohere;
 mod mock_gemini;
 mod mock_responses;
 mod mock_shared;

@@ -213,12 +213,14 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
     let gemini = super::mock_gemini::route(&path).is_some();
     let responses = super::mock_responses::route(&method, &path);
     let bedrock = super::mock_bedrock::route(&path).filter(|_| method == "POST");
+    let cohere = super::mock_cohere::route(&path).filter(|_| method == "POST");
     let is_inference = path.ends_with("/completions")
         || path.ends_with("/embeddings")
         || anthropic
         || gemini
         || responses.is_some()
-        || bedrock.is_some();
+        || bedrock.is_some()
+        || cohere.is_some();
     if is_inference {
         let index = state.inference_requests.fetch_add(1, Ordering::Relaxed);
         if state.options.record {
@@ -276,7 +278,7 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
             }
             let err = if anthropic {
                 json!({"type": "error", "error": {"type": "overloaded_error", "message": "mock provider failure"}})
-            } else if bedrock.is_some() {
+            } else if bedrock.is_some() || cohere.is_some() {
                 json!({"message": "mock provider failure"})
             } else if gemini {
                 super::mock_gemini::error_for(opts.fail_status, "mock provider failure")
@@ -295,6 +297,9 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
             }
             return write_json(session, opts.fail_status, &err).await.map(|_| true);
         }
+    }
+    if let Some(call) = cohere {
+        return super::mock_cohere::respond(session, &state.options, call, &body).await;
     }
     if let Some((model, action)) = bedrock {
         return super::mock_bedrock::respond(session, &state.options, &model, action, &body).await;

@@ -37,8 +37,13 @@ impl Wire {
     /// Whether this build can forward to this wire.
     pub fn is_supported(self) -> bool {
         match self {
-            Wire::OpenAi | Wire::Anthropic | Wire::Azure | Wire::Gemini | Wire::Vertex | Wire::Bedrock => true,
-            Wire::Cohere => false,
+            Wire::OpenAi
+            | Wire::Anthropic
+            | Wire::Azure
+            | Wire::Gemini
+            | Wire::Vertex
+            | Wire::Bedrock
+            | Wire::Cohere => true,
         }
     }
 }

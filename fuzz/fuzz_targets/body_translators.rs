@@ -1,11 +1,11 @@
 //! The body translators: an OpenAI chat request to Anthropic Messages and to Gemini (and
 //! embeddings to Gemini), an Anthropic request to OpenAI chat, Responses and legacy completions to chat and chat to Responses,
-//! chat to Bedrock Converse (and embeddings to Bedrock's models) and Converse to chat, and the reply directions. Any input is translated or refused with
+//! chat to Bedrock Converse (and embeddings to Bedrock's models) and Converse to chat, chat and embeddings to Cohere, and the reply directions. Any input is translated or refused with
 //! an error, never a panic, and what is translated serialises.
 #![no_main]
 
 use asbru_providers::adapters::{
-    bedrock_embeddings, chat_to_converse, chat_to_gemini, chat_to_messages, chat_to_responses, completions_to_chat,
+    bedrock_embeddings, chat_to_cohere, chat_to_converse, chat_to_gemini, chat_to_messages, chat_to_responses, completions_to_chat,
     converse_to_chat, messages_to_chat, responses_to_chat,
 };
 use asbru_providers::formats::bedrock::types::ConverseResponse;
@@ -15,6 +15,18 @@ use asbru_providers::formats::openai::types::{ChatRequest, ChatResponse};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
+    if let Ok(chat) = serde_json::from_slice::<ChatRequest>(body)
+        && let Ok(cohere) = chat_to_cohere::request(chat, "command-test")
+    {
+        serde_json::to_vec(&cohere).expect("a translated request serialises");
+    }
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        serde_json::to_vec(&chat_to_cohere::response(&value, "command-test", 1_700_000_000)).expect("reply serialises");
+        let _ = chat_to_cohere::embeddings_request(&value, "embed-test");
+        if let Ok((list, _)) = chat_to_cohere::embeddings_response(&value, "embed-test", true) {
+            serde_json::to_vec(&list).expect("reply serialises");
+        }
+    }
     if let Ok(chat) = serde_json::from_slice::<ChatRequest>(body)
         && let Ok(extra) = chat_to_converse::additional_fields(body)
         && let Ok(converse) = chat_to_converse::request(chat, "anthropic.claude-test", extra)

@@ -1,6 +1,6 @@
 //! The stream translators (OpenAI chunks -> Anthropic events, Anthropic events -> OpenAI
 //! chunks, Gemini events -> OpenAI chunks, OpenAI chunks <-> Responses events, OpenAI chunks ->
-//! text completions, Bedrock event streams <-> OpenAI chunks), fed arbitrary upstream bytes in
+//! text completions, Bedrock event streams <-> OpenAI chunks, Cohere events -> OpenAI chunks), fed arbitrary upstream bytes in
 //! arbitrary cuts: every SSE event they write is on its own line and carries JSON (or `[DONE]`),
 //! and every event-stream frame decodes with its CRCs and carries JSON, so a client can always
 //! parse the stream.
@@ -8,6 +8,7 @@
 
 use asbru_providers::adapters::chat_stream::ChatToMessagesStream;
 use asbru_providers::adapters::chat_to_converse_stream::ChatToConverseStream;
+use asbru_providers::adapters::cohere_stream::CohereToChatStream;
 use asbru_providers::adapters::converse_stream::ConverseToChatStream;
 use asbru_providers::eventstream::EventStreamDecoder;
 use asbru_providers::adapters::chat_to_responses_stream::ChatToResponsesStream;
@@ -106,6 +107,14 @@ fuzz_target!(|input: &[u8]| {
         from_converse.feed(chunk, &mut out);
     }
     let _ = (from_converse.usage(), from_converse.completed());
+    assert_parseable(&out);
+
+    let mut from_cohere = CohereToChatStream::new("command-test", 1_700_000_000);
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(stride) {
+        from_cohere.feed(chunk, &mut out);
+    }
+    let _ = (from_cohere.usage(), from_cohere.completed());
     assert_parseable(&out);
 
     let mut to_converse = ChatToConverseStream::new();

@@ -8,14 +8,15 @@ use asbru_providers::adapters::chat_stream::ChatToMessagesStream;
 use asbru_providers::adapters::chat_to_converse_stream::ChatToConverseStream;
 use asbru_providers::adapters::chat_to_gemini_stream::ChatToGeminiStream;
 use asbru_providers::adapters::chat_to_responses_stream::ChatToResponsesStream;
+use asbru_providers::adapters::cohere_stream::CohereToChatStream;
 use asbru_providers::adapters::completions_to_chat::{self, ChatToCompletionStream};
 use asbru_providers::adapters::converse_stream::ConverseToChatStream;
 use asbru_providers::adapters::gemini_stream::GeminiToChatStream;
 use asbru_providers::adapters::messages_stream::MessagesToChatStream;
 use asbru_providers::adapters::responses_stream::ResponsesToChatStream;
 use asbru_providers::adapters::{
-    chat_to_converse, chat_to_gemini, chat_to_messages, chat_to_responses, converse_to_chat, gemini_to_chat,
-    messages_to_chat, responses_to_chat,
+    chat_to_cohere, chat_to_converse, chat_to_gemini, chat_to_messages, chat_to_responses, converse_to_chat,
+    gemini_to_chat, messages_to_chat, responses_to_chat,
 };
 use asbru_providers::errors::{self, ErrorContext};
 use asbru_providers::eventstream;
@@ -496,5 +497,42 @@ fn openai_streams_to_converse_frames() {
             let split = decoded_frames(&translate_split(&input, cut, |b, o| stream.feed(b, o)));
             assert_eq!(split, whole, "{name}: output differs when split at byte {cut}");
         }
+    }
+}
+
+/// An OpenAI chat request translated to Cohere's v2 chat, and Cohere replies (and an error)
+/// back.
+#[test]
+fn openai_chat_to_cohere_and_back() {
+    for case in cases_at_least("chat_to_cohere", 5) {
+        let chat: asbru_providers::formats::openai::types::ChatRequest =
+            serde_json::from_value(read_json(&case.join("request.openai.json"))).expect("openai request parses");
+        let model = upstream_model(&chat.model).to_string();
+        let translated = chat_to_cohere::request(chat, &model).expect("translates");
+        check_json(&case.join("request.cohere.json"), &translated);
+        let reply = read_json(&case.join("response.cohere.json"));
+        let actual = if case.ends_with("error") {
+            let err = errors::from_upstream(429, reply.to_string().as_bytes());
+            let ctx = ErrorContext {
+                request_id: Some("req-1"),
+                provider: Some("cohere"),
+                model_requested: Some("cohere/command-r"),
+                request_type: Some("chat_completion"),
+            };
+            serde_json::from_slice(&errors::bifrost_body(&err, &ctx)).expect("json")
+        } else {
+            serde_json::to_value(chat_to_cohere::response(&reply, &model, CREATED)).expect("json")
+        };
+        check_json(&case.join("response.openai.json"), &actual);
+    }
+}
+
+#[test]
+fn cohere_streams_to_openai_chunks() {
+    for name in ["cohere_text", "cohere_tools", "cohere_error"] {
+        check_stream(name, "openai", || {
+            let mut t = CohereToChatStream::new("command-r", CREATED);
+            Box::new(move |bytes, out| t.feed(bytes, out))
+        });
     }
 }

@@ -91,7 +91,11 @@ pub async fn run(state: &Arc<Gateway>, name: &str, body: &[u8]) -> ApiResult {
         };
         let started = Instant::now();
         let deadline = Deadline::now() + TEST_TIMEOUT.min(provider.network.request_timeout);
-        let outcome = upstream::send(state, &provider, &provider.upstream, key, &upstream_request, deadline).await;
+        // A Bedrock key names its own regional host.
+        let target = key
+            .and_then(|k| k.bedrock.as_deref())
+            .map_or(&provider.upstream, |b| b.upstream.as_ref());
+        let outcome = upstream::send(state, &provider, target, key, &upstream_request, deadline).await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let mut result = json!({
             "key_id": key.map(|k| k.id.clone()),
@@ -136,7 +140,22 @@ fn chat_target(provider: &ProviderRuntime, model: &str) -> Result<(String, Bytes
                 &version,
             )
         }
-        Wire::OpenAi | Wire::Anthropic | Wire::Bedrock | Wire::Gemini | Wire::Vertex | Wire::Cohere => {
+        // Bedrock: a one-token Converse call, the model (or the key's deployment of it) in the
+        // path, behind the key's inference-profile ARN when it has one.
+        Wire::Bedrock => {
+            let key = provider.keys.first();
+            let model = key.map_or(model, |k| k.upstream_model(model));
+            let arn = key.and_then(|k| k.bedrock.as_ref()).and_then(|b| b.arn.as_deref());
+            let base = key
+                .and_then(|k| k.bedrock.as_ref())
+                .map_or(provider.upstream.base_path.as_str(), |b| b.upstream.base_path.as_str());
+            let model_id = asbru_providers::provider::bedrock::model_id(arn, model);
+            let path = asbru_providers::provider::bedrock::path(base, &model_id, RequestType::ChatCompletion, false)
+                .ok_or_else(|| ApiError::bad_request("bedrock has no chat endpoint"))?;
+            let body = json!({"messages": [{"role": "user", "content": [{"text": "ping"}]}], "inferenceConfig": {"maxTokens": 1}});
+            return Ok((path, Bytes::from(body.to_string())));
+        }
+        Wire::OpenAi | Wire::Anthropic | Wire::Gemini | Wire::Vertex | Wire::Cohere => {
             provider.path(RequestType::ChatCompletion).map(str::to_string)
         }
     }

@@ -181,6 +181,25 @@ async fn profiles_arns_and_api_keys() {
         assert_eq!(recorded.last().map(|r| r.path.as_str()), Some(path));
     }
 
+    // The management API's provider test signs a one-token Converse call the same way.
+    let tested = send(
+        gw.addr,
+        "POST",
+        "/api/providers/bedrock/test",
+        &[("content-type", "application/json")],
+        format!("{{\"model\":\"{CLAUDE}\"}}").as_bytes(),
+    )
+    .await;
+    assert_eq!(tested.status(), 200, "{}", tested.text());
+    assert_eq!(tested.json()["results"][0]["ok"], true, "{}", tested.text());
+    assert!(
+        upstream
+            .state
+            .recorded()
+            .last()
+            .is_some_and(|r| r.path.ends_with("/converse"))
+    );
+
     // A Bedrock API key goes as a Bearer token, unsigned.
     let keyed = default_mock();
     let config = json!({"providers": {"bedrock": {"keys": [{"name": "api", "value": "bedrock-api-key-1", "models": ["*"]}],

@@ -46,6 +46,9 @@ providers:
   gemini:
     keys: [{name: sdk, value: sk-sdk-gemini}]
     network_config: {base_url: "http://127.0.0.1:$mock_port"}
+  cohere:
+    keys: [{name: sdk, value: sk-sdk-cohere}]
+    network_config: {base_url: "http://127.0.0.1:$mock_port"}
   bedrock:
     # The mock's Bedrock runtime checks the SigV4 signature made with these credentials.
     keys: [{name: sdk, value: "", bedrock_key_config: {access_key: AKIDMOCKBEDROCK, secret_key: "mock/bedrock+secret/key", region: us-east-1}}]

@@ -394,7 +394,7 @@ for model in [CLAUDE_ON_BEDROCK, "openai/gpt-4o-mini", "anthropic/claude-3-5-hai
     check(f"boto3 converse_stream {model}", boto_converse_stream(model))
     check(f"boto3 converse tools {model}", boto_converse_tools(model))
 check("boto3 error shape", boto_error)
-for model in [f"bedrock/{CLAUDE_ON_BEDROCK}"]:
+for model in [f"bedrock/{CLAUDE_ON_BEDROCK}", "cohere/command-r-plus"]:
     check(f"anthropic sdk message {model}", anthropic_message(model))
     check(f"anthropic sdk stream {model}", anthropic_stream(model))
     check(f"anthropic sdk tools stream {model}", anthropic_tools(model, stream=True))

@@ -10,6 +10,7 @@ use super::chat_to_converse_stream::ChatToConverseStream;
 use super::chat_to_gemini_stream::ChatToGeminiStream;
 use super::chat_to_responses;
 use super::chat_to_responses_stream::ChatToResponsesStream;
+use super::cohere_stream::CohereToChatStream;
 use super::completions_to_chat::{self, ChatToCompletionStream};
 use super::converse_stream::ConverseToChatStream;
 use super::gemini_stream::GeminiToChatStream;
@@ -17,8 +18,8 @@ use super::messages_stream::MessagesToChatStream;
 use super::responses_stream::ResponsesToChatStream;
 use super::responses_to_chat;
 use super::{
-    TranslateError, bedrock_embeddings, chat_to_converse, chat_to_gemini, chat_to_messages, converse_to_chat,
-    gemini_to_chat, messages_to_chat,
+    TranslateError, bedrock_embeddings, chat_to_cohere, chat_to_converse, chat_to_gemini, chat_to_messages,
+    converse_to_chat, gemini_to_chat, messages_to_chat,
 };
 use crate::formats::openai::RequestHead;
 use crate::formats::openai::types::ChatRequest;
@@ -35,6 +36,8 @@ enum Shape {
     Gemini,
     /// Bedrock Converse.
     Converse,
+    /// Cohere v2 chat (an upstream only: no client speaks it to the gateway).
+    Cohere,
 }
 
 fn shape(wire: Wire) -> Result<Shape, TranslateError> {
@@ -43,7 +46,8 @@ fn shape(wire: Wire) -> Result<Shape, TranslateError> {
         Wire::Anthropic => Ok(Shape::Messages),
         Wire::Gemini => Ok(Shape::Gemini),
         Wire::Bedrock => Ok(Shape::Converse),
-        Wire::Vertex | Wire::Cohere => Err(TranslateError::InvalidRequest(format!(
+        Wire::Cohere => Ok(Shape::Cohere),
+        Wire::Vertex => Err(TranslateError::InvalidRequest(format!(
             "the {wire:?} wire is not served by this version of asbru"
         ))),
     }
@@ -119,6 +123,63 @@ pub fn prepare(
     } = options;
     let invalid = |e: serde_json::Error| TranslateError::InvalidRequest(e.to_string());
     let (body, reply) = match (shape(ingress)?, shape(upstream)?) {
+        (Shape::Cohere, _) => {
+            return Err(TranslateError::InvalidRequest(
+                "Cohere's own API is not served to clients: call Cohere models on /v1/chat/completions".into(),
+            ));
+        }
+        (_, Shape::Cohere) if count_tokens => {
+            return Err(TranslateError::InvalidRequest(
+                "counting tokens is not available for Cohere models".into(),
+            ));
+        }
+        (Shape::Chat, Shape::Cohere) if embeddings => {
+            let body: serde_json::Value = serde_json::from_slice(raw).map_err(invalid)?;
+            (
+                serde_json::to_vec(&chat_to_cohere::embeddings_request(&body, upstream_model)?).map_err(invalid)?,
+                ReplyTranslator::EmbeddingsFromCohere {
+                    model: upstream_model.to_string(),
+                    base64: body.get("encoding_format").and_then(serde_json::Value::as_str) == Some("base64"),
+                },
+            )
+        }
+        (Shape::Chat, Shape::Cohere) => {
+            return chat_to_cohere_prepared(serde_json::from_slice(raw).map_err(invalid)?, upstream_model, created);
+        }
+        (Shape::Messages, Shape::Cohere) => {
+            let chat = messages_to_chat::request(serde_json::from_slice(raw).map_err(invalid)?, upstream_model)?;
+            let inner = chat_to_cohere_prepared(chat, upstream_model, created)?;
+            (
+                inner.body,
+                ReplyTranslator::MessagesOverChat {
+                    inner: Box::new(inner.reply),
+                    stream: ChatToMessagesStream::new(upstream_model),
+                    between: Vec::new(),
+                },
+            )
+        }
+        (Shape::Gemini, Shape::Cohere) => {
+            if embeddings {
+                return Err(TranslateError::InvalidRequest(
+                    "embeddings in Gemini's format reach Gemini models only; other providers' embeddings are on /v1/embeddings"
+                        .into(),
+                ));
+            }
+            let gemini = serde_json::from_slice(raw).map_err(invalid)?;
+            let mut chat = gemini_to_chat::request(gemini, upstream_model, head.stream)?;
+            if chat.max_tokens.is_none() {
+                chat.max_tokens = output_cap.and_then(|cap| u32::try_from(cap.tokens).ok());
+            }
+            let inner = chat_to_cohere_prepared(chat, upstream_model, created)?;
+            (
+                inner.body,
+                ReplyTranslator::GeminiOverChat {
+                    inner: Box::new(inner.reply),
+                    stream: Box::new(ChatToGeminiStream::new(upstream_model)),
+                    between: Vec::new(),
+                },
+            )
+        }
         (Shape::Chat | Shape::Messages | Shape::Gemini | Shape::Converse, Shape::Converse) if count_tokens => {
             return Err(TranslateError::InvalidRequest(
                 "counting tokens is not available for Bedrock models".into(),
@@ -362,6 +423,19 @@ fn chat_to_bedrock(
     })
 }
 
+/// An OpenAI chat request for a Cohere upstream (v2 chat), and its reply back as chat.
+fn chat_to_cohere_prepared(chat: ChatRequest, upstream_model: &str, created: u64) -> Result<Prepared, TranslateError> {
+    let request = chat_to_cohere::request(chat, upstream_model)?;
+    Ok(Prepared {
+        body: serde_json::to_vec(&request).map_err(|e| TranslateError::InvalidRequest(e.to_string()))?,
+        reply: ReplyTranslator::ChatFromCohere {
+            stream: Box::new(CohereToChatStream::new(upstream_model, created)),
+            model: upstream_model.to_string(),
+            created,
+        },
+    })
+}
+
 /// A chat request made by a translation, prepared for `upstream` as a chat client's would be.
 fn prepare_chat_value(
     upstream: Wire,
@@ -417,7 +491,7 @@ fn prepare_for_responses(
         Shape::Chat => serde_json::from_slice(raw).map_err(invalid)?,
         Shape::Messages => messages_to_chat::request(serde_json::from_slice(raw).map_err(invalid)?, upstream_model)?,
         Shape::Converse => converse_to_chat::request(raw, upstream_model, head.stream)?,
-        Shape::Gemini => {
+        Shape::Gemini | Shape::Cohere => {
             return Err(TranslateError::InvalidRequest(
                 "this model's provider serves only the OpenAI Responses API: call it on /v1/responses, /v1/chat/completions or /anthropic/v1/messages".into(),
             ));
@@ -508,6 +582,7 @@ fn prepare_api(
         Shape::Messages => chat_to_anthropic(chat, upstream_model, created)?,
         Shape::Gemini => chat_to_google(chat, upstream_model, created)?,
         Shape::Converse => chat_to_bedrock(chat, None, upstream_model, created)?,
+        Shape::Cohere => chat_to_cohere_prepared(chat, upstream_model, created)?,
         Shape::Chat => prepare_chat_value(upstream, &chat, upstream_model, created, options)?,
     };
     let reply = match options.api {
@@ -613,6 +688,22 @@ pub enum ReplyTranslator {
         model: String,
         /// Timestamp for the translated reply.
         created: u64,
+    },
+    /// A Cohere v2 chat reply to an OpenAI client.
+    ChatFromCohere {
+        /// Cohere events into OpenAI chunks.
+        stream: Box<CohereToChatStream>,
+        /// The model asked for.
+        model: String,
+        /// Timestamp for the translated reply.
+        created: u64,
+    },
+    /// Cohere v2 embeddings to an OpenAI client.
+    EmbeddingsFromCohere {
+        /// The model asked for.
+        model: String,
+        /// `encoding_format: base64` was asked for.
+        base64: bool,
     },
     /// A Bedrock embedding model's `invoke` reply to an OpenAI client.
     EmbeddingsFromBedrock {
@@ -782,6 +873,21 @@ impl ReplyTranslator {
                 let usage = chat.usage.as_ref().map(Usage::from_openai).unwrap_or_default();
                 Ok((Some(serde_json::to_vec(&chat).map_err(invalid)?), usage))
             }
+            ReplyTranslator::ChatFromCohere { model, created, .. } => {
+                let reply: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+                let chat = chat_to_cohere::response(&reply, model, *created);
+                let usage = chat.usage.as_ref().map(Usage::from_openai).unwrap_or_default();
+                Ok((Some(serde_json::to_vec(&chat).map_err(invalid)?), usage))
+            }
+            ReplyTranslator::EmbeddingsFromCohere { model, base64 } => {
+                let reply: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+                let (list, tokens) = chat_to_cohere::embeddings_response(&reply, model, *base64)?;
+                let usage = Usage {
+                    input_tokens: tokens,
+                    ..Usage::default()
+                };
+                Ok((Some(serde_json::to_vec(&list).map_err(invalid)?), usage))
+            }
             ReplyTranslator::EmbeddingsFromBedrock { model, base64 } => {
                 let reply: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
                 let (list, usage) = bedrock_embeddings::response(&reply, model, *base64)?;
@@ -851,7 +957,8 @@ impl ReplyTranslator {
             ReplyTranslator::EmbeddingsFromGemini { .. } => {}
             ReplyTranslator::ChatFromResponses { stream, .. } => stream.feed(bytes, out),
             ReplyTranslator::ChatFromConverse { stream, .. } => stream.feed(bytes, out),
-            ReplyTranslator::EmbeddingsFromBedrock { .. } => {}
+            ReplyTranslator::EmbeddingsFromBedrock { .. } | ReplyTranslator::EmbeddingsFromCohere { .. } => {}
+            ReplyTranslator::ChatFromCohere { stream, .. } => stream.feed(bytes, out),
             ReplyTranslator::GeminiOverChat { inner, stream, between } => {
                 feed_through(inner, between, bytes, |chat| stream.feed(chat, out));
             }
@@ -885,7 +992,8 @@ impl ReplyTranslator {
             ReplyTranslator::EmbeddingsFromGemini { .. } => false,
             ReplyTranslator::ChatFromResponses { stream, .. } => stream.completed(),
             ReplyTranslator::ChatFromConverse { stream, .. } => stream.completed(),
-            ReplyTranslator::EmbeddingsFromBedrock { .. } => false,
+            ReplyTranslator::EmbeddingsFromBedrock { .. } | ReplyTranslator::EmbeddingsFromCohere { .. } => false,
+            ReplyTranslator::ChatFromCohere { stream, .. } => stream.completed(),
             ReplyTranslator::GeminiOverChat { inner, stream, .. } => inner.completed() && stream.completed(),
             ReplyTranslator::ConverseOverChat { inner, stream, .. } => inner.completed() && stream.completed(),
             ReplyTranslator::MessagesOverChat { inner, stream, .. } => inner.completed() && stream.completed(),
@@ -963,7 +1071,10 @@ impl ReplyTranslator {
             ReplyTranslator::EmbeddingsFromGemini { .. } => Usage::default(),
             ReplyTranslator::ChatFromResponses { stream, .. } => stream.usage(),
             ReplyTranslator::ChatFromConverse { stream, .. } => stream.usage(),
-            ReplyTranslator::EmbeddingsFromBedrock { .. } => Usage::default(),
+            ReplyTranslator::EmbeddingsFromBedrock { .. } | ReplyTranslator::EmbeddingsFromCohere { .. } => {
+                Usage::default()
+            }
+            ReplyTranslator::ChatFromCohere { stream, .. } => stream.usage(),
             ReplyTranslator::GeminiOverChat { inner, stream, .. } => {
                 let mut usage = inner.usage();
                 usage.merge_max(stream.usage());

@@ -25,9 +25,13 @@
 //!   and the reply back.
 //! - [`chat_to_converse_stream`]: OpenAI chunks turned into Converse event-stream frames.
 //! - [`bedrock_embeddings`]: OpenAI embeddings sent to Bedrock's Titan and Cohere models.
+//! - [`chat_to_cohere`]: an OpenAI chat or embeddings request sent to Cohere's v2 API, and the
+//!   reply back.
+//! - [`cohere_stream`]: Cohere v2 chat stream events turned into OpenAI chunks.
 
 pub mod bedrock_embeddings;
 pub mod chat_stream;
+pub mod chat_to_cohere;
 pub mod chat_to_converse;
 pub mod chat_to_converse_stream;
 pub mod chat_to_gemini;
@@ -35,6 +39,7 @@ pub mod chat_to_gemini_stream;
 pub mod chat_to_messages;
 pub mod chat_to_responses;
 pub mod chat_to_responses_stream;
+pub mod cohere_stream;
 pub mod completions_to_chat;
 pub mod converse_stream;
 pub mod converse_to_chat;

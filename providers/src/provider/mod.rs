@@ -8,6 +8,7 @@
 //! - [`anthropic`]: Anthropic Messages.
 //! - [`azure`]: Azure OpenAI deployments.
 //! - [`bedrock`]: AWS Bedrock (Converse, `invoke`, SigV4 signing).
+//! - [`cohere`]: Cohere's v2 chat and embed.
 //! - [`gemini`]: Google's Gemini API.
 //! - [`vertex`]: Google Vertex AI (Gemini models, and Claude through `rawPredict`).
 //!
@@ -17,15 +18,13 @@
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+pub mod cohere;
 pub mod gemini;
 pub mod openai;
 pub mod openai_compat;
 pub mod vertex;
 
 pub use asbru_config::catalog::{RequestType, Wire};
-
-/// Default base URLs of wires this build knows but does not serve yet.
-const COHERE_BASE_URL: &str = "https://api.cohere.ai";
 
 /// The default base URL of built-in provider `name`; `None` when it must be configured.
 pub fn default_base_url(name: &str, wire: Wire) -> Option<&'static str> {
@@ -37,7 +36,7 @@ pub fn default_base_url(name: &str, wire: Wire) -> Option<&'static str> {
         Wire::Bedrock => Some("https://bedrock-runtime.us-east-1.amazonaws.com"),
         Wire::Gemini => Some(gemini::DEFAULT_BASE_URL),
         Wire::Vertex => None,
-        Wire::Cohere => Some(COHERE_BASE_URL),
+        Wire::Cohere => Some(cohere::DEFAULT_BASE_URL),
     }
 }
 
@@ -47,7 +46,8 @@ pub fn api_prefix(name: &str, wire: Wire) -> &'static str {
         Wire::OpenAi => openai_compat::host(name).map_or(openai::API_PREFIX, |h| h.api_prefix),
         Wire::Anthropic => anthropic::API_PREFIX,
         Wire::Gemini => gemini::API_PREFIX,
-        Wire::Azure | Wire::Bedrock | Wire::Vertex | Wire::Cohere => openai::API_PREFIX,
+        Wire::Cohere => cohere::API_PREFIX,
+        Wire::Azure | Wire::Bedrock | Wire::Vertex => openai::API_PREFIX,
     }
 }
 
@@ -58,7 +58,7 @@ pub fn resource(wire: Wire, request_type: RequestType) -> Option<&'static str> {
         Wire::OpenAi => openai::resource(request_type),
         Wire::Anthropic => anthropic::resource(request_type),
         Wire::Azure | Wire::Gemini | Wire::Vertex | Wire::Bedrock => None,
-        Wire::Cohere => openai::resource(request_type),
+        Wire::Cohere => cohere::resource(request_type),
     }
 }
 
@@ -84,7 +84,6 @@ pub fn auth_header(wire: Wire, secret: &str) -> (&'static str, String) {
         Wire::Vertex => vertex::auth_header(None, secret),
         // A Bedrock API key; keys with AWS credentials are signed instead (SigV4).
         Wire::Bedrock => openai::auth_header(secret),
-        // Not served yet: requests never reach this wire (routing refuses them first).
         Wire::Cohere => openai::auth_header(secret),
     }
 }
