@@ -25,6 +25,9 @@ pub fn resolve_all(snapshot: &Snapshot) {
             if let Some(azure) = &key.azure {
                 resolve(&provider.name, &azure.upstream);
             }
+            if let Some(bedrock) = &key.bedrock {
+                resolve(&provider.name, &bedrock.upstream);
+            }
             if let Some(vertex) = &key.vertex {
                 resolve(&provider.name, &vertex.upstream);
                 if let Some(account) = &vertex.service_account {

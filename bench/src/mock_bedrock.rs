@@ -138,7 +138,9 @@ fn refusal(session: &ServerSession, body: &[u8]) -> Option<(u16, &'static str, S
     let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let url = format!("http://{host}{path}");
     let content_type = header("content-type");
-    let signed_headers: Vec<(&str, &str)> = content_type.map(|v| ("content-type", v)).into_iter().collect();
+    let signed_headers: Vec<(&str, &str)> = std::iter::once(("host", host))
+        .chain(content_type.map(|v| ("content-type", v)))
+        .collect();
     let credentials = AwsCredentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, header("x-amz-security-token"));
     let expected = sign(
         &credentials,
@@ -182,8 +184,13 @@ fn converse_problem(request: &Value) -> Option<&'static str> {
         return Some("extraneous key [model] is not permitted");
     }
     let messages = request["messages"].as_array()?;
-    if messages.is_empty() {
-        return Some("A conversation must start with a user message.");
+    if messages.first().is_none_or(|m| m["role"] != "user") {
+        return Some(
+            "A conversation must start with a user message. Try again with a conversation that starts with a user message.",
+        );
+    }
+    if messages.windows(2).any(|pair| pair[0]["role"] == pair[1]["role"]) {
+        return Some("A conversation must alternate between user and assistant roles.");
     }
     let blank = messages.iter().any(|m| {
         m["content"].as_array().is_some_and(|blocks| {

@@ -134,6 +134,7 @@ fn is_credential(name: &str) -> bool {
             | "x-bf-vk"
             | "x-bf-api-key"
             | "x-bf-api-key-id"
+            | "x-amz-security-token"
     )
 }
 
@@ -708,7 +709,8 @@ fn bedrock_key(
     let url = base_url.map_or_else(|| provider::bedrock::base_url(&region), str::to_string);
     let Some(upstream) = Upstream::parse(&url) else {
         warnings.push(format!(
-            "provider {provider:?} key {label:?}: bedrock URL {url:?} cannot be used"
+            "provider {provider:?} key {label:?}: bedrock URL {:?} cannot be used",
+            asbru_config::file::display_url(&url)
         ));
         return None;
     };

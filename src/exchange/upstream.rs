@@ -124,17 +124,23 @@ fn sign_aws(
     let scheme = if upstream.tls { "https" } else { "http" };
     let url = format!("{scheme}://{}{}", upstream.authority, request.path);
     let body = request.body.as_deref().unwrap_or_default();
-    let content_type: &[(&str, &str)] = if request.body.is_some() {
-        &[("content-type", "application/json")]
+    // The host is signed as written in the Host header (a port included), not as the signer
+    // would derive it from the URL (which drops a default port).
+    let with_body = [
+        ("host", upstream.authority.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let signed: &[(&str, &str)] = if request.body.is_some() {
+        &with_body
     } else {
-        &[]
+        &with_body[..1]
     };
     provider::bedrock::sign(
         credentials,
         &provider::bedrock::SignInput {
             method: request.method,
             url: &url,
-            headers: content_type,
+            headers: signed,
             body,
             region,
             service: provider::bedrock::SERVICE,

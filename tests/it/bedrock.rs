@@ -26,7 +26,15 @@ fn bedrock_gateway(base_url: &str, secret: &str, extra: Value) -> asbru::server:
             "network_config": {"base_url": base_url}}
     }});
     if let (Some(config), Value::Object(extra)) = (config.as_object_mut(), extra) {
-        config.extend(extra);
+        for (name, value) in extra {
+            match (config.get_mut(&name), value) {
+                // Providers are added beside bedrock and openai.
+                (Some(Value::Object(mine)), Value::Object(more)) if name == "providers" => mine.extend(more),
+                (_, value) => {
+                    config.insert(name, value);
+                }
+            }
+        }
     }
     gateway(&config.to_string())
 }
@@ -455,4 +463,72 @@ async fn a_virtual_key_rides_in_the_signature_or_a_header() {
             .iter()
             .all(|r| r.headers.iter().all(|(_, v)| !v.contains("sk-bf-boto")))
     );
+}
+
+/// A budgeted request with no output limit goes to Bedrock (and Cohere, and Anthropic) with the
+/// limit its reservation assumed, so the provider cannot bill past it.
+#[tokio::test]
+async fn the_reserved_output_limit_reaches_translated_upstreams() {
+    let upstream = default_mock();
+    let mut gw_config = json!({"governance": {"virtual_keys": [{"id": "vk-cap", "name": "Cap", "value": "sk-bf-cap",
+            "budgets": [{"max_limit": 10, "reset_duration": "1d"}],
+            "provider_configs": [{"provider": "bedrock", "weight": 1}, {"provider": "cohere", "weight": 1}, {"provider": "anthropic", "weight": 1}]}]},
+        "client": {"default_max_output_tokens": 512}});
+    let providers = json!({
+        "cohere": {"keys": [{"name": "co", "value": "co-key", "models": ["*"]}], "network_config": {"base_url": upstream.base_url()}},
+        "anthropic": {"keys": [{"name": "an", "value": "an-key", "models": ["*"]}], "network_config": {"base_url": upstream.base_url()}}
+    });
+    gw_config["providers"] = providers;
+    let gw = bedrock_gateway(&upstream.base_url(), SECRET_ACCESS_KEY, gw_config);
+    for (model, cap) in [
+        (format!("bedrock/{CLAUDE}"), "/inferenceConfig/maxTokens"),
+        ("cohere/command-r".to_string(), "/max_tokens"),
+        ("anthropic/claude-3-5-haiku".to_string(), "/max_tokens"),
+    ] {
+        let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+        let reply = send(
+            gw.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("x-bf-vk", "sk-bf-cap")],
+            body.to_string().as_bytes(),
+        )
+        .await;
+        assert_eq!(reply.status(), 200, "{model}: {}", reply.text());
+        let recorded = upstream.state.recorded();
+        let sent: Value = serde_json::from_slice(&recorded.last().expect("sent").body).expect("json");
+        assert_eq!(sent.pointer(cap), Some(&json!(512)), "{model}: {sent}");
+    }
+}
+
+/// A key's regional host is a name to resolve (here `localhost`), like any provider host.
+#[tokio::test]
+async fn key_hosts_are_resolved() {
+    let upstream = default_mock();
+    let port = upstream.base_url().rsplit(':').next().unwrap_or_default().to_string();
+    let gw = bedrock_gateway(&format!("http://localhost:{port}"), SECRET_ACCESS_KEY, Value::Null);
+    let body = json!({"model": format!("bedrock/{CLAUDE}"), "messages": [{"role": "user", "content": "hi"}]});
+    let reply = post(&gw, "/v1/chat/completions", &body.to_string()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    // The host is signed as sent, port included (the mock checks it).
+    assert_eq!(
+        upstream.state.recorded()[0].header("host").map(str::to_string),
+        Some(format!("localhost:{port}"))
+    );
+}
+
+/// Converse conversations start with a user turn, whatever the chat history starts with.
+#[tokio::test]
+async fn a_conversation_opening_with_the_assistant_gets_a_user_turn() {
+    let upstream = default_mock();
+    let gw = bedrock_gateway(&upstream.base_url(), SECRET_ACCESS_KEY, Value::Null);
+    let body = json!({"model": format!("bedrock/{CLAUDE}"), "messages": [
+        {"role": "system", "content": "be nice"},
+        {"role": "assistant", "content": "How can I help?"},
+        {"role": "user", "content": "hi"}]});
+    let reply = post(&gw, "/v1/chat/completions", &body.to_string()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let sent: Value = serde_json::from_slice(&upstream.state.recorded()[0].body).expect("json");
+    assert_eq!(sent["messages"][0]["role"], "user");
+    assert_eq!(sent["messages"][1]["content"][0]["text"], "How can I help?");
 }

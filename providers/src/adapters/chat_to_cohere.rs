@@ -145,9 +145,9 @@ pub fn finish_reason(reason: &str) -> &'static str {
     }
 }
 
-/// Cohere's usage (`tokens`, else `billed_units`) as OpenAI's.
+/// Cohere's usage as OpenAI's: `billed_units` (what Cohere charges), else `tokens`.
 pub fn usage(usage: &Value) -> Option<OpenAiUsage> {
-    let tokens = usage.get("tokens").or_else(|| usage.get("billed_units"))?;
+    let tokens = usage.get("billed_units").or_else(|| usage.get("tokens"))?;
     let count = |name: &str| {
         tokens
             .get(name)
@@ -319,7 +319,7 @@ mod tests {
         let chat = response(&reply, "command-r", 1);
         assert_eq!(chat.choices[0].finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(chat.choices[0].message.reasoning.as_deref(), Some("look it up"));
-        assert_eq!(chat.usage.map(|u| u.prompt_tokens), Some(70));
+        assert_eq!(chat.usage.map(|u| u.prompt_tokens), Some(5));
         assert_eq!(finish_reason("MAX_TOKENS"), "length");
         let (list, tokens) = embeddings_response(
             &json!({"embeddings": {"float": [[1.0, 2.0]]}, "meta": {"billed_units": {"input_tokens": 3}}}),

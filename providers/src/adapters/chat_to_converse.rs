@@ -64,6 +64,8 @@ const CHAT_MEMBERS: &[&str] = &[
     "verbosity",
     "fallbacks",
     "provider",
+    "functions",
+    "function_call",
 ];
 
 /// The members of a chat body that go in `additionalModelRequestFields`, as an object; `None`
@@ -81,6 +83,9 @@ pub fn additional_fields(raw: &[u8]) -> Result<Option<Map<String, Value>>, Trans
         .collect::<Result<_, _>>()?;
     Ok((!members.is_empty()).then_some(members))
 }
+
+/// The user turn put before a conversation that opens with the assistant (Converse refuses it).
+pub const CONVERSATION_START: &str = ".";
 
 /// Whether `model` is one of Anthropic's Claude models on Bedrock (plain, or behind an
 /// inference profile or ARN), which take Anthropic's `thinking` member.
@@ -142,6 +147,17 @@ pub fn request(
                 content: blocks,
             }),
         }
+    }
+    // Converse conversations start with a user turn: one that opens with the assistant gets a
+    // minimal user turn before it.
+    if messages.first().is_some_and(|m| m.role != "user") {
+        messages.insert(
+            0,
+            Message {
+                role: "user".into(),
+                content: vec![ContentBlock::text(CONVERSATION_START.into())],
+            },
+        );
     }
     let mut extra = extra.unwrap_or_default();
     let mut max_tokens = chat.max_completion_tokens.or(chat.max_tokens);

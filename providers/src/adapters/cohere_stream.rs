@@ -222,7 +222,7 @@ mod tests {
         let mut whole = Vec::new();
         reference.feed(EVENTS.as_bytes(), &mut whole);
         assert!(reference.completed());
-        assert_eq!(reference.usage().input_tokens, 50);
+        assert_eq!(reference.usage().input_tokens, 3);
         let text = String::from_utf8(whole.clone()).expect("utf8");
         assert!(text.contains("\"content\":\"Hé\""));
         assert!(text.contains("\"reasoning\":\"check\""));

@@ -144,7 +144,8 @@ pub fn prepare(
             )
         }
         (Shape::Chat, Shape::Cohere) => {
-            return chat_to_cohere_prepared(serde_json::from_slice(raw).map_err(invalid)?, upstream_model, created);
+            let chat = capped(serde_json::from_slice(raw).map_err(invalid)?, output_cap);
+            return chat_to_cohere_prepared(chat, upstream_model, created);
         }
         (Shape::Messages, Shape::Cohere) => {
             let chat = messages_to_chat::request(serde_json::from_slice(raw).map_err(invalid)?, upstream_model)?;
@@ -202,12 +203,8 @@ pub fn prepare(
         }
         (Shape::Chat, Shape::Converse) => {
             let extra = chat_to_converse::additional_fields(raw)?;
-            return chat_to_bedrock(
-                serde_json::from_slice(raw).map_err(invalid)?,
-                extra,
-                upstream_model,
-                created,
-            );
+            let chat = capped(serde_json::from_slice(raw).map_err(invalid)?, output_cap);
+            return chat_to_bedrock(chat, extra, upstream_model, created);
         }
         (Shape::Messages, Shape::Converse) => {
             let chat = messages_to_chat::request(serde_json::from_slice(raw).map_err(invalid)?, upstream_model)?;
@@ -273,7 +270,8 @@ pub fn prepare(
             },
         ),
         (Shape::Chat, Shape::Messages) => {
-            return chat_to_anthropic(serde_json::from_slice(raw).map_err(invalid)?, upstream_model, created);
+            let chat = capped(serde_json::from_slice(raw).map_err(invalid)?, output_cap);
+            return chat_to_anthropic(chat, upstream_model, created);
         }
         (Shape::Chat, Shape::Gemini) if embeddings => {
             let body: serde_json::Value = serde_json::from_slice(raw).map_err(invalid)?;
@@ -287,7 +285,8 @@ pub fn prepare(
             )
         }
         (Shape::Chat, Shape::Gemini) => {
-            return chat_to_google(serde_json::from_slice(raw).map_err(invalid)?, upstream_model, created);
+            let chat = capped(serde_json::from_slice(raw).map_err(invalid)?, output_cap);
+            return chat_to_google(chat, upstream_model, created);
         }
         (Shape::Messages, Shape::Gemini) => {
             let messages = serde_json::from_slice(raw).map_err(invalid)?;
@@ -403,6 +402,15 @@ fn chat_to_anthropic(chat: ChatRequest, upstream_model: &str, created: u64) -> R
             created,
         },
     })
+}
+
+/// `chat` with the gateway's output cap as `max_tokens` when it sets no output limit: a
+/// reservation assumed that cap, so the translated request must carry it.
+fn capped(mut chat: ChatRequest, cap: Option<crate::formats::openai::OutputCap>) -> ChatRequest {
+    if chat.max_tokens.is_none() && chat.max_completion_tokens.is_none() {
+        chat.max_tokens = cap.and_then(|cap| u32::try_from(cap.tokens).ok());
+    }
+    chat
 }
 
 /// An OpenAI chat request for a Bedrock upstream (Converse), and its reply back as chat.

@@ -40,8 +40,12 @@ pub fn serves(request_type: RequestType) -> bool {
 /// Characters kept as they are in a path segment: RFC 3986's unreserved set.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
-/// `model` as one path segment (an ARN's `:` and `/` encoded).
+/// `model` as one path segment (an ARN's `:` and `/` encoded; `.` and `..`, which a path
+/// would resolve, encoded too).
 pub fn model_segment(model: &str) -> String {
+    if model == "." || model == ".." {
+        return model.replace('.', "%2E");
+    }
     utf8_percent_encode(model, SEGMENT).to_string()
 }
 
@@ -221,6 +225,48 @@ mod tests {
         );
     }
 
+    /// A Converse call on an inference-profile ARN with temporary credentials, as botocore's
+    /// `SigV4Auth` signs it (botocore 1.x, service `bedrock`, 2025-01-02T03:04:05Z): the model
+    /// id is encoded once in the path and twice in the canonical request, and the session token
+    /// is signed.
+    #[test]
+    fn matches_botocore_for_an_arn_path_and_a_session_token() {
+        let credentials = AwsCredentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            Some("session-token-1"),
+        );
+        let path = path(
+            "",
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0",
+            RequestType::ChatCompletion,
+            false,
+        )
+        .expect("a path");
+        let url = format!("https://bedrock-runtime.us-east-1.amazonaws.com{path}");
+        let signed = sign(
+            &credentials,
+            &SignInput {
+                method: "POST",
+                url: &url,
+                headers: &[
+                    ("host", "bedrock-runtime.us-east-1.amazonaws.com"),
+                    ("content-type", "application/json"),
+                ],
+                body: br#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#,
+                region: "us-east-1",
+                service: SERVICE,
+                time: UNIX_EPOCH + Duration::from_secs(1_735_787_045),
+                content_sha256_header: false,
+            },
+        )
+        .expect("signed");
+        assert_eq!(
+            authorization(&signed),
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20250102/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature=81b6c3508cff5d8f8daf3913309dfdf022b4f2e9b6bcb337ef57f389408aa5ab"
+        );
+    }
+
     #[test]
     fn session_tokens_are_sent_and_bodies_change_the_signature() {
         let (_, time) = suite();
@@ -270,6 +316,7 @@ mod tests {
             "arn:aws:bedrock:us-east-1:1:application-inference-profile/m"
         );
         assert_eq!(model_id(None, "m"), "m");
+        assert_eq!(model_segment(".."), "%2E%2E");
         assert_eq!(base_url("eu-west-1"), "https://bedrock-runtime.eu-west-1.amazonaws.com");
     }
 }
