@@ -25,6 +25,43 @@ pub fn message(model: &str, tool: Option<&str>) -> Value {
     })
 }
 
+/// The events of a whole streamed reply, in order (each carries its `type`): what Bedrock's
+/// `invoke-with-response-stream` wraps in frames.
+pub(crate) fn event_list(model: &str, tool: Option<&str>, chunks: u32) -> Vec<Value> {
+    let mut start = message(model, None);
+    start["content"] = json!([]);
+    start["stop_reason"] = Value::Null;
+    start["usage"] = usage(1);
+    let mut events = vec![json!({"type": "message_start", "message": start})];
+    let stop = match tool {
+        Some(tool) => {
+            let block = json!({"type": "tool_use", "id": "toolu_mock_1", "name": tool, "input": {}});
+            events.push(json!({"type": "content_block_start", "index": 0, "content_block": block}));
+            let (first, second) = TOOL_ARGUMENTS.split_at(8);
+            for part in [first, second] {
+                events.push(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": part}}));
+            }
+            "tool_use"
+        }
+        None => {
+            events.push(
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            );
+            for i in 0..chunks {
+                let word = REPLY_WORDS[i as usize % REPLY_WORDS.len()];
+                events.push(
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}}),
+                );
+            }
+            "end_turn"
+        }
+    };
+    events.push(json!({"type": "content_block_stop", "index": 0}));
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": chunks}}));
+    events.push(json!({"type": "message_stop"}));
+    events
+}
+
 fn event(name: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
 }

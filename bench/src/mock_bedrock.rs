@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use asbru_providers::eventstream::{CONTENT_TYPE, write_event, write_exception};
 use asbru_providers::provider::bedrock::{AwsCredentials, SignInput, sign};
+use base64::Engine;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
@@ -32,6 +33,8 @@ pub enum Action {
     ConverseStream,
     /// `invoke`.
     Invoke,
+    /// `invoke-with-response-stream`.
+    InvokeStream,
 }
 
 /// `…/model/{modelId}/{action}` → the model id (decoded) and the action.
@@ -42,6 +45,7 @@ pub fn route(path: &str) -> Option<(String, Action)> {
         "converse" => Action::Converse,
         "converse-stream" => Action::ConverseStream,
         "invoke" => Action::Invoke,
+        "invoke-with-response-stream" => Action::InvokeStream,
         _ => return None,
     };
     let model = percent_decode(model)?;
@@ -216,8 +220,11 @@ pub async fn respond(
     let Ok(request) = serde_json::from_slice::<Value>(body) else {
         return aws_error(session, 400, "ValidationException", "Malformed input request").await;
     };
+    if model.contains("anthropic.") && matches!(action, Action::Invoke | Action::InvokeStream) {
+        return invoke_claude(session, opts, model, action, &request).await;
+    }
     match action {
-        Action::Invoke => invoke(session, model, &request).await,
+        Action::Invoke | Action::InvokeStream => invoke(session, model, &request).await,
         Action::Converse | Action::ConverseStream => {
             if let Some(problem) = converse_problem(&request) {
                 return aws_error(session, 400, "ValidationException", problem).await;
@@ -245,6 +252,48 @@ pub fn converse_reply(tool: Option<&str>) -> Value {
         "usage": usage(6),
         "metrics": {"latencyMs": 5}
     })
+}
+
+/// Claude on `invoke`: the Anthropic Messages body with Bedrock's `anthropic_version` and no
+/// `model` or `stream`; the reply is Anthropic's JSON, or its events, each base64 in a `chunk`
+/// frame.
+async fn invoke_claude(
+    session: &mut ServerSession,
+    opts: &MockOptions,
+    model: &str,
+    action: Action,
+    request: &Value,
+) -> MockResult<bool> {
+    let problem = if request["anthropic_version"] != "bedrock-2023-05-31" {
+        Some("anthropic_version must be bedrock-2023-05-31")
+    } else if request.get("model").is_some() || request.get("stream").is_some() {
+        Some("extraneous key [model or stream] is not permitted")
+    } else if !request["max_tokens"].is_u64() {
+        Some("max_tokens is required")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        return aws_error(session, 400, "ValidationException", problem).await;
+    }
+    let tool = request["tools"][0]["name"].as_str();
+    if action == Action::Invoke {
+        let reply = super::mock_anthropic::message(model, tool);
+        return super::mock::write_json(session, 200, &reply).await.map(|_| true);
+    }
+    let mut head = ResponseHeader::build(200, None)?;
+    head.insert_header("content-type", CONTENT_TYPE)?;
+    head.insert_header("transfer-encoding", "chunked")?;
+    session.write_response_header(Box::new(head)).await?;
+    let events = super::mock_anthropic::event_list(model, tool, opts.chunks);
+    let last = events.len().saturating_sub(1);
+    for (at, event) in events.into_iter().enumerate() {
+        let bytes = base64::engine::general_purpose::STANDARD.encode(event.to_string());
+        session
+            .write_response_body(frame("chunk", &json!({ "bytes": bytes })), at == last)
+            .await?;
+    }
+    Ok(true)
 }
 
 async fn invoke(session: &mut ServerSession, model: &str, request: &Value) -> MockResult<bool> {

@@ -1,6 +1,6 @@
 //! The stream translators (OpenAI chunks -> Anthropic events, Anthropic events -> OpenAI
 //! chunks, Gemini events -> OpenAI chunks, OpenAI chunks <-> Responses events, OpenAI chunks ->
-//! text completions, Bedrock event streams <-> OpenAI chunks, Cohere events -> OpenAI chunks), fed arbitrary upstream bytes in
+//! text completions, Bedrock event streams <-> OpenAI chunks, Cohere events -> OpenAI chunks, Claude's events unwrapped from Bedrock invoke frames), fed arbitrary upstream bytes in
 //! arbitrary cuts: every SSE event they write is on its own line and carries JSON (or `[DONE]`),
 //! and every event-stream frame decodes with its CRCs and carries JSON, so a client can always
 //! parse the stream.
@@ -9,6 +9,7 @@
 use asbru_providers::adapters::chat_stream::ChatToMessagesStream;
 use asbru_providers::adapters::chat_to_converse_stream::ChatToConverseStream;
 use asbru_providers::adapters::cohere_stream::CohereToChatStream;
+use asbru_providers::adapters::invoke_stream::InvokeToMessagesStream;
 use asbru_providers::adapters::converse_stream::ConverseToChatStream;
 use asbru_providers::eventstream::EventStreamDecoder;
 use asbru_providers::adapters::chat_to_responses_stream::ChatToResponsesStream;
@@ -115,6 +116,14 @@ fuzz_target!(|input: &[u8]| {
         from_cohere.feed(chunk, &mut out);
     }
     let _ = (from_cohere.usage(), from_cohere.completed());
+    assert_parseable(&out);
+
+    let mut from_invoke = InvokeToMessagesStream::new();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(stride) {
+        from_invoke.feed(chunk, &mut out);
+    }
+    let _ = (from_invoke.usage(), from_invoke.completed());
     assert_parseable(&out);
 
     let mut to_converse = ChatToConverseStream::new();

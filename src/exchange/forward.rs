@@ -133,6 +133,7 @@ fn target_of<'a>(
     upstream_model: &str,
     stream: bool,
     native_method: Option<&str>,
+    messages_body: bool,
 ) -> Option<(&'a Upstream, String)> {
     match provider.wire {
         Wire::Azure => {
@@ -176,7 +177,12 @@ fn target_of<'a>(
             let bedrock = key.and_then(|k| k.bedrock.as_deref());
             let upstream = bedrock.map(|b| b.upstream.as_ref()).unwrap_or(&provider.upstream);
             let model_id = provider::bedrock::model_id(bedrock.and_then(|b| b.arn.as_deref()), upstream_model);
-            let path = provider::bedrock::path(&upstream.base_path, &model_id, request_type, stream)?;
+            let path = if messages_body && request_type == RequestType::ChatCompletion {
+                // Claude's Messages body goes to `invoke`.
+                provider::bedrock::invoke_path(&upstream.base_path, &model_id, stream)
+            } else {
+                provider::bedrock::path(&upstream.base_path, &model_id, request_type, stream)?
+            };
             Some((upstream, path))
         }
         Wire::OpenAi | Wire::Anthropic | Wire::Cohere => {
@@ -287,8 +293,18 @@ async fn try_target(
         let upstream_model = key.map(|k| k.upstream_model(&attempt.model)).unwrap_or(&attempt.model);
         // Vertex carries other publishers' bodies: Gemini's for Gemini models, Anthropic's for
         // Claude; translation, usage and errors follow that body's wire.
+        // Bedrock serves Claude to Anthropic clients (Claude Code) through `invoke` with the
+        // Messages body, so thinking blocks, signatures and cache points go as the client sent
+        // them; other clients and models go through Converse.
         let upstream_wire = match upstream_wire {
             Wire::Vertex => provider::vertex::body_wire(upstream_model),
+            Wire::Bedrock
+                if ex.ingress == Wire::Anthropic
+                    && ex.request_type == RequestType::ChatCompletion
+                    && provider::bedrock::invokes_messages(upstream_model) =>
+            {
+                Wire::Anthropic
+            }
             wire => wire,
         };
         let prepared = match ex.stored {
@@ -338,6 +354,18 @@ async fn try_target(
                 }
             }
         }
+        if provider.wire == Wire::Bedrock && upstream_wire == Wire::Anthropic && !prepared.body.is_empty() {
+            match provider::bedrock::anthropic_body(&prepared.body) {
+                Some(body) => {
+                    prepared.body = body;
+                    prepared.reply = exchange::ReplyTranslator::bedrock_invoke(ex.head.stream);
+                }
+                None => {
+                    let err = WireError::bad_request("the request body is not a JSON object");
+                    return Ok(TargetEnd::Failed(Box::new(Failure::Gateway(err))));
+                }
+            }
+        }
         // A Vertex service account's access token (cached; fetched when none is usable).
         let service_account = (provider.wire == Wire::Vertex)
             .then(|| key.and_then(|k| k.vertex.as_ref()?.service_account.as_ref()))
@@ -363,6 +391,7 @@ async fn try_target(
             upstream_model,
             ex.head.stream,
             ex.native_method.filter(|_| ex.ingress == upstream_wire),
+            provider.wire == Wire::Bedrock && upstream_wire == Wire::Anthropic,
         );
         // A stored response's call: `{responses path}/{id}{suffix}`, with the client's query.
         let target = match (ex.stored, target) {
@@ -505,7 +534,12 @@ async fn try_target(
                     Some(body) => Failure::Reply {
                         head,
                         body,
-                        wire: upstream_wire,
+                        // Bedrock's errors are AWS's, whatever body the request carried.
+                        wire: if provider.wire == Wire::Bedrock {
+                            Wire::Bedrock
+                        } else {
+                            upstream_wire
+                        },
                     },
                     None => Failure::Gateway(WireError::gateway(
                         502,

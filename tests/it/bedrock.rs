@@ -263,24 +263,46 @@ async fn embeddings_through_invoke() {
     assert_eq!(upstream.state.recorded().len(), before);
 }
 
+/// Claude Code on Bedrock: an Anthropic client's Messages body goes to `invoke` as it was
+/// sent (thinking, signatures and cache points kept), with Bedrock's `anthropic_version`, and
+/// the reply comes back as Anthropic's JSON or its events, unwrapped from their frames.
 #[tokio::test]
 async fn anthropic_clients_reach_claude_on_bedrock() {
     let upstream = default_mock();
     let gw = bedrock_gateway(&upstream.base_url(), SECRET_ACCESS_KEY, Value::Null);
     let body = json!({"model": format!("bedrock/{CLAUDE}"), "max_tokens": 64, "system": "be brief",
-        "messages": [{"role": "user", "content": "hi"}]});
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "Call the tool.", "signature": "sig-1"},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "rain",
+                "cache_control": {"type": "ephemeral"}}]}]});
     let reply = post(&gw, "/anthropic/v1/messages", &body.to_string()).await;
     assert_eq!(reply.status(), 200, "{}", reply.text());
     let json = reply.json();
     assert_eq!(json["type"], "message");
     assert_eq!(json["content"][0]["text"], REPLY);
-    assert_eq!(json["stop_reason"], "end_turn");
     assert_eq!(json["usage"]["cache_read_input_tokens"], 3);
+    let seen = &upstream.state.recorded()[0];
+    assert_eq!(seen.path, "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke");
+    assert_eq!(seen.header("anthropic-version"), None);
+    let sent: Value = serde_json::from_slice(&seen.body).expect("json");
+    assert_eq!(sent["anthropic_version"], "bedrock-2023-05-31");
+    assert!(sent.get("model").is_none() && sent.get("stream").is_none());
+    assert_eq!(
+        sent["messages"][1]["content"][0]["signature"], "sig-1",
+        "thinking goes as sent"
+    );
+    assert_eq!(sent["messages"][2]["content"][0]["cache_control"]["type"], "ephemeral");
+    assert_eq!(sent["thinking"]["budget_tokens"], 1024);
 
     let mut streamed = body.clone();
     streamed["stream"] = json!(true);
     let reply = post(&gw, "/anthropic/v1/messages", &streamed.to_string()).await;
     assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(reply.header("content-type").as_deref(), Some("text/event-stream"));
     let names: Vec<String> = events(&reply.text()).into_iter().map(|(name, _)| name).collect();
     assert_eq!(names.first().map(String::as_str), Some("message_start"));
     assert_eq!(names.last().map(String::as_str), Some("message_stop"));
@@ -289,6 +311,18 @@ async fn anthropic_clients_reach_claude_on_bedrock() {
         .filter_map(|(_, data)| data["delta"]["text"].as_str().map(str::to_string))
         .collect();
     assert!(text.starts_with("Hello from the asbru"), "{text}");
+    assert!(
+        upstream.state.recorded()[1]
+            .path
+            .ends_with("/invoke-with-response-stream")
+    );
+
+    // Other models (and OpenAI clients) go through Converse.
+    let llama = json!({"model": "bedrock/meta.llama3-70b-instruct-v1:0", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]});
+    let reply = post(&gw, "/anthropic/v1/messages", &llama.to_string()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(reply.json()["content"][0]["text"], REPLY);
+    assert!(upstream.state.recorded()[2].path.ends_with("/converse"));
 
     // A Bedrock error reaches the Anthropic client in Anthropic's shape.
     let failing = mock(MockOptions {

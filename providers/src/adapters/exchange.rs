@@ -14,6 +14,7 @@ use super::cohere_stream::CohereToChatStream;
 use super::completions_to_chat::{self, ChatToCompletionStream};
 use super::converse_stream::ConverseToChatStream;
 use super::gemini_stream::GeminiToChatStream;
+use super::invoke_stream::InvokeToMessagesStream;
 use super::messages_stream::MessagesToChatStream;
 use super::responses_stream::ResponsesToChatStream;
 use super::responses_to_chat;
@@ -697,6 +698,12 @@ pub enum ReplyTranslator {
         /// Timestamp for the translated reply.
         created: u64,
     },
+    /// Claude on Bedrock's `invoke-with-response-stream` to an Anthropic client: the events,
+    /// unwrapped from their frames.
+    MessagesFromInvoke {
+        /// Frames into Anthropic SSE events.
+        stream: Box<InvokeToMessagesStream>,
+    },
     /// A Cohere v2 chat reply to an OpenAI client.
     ChatFromCohere {
         /// Cohere events into OpenAI chunks.
@@ -808,6 +815,22 @@ impl ReplyTranslator {
         }
     }
 
+    /// The reply of Claude on Bedrock's `invoke` to an Anthropic client: a stream's events are
+    /// unwrapped from their frames; a whole reply is Anthropic's JSON, relayed as is.
+    pub fn bedrock_invoke(stream: bool) -> ReplyTranslator {
+        if stream {
+            ReplyTranslator::MessagesFromInvoke {
+                stream: Box::new(InvokeToMessagesStream::new()),
+            }
+        } else {
+            ReplyTranslator::Passthrough {
+                usage: StreamUsage::new(Wire::Anthropic),
+                wire: Wire::Anthropic,
+                strip: None,
+            }
+        }
+    }
+
     /// Whether the reply passes through untranslated (same wire).
     pub fn is_passthrough(&self) -> bool {
         matches!(self, ReplyTranslator::Passthrough { .. })
@@ -880,6 +903,10 @@ impl ReplyTranslator {
                 let chat = chat_to_converse::response(reply, model, *created);
                 let usage = chat.usage.as_ref().map(Usage::from_openai).unwrap_or_default();
                 Ok((Some(serde_json::to_vec(&chat).map_err(invalid)?), usage))
+            }
+            // A non-stream invoke reply is Anthropic's own JSON.
+            ReplyTranslator::MessagesFromInvoke { .. } => {
+                Ok((None, crate::usage::from_anthropic_json(body).unwrap_or_default()))
             }
             ReplyTranslator::ChatFromCohere { model, created, .. } => {
                 let reply: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
@@ -967,6 +994,7 @@ impl ReplyTranslator {
             ReplyTranslator::ChatFromConverse { stream, .. } => stream.feed(bytes, out),
             ReplyTranslator::EmbeddingsFromBedrock { .. } | ReplyTranslator::EmbeddingsFromCohere { .. } => {}
             ReplyTranslator::ChatFromCohere { stream, .. } => stream.feed(bytes, out),
+            ReplyTranslator::MessagesFromInvoke { stream } => stream.feed(bytes, out),
             ReplyTranslator::GeminiOverChat { inner, stream, between } => {
                 feed_through(inner, between, bytes, |chat| stream.feed(chat, out));
             }
@@ -1002,6 +1030,7 @@ impl ReplyTranslator {
             ReplyTranslator::ChatFromConverse { stream, .. } => stream.completed(),
             ReplyTranslator::EmbeddingsFromBedrock { .. } | ReplyTranslator::EmbeddingsFromCohere { .. } => false,
             ReplyTranslator::ChatFromCohere { stream, .. } => stream.completed(),
+            ReplyTranslator::MessagesFromInvoke { stream } => stream.completed(),
             ReplyTranslator::GeminiOverChat { inner, stream, .. } => inner.completed() && stream.completed(),
             ReplyTranslator::ConverseOverChat { inner, stream, .. } => inner.completed() && stream.completed(),
             ReplyTranslator::MessagesOverChat { inner, stream, .. } => inner.completed() && stream.completed(),
@@ -1083,6 +1112,7 @@ impl ReplyTranslator {
                 Usage::default()
             }
             ReplyTranslator::ChatFromCohere { stream, .. } => stream.usage(),
+            ReplyTranslator::MessagesFromInvoke { stream } => stream.usage(),
             ReplyTranslator::GeminiOverChat { inner, stream, .. } => {
                 let mut usage = inner.usage();
                 usage.merge_max(stream.usage());

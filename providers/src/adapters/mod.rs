@@ -25,6 +25,8 @@
 //!   and the reply back.
 //! - [`chat_to_converse_stream`]: OpenAI chunks turned into Converse event-stream frames.
 //! - [`bedrock_embeddings`]: OpenAI embeddings sent to Bedrock's Titan and Cohere models.
+//! - [`invoke_stream`]: Claude's events unwrapped from Bedrock's `invoke-with-response-stream`
+//!   frames, for Anthropic clients.
 //! - [`chat_to_cohere`]: an OpenAI chat or embeddings request sent to Cohere's v2 API, and the
 //!   reply back.
 //! - [`cohere_stream`]: Cohere v2 chat stream events turned into OpenAI chunks.
@@ -46,6 +48,7 @@ pub mod converse_to_chat;
 pub mod exchange;
 pub mod gemini_stream;
 pub mod gemini_to_chat;
+pub mod invoke_stream;
 pub mod messages_stream;
 pub mod messages_to_chat;
 pub mod responses_stream;

@@ -4,7 +4,9 @@
 //! See <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_Operations_Amazon_Bedrock_Runtime.html>:
 //! - `POST {base}/model/{modelId}/converse` (`/converse-stream` when streaming, whose reply is an
 //!   AWS event stream);
-//! - `POST {base}/model/{modelId}/invoke` with the model's own body (Titan and Cohere embeddings);
+//! - `POST {base}/model/{modelId}/invoke` with the model's own body (Titan and Cohere embeddings;
+//!   Claude's Messages body with `anthropic_version: "bedrock-2023-05-31"`, and
+//!   `/invoke-with-response-stream` for its event stream);
 //! - the host is `bedrock-runtime.{region}.amazonaws.com`; the model id may be a foundation
 //!   model id, a cross-region inference profile (`us.`/`eu.`/`apac.` prefixes) or an ARN, and is
 //!   percent-encoded as one path segment (an ARN's `:` and `/` included);
@@ -56,6 +58,36 @@ pub fn model_id(arn: Option<&str>, model: &str) -> String {
         Some(arn) if !model.starts_with("arn:") => format!("{}/{model}", arn.trim_end_matches('/')),
         _ => model.to_string(),
     }
+}
+
+/// The `anthropic_version` Bedrock requires in Claude's Messages bodies sent to `invoke`.
+pub const ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
+
+/// Whether `model` is one of Anthropic's Claude models (a foundation model id, or a
+/// cross-region profile of one), which `invoke` serves with the Anthropic Messages body.
+pub fn invokes_messages(model: &str) -> bool {
+    model.contains("anthropic.")
+}
+
+/// The `invoke` path of `model_id` (`invoke-with-response-stream` when streaming).
+pub fn invoke_path(base_path: &str, model_id: &str, stream: bool) -> String {
+    let action = if stream {
+        "invoke-with-response-stream"
+    } else {
+        "invoke"
+    };
+    format!("{base_path}/model/{}/{action}", model_segment(model_id))
+}
+
+/// An Anthropic Messages body as Bedrock's `invoke` takes it: without `model` (the path names
+/// it) or `stream` (the path says it), with Bedrock's `anthropic_version`. `None` when the body
+/// is not a JSON object.
+pub fn anthropic_body(body: &[u8]) -> Option<Vec<u8>> {
+    let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
+    object.remove("model");
+    object.remove("stream");
+    object.insert("anthropic_version".into(), ANTHROPIC_VERSION.into());
+    serde_json::to_vec(&object).ok()
 }
 
 /// The path of a request for `model_id`; `None` where Bedrock has no such endpoint.
@@ -317,6 +349,16 @@ mod tests {
         );
         assert_eq!(model_id(None, "m"), "m");
         assert_eq!(model_segment(".."), "%2E%2E");
+        assert_eq!(
+            invoke_path("", "us.anthropic.claude-sonnet-4-20250514-v1:0", true),
+            "/model/us.anthropic.claude-sonnet-4-20250514-v1%3A0/invoke-with-response-stream"
+        );
+        assert!(invokes_messages("anthropic.claude-3-haiku") && !invokes_messages("meta.llama3"));
+        let body = anthropic_body(br#"{"model":"m","stream":true,"max_tokens":5,"messages":[]}"#).expect("object");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(json["anthropic_version"], ANTHROPIC_VERSION);
+        assert!(json.get("model").is_none() && json.get("stream").is_none());
+        assert_eq!(json["max_tokens"], 5);
         assert_eq!(base_url("eu-west-1"), "https://bedrock-runtime.eu-west-1.amazonaws.com");
     }
 }
