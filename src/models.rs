@@ -265,6 +265,7 @@ async fn get(state: &Gateway, provider: &ProviderRuntime, path: &str) -> Result<
         anthropic_version: None,
         anthropic_beta: None,
         bearer: None,
+        content_type: None,
     };
     let deadline = Instant::now() + LIST_TIMEOUT.min(provider.network.request_timeout);
     let (mut upstream, peer) = upstream::send(state, provider, &provider.upstream, key, &request, deadline)

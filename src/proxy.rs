@@ -316,25 +316,31 @@ impl ProxyHttp for GatewayProxy {
                 };
                 exchange::handle(&self.state, session, &ctx.request_id, started, route, &mut ctx.inflight).await?;
             }
-            Match::Found(Route::StoredResponse { default_provider }, rest) => {
-                let Some(call) = rest
-                    .as_deref()
-                    .and_then(|rest| crate::routes::stored_call(&method, rest))
-                else {
+            Match::Found(Route::StoredObject { kind, default_provider }, rest) => {
+                let Some(call) = crate::routes::stored_call(kind, &method, rest.as_deref().unwrap_or_default()) else {
+                    let served = match kind {
+                        RequestType::Files => {
+                            "POST and GET /v1/files, GET and DELETE /v1/files/{id} and GET /v1/files/{id}/content"
+                        }
+                        RequestType::Batches => {
+                            "POST and GET /v1/batches, GET /v1/batches/{id} and POST /v1/batches/{id}/cancel"
+                        }
+                        _ => {
+                            "GET and DELETE /v1/responses/{id}, POST /v1/responses/{id}/cancel and GET \
+                             /v1/responses/{id}/input_items"
+                        }
+                    };
                     let err = WireError {
                         status: 404,
-                        ..WireError::bad_request(
-                            "unknown stored-response call: asbru serves GET and DELETE /v1/responses/{id}, \
-                             POST /v1/responses/{id}/cancel and GET /v1/responses/{id}/input_items",
-                        )
+                        ..WireError::bad_request(format!("unknown {} call: asbru serves {served}", kind.as_str()))
                     };
                     respond::error(session, Wire::OpenAi, &err, &err_ctx).await?;
                     return Ok(true);
                 };
                 let route = exchange::Route {
-                    request_type: RequestType::Responses,
+                    request_type: kind,
                     ingress: Wire::OpenAi,
-                    target: exchange::Target::StoredResponse { call, default_provider },
+                    target: exchange::Target::Stored { call, default_provider },
                 };
                 exchange::handle(&self.state, session, &ctx.request_id, started, route, &mut ctx.inflight).await?;
             }

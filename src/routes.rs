@@ -39,10 +39,14 @@ pub enum Route {
     RetrieveModel,
     /// `GET /genai/v1beta/models`: the Gemini provider's model list, passed through.
     GeminiModels,
-    /// `/v1/responses/{id}` (GET, DELETE), `/v1/responses/{id}/cancel` (POST) and
-    /// `/v1/responses/{id}/input_items` (GET): a response the provider stored.
-    StoredResponse {
-        /// Provider assumed for an id the gateway did not relay.
+    /// An object the provider stores, and its calls: a Responses API response
+    /// (`/v1/responses/{id}` GET and DELETE, `/cancel`, `/input_items`), files (`/v1/files`
+    /// upload and list, `/{id}` read and delete, `/{id}/content`) and batches (`/v1/batches`
+    /// create and list, `/{id}` read, `/{id}/cancel`).
+    StoredObject {
+        /// [`RequestType::Responses`], [`RequestType::Files`] or [`RequestType::Batches`].
+        kind: RequestType,
+        /// Provider assumed for an id the gateway did not relay, and for creates and lists.
         default_provider: Option<&'static str>,
     },
     /// `GET .../models`: the models of every configured provider.
@@ -52,36 +56,49 @@ pub enum Route {
     },
 }
 
-/// What a stored-response path asks for.
+/// What a stored-object path asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCall {
-    /// The response id.
+    /// The object's id; empty for a call on the collection (a create or a list).
     pub id: String,
     /// The upstream method.
     pub method: &'static str,
-    /// What follows the id in the path (`/cancel`, `/input_items`), or nothing.
+    /// What follows the id in the path (`/cancel`, `/input_items`, `/content`), or nothing.
     pub suffix: &'static str,
+    /// The call creates an object (uploads a file, creates a batch): its body goes upstream,
+    /// and the new id is remembered with the account that holds it.
+    pub creates: bool,
 }
 
-/// A stored-response path's rest (`{id}`, `{id}/cancel`, `{id}/input_items`) and method as the
-/// call to make; `None` for anything else. Ids are the provider's (`resp_…`): letters, digits,
-/// `_` and `-` only, so an id cannot change the upstream path.
-pub fn stored_call(method: &Method, rest: &str) -> Option<StoredCall> {
+/// A stored-object path's rest (empty for the collection; `{id}`, `{id}/cancel`, ...) and
+/// method as the call to make; `None` for anything else. Ids are the provider's (`resp_…`,
+/// `file-…`, `batch_…`): letters, digits, `_` and `-` only, so an id cannot change the upstream
+/// path.
+pub fn stored_call(kind: RequestType, method: &Method, rest: &str) -> Option<StoredCall> {
     let (id, suffix) = rest.split_once('/').unwrap_or((rest, ""));
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
         return None;
     }
-    let (method, suffix) = match (method.as_str(), suffix) {
-        ("GET" | "HEAD", "") => ("GET", ""),
-        ("DELETE", "") => ("DELETE", ""),
-        ("POST", "cancel") => ("POST", "/cancel"),
-        ("GET" | "HEAD", "input_items") => ("GET", "/input_items"),
+    let method = match method.as_str() {
+        "HEAD" => "GET",
+        other => other,
+    };
+    let (method, suffix, creates) = match (kind, id.is_empty(), method, suffix) {
+        (RequestType::Files | RequestType::Batches, true, "POST", "") => ("POST", "", true),
+        (RequestType::Files | RequestType::Batches, true, "GET", "") => ("GET", "", false),
+        (_, true, _, _) => return None,
+        (_, false, "GET", "") => ("GET", "", false),
+        (RequestType::Responses | RequestType::Files, false, "DELETE", "") => ("DELETE", "", false),
+        (RequestType::Responses | RequestType::Batches, false, "POST", "cancel") => ("POST", "/cancel", false),
+        (RequestType::Responses, false, "GET", "input_items") => ("GET", "/input_items", false),
+        (RequestType::Files, false, "GET", "content") => ("GET", "/content", false),
         _ => return None,
     };
     Some(StoredCall {
         id: id.to_string(),
         method,
         suffix,
+        creates,
     })
 }
 
@@ -108,6 +125,14 @@ const CHAT: RequestType = RequestType::ChatCompletion;
 const EMBED: RequestType = RequestType::Embedding;
 const RESPONSES: RequestType = RequestType::Responses;
 const COMPLETIONS: RequestType = RequestType::TextCompletion;
+const SPEECH: RequestType = RequestType::Speech;
+const TRANSCRIPTION: RequestType = RequestType::Transcription;
+const TRANSLATION: RequestType = RequestType::Translation;
+const IMAGES: RequestType = RequestType::ImageGeneration;
+const MODERATION: RequestType = RequestType::Moderation;
+const FILES: RequestType = RequestType::Files;
+const BATCHES: RequestType = RequestType::Batches;
+const COLLECTION: &[Method] = &[Method::GET, Method::POST];
 const GET: &[Method] = &[Method::GET];
 const POST: &[Method] = &[Method::POST];
 /// A stored response is read, deleted, or cancelled.
@@ -127,7 +152,40 @@ impl RouteTable {
             ingress: Wire::Anthropic,
         };
         let azure = |request_type| Route::AzureDeployment { request_type };
-        let entries: [(&str, &'static [Method], Route); 37] = [
+        let stored = |kind, default_provider| Route::StoredObject { kind, default_provider };
+        let openai = Some("openai");
+        let entries: [(&str, &'static [Method], Route); 64] = [
+            ("/v1/audio/speech", POST, inference(SPEECH, None)),
+            ("/openai/v1/audio/speech", POST, inference(SPEECH, openai)),
+            ("/openai/audio/speech", POST, inference(SPEECH, openai)),
+            ("/v1/audio/transcriptions", POST, inference(TRANSCRIPTION, None)),
+            (
+                "/openai/v1/audio/transcriptions",
+                POST,
+                inference(TRANSCRIPTION, openai),
+            ),
+            ("/openai/audio/transcriptions", POST, inference(TRANSCRIPTION, openai)),
+            ("/v1/audio/translations", POST, inference(TRANSLATION, None)),
+            ("/openai/v1/audio/translations", POST, inference(TRANSLATION, openai)),
+            ("/openai/audio/translations", POST, inference(TRANSLATION, openai)),
+            ("/v1/images/generations", POST, inference(IMAGES, None)),
+            ("/openai/v1/images/generations", POST, inference(IMAGES, openai)),
+            ("/openai/images/generations", POST, inference(IMAGES, openai)),
+            ("/v1/moderations", POST, inference(MODERATION, None)),
+            ("/openai/v1/moderations", POST, inference(MODERATION, openai)),
+            ("/openai/moderations", POST, inference(MODERATION, openai)),
+            ("/v1/files", COLLECTION, stored(FILES, None)),
+            ("/v1/files/{*rest}", STORED, stored(FILES, None)),
+            ("/openai/v1/files", COLLECTION, stored(FILES, openai)),
+            ("/openai/v1/files/{*rest}", STORED, stored(FILES, openai)),
+            ("/openai/files", COLLECTION, stored(FILES, openai)),
+            ("/openai/files/{*rest}", STORED, stored(FILES, openai)),
+            ("/v1/batches", COLLECTION, stored(BATCHES, None)),
+            ("/v1/batches/{*rest}", STORED, stored(BATCHES, None)),
+            ("/openai/v1/batches", COLLECTION, stored(BATCHES, openai)),
+            ("/openai/v1/batches/{*rest}", STORED, stored(BATCHES, openai)),
+            ("/openai/batches", COLLECTION, stored(BATCHES, openai)),
+            ("/openai/batches/{*rest}", STORED, stored(BATCHES, openai)),
             ("/bedrock/model/{*rest}", POST, Route::BedrockModel),
             ("/v1/models/{*rest}", GET, Route::RetrieveModel),
             ("/genai/v1beta/models", GET, Route::GeminiModels),
@@ -182,25 +240,13 @@ impl RouteTable {
             ("/v1/responses", POST, inference(RESPONSES, None)),
             ("/openai/v1/responses", POST, inference(RESPONSES, Some("openai"))),
             ("/openai/responses", POST, inference(RESPONSES, Some("openai"))),
-            (
-                "/v1/responses/{*rest}",
-                STORED,
-                Route::StoredResponse { default_provider: None },
-            ),
+            ("/v1/responses/{*rest}", STORED, stored(RESPONSES, None)),
             (
                 "/openai/v1/responses/{*rest}",
                 STORED,
-                Route::StoredResponse {
-                    default_provider: Some("openai"),
-                },
+                stored(RESPONSES, Some("openai")),
             ),
-            (
-                "/openai/responses/{*rest}",
-                STORED,
-                Route::StoredResponse {
-                    default_provider: Some("openai"),
-                },
-            ),
+            ("/openai/responses/{*rest}", STORED, stored(RESPONSES, Some("openai"))),
             ("/v1/completions", POST, inference(COMPLETIONS, None)),
             ("/openai/v1/completions", POST, inference(COMPLETIONS, Some("openai"))),
             ("/openai/completions", POST, inference(COMPLETIONS, Some("openai"))),

@@ -8,6 +8,7 @@ mod mock_anthropic;
 pub mod mock_bedrock;
 mod mock_cohere;
 mod mock_gemini;
+pub mod mock_openai_media;
 mod mock_responses;
 mod mock_shared;
 mod mock_vertex;

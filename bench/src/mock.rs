@@ -50,6 +50,7 @@ pub struct MockState {
     recorded: Mutex<Vec<RecordedRequest>>,
     responses: super::mock_responses::StoredResponses,
     tokens: super::mock_vertex::Tokens,
+    media_objects: super::mock_openai_media::StoredObjects,
 }
 
 const MAX_RECORDED: usize = 10_000;
@@ -214,13 +215,15 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
     let responses = super::mock_responses::route(&method, &path);
     let bedrock = super::mock_bedrock::route(&path).filter(|_| method == "POST");
     let cohere = super::mock_cohere::route(&path).filter(|_| method == "POST");
+    let media = super::mock_openai_media::route(&method, &path);
     let is_inference = path.ends_with("/completions")
         || path.ends_with("/embeddings")
         || anthropic
         || gemini
         || responses.is_some()
         || bedrock.is_some()
-        || cohere.is_some();
+        || cohere.is_some()
+        || media.is_some();
     if is_inference {
         let index = state.inference_requests.fetch_add(1, Ordering::Relaxed);
         if state.options.record {
@@ -297,6 +300,16 @@ async fn respond(session: &mut ServerSession, state: &MockState) -> MockResult<b
             }
             return write_json(session, opts.fail_status, &err).await.map(|_| true);
         }
+    }
+    if let Some(call) = media {
+        let headers = &session.req_header().headers;
+        let key = ["authorization", "api-key"]
+            .iter()
+            .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+            .unwrap_or_default()
+            .trim_start_matches("Bearer ")
+            .to_string();
+        return super::mock_openai_media::respond(session, &state.media_objects, call, &body, &key).await;
     }
     if let Some(call) = cohere {
         return super::mock_cohere::respond(session, &state.options, call, &body).await;

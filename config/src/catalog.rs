@@ -116,6 +116,20 @@ pub enum RequestType {
     Responses,
     /// The legacy `POST /v1/completions` (a prompt, not messages).
     TextCompletion,
+    /// OpenAI `POST /v1/audio/speech`: text in, audio out.
+    Speech,
+    /// OpenAI `POST /v1/audio/transcriptions` (a multipart upload).
+    Transcription,
+    /// OpenAI `POST /v1/audio/translations` (a multipart upload).
+    Translation,
+    /// OpenAI `POST /v1/images/generations`.
+    ImageGeneration,
+    /// OpenAI `POST /v1/moderations`.
+    Moderation,
+    /// OpenAI `/v1/files` (upload, list, read, content, delete).
+    Files,
+    /// OpenAI `/v1/batches` (create, list, read, cancel).
+    Batches,
 }
 
 impl RequestType {
@@ -123,7 +137,23 @@ impl RequestType {
     pub fn is_billable(self) -> bool {
         matches!(
             self,
-            RequestType::ChatCompletion | RequestType::Embedding | RequestType::Responses | RequestType::TextCompletion
+            RequestType::ChatCompletion
+                | RequestType::Embedding
+                | RequestType::Responses
+                | RequestType::TextCompletion
+                | RequestType::Speech
+                | RequestType::Transcription
+                | RequestType::Translation
+                | RequestType::ImageGeneration
+        )
+    }
+
+    /// Whether the provider bills this request per unit (image, character, second of audio)
+    /// rather than per token alone, so its price comes from a per-unit entry.
+    pub fn is_priced_per_unit(self) -> bool {
+        matches!(
+            self,
+            RequestType::Speech | RequestType::Transcription | RequestType::Translation | RequestType::ImageGeneration
         )
     }
 
@@ -136,6 +166,13 @@ impl RequestType {
             RequestType::CountTokens => "count_tokens",
             RequestType::Responses => "responses",
             RequestType::TextCompletion => "text_completion",
+            RequestType::Speech => "speech",
+            RequestType::Transcription => "transcription",
+            RequestType::Translation => "translation",
+            RequestType::ImageGeneration => "image_generation",
+            RequestType::Moderation => "moderation",
+            RequestType::Files => "file",
+            RequestType::Batches => "batch",
         }
     }
 

@@ -98,6 +98,9 @@ pub struct Pin {
     /// The request only reads or changes the stored response: nothing is generated, so
     /// nothing is reserved or billed (access is still checked).
     pub stored_only: bool,
+    /// The request creates a batch, which the provider bills when it completes, out of the
+    /// gateway's sight: it cannot be metered, so a budget refuses it.
+    pub unmetered_work: bool,
 }
 
 impl GatewayRequest {

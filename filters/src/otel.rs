@@ -102,6 +102,14 @@ fn operation(ctx: &RequestCtx) -> &'static str {
         asbru_config::catalog::RequestType::Embedding => "embeddings",
         asbru_config::catalog::RequestType::ListModels => "list_models",
         asbru_config::catalog::RequestType::CountTokens => "count_tokens",
+        asbru_config::catalog::RequestType::Speech => "speech",
+        asbru_config::catalog::RequestType::Transcription | asbru_config::catalog::RequestType::Translation => {
+            "transcription"
+        }
+        asbru_config::catalog::RequestType::ImageGeneration => "image_generation",
+        asbru_config::catalog::RequestType::Moderation => "moderation",
+        asbru_config::catalog::RequestType::Files => "files",
+        asbru_config::catalog::RequestType::Batches => "batches",
     }
 }
 

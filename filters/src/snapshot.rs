@@ -345,6 +345,13 @@ impl ProviderRuntime {
             count_tokens: path_for(RequestType::CountTokens),
             responses: path_for(RequestType::Responses),
             completions: path_for(RequestType::TextCompletion),
+            speech: path_for(RequestType::Speech),
+            transcription: path_for(RequestType::Transcription),
+            translation: path_for(RequestType::Translation),
+            images: path_for(RequestType::ImageGeneration),
+            moderation: path_for(RequestType::Moderation),
+            files: path_for(RequestType::Files),
+            batches: path_for(RequestType::Batches),
         };
         let keys = resolve_keys(
             KeyContext {
@@ -398,6 +405,13 @@ impl ProviderRuntime {
             RequestType::CountTokens => self.paths.count_tokens.as_deref(),
             RequestType::Responses => self.paths.responses.as_deref(),
             RequestType::TextCompletion => self.paths.completions.as_deref(),
+            RequestType::Speech => self.paths.speech.as_deref(),
+            RequestType::Transcription => self.paths.transcription.as_deref(),
+            RequestType::Translation => self.paths.translation.as_deref(),
+            RequestType::ImageGeneration => self.paths.images.as_deref(),
+            RequestType::Moderation => self.paths.moderation.as_deref(),
+            RequestType::Files => self.paths.files.as_deref(),
+            RequestType::Batches => self.paths.batches.as_deref(),
         }
     }
 
@@ -838,6 +852,20 @@ pub struct EndpointPaths {
     pub responses: Option<String>,
     /// Legacy completions, where the provider serves them.
     pub completions: Option<String>,
+    /// Text to speech.
+    pub speech: Option<String>,
+    /// Audio transcription.
+    pub transcription: Option<String>,
+    /// Audio translation.
+    pub translation: Option<String>,
+    /// Image generation.
+    pub images: Option<String>,
+    /// Moderations.
+    pub moderation: Option<String>,
+    /// Files.
+    pub files: Option<String>,
+    /// Batches.
+    pub batches: Option<String>,
 }
 
 /// A key's own Azure endpoint.

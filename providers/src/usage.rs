@@ -249,6 +249,9 @@ pub enum Dialect {
     /// A stored Responses object read back, deleted or cancelled: it ends as a Responses
     /// stream does, and its usage (the stored response's) is never read.
     StoredResponses,
+    /// OpenAI's audio, images and moderations replies: `usage` with `input_tokens` and
+    /// `output_tokens` where the model bills tokens (gpt-image-1, gpt-4o-transcribe).
+    Media,
 }
 
 impl Dialect {
@@ -258,6 +261,7 @@ impl Dialect {
             Dialect::Wire(wire) => from_wire_json(wire, data),
             Dialect::Responses => from_responses_json(data),
             Dialect::StoredResponses => None,
+            Dialect::Media => from_responses_json(data),
         }
     }
 }
@@ -266,6 +270,13 @@ impl Dialect {
 fn end_marker(dialect: Dialect, event: &crate::sse::Event) -> (bool, bool) {
     let data = event.data.as_str();
     let wire = match dialect {
+        // Streamed speech (`stream_format: sse`) and transcriptions end with their `done` event.
+        Dialect::Media => {
+            return (
+                data.contains("\"type\":\"speech.audio.done\"") || data.contains("\"type\":\"transcript.text.done\""),
+                data.contains("\"type\":\"error\"") || data.starts_with("{\"error\""),
+            );
+        }
         // The Responses stream has no `[DONE]`: its final event is `response.completed` (or
         // `response.incomplete`); `response.failed` and `error` report failures. OpenAI names
         // each event in its `event:` line; without one, the data's `type` member says it (a

@@ -88,6 +88,7 @@ pub async fn run(state: &Arc<Gateway>, name: &str, body: &[u8]) -> ApiResult {
             anthropic_version: None,
             anthropic_beta: None,
             bearer: None,
+            content_type: None,
         };
         let started = Instant::now();
         let deadline = Deadline::now() + TEST_TIMEOUT.min(provider.network.request_timeout);

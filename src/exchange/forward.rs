@@ -52,8 +52,12 @@ pub struct Exchange<'a> {
     /// A Gemini client's method (`generateContent`, `embedContent`, ...), passed on when the
     /// upstream speaks Gemini too.
     pub native_method: Option<&'static str>,
-    /// A call on a stored response (read, delete, cancel) instead of a generation.
+    /// A call on a stored object (a response, a file, a batch) instead of a generation.
     pub stored: Option<&'a crate::routes::StoredCall>,
+    /// An audio upload's form, whose `model` field is rewritten for the upstream.
+    pub form: Option<&'a super::multipart::Form>,
+    /// The client's `Content-Type` (a multipart boundary, for uploads passed on as sent).
+    pub content_type: Option<Vec<u8>>,
     /// The caller, as the response affinity map identifies it.
     pub owner: u64,
     /// The provider keeps the response this request creates (`store` not `false`): remember
@@ -307,13 +311,50 @@ async fn try_target(
             }
             wire => wire,
         };
-        let prepared = match ex.stored {
-            // A stored response's call passes through: no body, no usage to read.
-            Some(_) => Ok(exchange::Prepared {
-                body: Vec::new(),
-                reply: exchange::ReplyTranslator::stored(upstream_wire),
+        // Audio, images, moderations, files and batches are OpenAI's own APIs: served by the
+        // OpenAI-wire providers that have them, refused by the others before anything is sent.
+        let media = is_media(ex.request_type);
+        if media && !matches!(provider.wire, Wire::OpenAi | Wire::Azure) {
+            return Ok(TargetEnd::Failed(Box::new(Failure::Gateway(unsupported(
+                provider,
+                ex.request_type,
+            )))));
+        }
+        // The content type of a body that is not JSON: an upload passed on, or a form rewritten.
+        let mut body_type: Option<Vec<u8>> = None;
+        let prepared = match (ex.stored, ex.form) {
+            // A stored object's call passes through: no usage to read. A create sends the
+            // client's body (a file upload, a batch) as it came.
+            (Some(call), _) => {
+                if call.creates {
+                    body_type.clone_from(&ex.content_type);
+                }
+                Ok(exchange::Prepared {
+                    body: if call.creates { ex.body.to_vec() } else { Vec::new() },
+                    reply: exchange::ReplyTranslator::stored(upstream_wire),
+                })
+            }
+            // An audio upload: the form as sent, or with only its model field rewritten.
+            (None, Some(form)) => {
+                let body = if form.text("model") == Some(upstream_model) {
+                    body_type.clone_from(&ex.content_type);
+                    ex.body.to_vec()
+                } else {
+                    let (body, content_type) = form.with_text("model", upstream_model);
+                    body_type = Some(content_type.into_bytes());
+                    body
+                };
+                Ok(exchange::Prepared {
+                    body,
+                    reply: exchange::ReplyTranslator::media(upstream_wire),
+                })
+            }
+            // Speech, images, moderations: the JSON body with the model rewritten.
+            (None, None) if media => Ok(exchange::Prepared {
+                body: ex.head.upstream_body(ex.body, upstream_model),
+                reply: exchange::ReplyTranslator::media(upstream_wire),
             }),
-            None => exchange::prepare(
+            (None, None) => exchange::prepare(
                 ex.ingress,
                 upstream_wire,
                 ex.head,
@@ -395,7 +436,7 @@ async fn try_target(
         );
         // A stored response's call: `{responses path}/{id}{suffix}`, with the client's query.
         let target = match (ex.stored, target) {
-            (Some(call), Some((upstream, path))) if provider.native(RequestType::Responses, false) => {
+            (Some(call), Some((upstream, path))) if provider.native(ex.request_type, false) => {
                 Some((upstream, stored_path(&path, call, ctx.request.query.as_deref())))
             }
             (Some(_), _) => None,
@@ -425,6 +466,7 @@ async fn try_target(
             anthropic_version: ex.anthropic_version.as_deref(),
             anthropic_beta: ex.anthropic_beta.as_deref(),
             bearer: bearer.as_deref(),
+            content_type: body_type.as_deref(),
         };
         let deadline = Instant::now() + net.request_timeout;
         match upstream::send(state, provider, upstream, key, &request, deadline).await {
@@ -459,6 +501,15 @@ async fn try_target(
                     // it; a deleted one is forgotten.
                     let remember = |id: &str| match ex.stored {
                         Some(call) if call.method == "DELETE" => state.responses.forget(&call.id),
+                        Some(call) if call.creates => state.responses.remember(
+                            id,
+                            crate::response_affinity::StoredAt {
+                                provider: provider.name.as_str().into(),
+                                key_id: key.filter(|k| k.id != "direct").map(|k| k.id.as_str().into()),
+                                owner: ex.owner,
+                                model: "*".into(),
+                            },
+                        ),
                         Some(_) => {}
                         None if ex.remember_created => state.responses.remember(
                             id,
@@ -574,7 +625,12 @@ async fn try_target(
 /// as Azure's `api-version`, kept after) with `/{id}{suffix}`, and the client's query.
 fn stored_path(responses_path: &str, call: &crate::routes::StoredCall, client_query: Option<&str>) -> String {
     let (base, query) = responses_path.split_once('?').unwrap_or((responses_path, ""));
-    let mut path = format!("{base}/{}{}", call.id, call.suffix);
+    // A call on the collection (a create, a list) names no id.
+    let mut path = if call.id.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}/{}{}", call.id, call.suffix)
+    };
     let queries: Vec<&str> = [query, client_query.unwrap_or_default()]
         .into_iter()
         .filter(|q| !q.is_empty())
@@ -584,6 +640,31 @@ fn stored_path(responses_path: &str, call: &crate::routes::StoredCall, client_qu
         path.push_str(&queries.join("&"));
     }
     path
+}
+
+/// Whether `request_type` is one of OpenAI's own APIs besides chat: audio, images,
+/// moderations, files, batches.
+fn is_media(request_type: RequestType) -> bool {
+    matches!(
+        request_type,
+        RequestType::Speech
+            | RequestType::Transcription
+            | RequestType::Translation
+            | RequestType::ImageGeneration
+            | RequestType::Moderation
+            | RequestType::Files
+            | RequestType::Batches
+    )
+}
+
+/// Bifrost's "unsupported operation": the provider has no such API.
+fn unsupported(provider: &ProviderRuntime, request_type: RequestType) -> WireError {
+    WireError::bad_request(format!(
+        "unsupported operation: provider {} does not support {} requests",
+        provider.name,
+        request_type.as_str()
+    ))
+    .with_code("unsupported_operation")
 }
 
 /// A request's own provider key as a key to send.

@@ -23,6 +23,7 @@
 pub mod body;
 pub mod forward;
 pub mod headers;
+pub mod multipart;
 pub mod relay;
 pub mod scrub;
 pub mod settlement;
@@ -81,7 +82,7 @@ pub enum Target {
     /// A response the provider stored (read, deleted, cancelled): sent to the provider and key
     /// that created it, when the gateway relayed it; otherwise to `default_provider`, else
     /// OpenAI.
-    StoredResponse {
+    Stored {
         /// The call.
         call: crate::routes::StoredCall,
         /// Provider implied by the route.
@@ -160,9 +161,10 @@ pub async fn handle(
             return respond::error(session, ingress, &err, &err_ctx).await;
         }
     };
-    // A stored response's call has no body of its own.
-    let stored = matches!(target, Target::StoredResponse { .. });
-    let mut head = match RequestHead::parse(if stored { b"{}" } else { &body }) {
+    // A stored object's call, and a multipart upload, have no JSON body to read.
+    let stored = matches!(target, Target::Stored { .. });
+    let multipart = matches!(request_type, RequestType::Transcription | RequestType::Translation);
+    let mut head = match RequestHead::parse(if stored || multipart { b"{}" } else { &body }) {
         Ok(head) => head,
         Err(BodyError::Malformed(reason)) => {
             let err = WireError::bad_request(format!("invalid JSON in request body: {reason}"));
@@ -172,6 +174,33 @@ pub async fn handle(
             return respond::error(session, ingress, &WireError::bad_request(reason), &err_ctx).await;
         }
     };
+    // An audio upload names its model in a form field.
+    let form = if multipart {
+        let content_type = session
+            .req_header()
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        match multipart::Form::read(&content_type, &body).await {
+            Ok(form) => {
+                head.model = form.text("model").map(str::to_string);
+                Some(form)
+            }
+            Err(why) => return respond::error(session, ingress, &WireError::bad_request(why), &err_ctx).await,
+        }
+    } else {
+        None
+    };
+    // Moderations and image generations may leave the model to OpenAI's default.
+    if head.model.is_none() {
+        head.model = match request_type {
+            RequestType::Moderation => Some("omni-moderation-latest".to_string()),
+            RequestType::ImageGeneration => Some("dall-e-2".to_string()),
+            _ => None,
+        };
+    }
     // A Gemini client names streaming in the path, not the body.
     let native_method = match &target {
         Target::GeminiModel { method, stream, .. } => {
@@ -191,9 +220,12 @@ pub async fn handle(
         err_ctx.request_type = Some(request_type.stream_name());
     }
     let credentials = credentials(session, state.file.client.allow_direct_keys == Some(true), ingress);
-    // Who is asking, for stored responses: each belongs to the caller that created it. Only
-    // Responses requests pay for the hash.
-    let owner = if request_type == RequestType::Responses {
+    // Who is asking, for stored objects (responses, files, batches): each belongs to the caller
+    // that created it. Only requests on them pay for the hash.
+    let owner = if matches!(
+        request_type,
+        RequestType::Responses | RequestType::Files | RequestType::Batches
+    ) {
         let presented = [
             &credentials.virtual_key,
             &credentials.bearer,
@@ -236,14 +268,20 @@ pub async fn handle(
         Target::AzureDeployment(deployment) => (deployment, Some("azure")),
         Target::GeminiModel { model, .. } => (model, Some("gemini")),
         Target::BedrockModel { model, .. } => (model, Some("bedrock")),
-        Target::StoredResponse { call, default_provider } => {
-            let (model, at) = match state.responses.find(&call.id) {
+        Target::Stored { call, default_provider } => {
+            let known = (!call.id.is_empty()).then(|| state.responses.find(&call.id)).flatten();
+            let (model, at) = match known {
                 // Another caller's response does not exist for this one.
                 Some(at) if at.owner != owner => {
+                    let what = match request_type {
+                        RequestType::Files => "File",
+                        RequestType::Batches => "Batch",
+                        _ => "Response",
+                    };
                     let err = WireError::gateway(
                         404,
                         "invalid_request_error",
-                        format!("Response with id '{}' not found.", call.id),
+                        format!("{what} with id '{}' not found.", call.id),
                     );
                     return respond::error(session, ingress, &err, &err_ctx).await;
                 }
@@ -260,7 +298,9 @@ pub async fn handle(
                     (model, at)
                 }
             };
-            pin = Some(pin_of(at, true));
+            let mut stored_pin = pin_of(at, true);
+            stored_pin.unmetered_work = request_type == RequestType::Batches && call.creates;
+            pin = Some(stored_pin);
             stored_call = Some(call);
             (model, None)
         }
@@ -314,6 +354,8 @@ pub async fn handle(
         body: &body,
         native_method,
         stored: stored_call.as_ref(),
+        form: form.as_ref(),
+        content_type: header("content-type"),
         owner,
         remember_created,
         forwarded_headers: headers::extra_headers(session.req_header()),
@@ -460,6 +502,7 @@ fn pin_of(at: crate::response_affinity::StoredAt, stored_only: bool) -> asbru_fi
         provider: at.provider,
         key_id: at.key_id,
         stored_only,
+        unmetered_work: false,
     }
 }
 

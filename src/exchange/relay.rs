@@ -81,6 +81,80 @@ fn is_event_stream(head: &ResponseHeader) -> bool {
         })
 }
 
+/// Audio, images and other binary bodies (speech, a file's content): relayed as they arrive.
+fn is_binary(head: &ResponseHeader) -> bool {
+    head.headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim_start)
+        .is_some_and(|v| {
+            ["audio/", "video/", "image/", "application/octet-stream"]
+                .iter()
+                .any(|prefix| v.starts_with(prefix))
+        })
+}
+
+/// Relays a binary reply chunk by chunk, never holding it whole (speech can be long). Nothing in
+/// it reports usage: the reservation is what the request is charged.
+#[allow(clippy::too_many_arguments)]
+async fn relay_binary(
+    state: &Gateway,
+    session: &mut Session,
+    served: &Served<'_>,
+    mut upstream_session: HttpSession,
+    peer: HttpPeer,
+    upstream_head: &ResponseHeader,
+    idle: std::time::Duration,
+    settlement: &mut Settlement<'_>,
+) -> pingora::Result<()> {
+    let mut head = client_head(upstream_head, served, false, settlement.response_headers())?;
+    let sized = upstream_head.headers.get("content-length").is_some();
+    if sized {
+        if let Some(length) = upstream_head.headers.get("content-length") {
+            head.insert_header("content-length", length.clone())?;
+        }
+    } else if session.req_header().version == http::Version::HTTP_10 {
+        head.insert_header("connection", "close")?;
+        session.set_keepalive(None);
+    } else {
+        head.insert_header("transfer-encoding", "chunked")?;
+    }
+    crate::cors::decorate(&mut head, session);
+    session.write_response_header(Box::new(head), false).await?;
+    loop {
+        match tokio::time::timeout(idle, upstream_session.read_response_body()).await {
+            Ok(Ok(Some(chunk))) => {
+                settlement.streamed(&chunk);
+                session.write_response_body(Some(chunk), false).await?;
+            }
+            Ok(Ok(None)) => {
+                settlement.settle();
+                session.write_response_body(None, true).await?;
+                state
+                    .connector
+                    .release_http_session(upstream_session, &peer, None)
+                    .await;
+                return Ok(());
+            }
+            Ok(Err(_)) | Err(_) => {
+                // Bytes are already on their way: the client sees the body cut short.
+                settlement.settle();
+                settlement.fail("api_error", "the provider's reply broke off");
+                tracing::warn!(
+                    request_id = served.request_id,
+                    provider = served.provider,
+                    "upstream binary reply broke off"
+                );
+                session.set_keepalive(None);
+                return Err(pingora::Error::explain(
+                    pingora::ErrorType::ReadError,
+                    "the provider's reply broke off",
+                ));
+            }
+        }
+    }
+}
+
 /// Relays a successful reply. The usage the provider reported is handed to `settlement` as it
 /// passes, so it is known even when the client goes away mid-reply, and settled before the
 /// reply's last bytes are written, so a client's next request sees this one's spend.
@@ -108,6 +182,19 @@ pub async fn deliver(
             session,
             served,
             reply,
+            upstream_session,
+            peer,
+            &upstream_head,
+            idle,
+            settlement,
+        )
+        .await;
+    }
+    if reply.relays_verbatim() && is_binary(&upstream_head) {
+        return relay_binary(
+            state,
+            session,
+            served,
             upstream_session,
             peer,
             &upstream_head,

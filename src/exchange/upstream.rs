@@ -43,6 +43,8 @@ pub struct UpstreamRequest<'a> {
     pub anthropic_beta: Option<&'a [u8]>,
     /// A Vertex AI access token, sent instead of the key's value.
     pub bearer: Option<&'a str>,
+    /// The body's content type when it is not JSON (a multipart upload).
+    pub content_type: Option<&'a [u8]>,
 }
 
 /// Why one try at an upstream failed.
@@ -63,7 +65,7 @@ fn build_request_head(
     head.insert_header("host", upstream.authority.as_str())?;
     head.insert_header("user-agent", concat!("asbru/", env!("CARGO_PKG_VERSION")))?;
     if let Some(body) = &request.body {
-        head.insert_header("content-type", "application/json")?;
+        head.insert_header("content-type", request.content_type.unwrap_or(b"application/json"))?;
         head.insert_header("content-length", body.len().to_string())?;
     }
     // AWS answers JSON, or its event stream, whatever the client accepts.

@@ -16,6 +16,7 @@ mod gemini;
 mod governance;
 mod lifecycle;
 mod observability;
+mod openai_surface;
 mod reliability;
 mod resilience;
 mod responses;

@@ -396,6 +396,11 @@ impl Ticket {
         }
     }
 
+    /// Whether a budget counts this request.
+    pub fn has_budgets(&self) -> bool {
+        !self.budgets.is_empty()
+    }
+
     /// Charges the actual cost of `usage`, or the whole reservation when no usage was reported.
     pub fn charge(&mut self, usage: Option<TokenUsage>) -> Charge {
         if self.state == State::Closed {

@@ -253,7 +253,7 @@ fn check_serves(provider: &ProviderRuntime, request_type: RequestType, stream: b
     }
     if !provider.supports(request_type) {
         return Err(Rejection::bad_request(format!(
-            "provider {:?} does not support {} requests",
+            "unsupported operation: provider {:?} does not support {} requests",
             provider.name,
             request_type.as_str()
         )));

@@ -831,6 +831,16 @@ impl ReplyTranslator {
         }
     }
 
+    /// The reply of OpenAI's audio, images and moderations APIs: relayed as is (audio as it
+    /// streams), its usage read where the reply reports one.
+    pub fn media(wire: Wire) -> ReplyTranslator {
+        ReplyTranslator::Passthrough {
+            usage: StreamUsage::of(Dialect::Media),
+            wire,
+            strip: None,
+        }
+    }
+
     /// Whether the reply passes through untranslated (same wire).
     pub fn is_passthrough(&self) -> bool {
         matches!(self, ReplyTranslator::Passthrough { .. })

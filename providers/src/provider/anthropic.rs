@@ -20,7 +20,7 @@ pub fn resource(request_type: RequestType) -> Option<&'static str> {
         RequestType::ChatCompletion => Some("/messages"),
         RequestType::CountTokens => Some("/messages/count_tokens"),
         RequestType::ListModels => Some("/models"),
-        RequestType::Embedding | RequestType::Responses | RequestType::TextCompletion => None,
+        _ => None,
     }
 }
 

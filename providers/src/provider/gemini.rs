@@ -17,10 +17,10 @@ pub const API_PREFIX: &str = "/v1beta";
 /// Whether Gemini serves `request_type` through asbru (`countTokens` only for Gemini clients,
 /// whose body passes through).
 pub fn serves(request_type: RequestType) -> bool {
-    match request_type {
-        RequestType::ChatCompletion | RequestType::Embedding | RequestType::CountTokens => true,
-        RequestType::ListModels | RequestType::Responses | RequestType::TextCompletion => false,
-    }
+    matches!(
+        request_type,
+        RequestType::ChatCompletion | RequestType::Embedding | RequestType::CountTokens
+    )
 }
 
 /// `{base_path}/v1beta/models/{model}:{method}`: `generateContent`, or
@@ -34,10 +34,7 @@ pub fn path(base_path: &str, model: &str, request_type: RequestType, stream: boo
         (RequestType::ChatCompletion, false) => "generateContent",
         (RequestType::ChatCompletion, true) => "streamGenerateContent?alt=sse",
         (RequestType::Embedding, _) => "batchEmbedContents",
-        (
-            RequestType::ListModels | RequestType::CountTokens | RequestType::Responses | RequestType::TextCompletion,
-            _,
-        ) => return None,
+        _ => return None,
     };
     Some(method_path(base_path, model, method))
 }

@@ -1,5 +1,5 @@
-//! OpenAI: chat completions, embeddings, models, the Responses API and legacy completions under
-//! `/v1`, Bearer auth. The chat wire is
+//! OpenAI: chat completions, embeddings, models, the Responses API, legacy completions, audio,
+//! images, moderations, files and batches under `/v1`, Bearer auth. The chat wire is
 //! the hub every other family translates to and from.
 
 use asbru_config::catalog::RequestType;
@@ -17,6 +17,13 @@ pub fn resource(request_type: RequestType) -> Option<&'static str> {
         RequestType::ListModels => Some("/models"),
         RequestType::Responses => Some("/responses"),
         RequestType::TextCompletion => Some("/completions"),
+        RequestType::Speech => Some("/audio/speech"),
+        RequestType::Transcription => Some("/audio/transcriptions"),
+        RequestType::Translation => Some("/audio/translations"),
+        RequestType::ImageGeneration => Some("/images/generations"),
+        RequestType::Moderation => Some("/moderations"),
+        RequestType::Files => Some("/files"),
+        RequestType::Batches => Some("/batches"),
         RequestType::CountTokens => None,
     }
 }

@@ -85,5 +85,13 @@ pub fn serves_natively(name: Option<&str>, request_type: asbru_config::catalog::
         RequestType::ChatCompletion | RequestType::Embedding | RequestType::ListModels | RequestType::CountTokens => {
             true
         }
+        // Audio, images, moderations, files and batches: OpenAI itself and custom OpenAI-wire
+        // servers; of the built-in compatible hosts, Groq transcribes.
+        RequestType::Transcription | RequestType::Translation => name.is_none_or(|n| matches!(n, "openai" | "groq")),
+        RequestType::Speech
+        | RequestType::ImageGeneration
+        | RequestType::Moderation
+        | RequestType::Files
+        | RequestType::Batches => name.is_none_or(|n| n == "openai"),
     }
 }

@@ -19,7 +19,10 @@ pub fn id_of(json: &[u8]) -> Option<String> {
         Some(inner) => inner.id,
         None => parsed.id,
     }?;
-    id.starts_with("resp_").then_some(id)
+    ["resp_", "file-", "batch_"]
+        .iter()
+        .any(|prefix| id.starts_with(prefix))
+        .then_some(id)
 }
 
 /// What a Responses request says about state kept by the provider.
