@@ -145,6 +145,7 @@ impl RequestType {
                 | RequestType::Transcription
                 | RequestType::Translation
                 | RequestType::ImageGeneration
+                | RequestType::Moderation
         )
     }
 

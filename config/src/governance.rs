@@ -309,6 +309,12 @@ pub struct PricingOverride {
     pub cache_read_input_token_cost: Option<f64>,
     /// USD per input token written to the cache.
     pub cache_creation_input_token_cost: Option<f64>,
+    /// USD per generated image (image models billed per image: `dall-e-3`, `dall-e-2`).
+    pub output_cost_per_image: Option<f64>,
+    /// USD per input character (text-to-speech models: `tts-1`).
+    pub input_cost_per_character: Option<f64>,
+    /// USD per second of input audio (transcription models: `whisper-1`).
+    pub input_cost_per_second: Option<f64>,
     /// Scope of the override.
     pub scope: Option<String>,
     /// The scope's id.
@@ -332,6 +338,12 @@ pub struct ModelPrice {
     pub cache_read_input_token_cost: Option<f64>,
     /// USD per input token written to the cache.
     pub cache_creation_input_token_cost: Option<f64>,
+    /// USD per generated image (image models billed per image: `dall-e-3`, `dall-e-2`).
+    pub output_cost_per_image: Option<f64>,
+    /// USD per input character (text-to-speech models: `tts-1`).
+    pub input_cost_per_character: Option<f64>,
+    /// USD per second of input audio (transcription models: `whisper-1`).
+    pub input_cost_per_second: Option<f64>,
 }
 
 /// A reset period: `30s`, `5m`, `1h`, `1d`, `1w` are fixed lengths; `1M` and `1Y` are calendar

@@ -24,6 +24,8 @@ pub struct TokenUsage {
     pub cache_write: u64,
     /// Reasoning tokens (part of `output`; reported, never priced apart).
     pub reasoning: u64,
+    /// Billed units besides tokens: seconds of audio a transcription reports.
+    pub units: u64,
 }
 
 impl TokenUsage {
@@ -44,6 +46,25 @@ pub struct Price {
     pub cache_read: f64,
     /// Per prompt token written to a cache.
     pub cache_write: f64,
+    /// Per generated image, when the model is billed per image.
+    pub per_image: Option<f64>,
+    /// Per input character, when the model is billed per character.
+    pub per_character: Option<f64>,
+    /// Per second of input audio, when the model is billed per second.
+    pub per_second: Option<f64>,
+    /// The unit price this request is billed at ([`Price::for_unit`]); 0 for token billing.
+    pub per_unit: f64,
+}
+
+/// What a request billed per unit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Generated images.
+    Image,
+    /// Input characters.
+    Character,
+    /// Seconds of input audio.
+    Second,
 }
 
 impl Price {
@@ -54,8 +75,25 @@ impl Price {
         let dollars = plain_input as f64 * self.input
             + usage.cache_read as f64 * self.cache_read
             + usage.cache_write as f64 * self.cache_write
-            + usage.output as f64 * self.output;
+            + usage.output as f64 * self.output
+            + usage.units as f64 * self.per_unit;
         to_micros(dollars)
+    }
+
+    /// This price billing `unit` (its per-unit price set as [`Price::per_unit`]); `None` when
+    /// the model has no price for that unit.
+    pub fn for_unit(&self, unit: Unit) -> Option<Price> {
+        let per_unit = match unit {
+            Unit::Image => self.per_image,
+            Unit::Character => self.per_character,
+            Unit::Second => self.per_second,
+        }?;
+        Some(Price { per_unit, ..*self })
+    }
+
+    /// Whether the model bills tokens (its reply then reports them).
+    pub fn bills_tokens(&self) -> bool {
+        self.input > 0.0 || self.output > 0.0
     }
 
     /// The most a request can cost: every one of `input_tokens` at the full input price, plus
@@ -77,6 +115,20 @@ impl Price {
             // A provider without a cache price charges cached tokens as plain input.
             cache_read: cache_read.map(|p| p.max(0.0)).unwrap_or(input),
             cache_write: cache_write.map(|p| p.max(0.0)).unwrap_or(input),
+            per_image: None,
+            per_character: None,
+            per_second: None,
+            per_unit: 0.0,
+        }
+    }
+
+    /// The per-unit prices of a price row (non-negative).
+    fn with_units(self, image: Option<f64>, character: Option<f64>, second: Option<f64>) -> Price {
+        Price {
+            per_image: image.map(|p| p.max(0.0)),
+            per_character: character.map(|p| p.max(0.0)),
+            per_second: second.map(|p| p.max(0.0)),
+            ..self
         }
     }
 }
@@ -148,6 +200,11 @@ impl PricingTable {
                     o.output_cost_per_token,
                     o.cache_read_input_token_cost,
                     o.cache_creation_input_token_cost,
+                )
+                .with_units(
+                    o.output_cost_per_image,
+                    o.input_cost_per_character,
+                    o.input_cost_per_second,
                 ),
             );
         }
@@ -160,6 +217,11 @@ impl PricingTable {
             row.output_cost_per_token,
             row.cache_read_input_token_cost,
             row.cache_creation_input_token_cost,
+        )
+        .with_units(
+            row.output_cost_per_image,
+            row.input_cost_per_character,
+            row.input_cost_per_second,
         );
         self.insert(&row.provider, &row.model, price);
     }
@@ -285,12 +347,53 @@ mod tests {
     }
 
     #[test]
+    fn unit_prices_bill_images_characters_and_seconds() {
+        let table = PricingTable::bundled();
+        let dalle = table.lookup("openai", "dall-e-3").expect("dall-e-3 is priced");
+        let per_image = dalle.for_unit(Unit::Image).expect("per image");
+        let usage = TokenUsage {
+            units: 2,
+            ..TokenUsage::default()
+        };
+        assert_eq!(per_image.cost_micros(&usage), 80_000, "two images at $0.04");
+        assert!(dalle.for_unit(Unit::Second).is_none());
+        let whisper = table
+            .lookup("openai", "whisper-1")
+            .and_then(|p| p.for_unit(Unit::Second));
+        let minute = TokenUsage {
+            units: 60,
+            ..TokenUsage::default()
+        };
+        assert_eq!(whisper.map(|p| p.cost_micros(&minute)), Some(6_000), "$0.006 a minute");
+        let tts = table
+            .lookup("openai", "tts-1")
+            .and_then(|p| p.for_unit(Unit::Character));
+        let thousand = TokenUsage {
+            units: 1_000,
+            ..TokenUsage::default()
+        };
+        assert_eq!(
+            tts.map(|p| p.cost_micros(&thousand)),
+            Some(15_000),
+            "$15 per million characters"
+        );
+        assert!(table.lookup("openai", "gpt-image-1").is_some_and(|p| p.bills_tokens()));
+        assert_eq!(
+            table
+                .lookup("openai", "omni-moderation-latest")
+                .map(|p| p.cost_micros(&minute)),
+            Some(0)
+        );
+    }
+
+    #[test]
     fn cost_counts_cached_tokens_at_their_price() {
         let price = Price {
             input: 3e-6,
             output: 15e-6,
             cache_read: 0.3e-6,
             cache_write: 3.75e-6,
+            ..Price::default()
         };
         let usage = TokenUsage {
             input: 1_000 + 10_000 + 2_000,
@@ -298,6 +401,7 @@ mod tests {
             cache_read: 10_000,
             cache_write: 2_000,
             reasoning: 0,
+            units: 0,
         };
         // 1000*3 + 10000*0.3 + 2000*3.75 + 500*15 = 3000 + 3000 + 7500 + 7500 µ$
         assert_eq!(price.cost_micros(&usage), 21_000);

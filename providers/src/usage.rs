@@ -20,6 +20,8 @@ pub struct Usage {
     pub cache_write_tokens: u64,
     /// Reasoning tokens (part of `output_tokens`).
     pub reasoning_tokens: u64,
+    /// Billed units besides tokens: the seconds of audio a transcription reports.
+    pub units: u64,
 }
 
 impl Usage {
@@ -36,6 +38,7 @@ impl Usage {
                 .as_ref()
                 .map(|d| d.reasoning_tokens)
                 .unwrap_or(0),
+            units: 0,
         }
     }
 
@@ -49,6 +52,7 @@ impl Usage {
             cache_read_tokens: read,
             cache_write_tokens: write,
             reasoning_tokens: 0,
+            units: 0,
         }
     }
 
@@ -61,6 +65,7 @@ impl Usage {
             cache_read_tokens: meta.cached_content_token_count,
             cache_write_tokens: 0,
             reasoning_tokens: meta.thoughts_token_count,
+            units: 0,
         }
     }
 
@@ -74,6 +79,7 @@ impl Usage {
             cache_read_tokens: read,
             cache_write_tokens: write,
             reasoning_tokens: 0,
+            units: 0,
         }
     }
 
@@ -132,6 +138,7 @@ impl Usage {
         self.cache_read_tokens = self.cache_read_tokens.max(other.cache_read_tokens);
         self.cache_write_tokens = self.cache_write_tokens.max(other.cache_write_tokens);
         self.reasoning_tokens = self.reasoning_tokens.max(other.reasoning_tokens);
+        self.units = self.units.max(other.units);
     }
 }
 
@@ -215,7 +222,34 @@ pub fn from_responses_json(body: &[u8]) -> Option<Usage> {
         cache_read_tokens: usage.input_tokens_details.map_or(0, |d| d.cached_tokens),
         cache_write_tokens: 0,
         reasoning_tokens: usage.output_tokens_details.map_or(0, |d| d.reasoning_tokens),
+        units: 0,
     })
+}
+
+/// Usage from OpenAI's audio and images replies: tokens where the model bills them
+/// (`gpt-image-1`, `gpt-4o-transcribe`), or the seconds of audio a transcription reports
+/// (`usage: {"type": "duration", "seconds"}`, or `duration` in `verbose_json`).
+pub fn from_media_json(body: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct Media {
+        #[serde(default)]
+        usage: Option<serde_json::Value>,
+        #[serde(default)]
+        duration: Option<f64>,
+    }
+    let parsed: Media = serde_json::from_slice(body).ok()?;
+    let seconds = |value: f64| value.max(0.0).ceil() as u64;
+    match parsed.usage {
+        Some(usage) if usage.get("type").and_then(|t| t.as_str()) == Some("duration") => Some(Usage {
+            units: seconds(usage.get("seconds").and_then(serde_json::Value::as_f64).unwrap_or(0.0)),
+            ..Usage::default()
+        }),
+        Some(_) => from_responses_json(body),
+        None => parsed.duration.map(|d| Usage {
+            units: seconds(d),
+            ..Usage::default()
+        }),
+    }
 }
 
 /// Usage from a Bedrock Converse reply body or `metadata` stream event.
@@ -261,7 +295,7 @@ impl Dialect {
             Dialect::Wire(wire) => from_wire_json(wire, data),
             Dialect::Responses => from_responses_json(data),
             Dialect::StoredResponses => None,
-            Dialect::Media => from_responses_json(data),
+            Dialect::Media => from_media_json(data),
         }
     }
 }

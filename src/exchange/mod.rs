@@ -317,6 +317,7 @@ pub async fn handle(
         estimate: Estimate {
             input_tokens: body.len() as u64,
             max_output_tokens: head.max_tokens,
+            units: billed_units(request_type, &body, form.as_ref()),
         },
         now: crate::state::unix_now(),
         arrived_ms: unix_millis(),
@@ -448,6 +449,45 @@ fn credentials(session: &Session, allow_direct_keys: bool, ingress: Wire) -> Cre
         x_api_key: text("x-api-key"),
         x_goog_api_key: text("x-goog-api-key").or_else(|| (ingress == Wire::Gemini).then(query_key).flatten()),
         api_key: text("api-key"),
+    }
+}
+
+/// At most how many units a request billed per unit can cost: the images asked for (`n`), the
+/// characters to speak, or the seconds an uploaded audio file can last (at 8 kbit/s, below any
+/// codec the transcription APIs take, so the bound holds).
+fn billed_units(
+    request_type: RequestType,
+    body: &[u8],
+    form: Option<&multipart::Form>,
+) -> Option<(asbru_filters::pricing::Unit, u64)> {
+    use asbru_filters::pricing::Unit;
+    #[derive(serde::Deserialize)]
+    struct Media {
+        #[serde(default)]
+        n: Option<u64>,
+        #[serde(default)]
+        input: Option<String>,
+    }
+    match request_type {
+        RequestType::ImageGeneration => {
+            let n = serde_json::from_slice::<Media>(body)
+                .ok()
+                .and_then(|m| m.n)
+                .unwrap_or(1);
+            Some((Unit::Image, n.max(1)))
+        }
+        RequestType::Speech => {
+            let characters = serde_json::from_slice::<Media>(body)
+                .ok()
+                .and_then(|m| m.input)
+                .map_or(0, |input| input.chars().count() as u64);
+            Some((Unit::Character, characters.max(1)))
+        }
+        RequestType::Transcription | RequestType::Translation => {
+            let bytes = form.map_or(body.len() as u64, |f| f.file_bytes() as u64);
+            Some((Unit::Second, bytes.div_ceil(1000).max(1)))
+        }
+        _ => None,
     }
 }
 

@@ -54,6 +54,15 @@ impl Form {
         Ok(Form { boundary, parts })
     }
 
+    /// The bytes of the form's files.
+    pub fn file_bytes(&self) -> usize {
+        self.parts
+            .iter()
+            .filter(|p| p.file_name.is_some())
+            .map(|p| p.data.len())
+            .sum()
+    }
+
     /// The value of the text field `name`, if the form has one.
     pub fn text(&self, name: &str) -> Option<&str> {
         self.parts

@@ -85,5 +85,6 @@ pub fn token_usage(u: Usage) -> TokenUsage {
         cache_read: u.cache_read_tokens,
         cache_write: u.cache_write_tokens,
         reasoning: u.reasoning_tokens,
+        units: u.units,
     }
 }

@@ -468,6 +468,7 @@ fn every_governance_entity_round_trips() {
                 output_cost_per_token: Some(1.5e-5),
                 cache_read_input_token_cost: Some(3e-7),
                 cache_creation_input_token_cost: Some(3.75e-6),
+                ..ModelPrice::default()
             },
             "anthropic/claude-sonnet-4",
         );

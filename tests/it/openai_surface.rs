@@ -247,3 +247,77 @@ async fn a_budget_refuses_what_cannot_be_metered() {
     .await;
     assert_eq!(allowed.status(), 200, "{}", allowed.text());
 }
+
+/// The settled spend of a meter, in micro-dollars.
+fn settled(gw: &asbru::server::RunningGateway, meter: &str) -> i64 {
+    gw.state
+        .registry
+        .get(meter)
+        .unwrap_or_else(|| panic!("no meter {meter}"))
+        .settled()
+}
+
+/// Budgets meter audio and images by their units: images at their price each, speech per
+/// character, transcription by the seconds the reply reports, token-billed models by the
+/// tokens they report; a model with no price for its endpoint is refused under a budget.
+#[tokio::test]
+async fn budgets_meter_units() {
+    let upstream = default_mock();
+    let gw = surface_gateway(
+        &upstream.base_url(),
+        "governance:\n  virtual_keys:\n    - {id: vk-m, name: M, value: sk-bf-media, budgets: [{max_limit: 10, reset_duration: 1d}], provider_configs: [{provider: openai, weight: 1}]}\n",
+    );
+    let meter = "vk:vk-m:budget:0";
+    let vk = [("x-bf-vk", "sk-bf-media")];
+    let spent = |before: i64| settled(&gw, meter) - before;
+
+    let before = settled(&gw, meter);
+    let body = r#"{"model":"openai/dall-e-3","prompt":"a cat","n":2}"#;
+    let reply = send(gw.addr, "POST", "/v1/images/generations", &vk, body.as_bytes()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(spent(before), 80_000, "two images at $0.04");
+
+    let before = settled(&gw, meter);
+    let body = r#"{"model":"openai/gpt-image-1","prompt":"a cat"}"#;
+    let reply = send(gw.addr, "POST", "/v1/images/generations", &vk, body.as_bytes()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(spent(before), 10 * 5 + 272 * 40, "the tokens the reply reports");
+
+    let before = settled(&gw, meter);
+    let body = r#"{"model":"openai/tts-1","input":"Hello","voice":"alloy"}"#;
+    let reply = send(gw.addr, "POST", "/v1/audio/speech", &vk, body.as_bytes()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(spent(before), 75, "five characters at $15 per million");
+
+    let before = settled(&gw, meter);
+    let content_type = multipart();
+    let headers = [("x-bf-vk", "sk-bf-media"), ("content-type", content_type.as_str())];
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/v1/audio/transcriptions",
+        &headers,
+        &form("openai/whisper-1", &[]),
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(spent(before), 300, "three seconds at $0.006 a minute");
+
+    // Moderations are free, and counted.
+    let before = settled(&gw, meter);
+    let body = r#"{"model":"openai/omni-moderation-latest","input":"hi"}"#;
+    let reply = send(gw.addr, "POST", "/v1/moderations", &vk, body.as_bytes()).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(spent(before), 0);
+
+    // No price for the endpoint: refused under the budget, before anything is sent.
+    let sent = upstream.state.recorded().len();
+    let body = r#"{"model":"openai/tts-unpriced","input":"Hello","voice":"alloy"}"#;
+    let reply = send(gw.addr, "POST", "/v1/audio/speech", &vk, body.as_bytes()).await;
+    assert_eq!(reply.status(), 400, "{}", reply.text());
+    assert!(reply.text().contains("no price for this endpoint"), "{}", reply.text());
+    assert_eq!(upstream.state.recorded().len(), sent);
+    // Without a budget it goes through (counted as unpriced).
+    let reply = post(&gw, "/v1/audio/speech", body).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+}

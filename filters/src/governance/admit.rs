@@ -78,11 +78,26 @@ pub fn admit(
     estimate: &Estimate,
     now: i64,
 ) -> Result<Ticket, Rejection> {
-    let price = gov.pricing.lookup(provider, model);
+    let listed = gov.pricing.lookup(provider, model);
     let max_output = estimate.max_output_tokens.unwrap_or(gov.default_max_output_tokens);
-    let amount = price
-        .map(|p| p.max_cost_micros(estimate.input_tokens, max_output))
-        .unwrap_or(0);
+    // A request billed per unit reserves its units at the unit's price; a model that bills
+    // such a request in tokens instead (its reply reports them) reserves as a token request.
+    let (price, amount) = match estimate.units {
+        Some((unit, count)) => match listed.and_then(|p| p.for_unit(unit)) {
+            Some(p) => (Some(p), crate::pricing::to_micros(count as f64 * p.per_unit)),
+            None => {
+                let tokens = listed.filter(Price::bills_tokens);
+                (
+                    tokens,
+                    tokens.map_or(0, |p| p.max_cost_micros(estimate.input_tokens, max_output)),
+                )
+            }
+        },
+        None => (
+            listed,
+            listed.map_or(0, |p| p.max_cost_micros(estimate.input_tokens, max_output)),
+        ),
+    };
     let mut ticket = Ticket {
         reserved: amount,
         budgets: Vec::new(),
@@ -97,6 +112,14 @@ pub fn admit(
         near_edge: false,
     };
     match reserve_all(gov, vk, provider, model, now, &mut ticket) {
+        // An endpoint billed per unit with no price for this model cannot be metered: a
+        // budget refuses it rather than count it as free.
+        Ok(()) if ticket.price.is_none() && estimate.units.is_some() && !ticket.budgets.is_empty() => {
+            ticket.release();
+            Err(Rejection::bad_request(format!(
+                "model '{model}' of provider '{provider}' has no price for this endpoint, and a budget applies to this request: add a governance.pricing_overrides entry (output_cost_per_image, input_cost_per_character or input_cost_per_second)"
+            )))
+        }
         Ok(()) => {
             if !(ticket.budgets.is_empty() && ticket.tokens.is_empty() && ticket.requests.is_empty()) {
                 ticket.journal = gov.journal.clone();
@@ -509,6 +532,7 @@ mod tests {
         Estimate {
             input_tokens: 100,
             max_output_tokens: Some(10),
+            units: None,
         }
     }
 

@@ -230,6 +230,7 @@ mod tests {
             estimate: Estimate {
                 input_tokens: 100,
                 max_output_tokens: Some(10),
+                units: None,
             },
             now: 0,
             arrived_ms: 0,
