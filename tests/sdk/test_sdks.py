@@ -402,6 +402,51 @@ for model in [f"bedrock/{CLAUDE_ON_BEDROCK}", "cohere/command-r-plus"]:
     check(f"openai sdk stream {model}", openai_stream(model))
     check(f"openai sdk tools {model}", openai_tools(model, stream=False))
 
+import io  # noqa: E402
+
+
+def openai_audio():
+    audio = io.BytesIO(b"RIFF\x24\x00\x00\x00WAVEfmt mock audio")
+    audio.name = "hello.wav"
+    r = oai.audio.transcriptions.create(model="openai/whisper-1", file=audio)
+    assert r.text.startswith("Hello"), r
+    audio.seek(0)
+    r = oai.audio.translations.create(model="openai/whisper-1", file=audio)
+    assert r.text.startswith("Hello"), r
+    speech = oai.audio.speech.create(model="openai/tts-1", voice="alloy", input="Hello")
+    assert speech.content.startswith(b"ID3"), speech.content[:10]
+
+
+def openai_images():
+    r = oai.images.generate(model="openai/gpt-image-1", prompt="a cat", n=2)
+    assert len(r.data) == 2 and r.data[0].b64_json, r
+    assert r.usage.output_tokens > 0, r.usage
+
+
+def openai_moderations():
+    r = oai.moderations.create(model="openai/omni-moderation-latest", input=["hi", "there"])
+    assert len(r.results) == 2 and r.results[0].flagged is False, r
+
+
+def openai_files_and_batches():
+    upload = io.BytesIO(b'{"custom_id": "1", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n')
+    upload.name = "batch.jsonl"
+    f = oai.files.create(file=upload, purpose="batch")
+    assert f.id.startswith("file-"), f
+    assert oai.files.retrieve(f.id).id == f.id
+    assert oai.files.content(f.id).read(), "content"
+    assert any(x.id == f.id for x in oai.files.list().data)
+    b = oai.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert oai.batches.retrieve(b.id).id == b.id
+    assert oai.batches.cancel(b.id).status == "cancelling"
+    assert oai.files.delete(f.id).deleted is True
+
+
+check("openai sdk audio transcriptions, translations, speech", openai_audio)
+check("openai sdk images.generate", openai_images)
+check("openai sdk moderations.create", openai_moderations)
+check("openai sdk files and batches", openai_files_and_batches)
+
 if failures:
     print(f"{len(failures)} SDK check(s) failed")
     sys.exit(1)
