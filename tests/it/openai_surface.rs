@@ -321,3 +321,44 @@ async fn budgets_meter_units() {
     let reply = post(&gw, "/v1/audio/speech", body).await;
     assert_eq!(reply.status(), 200, "{}", reply.text());
 }
+
+/// Azure OpenAI serves the same APIs on its deployment paths.
+#[tokio::test]
+async fn azure_deployments_serve_audio_and_images() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n  azure:\n    keys:\n      - {{name: az, value: az-key, models: [\"*\"], azure_key_config: {{endpoint: \"{}\", api_version: \"2025-01-01\"}}}}\n",
+        upstream.base_url()
+    ));
+    let reply = post(
+        &gw,
+        "/v1/images/generations",
+        r#"{"model":"azure/dall-e-3","prompt":"a cat"}"#,
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let seen = &upstream.state.recorded()[0];
+    assert_eq!(
+        seen.path,
+        "/openai/deployments/dall-e-3/images/generations?api-version=2025-01-01"
+    );
+    assert_eq!(seen.header("api-key"), Some("az-key"));
+    let content_type = multipart();
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/v1/audio/transcriptions",
+        &[("content-type", content_type.as_str())],
+        &form("azure/whisper", &[]),
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(
+        upstream.state.recorded()[1].path,
+        "/openai/deployments/whisper/audio/transcriptions?api-version=2025-01-01"
+    );
+    // Azure has no moderations endpoint.
+    let reply = post(&gw, "/v1/moderations", r#"{"model":"azure/omni","input":"hi"}"#).await;
+    assert_eq!(reply.status(), 400, "{}", reply.text());
+    assert!(reply.text().contains("unsupported operation"), "{}", reply.text());
+}
