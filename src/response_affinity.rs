@@ -36,6 +36,25 @@ struct Generations {
     previous: Arc<Generation>,
 }
 
+/// The files a batch object (or a list of them) names: its input, output and error files.
+pub fn batch_files(body: &[u8]) -> Vec<String> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let objects: Vec<&serde_json::Value> = match value.get("data").and_then(serde_json::Value::as_array) {
+        Some(items) => items.iter().collect(),
+        None => vec![&value],
+    };
+    objects
+        .into_iter()
+        .flat_map(|object| {
+            ["output_file_id", "error_file_id"]
+                .into_iter()
+                .filter_map(|field| object.get(field)?.as_str().map(str::to_string))
+        })
+        .collect()
+}
+
 /// The bounded id → account map.
 pub struct ResponseAffinity {
     generations: ArcSwap<Generations>,
@@ -100,7 +119,21 @@ impl ResponseAffinity {
         generations.previous.pin().get(id).cloned()
     }
 
-    /// Forgets response `id` (it was deleted).
+    /// A provider's list of objects (`{"data": [{"id"}, ...]}`) narrowed to those `owner`
+    /// created through the gateway; `None` when the body is not such a list.
+    pub fn owned_list(&self, body: &[u8], owner: u64) -> Option<Vec<u8>> {
+        let mut list: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
+        let data = list.get_mut("data")?.as_array_mut()?;
+        data.retain(|item| {
+            item.get("id")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|id| self.find(id))
+                .is_some_and(|at| at.owner == owner)
+        });
+        serde_json::to_vec(&list).ok()
+    }
+
+    /// Forgets `id` (the object was deleted).
     pub fn forget(&self, id: &str) {
         let generations = self.generations.load();
         generations.current.pin().remove(id);

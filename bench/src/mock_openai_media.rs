@@ -7,8 +7,9 @@
 //! - `POST /v1/images/generations`: `b64_json` images, `n` of them, with token usage for
 //!   `gpt-image-1`.
 //! - `POST /v1/moderations`: one result per input.
-//! - Files and batches: created objects belong to the key that created them; another key gets
-//!   404, as OpenAI's accounts do.
+//! - Files and batches: created objects belong to the key (the account) that created them;
+//!   another key gets 404, as OpenAI's accounts do, and a list shows the account's objects.
+//!   A batch names an output file, which its account can read.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -244,9 +245,15 @@ async fn stored(
             if !request["input_file_id"].is_string() || !request["endpoint"].is_string() {
                 return error(session, 400, "input_file_id and endpoint are required").await;
             }
+            let output = format!("file-batchout{n}");
+            if let Ok(mut by_id) = objects.by_id.lock() {
+                let file = json!({"id": output, "object": "file", "bytes": 17, "created_at": 1700000000,
+                    "filename": "batch_output.jsonl", "purpose": "batch_output"});
+                by_id.insert(output.clone(), (key.to_string(), file));
+            }
             json!({"id": format!("batch_mock{n}"), "object": "batch", "endpoint": request["endpoint"],
-                "input_file_id": request["input_file_id"], "completion_window": "24h", "status": "validating",
-                "created_at": 1700000000})
+                "input_file_id": request["input_file_id"], "completion_window": "24h", "status": "completed",
+                "output_file_id": output, "created_at": 1700000000})
         };
         if let Ok(mut by_id) = objects.by_id.lock() {
             by_id.insert(

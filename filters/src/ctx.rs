@@ -344,11 +344,23 @@ impl RequestCtx {
         if let Some(charge) = self.outcome.charge {
             return (!charge.unpriced).then_some(charge.cost_micros);
         }
-        let usage = self.outcome.usage?;
         let attempt = self.served_attempt()?;
-        prices
-            .lookup(&attempt.provider.name, &attempt.model)
-            .map(|price| price.cost_micros(&usage))
+        let price = prices.lookup(&attempt.provider.name, &attempt.model)?;
+        // A request billed per unit costs its units at the unit's price: the units counted at
+        // admission (images, characters), or the seconds the reply reported.
+        if let Some((unit, count)) = self.request.estimate.units
+            && let Some(per_unit) = price.for_unit(unit)
+        {
+            let reported = self.outcome.usage.map_or(0, |u| u.units);
+            let units = if unit == crate::pricing::Unit::Second && reported > 0 {
+                reported
+            } else {
+                count
+            };
+            return Some(crate::pricing::to_micros(units as f64 * per_unit.per_unit));
+        }
+        let usage = self.outcome.usage?;
+        Some(price.cost_micros(&usage))
     }
 
     /// Records a failure written to the client.

@@ -238,7 +238,8 @@ pub fn from_media_json(body: &[u8]) -> Option<Usage> {
         duration: Option<f64>,
     }
     let parsed: Media = serde_json::from_slice(body).ok()?;
-    let seconds = |value: f64| value.max(0.0).ceil() as u64;
+    // A reported duration is at most a year: a broken upstream cannot bill the impossible.
+    let seconds = |value: f64| value.clamp(0.0, 31_536_000.0).ceil() as u64;
     match parsed.usage {
         Some(usage) if usage.get("type").and_then(|t| t.as_str()) == Some("duration") => Some(Usage {
             units: seconds(usage.get("seconds").and_then(serde_json::Value::as_f64).unwrap_or(0.0)),
@@ -307,7 +308,9 @@ fn end_marker(dialect: Dialect, event: &crate::sse::Event) -> (bool, bool) {
         // Streamed speech (`stream_format: sse`) and transcriptions end with their `done` event.
         Dialect::Media => {
             return (
-                data.contains("\"type\":\"speech.audio.done\"") || data.contains("\"type\":\"transcript.text.done\""),
+                data.contains("\"type\":\"speech.audio.done\"")
+                    || data.contains("\"type\":\"transcript.text.done\"")
+                    || data.contains("\"type\":\"image_generation.completed\""),
                 data.contains("\"type\":\"error\"") || data.starts_with("{\"error\""),
             );
         }

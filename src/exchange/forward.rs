@@ -54,6 +54,8 @@ pub struct Exchange<'a> {
     pub native_method: Option<&'static str>,
     /// A call on a stored object (a response, a file, a batch) instead of a generation.
     pub stored: Option<&'a crate::routes::StoredCall>,
+    /// The caller presents a virtual key: lists of files and batches show only its own.
+    pub tenant: bool,
     /// An audio upload's form, whose `model` field is rewritten for the upstream.
     pub form: Option<&'a super::multipart::Form>,
     /// The client's `Content-Type` (a multipart boundary, for uploads passed on as sent).
@@ -522,6 +524,27 @@ async fn try_target(
                         ),
                         None => {}
                     };
+                    // Files a batch produced belong to the batch's caller; a tenant's list shows
+                    // only what it owns.
+                    let holder = crate::response_affinity::StoredAt {
+                        provider: provider.name.as_str().into(),
+                        key_id: key.filter(|k| k.id != "direct").map(|k| k.id.as_str().into()),
+                        owner: ex.owner,
+                        model: "*".into(),
+                    };
+                    let inspect = |body: &[u8]| -> Option<Vec<u8>> {
+                        if ex.request_type == RequestType::Batches {
+                            for file in crate::response_affinity::batch_files(body) {
+                                if state.responses.find(&file).is_none() {
+                                    state.responses.remember(&file, holder.clone());
+                                }
+                            }
+                        }
+                        let listing = ex.stored.is_some_and(|c| c.id.is_empty() && c.method == "GET");
+                        (listing && ex.tenant)
+                            .then(|| state.responses.owned_list(body, ex.owner))
+                            .flatten()
+                    };
                     let served = Served {
                         provider: &provider.name,
                         resolved_model: upstream_model,
@@ -531,6 +554,8 @@ async fn try_target(
                         request_type: ex.request_type,
                         raw_response: provider.send_back_raw_response || ex.raw_response,
                         on_stored: Some(&remember),
+                        inspect: matches!(ex.request_type, RequestType::Files | RequestType::Batches)
+                            .then_some(&inspect),
                     };
                     let mut settlement = Settlement::new(&state.chain, live, ctx);
                     let delivered = relay::deliver(
@@ -805,6 +830,7 @@ async fn write_failure(
                 request_type: ex.request_type,
                 raw_response: false,
                 on_stored: None,
+                inspect: None,
             };
             let mut head = relay::client_head(&head, &served, false, extra)?;
             head.insert_header("content-length", body.len().to_string())?;

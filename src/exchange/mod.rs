@@ -184,6 +184,12 @@ pub async fn handle(
             .unwrap_or_default()
             .to_string();
         match multipart::Form::read(&content_type, &body).await {
+            // One model per request: a second `model` part could name another model than the
+            // one the key was checked and priced for.
+            Ok(form) if form.count("model") > 1 => {
+                let err = WireError::bad_request("the form has more than one model field");
+                return respond::error(session, ingress, &err, &err_ctx).await;
+            }
             Ok(form) => {
                 head.model = form.text("model").map(str::to_string);
                 Some(form)
@@ -195,11 +201,16 @@ pub async fn handle(
     };
     // Moderations and image generations may leave the model to OpenAI's default.
     if head.model.is_none() {
-        head.model = match request_type {
-            RequestType::Moderation => Some("omni-moderation-latest".to_string()),
-            RequestType::ImageGeneration => Some("dall-e-2".to_string()),
+        let default_model = match request_type {
+            RequestType::Moderation => Some("omni-moderation-latest"),
+            RequestType::ImageGeneration => Some("dall-e-2"),
             _ => None,
         };
+        // On a route that implies no provider, the default model is OpenAI's.
+        head.model = default_model.map(|model| match &target {
+            Target::Model { default_provider: None } => format!("openai/{model}"),
+            _ => model.to_string(),
+        });
     }
     // A Gemini client names streaming in the path, not the body.
     let native_method = match &target {
@@ -239,6 +250,22 @@ pub async fn handle(
     } else {
         0
     };
+    // A caller presenting a virtual key is one tenant among others: files and batches it did
+    // not create through the gateway (or that the gateway no longer knows) do not exist for it.
+    let tenant = matches!(request_type, RequestType::Files | RequestType::Batches)
+        && [
+            &credentials.virtual_key,
+            &credentials.bearer,
+            &credentials.x_api_key,
+            &credentials.api_key,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|value| {
+            live.governance
+                .key(&asbru_filters::governance::runtime::key_hash(value))
+                .is_some()
+        });
     let mut pin = None;
     let mut stored_call = None;
     let mut remember_created = false;
@@ -269,23 +296,34 @@ pub async fn handle(
         Target::GeminiModel { model, .. } => (model, Some("gemini")),
         Target::BedrockModel { model, .. } => (model, Some("bedrock")),
         Target::Stored { call, default_provider } => {
-            let known = (!call.id.is_empty()).then(|| state.responses.find(&call.id)).flatten();
+            // A batch runs on the account holding its input file: it must be the caller's.
+            let input_file = (request_type == RequestType::Batches && call.creates)
+                .then(|| batch_input_file(&body))
+                .flatten();
+            let id = input_file.as_deref().unwrap_or(&call.id);
+            let known = (!id.is_empty()).then(|| state.responses.find(id)).flatten();
             let (model, at) = match known {
                 // Another caller's response does not exist for this one.
                 Some(at) if at.owner != owner => {
-                    let what = match request_type {
-                        RequestType::Files => "File",
-                        RequestType::Batches => "Batch",
-                        _ => "Response",
-                    };
-                    let err = WireError::gateway(
-                        404,
-                        "invalid_request_error",
-                        format!("{what} with id '{}' not found.", call.id),
-                    );
-                    return respond::error(session, ingress, &err, &err_ctx).await;
+                    return respond::error(
+                        session,
+                        ingress,
+                        &not_found(request_type, id, input_file.is_some()),
+                        &err_ctx,
+                    )
+                    .await;
                 }
                 Some(at) => (format!("{}/{}", at.provider, at.model), at),
+                // An id this tenant cannot be shown to own.
+                None if tenant && !id.is_empty() => {
+                    return respond::error(
+                        session,
+                        ingress,
+                        &not_found(request_type, id, input_file.is_some()),
+                        &err_ctx,
+                    )
+                    .await;
+                }
                 None => {
                     let provider: Arc<str> = default_provider.unwrap_or("openai").into();
                     let model = format!("{provider}/*");
@@ -355,6 +393,7 @@ pub async fn handle(
         body: &body,
         native_method,
         stored: stored_call.as_ref(),
+        tenant,
         form: form.as_ref(),
         content_type: header("content-type"),
         owner,
@@ -489,6 +528,30 @@ fn billed_units(
         }
         _ => None,
     }
+}
+
+/// The `input_file_id` a batch creation names.
+fn batch_input_file(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Batch {
+        input_file_id: String,
+    }
+    serde_json::from_slice::<Batch>(body).ok().map(|b| b.input_file_id)
+}
+
+/// OpenAI's 404 for an object the caller does not have.
+fn not_found(request_type: RequestType, id: &str, input_file: bool) -> WireError {
+    let what = match request_type {
+        RequestType::Files => "File",
+        RequestType::Batches if input_file => "File",
+        RequestType::Batches => "Batch",
+        _ => "Response",
+    };
+    WireError::gateway(
+        404,
+        "invalid_request_error",
+        format!("{what} with id '{id}' not found."),
+    )
 }
 
 /// The access key id of a SigV4 `Authorization` header (`AWS4-HMAC-SHA256 Credential=<id>/...`)

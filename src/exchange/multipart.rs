@@ -63,6 +63,11 @@ impl Form {
             .sum()
     }
 
+    /// How many parts are named `name` (files included).
+    pub fn count(&self, name: &str) -> usize {
+        self.parts.iter().filter(|p| p.name.as_deref() == Some(name)).count()
+    }
+
     /// The value of the text field `name`, if the form has one.
     pub fn text(&self, name: &str) -> Option<&str> {
         self.parts
@@ -99,7 +104,7 @@ impl Form {
         out.extend_from_slice(b"--");
         out.extend_from_slice(self.boundary.as_bytes());
         out.extend_from_slice(b"--\r\n");
-        (out, format!("multipart/form-data; boundary={}", self.boundary))
+        (out, format!("multipart/form-data; boundary=\"{}\"", self.boundary))
     }
 }
 
@@ -127,7 +132,7 @@ mod tests {
         assert_eq!(form.text("model"), Some("openai/whisper-1"));
         assert_eq!(form.text("file"), None, "a file is not a text field");
         let (body, content_type) = form.with_text("model", "whisper-1");
-        assert_eq!(content_type, "multipart/form-data; boundary=XyZ");
+        assert_eq!(content_type, "multipart/form-data; boundary=\"XyZ\"");
         let again = Form::read(&content_type, &Bytes::from(body)).await.expect("form");
         assert_eq!(again.text("model"), Some("whisper-1"));
         assert_eq!(again.text("language"), Some("no"));

@@ -22,6 +22,9 @@ use asbru_config::catalog::{RequestType, Wire};
 /// Largest non-stream reply read into memory.
 pub const MAX_REPLY_BODY: usize = 64 * 1024 * 1024;
 
+/// Sees a whole reply body; returns the body to send instead, if it changes it.
+pub type BodyInspector<'a> = dyn Fn(&[u8]) -> Option<Vec<u8>> + Sync + 'a;
+
 /// Who answered, for the response headers.
 pub struct Served<'a> {
     /// Provider name.
@@ -40,6 +43,9 @@ pub struct Served<'a> {
     pub raw_response: bool,
     /// Told the id of a response the provider stored, once it is known.
     pub on_stored: Option<&'a (dyn Fn(&str) + Sync)>,
+    /// Sees a whole reply body (files and batches): may remember ids in it, and may return the
+    /// body to send instead (a list narrowed to the caller's objects).
+    pub inspect: Option<&'a BodyInspector<'a>>,
 }
 
 /// Copies an upstream head for the client, minus hop-by-hop and framing headers, plus asbru's own
@@ -217,6 +223,10 @@ pub async fn deliver(
     if let (Some(remember), Some(id)) = (served.on_stored, reply.stored_response_id(Some(&body))) {
         remember(&id);
     }
+    let body = match served.inspect.and_then(|inspect| inspect(&body)) {
+        Some(narrowed) => Bytes::from(narrowed),
+        None => body,
+    };
     let body = match reply.body(&body) {
         Ok((translated, usage)) => {
             settlement.seen(usage.reported());

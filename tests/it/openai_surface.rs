@@ -225,24 +225,34 @@ async fn a_budget_refuses_what_cannot_be_metered() {
         &upstream.base_url(),
         "governance:\n  virtual_keys:\n    - {id: vk-b, name: B, value: sk-bf-budget, budgets: [{max_limit: 10, reset_duration: 1d}], provider_configs: [{provider: openai, weight: 1}]}\n    - {id: vk-f, name: F, value: sk-bf-free, provider_configs: [{provider: openai, weight: 1}]}\n",
     );
-    let batch = json!({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h"});
+    let content_type = multipart();
+    let mut files = Vec::new();
+    for vk in ["sk-bf-budget", "sk-bf-free"] {
+        let headers = [("x-bf-vk", vk), ("content-type", content_type.as_str())];
+        let reply = send(gw.addr, "POST", "/v1/files", &headers, &upload("batch")).await;
+        assert_eq!(reply.status(), 200, "{}", reply.text());
+        files.push(reply.json()["id"].as_str().expect("id").to_string());
+    }
+    let batch =
+        |file: &str| json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"});
+    let sent = upstream.state.recorded().len();
     let refused = send(
         gw.addr,
         "POST",
         "/v1/batches",
         &[("x-bf-vk", "sk-bf-budget")],
-        batch.to_string().as_bytes(),
+        batch(&files[0]).to_string().as_bytes(),
     )
     .await;
     assert_eq!(refused.status(), 400, "{}", refused.text());
     assert!(refused.text().contains("cannot meter"), "{}", refused.text());
-    assert!(upstream.state.recorded().is_empty(), "nothing was sent");
+    assert_eq!(upstream.state.recorded().len(), sent, "nothing was sent");
     let allowed = send(
         gw.addr,
         "POST",
         "/v1/batches",
         &[("x-bf-vk", "sk-bf-free")],
-        batch.to_string().as_bytes(),
+        batch(&files[1]).to_string().as_bytes(),
     )
     .await;
     assert_eq!(allowed.status(), 200, "{}", allowed.text());
@@ -361,4 +371,85 @@ async fn azure_deployments_serve_audio_and_images() {
     let reply = post(&gw, "/v1/moderations", r#"{"model":"azure/omni","input":"hi"}"#).await;
     assert_eq!(reply.status(), 400, "{}", reply.text());
     assert!(reply.text().contains("unsupported operation"), "{}", reply.text());
+}
+
+/// Virtual keys are tenants: one's files and batches do not exist for another, lists show each
+/// its own, a batch may only run on the caller's file, and a batch's output file belongs to
+/// the batch's caller.
+#[tokio::test]
+async fn tenants_see_only_their_own_files_and_batches() {
+    let upstream = default_mock();
+    let gw = gateway(&format!(
+        "providers:\n  openai:\n    keys: [{{name: one, value: sk-one, models: [\"*\"]}}]\n    network_config: {{base_url: \"{}\"}}\ngovernance:\n  virtual_keys:\n    - {{id: vk-a, name: A, value: sk-bf-tenant-a, provider_configs: [{{provider: openai, weight: 1}}]}}\n    - {{id: vk-b, name: B, value: sk-bf-tenant-b, provider_configs: [{{provider: openai, weight: 1}}]}}\n",
+        upstream.base_url()
+    ));
+    let content_type = multipart();
+    let as_a = [("x-bf-vk", "sk-bf-tenant-a"), ("content-type", content_type.as_str())];
+    let a = [("x-bf-vk", "sk-bf-tenant-a")];
+    let b = [("x-bf-vk", "sk-bf-tenant-b")];
+    let reply = send(gw.addr, "POST", "/v1/files", &as_a, &upload("batch")).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let file = reply.json()["id"].as_str().expect("id").to_string();
+
+    assert_eq!(
+        send(gw.addr, "GET", &format!("/v1/files/{file}"), &a, b"")
+            .await
+            .status(),
+        200
+    );
+    let stolen = send(gw.addr, "GET", &format!("/v1/files/{file}/content"), &b, b"").await;
+    assert_eq!(stolen.status(), 404, "{}", stolen.text());
+    let deleted = send(gw.addr, "DELETE", &format!("/v1/files/{file}"), &b, b"").await;
+    assert_eq!(deleted.status(), 404, "{}", deleted.text());
+    // The account's list, narrowed to each tenant's own.
+    let listed = |reply: Reply| -> Vec<String> {
+        reply.json()["data"]
+            .as_array()
+            .map(|d| d.iter().filter_map(|f| f["id"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        listed(send(gw.addr, "GET", "/v1/files", &a, b"").await),
+        vec![file.clone()]
+    );
+    assert!(listed(send(gw.addr, "GET", "/v1/files", &b, b"").await).is_empty());
+    // An id no tenant was seen to create does not exist for a tenant.
+    let unknown = send(gw.addr, "GET", "/v1/files/file-elsewhere", &b, b"").await;
+    assert_eq!(unknown.status(), 404, "{}", unknown.text());
+
+    // B cannot run a batch on A's file; A can, and the batch's output file is A's.
+    let batch = json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"});
+    let refused = send(gw.addr, "POST", "/v1/batches", &b, batch.to_string().as_bytes()).await;
+    assert_eq!(refused.status(), 404, "{}", refused.text());
+    let created = send(gw.addr, "POST", "/v1/batches", &a, batch.to_string().as_bytes()).await;
+    assert_eq!(created.status(), 200, "{}", created.text());
+    let output = created.json()["output_file_id"].as_str().expect("output").to_string();
+    let read = send(gw.addr, "GET", &format!("/v1/files/{output}/content"), &a, b"").await;
+    assert_eq!(read.status(), 200, "{}", read.text());
+    let stolen = send(gw.addr, "GET", &format!("/v1/files/{output}/content"), &b, b"").await;
+    assert_eq!(stolen.status(), 404, "{}", stolen.text());
+}
+
+#[tokio::test]
+async fn forms_and_defaults() {
+    let upstream = default_mock();
+    let gw = surface_gateway(&upstream.base_url(), "");
+    // Two model fields: which one runs would be the upstream's guess.
+    let content_type = multipart();
+    let mut body = form("openai/whisper-1", &[("model", "openai/gpt-4o-transcribe")]);
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/v1/audio/transcriptions",
+        &[("content-type", content_type.as_str())],
+        &body,
+    )
+    .await;
+    assert_eq!(reply.status(), 400, "{}", reply.text());
+    assert!(upstream.state.recorded().is_empty());
+    body.clear();
+    // A moderation with no model on /v1: OpenAI's default model.
+    let reply = post(&gw, "/v1/moderations", r#"{"input":"hi"}"#).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(reply.header("x-bifrost-provider").as_deref(), Some("openai"));
 }

@@ -12,7 +12,7 @@ use crate::ctx::{Charge, Estimate};
 use crate::filter::Rejection;
 use crate::policy::meter::{Meter, SpendJournal, Spent};
 use crate::policy::runtime::{Governance, LimitCap, RateCap, Scope, VirtualKeyRuntime};
-use crate::pricing::{Price, TokenUsage, to_dollars};
+use crate::pricing::{Price, TokenUsage, Unit, to_dollars};
 use asbru_config::usage::SpendKind;
 
 pub use crate::filter::decision;
@@ -86,10 +86,12 @@ pub fn admit(
         Some((unit, count)) => match listed.and_then(|p| p.for_unit(unit)) {
             Some(p) => (Some(p), crate::pricing::to_micros(count as f64 * p.per_unit)),
             None => {
+                // Each image (or unit) may use up to the output bound.
                 let tokens = listed.filter(Price::bills_tokens);
+                let outputs = max_output.saturating_mul(count.max(1));
                 (
                     tokens,
-                    tokens.map_or(0, |p| p.max_cost_micros(estimate.input_tokens, max_output)),
+                    tokens.map_or(0, |p| p.max_cost_micros(estimate.input_tokens, outputs)),
                 )
             }
         },
@@ -104,7 +106,14 @@ pub fn admit(
         tokens: Vec::new(),
         requests: Vec::new(),
         price,
-        estimate_tokens: estimate.input_tokens.saturating_add(max_output),
+        // A request billed per unit uses no tokens unless its reply reports them.
+        estimate_tokens: if estimate.units.is_some() {
+            0
+        } else {
+            estimate.input_tokens.saturating_add(max_output)
+        },
+        exact_units: matches!(estimate.units, Some((Unit::Image | Unit::Character, _)))
+            && price.is_some_and(|p| p.per_unit > 0.0),
         state: State::Admitted,
         budget_used: None,
         rate_used: None,
@@ -209,6 +218,24 @@ fn reserve_all(
     Ok(())
 }
 
+/// Whether any budget counts a request to `provider` by `vk`, whatever its model: the
+/// provider's, and the key's own, its provider config's, its team's and its customer's.
+pub fn budget_applies(gov: &Governance, vk: Option<&VirtualKeyRuntime>, provider: &str) -> bool {
+    let provider_budget = gov.providers.get(provider).is_some_and(|s| !s.budgets.is_empty());
+    let key_budget = vk.is_some_and(|vk| {
+        [
+            Some(&vk.scope),
+            vk.access(provider).map(|a| &a.scope),
+            vk.team.as_deref(),
+            vk.customer.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|scope| !scope.budgets.is_empty())
+    });
+    provider_budget || key_budget
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reserved; nothing sent upstream yet.
@@ -230,6 +257,9 @@ pub struct Ticket {
     requests: Vec<Arc<Meter>>,
     price: Option<Price>,
     estimate_tokens: u64,
+    /// The reservation is the exact cost (images or characters at a unit price, counted at
+    /// admission): the settlement charges it whatever tokens the reply reports.
+    exact_units: bool,
     state: State,
     budget_used: Fullest,
     rate_used: Fullest,
@@ -283,6 +313,7 @@ impl Ticket {
             requests: Vec::new(),
             price: None,
             estimate_tokens: 0,
+            exact_units: false,
             state: State::Closed,
             budget_used: None,
             rate_used: None,
@@ -419,11 +450,6 @@ impl Ticket {
         }
     }
 
-    /// Whether a budget counts this request.
-    pub fn has_budgets(&self) -> bool {
-        !self.budgets.is_empty()
-    }
-
     /// Charges the actual cost of `usage`, or the whole reservation when no usage was reported.
     pub fn charge(&mut self, usage: Option<TokenUsage>) -> Charge {
         if self.state == State::Closed {
@@ -431,6 +457,7 @@ impl Ticket {
         }
         self.state = State::Closed;
         let (cost, tokens) = match usage {
+            Some(u) if self.exact_units => (self.reserved, u.total()),
             Some(u) => (self.price.map(|p| p.cost_micros(&u)).unwrap_or(0), u.total()),
             None => (self.reserved, self.estimate_tokens),
         };

@@ -150,24 +150,13 @@ fn admit_attempt(live: &Live, ctx: &RequestCtx, attempt: &Attempt) -> Result<Opt
             }
         }
         // Work the provider bills later (a batch) cannot be metered: a budget refuses it.
-        if request.pin.as_ref().is_some_and(|p| p.unmetered_work) {
-            let ticket = admit(
-                gov,
-                vk,
-                &attempt.provider.name,
-                &attempt.model,
-                &Estimate::default(),
-                request.now,
-            )?;
-            let budgeted = ticket.has_budgets();
-            let mut ticket = ticket;
-            ticket.release();
-            if budgeted {
-                return Err(Rejection::bad_request(format!(
-                    "a {} request is billed by the provider when it completes, which the gateway cannot meter, and a budget applies to this request: send it with a key no budget counts",
-                    request.request_type.as_str()
-                )));
-            }
+        if request.pin.as_ref().is_some_and(|p| p.unmetered_work)
+            && admit::budget_applies(gov, vk, &attempt.provider.name)
+        {
+            return Err(Rejection::bad_request(format!(
+                "a {} request is billed by the provider when it completes, which the gateway cannot meter, and a budget applies to this request: send it with a key no budget counts",
+                request.request_type.as_str()
+            )));
         }
         return Ok(None);
     }
