@@ -20,7 +20,23 @@ use asbru_providers::provider::vertex;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::state::Gateway;
+use asbru_filters::snapshot::Upstream;
+
+/// Where token requests go: an `application/x-www-form-urlencoded` POST outside any provider.
+/// The gateway's pooled connector implements it (see `exchange::upstream`).
+#[async_trait::async_trait]
+pub trait FormPoster: Send + Sync {
+    /// POSTs `form` to `path` at `upstream`; the status and at most `limit` bytes of the body,
+    /// or why it failed, in words that carry no address or secret.
+    async fn post_form(
+        &self,
+        upstream: &Upstream,
+        path: &str,
+        form: String,
+        limit: usize,
+        deadline: Instant,
+    ) -> Result<(u16, bytes::Bytes), &'static str>;
+}
 
 /// A token this close to expiry is refreshed in the background.
 pub const REFRESH_AHEAD: Duration = Duration::from_secs(300);
@@ -75,7 +91,11 @@ fn failure(message: String) -> WireError {
 impl VertexTokens {
     /// A bearer token for `account`: cached, refreshed ahead of expiry off the request path,
     /// fetched (once for all waiting requests) when none is usable.
-    pub async fn bearer(&self, state: &Arc<Gateway>, account: &Arc<ServiceAccount>) -> Result<Arc<str>, WireError> {
+    pub async fn bearer(
+        &self,
+        state: &Arc<dyn FormPoster>,
+        account: &Arc<ServiceAccount>,
+    ) -> Result<Arc<str>, WireError> {
         let id = format!(
             "{}\n{}\n{}",
             account.client_email,
@@ -106,7 +126,7 @@ impl VertexTokens {
             if token.expires_at < now + REFRESH_AHEAD && !source.refreshing.swap(true, Ordering::AcqRel) {
                 let (state, source) = (Arc::clone(state), Arc::clone(&source));
                 tokio::spawn(async move {
-                    if let Err(e) = source.refresh(&state).await {
+                    if let Err(e) = source.refresh(state.as_ref()).await {
                         tracing::warn!(account = %source.account.client_email, "vertex token refresh failed: {}", e.message);
                     }
                     source.refreshing.store(false, Ordering::Release);
@@ -121,27 +141,27 @@ impl VertexTokens {
         {
             return Ok(Arc::clone(&token.value));
         }
-        source.refresh(state).await
+        source.refresh(state.as_ref()).await
     }
 }
 
 impl TokenSource {
     /// Exchanges a fresh assertion for a token and caches it.
-    async fn refresh(&self, state: &Gateway) -> Result<Arc<str>, WireError> {
+    async fn refresh(&self, state: &dyn FormPoster) -> Result<Arc<str>, WireError> {
         let account = &self.account;
         let assertion = sign_assertion(account)?;
         let form = format!("grant_type=urn%3Aietf%3Aparams%3Aoauth2%3Agrant-type%3Ajwt-bearer&assertion={assertion}");
         let deadline = Instant::now() + EXCHANGE_TIMEOUT;
-        let (status, body) = crate::exchange::upstream::post_form(
-            state,
-            &account.token_upstream,
-            &account.token_path,
-            form,
-            MAX_TOKEN_REPLY,
-            deadline,
-        )
-        .await
-        .map_err(|why| failure(format!("vertex: the service account's token endpoint {why}")))?;
+        let (status, body) = state
+            .post_form(
+                &account.token_upstream,
+                &account.token_path,
+                form,
+                MAX_TOKEN_REPLY,
+                deadline,
+            )
+            .await
+            .map_err(|why| failure(format!("vertex: the service account's token endpoint {why}")))?;
         if status != 200 {
             // The reply may quote the assertion: only its status is reported.
             return Err(failure(format!(

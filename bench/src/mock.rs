@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 pub use super::mock_shared::{MockOptions, Truncation};
-use super::mock_shared::{MockResult, REPLY_WORDS, TOOL_ARGUMENTS, sse_head};
+use super::mock_shared::{MockResult, REPLY_WORDS, TOOL_ARGUMENTS, sse_head, write_json};
 
 /// One request as the mock received it.
 #[derive(Debug, Clone)]
@@ -551,16 +551,6 @@ async fn stream_chat(
         .write_response_body(Bytes::from_static(b"data: [DONE]\n\n"), true)
         .await?;
     Ok(true)
-}
-
-pub(crate) async fn write_json(session: &mut ServerSession, status: u16, value: &Value) -> MockResult<()> {
-    let body = Bytes::from(value.to_string());
-    let mut head = ResponseHeader::build(status, None)?;
-    head.insert_header("content-type", "application/json")?;
-    head.insert_header("content-length", body.len().to_string())?;
-    session.write_response_header(Box::new(head)).await?;
-    session.write_response_body(body, true).await?;
-    Ok(())
 }
 
 /// The non-stream Anthropic reply the mock sends for `model` (tests compare pass-through bytes).

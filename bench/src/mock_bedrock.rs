@@ -233,7 +233,7 @@ pub async fn respond(
                 stream(session, opts, first_tool(&request)).await
             } else {
                 let reply = converse_reply(first_tool(&request));
-                super::mock::write_json(session, 200, &reply).await.map(|_| true)
+                super::mock_shared::write_json(session, 200, &reply).await.map(|_| true)
             }
         }
     }
@@ -279,7 +279,7 @@ async fn invoke_claude(
     let tool = request["tools"][0]["name"].as_str();
     if action == Action::Invoke {
         let reply = super::mock_anthropic::message(model, tool);
-        return super::mock::write_json(session, 200, &reply).await.map(|_| true);
+        return super::mock_shared::write_json(session, 200, &reply).await.map(|_| true);
     }
     let mut head = ResponseHeader::build(200, None)?;
     head.insert_header("content-type", CONTENT_TYPE)?;
@@ -304,13 +304,13 @@ async fn invoke(session: &mut ServerSession, model: &str, request: &Value) -> Mo
         let embeddings: Vec<Value> = (0..texts.len()).map(|i| json!([0.25, i as f64, -0.5])).collect();
         let reply =
             json!({"id": "emb-mock", "embeddings": embeddings, "texts": texts, "response_type": "embeddings_floats"});
-        return super::mock::write_json(session, 200, &reply).await.map(|_| true);
+        return super::mock_shared::write_json(session, 200, &reply).await.map(|_| true);
     }
     if !request["inputText"].is_string() {
         return aws_error(session, 400, "ValidationException", "inputText is required").await;
     }
     let reply = json!({"embedding": [0.125, -0.25, 0.5], "inputTextTokenCount": 4});
-    super::mock::write_json(session, 200, &reply).await.map(|_| true)
+    super::mock_shared::write_json(session, 200, &reply).await.map(|_| true)
 }
 
 fn frame(kind: &str, payload: &Value) -> Bytes {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
 use serde_json::{Value, json};
 
-use super::mock::write_json;
+use super::mock_shared::write_json;
 use super::mock_shared::{MockOptions, MockResult, REPLY_WORDS, TOOL_ARGUMENTS, sse_head};
 
 /// What a Cohere path asks for.

@@ -20,7 +20,7 @@ use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use serde_json::{Value, json};
 
-use super::mock::write_json;
+use super::mock_shared::write_json;
 use super::mock_shared::{MockResult, REPLY_WORDS};
 
 /// What a path asks for.

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
 use serde_json::{Value, json};
 
-use super::mock::write_json;
+use super::mock_shared::write_json;
 use super::mock_shared::{MockOptions, MockResult, REPLY_WORDS, TOOL_ARGUMENTS, sse_head};
 
 /// Stored responses, by id, with the key that created them.

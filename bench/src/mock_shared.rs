@@ -111,3 +111,14 @@ pub(crate) async fn sse_head(session: &mut ServerSession) -> MockResult<()> {
     head.insert_header("transfer-encoding", "chunked")?;
     session.write_response_header(Box::new(head)).await
 }
+
+/// Writes `value` as a whole JSON reply with `status`.
+pub(crate) async fn write_json(session: &mut ServerSession, status: u16, value: &serde_json::Value) -> MockResult<()> {
+    let body = bytes::Bytes::from(value.to_string());
+    let mut head = ResponseHeader::build(status, None)?;
+    head.insert_header("content-type", "application/json")?;
+    head.insert_header("content-length", body.len().to_string())?;
+    session.write_response_header(Box::new(head)).await?;
+    session.write_response_body(body, true).await?;
+    Ok(())
+}

@@ -13,8 +13,8 @@ use base64::Engine;
 use pingora::protocols::http::ServerSession;
 use serde_json::{Value, json};
 
-use super::mock::write_json;
 use super::mock_shared::MockResult;
+use super::mock_shared::write_json;
 
 /// Tokens issued, and how many token requests were served.
 #[derive(Debug, Default)]

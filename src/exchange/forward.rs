@@ -415,7 +415,11 @@ async fn try_target(
             .flatten();
         let bearer = match service_account {
             None => None,
-            Some(account) => match state.vertex_tokens.bearer(state, account).await {
+            Some(account) => match state
+                .vertex_tokens
+                .bearer(&(Arc::clone(state) as Arc<dyn crate::vertex_auth::FormPoster>), account)
+                .await
+            {
                 Ok(token) => Some(token),
                 Err(err) => {
                     record_health(false);

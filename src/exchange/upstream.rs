@@ -153,6 +153,20 @@ fn sign_aws(
     .map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string()))
 }
 
+#[async_trait::async_trait]
+impl crate::vertex_auth::FormPoster for Gateway {
+    async fn post_form(
+        &self,
+        upstream: &Upstream,
+        path: &str,
+        form: String,
+        limit: usize,
+        deadline: Instant,
+    ) -> Result<(u16, Bytes), &'static str> {
+        post_form(self, upstream, path, form, limit, deadline).await
+    }
+}
+
 /// One `application/x-www-form-urlencoded` POST outside any provider (an OAuth2 token
 /// exchange): the status and the body, at most `limit` bytes. The error says what went wrong
 /// in words that carry no address or secret.
