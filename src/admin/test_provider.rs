@@ -43,7 +43,7 @@ pub async fn run(state: &Arc<Gateway>, name: &str, body: &[u8]) -> ApiResult {
     let listing = provider.path(RequestType::ListModels).map(str::to_string);
     let chat = match (&listing, &request.model) {
         (Some(_), _) => None,
-        (None, Some(model)) => Some(chat_target(&provider, model)?),
+        (None, Some(model)) => Some(chat_target(&provider, provider.keys.first(), model)?),
         (None, None) => {
             return Err(ApiError::bad_request(
                 "model: this provider cannot list models, so name a model (or deployment) to test with",
@@ -75,6 +75,12 @@ pub async fn run(state: &Arc<Gateway>, name: &str, body: &[u8]) -> ApiResult {
         let key = index.and_then(|i| provider.keys.get(i));
         let (path, body) = match (&listing, &chat) {
             (Some(path), _) => (path.clone(), None),
+            // A Bedrock key has its own deployments, profile ARN and host.
+            (None, Some(_)) if provider.wire == asbru_config::catalog::Wire::Bedrock => {
+                let model = request.model.as_deref().unwrap_or_default();
+                let (path, body) = chat_target(&provider, key, model)?;
+                (path, Some(body))
+            }
             (None, Some((path, body))) => (path.clone(), Some(body.clone())),
             (None, None) => continue,
         };
@@ -124,7 +130,11 @@ pub async fn run(state: &Arc<Gateway>, name: &str, body: &[u8]) -> ApiResult {
 }
 
 /// The path and body of a one-token chat completion to `model`.
-fn chat_target(provider: &ProviderRuntime, model: &str) -> Result<(String, Bytes), ApiError> {
+fn chat_target(
+    provider: &ProviderRuntime,
+    key: Option<&asbru_filters::snapshot::ProviderKey>,
+    model: &str,
+) -> Result<(String, Bytes), ApiError> {
     use asbru_config::catalog::Wire;
     let path = match provider.wire {
         Wire::Azure => {
@@ -144,7 +154,6 @@ fn chat_target(provider: &ProviderRuntime, model: &str) -> Result<(String, Bytes
         // Bedrock: a one-token Converse call, the model (or the key's deployment of it) in the
         // path, behind the key's inference-profile ARN when it has one.
         Wire::Bedrock => {
-            let key = provider.keys.first();
             let model = key.map_or(model, |k| k.upstream_model(model));
             let arn = key.and_then(|k| k.bedrock.as_ref()).and_then(|b| b.arn.as_deref());
             let base = key

@@ -920,6 +920,10 @@ impl ReplyTranslator {
             }
             ReplyTranslator::ChatFromCohere { model, created, .. } => {
                 let reply: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+                // Cohere reports a failed generation inside a 200.
+                if reply["finish_reason"] == "ERROR" {
+                    return Err(TranslateError::InvalidReply("the generation failed".into()));
+                }
                 let chat = chat_to_cohere::response(&reply, model, *created);
                 let usage = chat.usage.as_ref().map(Usage::from_openai).unwrap_or_default();
                 Ok((Some(serde_json::to_vec(&chat).map_err(invalid)?), usage))
@@ -1149,5 +1153,30 @@ impl ReplyTranslator {
                 usage
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_cohere_generation_is_an_error_not_a_reply() {
+        let raw = br#"{"model":"cohere/command-r","messages":[{"role":"user","content":"hi"}]}"#;
+        let head = RequestHead::parse(raw).expect("head");
+        let prepared = prepare(
+            Wire::OpenAi,
+            Wire::Cohere,
+            &head,
+            raw,
+            "command-r",
+            1,
+            UpstreamOptions::default(),
+        )
+        .expect("prepared");
+        let failed = br#"{"id":"c","finish_reason":"ERROR","message":{"role":"assistant","content":[]}}"#;
+        assert!(prepared.reply.body(failed).is_err());
+        let ok = br#"{"id":"c","finish_reason":"COMPLETE","message":{"role":"assistant","content":[{"type":"text","text":"hi"}]}}"#;
+        assert!(prepared.reply.body(ok).is_ok());
     }
 }
