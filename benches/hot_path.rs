@@ -56,6 +56,7 @@ fn request(model: &str, fallbacks: Vec<String>) -> GatewayRequest {
         estimate: Estimate {
             input_tokens: 1024,
             max_output_tokens: Some(256),
+            choices: 1,
             units: None,
         },
         now: 1_800_000_100,
@@ -134,6 +135,7 @@ fn governance_bench(c: &mut Criterion) {
     let estimate = Estimate {
         input_tokens: 1024,
         max_output_tokens: Some(256),
+        choices: 1,
         units: None,
     };
     let usage = TokenUsage {

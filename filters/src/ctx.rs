@@ -47,6 +47,8 @@ pub struct Estimate {
     pub input_tokens: u64,
     /// The request's `max_tokens`, when it sets one.
     pub max_output_tokens: Option<u64>,
+    /// How many choices the request asks for (`n`): each may use up to the output bound.
+    pub choices: u64,
     /// For a request billed per unit (images, characters of speech, seconds of audio): the
     /// unit and at most how many the request can be billed.
     pub units: Option<(crate::pricing::Unit, u64)>,

@@ -253,6 +253,15 @@ impl PricingTable {
             {
                 return Some(*price);
             }
+            // A Bedrock cross-region inference profile (`us.`, `eu.`, `apac.`, `global.`) is
+            // priced as the model it routes to.
+            if *family == "bedrock"
+                && let Some((_, base)) = model.split_once('.')
+                && base.contains('.')
+                && let Some(price) = models.get(base)
+            {
+                return Some(*price);
+            }
         }
         None
     }
@@ -344,6 +353,19 @@ mod tests {
         let price = table.lookup("openai", "gpt-4o").expect("price");
         assert_eq!(price.input, 0.000001);
         assert_eq!(price.cache_read, 0.000001, "cache price defaults to input price");
+    }
+
+    #[test]
+    fn bedrock_profiles_are_priced_as_their_model() {
+        let table = PricingTable::bundled();
+        let model = table.lookup("bedrock", "anthropic.claude-3-haiku-20240307-v1:0");
+        assert!(model.is_some());
+        assert_eq!(
+            table.lookup("bedrock", "us.anthropic.claude-3-haiku-20240307-v1:0"),
+            model
+        );
+        assert!(table.lookup("bedrock", "us.unknown").is_none());
+        assert!(table.lookup("cohere", "command-r").is_some());
     }
 
     #[test]

@@ -190,6 +190,10 @@ pub async fn handle(
                 let err = WireError::bad_request("the form has more than one model field");
                 return respond::error(session, ingress, &err, &err_ctx).await;
             }
+            Ok(form) if form.text("model").is_some_and(|m| m.chars().any(char::is_control)) => {
+                let err = WireError::bad_request("`model` must not contain control characters");
+                return respond::error(session, ingress, &err, &err_ctx).await;
+            }
             Ok(form) => {
                 head.model = form.text("model").map(str::to_string);
                 Some(form)
@@ -297,9 +301,14 @@ pub async fn handle(
         Target::BedrockModel { model, .. } => (model, Some("bedrock")),
         Target::Stored { call, default_provider } => {
             // A batch runs on the account holding its input file: it must be the caller's.
-            let input_file = (request_type == RequestType::Batches && call.creates)
-                .then(|| batch_input_file(&body))
-                .flatten();
+            let input_file = if request_type == RequestType::Batches && call.creates {
+                match batch_input_file(&body) {
+                    Ok(file) => Some(file),
+                    Err(why) => return respond::error(session, ingress, &WireError::bad_request(why), &err_ctx).await,
+                }
+            } else {
+                None
+            };
             let id = input_file.as_deref().unwrap_or(&call.id);
             let known = (!id.is_empty()).then(|| state.responses.find(id)).flatten();
             let (model, at) = match known {
@@ -343,6 +352,10 @@ pub async fn handle(
             (model, None)
         }
     };
+    let units = match billed_units(request_type, &body, form.as_ref()) {
+        Ok(units) => units,
+        Err(why) => return respond::error(session, ingress, &WireError::bad_request(why), &err_ctx).await,
+    };
     let request = GatewayRequest {
         ingress,
         request_type,
@@ -355,7 +368,9 @@ pub async fn handle(
         estimate: Estimate {
             input_tokens: body.len() as u64,
             max_output_tokens: head.max_tokens,
-            units: billed_units(request_type, &body, form.as_ref()),
+            // Images count their `n` as units, not choices.
+            choices: if units.is_some() { 1 } else { head.choices },
+            units,
         },
         now: crate::state::unix_now(),
         arrived_ms: unix_millis(),
@@ -498,8 +513,10 @@ fn billed_units(
     request_type: RequestType,
     body: &[u8],
     form: Option<&multipart::Form>,
-) -> Option<(asbru_filters::pricing::Unit, u64)> {
+) -> Result<Option<(asbru_filters::pricing::Unit, u64)>, String> {
     use asbru_filters::pricing::Unit;
+    // What is counted must be what the provider reads: a member named twice, or of another
+    // type, is refused rather than counted one way and read another.
     #[derive(serde::Deserialize)]
     struct Media {
         #[serde(default)]
@@ -507,19 +524,11 @@ fn billed_units(
         #[serde(default)]
         input: Option<String>,
     }
-    match request_type {
-        RequestType::ImageGeneration => {
-            let n = serde_json::from_slice::<Media>(body)
-                .ok()
-                .and_then(|m| m.n)
-                .unwrap_or(1);
-            Some((Unit::Image, n.max(1)))
-        }
+    let media = || serde_json::from_slice::<Media>(body).map_err(|e| format!("invalid request body: {e}"));
+    Ok(match request_type {
+        RequestType::ImageGeneration => Some((Unit::Image, media()?.n.unwrap_or(1).max(1))),
         RequestType::Speech => {
-            let characters = serde_json::from_slice::<Media>(body)
-                .ok()
-                .and_then(|m| m.input)
-                .map_or(0, |input| input.chars().count() as u64);
+            let characters = media()?.input.map_or(0, |input| input.chars().count() as u64);
             Some((Unit::Character, characters.max(1)))
         }
         RequestType::Transcription | RequestType::Translation => {
@@ -527,16 +536,19 @@ fn billed_units(
             Some((Unit::Second, bytes.div_ceil(1000).max(1)))
         }
         _ => None,
-    }
+    })
 }
 
-/// The `input_file_id` a batch creation names.
-fn batch_input_file(body: &[u8]) -> Option<String> {
+/// The `input_file_id` a batch creation names (named once: a second one could name a file the
+/// caller does not own).
+fn batch_input_file(body: &[u8]) -> Result<String, String> {
     #[derive(serde::Deserialize)]
     struct Batch {
         input_file_id: String,
     }
-    serde_json::from_slice::<Batch>(body).ok().map(|b| b.input_file_id)
+    serde_json::from_slice::<Batch>(body)
+        .map(|b| b.input_file_id)
+        .map_err(|e| format!("invalid batch request: {e}"))
 }
 
 /// OpenAI's 404 for an object the caller does not have.

@@ -453,3 +453,47 @@ async fn forms_and_defaults() {
     assert_eq!(reply.status(), 200, "{}", reply.text());
     assert_eq!(reply.header("x-bifrost-provider").as_deref(), Some("openai"));
 }
+
+/// What a budget counts must be what the provider reads: members named twice, or of the wrong
+/// type, are refused; a form's model may hold no control character.
+#[tokio::test]
+async fn ambiguous_bodies_are_refused() {
+    let upstream = default_mock();
+    let gw = surface_gateway(&upstream.base_url(), "");
+    for (path, body) in [
+        (
+            "/v1/images/generations",
+            r#"{"model":"openai/dall-e-3","n":1,"n":20,"prompt":"x"}"#,
+        ),
+        (
+            "/v1/images/generations",
+            r#"{"model":"openai/dall-e-3","n":"20","prompt":"x"}"#,
+        ),
+        (
+            "/v1/images/generations",
+            r#"{"model":"openai/dall-e-3","n":-1,"prompt":"x"}"#,
+        ),
+        (
+            "/v1/audio/speech",
+            r#"{"model":"openai/tts-1","voice":"alloy","input":"a","input":"long"}"#,
+        ),
+        (
+            "/v1/batches",
+            r#"{"input_file_id":"file-a","input_file_id":"file-b","endpoint":"/v1/chat/completions","completion_window":"24h"}"#,
+        ),
+    ] {
+        let reply = post(&gw, path, body).await;
+        assert_eq!(reply.status(), 400, "{path} {body}: {}", reply.text());
+    }
+    let content_type = multipart();
+    let reply = send(
+        gw.addr,
+        "POST",
+        "/v1/audio/transcriptions",
+        &[("content-type", content_type.as_str())],
+        &form("openai/whisper\u{1}", &[]),
+    )
+    .await;
+    assert_eq!(reply.status(), 400, "{}", reply.text());
+    assert!(upstream.state.recorded().is_empty(), "nothing was sent");
+}

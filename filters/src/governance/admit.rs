@@ -79,7 +79,11 @@ pub fn admit(
     now: i64,
 ) -> Result<Ticket, Rejection> {
     let listed = gov.pricing.lookup(provider, model);
-    let max_output = estimate.max_output_tokens.unwrap_or(gov.default_max_output_tokens);
+    // Each of `n` choices may use up to the output bound.
+    let max_output = estimate
+        .max_output_tokens
+        .unwrap_or(gov.default_max_output_tokens)
+        .saturating_mul(estimate.choices.max(1));
     // A request billed per unit reserves its units at the unit's price; a model that bills
     // such a request in tokens instead (its reply reports them) reserves as a token request.
     let (price, amount) = match estimate.units {
@@ -559,6 +563,7 @@ mod tests {
         Estimate {
             input_tokens: 100,
             max_output_tokens: Some(10),
+            choices: 1,
             units: None,
         }
     }
@@ -643,6 +648,25 @@ mod tests {
         assert_eq!(second.budget_used(), Some(100.0));
         assert_eq!(second.rate_limit_used(), Some(50.0));
         assert_eq!(Ticket::free().budget_used(), None);
+    }
+
+    #[test]
+    fn each_choice_reserves_the_output_bound() {
+        let (live, _) = live(
+            "  virtual_keys:\n    - {id: far, name: F, value: far, budgets: [{max_limit: 1, reset_duration: 1d}], provider_configs: [{provider: openai, weight: 1}]}\n",
+        );
+        let gov = &live.governance;
+        let far = gov.key(&key_hash("far")).expect("far").clone();
+        let three = Estimate {
+            choices: 3,
+            ..estimate()
+        };
+        let ticket = admit(gov, Some(&far), "openai", "m", &three, NOW).expect("admitted");
+        assert_eq!(
+            ticket.reserved_micros(),
+            100 + 3 * 100,
+            "100 input µ$ + 3 × 100 output µ$"
+        );
     }
 
     #[test]

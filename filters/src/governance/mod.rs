@@ -219,6 +219,7 @@ mod tests {
             estimate: Estimate {
                 input_tokens: 100,
                 max_output_tokens: Some(10),
+                choices: 1,
                 units: None,
             },
             now: 0,

@@ -23,6 +23,8 @@ pub struct RequestHead {
     pub max_tokens: Option<u64>,
     /// `stream_options.include_usage: true`: the client asked for the final usage chunk.
     pub include_usage: bool,
+    /// `n`: how many choices (or images) the request asks for; 1 when it sets none.
+    pub choices: u64,
     /// Bifrost's `provider` field beside a bare `model` (`{"provider": "openai", "model":
     /// "gpt-4o-mini"}`, as in Bifrost's quickstart). Never sent upstream.
     pub provider: Option<String>,
@@ -73,6 +75,8 @@ struct Probe<'a> {
     messages: Option<&'a RawValue>,
     #[serde(borrow, default)]
     provider: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    n: Option<&'a RawValue>,
 }
 
 /// `body` (a JSON object) without its member `key`. Decodes and re-encodes the object: used only
@@ -213,7 +217,9 @@ impl RequestHead {
             .filter(|r| r.get().starts_with('{'))
             .and_then(|r| edit::offset_in(body, r.get().as_bytes()));
         let object_start = body.iter().position(|b| *b == b'{').unwrap_or(0);
+        let choices = token_count("n", probe.n)?.unwrap_or(1).max(1);
         Ok(RequestHead {
+            choices,
             model,
             stream: probe.stream.unwrap_or(false),
             fallbacks,
