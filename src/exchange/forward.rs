@@ -584,7 +584,17 @@ async fn try_target(
                     .await
                     // An upstream may echo the key it was sent: never hand it on.
                     .map(|body| {
-                        super::scrub::scrub_reply(&mut head, body, provider.keys.iter().map(|k| k.secret.as_str()))
+                        super::scrub::scrub_reply(
+                            &mut head,
+                            body,
+                            provider.keys.iter().flat_map(|k| {
+                                std::iter::once(k.secret.as_str()).chain(
+                                    k.bedrock
+                                        .iter()
+                                        .flat_map(|b| b.credentials.iter().flat_map(|c| c.secrets())),
+                                )
+                            }),
+                        )
                     });
                 // A key refused with another status than 401 (Gemini's 400) is a refused key.
                 let status = match &body {

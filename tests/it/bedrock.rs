@@ -566,3 +566,27 @@ async fn a_conversation_opening_with_the_assistant_gets_a_user_turn() {
     assert_eq!(sent["messages"][0]["role"], "user");
     assert_eq!(sent["messages"][1]["content"][0]["text"], "How can I help?");
 }
+
+/// An upstream that echoes the request's credentials in its error: the AWS access key id (and
+/// anything else of the key's credentials) is scrubbed before the client sees the reply.
+#[tokio::test]
+async fn echoed_aws_credentials_are_scrubbed() {
+    let upstream = mock(MockOptions {
+        fail_first: 10,
+        fail_status: 403,
+        echo_auth_on_failure: true,
+        ..MockOptions::default()
+    });
+    let gw = bedrock_gateway(&upstream.base_url(), SECRET_ACCESS_KEY, Value::Null);
+    let body = json!({"model": format!("bedrock/{CLAUDE}"), "messages": [{"role": "user", "content": "hi"}]});
+    let reply = post(&gw, "/v1/chat/completions", &body.to_string()).await;
+    assert_eq!(reply.status(), 403, "{}", reply.text());
+    assert!(!reply.text().contains(ACCESS_KEY_ID), "{}", reply.text());
+    assert!(
+        reply.head.headers.iter().all(|(_, v)| !v
+            .as_bytes()
+            .windows(ACCESS_KEY_ID.len())
+            .any(|w| w == ACCESS_KEY_ID.as_bytes())),
+        "no header carries it"
+    );
+}

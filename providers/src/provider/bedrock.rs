@@ -114,6 +114,16 @@ impl std::fmt::Debug for AwsCredentials {
 }
 
 impl AwsCredentials {
+    /// The access key id, secret and session token, for scrubbing them from replies that echo
+    /// them; never for display.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> + Clone {
+        self.identity.data::<Credentials>().into_iter().flat_map(|c| {
+            [Some(c.access_key_id()), Some(c.secret_access_key()), c.session_token()]
+                .into_iter()
+                .flatten()
+        })
+    }
+
     /// Static credentials: an access key id, its secret, and a session token for temporary ones.
     pub fn new(access_key: &str, secret_key: &str, session_token: Option<&str>) -> AwsCredentials {
         let credentials = Credentials::new(
