@@ -87,6 +87,18 @@ fn is_event_stream(head: &ResponseHeader) -> bool {
         })
 }
 
+/// Framing for a body of unknown length: chunked, or, for HTTP/1.0 (which has no chunked
+/// encoding), a body that ends when the connection closes.
+fn unsized_framing(head: &mut ResponseHeader, session: &mut Session) -> pingora::Result<()> {
+    if session.req_header().version == http::Version::HTTP_10 {
+        head.insert_header("connection", "close")?;
+        session.set_keepalive(None);
+    } else {
+        head.insert_header("transfer-encoding", "chunked")?;
+    }
+    Ok(())
+}
+
 /// Audio, images and other binary bodies (speech, a file's content): relayed as they arrive.
 fn is_binary(head: &ResponseHeader) -> bool {
     head.headers
@@ -119,11 +131,8 @@ async fn relay_binary(
         if let Some(length) = upstream_head.headers.get("content-length") {
             head.insert_header("content-length", length.clone())?;
         }
-    } else if session.req_header().version == http::Version::HTTP_10 {
-        head.insert_header("connection", "close")?;
-        session.set_keepalive(None);
     } else {
-        head.insert_header("transfer-encoding", "chunked")?;
+        unsized_framing(&mut head, session)?;
     }
     crate::cors::decorate(&mut head, session);
     session.write_response_header(Box::new(head), false).await?;
@@ -306,13 +315,7 @@ async fn relay_stream(
         head.insert_header("content-type", content_type)?;
     }
     head.insert_header("cache-control", "no-cache")?;
-    if session.req_header().version == http::Version::HTTP_10 {
-        // HTTP/1.0 has no chunked encoding: the body ends when the connection closes.
-        head.insert_header("connection", "close")?;
-        session.set_keepalive(None);
-    } else {
-        head.insert_header("transfer-encoding", "chunked")?;
-    }
+    unsized_framing(&mut head, session)?;
     crate::cors::decorate(&mut head, session);
     session.write_response_header(Box::new(head), false).await?;
     let mut out = Vec::new();

@@ -15,8 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::TranslateError;
 use crate::formats::openai::types::{
-    ChatMessage, ChatRequest, ChatResponse, Choice, ContentPart, FunctionCall, MessageContent, OpenAiUsage,
-    ResponseMessage, ToolCall,
+    ChatMessage, ChatRequest, ChatResponse, ContentPart, FunctionCall, MessageContent, OpenAiUsage, ToolCall,
 };
 
 fn invalid(message: impl Into<String>) -> TranslateError {
@@ -206,24 +205,16 @@ pub fn response(reply: &Value, model: &str, created: u64) -> ChatResponse {
     let text = content_text(message.get("content"));
     let calls = tool_calls(message.get("tool_calls"));
     let plan = message["tool_plan"].as_str().filter(|p| !p.is_empty());
-    ChatResponse {
-        id: reply["id"].as_str().unwrap_or("cohere").to_string(),
-        object: "chat.completion".into(),
+    ChatResponse::single(
+        reply["id"].as_str().unwrap_or("cohere").to_string(),
         created,
-        model: model.to_string(),
-        choices: vec![Choice {
-            index: 0,
-            message: ResponseMessage {
-                role: "assistant".into(),
-                content: (!text.is_empty() || calls.is_empty()).then_some(text),
-                tool_calls: (!calls.is_empty()).then_some(calls),
-                reasoning: plan.map(str::to_string),
-                refusal: None,
-            },
-            finish_reason: Some(finish_reason(reply["finish_reason"].as_str().unwrap_or("COMPLETE")).to_string()),
-        }],
-        usage: reply.get("usage").and_then(usage),
-    }
+        model,
+        text,
+        calls,
+        plan.map(str::to_string),
+        finish_reason(reply["finish_reason"].as_str().unwrap_or("COMPLETE")),
+        reply.get("usage").and_then(usage),
+    )
 }
 
 /// An OpenAI embeddings request as a Cohere v2 embed request.

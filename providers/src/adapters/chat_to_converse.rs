@@ -21,8 +21,7 @@ use crate::formats::bedrock::types::{
     SystemBlock, ToolConfig, ToolEntry, ToolResult, ToolResultContent, ToolSpec, ToolUse,
 };
 use crate::formats::openai::types::{
-    ChatMessage, ChatRequest, ChatResponse, Choice, ContentPart, FunctionCall, MessageContent, ResponseMessage,
-    ToolCall,
+    ChatMessage, ChatRequest, ChatResponse, ContentPart, FunctionCall, MessageContent, ToolCall,
 };
 use crate::usage::Usage;
 
@@ -389,24 +388,16 @@ pub fn response(reply: ConverseResponse, model: &str, created: u64) -> ChatRespo
         }
     }
     let usage = reply.usage.as_ref().map(|u| Usage::from_converse(u).to_openai());
-    ChatResponse {
-        id: format!("bedrock-{created}"),
-        object: "chat.completion".into(),
+    ChatResponse::single(
+        format!("bedrock-{created}"),
         created,
-        model: model.to_string(),
-        choices: vec![Choice {
-            index: 0,
-            message: ResponseMessage {
-                role: "assistant".into(),
-                content: (!text.is_empty() || calls.is_empty()).then_some(text),
-                tool_calls: (!calls.is_empty()).then_some(calls),
-                reasoning: (!reasoning.is_empty()).then_some(reasoning),
-                refusal: None,
-            },
-            finish_reason: Some(finish_reason(&reply.stop_reason).to_string()),
-        }],
+        model,
+        text,
+        calls,
+        Some(reasoning),
+        finish_reason(&reply.stop_reason),
         usage,
-    }
+    )
 }
 
 #[cfg(test)]

@@ -309,6 +309,41 @@ pub struct ChatChunk {
     pub usage: Option<OpenAiUsage>,
 }
 
+impl ChatResponse {
+    /// A completion with one assistant choice: `text` (kept, even empty, when there are no
+    /// calls), tool `calls`, `reasoning` when there is any.
+    #[allow(clippy::too_many_arguments)]
+    pub fn single(
+        id: String,
+        created: u64,
+        model: &str,
+        text: String,
+        calls: Vec<ToolCall>,
+        reasoning: Option<String>,
+        finish_reason: &str,
+        usage: Option<OpenAiUsage>,
+    ) -> ChatResponse {
+        ChatResponse {
+            id,
+            object: "chat.completion".into(),
+            created,
+            model: model.to_string(),
+            choices: vec![Choice {
+                index: 0,
+                message: ResponseMessage {
+                    role: "assistant".into(),
+                    content: (!text.is_empty() || calls.is_empty()).then_some(text),
+                    tool_calls: (!calls.is_empty()).then_some(calls),
+                    reasoning: reasoning.filter(|r| !r.is_empty()),
+                    refusal: None,
+                },
+                finish_reason: Some(finish_reason.to_string()),
+            }],
+            usage,
+        }
+    }
+}
+
 impl ChatChunk {
     /// A chunk with one choice.
     pub fn one(id: &str, created: u64, model: &str, index: u32, delta: Delta, finish: Option<&str>) -> ChatChunk {
