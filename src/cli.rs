@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// Log format (Bifrost's `-log-style`: `json` or `pretty`).
     #[arg(long, value_name = "STYLE")]
     pub log_style: Option<String>,
+    /// Zero-downtime upgrade: take the listening sockets over from the running asbru (send it
+    /// SIGQUIT once this one is waiting) through `server.upgrade_sock`.
+    #[arg(long)]
+    pub upgrade: bool,
 }
 
 /// `asbru check`.
@@ -331,7 +335,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         config.server.listen = listen;
     }
     let listen = config.server.listen.clone();
-    let options = crate::server::StartOptions { reseed: args.reseed };
+    let options = crate::server::StartOptions {
+        reseed: args.reseed,
+        upgrade: args.upgrade,
+    };
     match crate::server::serve(&config, &listen, options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -366,6 +373,14 @@ fn check(args: CheckArgs) -> ExitCode {
             metrics: std::sync::Arc::new(asbru_filters::telemetry::Metrics::new()),
             request_log: None,
         };
+        for e in crate::edge::tls::check(&loaded.config.server) {
+            problems.push(asbru_config::Problem {
+                file: file_name.clone(),
+                line: None,
+                column: None,
+                reason: format!("TLS certificate {e}"),
+            });
+        }
         match crate::pipeline::build(loaded.config.plugins.as_ref(), &services) {
             Ok((chain, plugin_warnings)) => {
                 warnings.extend(plugin_warnings);

@@ -9,6 +9,11 @@
 //! - a body on Pingora's own reply to a head it cannot parse (Pingora writes a bodiless 400):
 //!   it is replaced by a 400 in Bifrost's error shape, with `Connection: close`.
 //!
+//! Before any of that, a listener's [`Entry`] reads the PROXY protocol header and runs the TLS
+//! handshake, both within the handshake deadline. HTTP/2 connections (by ALPN, or h2c's
+//! preface) have no head deadline: their streams are multiplexed, and HTTP/2's idle timeout
+//! and stream cap apply instead.
+//!
 //! Each accepted stream is wrapped in [`GuardedStream`], which watches reads and writes. The
 //! proxy tells it where a request is through [`head_accepted`] and [`request_done`], so the
 //! per-request cost is two relaxed atomic stores and, only while a head is incomplete, a timer.
@@ -24,6 +29,7 @@ use std::time::Duration;
 use asbru_providers::errors::{ErrorContext, WireError, bifrost_body};
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, Stream, UniqueID, UniqueIDType,
 };
@@ -40,20 +46,75 @@ pub struct Limits {
     pub header_timeout: Duration,
 }
 
+/// How a listener's connections begin, before HTTP.
+#[derive(Default)]
+pub struct Entry {
+    /// A PROXY protocol header comes first.
+    pub proxy_protocol: bool,
+    /// The TLS handshake to run.
+    pub tls: Option<Arc<pingora::listeners::tls::Acceptor>>,
+    /// Longest time for the PROXY header and the TLS handshake together.
+    pub handshake_timeout: Duration,
+}
+
+impl Entry {
+    /// Reads the PROXY header and runs the TLS handshake; `None` when the connection is to be
+    /// dropped (no header, a failed or too slow handshake).
+    async fn open(&self, stream: Stream) -> Option<Stream> {
+        if !self.proxy_protocol && self.tls.is_none() {
+            return Some(stream);
+        }
+        let opening = async {
+            let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else {
+                tracing::warn!("a connection that is not a TCP stream cannot carry PROXY or TLS; closed");
+                return None;
+            };
+            if self.proxy_protocol
+                && let Err(e) = crate::edge::proxy_protocol::read_header(&mut l4).await
+            {
+                tracing::debug!("connection closed: {e}");
+                return None;
+            }
+            match &self.tls {
+                Some(acceptor) => match acceptor.tls_handshake(*l4).await {
+                    Ok(tls) => Some(Box::new(tls) as Stream),
+                    Err(e) => {
+                        tracing::debug!("TLS handshake failed: {e}");
+                        None
+                    }
+                },
+                None => Some(l4 as Stream),
+            }
+        };
+        match tokio::time::timeout(self.handshake_timeout, opening).await {
+            Ok(opened) => opened,
+            Err(_) => {
+                tracing::debug!(
+                    "connection closed: handshake not finished within {:?}",
+                    self.handshake_timeout
+                );
+                None
+            }
+        }
+    }
+}
+
 /// A [`ServerApp`] wrapper that applies [`Limits`] to every connection before `inner` sees it.
 pub struct Guarded<A> {
     inner: Arc<A>,
     limits: Limits,
+    entry: Entry,
     open: Arc<AtomicUsize>,
 }
 
 impl<A> Guarded<A> {
-    /// Wraps `inner`.
-    pub fn new(inner: A, limits: Limits) -> Self {
+    /// Wraps `inner`; `open` counts connections over every listener sharing it.
+    pub fn new(inner: A, limits: Limits, entry: Entry, open: Arc<AtomicUsize>) -> Self {
         Guarded {
             inner: Arc::new(inner),
             limits,
-            open: Arc::new(AtomicUsize::new(0)),
+            entry,
+            open,
         }
     }
 
@@ -68,9 +129,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let slot = OpenSlot::take(&self.open);
         if self.limits.max_connections > 0 && slot.count > self.limits.max_connections {
-            refuse_over_cap(&mut stream).await;
+            // A TLS client could not read a plaintext reply: it is just closed.
+            if self.entry.tls.is_none() {
+                refuse_over_cap(&mut stream).await;
+            }
             return None;
         }
+        let stream = self.entry.open(stream).await?;
         let guarded: Stream = if self.limits.header_timeout.is_zero() && self.limits.max_connections == 0 {
             // Nothing to watch: the stream is handed over as accepted (Pingora's 400 stays bodiless).
             drop(slot);
@@ -87,9 +152,19 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     }
 
     async fn cleanup(&self) {
+        // The listener has stopped accepting (a graceful stop or an upgrade). Idle keep-alive
+        // connections get a moment to send one more request, answered with `Connection:
+        // close`, before they are closed: a client writing to a connection at the instant it
+        // is closed would see a reset instead of a reply.
+        if self.open.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(IDLE_DRAIN).await;
+        }
         self.inner.cleanup().await;
     }
 }
+
+/// How long idle keep-alive connections may still send a request once the listener stopped.
+const IDLE_DRAIN: Duration = Duration::from_secs(2);
 
 /// Answers a connection past the cap: 503 and close, without reading the request.
 async fn refuse_over_cap(stream: &mut Stream) {
@@ -159,6 +234,11 @@ const IDLE: u8 = 0;
 const HEAD: u8 = 1;
 /// The gateway accepted the head; the request is being served.
 const SERVING: u8 = 2;
+/// An HTTP/2 connection: no head deadline.
+const MULTIPLEXED: u8 = 3;
+
+/// The client preface that opens a cleartext HTTP/2 connection.
+const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
 
 /// A downstream stream under [`Limits`]: see the module documentation.
 pub struct GuardedStream {
@@ -169,19 +249,23 @@ pub struct GuardedStream {
     timer: Option<Pin<Box<Sleep>>>,
     /// A replacement reply being written, and the length of the write it replaces.
     replacing: Option<(Vec<u8>, usize, usize)>,
+    /// No byte read yet (the h2c preface is looked for in the first read).
+    first_read: bool,
     _slot: OpenSlot,
 }
 
 impl GuardedStream {
     fn new(inner: Stream, header_timeout: Duration, slot: OpenSlot) -> GuardedStream {
         let deadline = (!header_timeout.is_zero()).then(|| Instant::now() + header_timeout);
+        let h2 = matches!(inner.selected_alpn_proto(), Some(pingora::protocols::ALPN::H2));
         GuardedStream {
             inner,
-            phase: AtomicU8::new(HEAD),
+            phase: AtomicU8::new(if h2 { MULTIPLEXED } else { HEAD }),
             header_timeout,
             deadline,
             timer: None,
             replacing: None,
+            first_read: true,
             _slot: slot,
         }
     }
@@ -203,14 +287,18 @@ impl GuardedStream {
 
 /// Called when the gateway has read a request head on `stream`: its deadline stops.
 pub fn head_accepted(stream: Option<&Stream>) {
-    if let Some(guarded) = stream.and_then(|s| s.as_any().downcast_ref::<GuardedStream>()) {
+    if let Some(guarded) = stream.and_then(|s| s.as_any().downcast_ref::<GuardedStream>())
+        && guarded.phase.load(Ordering::Relaxed) != MULTIPLEXED
+    {
         guarded.phase.store(SERVING, Ordering::Relaxed);
     }
 }
 
 /// Called when a request on `stream` is finished: the next bytes start a new head.
 pub fn request_done(stream: Option<&Stream>) {
-    if let Some(guarded) = stream.and_then(|s| s.as_any().downcast_ref::<GuardedStream>()) {
+    if let Some(guarded) = stream.and_then(|s| s.as_any().downcast_ref::<GuardedStream>())
+        && guarded.phase.load(Ordering::Relaxed) != MULTIPLEXED
+    {
         guarded.phase.store(IDLE, Ordering::Relaxed);
     }
 }
@@ -233,6 +321,12 @@ impl AsyncRead for GuardedStream {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
+                if this.first_read && buf.filled().len() > before {
+                    this.first_read = false;
+                    if buf.filled()[before..].starts_with(H2_PREFACE_START) {
+                        this.phase.store(MULTIPLEXED, Ordering::Relaxed);
+                    }
+                }
                 if buf.filled().len() > before
                     && !this.header_timeout.is_zero()
                     && this.phase.load(Ordering::Relaxed) == IDLE

@@ -181,18 +181,16 @@ impl ProxyHttp for GatewayProxy {
         }
         let method = session.req_header().method.clone();
         let mut found = self.state.routes.find(&method, session.req_header().uri.path());
-        if let Some(admin) = self.state.admin_addr {
-            // With a management listener of its own, `/api` answers only there, and that
-            // listener answers nothing but `/api`, `/health` and `/metrics`.
-            let on_admin = session
-                .server_addr()
-                .and_then(|a| a.as_inet())
-                .is_some_and(|a| a.port() == admin.port() && (admin.ip().is_unspecified() || a.ip() == admin.ip()));
+        if let Some(table) = &self.state.listener_roles {
+            // Listeners with roles: `/api` and the dashboard answer only on admin listeners,
+            // inference routes only on inference listeners; `/health` and `/metrics` on all.
+            let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+            let (inference, admin) = crate::edge::roles_at(table, local);
             let allowed = match found {
                 // The dashboard calls `/api` on its own origin, so it lives beside it.
-                Match::Found(Route::Admin | Route::Ui, _) => on_admin,
+                Match::Found(Route::Admin | Route::Ui, _) => admin,
                 Match::Found(Route::Health | Route::Metrics, _) => true,
-                _ => !on_admin,
+                _ => inference,
             };
             if !allowed {
                 found = Match::NotFound;

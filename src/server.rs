@@ -15,7 +15,6 @@ use pingora::services::background::{BackgroundService, background_service};
 use tokio::sync::{oneshot, watch};
 
 use crate::dns::{self, DnsRefresh};
-use crate::proxy::GatewayProxy;
 use crate::state::Gateway;
 use asbru_bench::mock::{self, MockOptions};
 
@@ -37,8 +36,12 @@ pub enum StartError {
     /// The `plugins` section cannot be used.
     #[error("{0}")]
     Plugins(#[from] crate::pipeline::PipelineError),
+    /// The request log could not be opened.
     #[error("{0}")]
     Logs(String),
+    /// A listener cannot be set up (its address, or a certificate).
+    #[error("{0}")]
+    Listener(#[from] crate::edge::ListenerError),
 }
 
 /// How to start.
@@ -46,6 +49,9 @@ pub enum StartError {
 pub struct StartOptions {
     /// Replace the store's providers and governance with the file's.
     pub reseed: bool,
+    /// Take the listening sockets over from a running asbru through the upgrade socket
+    /// (`serve --upgrade`) instead of binding them.
+    pub upgrade: bool,
 }
 
 /// Builds a ready-to-run Pingora server for `config`, listening on `listen`.
@@ -58,6 +64,10 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
     listen
         .parse::<SocketAddr>()
         .map_err(|e| StartError::Listen(listen.to_string(), e.to_string()))?;
+    let mut file = file.clone();
+    file.server.listen = listen.to_string();
+    let file = &file;
+    let listeners = file.server.resolved_listeners();
     let layers = crate::layers::settle(file, options.reseed)?;
     let config = &layers.config;
     let registry = Arc::new(Registry::new());
@@ -78,12 +88,10 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
         }
         None => None,
     };
-    if let Some(store) = &layers.store {
-        let restored = crate::usage_flush::restore(&registry, store.as_ref())?;
-        if restored > 0 {
-            tracing::info!(meters = restored, "governance usage restored from the config store");
-        }
-    }
+    let reconciler = match &layers.store {
+        Some(store) => Some(Arc::new(crate::usage_flush::restore(&registry, store.as_ref())?)),
+        None => None,
+    };
     let (live, warnings) = Live::build(config, &registry, crate::state::unix_now());
     for warning in &warnings {
         tracing::warn!("{warning}");
@@ -116,27 +124,21 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
         threads: config.server.threads.max(1),
         grace_period_seconds: Some(config.server.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout_seconds),
+        upgrade_sock: crate::edge::upgrade::socket_path(&file.server),
+        upgrade_sock_connect_accept_max_retries: Some(crate::edge::upgrade::HANDOVER_WAIT_SECONDS),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, server_conf);
-    let mut http = pingora::proxy::HttpProxy::new(GatewayProxy::new(state.clone()), server.configuration.clone());
-    http.handle_init_modules();
-    let limits = crate::connection::Limits {
-        max_connections: file.server.max_connections,
-        header_timeout: Duration::from_secs(file.server.header_read_timeout_seconds),
+    let opt = pingora::server::configuration::Opt {
+        upgrade: options.upgrade,
+        ..Default::default()
     };
-    let mut proxy = pingora::services::listening::Service::new(
-        "asbru gateway".to_string(),
-        crate::connection::Guarded::new(http, limits),
-    );
-    proxy.add_tcp(listen);
-    if let Some(admin) = &file.server.admin_listen {
-        admin
-            .parse::<SocketAddr>()
-            .map_err(|e| StartError::Listen(admin.clone(), e.to_string()))?;
-        proxy.add_tcp(admin);
-    }
-    server.add_service(proxy);
+    let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf);
+    server.add_services(crate::edge::services(
+        &state,
+        &listeners,
+        &file.server,
+        &server.configuration,
+    )?);
     if let Some(log) = &request_log {
         server.add_service(background_service(
             "asbru request log writer",
@@ -155,9 +157,18 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
         DnsRefresh { state: state.clone() },
     ));
     if let (Some(store), Some(journal)) = (layers.store, spend_journal) {
+        let watching = journal.others_alive();
+        if watching {
+            tracing::info!(
+                "another asbru process shares this data dir (an upgrade in progress?): its settled usage is counted here as it is saved"
+            );
+        }
         let flush = crate::usage_flush::UsageFlush {
             journal,
             store: store.clone(),
+            registry: registry.clone(),
+            reconciler: reconciler.unwrap_or_default(),
+            watching: std::sync::atomic::AtomicBool::new(watching),
         };
         server.add_service(background_service("asbru usage flush", flush));
         let sync = crate::store_sync::StoreSync {
@@ -188,8 +199,25 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
 /// Runs the gateway until a signal stops it (SIGTERM: graceful; SIGINT: fast).
 pub fn serve(config: &Config, listen: &str, options: StartOptions) -> Result<(), StartError> {
     let (mut server, state) = build_with(config, listen, options)?;
+    if options.upgrade {
+        tracing::info!(
+            "waiting for the running asbru's listening sockets on {} (send it SIGQUIT)",
+            server.configuration.upgrade_sock
+        );
+    }
     server.bootstrap();
-    tracing::info!("asbru {} listening on http://{listen}", env!("CARGO_PKG_VERSION"));
+    let mut listening = config.server.clone();
+    listening.listen = listen.to_string();
+    let listeners = listening.resolved_listeners();
+    for listener in &listeners {
+        let scheme = if listener.tls.is_some() { "https" } else { "http" };
+        tracing::info!(
+            "asbru {} listening on {scheme}://{}",
+            env!("CARGO_PKG_VERSION"),
+            listener.address
+        );
+    }
+    crate::edge::upgrade::notify_when_listening(listeners.first().and_then(|l| l.address.parse().ok()));
     interrupt_ends_a_graceful_stop(state.clone());
     server.run(RunArgs::default());
     // Requests that finished during the grace period settled after the service's last flush.
@@ -300,7 +328,17 @@ pub fn spawn(config: &Config) -> Result<RunningGateway, StartError> {
 
 /// [`spawn`] with options.
 pub fn spawn_with(config: &Config, options: StartOptions) -> Result<RunningGateway, StartError> {
-    let addr = free_port()?;
+    // With `server.listeners`, the first one is the address reported (and probed, when it is
+    // plaintext); otherwise a free port is picked.
+    let first = config.server.listeners.first();
+    let addr = match first {
+        Some(listener) => listener
+            .address
+            .parse::<SocketAddr>()
+            .map_err(|e| StartError::Listen(listener.address.clone(), e.to_string()))?,
+        None => free_port()?,
+    };
+    let probe_health = first.is_none_or(|l| l.tls.is_none() && !l.proxy_protocol);
     let (mut server, state) = build_with(config, &addr.to_string(), options)?;
     let (stop, stop_rx) = oneshot::channel();
     let thread = std::thread::Builder::new()
@@ -318,8 +356,24 @@ pub fn spawn_with(config: &Config, options: StartOptions) -> Result<RunningGatew
         stop: Some(stop),
         thread: Some(thread),
     };
-    wait_ready(addr)?;
+    if probe_health {
+        wait_ready(addr)?;
+    } else {
+        wait_accepting(addr)?;
+    }
     Ok(running)
+}
+
+/// Polls until `addr` accepts TCP connections (bounded to 10 s).
+fn wait_accepting(addr: SocketAddr) -> Result<(), StartError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(StartError::NotReady(addr))
 }
 
 fn free_port() -> Result<SocketAddr, StartError> {

@@ -121,11 +121,35 @@ impl Journal {
     /// deletes this process's older segments in order. Returns how many entries were applied.
     pub fn flush(&self, store: &dyn ConfigStore) -> Result<usize, StoreError> {
         let _one = self.flushing.lock().map_err(|_| poisoned())?;
+        self.flush_locked(store, &mut |_| {})
+    }
+
+    /// [`Journal::flush`], showing `observe` every entry of this process added to the store,
+    /// then running `then` before another flush can start: what `then` reads from the store
+    /// holds exactly this process's flushed entries, plus other processes'.
+    pub fn flush_observed<T>(
+        &self,
+        store: &dyn ConfigStore,
+        observe: &mut dyn FnMut(&[SpendEntry]),
+        then: impl FnOnce() -> T,
+    ) -> Result<(usize, T), StoreError> {
+        let _one = self.flushing.lock().map_err(|_| poisoned())?;
+        let applied = self.flush_locked(store, observe)?;
+        Ok((applied, then()))
+    }
+
+    fn flush_locked(
+        &self,
+        store: &dyn ConfigStore,
+        observe: &mut dyn FnMut(&[SpendEntry]),
+    ) -> Result<usize, StoreError> {
         let busy = self.rotate()?;
         let current = self.current.load().name.clone();
-        let mut applied = self.apply_segments(store, |name| {
-            name.starts_with(&self.prefix) && name != current && !busy.iter().any(|b| b == name)
-        })?;
+        let mut applied = self.apply_segments(
+            store,
+            |name| name.starts_with(&self.prefix) && name != current && !busy.iter().any(|b| b == name),
+            observe,
+        )?;
         let (name, pending) = {
             let mut unwritten = self.unwritten.lock().map_err(|_| poisoned())?;
             if unwritten.entries.is_empty() {
@@ -138,7 +162,9 @@ impl Journal {
                 .clone();
             (name, unwritten.entries.clone())
         };
-        store.apply_spend(&name, &pending)?;
+        if store.apply_spend(&name, &pending)? {
+            observe(&pending);
+        }
         applied += pending.len();
         let mut unwritten = self.unwritten.lock().map_err(|_| poisoned())?;
         // Entries added meanwhile stay for the next flush, under a new name.
@@ -173,13 +199,38 @@ impl Journal {
                 continue;
             }
             let prefix = format!("{owner}-");
-            applied += self.apply_segments(store, |name| name.starts_with(&prefix))?;
+            applied += self.apply_segments(store, |name| name.starts_with(&prefix), &mut |_| {})?;
             let _ = std::fs::remove_file(&lock_path);
         }
         Ok(applied)
     }
 
-    fn apply_segments(&self, store: &dyn ConfigStore, wanted: impl Fn(&str) -> bool) -> Result<usize, StoreError> {
+    /// Whether another process holding a journal in this directory is running (an upgrade's
+    /// old or new process, or another gateway sharing the data dir).
+    pub fn others_alive(&self) -> bool {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return false;
+        };
+        entries
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| {
+                name.strip_suffix(LOCK_SUFFIX)
+                    .is_some_and(|owner| self.prefix.strip_suffix('-') != Some(owner))
+            })
+            .any(|name| {
+                OpenOptions::new()
+                    .write(true)
+                    .open(self.dir.join(&name))
+                    .is_ok_and(|file| file.try_lock().is_err())
+            })
+    }
+
+    fn apply_segments(
+        &self,
+        store: &dyn ConfigStore,
+        wanted: impl Fn(&str) -> bool,
+        observe: &mut dyn FnMut(&[SpendEntry]),
+    ) -> Result<usize, StoreError> {
         let mut names: Vec<String> = std::fs::read_dir(&self.dir)
             .map_err(|e| io_error("read", &self.dir, e))?
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
@@ -197,7 +248,9 @@ impl Journal {
             };
             let entries = parse(&String::from_utf8_lossy(&text));
             if !entries.is_empty() {
-                store.apply_spend(name.trim_end_matches(SUFFIX), &entries)?;
+                if store.apply_spend(name.trim_end_matches(SUFFIX), &entries)? {
+                    observe(&entries);
+                }
                 applied += entries.len();
             }
             match std::fs::remove_file(&path) {

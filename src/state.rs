@@ -60,8 +60,10 @@ pub struct Gateway {
     /// The config store version the installed `Live` was built from (`u64::MAX`: unknown), so
     /// the store sync does not rebuild again what a management write already installed.
     pub installed_version: std::sync::atomic::AtomicU64,
-    /// The management API's own listener, when `server.admin_listen` sets one.
-    pub admin_addr: Option<std::net::SocketAddr>,
+    /// What each listener serves, when some listener does not serve everything.
+    pub listener_roles: Option<Vec<crate::edge::ListenerRoles>>,
+    /// Proxies whose forwarding headers name the client (`server.trusted_proxies`).
+    pub trusted_proxies: crate::edge::client_addr::TrustedProxies,
     /// The spend journal (`None` in file-only mode, where usage is not persisted).
     pub spend_journal: Option<Arc<crate::spend_journal::Journal>>,
     /// The request log (`None` when logging is off).
@@ -116,7 +118,8 @@ impl Gateway {
             reloader: Default::default(),
             sessions: Default::default(),
             installed_version: std::sync::atomic::AtomicU64::new(u64::MAX),
-            admin_addr: file.server.admin_listen.as_deref().and_then(|a| a.parse().ok()),
+            listener_roles: crate::edge::roles(&file.server.resolved_listeners()),
+            trusted_proxies: crate::edge::client_addr::TrustedProxies::new(&file.server.trusted_proxies),
             effective: ArcSwap::from_pointee(effective.clone()),
             cors: crate::cors::Cors::from_client(&effective.client),
             request_log,

@@ -13,18 +13,51 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::spend_journal::Journal;
 use crate::state::Gateway;
+use crate::usage_reconcile::Reconciler;
 
 /// How often the journal is added to the store.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Seeds `registry` with the usage persisted in `store`.
-pub fn restore(registry: &Registry, store: &dyn ConfigStore) -> Result<usize, asbru_store::backend::StoreError> {
+/// Seeds `registry` with the usage persisted in `store`; the reconciler starts from it.
+pub fn restore(registry: &Registry, store: &dyn ConfigStore) -> Result<Reconciler, asbru_store::backend::StoreError> {
     let records = store.load_usage()?;
-    let count = records.len();
+    let reconciler = Reconciler::new(&records);
     registry.restore(records);
-    Ok(count)
+    Ok(reconciler)
+}
+
+/// One flush tick: this process's journal added to the store (the reconciler following it),
+/// then, while another journal owner is alive (`watching`, or found alive now), the journals
+/// of processes gone applied and the others' spend read back into the live meters. Returns
+/// whether another owner is alive.
+pub fn flush_and_reconcile(
+    journal: &Journal,
+    store: &dyn ConfigStore,
+    registry: &Registry,
+    reconciler: &Reconciler,
+    watching: bool,
+) -> bool {
+    let alive = journal.others_alive();
+    let outcome = journal.flush_observed(store, &mut |entries| reconciler.applied(entries), || {
+        if !(watching || alive) {
+            return Ok(0);
+        }
+        if let Err(e) = journal.replay_dead(store) {
+            tracing::warn!("spend journal of a stopped process not applied yet: {e}");
+        }
+        store.load_usage().map(|stored| reconciler.absorb(registry, stored))
+    });
+    match outcome {
+        Ok((_, Ok(0))) => {}
+        Ok((_, Ok(added))) => tracing::debug!(added, "usage settled by another process counted here"),
+        Ok((_, Err(e))) => tracing::warn!("usage of other processes not read back yet: {e}"),
+        Err(e) => tracing::warn!("governance usage could not be saved, kept in the spend journal: {e}"),
+    }
+    alive
 }
 
 /// Adds what was journaled to the store; on failure the journal keeps it for the next flush.
@@ -52,12 +85,28 @@ pub struct UsageFlush {
     pub journal: Arc<Journal>,
     /// Where usage is added.
     pub store: Arc<dyn ConfigStore>,
+    /// The live meters.
+    pub registry: Arc<Registry>,
+    /// What this process expects the store to hold.
+    pub reconciler: Arc<Reconciler>,
+    /// Another journal owner was alive at the last tick.
+    pub watching: AtomicBool,
 }
 
 impl UsageFlush {
     async fn flush_now(&self) {
         let (journal, store) = (self.journal.clone(), self.store.clone());
-        let _ = tokio::task::spawn_blocking(move || flush(&journal, store.as_ref())).await;
+        let (registry, reconciler) = (self.registry.clone(), self.reconciler.clone());
+        let watching = self.watching.load(Ordering::Acquire);
+        let alive = tokio::task::spawn_blocking(move || {
+            flush_and_reconcile(&journal, store.as_ref(), &registry, &reconciler, watching)
+        })
+        .await
+        .unwrap_or(watching);
+        if watching && !alive {
+            tracing::info!("the other asbru process sharing this data dir has stopped; its usage is counted");
+        }
+        self.watching.store(alive, Ordering::Release);
     }
 }
 

@@ -524,6 +524,120 @@ impl Validation<'_> {
         }
     }
 
+    /// Listeners, certificates named, trusted proxies (the certificate files themselves are
+    /// read by the gateway's `check`, which names a file it cannot use).
+    fn check_edge(&mut self, server: &crate::model::ServerConfig) {
+        use PathSegment::{Index, Key};
+        let mut seen = std::collections::HashSet::new();
+        for (i, listener) in server.listeners.iter().enumerate() {
+            let at = [Key("server"), Key("listeners"), Index(i)];
+            if listener.address.parse::<SocketAddr>().is_err() {
+                self.problem(
+                    &[at[0], at[1], at[2], Key("address")],
+                    format!(
+                        "server.listeners[{i}].address {:?} is not an address like 0.0.0.0:8443",
+                        listener.address
+                    ),
+                );
+            } else if !seen.insert(listener.address.clone()) {
+                self.problem(
+                    &[at[0], at[1], at[2], Key("address")],
+                    format!("server.listeners[{i}].address {} is listed twice", listener.address),
+                );
+            }
+            if listener.roles.is_empty() {
+                self.problem(
+                    &[at[0], at[1], at[2], Key("roles")],
+                    format!("server.listeners[{i}].roles is empty: give it inference, admin or both"),
+                );
+            }
+            match &listener.tls {
+                Some(crate::model::ListenerTls::Enabled(true)) if server.tls.is_none() => self.problem(
+                    &[at[0], at[1], at[2], Key("tls")],
+                    format!("server.listeners[{i}].tls is true but server.tls names no certificate"),
+                ),
+                Some(crate::model::ListenerTls::Own(own)) => self.check_tls(
+                    &[at[0], at[1], at[2], Key("tls")],
+                    &format!("server.listeners[{i}].tls"),
+                    own,
+                ),
+                _ => {}
+            }
+            if listener.h2c == Some(true)
+                && matches!(
+                    listener.tls,
+                    Some(crate::model::ListenerTls::Own(_)) | Some(crate::model::ListenerTls::Enabled(true))
+                )
+            {
+                self.problem(
+                    &[at[0], at[1], at[2], Key("h2c")],
+                    format!("server.listeners[{i}].h2c is for plaintext listeners; over TLS, HTTP/2 is chosen by ALPN"),
+                );
+            }
+        }
+        if !server.listeners.is_empty() {
+            if server.admin_listen.is_some() {
+                self.problem(
+                    &[Key("server"), Key("admin_listen")],
+                    "server.admin_listen is a shorthand for an admin listener; with server.listeners, give that listener roles: [admin] instead",
+                );
+            }
+            if !server
+                .listeners
+                .iter()
+                .any(|l| l.roles.contains(&crate::model::ListenerRole::Inference))
+            {
+                self.problem(
+                    &[Key("server"), Key("listeners")],
+                    "no listener in server.listeners has the inference role",
+                );
+            }
+        }
+        if let Some(tls) = &server.tls {
+            self.check_tls(&[Key("server"), Key("tls")], "server.tls", tls);
+        }
+        if server.tls_handshake_timeout_seconds == 0 || server.tls_handshake_timeout_seconds > MAX_SHUTDOWN_SECONDS {
+            self.problem(
+                &[Key("server"), Key("tls_handshake_timeout_seconds")],
+                format!("server.tls_handshake_timeout_seconds must be between 1 and {MAX_SHUTDOWN_SECONDS}"),
+            );
+        }
+        if server.h2_max_concurrent_streams == 0 {
+            self.problem(
+                &[Key("server"), Key("h2_max_concurrent_streams")],
+                "server.h2_max_concurrent_streams must be at least 1",
+            );
+        }
+        for (i, proxy) in server.trusted_proxies.iter().enumerate() {
+            if !is_cidr_or_address(proxy) {
+                self.problem(
+                    &[Key("server"), Key("trusted_proxies"), Index(i)],
+                    format!("server.trusted_proxies[{i}] {proxy:?} is not an address or a CIDR like 10.0.0.0/8"),
+                );
+            }
+        }
+    }
+
+    fn check_tls(&mut self, at: &[PathSegment<'_>], name: &str, tls: &crate::model::TlsConfig) {
+        use PathSegment::{Index, Key};
+        if tls.cert_file.is_empty() || tls.key_file.is_empty() {
+            self.problem(at, format!("{name} needs both cert_file and key_file"));
+        }
+        for (i, certificate) in tls.certificates.iter().enumerate() {
+            let mut path = at.to_vec();
+            path.extend([Key("certificates"), Index(i)]);
+            if certificate.server_names.is_empty() {
+                self.problem(&path, format!("{name}.certificates[{i}] names no server_names"));
+            }
+            if certificate.cert_file.is_empty() || certificate.key_file.is_empty() {
+                self.problem(
+                    &path,
+                    format!("{name}.certificates[{i}] needs both cert_file and key_file"),
+                );
+            }
+        }
+    }
+
     fn check(&mut self, config: &Config) {
         use PathSegment::Key;
         self.check_store(config);
@@ -562,6 +676,7 @@ impl Validation<'_> {
         if server.threads == 0 {
             self.problem(&[Key("server"), Key("threads")], "server.threads must be at least 1");
         }
+        self.check_edge(server);
         for (field, value) in [
             ("keepalive_timeout_seconds", server.keepalive_timeout_seconds),
             ("body_read_timeout_seconds", server.body_read_timeout_seconds),
@@ -964,6 +1079,19 @@ pub fn check_base_url(raw: &str) -> Result<(), &'static str> {
         return Err("must not carry a query string");
     }
     Ok(())
+}
+
+/// Whether `text` is an IP address or a CIDR (`10.0.0.0/8`, `fd00::/8`).
+pub fn is_cidr_or_address(text: &str) -> bool {
+    let (address, prefix) = match text.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (text, None),
+    };
+    let Ok(ip) = address.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let most = if ip.is_ipv4() { 32 } else { 128 };
+    prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|bits| bits <= most))
 }
 
 #[cfg(test)]

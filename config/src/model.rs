@@ -315,6 +315,180 @@ pub struct ServerConfig {
     /// Most downstream connections open at once, over all listeners (0: no cap). One past the
     /// cap is answered 503 and closed without being read.
     pub max_connections: usize,
+    /// The listeners, each with its address, TLS, PROXY protocol and roles. When empty,
+    /// `listen` (TLS when `tls` is set) and `admin_listen` are the listeners.
+    pub listeners: Vec<ListenerConfig>,
+    /// The certificates of TLS listeners that do not name their own.
+    pub tls: Option<TlsConfig>,
+    /// Seconds a client has to finish a TLS handshake (and to send a PROXY protocol header).
+    pub tls_handshake_timeout_seconds: u64,
+    /// Cleartext HTTP/2 (h2c, prior knowledge) on plaintext listeners that do not say.
+    pub h2c: bool,
+    /// Most concurrent streams a client may open on one HTTP/2 connection.
+    pub h2_max_concurrent_streams: u32,
+    /// Seconds an HTTP/2 connection may stay idle before it is closed (0: never).
+    pub h2_idle_timeout_seconds: u64,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed: CIDRs or addresses.
+    /// The client address is the nearest address in the chain that is not one of them.
+    pub trusted_proxies: Vec<String>,
+    /// The Unix socket listening sockets are handed over through on `serve --upgrade`
+    /// (default `<data_dir>/upgrade.sock`).
+    pub upgrade_sock: Option<String>,
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerRole {
+    /// The inference routes (and `/health`, `/metrics`).
+    Inference,
+    /// The management API and the dashboard (and `/health`, `/metrics`).
+    Admin,
+}
+
+/// One listening address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// `host:port`.
+    pub address: String,
+    /// TLS: `true` for the certificates of `server.tls`, or certificates of its own.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+    /// Read a PROXY protocol (v1 or v2) header before anything else on each connection.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Cleartext HTTP/2 on this (plaintext) listener; default `server.h2c`.
+    #[serde(default)]
+    pub h2c: Option<bool>,
+    /// What it serves (default: both).
+    #[serde(default = "both_roles")]
+    pub roles: Vec<ListenerRole>,
+}
+
+fn both_roles() -> Vec<ListenerRole> {
+    vec![ListenerRole::Inference, ListenerRole::Admin]
+}
+
+/// A listener's TLS setting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ListenerTls {
+    /// `true`: the certificates of `server.tls`; `false`: plaintext.
+    Enabled(bool),
+    /// Certificates of its own.
+    Own(TlsConfig),
+}
+
+/// Certificates for TLS listeners (PEM files).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The default certificate chain.
+    pub cert_file: String,
+    /// Its private key.
+    pub key_file: String,
+    /// More certificates, chosen by the name the client asks for (SNI).
+    pub certificates: Vec<SniCertificate>,
+}
+
+/// A certificate served to clients asking for one of its names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SniCertificate {
+    /// Host names (`api.example.com`, or `*.example.com` for one label).
+    pub server_names: Vec<String>,
+    /// Its certificate chain.
+    pub cert_file: String,
+    /// Its private key.
+    pub key_file: String,
+}
+
+/// A listener with everything resolved: shorthands expanded and TLS settled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    /// `host:port`.
+    pub address: String,
+    /// Its certificates, when it speaks TLS.
+    pub tls: Option<TlsFiles>,
+    /// Whether a PROXY protocol header comes first.
+    pub proxy_protocol: bool,
+    /// Cleartext HTTP/2.
+    pub h2c: bool,
+    /// Serves inference routes.
+    pub inference: bool,
+    /// Serves the management API and the dashboard.
+    pub admin: bool,
+}
+
+/// Certificate files of one TLS listener.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsFiles {
+    /// Default chain and key.
+    pub cert_file: String,
+    /// Default key.
+    pub key_file: String,
+    /// By SNI: names, chain, key.
+    pub by_name: Vec<(Vec<String>, String, String)>,
+}
+
+impl From<&TlsConfig> for TlsFiles {
+    fn from(tls: &TlsConfig) -> TlsFiles {
+        TlsFiles {
+            cert_file: tls.cert_file.clone(),
+            key_file: tls.key_file.clone(),
+            by_name: tls
+                .certificates
+                .iter()
+                .map(|c| (c.server_names.clone(), c.cert_file.clone(), c.key_file.clone()))
+                .collect(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The listeners to open: `listeners`, or else `listen` (with both roles, TLS when `tls` is
+    /// set) and `admin_listen` (admin only). A listener asking for `tls: true` with no
+    /// `server.tls` is left plaintext here; validation reports it.
+    pub fn resolved_listeners(&self) -> Vec<Listener> {
+        let shared_tls = self.tls.as_ref().map(TlsFiles::from);
+        if self.listeners.is_empty() {
+            let mut out = vec![Listener {
+                address: self.listen.clone(),
+                tls: shared_tls.clone(),
+                proxy_protocol: false,
+                h2c: self.h2c,
+                inference: true,
+                admin: self.admin_listen.is_none(),
+            }];
+            if let Some(admin) = &self.admin_listen {
+                out.push(Listener {
+                    address: admin.clone(),
+                    tls: shared_tls,
+                    proxy_protocol: false,
+                    h2c: self.h2c,
+                    inference: false,
+                    admin: true,
+                });
+            }
+            return out;
+        }
+        self.listeners
+            .iter()
+            .map(|l| Listener {
+                address: l.address.clone(),
+                tls: match &l.tls {
+                    Some(ListenerTls::Enabled(true)) => shared_tls.clone(),
+                    Some(ListenerTls::Own(own)) => Some(TlsFiles::from(own)),
+                    Some(ListenerTls::Enabled(false)) | None => None,
+                },
+                proxy_protocol: l.proxy_protocol,
+                h2c: l.h2c.unwrap_or(self.h2c),
+                inference: l.roles.contains(&ListenerRole::Inference),
+                admin: l.roles.contains(&ListenerRole::Admin),
+            })
+            .collect()
+    }
 }
 
 impl Default for ServerConfig {
@@ -335,6 +509,14 @@ impl Default for ServerConfig {
             max_uri_bytes: 8 * 1024,
             header_read_timeout_seconds: 30,
             max_connections: 16 * 1024,
+            listeners: Vec::new(),
+            tls: None,
+            tls_handshake_timeout_seconds: 10,
+            h2c: false,
+            h2_max_concurrent_streams: 128,
+            h2_idle_timeout_seconds: 300,
+            trusted_proxies: Vec::new(),
+            upgrade_sock: None,
         }
     }
 }

@@ -237,9 +237,10 @@ pub async fn handle(state: &Arc<Gateway>, session: &mut Session, request_id: &st
     session.write_response_body(Some(body.into()), true).await
 }
 
-/// The client's IP address, when it came over TCP.
-pub fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
-    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
+/// The client's IP address, when it came over TCP (behind a trusted proxy, the address the
+/// proxy names).
+pub fn client_ip(state: &Gateway, session: &Session) -> Option<std::net::IpAddr> {
+    crate::edge::client_ip(state, session)
 }
 
 /// The admin credentials of the config in force.
@@ -250,7 +251,7 @@ pub fn admin_auth(state: &Gateway) -> auth::AdminAuth {
 /// Whether the caller may use the API (or `/metrics`, which shares the rule when auth is on).
 pub fn guard(state: &Gateway, session: &Session) -> Result<(), ApiError> {
     let admin = admin_auth(state);
-    let client = client_ip(session);
+    let client = client_ip(state, session);
     if admin.enabled {
         let presented = auth::presented(&session.req_header().headers);
         return match state.sessions.admit(&admin, &presented, client) {
@@ -273,7 +274,7 @@ pub fn guard(state: &Gateway, session: &Session) -> Result<(), ApiError> {
 /// `/api/session/*`: login, logout, and whether auth is on. These need no credentials.
 fn session_route(state: &Gateway, session: &Session, path: &str, method: &Method, body: &[u8]) -> ApiResult {
     let admin = admin_auth(state);
-    let client = client_ip(session);
+    let client = client_ip(state, session);
     match (path, method) {
         ("/api/session/is-auth-enabled", &Method::GET) => {
             let presented = auth::presented(&session.req_header().headers);

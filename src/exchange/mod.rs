@@ -442,7 +442,7 @@ fn inference_needs_vk(state: &Gateway, live: &Live, session: &Session) -> bool {
         crate::admin::auth::Presented::Session(ref token) if !state.sessions.valid(token) => true,
         other => state
             .sessions
-            .admit(admin, &other, crate::admin::client_ip(session))
+            .admit(admin, &other, crate::admin::client_ip(state, session))
             .is_err(),
     }
 }

@@ -154,6 +154,13 @@ impl Meter {
         self.dirty.store(true, Ordering::Release);
     }
 
+    /// Adds usage another process settled (read back from the store): counted against the
+    /// limit here, never journaled again by this process.
+    pub fn absorb(&self, amount: i64) {
+        self.settled.fetch_add(amount, Ordering::AcqRel);
+        self.total.fetch_add(amount, Ordering::AcqRel);
+    }
+
     /// Gives back a reservation.
     pub fn release(&self, reserved: i64) {
         self.total.fetch_sub(reserved, Ordering::AcqRel);
@@ -279,6 +286,33 @@ impl Registry {
         let meter = Arc::new(meter);
         meters.insert(id.to_string(), meter.clone());
         meter
+    }
+
+    /// Adds `delta` of usage settled by another process to the meter `record` names, when this
+    /// process's window of it overlaps the record's; a meter not created yet starts from
+    /// `record` instead. Returns whether anything changed.
+    pub fn absorb(&self, record: &UsageRecord, delta: i64) -> bool {
+        let meter = match self.meters.lock() {
+            Ok(meters) => meters.get(&record.counter_id).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(&record.counter_id).cloned(),
+        };
+        match meter {
+            Some(meter) => {
+                let overlaps = meter.unit.as_str() == record.unit
+                    && meter.window_start() < record.window_end.max(record.window_start + 1)
+                    && record.window_start < meter.window_end();
+                if overlaps && delta > 0 {
+                    meter.absorb(delta);
+                }
+                overlaps && delta > 0
+            }
+            None => {
+                if let Ok(mut restored) = self.restored.lock() {
+                    restored.insert(record.counter_id.clone(), record.clone());
+                }
+                false
+            }
+        }
     }
 
     /// Starts a config build: meters asked for until [`Registry::end_build`] are kept.

@@ -1,0 +1,56 @@
+//! Zero-downtime binary upgrades, Pingora's way: `asbru serve --upgrade` waits on the upgrade
+//! socket; SIGQUIT to the running process makes it send its listening sockets there, keep
+//! serving for a few seconds while the new process starts accepting on the same sockets, then
+//! drain and exit. Under systemd, the new process tells the service manager it is the main
+//! process now (`MAINPID=`), so `systemctl reload` does the whole dance (see
+//! `conf/asbru.service`).
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use asbru_config::model::ServerConfig;
+
+/// Seconds the new process waits for the old one's sockets (one attempt a second).
+pub const HANDOVER_WAIT_SECONDS: usize = 30;
+
+/// The upgrade socket: `server.upgrade_sock`, or `upgrade.sock` in the data dir, made
+/// absolute so that both processes agree on it whatever their working directory.
+pub fn socket_path(server: &ServerConfig) -> String {
+    let path = match &server.upgrade_sock {
+        Some(path) => Path::new(path).to_path_buf(),
+        None => Path::new(&server.data_dir).join("upgrade.sock"),
+    };
+    std::path::absolute(&path).unwrap_or(path).display().to_string()
+}
+
+/// Once the first listener accepts connections (bounded to 30 s), tells systemd, when it
+/// started this process with `NOTIFY_SOCKET`, that this process is ready and is the service's
+/// main process.
+pub fn notify_when_listening(first: Option<SocketAddr>) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("asbru-notify".into()).spawn(move || {
+        if let Some(mut address) = first {
+            if address.ip().is_unspecified() {
+                address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let states = [
+            sd_notify::NotifyState::MainPid(std::process::id()),
+            sd_notify::NotifyState::Ready,
+        ];
+        if let Err(e) = sd_notify::notify(false, &states) {
+            tracing::warn!("cannot notify systemd that asbru is ready: {e}");
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the systemd notifier: {e}");
+    }
+}
