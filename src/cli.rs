@@ -133,6 +133,10 @@ pub struct LoadArgs {
     /// Allow a target that is not on loopback.
     #[arg(long)]
     pub allow_remote: bool,
+    /// Share of requests (0 to 1) sent on a new connection each, closed after; the rest
+    /// reuse keep-alive connections.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
+    pub fresh_connections: f64,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -600,6 +604,7 @@ fn run_load(args: LoadArgs) -> ExitCode {
             stream: args.stream,
             timeout: seconds(args.timeout, "--timeout")?,
             allow_remote: args.allow_remote,
+            fresh_connections: args.fresh_connections,
         })
     })();
     let options = match prepared {

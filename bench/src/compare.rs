@@ -445,6 +445,7 @@ async fn run_one(
         stream,
         timeout: Duration::from_secs(30),
         allow_remote: false,
+        fresh_connections: 0.0,
     };
     // The direct run speaks the upstream's own wire to the mock.
     let (direct_url, direct_body) = match model.split_once('/').map(|(p, _)| p) {

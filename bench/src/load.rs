@@ -43,6 +43,9 @@ pub struct LoadOptions {
     pub timeout: Duration,
     /// Allow a non-loopback target.
     pub allow_remote: bool,
+    /// Share of requests (0 to 1) sent on a connection of their own, opened for them and
+    /// closed after; the others reuse keep-alive connections.
+    pub fresh_connections: f64,
 }
 
 impl Default for LoadOptions {
@@ -57,6 +60,7 @@ impl Default for LoadOptions {
             stream: false,
             timeout: Duration::from_secs(30),
             allow_remote: false,
+            fresh_connections: 0.0,
         }
     }
 }
@@ -157,9 +161,14 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
     if options.max_in_flight == 0 {
         return Err(LoadError::Bounds("--max-in-flight must be at least 1".into()));
     }
+    if !(0.0..=1.0).contains(&options.fresh_connections) {
+        return Err(LoadError::Bounds("--fresh-connections must be between 0 and 1".into()));
+    }
     let target = Arc::new(parse_target(&options.url, options.allow_remote)?);
     let scheduled = (options.rate * options.duration.as_secs_f64()).round().max(1.0) as u64;
     let connector = Arc::new(Connector::new(None));
+    // Never given a session back, so every request through it opens a connection.
+    let unpooled = Arc::new(Connector::new(None));
     let slots = Arc::new(Semaphore::new(options.max_in_flight));
     let (tx, mut rx) = mpsc::unbounded_channel::<Sample>();
     let request = Arc::new(RequestTemplate::new(&target, options)?);
@@ -176,15 +185,21 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     return;
                 };
-                let (connector, target, request, tx) = (connector.clone(), target.clone(), request.clone(), tx.clone());
+                let fresh =
+                    (i as f64 * opts.fresh_connections).floor() != ((i + 1) as f64 * opts.fresh_connections).floor();
+                let connector = if fresh { unpooled.clone() } else { connector.clone() };
+                let (target, request, tx) = (target.clone(), request.clone(), tx.clone());
                 let (timeout, stream) = (opts.timeout, opts.stream);
                 tokio::spawn(async move {
-                    let sample =
-                        match tokio::time::timeout(timeout, one(&connector, &target, &request, intended, stream)).await
-                        {
-                            Ok(sample) => sample,
-                            Err(_) => Sample::Failed("timeout"),
-                        };
+                    let sample = match tokio::time::timeout(
+                        timeout,
+                        one(&connector, &target, &request, intended, stream, !fresh),
+                    )
+                    .await
+                    {
+                        Ok(sample) => sample,
+                        Err(_) => Sample::Failed("timeout"),
+                    };
                     let _ = tx.send(sample);
                     drop(permit);
                 });
@@ -316,6 +331,7 @@ async fn one(
     request: &RequestTemplate,
     intended: Instant,
     stream: bool,
+    keep_alive: bool,
 ) -> Sample {
     let peer = HttpPeer::new(target.addr, false, String::new());
     let Ok((mut session, _)) = connector.get_http_session(&peer).await else {
@@ -360,9 +376,11 @@ async fn one(
         }
     }
     let latency = intended.elapsed();
-    connector
-        .release_http_session(session, &peer, Some(Duration::from_secs(60)))
-        .await;
+    if keep_alive {
+        connector
+            .release_http_session(session, &peer, Some(Duration::from_secs(60)))
+            .await;
+    }
     Sample::Done {
         status,
         latency,

@@ -10,6 +10,7 @@ mod cli;
 mod cohere;
 mod dashboard;
 mod dropin;
+mod edge;
 mod errors;
 mod forwarding;
 mod gemini;

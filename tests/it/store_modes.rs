@@ -50,7 +50,14 @@ async fn bootstrap_then_store_wins_then_reseed() {
     assert_eq!(second.state.request_count(), 0);
 
     // --reseed: the file wins.
-    let gw = server::spawn_with(&config(&dir, &second.base_url()), StartOptions { reseed: true, upgrade: false }).expect("reseed");
+    let gw = server::spawn_with(
+        &config(&dir, &second.base_url()),
+        StartOptions {
+            reseed: true,
+            upgrade: false,
+        },
+    )
+    .expect("reseed");
     assert_eq!(ask(&gw).await, 200);
     drop(gw);
     assert_eq!(

@@ -1,0 +1,472 @@
+//! The edge: TLS listeners (SNI, certificates reloaded from disk), HTTP/2 over TLS and h2c,
+//! listener roles, trusted proxies and the PROXY protocol, and the zero-downtime upgrade.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+const CHAT: &str = r#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+const STREAM_CHAT: &str = r#"{"model":"openai/gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+
+/// A test CA and the certificates it signs.
+struct Authority {
+    cert: Certificate,
+    key: KeyPair,
+}
+
+impl Authority {
+    fn new() -> Authority {
+        let key = KeyPair::generate().expect("ca key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "asbru test CA");
+        let cert = params.self_signed(&key).expect("ca cert");
+        Authority { cert, key }
+    }
+
+    /// Writes a certificate for `names` and its key under `dir` as `<stem>.pem` and
+    /// `<stem>.key`; returns the certificate's DER.
+    fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> Vec<u8> {
+        let key = KeyPair::generate().expect("leaf key");
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("leaf params");
+        let cert = params.signed_by(&key, &self.cert, &self.key).expect("leaf cert");
+        // Written beside and renamed into place, as a certificate manager does.
+        let (cert_tmp, key_tmp) = (dir.join(format!("{stem}.pem.new")), dir.join(format!("{stem}.key.new")));
+        std::fs::write(&cert_tmp, cert.pem()).expect("write cert");
+        std::fs::write(&key_tmp, key.serialize_pem()).expect("write key");
+        std::fs::rename(&key_tmp, dir.join(format!("{stem}.key"))).expect("rename key");
+        std::fs::rename(&cert_tmp, dir.join(format!("{stem}.pem"))).expect("rename cert");
+        cert.der().to_vec()
+    }
+
+    fn client(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.cert.der().clone()).expect("trust the test CA");
+        let mut config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+}
+
+type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
+
+async fn tls_connect(authority: &Authority, addr: SocketAddr, name: &str, alpn: &[&[u8]]) -> ClientTls {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from(name.to_string()).expect("server name");
+    authority.client(alpn).connect(name, tcp).await.expect("TLS handshake")
+}
+
+fn served_certificate(tls: &ClientTls) -> Vec<u8> {
+    let certs: &[CertificateDer<'_>] = tls.get_ref().1.peer_certificates().expect("certificates");
+    certs[0].to_vec()
+}
+
+/// One HTTP/1.1 request on `io`, closing; returns the whole reply as text.
+async fn http1<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    io: &mut S,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> String {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n{body}",
+        body.len()
+    );
+    io.write_all(request.as_bytes()).await.expect("write");
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), io.read_to_end(&mut reply)).await;
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+fn edge_yaml(dir: &Path, mock: &str, server_extra: &str, listeners: &str) -> String {
+    format!(
+        "server:\n  tls: {{cert_file: \"{d}/default.pem\", key_file: \"{d}/default.key\", certificates: [{{server_names: [\"b.test\", \"*.wild.test\"], cert_file: \"{d}/b.pem\", key_file: \"{d}/b.key\"}}]}}\n{server_extra}  listeners:\n{listeners}providers:\n  openai:\n    keys: [{{value: sk-one}}]\n    network_config: {{base_url: \"{mock}\"}}\n",
+        d = dir.display()
+    )
+}
+
+#[tokio::test]
+async fn tls_listener_serves_chat_and_streams_picks_certificates_by_sni_and_reloads_them() {
+    let upstream = default_mock();
+    let dir = temp_dir("edge-tls");
+    let authority = Authority::new();
+    let default_der = authority.issue(&dir, "default", &["localhost", "127.0.0.1"]);
+    let b_der = authority.issue(&dir, "b", &["b.test", "*.wild.test"]);
+    let (plain, secure) = (dead_address(), dead_address());
+    let yaml = edge_yaml(
+        &dir,
+        &upstream.base_url(),
+        "",
+        &format!("    - {{address: \"{plain}\"}}\n    - {{address: \"{secure}\", tls: true}}\n"),
+    );
+    let _gw = gateway(&yaml);
+
+    // Plain and streamed chat over TLS (HTTP/1.1), with the default certificate.
+    let mut tls = tls_connect(&authority, secure, "localhost", &[b"http/1.1"]).await;
+    assert_eq!(served_certificate(&tls), default_der);
+    let reply = http1(&mut tls, "/v1/chat/completions", "", CHAT).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("Hello from the asbru mock provider."), "{reply}");
+    let mut tls = tls_connect(&authority, secure, "localhost", &[]).await;
+    let reply = http1(&mut tls, "/v1/chat/completions", "", STREAM_CHAT).await;
+    assert!(reply.contains("data: [DONE]"), "{reply}");
+
+    // SNI picks the certificate of the name asked for; an unknown name gets the default.
+    let tls = tls_connect(&authority, secure, "b.test", &[]).await;
+    assert_eq!(served_certificate(&tls), b_der);
+    let tls = tls_connect(&authority, secure, "api.wild.test", &[]).await;
+    assert_eq!(served_certificate(&tls), b_der);
+    let unknown = TcpStream::connect(secure).await.expect("connect");
+    let insecure = authority.client(&[]);
+    let refused = insecure
+        .connect(ServerName::try_from("other.test").expect("name"), unknown)
+        .await;
+    assert!(refused.is_err(), "the default certificate does not name other.test");
+
+    // A plaintext request on the TLS port is not answered as HTTP.
+    let mut raw = TcpStream::connect(secure).await.expect("connect");
+    let reply = http1(&mut raw, "/health", "", "").await;
+    assert!(!reply.contains("200 OK"), "{reply}");
+
+    // The certificate replaced on disk is served from the next handshake on.
+    let renewed = authority.issue(&dir, "default", &["localhost", "127.0.0.1"]);
+    assert_ne!(renewed, default_der);
+    let tls = tls_connect(&authority, secure, "localhost", &[]).await;
+    assert_eq!(served_certificate(&tls), renewed);
+
+    // A replacement that cannot be used (garbled) leaves the previous one in service.
+    std::fs::write(dir.join("default.pem"), "-----BEGIN CERTIFICATE-----\ngarbled\n").expect("garble");
+    let mut tls = tls_connect(&authority, secure, "localhost", &[]).await;
+    assert_eq!(served_certificate(&tls), renewed);
+    let reply = http1(&mut tls, "/v1/chat/completions", "", CHAT).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+
+    // The plaintext listener beside it still speaks plain HTTP.
+    let health = send(plain, "GET", "/health", &[], b"").await;
+    assert_eq!(health.status(), 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_missing_or_bad_certificate_is_named_at_check_and_at_start() {
+    let dir = temp_dir("edge-badcert");
+    let authority = Authority::new();
+    authority.issue(&dir, "b", &["b.test"]);
+    // default.pem is missing; b.key is swapped for another key.
+    let other = temp_dir("edge-badcert-other");
+    authority.issue(&other, "x", &["x.test"]);
+    std::fs::copy(other.join("x.key"), dir.join("b.key")).expect("copy key");
+    let listeners = format!("    - {{address: \"{}\", tls: true}}\n", dead_address());
+    let yaml = edge_yaml(&dir, "http://127.0.0.1:9", "", &listeners);
+    let config_path = dir.join("asbru.yaml");
+    std::fs::write(&config_path, &yaml).expect("write config");
+
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_asbru"))
+        .args(["check", "--config"])
+        .arg(&config_path)
+        .output()
+        .expect("run check");
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success());
+    assert!(stderr.contains(&format!("{}/default.pem", dir.display())), "{stderr}");
+    assert!(stderr.contains(&format!("{}/b.key", dir.display())), "{stderr}");
+    assert!(stderr.contains("does not match"), "{stderr}");
+
+    let config = asbru_config::load_str(&yaml, "edge.yaml").expect("loads").config;
+    let err = asbru::server::spawn(&config)
+        .err()
+        .expect("refused at start")
+        .to_string();
+    assert!(err.contains("default.pem"), "{err}");
+
+    // `tls: true` with no certificate anywhere is a located config error.
+    let bare = format!(
+        "server:\n  listeners:\n    - {{address: \"{}\", tls: true}}\n",
+        dead_address()
+    );
+    let err = asbru_config::load_str(&bare, "bare.yaml")
+        .err()
+        .expect("invalid")
+        .to_string();
+    assert!(err.contains("server.tls names no certificate"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&other);
+}
+
+/// Sends one request over an HTTP/2 connection; returns the status and the body.
+async fn h2_request(client: &mut h2::client::SendRequest<Bytes>, path: &str, body: Bytes) -> (u16, Vec<u8>) {
+    let request = http::Request::post(format!("https://localhost{path}"))
+        .header("content-type", "application/json")
+        .body(())
+        .expect("request");
+    let mut ready = client.clone().ready().await.expect("h2 ready");
+    let (response, mut sending) = ready.send_request(request, false).expect("send request");
+    sending.send_data(body, true).expect("send body");
+    let response = response.await.expect("response");
+    let status = response.status().as_u16();
+    let mut received = response.into_body();
+    let mut out = Vec::new();
+    while let Some(chunk) = received.data().await {
+        let chunk = chunk.expect("chunk");
+        let _ = received.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    (status, out)
+}
+
+async fn h2_exchanges<S>(io: S, upstream: &asbru_bench::mock::MockHandle)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut client, connection) = h2::client::handshake(io).await.expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let (status, body) = h2_request(&mut client, "/v1/chat/completions", Bytes::from_static(CHAT.as_bytes())).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("Hello from the asbru mock provider."));
+    let (status, body) = h2_request(
+        &mut client,
+        "/v1/chat/completions",
+        Bytes::from_static(STREAM_CHAT.as_bytes()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    assert!(sse_data(&text).len() > 2, "{text}");
+    assert!(text.contains("data: [DONE]"), "{text}");
+    // A 1 MiB request body, on the same connection.
+    let big = format!(
+        r#"{{"model":"openai/gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "a".repeat(1024 * 1024)
+    );
+    let before = upstream.state.recorded().len();
+    let (status, body) = h2_request(&mut client, "/v1/chat/completions", Bytes::from(big)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let recorded = upstream.state.recorded();
+    assert_eq!(recorded.len(), before + 1);
+    assert!(recorded.last().expect("recorded").body.len() > 1024 * 1024);
+}
+
+#[tokio::test]
+async fn http2_over_tls_by_alpn_and_cleartext_h2c() {
+    let upstream = default_mock();
+    let dir = temp_dir("edge-h2");
+    let authority = Authority::new();
+    authority.issue(&dir, "default", &["localhost"]);
+    authority.issue(&dir, "b", &["b.test"]);
+    let (h2c, secure, plain) = (dead_address(), dead_address(), dead_address());
+    let yaml = edge_yaml(
+        &dir,
+        &upstream.base_url(),
+        "",
+        &format!(
+            "    - {{address: \"{h2c}\", h2c: true}}\n    - {{address: \"{secure}\", tls: true}}\n    - {{address: \"{plain}\"}}\n"
+        ),
+    );
+    let _gw = gateway(&yaml);
+
+    let tls = tls_connect(&authority, secure, "localhost", &[b"h2", b"http/1.1"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "h2 chosen by ALPN");
+    h2_exchanges(tls, &upstream).await;
+    h2_exchanges(TcpStream::connect(h2c).await.expect("connect"), &upstream).await;
+    // HTTP/1.1 still works on the h2c listener, and h2c is refused where it is off.
+    assert_eq!(send(h2c, "GET", "/health", &[], b"").await.status(), 200);
+    let refused = h2::client::handshake(TcpStream::connect(plain).await.expect("connect")).await;
+    match refused {
+        Ok((client, connection)) => {
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            let request = http::Request::get("http://localhost/health").body(()).expect("request");
+            let answered = match client.ready().await {
+                Ok(mut ready) => match ready.send_request(request, true) {
+                    Ok((response, _)) => response.await.is_ok(),
+                    Err(_) => false,
+                },
+                Err(_) => false,
+            };
+            assert!(!answered, "no HTTP/2 without h2c");
+        }
+        Err(_) => {}
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn listener_roles_split_inference_from_the_management_api() {
+    let upstream = default_mock();
+    let (api, admin) = (dead_address(), dead_address());
+    let yaml = format!(
+        "server:\n  listeners:\n    - {{address: \"{api}\", roles: [inference]}}\n    - {{address: \"{admin}\", roles: [admin]}}\nproviders:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    );
+    let _gw = gateway(&yaml);
+    assert_eq!(
+        send(api, "POST", "/v1/chat/completions", &[], CHAT.as_bytes())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(send(api, "GET", "/api/version", &[], b"").await.status(), 404);
+    assert_eq!(send(admin, "GET", "/api/version", &[], b"").await.status(), 200);
+    assert_eq!(
+        send(admin, "POST", "/v1/chat/completions", &[], CHAT.as_bytes())
+            .await
+            .status(),
+        404
+    );
+    for addr in [api, admin] {
+        assert_eq!(send(addr, "GET", "/health", &[], b"").await.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    // With admin auth off, the management API answers loopback clients only: a request
+    // relayed by a trusted proxy on loopback for a remote client is refused, and the same
+    // header from an untrusted peer changes nothing.
+    let trusted = gateway("server:\n  trusted_proxies: [\"127.0.0.0/8\"]\n");
+    let untrusted = gateway("server:\n  trusted_proxies: [\"10.0.0.0/8\"]\n");
+    let remote = [("x-forwarded-for", "203.0.113.9")];
+    assert_eq!(
+        send(trusted.addr, "GET", "/api/version", &remote, b"").await.status(),
+        403
+    );
+    assert_eq!(send(trusted.addr, "GET", "/api/version", &[], b"").await.status(), 200);
+    let forwarded = [("forwarded", "for=\"[2001:db8::5]:4000\"")];
+    assert_eq!(
+        send(trusted.addr, "GET", "/api/version", &forwarded, b"")
+            .await
+            .status(),
+        403
+    );
+    let local = [("x-forwarded-for", "127.0.0.1")];
+    assert_eq!(
+        send(trusted.addr, "GET", "/api/version", &local, b"").await.status(),
+        200
+    );
+    assert_eq!(
+        send(untrusted.addr, "GET", "/api/version", &remote, b"").await.status(),
+        200
+    );
+
+    // The login rate limit counts the forwarded client, not the proxy.
+    let guarded = gateway(
+        "server:\n  trusted_proxies: [\"127.0.0.1\"]\ngovernance:\n  auth_config: {is_enabled: true, admin_username: admin, admin_password: right-password}\n",
+    );
+    let bad = br#"{"username":"admin","password":"wrong"}"#;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let reply = send(
+            guarded.addr,
+            "POST",
+            "/api/session/login",
+            &[("x-forwarded-for", "198.51.100.1")],
+            bad,
+        )
+        .await;
+        statuses.push(reply.status());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let other = send(
+        guarded.addr,
+        "POST",
+        "/api/session/login",
+        &[("x-forwarded-for", "198.51.100.2")],
+        bad,
+    )
+    .await;
+    assert_eq!(other.status(), 401, "another client behind the proxy is not blocked");
+}
+
+fn proxy_v2(source: [u8; 4], port: u16) -> Vec<u8> {
+    let mut header = vec![
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11, 0x00, 0x0C,
+    ];
+    header.extend_from_slice(&source);
+    header.extend_from_slice(&[127, 0, 0, 1]);
+    header.extend_from_slice(&port.to_be_bytes());
+    header.extend_from_slice(&8080u16.to_be_bytes());
+    header
+}
+
+async fn get_after(addr: SocketAddr, preamble: &[u8], path: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(preamble).await.expect("preamble");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.expect("request");
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut reply)).await;
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[tokio::test]
+async fn proxy_protocol_headers_name_the_client() {
+    let dir = temp_dir("edge-proxy");
+    let authority = Authority::new();
+    authority.issue(&dir, "default", &["localhost"]);
+    authority.issue(&dir, "b", &["b.test"]);
+    let (plain, secure) = (dead_address(), dead_address());
+    let yaml = edge_yaml(
+        &dir,
+        "http://127.0.0.1:9",
+        "",
+        &format!(
+            "    - {{address: \"{plain}\", proxy_protocol: true}}\n    - {{address: \"{secure}\", proxy_protocol: true, tls: true}}\n"
+        ),
+    );
+    let _gw = gateway(&yaml);
+    // v2 from a remote client: the management API (loopback only with auth off) refuses it.
+    let reply = get_after(plain, &proxy_v2([203, 0, 113, 7], 50000), "/api/version").await;
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    let reply = get_after(plain, &proxy_v2([127, 0, 0, 1], 50000), "/api/version").await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    // v1 as well.
+    let reply = get_after(
+        plain,
+        b"PROXY TCP4 198.51.100.4 127.0.0.1 40000 8080\r\n",
+        "/api/version",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    // A LOCAL header (a balancer's health check) keeps the socket's address.
+    let reply = get_after(plain, b"PROXY UNKNOWN\r\n", "/health").await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    // No header: the connection is closed unanswered, whatever it claims.
+    let reply = get_after(plain, b"", "/health").await;
+    assert!(reply.is_empty(), "{reply}");
+
+    // Before TLS, on a TLS listener.
+    let mut tcp = TcpStream::connect(secure).await.expect("connect");
+    tcp.write_all(&proxy_v2([203, 0, 113, 8], 50001)).await.expect("header");
+    let name = ServerName::try_from("localhost".to_string()).expect("name");
+    let mut tls = authority
+        .client(&[])
+        .connect(name, tcp)
+        .await
+        .expect("handshake after the header");
+    tls.write_all(b"GET /api/providers HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
