@@ -44,6 +44,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Longest time to receive one request head (zero: no deadline).
     pub header_timeout: Duration,
+    /// Once the listener stops (a graceful stop or an upgrade), how long idle keep-alive
+    /// connections stay open: each request they still bring is answered with `Connection:
+    /// close`. The server's grace period.
+    pub idle_drain: Duration,
 }
 
 /// How a listener's connections begin, before HTTP.
@@ -153,18 +157,16 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
 
     async fn cleanup(&self) {
         // The listener has stopped accepting (a graceful stop or an upgrade). Idle keep-alive
-        // connections get a moment to send one more request, answered with `Connection:
-        // close`, before they are closed: a client writing to a connection at the instant it
-        // is closed would see a reset instead of a reply.
-        if self.open.load(Ordering::Relaxed) > 0 {
-            tokio::time::sleep(IDLE_DRAIN).await;
+        // connections stay open through the grace period, each request they bring answered
+        // with `Connection: close`, rather than being closed now: a client writing to a
+        // connection at the instant it is closed sees a reset instead of a reply. Those still
+        // idle at the end of the grace period close with the process.
+        if self.open.load(Ordering::Relaxed) > 0 && !self.limits.idle_drain.is_zero() {
+            tokio::time::sleep(self.limits.idle_drain).await;
         }
         self.inner.cleanup().await;
     }
 }
-
-/// How long idle keep-alive connections may still send a request once the listener stopped.
-const IDLE_DRAIN: Duration = Duration::from_secs(2);
 
 /// Answers a connection past the cap: 503 and close, without reading the request.
 async fn refuse_over_cap(stream: &mut Stream) {

@@ -106,6 +106,7 @@ pub fn services(
     let limits = Limits {
         max_connections: server.max_connections,
         header_timeout: Duration::from_secs(server.header_read_timeout_seconds),
+        idle_drain: Duration::from_secs(server.grace_period_seconds),
     };
     let mut services: Vec<Box<dyn ServiceWithDependents>> = Vec::with_capacity(listeners.len());
     for listener in listeners {

@@ -200,8 +200,7 @@ fn a_missing_or_bad_certificate_is_named_at_check_and_at_start() {
         dead_address()
     );
     let err = asbru_config::load_str(&bare, "bare.yaml")
-        .err()
-        .expect("invalid")
+        .expect_err("invalid")
         .to_string();
     assert!(err.contains("server.tls names no certificate"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -288,8 +287,8 @@ async fn http2_over_tls_by_alpn_and_cleartext_h2c() {
     // HTTP/1.1 still works on the h2c listener, and h2c is refused where it is off.
     assert_eq!(send(h2c, "GET", "/health", &[], b"").await.status(), 200);
     let refused = h2::client::handshake(TcpStream::connect(plain).await.expect("connect")).await;
-    match refused {
-        Ok((client, connection)) => {
+    if let Ok((client, connection)) = refused {
+        {
             tokio::spawn(async move {
                 let _ = connection.await;
             });
@@ -303,7 +302,6 @@ async fn http2_over_tls_by_alpn_and_cleartext_h2c() {
             };
             assert!(!answered, "no HTTP/2 without h2c");
         }
-        Err(_) => {}
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -468,5 +466,146 @@ async fn proxy_protocol_headers_name_the_client() {
     let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut reply)).await;
     let reply = String::from_utf8_lossy(&reply);
     assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(config: &Path, addr: SocketAddr, upgrade: bool, log: &Path) -> KillOnDrop {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_asbru"));
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .args(["--listen", &addr.to_string()])
+        .env("ASBRU_LOG", "info")
+        .stdout(std::fs::File::create(log).expect("log file"))
+        .stderr(std::process::Stdio::null());
+    if upgrade {
+        command.arg("--upgrade");
+    }
+    KillOnDrop(command.spawn().expect("spawn asbru"))
+}
+
+/// The VK's budget usage, in micro-dollars, as the gateway at `addr` holds it in memory.
+async fn usage_in_memory(addr: SocketAddr) -> i64 {
+    let reply = send(addr, "GET", "/api/governance/virtual-keys?from_memory=true", &[], b"").await;
+    let dollars = reply.json()["virtual_keys"][0]["usage"]["scopes"][0]["budgets"][0]["current_usage"]
+        .as_f64()
+        .unwrap_or(-1.0);
+    (dollars * 1e6).round() as i64
+}
+
+#[test]
+fn upgrade_hands_the_listener_over_with_no_failed_request_and_no_spend_lost() {
+    use asbru_store::backend::ConfigStore;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let upstream = default_mock();
+    let dir = temp_dir("edge-upgrade");
+    let addr = dead_address();
+    let socket = dir.join("upgrade.sock");
+    let config = dir.join("asbru.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server: {{data_dir: \"{d}\", upgrade_sock: \"{s}\", grace_period_seconds: 4, graceful_shutdown_timeout_seconds: 5}}\nproviders:\n  openai:\n    keys: [{{value: sk-one}}]\n    network_config: {{base_url: \"{u}\"}}\ngovernance:\n  pricing_overrides:\n    - {{provider: openai, model: gpt-4o, input_cost_per_token: 0, output_cost_per_token: 0.0001}}\n  virtual_keys:\n    - {{id: vk-up, name: Up, value: sk-bf-up, budgets: [{{max_limit: 1000, reset_duration: 1d}}], provider_configs: [{{provider: openai, weight: 1}}]}}\n",
+            d = dir.display(),
+            s = socket.display(),
+            u = upstream.base_url()
+        ),
+    )
+    .expect("write config");
+    let mut old = serve(&config, addr, false, &dir.join("old.log"));
+    asbru::server::wait_ready(addr).expect("old process ready");
+    let before = runtime.block_on(async {
+        let reply = send(
+            addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("x-bf-vk", "sk-bf-up")],
+            CHAT.as_bytes(),
+        )
+        .await;
+        assert_eq!(reply.status(), 200, "{}", reply.text());
+        usage_in_memory(addr).await
+    });
+    assert_eq!(before, 600, "one request costs 6 output tokens at $0.0001");
+
+    // 500 requests a second for 10 s, a fifth of them on connections of their own.
+    let options = asbru_bench::load::LoadOptions {
+        url: format!("http://{addr}/v1/chat/completions"),
+        rate: 500.0,
+        duration: Duration::from_secs(10),
+        max_in_flight: 128,
+        body: Some(Bytes::from_static(CHAT.as_bytes())),
+        headers: vec![("x-bf-vk".into(), "sk-bf-up".into())],
+        timeout: Duration::from_secs(10),
+        fresh_connections: 0.2,
+        ..Default::default()
+    };
+    let load = runtime.spawn(async move { asbru_bench::load::run(&options).await });
+    std::thread::sleep(Duration::from_secs(2));
+    let mut new = serve(&config, addr, true, &dir.join("new.log"));
+    assert!(
+        eventually(|| socket.exists()),
+        "the new process waits on the upgrade socket"
+    );
+    let quit = std::process::Command::new("kill")
+        .args(["-QUIT", &old.0.id().to_string()])
+        .status()
+        .expect("kill -QUIT");
+    assert!(quit.success());
+    let report = runtime.block_on(load).expect("load task").expect("load ran");
+    let exited = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        matches!(old.0.try_wait(), Ok(Some(_)))
+    });
+    assert!(exited, "the old process drained and exited");
+    let served = report.status_counts.get(&200).copied().unwrap_or(0);
+    assert!(
+        report.errors.is_empty() && report.status_counts.len() == 1 && served == report.scheduled,
+        "every request answered 200 across the upgrade: {:?} {:?} of {}\nold: {}\nnew: {}",
+        report.status_counts,
+        report.errors,
+        report.scheduled,
+        std::fs::read_to_string(dir.join("old.log")).unwrap_or_default(),
+        std::fs::read_to_string(dir.join("new.log")).unwrap_or_default(),
+    );
+
+    // The spend after is the spend before plus what was served: in the store, and in the new
+    // process's meters (the old process's share read back once it had gone).
+    let expected = before + 600 * served as i64;
+    let store = asbru_store::backend::sqlite::SqliteStore::open(&dir.join("config.db")).expect("open store");
+    let persisted = || {
+        store
+            .load_usage()
+            .expect("usage")
+            .into_iter()
+            .find(|r| r.counter_id == "vk:vk-up:budget:0")
+            .map(|r| r.value)
+    };
+    assert!(
+        eventually(|| persisted() == Some(expected)),
+        "store: {:?} != {expected}",
+        persisted()
+    );
+    let in_memory = || runtime.block_on(usage_in_memory(addr));
+    assert!(
+        eventually(|| in_memory() == expected),
+        "new process: {} != {expected}",
+        in_memory()
+    );
+    let _ = new.0.kill();
+    let _ = new.0.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
