@@ -282,6 +282,11 @@ pub struct Outcome {
     pub total: Option<Duration>,
 }
 
+/// The client's address as the gateway resolved it (its connection's peer, or the address a
+/// trusted proxy named), kept in [`RequestCtx::slots`] for the filters that record it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
 /// One inference request's context.
 #[derive(Debug)]
 pub struct RequestCtx {

@@ -388,6 +388,9 @@ pub async fn handle(
         live,
         ctx: RequestCtx::new(request_id.to_string(), started, request),
     });
+    if let Some(ip) = crate::edge::client_ip(state, session) {
+        ctx.slots.insert(asbru_filters::ctx::ClientAddress(ip));
+    }
     if let Flow::Reject(rejection) = state.chain.on_request(live, ctx) {
         ctx.record_error(rejection.kind, rejection.decision, &rejection.message);
         let err_ctx = ErrorContext {

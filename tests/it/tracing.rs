@@ -142,6 +142,7 @@ async fn genai_spans_reach_an_otlp_receiver() {
     assert_eq!(hex(&root.parent_span_id), "00f067aa0ba902b7");
     assert_eq!(root.name, "chat gpt-4o-mini");
     assert_eq!(text(root, "gen_ai.operation.name").as_deref(), Some("chat"));
+    assert_eq!(text(root, "client.address").as_deref(), Some("127.0.0.1"));
     assert_eq!(text(root, "gen_ai.provider.name").as_deref(), Some("openai"));
     assert_eq!(text(root, "gen_ai.request.model").as_deref(), Some("gpt-4o-mini"));
     assert_eq!(text(root, "gen_ai.response.model").as_deref(), Some("gpt-4o-mini"));

@@ -108,6 +108,11 @@ fn record(live: &Live, ctx: &mut RequestCtx) -> LogRecord {
             let value = ctx.request.header(name.as_str())?;
             Some((name.as_str().to_string(), value.to_string()))
         })
+        .chain(
+            ctx.slots
+                .get::<crate::ctx::ClientAddress>()
+                .map(|client| ("client_ip".to_string(), client.0.to_string())),
+        )
         .collect();
     LogRecord {
         id: ctx.request_id.clone(),
