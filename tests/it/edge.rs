@@ -609,3 +609,121 @@ fn upgrade_hands_the_listener_over_with_no_failed_request_and_no_spend_lost() {
     let _ = new.0.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Polls `check` without blocking the test's runtime (bounded to 3 s).
+async fn eventually_async(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..300 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// A client that gives up on a stream (RST_STREAM over HTTP/2, a closed connection over
+/// HTTP/1.1) frees what the request held: nothing stays reserved, long before the upstream
+/// would have finished.
+#[tokio::test]
+async fn a_stream_the_client_abandons_releases_its_reservation_over_h2_and_h1() {
+    let slow = mock(asbru_bench::mock::MockOptions {
+        chunks: 40,
+        chunk_delay: Duration::from_millis(100),
+        ..Default::default()
+    });
+    let h2c = dead_address();
+    let yaml = format!(
+        "server:\n  listeners:\n    - {{address: \"{h2c}\", h2c: true}}\nproviders:\n  openai:\n    keys: [{{value: sk-one}}]\n    network_config: {{base_url: \"{}\"}}\ngovernance:\n  pricing_overrides:\n    - {{provider: openai, model: gpt-4o, input_cost_per_token: 0, output_cost_per_token: 0.0001}}\n  virtual_keys:\n    - {{id: vk-h2, name: H2, value: sk-bf-h2, budgets: [{{max_limit: 10, reset_duration: 1d}}], provider_configs: [{{provider: openai, weight: 1}}]}}\n",
+        slow.base_url()
+    );
+    let gw = gateway(&yaml);
+    let meter = || gw.state.registry.get("vk:vk-h2:budget:0").expect("meter");
+    let stream =
+        r#"{"model":"openai/gpt-4o","stream":true,"max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}"#;
+
+    // HTTP/2: read the first event, then reset the stream.
+    let (client, connection) = h2::client::handshake(TcpStream::connect(h2c).await.expect("connect"))
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = http::Request::post("http://localhost/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("x-bf-vk", "sk-bf-h2")
+        .body(())
+        .expect("request");
+    let mut ready = client.ready().await.expect("ready");
+    let (response, mut sending) = ready.send_request(request, false).expect("send");
+    sending
+        .send_data(Bytes::from_static(stream.as_bytes()), true)
+        .expect("body");
+    let response = response.await.expect("response");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = body.data().await.expect("a first event").expect("data");
+    assert!(String::from_utf8_lossy(&first).contains("data:"));
+    assert!(meter().total() > meter().settled(), "the stream holds a reservation");
+    let abandoned = std::time::Instant::now();
+    sending.send_reset(h2::Reason::CANCEL);
+    drop(body);
+    assert!(
+        eventually_async(|| meter().total() == meter().settled()).await,
+        "the reset released the reservation"
+    );
+    assert!(
+        abandoned.elapsed() < Duration::from_secs(3),
+        "before the upstream would have finished"
+    );
+
+    // HTTP/1.1 on the same listener: the connection closed after the first bytes.
+    let held_before = meter().settled();
+    let mut tcp = TcpStream::connect(h2c).await.expect("connect");
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\nx-bf-vk: sk-bf-h2\r\ncontent-length: {}\r\n\r\n{stream}",
+        stream.len()
+    );
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut first = [0u8; 256];
+    let n = tcp.read(&mut first).await.expect("read");
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    drop(tcp);
+    assert!(
+        eventually_async(|| meter().total() == meter().settled()).await,
+        "the closed connection released the reservation"
+    );
+    assert!(meter().settled() >= held_before);
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_the_tls_handshake_is_closed_at_the_deadline() {
+    let dir = temp_dir("edge-handshake");
+    let authority = Authority::new();
+    authority.issue(&dir, "default", &["localhost"]);
+    authority.issue(&dir, "b", &["b.test"]);
+    let secure = dead_address();
+    let yaml = edge_yaml(
+        &dir,
+        "http://127.0.0.1:9",
+        "  tls_handshake_timeout_seconds: 1\n",
+        &format!("    - {{address: \"{secure}\", tls: true}}\n"),
+    );
+    let _gw = gateway(&yaml);
+    let mut silent = TcpStream::connect(secure).await.expect("connect");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "closed, not left open: {read:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // A real client right after is served.
+    let tls = tls_connect(&authority, secure, "localhost", &[]).await;
+    assert!(tls.get_ref().1.peer_certificates().is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}

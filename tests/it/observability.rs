@@ -144,7 +144,10 @@ async fn rows_for_success_error_stream_fallback_and_refusal() {
     assert_eq!(plain["output_message"]["content"], REPLY);
     assert_eq!(plain["stop_reason"], "stop");
     assert_eq!(plain["metadata"]["x-team-tag"], "blue");
-    assert_eq!(plain["metadata"]["client_ip"], "127.0.0.1", "the client's address is logged");
+    assert_eq!(
+        plain["metadata"]["client_ip"], "127.0.0.1",
+        "the client's address is logged"
+    );
     assert!(
         plain["cost"].as_f64().is_some_and(|c| c > 0.0),
         "gpt-4o-mini is priced: {plain}"
