@@ -22,19 +22,33 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r gw_port mock_port < <("$venv/bin/python" - <<'PY'
+read -r gw_port mock_port tls_port < <("$venv/bin/python" - <<'PY'
 import socket
 ports = []
 socks = []
-for _ in range(2):
+for _ in range(3):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); ports.append(s.getsockname()[1]); socks.append(s)
 print(*ports)
 PY
 )
 
+# A CA made for this run, and a certificate it signs for the TLS listener.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj "/CN=asbru sdk test CA" -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+  -keyout "$work/tls.key" -out "$work/tls.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$work/san.ext"
+openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+  -days 2 -extfile "$work/san.ext" -out "$work/tls.pem" 2>/dev/null
+
 cat > "$work/sdk.yaml" <<YAML
 config_store: {enabled: false}
-server: {listen: "127.0.0.1:$gw_port", threads: 2}
+server:
+  threads: 2
+  tls: {cert_file: "$work/tls.pem", key_file: "$work/tls.key"}
+  listeners:
+    - {address: "127.0.0.1:$gw_port"}
+    - {address: "127.0.0.1:$tls_port", tls: true}
 mock: {listen: "127.0.0.1:$mock_port", chunks: 4}
 providers:
   openai:
@@ -64,7 +78,7 @@ for _ in $(seq 1 200); do
   sleep 0.05
 done
 
-if ! ASBRU_URL="http://127.0.0.1:$gw_port" "$venv/bin/python" "$root/tests/sdk/test_sdks.py"; then
+if ! ASBRU_URL="http://127.0.0.1:$gw_port" ASBRU_TLS_URL="https://localhost:$tls_port" ASBRU_TLS_CA="$work/ca.pem" "$venv/bin/python" "$root/tests/sdk/test_sdks.py"; then
   echo "--- gateway log"; cat "$work/gateway.log"
   exit 1
 fi

@@ -447,6 +447,43 @@ check("openai sdk images.generate", openai_images)
 check("openai sdk moderations.create", openai_moderations)
 check("openai sdk files and batches", openai_files_and_batches)
 
+# TLS: the gateway's HTTPS listener, with a certificate from a CA made for the run.
+TLS_URL = os.environ.get("ASBRU_TLS_URL")
+TLS_CA = os.environ.get("ASBRU_TLS_CA")
+if TLS_URL and TLS_CA:
+    import httpx
+
+    secure = openai.OpenAI(base_url=f"{TLS_URL}/v1", api_key="not-needed", max_retries=0,
+                           http_client=httpx.Client(verify=TLS_CA))
+
+    def tls_chat():
+        r = secure.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        assert r.choices[0].message.content.startswith("Hello"), r
+
+    def tls_stream():
+        text = ""
+        for chunk in secure.chat.completions.create(model="openai/gpt-4o-mini", stream=True,
+                                                    messages=[{"role": "user", "content": "hi"}]):
+            if chunk.choices and chunk.choices[0].delta.content:
+                text += chunk.choices[0].delta.content
+        assert text.startswith("Hello"), text
+
+    def tls_untrusted():
+        # Without the test CA the certificate is not trusted, and the SDK refuses to talk.
+        plain_trust = openai.OpenAI(base_url=f"{TLS_URL}/v1", api_key="not-needed", max_retries=0)
+        try:
+            plain_trust.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        except openai.APIConnectionError:
+            return
+        raise AssertionError("a certificate from an unknown CA was accepted")
+
+    check("openai sdk over TLS (httpx verify=test CA): chat", tls_chat)
+    check("openai sdk over TLS: stream", tls_stream)
+    check("openai sdk over TLS: an untrusted certificate is refused", tls_untrusted)
+else:
+    failures.append("tls")
+    print("FAIL tls: ASBRU_TLS_URL and ASBRU_TLS_CA are not set")
+
 if failures:
     print(f"{len(failures)} SDK check(s) failed")
     sys.exit(1)
