@@ -58,6 +58,17 @@ pub const SCENARIOS: &[Scenario] = &[
         client: ClientApi::Chat,
     },
     Scenario {
+        // TLS against plaintext, keep-alive and a full handshake per request, beside nginx
+        // (see `compare_tls`).
+        name: "tls",
+        config: include_str!("../../benches/scenarios/passthrough.yaml"),
+        model: "openai/gpt-4o-mini",
+        stream: false,
+        skip: None,
+        gateway_headers: &[],
+        client: ClientApi::Chat,
+    },
+    Scenario {
         name: "passthrough-stream",
         config: include_str!("../../benches/scenarios/passthrough-stream.yaml"),
         model: "openai/gpt-4o-mini",
@@ -207,6 +218,9 @@ pub struct CompareReport {
     pub runs: Vec<LatencyRun>,
     /// Scenarios skipped, with the reason (when a skipped scenario was asked for).
     pub skipped: Option<String>,
+    /// The `tls` scenario's runs (it measures TLS against plaintext instead of the gateway
+    /// against the mock).
+    pub tls: Vec<crate::compare_tls::TlsRun>,
 }
 
 /// Kills the child when dropped.
@@ -251,6 +265,7 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
                     gateway_cpu: options.gateway_cpu,
                     runs: Vec::new(),
                     skipped: Some(format!("scenario {} skipped: {reason}", scenario.name)),
+                    tls: Vec::new(),
                 });
             }
             let model = options.model.clone().unwrap_or_else(|| scenario.model.to_string());
@@ -274,6 +289,19 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
         .map_err(|e| CompareError::Config(e.to_string()))?
         .config;
     let mut runs = Vec::new();
+    if options.config.is_none() && options.scenario == "tls" {
+        let mut tls = Vec::new();
+        for &latency_ms in &options.latencies_ms {
+            tls.push(crate::compare_tls::run_one(options, &base_config, &model, latency_ms).await?);
+        }
+        return Ok(CompareReport {
+            scenario: label,
+            gateway_cpu: options.gateway_cpu,
+            runs,
+            skipped: None,
+            tls,
+        });
+    }
     for &latency_ms in &options.latencies_ms {
         let request = GatewayRequest {
             model: &model,
@@ -288,6 +316,7 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
         gateway_cpu: options.gateway_cpu,
         runs,
         skipped: None,
+        tls: Vec::new(),
     })
 }
 
@@ -329,7 +358,7 @@ struct GatewayRequest<'a> {
     headers: &'a [(String, String)],
 }
 
-fn chat_body(model: &str, stream: bool) -> Bytes {
+pub(crate) fn chat_body(model: &str, stream: bool) -> Bytes {
     let body = serde_json::json!({
         "model": model,
         "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
@@ -346,6 +375,20 @@ fn free_addr() -> Result<std::net::SocketAddr, CompareError> {
 }
 
 fn write_gateway_config(base: &Config, mock_url: &str, listen: &str) -> Result<PathBuf, CompareError> {
+    let config = gateway_config(base, mock_url, listen);
+    let path = std::env::temp_dir().join(format!(
+        "asbru-bench-{}-{}.json",
+        std::process::id(),
+        listen.replace([':', '.'], "-")
+    ));
+    let text = serde_json::to_string_pretty(&config).map_err(|e| CompareError::Config(e.to_string()))?;
+    std::fs::write(&path, text).map_err(|e| CompareError::Start(format!("cannot write {}: {e}", path.display())))?;
+    Ok(path)
+}
+
+/// The gateway's config for a run: `base` listening on `listen`, with no store, and every
+/// provider pointed at the mock.
+pub(crate) fn gateway_config(base: &Config, mock_url: &str, listen: &str) -> Config {
     let mut config = base.clone();
     config.server.listen = listen.to_string();
     config.mock = None;
@@ -373,14 +416,7 @@ fn write_gateway_config(base: &Config, mock_url: &str, listen: &str) -> Result<P
     for provider in config.providers.values_mut() {
         provider.network_config.base_url = Some(mock_url.to_string());
     }
-    let path = std::env::temp_dir().join(format!(
-        "asbru-bench-{}-{}.json",
-        std::process::id(),
-        listen.replace([':', '.'], "-")
-    ));
-    let text = serde_json::to_string_pretty(&config).map_err(|e| CompareError::Config(e.to_string()))?;
-    std::fs::write(&path, text).map_err(|e| CompareError::Start(format!("cannot write {}: {e}", path.display())))?;
-    Ok(path)
+    config
 }
 
 fn start_gateway(bin: &Path, config: &Path, cpu: Option<usize>) -> Result<ChildGuard, CompareError> {
@@ -574,6 +610,9 @@ impl CompareReport {
             return format!("{skipped}\n");
         }
         let mut out = String::new();
+        for run in &self.tls {
+            out.push_str(&run.table());
+        }
         for run in &self.runs {
             out.push_str(&format!(
                 "scenario {}  mock latency {} ms  rate {}/s for {}s{}{}\n",

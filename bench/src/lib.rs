@@ -2,6 +2,7 @@
 //! open-loop load generator, and the direct-vs-gateway comparison.
 
 pub mod compare;
+pub mod compare_tls;
 pub mod load;
 pub mod mock;
 mod mock_anthropic;
@@ -14,3 +15,4 @@ mod mock_shared;
 mod mock_vertex;
 pub mod process;
 pub mod report;
+pub mod tls_client;

@@ -68,8 +68,8 @@ impl Default for LoadOptions {
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The URL is not `http://host:port/path`.
-    #[error("invalid --url {0:?}: expected http://host:port/path")]
+    /// The URL is not `http(s)://host:port/path`.
+    #[error("invalid --url {0:?}: expected http://host:port/path or https://host:port/path")]
     Url(String),
     /// The host is not loopback and `--allow-remote` was not given.
     #[error("refusing to load non-loopback target {0}; pass --allow-remote to do it on purpose")]
@@ -86,15 +86,21 @@ struct Target {
     addr: SocketAddr,
     authority: String,
     path: String,
+    /// `https`: TLS, the certificate not verified (the bench targets its own servers).
+    tls: bool,
+    /// The name sent by SNI.
+    host: String,
 }
 
 fn parse_target(url: &str, allow_remote: bool) -> Result<Target, LoadError> {
     let uri: http::Uri = url.parse().map_err(|_| LoadError::Url(url.to_string()))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(LoadError::Url(url.to_string()));
-    }
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(LoadError::Url(url.to_string())),
+    };
     let host = uri.host().ok_or_else(|| LoadError::Url(url.to_string()))?;
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let host_bare = host.trim_start_matches('[').trim_end_matches(']');
     let addr = match host_bare.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, port),
@@ -112,7 +118,13 @@ fn parse_target(url: &str, allow_remote: bool) -> Result<Target, LoadError> {
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    Ok(Target { addr, authority, path })
+    Ok(Target {
+        addr,
+        authority,
+        path,
+        tls,
+        host: host_bare.to_string(),
+    })
 }
 
 /// Validates options and parses `K:V` headers.
@@ -169,6 +181,15 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
     let connector = Arc::new(Connector::new(None));
     // Never given a session back, so every request through it opens a connection.
     let unpooled = Arc::new(Connector::new(None));
+    // HTTPS on connections of their own: full handshakes, no session resumption.
+    let handshakes = match target.tls && options.fresh_connections > 0.0 {
+        true => Some(Arc::new(Handshakes {
+            connector: crate::tls_client::connector().map_err(|e| LoadError::Bounds(format!("TLS client: {e}")))?,
+            server_name: rustls::pki_types::ServerName::try_from(target.host.clone())
+                .map_err(|_| LoadError::Url(options.url.clone()))?,
+        })),
+        false => None,
+    };
     let slots = Arc::new(Semaphore::new(options.max_in_flight));
     let (tx, mut rx) = mpsc::unbounded_channel::<Sample>();
     let request = Arc::new(RequestTemplate::new(&target, options)?);
@@ -190,13 +211,15 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
                 let connector = if fresh { unpooled.clone() } else { connector.clone() };
                 let (target, request, tx) = (target.clone(), request.clone(), tx.clone());
                 let (timeout, stream) = (opts.timeout, opts.stream);
+                let handshakes = handshakes.clone();
                 tokio::spawn(async move {
-                    let sample = match tokio::time::timeout(
-                        timeout,
-                        one(&connector, &target, &request, intended, stream, !fresh),
-                    )
-                    .await
-                    {
+                    let sending = async {
+                        match (&handshakes, fresh) {
+                            (Some(tls), true) => one_handshake(tls, &target, &request, intended).await,
+                            _ => one(&connector, &target, &request, intended, stream, !fresh).await,
+                        }
+                    };
+                    let sample = match tokio::time::timeout(timeout, sending).await {
                         Ok(sample) => sample,
                         Err(_) => Sample::Failed("timeout"),
                     };
@@ -283,6 +306,8 @@ async fn wait_until(intended: Instant) {
 struct RequestTemplate {
     head: RequestHeader,
     body: Option<Bytes>,
+    /// The whole request as bytes, with `Connection: close` (for connections of their own).
+    raw: Vec<u8>,
 }
 
 impl RequestTemplate {
@@ -302,9 +327,21 @@ impl RequestTemplate {
             head.insert_header(k.clone(), v.as_str())
                 .map_err(|_| LoadError::Header(format!("{k}:{v}")))?;
         }
+        let mut raw = format!("{method} {} HTTP/1.1\r\n", target.path).into_bytes();
+        for (name, value) in head.headers.iter() {
+            raw.extend_from_slice(name.as_str().as_bytes());
+            raw.extend_from_slice(b": ");
+            raw.extend_from_slice(value.as_bytes());
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"connection: close\r\n\r\n");
+        if let Some(body) = &options.body {
+            raw.extend_from_slice(body);
+        }
         Ok(RequestTemplate {
             head,
             body: options.body.clone(),
+            raw,
         })
     }
 }
@@ -325,6 +362,25 @@ fn has_content(chunk: &[u8]) -> bool {
         || (chunk.windows(17).any(|w| w == b"contentBlockDelta") && non_empty_string_after(chunk, b"\"text\":\""))
 }
 
+/// The client of HTTPS requests on connections of their own.
+struct Handshakes {
+    connector: tokio_rustls::TlsConnector,
+    server_name: rustls::pki_types::ServerName<'static>,
+}
+
+async fn one_handshake(tls: &Handshakes, target: &Target, request: &RequestTemplate, intended: Instant) -> Sample {
+    match crate::tls_client::exchange(&tls.connector, target.addr, &tls.server_name, &request.raw, intended).await {
+        Ok(done) => Sample::Done {
+            status: done.status,
+            latency: intended.elapsed(),
+            ttfb: done.ttfb,
+            first_content: None,
+            gaps: Vec::new(),
+        },
+        Err(step) => Sample::Failed(step),
+    }
+}
+
 async fn one(
     connector: &Connector,
     target: &Target,
@@ -333,7 +389,11 @@ async fn one(
     stream: bool,
     keep_alive: bool,
 ) -> Sample {
-    let peer = HttpPeer::new(target.addr, false, String::new());
+    let mut peer = HttpPeer::new(target.addr, target.tls, target.host.clone());
+    if target.tls {
+        peer.options.verify_cert = false;
+        peer.options.verify_hostname = false;
+    }
     let Ok((mut session, _)) = connector.get_http_session(&peer).await else {
         return Sample::Failed("connect");
     };

@@ -124,6 +124,32 @@ fn compare_smoke_produces_the_json_fields() {
 }
 
 #[test]
+fn compare_tls_smoke_measures_plaintext_tls_and_handshakes() {
+    let report = compare_json("tls");
+    assert_eq!(report["scenario"], "tls");
+    let run = &report["tls"][0];
+    let asbru = &run["asbru"];
+    assert_eq!(asbru["failed"], 0, "{report}");
+    for field in ["plain_cpu_us", "tls_cpu_us", "new_connection_cpu_us"] {
+        assert!(asbru[field].as_f64().is_some_and(|us| us > 0.0), "{field}: {report}");
+    }
+    // nginx is measured beside it when installed, and says why not otherwise.
+    let nginx_installed = [
+        "/usr/sbin/nginx",
+        "/usr/local/sbin/nginx",
+        "/usr/local/nginx/sbin/nginx",
+        "/usr/bin/nginx",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists());
+    if nginx_installed {
+        assert_eq!(run["nginx"]["failed"], 0, "{report}");
+    } else {
+        assert_eq!(run["nginx_skipped"], "nginx is not installed");
+    }
+}
+
+#[test]
 fn load_cli_refuses_non_loopback() {
     let out = Command::new(env!("CARGO_BIN_EXE_asbru"))
         .args(["bench", "load", "--url", "http://192.0.2.1/", "--duration", "1"])
