@@ -336,6 +336,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         };
     }
     if let Some(listen) = args.listen {
+        if !config.server.listeners.is_empty() {
+            tracing::warn!("--listen {listen} is not used: server.listeners names the listeners");
+        }
         config.server.listen = listen;
     }
     let listen = config.server.listen.clone();

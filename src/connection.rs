@@ -59,6 +59,8 @@ pub struct Entry {
     pub tls: Option<Arc<pingora::listeners::tls::Acceptor>>,
     /// Longest time for the PROXY header and the TLS handshake together.
     pub handshake_timeout: Duration,
+    /// Cleartext HTTP/2 is served: a connection opening with its preface has no head deadline.
+    pub h2c: bool,
 }
 
 impl Entry {
@@ -145,7 +147,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             drop(slot);
             stream
         } else {
-            Box::new(GuardedStream::new(stream, self.limits.header_timeout, slot))
+            Box::new(GuardedStream::new(
+                stream,
+                self.limits.header_timeout,
+                self.entry.h2c,
+                slot,
+            ))
         };
         // HTTP/1 keep-alive loops inside `inner`; a stream handed back is fed to it again.
         let mut next = self.inner.process_new(guarded, shutdown).await;
@@ -257,7 +264,7 @@ pub struct GuardedStream {
 }
 
 impl GuardedStream {
-    fn new(inner: Stream, header_timeout: Duration, slot: OpenSlot) -> GuardedStream {
+    fn new(inner: Stream, header_timeout: Duration, h2c: bool, slot: OpenSlot) -> GuardedStream {
         let deadline = (!header_timeout.is_zero()).then(|| Instant::now() + header_timeout);
         let h2 = matches!(inner.selected_alpn_proto(), Some(pingora::protocols::ALPN::H2));
         GuardedStream {
@@ -267,7 +274,9 @@ impl GuardedStream {
             deadline,
             timer: None,
             replacing: None,
-            first_read: true,
+            // Only where h2c is served: elsewhere those bytes are an HTTP/1 head like any other,
+            // held to the deadline.
+            first_read: h2c && !h2,
             _slot: slot,
         }
     }

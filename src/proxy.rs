@@ -185,7 +185,7 @@ impl ProxyHttp for GatewayProxy {
             // Listeners with roles: `/api` and the dashboard answer only on admin listeners,
             // inference routes only on inference listeners; `/health` and `/metrics` on all.
             let local = session.server_addr().and_then(|a| a.as_inet()).copied();
-            let (inference, admin) = crate::edge::roles_at(table, local);
+            let (inference, admin) = crate::edge::roles::roles_at(table, local);
             let allowed = match found {
                 // The dashboard calls `/api` on its own origin, so it lives beside it.
                 Match::Found(Route::Admin | Route::Ui, _) => admin,

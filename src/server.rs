@@ -41,7 +41,7 @@ pub enum StartError {
     Logs(String),
     /// A listener cannot be set up (its address, or a certificate).
     #[error("{0}")]
-    Listener(#[from] crate::edge::ListenerError),
+    Listener(#[from] crate::edge::listeners::ListenerError),
 }
 
 /// How to start.
@@ -133,7 +133,7 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
         ..Default::default()
     };
     let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf);
-    server.add_services(crate::edge::services(
+    server.add_services(crate::edge::listeners::services(
         &state,
         &listeners,
         &file.server,

@@ -61,7 +61,7 @@ pub struct Gateway {
     /// the store sync does not rebuild again what a management write already installed.
     pub installed_version: std::sync::atomic::AtomicU64,
     /// What each listener serves, when some listener does not serve everything.
-    pub listener_roles: Option<Vec<crate::edge::ListenerRoles>>,
+    pub listener_roles: Option<Vec<crate::edge::roles::ListenerRoles>>,
     /// Proxies whose forwarding headers name the client (`server.trusted_proxies`).
     pub trusted_proxies: crate::edge::client_addr::TrustedProxies,
     /// The spend journal (`None` in file-only mode, where usage is not persisted).
@@ -118,7 +118,7 @@ impl Gateway {
             reloader: Default::default(),
             sessions: Default::default(),
             installed_version: std::sync::atomic::AtomicU64::new(u64::MAX),
-            listener_roles: crate::edge::roles(&file.server.resolved_listeners()),
+            listener_roles: crate::edge::roles::roles(&file.server.resolved_listeners()),
             trusted_proxies: crate::edge::client_addr::TrustedProxies::new(&file.server.trusted_proxies),
             effective: ArcSwap::from_pointee(effective.clone()),
             cors: crate::cors::Cors::from_client(&effective.client),

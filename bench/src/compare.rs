@@ -18,6 +18,8 @@ use super::load::{self, LoadOptions};
 use super::mock::{self, MockOptions};
 use super::process;
 use super::report::{LoadReport, Percentiles, SignedPercentiles, fmt_us};
+pub use crate::compare_setup::{CompareError, CompareOptions};
+use crate::compare_setup::{chat_body, gateway_config};
 
 /// A bundled scenario.
 pub struct Scenario {
@@ -141,50 +143,6 @@ pub const SCENARIOS: &[Scenario] = &[
         client: ClientApi::Responses,
     },
 ];
-
-/// What to compare.
-#[derive(Debug, Clone)]
-pub struct CompareOptions {
-    /// Bundled scenario name (ignored when `config` is set).
-    pub scenario: String,
-    /// A gateway config file to use instead of a bundled scenario.
-    pub config: Option<PathBuf>,
-    /// Model to request through the gateway with `config`.
-    pub model: Option<String>,
-    /// Mock latencies to run, in ms.
-    pub latencies_ms: Vec<u64>,
-    /// Requests per second.
-    pub rate: f64,
-    /// Measured duration per run.
-    pub duration: Duration,
-    /// Warm-up before each measured gateway run.
-    pub warmup: Duration,
-    /// In-flight cap.
-    pub max_in_flight: usize,
-    /// Force streaming on or off (default: the scenario's).
-    pub stream: Option<bool>,
-    /// Pin the gateway to this CPU with `taskset`.
-    pub gateway_cpu: Option<usize>,
-    /// The `asbru` binary to run as the gateway.
-    pub gateway_bin: PathBuf,
-}
-
-/// Why a comparison could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum CompareError {
-    /// Unknown scenario name.
-    #[error("unknown scenario {0:?}; bundled: {1}")]
-    UnknownScenario(String, String),
-    /// Bad config file.
-    #[error("{0}")]
-    Config(String),
-    /// Could not start the mock or the gateway.
-    #[error("{0}")]
-    Start(String),
-    /// The load generator refused the options.
-    #[error(transparent)]
-    Load(#[from] load::LoadError),
-}
 
 /// One mock latency's results.
 #[derive(Debug, Serialize)]
@@ -358,16 +316,6 @@ struct GatewayRequest<'a> {
     headers: &'a [(String, String)],
 }
 
-pub(crate) fn chat_body(model: &str, stream: bool) -> Bytes {
-    let body = serde_json::json!({
-        "model": model,
-        "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
-        "max_tokens": 32,
-        "stream": stream,
-    });
-    Bytes::from(body.to_string())
-}
-
 fn free_addr() -> Result<std::net::SocketAddr, CompareError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -384,39 +332,6 @@ fn write_gateway_config(base: &Config, mock_url: &str, listen: &str) -> Result<P
     let text = serde_json::to_string_pretty(&config).map_err(|e| CompareError::Config(e.to_string()))?;
     std::fs::write(&path, text).map_err(|e| CompareError::Start(format!("cannot write {}: {e}", path.display())))?;
     Ok(path)
-}
-
-/// The gateway's config for a run: `base` listening on `listen`, with no store, and every
-/// provider pointed at the mock.
-pub(crate) fn gateway_config(base: &Config, mock_url: &str, listen: &str) -> Config {
-    let mut config = base.clone();
-    config.server.listen = listen.to_string();
-    config.mock = None;
-    // The bench measures the proxy path; a store left by another run must not redirect providers.
-    config.config_store = Some(asbru_config::model::ConfigStoreConfig::disabled());
-    // The request log is off unless the scenario turns it on, and then writes a fresh file.
-    match &mut config.logs_store {
-        None => {
-            config.logs_store = Some(asbru_config::model::LogsStoreConfig {
-                enabled: false,
-                ..Default::default()
-            });
-        }
-        Some(logs) if logs.kind == asbru_config::model::StoreKind::Sqlite => {
-            let dir = std::env::temp_dir().join(format!(
-                "asbru-bench-logs-{}-{}",
-                std::process::id(),
-                listen.replace([':', '.'], "-")
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            logs.config.path = Some(dir.join("logs.db").display().to_string());
-        }
-        Some(_) => {}
-    }
-    for provider in config.providers.values_mut() {
-        provider.network_config.base_url = Some(mock_url.to_string());
-    }
-    config
 }
 
 fn start_gateway(bin: &Path, config: &Path, cpu: Option<usize>) -> Result<ChildGuard, CompareError> {

@@ -20,7 +20,7 @@ use asbru_config::Config;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::compare::{CompareError, CompareOptions};
+use crate::compare_setup::{CompareError, CompareOptions, chat_body, gateway_config};
 use crate::load::{self, LoadOptions};
 use crate::mock::{self, MockOptions};
 use crate::process;
@@ -213,7 +213,7 @@ pub async fn run_one(
 
     // asbru: a plaintext and a TLS listener.
     let (plain, tls) = (free_addr()?, free_addr()?);
-    let mut config = crate::compare::gateway_config(base, &upstream.base_url(), &plain.to_string());
+    let mut config = gateway_config(base, &upstream.base_url(), &plain.to_string());
     config.server.tls = Some(asbru_config::model::TlsConfig {
         cert_file: cert.display().to_string(),
         key_file: key.display().to_string(),
@@ -252,7 +252,7 @@ pub async fn run_one(
         gateway.0.id(),
         format!("http://{plain}/v1/chat/completions"),
         format!("https://localhost:{}/v1/chat/completions", tls.port()),
-        crate::compare::chat_body(model, false),
+        chat_body(model, false),
     )
     .await?;
     drop(gateway);
@@ -293,7 +293,7 @@ pub async fn run_one(
                 server.0.id(),
                 format!("http://{plain}/v1/chat/completions"),
                 format!("https://localhost:{}/v1/chat/completions", tls.port()),
-                crate::compare::chat_body(upstream_model, false),
+                chat_body(upstream_model, false),
             )
             .await?;
             (Some(costs), None)

@@ -2,6 +2,7 @@
 //! open-loop load generator, and the direct-vs-gateway comparison.
 
 pub mod compare;
+pub mod compare_setup;
 pub mod compare_tls;
 pub mod load;
 pub mod mock;

@@ -240,7 +240,7 @@ pub async fn handle(state: &Arc<Gateway>, session: &mut Session, request_id: &st
 /// The client's IP address, when it came over TCP (behind a trusted proxy, the address the
 /// proxy names).
 pub fn client_ip(state: &Gateway, session: &Session) -> Option<std::net::IpAddr> {
-    crate::edge::client_ip(state, session)
+    crate::edge::client_addr::client_ip(&state.trusted_proxies, session)
 }
 
 /// The admin credentials of the config in force.

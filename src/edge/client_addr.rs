@@ -66,6 +66,16 @@ impl TrustedProxies {
     }
 }
 
+/// The client address of a request on `session`: the connection's peer, or, when that peer
+/// is one of `proxies`, the address its forwarding headers name.
+pub fn client_ip(proxies: &TrustedProxies, session: &pingora::proxy::Session) -> Option<IpAddr> {
+    let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+    if proxies.is_empty() {
+        return peer;
+    }
+    proxies.client(peer, &session.req_header().headers)
+}
+
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) compared as IPv4.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {

@@ -727,3 +727,38 @@ async fn a_client_that_never_finishes_the_tls_handshake_is_closed_at_the_deadlin
     assert!(tls.get_ref().1.peer_certificates().is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The head deadline spares HTTP/2 connections (their streams come and go; the HTTP/2 idle
+/// timeout covers them) but not an HTTP/1 client that merely starts like h2c's preface.
+#[tokio::test]
+async fn the_head_deadline_spares_h2_connections_and_only_them() {
+    let upstream = default_mock();
+    let (h2c, plain) = (dead_address(), dead_address());
+    let yaml = format!(
+        "server:\n  header_read_timeout_seconds: 1\n  listeners:\n    - {{address: \"{h2c}\", h2c: true}}\n    - {{address: \"{plain}\"}}\nproviders:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    );
+    let _gw = gateway(&yaml);
+    let (client, connection) = h2::client::handshake(TcpStream::connect(h2c).await.expect("connect"))
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let mut client = client;
+    let (status, _) = h2_request(&mut client, "/v1/chat/completions", Bytes::from_static(CHAT.as_bytes())).await;
+    assert_eq!(status, 200, "an idle HTTP/2 connection outlives the head deadline");
+
+    // Without h2c, the preface is an HTTP/1 head like any other: cut at the deadline.
+    let mut tcp = TcpStream::connect(plain).await.expect("connect");
+    tcp.write_all(b"PRI * HTTP/2.0\r\n").await.expect("write");
+    let started = std::time::Instant::now();
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut sink)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed at the deadline: {:?}",
+        started.elapsed()
+    );
+}

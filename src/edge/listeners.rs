@@ -1,0 +1,83 @@
+//! One Pingora service per configured listener: its address, TLS acceptor, PROXY protocol
+//! and HTTP/2 settings, all sharing one count of open connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use asbru_config::model::{Listener, ServerConfig};
+use pingora::apps::HttpServerOptions;
+use pingora::server::configuration::ServerConf;
+use pingora::services::ServiceWithDependents;
+
+use super::tls;
+use crate::connection::{Entry, Guarded, Limits};
+use crate::proxy::GatewayProxy;
+use crate::state::Gateway;
+
+/// Why a listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// The address does not parse.
+    #[error("cannot listen on {0}: {1}")]
+    Address(String, String),
+    /// A certificate cannot be used.
+    #[error("TLS listener {0}: {1}")]
+    Certificate(String, tls::CertError),
+}
+
+/// One Pingora service per listener, sharing the connection count.
+pub fn services(
+    state: &Arc<Gateway>,
+    listeners: &[Listener],
+    server: &ServerConfig,
+    conf: &Arc<ServerConf>,
+) -> Result<Vec<Box<dyn ServiceWithDependents>>, ListenerError> {
+    let open = Arc::new(AtomicUsize::new(0));
+    let limits = Limits {
+        max_connections: server.max_connections,
+        header_timeout: Duration::from_secs(server.header_read_timeout_seconds),
+        idle_drain: Duration::from_secs(server.grace_period_seconds),
+    };
+    let mut services: Vec<Box<dyn ServiceWithDependents>> = Vec::with_capacity(listeners.len());
+    for listener in listeners {
+        listener
+            .address
+            .parse::<SocketAddr>()
+            .map_err(|e| ListenerError::Address(listener.address.clone(), e.to_string()))?;
+        let acceptor = match &listener.tls {
+            Some(files) => {
+                let config =
+                    tls::server_config(files).map_err(|e| ListenerError::Certificate(listener.address.clone(), e))?;
+                Some(Arc::new(pingora::listeners::tls::Acceptor::from_server_config(config)))
+            }
+            None => None,
+        };
+        let mut http = pingora::proxy::HttpProxy::new(GatewayProxy::new(state.clone()), conf.clone());
+        http.handle_init_modules();
+        let mut options = HttpServerOptions::default();
+        let options_h2c = listener.h2c && acceptor.is_none();
+        options.h2c = options_h2c;
+        options.h2_idle_timeout =
+            (server.h2_idle_timeout_seconds > 0).then(|| Duration::from_secs(server.h2_idle_timeout_seconds));
+        http.server_options = Some(options);
+        let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+        h2.max_concurrent_streams(server.h2_max_concurrent_streams);
+        http.h2_options = Some(h2);
+        let entry = Entry {
+            proxy_protocol: listener.proxy_protocol,
+            tls: acceptor,
+            handshake_timeout: Duration::from_secs(server.tls_handshake_timeout_seconds.max(1)),
+            h2c: options_h2c,
+        };
+        let scheme = if entry.tls.is_some() { "https" } else { "http" };
+        let mut service = pingora::services::listening::Service::new(
+            format!("asbru gateway {scheme}://{}", listener.address),
+            Guarded::new(http, limits, entry, open.clone()),
+        );
+        service.add_tcp(&listener.address);
+        services.push(Box::new(service));
+    }
+    Ok(services)
+}
