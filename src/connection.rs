@@ -61,6 +61,8 @@ pub struct Entry {
     pub handshake_timeout: Duration,
     /// Cleartext HTTP/2 is served: a connection opening with its preface has no head deadline.
     pub h2c: bool,
+    /// When not empty, a PROXY header is accepted only from these peers.
+    pub trusted: Arc<crate::edge::client_addr::TrustedProxies>,
 }
 
 impl Entry {
@@ -75,11 +77,18 @@ impl Entry {
                 tracing::warn!("a connection that is not a TCP stream cannot carry PROXY or TLS; closed");
                 return None;
             };
-            if self.proxy_protocol
-                && let Err(e) = crate::edge::proxy_protocol::read_header(&mut l4).await
-            {
-                tracing::debug!("connection closed: {e}");
-                return None;
+            if self.proxy_protocol {
+                let peer = l4
+                    .get_socket_digest()
+                    .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+                if !self.trusted.is_empty() && !peer.is_some_and(|ip| self.trusted.trusts(ip)) {
+                    tracing::debug!("PROXY header refused from {peer:?}: not in server.trusted_proxies");
+                    return None;
+                }
+                if let Err(e) = crate::edge::proxy_protocol::read_header(&mut l4).await {
+                    tracing::debug!("connection closed: {e}");
+                    return None;
+                }
             }
             match &self.tls {
                 Some(acceptor) => match acceptor.tls_handshake(*l4).await {
@@ -246,8 +255,8 @@ const SERVING: u8 = 2;
 /// An HTTP/2 connection: no head deadline.
 const MULTIPLEXED: u8 = 3;
 
-/// The client preface that opens a cleartext HTTP/2 connection.
-const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
+/// The client preface that opens every HTTP/2 connection (RFC 9113 section 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// A downstream stream under [`Limits`]: see the module documentation.
 pub struct GuardedStream {
@@ -258,8 +267,9 @@ pub struct GuardedStream {
     timer: Option<Pin<Box<Sleep>>>,
     /// A replacement reply being written, and the length of the write it replaces.
     replacing: Option<(Vec<u8>, usize, usize)>,
-    /// No byte read yet (the h2c preface is looked for in the first read).
-    first_read: bool,
+    /// While HTTP/2's preface may be arriving: how many of its bytes matched so far. The head
+    /// deadline holds until all 24 have; a byte that differs makes it an HTTP/1 connection.
+    preface: Option<u8>,
     _slot: OpenSlot,
 }
 
@@ -269,14 +279,14 @@ impl GuardedStream {
         let h2 = matches!(inner.selected_alpn_proto(), Some(pingora::protocols::ALPN::H2));
         GuardedStream {
             inner,
-            phase: AtomicU8::new(if h2 { MULTIPLEXED } else { HEAD }),
+            phase: AtomicU8::new(HEAD),
             header_timeout,
             deadline,
             timer: None,
             replacing: None,
-            // Only where h2c is served: elsewhere those bytes are an HTTP/1 head like any other,
-            // held to the deadline.
-            first_read: h2c && !h2,
+            // HTTP/2 by ALPN, or where h2c is served; elsewhere the preface is an HTTP/1 head
+            // like any other, held to the deadline.
+            preface: (h2 || h2c).then_some(0),
             _slot: slot,
         }
     }
@@ -314,6 +324,15 @@ pub fn request_done(stream: Option<&Stream>) {
     }
 }
 
+/// The preface bytes matched after `read`, with `matched` matched before it; `None` once a
+/// byte differs.
+fn match_preface(matched: u8, read: &[u8]) -> Option<u8> {
+    let start = usize::from(matched);
+    let expected = &H2_PREFACE[start.min(H2_PREFACE.len())..];
+    let n = read.len().min(expected.len());
+    (read[..n] == expected[..n]).then(|| (start + n) as u8)
+}
+
 /// Whether `buf` is Pingora's own bodiless 400, the reply to a head it could not parse.
 fn is_bodiless_400(buf: &[u8]) -> bool {
     let Some(rest) = buf
@@ -332,9 +351,10 @@ impl AsyncRead for GuardedStream {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if this.first_read && buf.filled().len() > before {
-                    this.first_read = false;
-                    if buf.filled()[before..].starts_with(H2_PREFACE_START) {
+                if let Some(matched) = this.preface {
+                    this.preface = match_preface(matched, &buf.filled()[before..]);
+                    if this.preface == Some(H2_PREFACE.len() as u8) {
+                        this.preface = None;
                         this.phase.store(MULTIPLEXED, Ordering::Relaxed);
                     }
                 }
@@ -469,7 +489,19 @@ impl GetSocketDigest for GuardedStream {
 #[async_trait]
 impl Peek for GuardedStream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        // Pingora peeks for h2c's preface before reading a head: held to the same deadline.
+        match self.deadline {
+            Some(deadline) if self.phase.load(Ordering::Relaxed) == HEAD => {
+                match tokio::time::timeout_at(deadline, self.inner.try_peek(buf)).await {
+                    Ok(peeked) => peeked,
+                    Err(_) => Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "request head not received in time",
+                    )),
+                }
+            }
+            _ => self.inner.try_peek(buf).await,
+        }
     }
 }
 
@@ -482,6 +514,16 @@ impl fmt::Debug for GuardedStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_h2_preface_is_matched_across_reads_and_nothing_else_is() {
+        assert_eq!(match_preface(0, b"PRI * HT"), Some(8));
+        assert_eq!(match_preface(8, b"TP/2.0\r\n\r\nSM\r\n\r\n"), Some(24));
+        assert_eq!(match_preface(0, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00"), Some(24));
+        assert_eq!(match_preface(0, b"POST / HTTP/1.1\r\n"), None);
+        assert_eq!(match_preface(3, b"X"), None);
+        assert_eq!(match_preface(0, b""), Some(0));
+    }
 
     #[test]
     fn pingora_bodiless_400_is_recognised_and_ours_are_not() {

@@ -338,7 +338,11 @@ pub fn spawn_with(config: &Config, options: StartOptions) -> Result<RunningGatew
             .map_err(|e| StartError::Listen(listener.address.clone(), e.to_string()))?,
         None => free_port()?,
     };
-    let probe_health = first.is_none_or(|l| l.tls.is_none() && !l.proxy_protocol);
+    let plain = match first {
+        Some(l) => l.tls.is_none() && !l.proxy_protocol,
+        None => config.server.tls.is_none(),
+    };
+    let probe_health = plain;
     let (mut server, state) = build_with(config, &addr.to_string(), options)?;
     let (stop, stop_rx) = oneshot::channel();
     let thread = std::thread::Builder::new()

@@ -119,7 +119,8 @@ impl Gateway {
             sessions: Default::default(),
             installed_version: std::sync::atomic::AtomicU64::new(u64::MAX),
             listener_roles: crate::edge::roles::roles(&file.server.resolved_listeners()),
-            trusted_proxies: crate::edge::client_addr::TrustedProxies::new(&file.server.trusted_proxies),
+            trusted_proxies: crate::edge::client_addr::TrustedProxies::new(&file.server.trusted_proxies)
+                .with_header(&file.server.real_ip_header),
             effective: ArcSwap::from_pointee(effective.clone()),
             cors: crate::cors::Cors::from_client(&effective.client),
             request_log,

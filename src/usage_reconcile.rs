@@ -19,6 +19,7 @@ use std::sync::Mutex;
 
 use asbru_config::usage::{SpendEntry, UsageRecord, combine};
 use asbru_filters::governance::Registry;
+use asbru_filters::governance::meter::Absorbed;
 
 /// What this process expects the store to hold, meter by meter.
 #[derive(Debug, Default)]
@@ -66,8 +67,11 @@ impl Reconciler {
                 Some(_) => 0,
                 None => record.value,
             };
-            if delta > 0 && registry.absorb(&record, delta) {
-                added += delta;
+            match registry.absorb(&record, delta) {
+                Absorbed::Added => added += delta,
+                // Kept as it was, so the spend is counted once the meter reaches the window.
+                Absorbed::Behind => continue,
+                Absorbed::Skipped => {}
             }
             expected.insert(record.counter_id.clone(), record);
         }
@@ -112,9 +116,13 @@ mod tests {
         assert_eq!(meter.settled(), 175);
         // Nothing new in the store: nothing more is added.
         assert_eq!(reconciler.absorb(&registry, vec![record(175, 0)]), 0);
-        // A window this process never added to is all someone else's; a meter in another
-        // window is left alone.
-        assert_eq!(reconciler.absorb(&registry, vec![record(20, 7200)]), 0);
+        // The store moved on to the next window while this meter is still in its first: the
+        // other process's spend there waits until the meter rolls, then counts whole.
+        assert_eq!(reconciler.absorb(&registry, vec![record(20, 3600)]), 0);
         assert_eq!(meter.settled(), 175);
+        meter.roll(&window, 3601);
+        assert_eq!(meter.settled(), 0);
+        assert_eq!(reconciler.absorb(&registry, vec![record(20, 3600)]), 20);
+        assert_eq!(meter.settled(), 20);
     }
 }

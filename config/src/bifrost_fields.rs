@@ -41,6 +41,7 @@ pub const ASBRU_EXTENSIONS: &[&str] = &[
     "server.h2_max_concurrent_streams",
     "server.h2_idle_timeout_seconds",
     "server.trusted_proxies",
+    "server.real_ip_header",
     "server.upgrade_sock",
     "client.default_max_output_tokens",
     "client.delete_expired_virtual_keys",

@@ -531,7 +531,8 @@ impl Validation<'_> {
         let mut seen = std::collections::HashSet::new();
         for (i, listener) in server.listeners.iter().enumerate() {
             let at = [Key("server"), Key("listeners"), Index(i)];
-            if listener.address.parse::<SocketAddr>().is_err() {
+            let parsed = listener.address.parse::<SocketAddr>();
+            if parsed.is_err() {
                 self.problem(
                     &[at[0], at[1], at[2], Key("address")],
                     format!(
@@ -539,7 +540,9 @@ impl Validation<'_> {
                         listener.address
                     ),
                 );
-            } else if !seen.insert(listener.address.clone()) {
+            } else if let Ok(address) = parsed
+                && !seen.insert(address)
+            {
                 self.problem(
                     &[at[0], at[1], at[2], Key("address")],
                     format!("server.listeners[{i}].address {} is listed twice", listener.address),
@@ -606,6 +609,12 @@ impl Validation<'_> {
             self.problem(
                 &[Key("server"), Key("h2_max_concurrent_streams")],
                 "server.h2_max_concurrent_streams must be at least 1",
+            );
+        }
+        if http::HeaderName::from_bytes(server.real_ip_header.trim().as_bytes()).is_err() {
+            self.problem(
+                &[Key("server"), Key("real_ip_header")],
+                format!("server.real_ip_header {:?} is not a header name", server.real_ip_header),
             );
         }
         for (i, proxy) in server.trusted_proxies.iter().enumerate() {

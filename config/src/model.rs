@@ -331,6 +331,9 @@ pub struct ServerConfig {
     /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed: CIDRs or addresses.
     /// The client address is the nearest address in the chain that is not one of them.
     pub trusted_proxies: Vec<String>,
+    /// The header trusted proxies name the client in: `X-Forwarded-For` (default),
+    /// `Forwarded`, or another holding addresses (`X-Real-IP`).
+    pub real_ip_header: String,
     /// The Unix socket listening sockets are handed over through on `serve --upgrade`
     /// (default `<data_dir>/upgrade.sock`).
     pub upgrade_sock: Option<String>,
@@ -516,6 +519,7 @@ impl Default for ServerConfig {
             h2_max_concurrent_streams: 128,
             h2_idle_timeout_seconds: 300,
             trusted_proxies: Vec::new(),
+            real_ip_header: "X-Forwarded-For".to_string(),
             upgrade_sock: None,
         }
     }

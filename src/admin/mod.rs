@@ -260,7 +260,8 @@ pub fn guard(state: &Gateway, session: &Session) -> Result<(), ApiError> {
             Err(auth::Denied::Unauthorized) => Err(ApiError::unauthorized()),
         };
     }
-    let local = client.is_none_or(|ip| ip.is_loopback());
+    // An address that cannot be known (a forwarding chain that cannot be read) is not local.
+    let local = client.is_some_and(|ip| ip.is_loopback());
     if local || state.file.server.allow_unauthenticated_admin {
         Ok(())
     } else {

@@ -35,6 +35,7 @@ pub fn services(
     conf: &Arc<ServerConf>,
 ) -> Result<Vec<Box<dyn ServiceWithDependents>>, ListenerError> {
     let open = Arc::new(AtomicUsize::new(0));
+    let trusted = Arc::new(super::client_addr::TrustedProxies::new(&server.trusted_proxies));
     let limits = Limits {
         max_connections: server.max_connections,
         header_timeout: Duration::from_secs(server.header_read_timeout_seconds),
@@ -70,6 +71,7 @@ pub fn services(
             tls: acceptor,
             handshake_timeout: Duration::from_secs(server.tls_handshake_timeout_seconds.max(1)),
             h2c: options_h2c,
+            trusted: trusted.clone(),
         };
         let scheme = if entry.tls.is_some() { "https" } else { "http" };
         let mut service = pingora::services::listening::Service::new(

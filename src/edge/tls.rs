@@ -112,22 +112,30 @@ impl Reloading {
             Ok(key) => {
                 let key = Arc::new(key);
                 tracing::info!(cert_file = %self.cert_file, "TLS certificate changed on disk: serving the new one");
-                self.loaded.store(Arc::new(Loaded {
-                    key: key.clone(),
-                    stamps,
-                    rejected: None,
-                }));
+                // Only over the version read above: a handshake that loaded a newer one
+                // meanwhile is not undone.
+                self.loaded.compare_and_swap(
+                    &loaded,
+                    Arc::new(Loaded {
+                        key: key.clone(),
+                        stamps,
+                        rejected: None,
+                    }),
+                );
                 key
             }
             Err(e) => {
                 tracing::warn!(
                     "TLS certificate changed on disk but cannot be used, still serving the previous one: {e}"
                 );
-                self.loaded.store(Arc::new(Loaded {
-                    key: loaded.key.clone(),
-                    stamps: loaded.stamps,
-                    rejected: Some(stamps),
-                }));
+                self.loaded.compare_and_swap(
+                    &loaded,
+                    Arc::new(Loaded {
+                        key: loaded.key.clone(),
+                        stamps: loaded.stamps,
+                        rejected: Some(stamps),
+                    }),
+                );
                 loaded.key.clone()
             }
         }
@@ -199,9 +207,13 @@ impl Certificates {
         let Some(host) = server_name.map(|h| h.trim_end_matches('.').to_ascii_lowercase()) else {
             return &self.default;
         };
+        // An exact name wins over a wildcard, whatever their order (as nginx's server_name).
+        let exact = |p: &NamePattern| matches!(p, NamePattern::Exact(_)) && p.matches(&host);
+        let any = |p: &NamePattern| p.matches(&host);
         self.by_name
             .iter()
-            .find(|(patterns, _)| patterns.iter().any(|p| p.matches(&host)))
+            .find(|(patterns, _)| patterns.iter().any(exact))
+            .or_else(|| self.by_name.iter().find(|(patterns, _)| patterns.iter().any(any)))
             .map_or(&self.default, |(_, pair)| pair)
     }
 }
@@ -260,6 +272,35 @@ mod tests {
         let exact = NamePattern::of("api.example.com.");
         assert!(exact.matches("api.example.com"));
         assert!(!exact.matches("www.example.com"));
+    }
+
+    #[test]
+    fn an_exact_name_wins_over_an_earlier_wildcard() {
+        let dir = std::env::temp_dir().join(format!("asbru-tls-sni-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let write = |stem: &str, name: &str| {
+            let made = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("cert");
+            let (cert, key) = (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}.key")));
+            std::fs::write(&cert, made.cert.pem()).expect("write");
+            std::fs::write(&key, made.key_pair.serialize_pem()).expect("write");
+            (cert.display().to_string(), key.display().to_string())
+        };
+        let (default_cert, default_key) = write("default", "localhost");
+        let (wild_cert, wild_key) = write("wild", "*.example.com");
+        let (api_cert, api_key) = write("api", "api.example.com");
+        let files = TlsFiles {
+            cert_file: default_cert,
+            key_file: default_key,
+            by_name: vec![
+                (vec!["*.example.com".into()], wild_cert.clone(), wild_key),
+                (vec!["api.example.com".into()], api_cert.clone(), api_key),
+            ],
+        };
+        let certificates = Certificates::open(&files).expect("open");
+        assert_eq!(certificates.pick(Some("api.example.com")).cert_file, api_cert);
+        assert_eq!(certificates.pick(Some("www.example.com")).cert_file, wild_cert);
+        assert_eq!(certificates.pick(Some("other.test")).cert_file, files.cert_file);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -34,7 +34,11 @@ pub fn notify_when_listening(first: Option<SocketAddr>) {
     let spawned = std::thread::Builder::new().name("asbru-notify".into()).spawn(move || {
         if let Some(mut address) = first {
             if address.ip().is_unspecified() {
-                address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                let loopback: std::net::IpAddr = match address {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                };
+                address.set_ip(loopback);
             }
             let deadline = Instant::now() + Duration::from_secs(30);
             while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() && Instant::now() < deadline

@@ -347,12 +347,33 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
         403
     );
     assert_eq!(send(trusted.addr, "GET", "/api/version", &[], b"").await.status(), 200);
-    let forwarded = [("forwarded", "for=\"[2001:db8::5]:4000\"")];
+    // A client's own `Forwarded` passes through proxies that append X-Forwarded-For: not read.
+    let forwarded = [("forwarded", "for=127.0.0.1"), ("x-forwarded-for", "203.0.113.9")];
     assert_eq!(
         send(trusted.addr, "GET", "/api/version", &forwarded, b"")
             .await
             .status(),
         403
+    );
+    // A chain that cannot be read makes the client unknown, never local.
+    let garbled = [("x-forwarded-for", "unknown")];
+    assert_eq!(
+        send(trusted.addr, "GET", "/api/version", &garbled, b"").await.status(),
+        403
+    );
+    let by_forwarded = gateway("server:\n  trusted_proxies: [\"127.0.0.0/8\"]\n  real_ip_header: Forwarded\n");
+    let named = [("forwarded", "for=\"[2001:db8::5]:4000\"")];
+    assert_eq!(
+        send(by_forwarded.addr, "GET", "/api/version", &named, b"")
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        send(by_forwarded.addr, "GET", "/api/version", &remote, b"")
+            .await
+            .status(),
+        200
     );
     let local = [("x-forwarded-for", "127.0.0.1")];
     assert_eq!(
@@ -750,15 +771,69 @@ async fn the_head_deadline_spares_h2_connections_and_only_them() {
     let (status, _) = h2_request(&mut client, "/v1/chat/completions", Bytes::from_static(CHAT.as_bytes())).await;
     assert_eq!(status, 200, "an idle HTTP/2 connection outlives the head deadline");
 
-    // Without h2c, the preface is an HTTP/1 head like any other: cut at the deadline.
-    let mut tcp = TcpStream::connect(plain).await.expect("connect");
-    tcp.write_all(b"PRI * HTTP/2.0\r\n").await.expect("write");
+    // Part of the preface, then silence: held to the deadline like a slow HTTP/1 head.
+    let closed_after = |preamble: &'static [u8], addr: SocketAddr| async move {
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(preamble).await.expect("write");
+        let started = std::time::Instant::now();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(6), tcp.read_to_end(&mut sink)).await;
+        started.elapsed()
+    };
+    let waited = closed_after(b"PRI * HTTP/2.0\r\n", h2c).await;
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    // A slow HTTP/1 head on the h2c listener, and on the plain one.
+    for addr in [h2c, plain] {
+        let waited = closed_after(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n", addr).await;
+        assert!(
+            waited >= Duration::from_millis(800) && waited < Duration::from_secs(4),
+            "{waited:?}"
+        );
+    }
+}
+
+/// A client that chose HTTP/2 by ALPN and then sends nothing is held to the head deadline too.
+#[tokio::test]
+async fn a_silent_client_after_an_h2_handshake_is_closed_at_the_deadline() {
+    let dir = temp_dir("edge-h2-silent");
+    let authority = Authority::new();
+    authority.issue(&dir, "default", &["localhost"]);
+    authority.issue(&dir, "b", &["b.test"]);
+    let secure = dead_address();
+    let yaml = edge_yaml(
+        &dir,
+        "http://127.0.0.1:9",
+        "  header_read_timeout_seconds: 1\n",
+        &format!("    - {{address: \"{secure}\", tls: true}}\n"),
+    );
+    let _gw = gateway(&yaml);
+    let mut tls = tls_connect(&authority, secure, "localhost", &[b"h2"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let started = std::time::Instant::now();
     let mut sink = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut sink)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(6), tls.read_to_end(&mut sink)).await;
+    let waited = started.elapsed();
     assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "closed at the deadline: {:?}",
-        started.elapsed()
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With `trusted_proxies` set, a PROXY header counts only from those peers.
+#[tokio::test]
+async fn a_proxy_header_from_an_untrusted_peer_is_refused() {
+    let plain = dead_address();
+    let yaml = format!(
+        "server:\n  trusted_proxies: [\"10.0.0.0/8\"]\n  listeners:\n    - {{address: \"{plain}\", proxy_protocol: true}}\n"
+    );
+    let _gw = gateway(&yaml);
+    let reply = get_after(plain, b"PROXY TCP4 127.0.0.1 127.0.0.1 40000 8080\r\n", "/api/version").await;
+    assert!(
+        reply.is_empty(),
+        "a loopback claim from outside the balancers is not served: {reply}"
     );
 }

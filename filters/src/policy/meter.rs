@@ -197,6 +197,17 @@ impl Meter {
     }
 }
 
+/// What [`Registry::absorb`] did with another process's spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Absorbed {
+    /// Added to the live meter.
+    Added,
+    /// The meter is still in an earlier window: to be counted after it rolls.
+    Behind,
+    /// Nothing to add here (no such meter yet, another unit, an older window, nothing new).
+    Skipped,
+}
+
 /// Every meter, by id. Locked only when a snapshot is built and when usage is flushed, never
 /// by a request.
 #[derive(Debug, Default)]
@@ -290,29 +301,32 @@ impl Registry {
 
     /// Adds `delta` of usage settled by another process to the meter `record` names, when this
     /// process's window of it overlaps the record's; a meter not created yet starts from
-    /// `record` instead. Returns whether anything changed.
-    pub fn absorb(&self, record: &UsageRecord, delta: i64) -> bool {
+    /// `record` instead.
+    pub fn absorb(&self, record: &UsageRecord, delta: i64) -> Absorbed {
         let meter = match self.meters.lock() {
             Ok(meters) => meters.get(&record.counter_id).cloned(),
             Err(poisoned) => poisoned.into_inner().get(&record.counter_id).cloned(),
         };
-        match meter {
-            Some(meter) => {
-                let overlaps = meter.unit.as_str() == record.unit
-                    && meter.window_start() < record.window_end.max(record.window_start + 1)
-                    && record.window_start < meter.window_end();
-                if overlaps && delta > 0 {
-                    meter.absorb(delta);
-                }
-                overlaps && delta > 0
+        let Some(meter) = meter else {
+            if let Ok(mut restored) = self.restored.lock() {
+                restored.insert(record.counter_id.clone(), record.clone());
             }
-            None => {
-                if let Ok(mut restored) = self.restored.lock() {
-                    restored.insert(record.counter_id.clone(), record.clone());
-                }
-                false
-            }
+            return Absorbed::Skipped;
+        };
+        if meter.unit.as_str() != record.unit {
+            return Absorbed::Skipped;
         }
+        let record_end = record.window_end.max(record.window_start + 1);
+        if meter.window_end() <= record.window_start {
+            // The store is in a window this process has not reached yet: counted once the
+            // meter rolls into it.
+            return Absorbed::Behind;
+        }
+        if meter.window_start() < record_end && delta > 0 {
+            meter.absorb(delta);
+            return Absorbed::Added;
+        }
+        Absorbed::Skipped
     }
 
     /// Starts a config build: meters asked for until [`Registry::end_build`] are kept.
