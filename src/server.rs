@@ -68,6 +68,15 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
     file.server.listen = listen.to_string();
     let file = &file;
     let listeners = file.server.resolved_listeners();
+    if !options.upgrade {
+        // Pingora retries a busy address in the background and leaves the process running
+        // without that listener; a clear error now is better. (On an upgrade the running
+        // process holds them, and hands them over.)
+        for listener in &listeners {
+            std::net::TcpListener::bind(&listener.address)
+                .map_err(|e| StartError::Listen(listener.address.clone(), e.to_string()))?;
+        }
+    }
     let layers = crate::layers::settle(file, options.reseed)?;
     let config = &layers.config;
     let registry = Arc::new(Registry::new());

@@ -837,3 +837,17 @@ async fn a_proxy_header_from_an_untrusted_peer_is_refused() {
         "a loopback claim from outside the balancers is not served: {reply}"
     );
 }
+
+/// A listener address already taken is an error at start, naming it.
+#[test]
+fn a_busy_listener_address_is_an_error_at_start() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = busy.local_addr().expect("addr");
+    let yaml = format!("server:\n  listeners:\n    - {{address: \"{address}\"}}\n");
+    let config = asbru_config::load_str(&yaml, "busy.yaml").expect("loads").config;
+    let err = asbru::server::spawn(&config)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains(&address.to_string()) && err.contains("in use"), "{err}");
+}
