@@ -463,8 +463,14 @@ mod tests {
             Err(LoadError::Remote(_))
         ));
         assert!(parse_target("http://10.1.2.3:80/", true).is_ok());
+        let tls = parse_target("https://localhost:8443/v1/chat/completions", false).expect("https");
+        assert!(tls.tls && tls.host == "localhost" && tls.addr.port() == 8443);
+        assert_eq!(
+            parse_target("https://127.0.0.1/", false).map(|t| t.addr.port()).ok(),
+            Some(443)
+        );
         assert!(matches!(
-            parse_target("https://127.0.0.1/", false),
+            parse_target("ftp://127.0.0.1/", false),
             Err(LoadError::Url(_))
         ));
         assert_eq!(

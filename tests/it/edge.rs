@@ -851,3 +851,29 @@ fn a_busy_listener_address_is_an_error_at_start() {
         .unwrap_or_default();
     assert!(err.contains(&address.to_string()) && err.contains("in use"), "{err}");
 }
+
+/// HTTP/2 connections get the configured stream cap, and are closed once idle past the
+/// HTTP/2 idle timeout.
+#[tokio::test]
+async fn http2_stream_cap_and_idle_timeout_apply() {
+    let upstream = default_mock();
+    let h2c = dead_address();
+    let yaml = format!(
+        "server:\n  h2_max_concurrent_streams: 3\n  h2_idle_timeout_seconds: 1\n  listeners:\n    - {{address: \"{h2c}\", h2c: true}}\nproviders:\n{}",
+        provider_yaml("openai", &upstream.base_url(), "")
+    );
+    let _gw = gateway(&yaml);
+    let (mut client, connection) = h2::client::handshake(TcpStream::connect(h2c).await.expect("connect"))
+        .await
+        .expect("h2 handshake");
+    let driving = tokio::spawn(connection);
+    let (status, _) = h2_request(&mut client, "/v1/chat/completions", Bytes::from_static(CHAT.as_bytes())).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        client.current_max_send_streams(),
+        3,
+        "the server's SETTINGS_MAX_CONCURRENT_STREAMS"
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(5), driving).await;
+    assert!(ended.is_ok(), "the idle connection was closed by the server");
+}
