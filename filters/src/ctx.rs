@@ -282,11 +282,6 @@ pub struct Outcome {
     pub total: Option<Duration>,
 }
 
-/// The client's address as the gateway resolved it (its connection's peer, or the address a
-/// trusted proxy named), kept in [`RequestCtx::slots`] for the filters that record it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddress(pub std::net::IpAddr);
-
 /// One inference request's context.
 #[derive(Debug)]
 pub struct RequestCtx {
@@ -310,6 +305,9 @@ pub struct RequestCtx {
     pub capture: Capture,
     /// Filters' private per-request state.
     pub slots: Slots,
+    /// The client's address as the gateway resolved it (its connection's peer, or the address
+    /// a trusted proxy named), for the filters that record it.
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 impl RequestCtx {
@@ -326,6 +324,7 @@ impl RequestCtx {
             response_headers: Vec::new(),
             capture: Capture::default(),
             slots: Slots::default(),
+            client_ip: None,
         }
     }
 

@@ -169,8 +169,8 @@ where
             KeyValue::new("gen_ai.number_of_retries", i64::from(outcome.retries)),
             KeyValue::new("asbru.request_id", ctx.request_id.clone()),
         ];
-        if let Some(client) = ctx.slots.get::<crate::ctx::ClientAddress>() {
-            attributes.push(KeyValue::new("client.address", client.0.to_string()));
+        if let Some(client) = ctx.client_ip {
+            attributes.push(KeyValue::new("client.address", client.to_string()));
         }
         if let Some(max) = ctx.request.estimate.max_output_tokens {
             attributes.push(KeyValue::new(

@@ -388,9 +388,7 @@ pub async fn handle(
         live,
         ctx: RequestCtx::new(request_id.to_string(), started, request),
     });
-    if let Some(ip) = crate::edge::client_addr::client_ip(&state.trusted_proxies, session) {
-        ctx.slots.insert(asbru_filters::ctx::ClientAddress(ip));
-    }
+    ctx.client_ip = crate::edge::client_addr::client_ip(&state.trusted_proxies, session);
     if let Flow::Reject(rejection) = state.chain.on_request(live, ctx) {
         ctx.record_error(rejection.kind, rejection.decision, &rejection.message);
         let err_ctx = ErrorContext {

@@ -877,3 +877,32 @@ async fn http2_stream_cap_and_idle_timeout_apply() {
     let ended = tokio::time::timeout(Duration::from_secs(5), driving).await;
     assert!(ended.is_ok(), "the idle connection was closed by the server");
 }
+
+/// Under systemd (`Type=notify`), the gateway reports itself ready, and as the service's main
+/// process, once it accepts connections: what `conf/asbru.service` relies on for reloads.
+#[test]
+fn systemd_is_told_the_main_pid_once_the_gateway_listens() {
+    let dir = temp_dir("edge-notify");
+    let socket_path = dir.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+    notify.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    let addr = dead_address();
+    let mut child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_asbru"))
+            .args(["serve", "--listen", &addr.to_string(), "--app-dir"])
+            .arg(&dir)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn asbru"),
+    );
+    let mut message = [0u8; 256];
+    let n = notify.recv(&mut message).expect("a notification");
+    let text = String::from_utf8_lossy(&message[..n]).into_owned();
+    assert!(text.contains(&format!("MAINPID={}", child.0.id())), "{text}");
+    assert!(text.contains("READY=1"), "{text}");
+    assert!(std::net::TcpStream::connect(addr).is_ok(), "ready means accepting");
+    let _ = child.0.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -109,9 +109,8 @@ fn record(live: &Live, ctx: &mut RequestCtx) -> LogRecord {
             Some((name.as_str().to_string(), value.to_string()))
         })
         .chain(
-            ctx.slots
-                .get::<crate::ctx::ClientAddress>()
-                .map(|client| ("client_ip".to_string(), client.0.to_string())),
+            ctx.client_ip
+                .map(|client| ("client_ip".to_string(), client.to_string())),
         )
         .collect();
     LogRecord {
