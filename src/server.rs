@@ -226,7 +226,10 @@ pub fn serve(config: &Config, listen: &str, options: StartOptions) -> Result<(),
             listener.address
         );
     }
-    crate::edge::upgrade::notify_when_listening(listeners.first().and_then(|l| l.address.parse().ok()));
+    crate::edge::upgrade::notify_when_listening(
+        listeners.first().and_then(|l| l.address.parse().ok()),
+        server.watch_execution_phase(),
+    );
     interrupt_ends_a_graceful_stop(state.clone());
     server.run(RunArgs::default());
     // Requests that finished during the grace period settled after the service's last flush.

@@ -24,14 +24,24 @@ pub fn socket_path(server: &ServerConfig) -> String {
     std::path::absolute(&path).unwrap_or(path).display().to_string()
 }
 
-/// Once the first listener accepts connections (bounded to 30 s), tells systemd, when it
-/// started this process with `NOTIFY_SOCKET`, that this process is ready and is the service's
-/// main process.
-pub fn notify_when_listening(first: Option<SocketAddr>) {
+/// Once the server runs and its first listener accepts connections (bounded to 30 s), tells
+/// systemd, when it started this process with `NOTIFY_SOCKET`, that this process is ready and
+/// is the service's main process. Nothing is sent if the server never gets to run.
+pub fn notify_when_listening(
+    first: Option<SocketAddr>,
+    mut phases: tokio::sync::broadcast::Receiver<pingora::server::ExecutionPhase>,
+) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
     let spawned = std::thread::Builder::new().name("asbru-notify".into()).spawn(move || {
+        loop {
+            match phases.blocking_recv() {
+                Ok(pingora::server::ExecutionPhase::Running) => break,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
         if let Some(mut address) = first {
             if address.ip().is_unspecified() {
                 let loopback: std::net::IpAddr = match address {
@@ -41,8 +51,11 @@ pub fn notify_when_listening(first: Option<SocketAddr>) {
                 address.set_ip(loopback);
             }
             let deadline = Instant::now() + Duration::from_secs(30);
-            while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() && Instant::now() < deadline
-            {
+            while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+                if Instant::now() >= deadline {
+                    tracing::warn!("{address} never accepted a connection: systemd is not told asbru is ready");
+                    return;
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
