@@ -385,7 +385,7 @@ fn check(args: CheckArgs) -> ExitCode {
                 file: file_name.clone(),
                 line: None,
                 column: None,
-                reason: format!("TLS certificate {e}"),
+                reason: format!("TLS: {e}"),
             });
         }
         match crate::pipeline::build(loaded.config.plugins.as_ref(), &services) {

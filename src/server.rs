@@ -231,7 +231,10 @@ pub fn serve(config: &Config, listen: &str, options: StartOptions) -> Result<(),
         server.watch_execution_phase(),
     );
     interrupt_ends_a_graceful_stop(state.clone());
-    server.run(RunArgs::default());
+    let upgrade_sock = server.configuration.upgrade_sock.clone();
+    server.run(RunArgs {
+        shutdown_signal: Box::new(crate::edge::upgrade::Signals { upgrade_sock }),
+    });
     // Requests that finished during the grace period settled after the service's last flush.
     crate::usage_flush::flush_gateway(&state);
     Ok(())

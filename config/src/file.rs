@@ -605,6 +605,12 @@ impl Validation<'_> {
                 format!("server.tls_handshake_timeout_seconds must be between 1 and {MAX_SHUTDOWN_SECONDS}"),
             );
         }
+        if server.h2_idle_timeout_seconds > 7 * 86_400 {
+            self.problem(
+                &[Key("server"), Key("h2_idle_timeout_seconds")],
+                "server.h2_idle_timeout_seconds is above the limit of 604800 (a week); 0 turns it off",
+            );
+        }
         if server.h2_max_concurrent_streams == 0 {
             self.problem(
                 &[Key("server"), Key("h2_max_concurrent_streams")],
@@ -632,11 +638,27 @@ impl Validation<'_> {
         if tls.cert_file.is_empty() || tls.key_file.is_empty() {
             self.problem(at, format!("{name} needs both cert_file and key_file"));
         }
+        let mut named = std::collections::HashSet::new();
         for (i, certificate) in tls.certificates.iter().enumerate() {
             let mut path = at.to_vec();
             path.extend([Key("certificates"), Index(i)]);
             if certificate.server_names.is_empty() {
                 self.problem(&path, format!("{name}.certificates[{i}] names no server_names"));
+            }
+            for server_name in &certificate.server_names {
+                let normal = server_name.trim_end_matches('.').to_ascii_lowercase();
+                let host = normal.strip_prefix("*.").unwrap_or(&normal);
+                if host.is_empty() || host.contains(['*', ':', '/', ' ']) || host.parse::<std::net::IpAddr>().is_ok() {
+                    self.problem(
+                        &path,
+                        format!("{name}.certificates[{i}].server_names {server_name:?} is not a host name (SNI carries names, not addresses)"),
+                    );
+                } else if !named.insert(normal.clone()) {
+                    self.problem(
+                        &path,
+                        format!("{name}.certificates[{i}].server_names {server_name:?} is named by an earlier certificate too"),
+                    );
+                }
             }
             if certificate.cert_file.is_empty() || certificate.key_file.is_empty() {
                 self.problem(

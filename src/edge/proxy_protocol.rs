@@ -40,9 +40,45 @@ pub enum Parsed {
     Invalid,
 }
 
+/// Version 1's signature, and its longest header (CRLF included).
+const V1_SIGNATURE: &[u8] = b"PROXY ";
+const V1_MOST: usize = 107;
+/// Version 2's signature.
+const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
+
 /// Parses the start of `input`.
 pub fn parse(input: &[u8]) -> Parsed {
-    let result = HeaderResult::parse(input);
+    // Version 1 is a line: until its CRLF has arrived it is incomplete, whatever a prefix of
+    // it looks like (ppp reads `... 5555 ` without the destination port as invalid).
+    let signature = &V1_SIGNATURE[..input.len().min(V1_SIGNATURE.len())];
+    if !input.is_empty() && input.starts_with(signature) {
+        let head = &input[..input.len().min(V1_MOST)];
+        let Some(end) = head.iter().position(|b| *b == b'\n') else {
+            return if input.len() < V1_MOST {
+                Parsed::Incomplete
+            } else {
+                Parsed::Invalid
+            };
+        };
+        // The whole line is here: whatever does not parse now never will.
+        return match v1::Header::try_from(&input[..=end]) {
+            Ok(header) => Parsed::Header {
+                length: end + 1,
+                source: match header.addresses {
+                    v1::Addresses::Tcp4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+                    v1::Addresses::Tcp6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+                    v1::Addresses::Unknown => None,
+                },
+            },
+            Err(_) => Parsed::Invalid,
+        };
+    }
+    // Anything else must be version 2: its 12-byte signature first.
+    let v2_signature = &V2_SIGNATURE[..input.len().min(V2_SIGNATURE.len())];
+    if !input.starts_with(signature) && !input.starts_with(v2_signature) {
+        return Parsed::Invalid;
+    }
+    let result: HeaderResult<'_> = v2::Header::try_from(input).into();
     if result.is_incomplete() {
         return Parsed::Incomplete;
     }
@@ -59,17 +95,6 @@ pub fn parse(input: &[u8]) -> Parsed {
             };
             Parsed::Header {
                 length: header.len(),
-                source,
-            }
-        }
-        HeaderResult::V1(Ok(header)) => {
-            let source = match header.addresses {
-                v1::Addresses::Tcp4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
-                v1::Addresses::Tcp6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
-                v1::Addresses::Unknown => None,
-            };
-            Parsed::Header {
-                length: header.header.len(),
                 source,
             }
         }
@@ -138,6 +163,20 @@ mod tests {
             }
         );
         assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), Parsed::Invalid);
+        // Version 1 split anywhere, even right after a field's separator, waits for the rest.
+        let line = b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n";
+        for cut in 1..line.len() {
+            assert_eq!(parse(&line[..cut]), Parsed::Incomplete, "cut at {cut}");
+        }
+        assert_eq!(
+            parse(line),
+            Parsed::Header {
+                length: line.len(),
+                source: Some("203.0.113.7:5555".parse().expect("addr"))
+            }
+        );
+        assert_eq!(parse(&[b'P'; 120]), Parsed::Invalid);
+        assert_eq!(parse(b"PROXY TCP4 garbage\r\n"), Parsed::Invalid);
         assert_eq!(
             parse(b"PROXY UNKNOWN\r\n"),
             Parsed::Header {

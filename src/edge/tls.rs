@@ -45,6 +45,17 @@ fn stamp_of(path: &str) -> Option<Stamp> {
     })
 }
 
+/// A PEM reading error in words.
+fn pem_problem(e: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { .. } => "a PEM section has no END line (is the file cut short?)".into(),
+        Error::IllegalSectionStart { .. } => "a PEM BEGIN line is malformed".into(),
+        Error::Base64Decode(_) => "a PEM section is not valid base64".into(),
+        other => other.to_string(),
+    }
+}
+
 /// A certificate chain and its key, read from `cert_file` and `key_file`.
 pub fn load_pair(cert_file: &str, key_file: &str) -> Result<CertifiedKey, CertError> {
     let cert_error = |reason: String| CertError {
@@ -56,14 +67,18 @@ pub fn load_pair(cert_file: &str, key_file: &str) -> Result<CertifiedKey, CertEr
         reason,
     };
     let chain = CertificateDer::pem_file_iter(cert_file)
-        .map_err(|e| cert_error(format!("cannot read the certificate chain: {e}")))?
+        .map_err(|e| cert_error(format!("cannot read the certificate chain: {}", pem_problem(&e))))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| cert_error(format!("not a PEM certificate chain: {e}")))?;
+        .map_err(|e| cert_error(format!("not a PEM certificate chain: {}", pem_problem(&e))))?;
     if chain.is_empty() {
         return Err(cert_error("holds no PEM certificate".into()));
     }
-    let key =
-        PrivateKeyDer::from_pem_file(key_file).map_err(|e| key_error(format!("cannot read a PEM private key: {e}")))?;
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => key_error(
+            "holds no unencrypted PEM private key (PKCS#8, PKCS#1 or SEC1; encrypted keys are not supported)".into(),
+        ),
+        e => key_error(format!("cannot read a PEM private key: {}", pem_problem(&e))),
+    })?;
     let signer = ring::sign::any_supported_type(&key).map_err(|e| key_error(format!("unusable private key: {e}")))?;
     let certified = CertifiedKey::new(chain, signer);
     certified

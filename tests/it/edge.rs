@@ -906,3 +906,42 @@ fn systemd_is_told_the_main_pid_once_the_gateway_listens() {
     let _ = child.0.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SIGQUIT with no new process waiting on the upgrade socket is logged and ignored: the gateway
+/// serves on instead of stopping with nothing to take over its sockets.
+#[test]
+fn a_sigquit_without_a_new_process_keeps_the_gateway_serving() {
+    let dir = temp_dir("edge-lonely-quit");
+    let addr = dead_address();
+    let config = dir.join("asbru.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server: {{data_dir: \"{}\", grace_period_seconds: 1}}\nconfig_store: {{enabled: false}}\n",
+            dir.display()
+        ),
+    )
+    .expect("write config");
+    let mut child = serve(&config, addr, false, &dir.join("gateway.log"));
+    asbru::server::wait_ready(addr).expect("ready");
+    let quit = std::process::Command::new("kill")
+        .args(["-QUIT", &child.0.id().to_string()])
+        .status()
+        .expect("kill -QUIT");
+    assert!(quit.success());
+    std::thread::sleep(Duration::from_millis(7500));
+    assert!(matches!(child.0.try_wait(), Ok(None)), "still running");
+    let health = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://{addr}/health"))
+        .output();
+    let served = match health {
+        Ok(out) => String::from_utf8_lossy(&out.stdout) == "200",
+        // Without curl, a bare connection shows the listener is still there.
+        Err(_) => std::net::TcpStream::connect(addr).is_ok(),
+    };
+    let log = std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default();
+    assert!(served, "still serving after the ignored SIGQUIT\n{log}");
+    assert!(log.contains("no new asbru listens"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
