@@ -1216,6 +1216,27 @@ mod tests {
         assert!(found.iter().all(|p| !p.reason.contains("secret")), "{found:?}");
     }
 
+    #[test]
+    fn edge_settings_are_checked() {
+        let found = problems(
+            "server:\n  h2_idle_timeout_seconds: 18446744073709551615\n  real_ip_header: \"bad header\"\n  trusted_proxies: [10.0.0.0/33, nope]\n  tls:\n    cert_file: a.pem\n    key_file: a.key\n    certificates:\n      - {server_names: [api.example.com, \"127.0.0.1\"], cert_file: b.pem, key_file: b.key}\n      - {server_names: [API.example.com.], cert_file: c.pem, key_file: c.key}\n  listeners:\n    - {address: \"127.0.0.1:9443\", tls: true, h2c: true}\n    - {address: \"127.0.0.1:9443\", roles: []}\n",
+        );
+        let text: Vec<String> = found.iter().map(|p| p.reason.clone()).collect();
+        for expected in [
+            "h2_idle_timeout_seconds is above the limit",
+            "real_ip_header",
+            "trusted_proxies[0]",
+            "trusted_proxies[1]",
+            "\"127.0.0.1\" is not a host name",
+            "named by an earlier certificate",
+            "h2c is for plaintext listeners",
+            "listed twice",
+            "roles is empty",
+        ] {
+            assert!(text.iter().any(|t| t.contains(expected)), "{expected}: {text:?}");
+        }
+    }
+
     fn problems(src: &str) -> Vec<Problem> {
         match load_str(src, "test.yaml") {
             Ok(_) => Vec::new(),
