@@ -175,6 +175,11 @@ pub struct CompareArgs {
     /// Pin the gateway process to this CPU with `taskset`.
     #[arg(long, value_name = "CPU")]
     pub gateway_cpu: Option<usize>,
+    /// Also run the direct run's load through a reference proxy to the same mock, pinned like
+    /// the gateway, and report the gateway's CPU per request as a ratio of its (`nginx`, when
+    /// installed).
+    #[arg(long, value_name = "PROXY", value_parser = ["nginx"])]
+    pub reference: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -641,6 +646,7 @@ fn run_compare(args: CompareArgs) -> ExitCode {
         stream: args.stream.then_some(true),
         gateway_cpu: args.gateway_cpu,
         gateway_bin,
+        reference: args.reference,
     };
     // Dropping the comparison (on Ctrl-C) kills the gateway child and stops the mock.
     run_interruptible(

@@ -163,6 +163,27 @@ pub struct LatencyRun {
     pub gateway_cpu_ms: u64,
     /// Gateway peak resident memory, MiB.
     pub gateway_peak_rss_mb: f64,
+    /// The same load through the reference proxy (`--reference nginx`), when measured.
+    pub reference: Option<ReferenceRun>,
+    /// Why the reference proxy was asked for but not measured.
+    pub reference_skipped: Option<String>,
+}
+
+/// The reference proxy's run: the direct run's requests through it, to the same mock.
+#[derive(Debug, Serialize)]
+pub struct ReferenceRun {
+    /// `nginx`.
+    pub name: String,
+    /// Its load report.
+    pub report: LoadReport,
+    /// Its added latency over the direct run, per percentile (µs).
+    pub added_latency_us: SignedPercentiles,
+    /// Its CPU (user + system) per completed request, µs.
+    pub cpu_us_per_request: f64,
+    /// Its peak resident memory, MiB.
+    pub peak_rss_mb: f64,
+    /// The gateway's CPU per request over the reference's.
+    pub gateway_cpu_ratio: f64,
 }
 
 /// The whole comparison.
@@ -453,6 +474,7 @@ async fn run_one(
         );
         load::run(&warm).await?;
     }
+    let (reference_path, reference_body) = (direct_url.clone(), direct_body.clone());
     let direct = load::run(&load_options(
         direct_url,
         direct_body,
@@ -471,6 +493,70 @@ async fn run_one(
     let cpu_after = process::cpu_time(pid).unwrap_or_default();
     let rss = process::peak_rss(pid).unwrap_or(0);
     drop(gateway);
+    // The reference proxy runs after the gateway has stopped, on the same CPU, to the same mock,
+    // with the direct run's requests.
+    let (reference, reference_skipped) = match options.reference.as_deref() {
+        None => (None, None),
+        Some(_) => match crate::nginx::binary() {
+            None => (None, Some("nginx is not installed".to_string())),
+            Some(bin) => {
+                let mock_base = mock.base_url();
+                let path = reference_path.trim_start_matches(mock_base.as_str()).to_string();
+                let dir = std::env::temp_dir().join(format!("asbru-bench-nginx-{}-{latency_ms}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| CompareError::Start(format!("cannot make {}: {e}", dir.display())))?;
+                let nginx = crate::nginx::start(
+                    &bin,
+                    &dir,
+                    mock_base.trim_start_matches("http://"),
+                    options.gateway_cpu,
+                    None,
+                )
+                .map_err(CompareError::Start)?;
+                let url = format!("http://{}{path}", nginx.plain);
+                if !options.warmup.is_zero() {
+                    load::run(&load_options(
+                        url.clone(),
+                        reference_body.clone(),
+                        options.warmup,
+                        &direct_headers,
+                    ))
+                    .await?;
+                }
+                let before = process::cpu_time(nginx.pid()).unwrap_or_default();
+                let report = load::run(&load_options(url, reference_body, options.duration, &direct_headers)).await?;
+                let spent = process::cpu_time(nginx.pid())
+                    .unwrap_or_default()
+                    .saturating_sub(before);
+                let peak = process::peak_rss(nginx.pid()).unwrap_or(0);
+                drop(nginx);
+                let _ = std::fs::remove_dir_all(&dir);
+                let per_request = if report.completed > 0 {
+                    spent.as_secs_f64() * 1e6 / report.completed as f64
+                } else {
+                    0.0
+                };
+                let gateway_cpu =
+                    cpu_after.saturating_sub(cpu_before).as_secs_f64() * 1e6 / through.completed.max(1) as f64;
+                (
+                    Some(ReferenceRun {
+                        name: "nginx".into(),
+                        added_latency_us: report.latency_us.minus(&direct.latency_us),
+                        cpu_us_per_request: (per_request * 10.0).round() / 10.0,
+                        peak_rss_mb: (peak as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0,
+                        gateway_cpu_ratio: if per_request > 0.0 {
+                            (gateway_cpu / per_request * 100.0).round() / 100.0
+                        } else {
+                            0.0
+                        },
+                        report,
+                    }),
+                    None,
+                )
+            }
+        },
+    };
     drop(mock);
 
     let cpu = cpu_after.saturating_sub(cpu_before);
@@ -492,6 +578,8 @@ async fn run_one(
         gateway_peak_rss_mb: (rss as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0,
         direct,
         gateway: through,
+        reference,
+        reference_skipped,
     })
 }
 
@@ -555,9 +643,29 @@ impl CompareReport {
                 run.direct.achieved_rate, run.gateway.achieved_rate, run.gateway.status_counts, run.gateway.errors
             ));
             out.push_str(&format!(
-                "  gateway        {:.1} µs CPU per request ({} ms over {} requests), peak RSS {:.1} MiB\n\n",
+                "  gateway        {:.1} µs CPU per request ({} ms over {} requests), peak RSS {:.1} MiB\n",
                 run.gateway_cpu_us_per_request, run.gateway_cpu_ms, run.gateway.completed, run.gateway_peak_rss_mb
             ));
+            if let Some(reference) = &run.reference {
+                out.push_str(&signed_row(
+                    &format!("{} added", reference.name),
+                    &reference.added_latency_us,
+                ));
+                out.push_str(&format!(
+                    "  {:<14} {:.1} µs CPU per request, peak RSS {:.1} MiB (statuses {:?}, errors {:?}); gateway/{} CPU {:.2}×\n",
+                    reference.name,
+                    reference.cpu_us_per_request,
+                    reference.peak_rss_mb,
+                    reference.report.status_counts,
+                    reference.report.errors,
+                    reference.name,
+                    reference.gateway_cpu_ratio
+                ));
+            }
+            if let Some(why) = &run.reference_skipped {
+                out.push_str(&format!("  reference      not measured: {why}\n"));
+            }
+            out.push('\n');
         }
         out
     }

@@ -34,6 +34,8 @@ pub struct CompareOptions {
     pub gateway_cpu: Option<usize>,
     /// The `asbru` binary to run as the gateway.
     pub gateway_bin: PathBuf,
+    /// A reference proxy to run the same load through (`nginx`), when installed.
+    pub reference: Option<String>,
 }
 
 /// Why a comparison could not run.

@@ -88,18 +88,6 @@ fn free_addr() -> Result<std::net::SocketAddr, CompareError> {
         .map_err(|e| start_error("no free port", e))
 }
 
-/// Waits (bounded) until `addr` accepts connections.
-fn wait_accepting(addr: std::net::SocketAddr) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::time::Instant::now() < deadline {
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
 fn pinned(bin: &Path, cpu: Option<usize>) -> Command {
     match cpu {
         Some(cpu) => {
@@ -109,32 +97,6 @@ fn pinned(bin: &Path, cpu: Option<usize>) -> Command {
         }
         None => Command::new(bin),
     }
-}
-
-/// The `nginx` binary, when installed.
-fn nginx_binary() -> Option<PathBuf> {
-    [
-        "/usr/sbin/nginx",
-        "/usr/local/sbin/nginx",
-        "/usr/local/nginx/sbin/nginx",
-        "/usr/bin/nginx",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-}
-
-fn nginx_config(dir: &Path, mock: &str, plain: &str, tls: &str, cert: &Path, key: &str) -> String {
-    let d = dir.display();
-    format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log error;\n\
-         events {{ worker_connections 4096; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  keepalive_requests 1000000;\n\
-         \x20 upstream mock {{ server {mock}; keepalive 64; }}\n\
-         \x20 server {{\n    listen {plain};\n    listen {tls} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {key};\n    ssl_protocols TLSv1.2 TLSv1.3;\n\
-         \x20   location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n  }}\n}}\n",
-        cert.display()
-    )
 }
 
 /// Runs the three loads against one server process; `paths` are the plaintext and TLS URLs.
@@ -258,41 +220,18 @@ pub async fn run_one(
     drop(gateway);
 
     // nginx with the same certificate, in front of the same mock.
-    let (nginx, nginx_skipped) = match nginx_binary() {
+    let (nginx, nginx_skipped) = match crate::nginx::binary() {
         None => (None, Some("nginx is not installed".to_string())),
         Some(bin) => {
-            let (plain, tls) = (free_addr()?, free_addr()?);
             let mock_addr = upstream.base_url().trim_start_matches("http://").to_string();
-            let conf = dir.join("nginx.conf");
-            let key_text = key.display().to_string();
-            std::fs::write(
-                &conf,
-                nginx_config(&dir, &mock_addr, &plain.to_string(), &tls.to_string(), &cert, &key_text),
-            )
-            .map_err(|e| start_error("cannot write the nginx config", e))?;
-            let mut command = pinned(&bin, options.gateway_cpu);
-            command
-                .arg("-p")
-                .arg(&dir)
-                .arg("-c")
-                .arg(&conf)
-                .arg("-e")
-                .arg(dir.join("nginx-error.log"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let server = Guard(command.spawn().map_err(|e| start_error("cannot start nginx", e))?);
-            if !tokio::task::spawn_blocking(move || wait_accepting(plain))
-                .await
-                .unwrap_or(false)
-            {
-                let log = std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default();
-                return Err(CompareError::Start(format!("nginx did not start: {log}")));
-            }
+            let server = crate::nginx::start(&bin, &dir, &mock_addr, options.gateway_cpu, Some((&cert, &key)))
+                .map_err(CompareError::Start)?;
+            let tls_port = server.tls.map_or(0, |a| a.port());
             let costs = measure(
                 options,
-                server.0.id(),
-                format!("http://{plain}/v1/chat/completions"),
-                format!("https://localhost:{}/v1/chat/completions", tls.port()),
+                server.pid(),
+                format!("http://{}/v1/chat/completions", server.plain),
+                format!("https://localhost:{tls_port}/v1/chat/completions"),
                 chat_body(upstream_model, false),
             )
             .await?;

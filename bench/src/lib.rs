@@ -14,6 +14,7 @@ pub mod mock_openai_media;
 mod mock_responses;
 mod mock_shared;
 mod mock_vertex;
+pub mod nginx;
 pub mod process;
 pub mod report;
 pub mod tls_client;

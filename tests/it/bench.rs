@@ -62,8 +62,13 @@ async fn load_counts_failures_and_refuses_remote_targets() {
 
 /// A one-second `bench compare` of a bundled scenario at 50/s, as JSON.
 fn compare_json(scenario: &str) -> serde_json::Value {
+    compare_json_with(scenario, &[])
+}
+
+fn compare_json_with(scenario: &str, extra: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_asbru"))
         .args(["bench", "compare", "--scenario", scenario])
+        .args(extra)
         .args([
             "--duration",
             "1",
@@ -124,6 +129,42 @@ fn compare_smoke_produces_the_json_fields() {
 }
 
 #[test]
+fn compare_reference_nginx_runs_the_direct_load_through_nginx() {
+    let report = compare_json_with("passthrough", &["--reference", "nginx"]);
+    let run = &report["runs"][0];
+    if nginx_installed() {
+        let reference = &run["reference"];
+        assert_eq!(reference["name"], "nginx", "{report}");
+        assert_eq!(reference["report"]["status_counts"]["200"], 50, "{report}");
+        assert!(
+            reference["cpu_us_per_request"].as_f64().is_some_and(|us| us > 0.0),
+            "{report}"
+        );
+        assert!(
+            reference["gateway_cpu_ratio"].as_f64().is_some_and(|r| r > 0.0),
+            "{report}"
+        );
+        assert!(reference["added_latency_us"]["p50"].is_i64(), "{report}");
+    } else {
+        assert_eq!(run["reference_skipped"], "nginx is not installed");
+    }
+    // Without --reference, nothing is said about it.
+    let plain = compare_json("passthrough");
+    assert!(plain["runs"][0]["reference"].is_null() && plain["runs"][0]["reference_skipped"].is_null());
+}
+
+fn nginx_installed() -> bool {
+    [
+        "/usr/sbin/nginx",
+        "/usr/local/sbin/nginx",
+        "/usr/local/nginx/sbin/nginx",
+        "/usr/bin/nginx",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists())
+}
+
+#[test]
 fn compare_tls_smoke_measures_plaintext_tls_and_handshakes() {
     let report = compare_json("tls");
     assert_eq!(report["scenario"], "tls");
@@ -134,15 +175,7 @@ fn compare_tls_smoke_measures_plaintext_tls_and_handshakes() {
         assert!(asbru[field].as_f64().is_some_and(|us| us > 0.0), "{field}: {report}");
     }
     // nginx is measured beside it when installed, and says why not otherwise.
-    let nginx_installed = [
-        "/usr/sbin/nginx",
-        "/usr/local/sbin/nginx",
-        "/usr/local/nginx/sbin/nginx",
-        "/usr/bin/nginx",
-    ]
-    .iter()
-    .any(|p| std::path::Path::new(p).exists());
-    if nginx_installed {
+    if nginx_installed() {
         assert_eq!(run["nginx"]["failed"], 0, "{report}");
     } else {
         assert_eq!(run["nginx_skipped"], "nginx is not installed");
