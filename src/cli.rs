@@ -180,6 +180,9 @@ pub struct CompareArgs {
     /// installed).
     #[arg(long, value_name = "PROXY", value_parser = ["nginx"])]
     pub reference: Option<String>,
+    /// Pad chat and Messages request bodies to about this many bytes (e.g. 16384).
+    #[arg(long, value_name = "BYTES")]
+    pub body_size: Option<usize>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -647,6 +650,7 @@ fn run_compare(args: CompareArgs) -> ExitCode {
         gateway_cpu: args.gateway_cpu,
         gateway_bin,
         reference: args.reference,
+        body_size: args.body_size,
     };
     // Dropping the comparison (on Ctrl-C) kills the gateway child and stops the mock.
     run_interruptible(

@@ -423,7 +423,7 @@ async fn run_one(
     let (direct_url, direct_body) = match model.split_once('/').map(|(p, _)| p) {
         Some("anthropic") => (
             format!("{}/v1/messages", mock.base_url()),
-            chat_body(upstream_model, stream),
+            chat_body(upstream_model, stream, options.body_size),
         ),
         Some("gemini") => {
             let method = if stream {
@@ -441,7 +441,7 @@ async fn run_one(
         }
         _ => (
             format!("{}/v1/chat/completions", mock.base_url()),
-            chat_body(upstream_model, stream),
+            chat_body(upstream_model, stream, options.body_size),
         ),
     };
     // The mock's Bedrock runtime wants credentials: the direct run shows a Bedrock API key.
@@ -450,7 +450,7 @@ async fn run_one(
     let (gateway_url, gateway_body) = match request.client {
         ClientApi::Chat => (
             format!("http://{gateway_addr}/v1/chat/completions"),
-            chat_body(model, stream),
+            chat_body(model, stream, options.body_size),
         ),
         ClientApi::Responses => (
             format!("http://{gateway_addr}/v1/responses"),

@@ -36,6 +36,8 @@ pub struct CompareOptions {
     pub gateway_bin: PathBuf,
     /// A reference proxy to run the same load through (`nginx`), when installed.
     pub reference: Option<String>,
+    /// Pad chat and Messages request bodies to about this many bytes.
+    pub body_size: Option<usize>,
 }
 
 /// Why a comparison could not run.
@@ -55,15 +57,29 @@ pub enum CompareError {
     Load(#[from] load::LoadError),
 }
 
-/// The chat request every chat scenario sends.
-pub fn chat_body(model: &str, stream: bool) -> Bytes {
-    let body = serde_json::json!({
-        "model": model,
-        "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
-        "max_tokens": 32,
-        "stream": stream,
-    });
-    Bytes::from(body.to_string())
+/// The chat request every chat scenario sends; with `size`, its prompt is padded so that the
+/// whole body is about `size` bytes.
+pub fn chat_body(model: &str, stream: bool, size: Option<usize>) -> Bytes {
+    let mut prompt = "Say hello in one short sentence.".to_string();
+    let body = |prompt: &str| {
+        serde_json::json!({
+            "model": model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": 32,
+            "stream": stream,
+        })
+        .to_string()
+    };
+    let mut text = body(&prompt);
+    if let Some(size) = size
+        && size > text.len()
+    {
+        prompt.push(' ');
+        prompt.push_str(&"lorem ipsum ".repeat((size - text.len()).div_ceil(12)));
+        prompt.truncate(prompt.len() - (body(&prompt).len().saturating_sub(size)).min(prompt.len()));
+        text = body(&prompt);
+    }
+    Bytes::from(text)
 }
 
 /// The gateway's config for a run: `base` listening on `listen`, with no store, and every
@@ -97,4 +113,22 @@ pub fn gateway_config(base: &Config, mock_url: &str, listen: &str) -> Config {
         provider.network_config.base_url = Some(mock_url.to_string());
     }
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_padded_to_about_the_size_asked() {
+        let plain = chat_body("openai/gpt-4o-mini", false, None);
+        assert!(plain.len() < 200);
+        for size in [1024, 16 * 1024] {
+            let padded = chat_body("openai/gpt-4o-mini", false, Some(size));
+            assert!(padded.len().abs_diff(size) <= 16, "{} for {size}", padded.len());
+            let parsed: serde_json::Value = serde_json::from_slice(&padded).expect("JSON");
+            assert_eq!(parsed["model"], "openai/gpt-4o-mini");
+        }
+        assert_eq!(chat_body("m", false, Some(10)), chat_body("m", false, None));
+    }
 }

@@ -214,7 +214,7 @@ pub async fn run_one(
         gateway.0.id(),
         format!("http://{plain}/v1/chat/completions"),
         format!("https://localhost:{}/v1/chat/completions", tls.port()),
-        chat_body(model, false),
+        chat_body(model, false, options.body_size),
     )
     .await?;
     drop(gateway);
@@ -232,7 +232,7 @@ pub async fn run_one(
                 server.pid(),
                 format!("http://{}/v1/chat/completions", server.plain),
                 format!("https://localhost:{tls_port}/v1/chat/completions"),
-                chat_body(upstream_model, false),
+                chat_body(upstream_model, false, options.body_size),
             )
             .await?;
             (Some(costs), None)

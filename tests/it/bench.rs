@@ -130,8 +130,12 @@ fn compare_smoke_produces_the_json_fields() {
 
 #[test]
 fn compare_reference_nginx_runs_the_direct_load_through_nginx() {
-    let report = compare_json_with("passthrough", &["--reference", "nginx"]);
+    let report = compare_json_with("passthrough", &["--reference", "nginx", "--body-size", "16384"]);
     let run = &report["runs"][0];
+    assert_eq!(
+        run["gateway"]["status_counts"]["200"], 50,
+        "16 KiB bodies through the gateway: {report}"
+    );
     if nginx_installed() {
         let reference = &run["reference"];
         assert_eq!(reference["name"], "nginx", "{report}");
