@@ -7,7 +7,7 @@
 //! comparison ends, fails or is interrupted.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use asbru_config::Config;
@@ -356,14 +356,7 @@ fn write_gateway_config(base: &Config, mock_url: &str, listen: &str) -> Result<P
 }
 
 fn start_gateway(bin: &Path, config: &Path, cpu: Option<usize>) -> Result<ChildGuard, CompareError> {
-    let mut command = match cpu {
-        Some(cpu) => {
-            let mut c = Command::new("taskset");
-            c.arg("-c").arg(cpu.to_string()).arg(bin);
-            c
-        }
-        None => Command::new(bin),
-    };
+    let mut command = process::pinned(bin, cpu);
     command
         .arg("serve")
         .arg("--config")
@@ -532,19 +525,14 @@ async fn run_one(
                 let peak = process::peak_rss(nginx.pid()).unwrap_or(0);
                 drop(nginx);
                 let _ = std::fs::remove_dir_all(&dir);
-                let per_request = if report.completed > 0 {
-                    spent.as_secs_f64() * 1e6 / report.completed as f64
-                } else {
-                    0.0
-                };
-                let gateway_cpu =
-                    cpu_after.saturating_sub(cpu_before).as_secs_f64() * 1e6 / through.completed.max(1) as f64;
+                let per_request = process::cpu_us_per_request(spent, report.completed);
+                let gateway_cpu = process::cpu_us_per_request(cpu_after.saturating_sub(cpu_before), through.completed);
                 (
                     Some(ReferenceRun {
                         name: "nginx".into(),
                         added_latency_us: report.latency_us.minus(&direct.latency_us),
-                        cpu_us_per_request: (per_request * 10.0).round() / 10.0,
-                        peak_rss_mb: (peak as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0,
+                        cpu_us_per_request: per_request,
+                        peak_rss_mb: process::mib(peak),
                         gateway_cpu_ratio: if per_request > 0.0 {
                             (gateway_cpu / per_request * 100.0).round() / 100.0
                         } else {
@@ -560,11 +548,7 @@ async fn run_one(
     drop(mock);
 
     let cpu = cpu_after.saturating_sub(cpu_before);
-    let per_request = if through.completed > 0 {
-        cpu.as_secs_f64() * 1e6 / through.completed as f64
-    } else {
-        0.0
-    };
+
     let added_first_content_us = match (&through.first_content_us, &direct.first_content_us) {
         (Some(g), Some(d)) => Some(g.minus(d)),
         _ => None,
@@ -573,9 +557,9 @@ async fn run_one(
         mock_latency_ms: latency_ms,
         added_latency_us: through.latency_us.minus(&direct.latency_us),
         added_first_content_us,
-        gateway_cpu_us_per_request: (per_request * 10.0).round() / 10.0,
+        gateway_cpu_us_per_request: process::cpu_us_per_request(cpu, through.completed),
         gateway_cpu_ms: u64::try_from(cpu.as_millis()).unwrap_or(u64::MAX),
-        gateway_peak_rss_mb: (rss as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0,
+        gateway_peak_rss_mb: process::mib(rss),
         direct,
         gateway: through,
         reference,

@@ -13,7 +13,7 @@
 //! gateway.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use asbru_config::Config;
@@ -88,17 +88,6 @@ fn free_addr() -> Result<std::net::SocketAddr, CompareError> {
         .map_err(|e| start_error("no free port", e))
 }
 
-fn pinned(bin: &Path, cpu: Option<usize>) -> Command {
-    match cpu {
-        Some(cpu) => {
-            let mut c = Command::new("taskset");
-            c.arg("-c").arg(cpu.to_string()).arg(bin);
-            c
-        }
-        None => Command::new(bin),
-    }
-}
-
 /// Runs the three loads against one server process; `paths` are the plaintext and TLS URLs.
 async fn measure(
     options: &CompareOptions,
@@ -132,11 +121,7 @@ async fn measure(
         let spent = process::cpu_time(pid).unwrap_or_default().saturating_sub(before);
         let ok = report.status_counts.get(&200).copied().unwrap_or(0);
         failed += report.scheduled.saturating_sub(ok);
-        cpu[i] = if report.completed > 0 {
-            (spent.as_secs_f64() * 1e6 / report.completed as f64 * 10.0).round() / 10.0
-        } else {
-            0.0
-        };
+        cpu[i] = process::cpu_us_per_request(spent, report.completed);
         p50[i] = report.latency_us.p50;
     }
     Ok(TlsCosts {
@@ -186,7 +171,7 @@ pub async fn run_one(
     let text = serde_json::to_string_pretty(&config).map_err(|e| CompareError::Config(e.to_string()))?;
     std::fs::write(&config_path, text).map_err(|e| start_error("cannot write the gateway config", e))?;
     let gateway = {
-        let mut command = pinned(&options.gateway_bin, options.gateway_cpu);
+        let mut command = process::pinned(&options.gateway_bin, options.gateway_cpu);
         command
             .arg("serve")
             .arg("--config")

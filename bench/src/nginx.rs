@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 /// The `nginx` binary, when installed.
@@ -92,14 +92,7 @@ pub fn start(
         tls_addr.zip(tls).map(|(addr, (cert, key))| (addr, cert, key)),
     );
     std::fs::write(&conf, text).map_err(|e| format!("cannot write the nginx config: {e}"))?;
-    let mut command = match cpu {
-        Some(cpu) => {
-            let mut c = Command::new("taskset");
-            c.arg("-c").arg(cpu.to_string()).arg(bin);
-            c
-        }
-        None => Command::new(bin),
-    };
+    let mut command = crate::process::pinned(bin, cpu);
     command
         .arg("-p")
         .arg(dir)

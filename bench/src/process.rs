@@ -54,6 +54,31 @@ pub fn wait_ready(addr: std::net::SocketAddr) -> bool {
     false
 }
 
+/// `bin`, pinned to `cpu` with `taskset` when one is given.
+pub fn pinned(bin: &std::path::Path, cpu: Option<usize>) -> std::process::Command {
+    match cpu {
+        Some(cpu) => {
+            let mut command = std::process::Command::new("taskset");
+            command.arg("-c").arg(cpu.to_string()).arg(bin);
+            command
+        }
+        None => std::process::Command::new(bin),
+    }
+}
+
+/// CPU µs per completed request, to a tenth (0 when nothing completed).
+pub fn cpu_us_per_request(spent: Duration, completed: u64) -> f64 {
+    if completed == 0 {
+        return 0.0;
+    }
+    (spent.as_secs_f64() * 1e6 / completed as f64 * 10.0).round() / 10.0
+}
+
+/// Bytes as MiB, to a tenth.
+pub fn mib(bytes: u64) -> f64 {
+    (bytes as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,6 +63,16 @@ impl Authority {
     }
 }
 
+/// A test CA, and certificates under a fresh directory for `localhost` (the default) and
+/// `b.test`, as `edge_yaml` names them.
+fn certified(tag: &str) -> (std::path::PathBuf, Authority) {
+    let dir = temp_dir(tag);
+    let authority = Authority::new();
+    authority.issue(&dir, "default", &["localhost"]);
+    authority.issue(&dir, "b", &["b.test"]);
+    (dir, authority)
+}
+
 type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
 
 async fn tls_connect(authority: &Authority, addr: SocketAddr, name: &str, alpn: &[&[u8]]) -> ClientTls {
@@ -265,10 +275,7 @@ where
 #[tokio::test]
 async fn http2_over_tls_by_alpn_and_cleartext_h2c() {
     let upstream = default_mock();
-    let dir = temp_dir("edge-h2");
-    let authority = Authority::new();
-    authority.issue(&dir, "default", &["localhost"]);
-    authority.issue(&dir, "b", &["b.test"]);
+    let (dir, authority) = certified("edge-h2");
     let (h2c, secure, plain) = (dead_address(), dead_address(), dead_address());
     let yaml = edge_yaml(
         &dir,
@@ -437,10 +444,7 @@ async fn get_after(addr: SocketAddr, preamble: &[u8], path: &str) -> String {
 
 #[tokio::test]
 async fn proxy_protocol_headers_name_the_client() {
-    let dir = temp_dir("edge-proxy");
-    let authority = Authority::new();
-    authority.issue(&dir, "default", &["localhost"]);
-    authority.issue(&dir, "b", &["b.test"]);
+    let (dir, authority) = certified("edge-proxy");
     let (plain, secure) = (dead_address(), dead_address());
     let yaml = edge_yaml(
         &dir,
@@ -718,10 +722,7 @@ async fn a_stream_the_client_abandons_releases_its_reservation_over_h2_and_h1() 
 
 #[tokio::test]
 async fn a_client_that_never_finishes_the_tls_handshake_is_closed_at_the_deadline() {
-    let dir = temp_dir("edge-handshake");
-    let authority = Authority::new();
-    authority.issue(&dir, "default", &["localhost"]);
-    authority.issue(&dir, "b", &["b.test"]);
+    let (dir, authority) = certified("edge-handshake");
     let secure = dead_address();
     let yaml = edge_yaml(
         &dir,
@@ -798,10 +799,7 @@ async fn the_head_deadline_spares_h2_connections_and_only_them() {
 /// A client that chose HTTP/2 by ALPN and then sends nothing is held to the head deadline too.
 #[tokio::test]
 async fn a_silent_client_after_an_h2_handshake_is_closed_at_the_deadline() {
-    let dir = temp_dir("edge-h2-silent");
-    let authority = Authority::new();
-    authority.issue(&dir, "default", &["localhost"]);
-    authority.issue(&dir, "b", &["b.test"]);
+    let (dir, authority) = certified("edge-h2-silent");
     let secure = dead_address();
     let yaml = edge_yaml(
         &dir,
