@@ -137,6 +137,10 @@ pub struct LoadArgs {
     /// reuse keep-alive connections.
     #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
     pub fresh_connections: f64,
+    /// Closed loop instead of a fixed rate: this many keep-alive connections, each sending its
+    /// next request as soon as the previous response ends (saturation).
+    #[arg(long, value_name = "N", conflicts_with = "rate")]
+    pub connections: Option<usize>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -183,6 +187,10 @@ pub struct CompareArgs {
     /// Pad chat and Messages request bodies to about this many bytes (e.g. 16384).
     #[arg(long, value_name = "BYTES")]
     pub body_size: Option<usize>,
+    /// Closed loop instead of --rate: this many keep-alive connections, each sending its next
+    /// request as soon as the previous response ends; reports CPU per request at saturation.
+    #[arg(long, value_name = "N", conflicts_with = "rate")]
+    pub connections: Option<usize>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -221,7 +229,9 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => (args.log_level.as_deref(), args.log_style.as_deref()),
         _ => (None, None),
     };
-    init_logging(level, style);
+    // Commands other than `serve` print their results on stdout (tables, `--json`); their logs
+    // go to stderr so that the results stay parseable.
+    init_logging(level, style, matches!(cli.command, Command::Serve(_)));
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
@@ -276,7 +286,7 @@ pub fn bifrost_arguments(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStrin
     out
 }
 
-fn init_logging(level: Option<&str>, style: Option<&str>) {
+fn init_logging(level: Option<&str>, style: Option<&str>, to_stdout: bool) {
     let level = match level.map(str::to_ascii_lowercase).as_deref() {
         Some("debug") => "debug",
         Some("warn" | "warning") => "warn",
@@ -290,7 +300,17 @@ fn init_logging(level: Option<&str>, style: Option<&str>) {
             filter = filter.add_directive(directive);
         }
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let writer = tracing_subscriber::fmt::writer::BoxMakeWriter::new(move || -> Box<dyn std::io::Write> {
+        if to_stdout {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(std::io::stderr())
+        }
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(writer);
     let _ = if style == Some("json") {
         builder.json().try_init()
     } else {
@@ -616,6 +636,7 @@ fn run_load(args: LoadArgs) -> ExitCode {
             timeout: seconds(args.timeout, "--timeout")?,
             allow_remote: args.allow_remote,
             fresh_connections: args.fresh_connections,
+            connections: args.connections,
         })
     })();
     let options = match prepared {
@@ -651,6 +672,7 @@ fn run_compare(args: CompareArgs) -> ExitCode {
         gateway_bin,
         reference: args.reference,
         body_size: args.body_size,
+        connections: args.connections,
     };
     // Dropping the comparison (on Ctrl-C) kills the gateway child and stops the mock.
     run_interruptible(

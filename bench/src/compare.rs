@@ -269,6 +269,11 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
         .config;
     let mut runs = Vec::new();
     if options.config.is_none() && options.scenario == "tls" {
+        if options.connections.is_some() {
+            return Err(CompareError::Config(
+                "the tls scenario runs at a fixed --rate (its handshake run opens a connection per request)".into(),
+            ));
+        }
         let mut tls = Vec::new();
         for &latency_ms in &options.latencies_ms {
             tls.push(crate::compare_tls::run_one(options, &base_config, &model, latency_ms).await?);
@@ -411,6 +416,7 @@ async fn run_one(
         timeout: Duration::from_secs(30),
         allow_remote: false,
         fresh_connections: 0.0,
+        connections: options.connections,
     };
     // The direct run speaks the upstream's own wire to the mock.
     let (direct_url, direct_body) = match model.split_once('/').map(|(p, _)| p) {
@@ -602,10 +608,10 @@ impl CompareReport {
         }
         for run in &self.runs {
             out.push_str(&format!(
-                "scenario {}  mock latency {} ms  rate {}/s for {}s{}{}\n",
+                "scenario {}  mock latency {} ms  {} for {}s{}{}\n",
                 self.scenario,
                 run.mock_latency_ms,
-                run.gateway.rate,
+                run.gateway.load_shape(),
                 run.gateway.duration_s,
                 if run.gateway.stream { "  (stream)" } else { "" },
                 self.gateway_cpu

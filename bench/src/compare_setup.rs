@@ -38,6 +38,8 @@ pub struct CompareOptions {
     pub reference: Option<String>,
     /// Pad chat and Messages request bodies to about this many bytes.
     pub body_size: Option<usize>,
+    /// Closed loop at saturation over this many connections instead of the open-loop `rate`.
+    pub connections: Option<usize>,
 }
 
 /// Why a comparison could not run.

@@ -107,6 +107,7 @@ async fn measure(
         timeout: Duration::from_secs(30),
         allow_remote: false,
         fresh_connections: fresh,
+        connections: None,
     };
     let runs = [(plain_url, 0.0), (tls_url.clone(), 0.0), (tls_url, 1.0)];
     let mut cpu = [0.0f64; 3];

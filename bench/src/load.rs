@@ -1,6 +1,10 @@
 //! `asbru bench load`: an open-loop load generator. Requests are sent on a fixed schedule whatever
 //! the responses do, and every latency is measured from the request's *intended* send time, so a
 //! slow server cannot hide its queueing (no coordinated omission).
+//!
+//! With `connections`, the load is closed-loop instead: that many connections each send their
+//! next request as soon as the previous response has ended, for the duration. That finds the
+//! target's saturation throughput; latencies are then measured from each actual send.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -11,6 +15,8 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::HttpSession as Http1Session;
 use pingora::upstreams::peer::HttpPeer;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
@@ -21,6 +27,8 @@ use super::report::{LoadReport, Percentiles};
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// Highest rate accepted.
 pub const MAX_RATE: f64 = 1_000_000.0;
+/// Most closed-loop connections accepted.
+pub const MAX_CONNECTIONS: usize = 10_000;
 
 /// What to send, how fast, for how long.
 #[derive(Debug, Clone)]
@@ -46,6 +54,9 @@ pub struct LoadOptions {
     /// Share of requests (0 to 1) sent on a connection of their own, opened for them and
     /// closed after; the others reuse keep-alive connections.
     pub fresh_connections: f64,
+    /// Closed loop: this many keep-alive connections, each sending its next request when the
+    /// previous one has ended, for `duration` (`rate` and `max_in_flight` are then unused).
+    pub connections: Option<usize>,
 }
 
 impl Default for LoadOptions {
@@ -61,6 +72,7 @@ impl Default for LoadOptions {
             timeout: Duration::from_secs(30),
             allow_remote: false,
             fresh_connections: 0.0,
+            connections: None,
         }
     }
 }
@@ -161,7 +173,18 @@ fn micros(d: Duration) -> u64 {
 
 /// Runs the load and returns the report. Bounded by `duration + timeout`.
 pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
-    if !(options.rate > 0.0 && options.rate <= MAX_RATE) {
+    if let Some(connections) = options.connections {
+        if !(1..=MAX_CONNECTIONS).contains(&connections) {
+            return Err(LoadError::Bounds(format!(
+                "--connections must be between 1 and {MAX_CONNECTIONS}"
+            )));
+        }
+        if options.fresh_connections > 0.0 {
+            return Err(LoadError::Bounds(
+                "--fresh-connections cannot be combined with --connections".into(),
+            ));
+        }
+    } else if !(options.rate > 0.0 && options.rate <= MAX_RATE) {
         return Err(LoadError::Bounds(format!("--rate must be in (0, {MAX_RATE}]")));
     }
     if options.duration.is_zero() || options.duration > MAX_DURATION {
@@ -177,7 +200,11 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
         return Err(LoadError::Bounds("--fresh-connections must be between 0 and 1".into()));
     }
     let target = Arc::new(parse_target(&options.url, options.allow_remote)?);
-    let scheduled = (options.rate * options.duration.as_secs_f64()).round().max(1.0) as u64;
+    // Closed loop: the count is known only at the end.
+    let mut scheduled = match options.connections {
+        Some(_) => u64::MAX,
+        None => (options.rate * options.duration.as_secs_f64()).round().max(1.0) as u64,
+    };
     let connector = Arc::new(Connector::new(None));
     // Never given a session back, so every request through it opens a connection.
     let unpooled = Arc::new(Connector::new(None));
@@ -196,38 +223,31 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
     let start = Instant::now() + Duration::from_millis(5);
     let hard_stop = start + options.duration + options.timeout + Duration::from_secs(1);
 
-    let scheduler = {
-        let opts = options.clone();
-        tokio::spawn(async move {
-            let interval = 1.0 / opts.rate;
-            for i in 0..scheduled {
-                let intended = start + Duration::from_secs_f64(i as f64 * interval);
-                wait_until(intended).await;
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                let fresh =
-                    (i as f64 * opts.fresh_connections).floor() != ((i + 1) as f64 * opts.fresh_connections).floor();
-                let connector = if fresh { unpooled.clone() } else { connector.clone() };
-                let (target, request, tx) = (target.clone(), request.clone(), tx.clone());
-                let (timeout, stream) = (opts.timeout, opts.stream);
-                let handshakes = handshakes.clone();
-                tokio::spawn(async move {
-                    let sending = async {
-                        match (&handshakes, fresh) {
-                            (Some(tls), true) => one_handshake(tls, &target, &request, intended).await,
-                            _ => one(&connector, &target, &request, intended, stream, !fresh).await,
-                        }
-                    };
-                    let sample = match tokio::time::timeout(timeout, sending).await {
-                        Ok(sample) => sample,
-                        Err(_) => Sample::Failed("timeout"),
-                    };
-                    let _ = tx.send(sample);
-                    drop(permit);
-                });
-            }
-        })
+    let scheduler = match options.connections {
+        Some(connections) => closed_loop(
+            connections,
+            ClosedLoop {
+                target: target.clone(),
+                request: request.clone(),
+                start,
+                end: start + options.duration,
+                timeout: options.timeout,
+                stream: options.stream,
+            },
+            tx,
+        ),
+        None => open_loop(OpenLoop {
+            options: options.clone(),
+            scheduled,
+            start,
+            slots,
+            connector,
+            unpooled,
+            handshakes,
+            target: target.clone(),
+            request: request.clone(),
+            tx,
+        }),
     };
 
     let mut latency = histogram()?;
@@ -267,6 +287,9 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
         }
     }
     scheduler.abort();
+    if options.connections.is_some() {
+        scheduled = received;
+    }
     if received < scheduled {
         *errors.entry("unfinished".to_string()).or_default() += scheduled - received;
     }
@@ -274,7 +297,12 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
     let elapsed = last_completion.saturating_duration_since(start).as_secs_f64().max(1e-9);
     Ok(LoadReport {
         url: options.url.clone(),
-        rate: options.rate,
+        rate: if options.connections.is_some() {
+            0.0
+        } else {
+            options.rate
+        },
+        connections: options.connections,
         duration_s: options.duration.as_secs_f64(),
         stream: options.stream,
         scheduled,
@@ -286,6 +314,114 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
         ttfb_us: Percentiles::of(&ttfb),
         first_content_us: options.stream.then(|| Percentiles::of(&first_content)),
         chunk_gap_us: options.stream.then(|| Percentiles::of(&gaps)),
+    })
+}
+
+/// The open loop's inputs.
+struct OpenLoop {
+    options: LoadOptions,
+    scheduled: u64,
+    start: Instant,
+    slots: Arc<Semaphore>,
+    connector: Arc<Connector>,
+    unpooled: Arc<Connector>,
+    handshakes: Option<Arc<Handshakes>>,
+    target: Arc<Target>,
+    request: Arc<RequestTemplate>,
+    tx: mpsc::UnboundedSender<Sample>,
+}
+
+/// Sends `scheduled` requests on a fixed schedule, each timed from its intended send time.
+fn open_loop(run: OpenLoop) -> tokio::task::JoinHandle<()> {
+    let OpenLoop {
+        options: opts,
+        scheduled,
+        start,
+        slots,
+        connector,
+        unpooled,
+        handshakes,
+        target,
+        request,
+        tx,
+    } = run;
+    tokio::spawn(async move {
+        let interval = 1.0 / opts.rate;
+        for i in 0..scheduled {
+            let intended = start + Duration::from_secs_f64(i as f64 * interval);
+            wait_until(intended).await;
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let fresh =
+                (i as f64 * opts.fresh_connections).floor() != ((i + 1) as f64 * opts.fresh_connections).floor();
+            let connector = if fresh { unpooled.clone() } else { connector.clone() };
+            let (target, request, tx) = (target.clone(), request.clone(), tx.clone());
+            let (timeout, stream) = (opts.timeout, opts.stream);
+            let handshakes = handshakes.clone();
+            tokio::spawn(async move {
+                let sending = async {
+                    match (&handshakes, fresh) {
+                        (Some(tls), true) => one_handshake(tls, &target, &request, intended).await,
+                        _ => one(&connector, &target, &request, intended, stream, !fresh).await,
+                    }
+                };
+                let sample = match tokio::time::timeout(timeout, sending).await {
+                    Ok(sample) => sample,
+                    Err(_) => Sample::Failed("timeout"),
+                };
+                let _ = tx.send(sample);
+                drop(permit);
+            });
+        }
+    })
+}
+
+/// The closed loop's inputs.
+struct ClosedLoop {
+    target: Arc<Target>,
+    request: Arc<RequestTemplate>,
+    start: Instant,
+    end: Instant,
+    timeout: Duration,
+    stream: bool,
+}
+
+/// `connections` workers, each sending its next request when its previous one has ended, until
+/// `end`. The channel closes when the last worker stops.
+fn closed_loop(connections: usize, run: ClosedLoop, tx: mpsc::UnboundedSender<Sample>) -> tokio::task::JoinHandle<()> {
+    let run = Arc::new(run);
+    tokio::spawn(async move {
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..connections {
+            let (run, tx) = (run.clone(), tx.clone());
+            workers.spawn(async move {
+                // Each worker keeps its connection across requests (reconnecting after a failure).
+                let connector = Connector::new(None);
+                let mut held = None;
+                tokio::time::sleep_until(run.start).await;
+                while Instant::now() < run.end {
+                    let sending = one_on_own(&connector, &run.target, &mut held, &run.request, run.stream);
+                    let sample = match tokio::time::timeout(run.timeout, sending).await {
+                        Ok(sample) => sample,
+                        Err(_) => {
+                            held = None;
+                            Sample::Failed("timeout")
+                        }
+                    };
+                    let failed = matches!(sample, Sample::Failed(_));
+                    if tx.send(sample).is_err() {
+                        return;
+                    }
+                    if failed {
+                        // A refused connection must not become a busy loop.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        while workers.join_next().await.is_some() {}
     })
 }
 
@@ -381,6 +517,15 @@ async fn one_handshake(tls: &Handshakes, target: &Target, request: &RequestTempl
     }
 }
 
+fn peer_of(target: &Target) -> HttpPeer {
+    let mut peer = HttpPeer::new(target.addr, target.tls, target.host.clone());
+    if target.tls {
+        peer.options.verify_cert = false;
+        peer.options.verify_hostname = false;
+    }
+    peer
+}
+
 async fn one(
     connector: &Connector,
     target: &Target,
@@ -389,28 +534,69 @@ async fn one(
     stream: bool,
     keep_alive: bool,
 ) -> Sample {
-    let mut peer = HttpPeer::new(target.addr, target.tls, target.host.clone());
-    if target.tls {
-        peer.options.verify_cert = false;
-        peer.options.verify_hostname = false;
-    }
-    let Ok((mut session, _)) = connector.get_http_session(&peer).await else {
+    let peer = peer_of(target);
+    let Ok((session, _)) = connector.get_http_session(&peer).await else {
         return Sample::Failed("connect");
     };
+    let (sample, session) = exchange_on(session, request, intended, stream).await;
+    if keep_alive && let Some(session) = session {
+        connector
+            .release_http_session(session, &peer, Some(Duration::from_secs(60)))
+            .await;
+    }
+    sample
+}
+
+/// One request on a closed-loop worker's own connection: the connection is kept by the worker
+/// (not handed to a pool), so its next request goes out on it at once.
+async fn one_on_own(
+    connector: &Connector,
+    target: &Target,
+    held: &mut Option<HttpSession>,
+    request: &RequestTemplate,
+    stream: bool,
+) -> Sample {
+    let sent = Instant::now();
+    let session = match held.take() {
+        Some(session) => session,
+        None => match connector.get_http_session(&peer_of(target)).await {
+            Ok((session, _)) => session,
+            Err(_) => return Sample::Failed("connect"),
+        },
+    };
+    let (sample, session) = exchange_on(session, request, sent, stream).await;
+    *held = match session {
+        Some(HttpSession::H1(h1)) => h1
+            .reuse()
+            .await
+            .map(|stream| HttpSession::H1(Http1Session::new(stream))),
+        _ => None,
+    };
+    sample
+}
+
+/// Sends the request on `session` and reads the whole response; gives the session back when it
+/// can carry another request.
+async fn exchange_on(
+    mut session: HttpSession,
+    request: &RequestTemplate,
+    intended: Instant,
+    stream: bool,
+) -> (Sample, Option<HttpSession>) {
     if session
         .write_request_header(Box::new(request.head.clone()))
         .await
         .is_err()
     {
-        return Sample::Failed("write");
+        return (Sample::Failed("write"), None);
     }
     if let Some(body) = &request.body
         && session.write_request_body(body.clone(), true).await.is_err()
     {
-        return Sample::Failed("write");
+        return (Sample::Failed("write"), None);
     }
     if session.finish_request_body().await.is_err() || session.read_response_header().await.is_err() {
-        return Sample::Failed("read");
+        return (Sample::Failed("read"), None);
     }
     let ttfb = intended.elapsed();
     let status = session.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
@@ -432,22 +618,18 @@ async fn one(
                 }
             }
             Ok(None) => break,
-            Err(_) => return Sample::Failed("read"),
+            Err(_) => return (Sample::Failed("read"), None),
         }
     }
     let latency = intended.elapsed();
-    if keep_alive {
-        connector
-            .release_http_session(session, &peer, Some(Duration::from_secs(60)))
-            .await;
-    }
-    Sample::Done {
+    let sample = Sample::Done {
         status,
         latency,
         ttfb,
         first_content,
         gaps,
-    }
+    };
+    (sample, Some(session))
 }
 
 #[cfg(test)]

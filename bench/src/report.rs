@@ -74,8 +74,10 @@ pub struct SignedPercentiles {
 pub struct LoadReport {
     /// The target URL.
     pub url: String,
-    /// Requested rate, requests/s.
+    /// Requested rate, requests/s (0 in a closed loop).
     pub rate: f64,
+    /// Closed loop: the connections, each sending its next request when the last one ended.
+    pub connections: Option<usize>,
     /// Scheduled duration, seconds.
     pub duration_s: f64,
     /// Whether responses were read as SSE streams.
@@ -124,12 +126,20 @@ pub fn fmt_us(us: u64) -> String {
 }
 
 impl LoadReport {
+    /// `rate N/s` (open loop) or `closed loop, N connections`.
+    pub fn load_shape(&self) -> String {
+        match self.connections {
+            Some(n) => format!("closed loop, {n} connections"),
+            None => format!("rate {}/s", self.rate),
+        }
+    }
+
     /// A human-readable table.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "target {}  rate {}/s for {}s{}\nscheduled {}  completed {}  achieved {:.1}/s\n",
+            "target {}  {} for {}s{}\nscheduled {}  completed {}  achieved {:.1}/s\n",
             self.url,
-            self.rate,
+            self.load_shape(),
             self.duration_s,
             if self.stream { "  (stream)" } else { "" },
             self.scheduled,
