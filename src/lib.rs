@@ -24,6 +24,7 @@ pub mod source_of_truth;
 pub mod spend_journal;
 pub mod state;
 pub mod store_sync;
+pub mod timer_tick;
 pub mod ui;
 pub mod usage_flush;
 pub mod usage_reconcile;

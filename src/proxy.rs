@@ -153,6 +153,7 @@ impl ProxyHttp for GatewayProxy {
         let started = Instant::now();
         ctx.started = Some(started);
         crate::connection::head_accepted(session.as_downstream().stream());
+        crate::timer_tick::ensure();
         // HTTP/1.1 pipelining: requests sent back to back on one connection are answered in
         // order (RFC 9112 section 9.3.2) instead of the second being dropped. The setting is
         // carried to the connection's next requests.

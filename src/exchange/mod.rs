@@ -24,6 +24,7 @@ pub mod body;
 pub mod forward;
 pub mod headers;
 pub mod multipart;
+pub mod peer;
 pub mod relay;
 pub mod scrub;
 pub mod settlement;

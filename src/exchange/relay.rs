@@ -2,6 +2,7 @@
 //! translated when the wires differ, and written at once; SSE streams are relayed or translated
 //! chunk by chunk as they arrive.
 
+use super::peer::UpstreamPeer;
 use asbru_providers::adapters::exchange::ReplyTranslator;
 use asbru_providers::errors::{self, ErrorContext, WireError};
 use asbru_providers::provider;
@@ -9,7 +10,6 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
-use pingora::upstreams::peer::HttpPeer;
 use tokio::time::Instant;
 
 use super::headers::is_hop_by_hop;
@@ -120,7 +120,7 @@ async fn relay_binary(
     session: &mut Session,
     served: &Served<'_>,
     mut upstream_session: HttpSession,
-    peer: HttpPeer,
+    peer: UpstreamPeer,
     upstream_head: &ResponseHeader,
     idle: std::time::Duration,
     settlement: &mut Settlement<'_>,
@@ -180,7 +180,7 @@ pub async fn deliver(
     served: &Served<'_>,
     reply: ReplyTranslator,
     upstream_session: HttpSession,
-    peer: HttpPeer,
+    peer: UpstreamPeer,
     deadline: Instant,
     idle: std::time::Duration,
     settlement: &mut Settlement<'_>,
@@ -296,7 +296,7 @@ async fn relay_stream(
     served: &Served<'_>,
     mut reply: ReplyTranslator,
     mut upstream_session: HttpSession,
-    peer: HttpPeer,
+    peer: UpstreamPeer,
     upstream_head: &ResponseHeader,
     idle: std::time::Duration,
     settlement: &mut Settlement<'_>,

@@ -12,10 +12,11 @@ use bytes::{Bytes, BytesMut};
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::http::v1::client::{HttpSession as Http1Session, http_req_header_to_wire};
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 use rand::Rng;
 use tokio::time::{Instant, timeout_at};
 
+use super::peer::UpstreamPeer;
 use crate::state::Gateway;
 
 /// Longest time spent establishing one upstream connection.
@@ -214,7 +215,7 @@ pub async fn post_form(
     Ok((status, body))
 }
 
-fn make_peer(upstream: &Upstream, net: &NetworkSettings, addr: SocketAddr) -> HttpPeer {
+fn make_peer(upstream: &Upstream, net: &NetworkSettings, addr: SocketAddr) -> UpstreamPeer {
     let mut peer = HttpPeer::new(addr, upstream.tls, upstream.host.clone());
     peer.options.connection_timeout = Some(CONNECT_TIMEOUT.min(net.request_timeout));
     peer.options.total_connection_timeout = Some(CONNECT_TIMEOUT.min(net.request_timeout));
@@ -225,7 +226,7 @@ fn make_peer(upstream: &Upstream, net: &NetworkSettings, addr: SocketAddr) -> Ht
     if net.enforce_http2 {
         peer.options.set_http_version(2, 2);
     }
-    peer
+    UpstreamPeer(peer)
 }
 
 /// Sends one request to `upstream` and reads the response head. The returned session is ready
@@ -237,7 +238,7 @@ pub async fn send(
     key: Option<&ProviderKey>,
     request: &UpstreamRequest<'_>,
     deadline: Instant,
-) -> Result<(HttpSession, HttpPeer), AttemptError> {
+) -> Result<(HttpSession, UpstreamPeer), AttemptError> {
     let name = &provider.name;
     let addrs = upstream.addrs.load();
     let addr = match addrs.len() {
@@ -350,7 +351,7 @@ fn request_bytes(head: &RequestHeader, body: Option<&[u8]>) -> Option<Bytes> {
 /// loopback), so the pooled connection is taken out of its session, written directly, and
 /// wrapped in a fresh session to read the response; the connection goes back to the pool as
 /// usual when the body ends.
-async fn write_request(h1: Http1Session, wire: &[u8], peer: &HttpPeer) -> pingora::Result<Http1Session> {
+async fn write_request(h1: Http1Session, wire: &[u8], peer: &UpstreamPeer) -> pingora::Result<Http1Session> {
     use tokio::io::AsyncWriteExt;
     let mut stream = h1.into_inner();
     stream
@@ -380,10 +381,10 @@ async fn send_and_read_head(
 
 /// Reads a whole response body, bounded by `limit` bytes and `deadline`; returns the connection to
 /// the pool when the body ended cleanly. `None` if it was too large, late or broken.
-pub async fn read_whole_body(
+pub async fn read_whole_body<P: Peer + Send + Sync + 'static>(
     state: &Gateway,
     mut session: HttpSession,
-    peer: &HttpPeer,
+    peer: &P,
     limit: usize,
     deadline: Instant,
 ) -> Option<Bytes> {

@@ -8,7 +8,7 @@
 //! the resolved handles in a lock-free map; only the first request of a new label set
 //! resolves them (once, through the `prometheus` crate's locked lookup).
 
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -52,6 +52,8 @@ const SIZE_BUCKETS: &[f64] = &[1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 /// The handles of one LLM label set.
 pub struct LlmSeries {
     values: Box<[String]>,
+    /// The label values joined by [`join_labels`], compared in one go on lookup.
+    key: Box<[u8]>,
     /// `bifrost_upstream_requests_total`.
     pub upstream_requests: IntCounter,
     /// `bifrost_success_requests_total`.
@@ -332,27 +334,33 @@ impl BifrostMetrics {
     /// The series of an LLM label set (`values` in [`BASE_LABELS`] order, then the custom
     /// labels).
     pub fn llm(&self, values: &[&str]) -> Arc<LlmSeries> {
-        let mut hasher = std::hash::DefaultHasher::new();
-        values.hash(&mut hasher);
-        let key = hasher.finish();
-        let map = self.llm.pin();
-        if let Some(series) = map.get(&key) {
-            if series.values.iter().map(String::as_str).eq(values.iter().copied()) {
-                return series.clone();
-            }
-            // A 64-bit hash collision: resolve without caching.
-            return Arc::new(self.resolve(values));
+        thread_local! {
+            /// The joined label values of the request being recorded (reused, so no allocation).
+            static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let series = Arc::new(self.resolve(values));
-        map.insert(key, series.clone());
-        series
+        KEY.with_borrow_mut(|key| {
+            join_labels(values, key);
+            let hash = foldhash::fast::FixedState::with_seed(0).hash_one(&key[..]);
+            let map = self.llm.pin();
+            if let Some(series) = map.get(&hash) {
+                if *series.key == key[..] {
+                    return series.clone();
+                }
+                // A 64-bit hash collision: resolve without caching.
+                return Arc::new(self.resolve(values, key));
+            }
+            let series = Arc::new(self.resolve(values, key));
+            map.insert(hash, series.clone());
+            series
+        })
     }
 
-    fn resolve(&self, values: &[&str]) -> LlmSeries {
+    fn resolve(&self, values: &[&str], key: &[u8]) -> LlmSeries {
         let f = &self.family;
         let with = |extra: &'static str| -> Vec<&str> { values.iter().copied().chain([extra]).collect() };
         LlmSeries {
             values: values.iter().map(|v| v.to_string()).collect(),
+            key: key.into(),
             upstream_requests: f.upstream_requests.with_label_values(values),
             success: f.success.with_label_values(values),
             input_tokens: f.input_tokens.with_label_values(values),
@@ -431,6 +439,16 @@ impl BifrostMetrics {
             request_size: f.http_request_size.with_label_values(&labels),
             response_size: f.http_response_size.with_label_values(&labels),
         }
+    }
+}
+
+/// Joins label values into `out`, each followed by 0xFF (a byte UTF-8 never contains), so that
+/// two label sets are equal exactly when their joined bytes are.
+fn join_labels(values: &[&str], out: &mut Vec<u8>) {
+    out.clear();
+    for value in values {
+        out.extend_from_slice(value.as_bytes());
+        out.push(0xFF);
     }
 }
 

@@ -199,7 +199,7 @@ impl TelemetryFilter {
         let customer = vk.and_then(|v| v.customer_ref.as_deref());
         let rule = ctx.facts.routing_rule.as_ref();
         let (rule_id, rule_name) = rule.map_or(("", ""), |r| (&*r.id, &*r.name));
-        let mut values: Vec<&str> = vec![
+        let base: [&str; 14] = [
             provider,
             model,
             ctx.request.object_type(),
@@ -215,11 +215,17 @@ impl TelemetryFilter {
             customer.map_or("", |c| c.id.as_str()),
             customer.map_or("", |c| c.name.as_str()),
         ];
-        for (i, label) in bifrost.custom_labels().iter().enumerate() {
-            let value = custom_header(ctx, label).unwrap_or_default();
-            values.push(bifrost.custom_value(i, value));
-        }
-        let series = bifrost.llm(&values);
+        let series = match bifrost.custom_labels() {
+            [] => bifrost.llm(&base),
+            custom => {
+                let mut values = base.to_vec();
+                for (i, label) in custom.iter().enumerate() {
+                    let value = custom_header(ctx, label).unwrap_or_default();
+                    values.push(bifrost.custom_value(i, value));
+                }
+                bifrost.llm(&values)
+            }
+        };
         let tried = ctx.attempt.is_some();
         if tried {
             series.upstream_requests.inc_by(u64::from(outcome.retries) + 1);
