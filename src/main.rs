@@ -1,8 +1,8 @@
 //! The `asbru` command: see `asbru --help`.
 
-/// mimalloc instead of glibc's malloc: per-thread free lists without consolidation passes, which
-/// the request path's short-lived buffers and header maps use all the time (benches/README.md
-/// has the figures).
+/// jemalloc instead of glibc's malloc: thread caches without glibc's consolidation passes, for
+/// the request path's short-lived buffers and header maps. Measured at saturation against glibc
+/// and mimalloc (benches/README.md): as fast as mimalloc, with 14 MiB less resident memory.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
