@@ -167,6 +167,8 @@ pub struct LatencyRun {
     pub reference: Option<ReferenceRun>,
     /// Why the reference proxy was asked for but not measured.
     pub reference_skipped: Option<String>,
+    /// At one request in flight with the gateway pinned: what cross-core wake-ups cost.
+    pub wake_ups: Option<crate::wakeups::WakeUps>,
 }
 
 /// The reference proxy's run: the direct run's requests through it, to the same mock.
@@ -481,6 +483,25 @@ async fn run_one(
         &direct_headers,
     ))
     .await?;
+    let wake_ups = match (options.connections, options.gateway_cpu) {
+        (Some(1), Some(cpu)) => Some(
+            crate::wakeups::measure(
+                &options.gateway_bin,
+                cpu,
+                Duration::from_millis(latency_ms),
+                &load_options(
+                    reference_path.clone(),
+                    reference_body.clone(),
+                    options.duration,
+                    &direct_headers,
+                ),
+                options.warmup,
+                &direct.latency_us,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     let cpu_before = process::cpu_time(pid).unwrap_or_default();
     let through = load::run(&load_options(
         gateway_url,
@@ -570,6 +591,7 @@ async fn run_one(
         gateway: through,
         reference,
         reference_skipped,
+        wake_ups,
     })
 }
 
@@ -650,6 +672,14 @@ impl CompareReport {
                     reference.report.errors,
                     reference.name,
                     reference.gateway_cpu_ratio
+                ));
+            }
+            if let Some(w) = &run.wake_ups {
+                out.push_str(&format!(
+                    "  wake-ups       one cross-core round trip {:+}µs at p50 (mock on the gateway's core: {}); a proxy's path has two: {:+}µs of its added p50\n",
+                    w.round_trip_us,
+                    fmt_us(w.cross_core.p50),
+                    w.proxy_path_us
                 ));
             }
             if let Some(why) = &run.reference_skipped {

@@ -18,3 +18,4 @@ pub mod nginx;
 pub mod process;
 pub mod report;
 pub mod tls_client;
+pub mod wakeups;

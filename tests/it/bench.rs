@@ -224,6 +224,38 @@ fn compare_closed_loop_runs_each_proxy_at_saturation() {
         assert_eq!(reference["connections"], 4, "{report}");
         assert_eq!(reference["status_counts"]["200"], reference["completed"], "{report}");
     }
+    assert!(
+        run["wake_ups"].is_null(),
+        "priced only at one request in flight: {report}"
+    );
+
+    // One request in flight with the gateway pinned: the report prices a cross-core round trip
+    // with a mock pinned to the gateway's core.
+    let out = Command::new(env!("CARGO_BIN_EXE_asbru"))
+        .args(["bench", "compare", "--scenario", "passthrough", "--connections", "1"])
+        .args([
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--latency-ms",
+            "0",
+            "--gateway-cpu",
+            "0",
+            "--json",
+        ])
+        .output()
+        .expect("run compare");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let wake_ups = &report["runs"][0]["wake_ups"];
+    assert!(
+        wake_ups["cross_core"]["count"].as_u64().is_some_and(|n| n > 0),
+        "{report}"
+    );
+    let round_trip = wake_ups["round_trip_us"].as_i64().expect("round trip");
+    assert_eq!(wake_ups["proxy_path_us"].as_i64(), Some(2 * round_trip), "{report}");
+
     // A rate and a closed loop are two different loads: asking for both is refused.
     let both = Command::new(env!("CARGO_BIN_EXE_asbru"))
         .args(["bench", "compare", "--connections", "4", "--rate", "100"])
