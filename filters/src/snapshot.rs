@@ -356,6 +356,7 @@ impl ProviderRuntime {
         let keys = resolve_keys(
             KeyContext {
                 provider: name,
+                wire,
                 empty_allows_all,
                 keyless,
                 base_url: config.network_config.base_url.as_deref(),
@@ -492,6 +493,8 @@ impl ProviderRuntime {
 /// What key resolution needs to know about the provider.
 struct KeyContext<'a> {
     provider: &'a str,
+    /// The wire the provider speaks (it decides the auth header).
+    wire: Wire,
     /// An empty `models` list means every model.
     empty_allows_all: bool,
     /// The provider takes no key.
@@ -508,6 +511,7 @@ fn resolve_keys(
 ) -> Vec<ProviderKey> {
     let KeyContext {
         provider,
+        wire,
         empty_allows_all,
         keyless,
         base_url,
@@ -553,6 +557,21 @@ fn resolve_keys(
             Some(list) => ModelFilter::Only(list.clone()),
         };
         let azure = azure_key(provider, &label, key, lookup, warnings);
+        // Vertex keys send an access token or their API key as the request decides, and Bedrock
+        // keys with AWS credentials sign each request: only the others have a fixed header.
+        let fixed_auth = match wire {
+            Wire::Vertex => false,
+            Wire::Bedrock => !signs_in,
+            _ => true,
+        };
+        let auth = (fixed_auth && !secret.is_empty())
+            .then(|| {
+                let (name, value) = provider::auth_header(wire, &secret);
+                let mut value = http::HeaderValue::try_from(value).ok()?;
+                value.set_sensitive(true);
+                Some(AuthHeader { name, value })
+            })
+            .flatten();
         out.push(ProviderKey {
             id: key.id.clone().unwrap_or_else(|| label.clone()),
             name: label,
@@ -569,6 +588,7 @@ fn resolve_keys(
             azure,
             vertex,
             bedrock,
+            auth,
         });
     }
     out
@@ -802,6 +822,19 @@ pub struct ProviderKey {
     pub vertex: Option<Arc<VertexKey>>,
     /// AWS region and credentials, for Bedrock keys.
     pub bedrock: Option<Arc<BedrockKey>>,
+    /// The auth header this key sends on every request, built once (marked sensitive); `None`
+    /// when the request decides it (Vertex, signed Bedrock), the secret is empty, or the secret
+    /// cannot be a header value (the request then fails with a clear error).
+    pub auth: Option<AuthHeader>,
+}
+
+/// A provider key's auth header, ready to send.
+#[derive(Clone)]
+pub struct AuthHeader {
+    /// Header name (`authorization`, `x-api-key`, `api-key`, `x-goog-api-key`).
+    pub name: &'static str,
+    /// Header value, marked sensitive.
+    pub value: http::HeaderValue,
 }
 
 impl std::fmt::Debug for ProviderKey {

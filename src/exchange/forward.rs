@@ -719,6 +719,8 @@ fn direct_key(secret: &str) -> ProviderKey {
         azure: None,
         vertex: None,
         bedrock: None,
+        // Built per request from the wire (a direct key is per request anyway).
+        auth: None,
     }
 }
 

@@ -104,13 +104,17 @@ fn build_request_head(
                 head.insert_header(name, value)?;
             }
         }
-        (Some(key), _) => {
-            let (name, value) = match provider.wire {
-                Wire::Vertex => provider::vertex::auth_header(request.bearer, &key.secret),
-                wire => provider::auth_header(wire, &key.secret),
-            };
-            head.insert_header(name, value)?;
-        }
+        (Some(key), _) => match (&key.auth, provider.wire) {
+            (Some(auth), _) => head.insert_header(auth.name, auth.value.clone())?,
+            (None, Wire::Vertex) => {
+                let (name, value) = provider::vertex::auth_header(request.bearer, &key.secret);
+                head.insert_header(name, value)?;
+            }
+            (None, wire) => {
+                let (name, value) = provider::auth_header(wire, &key.secret);
+                head.insert_header(name, value)?;
+            }
+        },
         (None, _) => {}
     }
     Ok(head)
