@@ -992,6 +992,18 @@ impl Validation<'_> {
                 );
             }
         }
+        if let Some(pem) = &provider.network_config.ca_cert_pem
+            && !pem.trim().is_empty()
+            && !pem.starts_with("env.")
+            && !pem.contains("-----BEGIN CERTIFICATE-----")
+        {
+            self.problem(
+                &[Key("providers"), Key(name), Key("network_config"), Key("ca_cert_pem")],
+                format!(
+                    "provider {name:?}: network_config.ca_cert_pem holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+                ),
+            );
+        }
         for header in provider.network_config.extra_headers.keys() {
             if header.is_empty() || !header.bytes().all(is_token_byte) {
                 self.problem(

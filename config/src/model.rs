@@ -746,7 +746,8 @@ pub struct NetworkConfig {
     pub max_conns_per_host: Option<u64>,
     /// Skip TLS verification of the upstream.
     pub insecure_skip_verify: Option<bool>,
-    /// Extra CA certificate. Not implemented yet.
+    /// PEM certificates the provider's TLS chain must end in, used instead of the system roots
+    /// (a private CA, a TLS-inspecting proxy); `env.NAME` allowed.
     pub ca_cert_pem: Option<String>,
     /// Force HTTP/2 upstream.
     pub enforce_http2: Option<bool>,

@@ -370,7 +370,8 @@ impl ProviderRuntime {
                 "provider {name:?} has no usable key: requests to it will fail until one is configured"
             ));
         }
-        let network = NetworkSettings::from_config(&config.network_config);
+        let mut network = NetworkSettings::from_config(&config.network_config);
+        network.trusted_ca = trusted_ca(name, config.network_config.ca_cert_pem.as_deref(), lookup, warnings);
         let drop_excess = whole.client.drop_excess_requests.unwrap_or(false);
         let gate = config.concurrency_and_buffer_size.map(|c| {
             Arc::new(crate::concurrency::ConcurrencyGate::new(
@@ -1064,6 +1065,9 @@ pub struct NetworkSettings {
     pub extra_headers: Vec<(String, String)>,
     /// Skip TLS verification.
     pub insecure_skip_verify: bool,
+    /// `ca_cert_pem`: the certificates the upstream's chain must end in, instead of the system
+    /// roots. An empty list (nothing usable in the PEM) refuses every TLS connection.
+    pub trusted_ca: Option<Arc<pingora::protocols::tls::CaType>>,
     /// Prefer HTTP/2 to this upstream.
     pub enforce_http2: bool,
     /// Seconds a key is skipped after it answered 401/403, or 429 three times in ten seconds.
@@ -1096,12 +1100,60 @@ impl NetworkSettings {
                 })
                 .collect(),
             insecure_skip_verify: config.insecure_skip_verify.unwrap_or(false),
+            trusted_ca: None,
             enforce_http2: config.enforce_http2.unwrap_or(false),
             key_cooldown_seconds: config
                 .key_cooldown_seconds
                 .map_or(DEFAULT_KEY_COOLDOWN_SECONDS, |s| i64::try_from(s).unwrap_or(i64::MAX)),
         }
     }
+}
+
+/// The certificates of a provider's `network_config.ca_cert_pem` (an `env.NAME` reference
+/// allowed), parsed once. Blocks that are not certificates are skipped with a warning; when none
+/// is left, the list is empty and the provider's TLS connections fail rather than falling back to
+/// the system roots.
+fn trusted_ca(
+    provider: &str,
+    pem: Option<&str>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Option<Arc<pingora::protocols::tls::CaType>> {
+    use pingora::utils::tls::WrappedX509;
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let raw = pem.filter(|p| !p.trim().is_empty())?;
+    let text = match env::resolve_with(raw, lookup) {
+        Resolved::Value(v) => v,
+        Resolved::MissingEnv(var) => {
+            warnings.push(format!(
+                "provider {provider:?}: environment variable {var} for network_config.ca_cert_pem is not set; its TLS connections will fail"
+            ));
+            return Some(Arc::from(Vec::new()));
+        }
+    };
+    let mut certificates = Vec::new();
+    for (i, block) in CertificateDer::pem_slice_iter(text.as_bytes()).enumerate() {
+        let parsed = block.ok().and_then(|der| {
+            WrappedX509::try_new(der.to_vec(), |raw| {
+                x509_parser::parse_x509_certificate(raw).map(|(_, certificate)| certificate)
+            })
+            .ok()
+        });
+        match parsed {
+            Some(certificate) => certificates.push(certificate),
+            None => warnings.push(format!(
+                "provider {provider:?}: certificate {} in network_config.ca_cert_pem cannot be read; it is left out",
+                i + 1
+            )),
+        }
+    }
+    if certificates.is_empty() {
+        warnings.push(format!(
+            "provider {provider:?}: network_config.ca_cert_pem holds no usable certificate; its TLS connections will fail"
+        ));
+    }
+    Some(Arc::from(certificates))
 }
 
 #[cfg(test)]

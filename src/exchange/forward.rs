@@ -876,6 +876,7 @@ mod tests {
             backoff_max: Duration::from_millis(1000),
             extra_headers: Vec::new(),
             insecure_skip_verify: false,
+            trusted_ca: None,
             enforce_http2: false,
             key_cooldown_seconds: 30,
         };

@@ -943,3 +943,69 @@ fn a_sigquit_without_a_new_process_keeps_the_gateway_serving() {
     assert!(log.contains("no new asbru listens"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A provider whose certificate chains to a private CA: trusted through
+/// `network_config.ca_cert_pem`, refused without it or with another CA. The provider here is a
+/// second gateway terminating TLS in front of the mock.
+#[tokio::test]
+async fn a_provider_behind_a_private_ca_is_trusted_through_ca_cert_pem() {
+    let upstream = default_mock();
+    let dir = temp_dir("edge-upstream-ca");
+    let authority = Authority::new();
+    authority.issue(&dir, "default", &["localhost", "127.0.0.1"]);
+    authority.issue(&dir, "b", &["b.test"]);
+    let secure = dead_address();
+    let _provider = gateway(&edge_yaml(
+        &dir,
+        &upstream.base_url(),
+        "",
+        &format!("    - {{address: \"{secure}\", tls: true}}\n"),
+    ));
+    // The front gateway calls the provider gateway's /openai routes, where a bare model is
+    // OpenAI's.
+    let front = |ca: Option<String>| {
+        let ca_line = ca.map_or(String::new(), |pem| {
+            format!(
+                ", ca_cert_pem: {}",
+                serde_json::to_string(&pem).expect("PEM as a string")
+            )
+        });
+        gateway(&format!(
+            "providers:\n  openai:\n    keys: [{{value: sk-front, models: [\"*\"]}}]\n    network_config: {{base_url: \"https://localhost:{}/openai\"{ca_line}}}\n",
+            secure.port()
+        ))
+    };
+
+    let trusting = front(Some(authority.cert.pem()));
+    let reply = post(&trusting, "/v1/chat/completions", CHAT).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert!(reply.text().contains("Hello from the asbru mock provider."));
+    let served = upstream.state.request_count();
+    assert!(served >= 1);
+
+    // The system roots do not know the private CA, and another CA is not this one.
+    for ca in [None, Some(Authority::new().cert.pem())] {
+        let refusing = front(ca);
+        let reply = post(&refusing, "/v1/chat/completions", CHAT).await;
+        assert_eq!(reply.status(), 502, "{}", reply.text());
+        assert!(reply.json()["error"]["message"].is_string(), "{}", reply.text());
+    }
+    assert_eq!(
+        upstream.state.request_count(),
+        served,
+        "nothing reached the provider untrusted"
+    );
+}
+
+#[test]
+fn a_ca_cert_pem_without_a_certificate_is_named() {
+    let result = asbru_config::load_str(
+        "providers:\n  openai:\n    keys: [{value: sk-x}]\n    network_config: {ca_cert_pem: \"not a certificate\"}\n",
+        "ca.yaml",
+    );
+    let message = match result {
+        Ok(_) => panic!("a ca_cert_pem without a PEM certificate is refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(message.contains("ca_cert_pem"), "{message}");
+}
