@@ -71,6 +71,18 @@ pub const SCENARIOS: &[Scenario] = &[
         client: ClientApi::Chat,
     },
     Scenario {
+        // The passthrough load to a mock serving HTTPS, as every real provider does: the
+        // gateway verifies it against the bench's CA (`network_config.ca_cert_pem`), and so
+        // does nginx (`proxy_ssl_verify`), both keeping upstream connections alive.
+        name: "upstream-tls",
+        config: include_str!("../../benches/scenarios/passthrough.yaml"),
+        model: "openai/gpt-4o-mini",
+        stream: false,
+        skip: None,
+        gateway_headers: &[],
+        client: ClientApi::Chat,
+    },
+    Scenario {
         name: "passthrough-stream",
         config: include_str!("../../benches/scenarios/passthrough-stream.yaml"),
         model: "openai/gpt-4o-mini",
@@ -385,18 +397,33 @@ async fn run_one(
     latency_ms: u64,
 ) -> Result<LatencyRun, CompareError> {
     let (model, stream, gateway_headers) = (request.model, request.stream, request.headers);
+    let files = std::env::temp_dir().join(format!("asbru-bench-files-{}-{latency_ms}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&files);
+    std::fs::create_dir_all(&files)
+        .map_err(|e| CompareError::Start(format!("cannot make {}: {e}", files.display())))?;
+    let upstream_ca = match options.config.is_none() && options.scenario == "upstream-tls" {
+        true => Some(crate::upstream_tls::make(&files)?),
+        false => None,
+    };
     let mock = mock::spawn(
         "127.0.0.1:0"
             .parse()
             .map_err(|_| CompareError::Start("bad mock address".into()))?,
         MockOptions {
             latency: Duration::from_millis(latency_ms),
+            tls: upstream_ca.as_ref().map(|ca| ca.server.clone()),
             ..MockOptions::default()
         },
     )
     .map_err(|e| CompareError::Start(format!("cannot start the mock provider: {e}")))?;
     let gateway_addr = free_addr()?;
-    let config_path = write_gateway_config(base, &mock.base_url(), &gateway_addr.to_string())?;
+    let mut base = base.clone();
+    if let Some(ca) = &upstream_ca {
+        for provider in base.providers.values_mut() {
+            provider.network_config.ca_cert_pem = Some(ca.ca_pem.clone());
+        }
+    }
+    let config_path = write_gateway_config(&base, &mock.base_url(), &gateway_addr.to_string())?;
     let gateway = start_gateway(&options.gateway_bin, &config_path, options.gateway_cpu)?;
     let ready = tokio::task::spawn_blocking(move || super::process::wait_ready(gateway_addr)).await;
     let _ = std::fs::remove_file(&config_path);
@@ -529,9 +556,10 @@ async fn run_one(
                 let nginx = crate::nginx::start(
                     &bin,
                     &dir,
-                    mock_base.trim_start_matches("http://"),
+                    mock_base.trim_start_matches("http://").trim_start_matches("https://"),
                     options.gateway_cpu,
                     None,
+                    upstream_ca.as_ref().map(|ca| ca.ca_file.as_path()),
                 )
                 .map_err(CompareError::Start)?;
                 let url = format!("http://{}{path}", nginx.plain);
@@ -573,6 +601,7 @@ async fn run_one(
         },
     };
     drop(mock);
+    let _ = std::fs::remove_dir_all(&files);
 
     let cpu = cpu_after.saturating_sub(cpu_before);
 

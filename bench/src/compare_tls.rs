@@ -210,7 +210,7 @@ pub async fn run_one(
         None => (None, Some("nginx is not installed".to_string())),
         Some(bin) => {
             let mock_addr = upstream.base_url().trim_start_matches("http://").to_string();
-            let server = crate::nginx::start(&bin, &dir, &mock_addr, options.gateway_cpu, Some((&cert, &key)))
+            let server = crate::nginx::start(&bin, &dir, &mock_addr, options.gateway_cpu, Some((&cert, &key)), None)
                 .map_err(CompareError::Start)?;
             let tls_port = server.tls.map_or(0, |a| a.port());
             let costs = measure(

@@ -18,4 +18,5 @@ pub mod nginx;
 pub mod process;
 pub mod report;
 pub mod tls_client;
+pub mod upstream_tls;
 pub mod wakeups;

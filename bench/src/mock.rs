@@ -119,9 +119,12 @@ pub struct MockHandle {
 }
 
 impl MockHandle {
-    /// `http://addr` for use as a provider base URL.
+    /// `http://addr` (`https://addr` when serving TLS) for use as a provider base URL.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.state.options.tls {
+            Some(_) => format!("https://{}", self.addr),
+            None => format!("http://{}", self.addr),
+        }
     }
 }
 
@@ -164,7 +167,16 @@ pub fn spawn(listen: SocketAddr, options: MockOptions) -> std::io::Result<MockHa
 
 async fn handle_connection(tcp: TcpStream, state: Arc<MockState>) {
     let _ = tcp.set_nodelay(true);
-    let mut stream: pingora::protocols::Stream = Box::new(Stream::from(tcp));
+    let mut stream: pingora::protocols::Stream = match &state.options.tls {
+        None => Box::new(Stream::from(tcp)),
+        Some(config) => {
+            let acceptor = pingora::listeners::tls::Acceptor::from_server_config(config.clone());
+            match acceptor.tls_handshake(Stream::from(tcp)).await {
+                Ok(tls) => Box::new(tls),
+                Err(_) => return,
+            }
+        }
+    };
     loop {
         let mut session = ServerSession::new_http1(stream);
         match session.read_request().await {

@@ -74,6 +74,8 @@ pub struct MockOptions {
     pub reject_key: Option<String>,
     /// Lifetime of the access tokens the mock's OAuth2 endpoint issues.
     pub token_ttl_secs: u64,
+    /// Serve HTTPS with this TLS configuration instead of plain HTTP.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Default for MockOptions {
@@ -92,6 +94,7 @@ impl Default for MockOptions {
             retry_after: None,
             reject_key: None,
             token_ttl_secs: 3600,
+            tls: None,
         }
     }
 }

@@ -50,8 +50,22 @@ fn free_addr() -> Result<SocketAddr, String> {
         .map_err(|e| format!("no free port: {e}"))
 }
 
-fn config(dir: &Path, mock: &str, plain: SocketAddr, tls: Option<(SocketAddr, &Path, &Path)>) -> String {
+fn config(
+    dir: &Path,
+    mock: &str,
+    plain: SocketAddr,
+    tls: Option<(SocketAddr, &Path, &Path)>,
+    upstream_ca: Option<&Path>,
+) -> String {
     let d = dir.display();
+    // An HTTPS mock: verified against the bench CA, sessions resumed on new connections.
+    let upstream = match upstream_ca {
+        Some(ca) => format!(
+            "proxy_pass https://mock; proxy_ssl_trusted_certificate {}; proxy_ssl_verify on; proxy_ssl_name localhost; proxy_ssl_server_name on; proxy_ssl_session_reuse on;",
+            ca.display()
+        ),
+        None => "proxy_pass http://mock;".to_string(),
+    };
     let tls_lines = match tls {
         Some((addr, cert, key)) => format!(
             "    listen {addr} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_protocols TLSv1.2 TLSv1.3;\n",
@@ -66,7 +80,7 @@ fn config(dir: &Path, mock: &str, plain: SocketAddr, tls: Option<(SocketAddr, &P
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  keepalive_requests 1000000;\n  client_max_body_size 100m;\n  client_body_buffer_size 1m;\n\
          \x20 upstream mock {{ server {mock}; keepalive 64; }}\n\
          \x20 server {{\n    listen {plain};\n{tls_lines}\
-         \x20   location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }}\n  }}\n}}\n"
+         \x20   location / {{ {upstream} proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }}\n  }}\n}}\n"
     )
 }
 
@@ -78,6 +92,7 @@ pub fn start(
     mock: &str,
     cpu: Option<usize>,
     tls: Option<(&Path, &Path)>,
+    upstream_ca: Option<&Path>,
 ) -> Result<Nginx, String> {
     let plain = free_addr()?;
     let tls_addr = match tls {
@@ -90,6 +105,7 @@ pub fn start(
         mock,
         plain,
         tls_addr.zip(tls).map(|(addr, (cert, key))| (addr, cert, key)),
+        upstream_ca,
     );
     std::fs::write(&conf, text).map_err(|e| format!("cannot write the nginx config: {e}"))?;
     let mut command = crate::process::pinned(bin, cpu);

@@ -264,6 +264,27 @@ fn compare_closed_loop_runs_each_proxy_at_saturation() {
     assert!(!both.status.success());
 }
 
+#[test]
+fn compare_upstream_tls_verifies_an_https_mock_through_the_gateway_and_nginx() {
+    let report = compare_json_with("upstream-tls", &["--reference", "nginx"]);
+    let run = &report["runs"][0];
+    assert!(
+        run["direct"]["url"].as_str().is_some_and(|u| u.starts_with("https://")),
+        "{report}"
+    );
+    assert_eq!(run["direct"]["status_counts"]["200"], 50, "{report}");
+    assert_eq!(
+        run["gateway"]["status_counts"]["200"], 50,
+        "the gateway trusted the bench CA: {report}"
+    );
+    if nginx_installed() {
+        assert_eq!(
+            run["reference"]["report"]["status_counts"]["200"], 50,
+            "nginx verified the mock too: {report}"
+        );
+    }
+}
+
 fn nginx_installed() -> bool {
     [
         "/usr/sbin/nginx",
