@@ -26,8 +26,8 @@ pub fn ensure() {
     if STARTED.get() {
         return;
     }
-    STARTED.set(true);
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        STARTED.set(true);
         runtime.spawn(async {
             let mut tick = tokio::time::interval(PERIOD);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

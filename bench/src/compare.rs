@@ -510,8 +510,9 @@ async fn run_one(
         &direct_headers,
     ))
     .await?;
+    // Priced with a plain-HTTP mock, so only against a plain-HTTP direct run.
     let wake_ups = match (options.connections, options.gateway_cpu) {
-        (Some(1), Some(cpu)) => Some(
+        (Some(1), Some(cpu)) if upstream_ca.is_none() => Some(
             crate::wakeups::measure(
                 &options.gateway_bin,
                 cpu,

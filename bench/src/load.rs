@@ -219,12 +219,16 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
     let slots = Arc::new(Semaphore::new(options.max_in_flight));
     let (tx, mut rx) = mpsc::unbounded_channel::<Sample>();
     let request = Arc::new(RequestTemplate::new(&target, options)?);
+    // Closed-loop workers' pools, made before the clock starts (each loads the root store).
+    let worker_connectors: Vec<Connector> = (0..options.connections.unwrap_or(0))
+        .map(|_| Connector::new(None))
+        .collect();
     let start = Instant::now() + Duration::from_millis(5);
     let hard_stop = start + options.duration + options.timeout + Duration::from_secs(1);
 
     let scheduler = match options.connections {
-        Some(connections) => closed_loop(
-            connections,
+        Some(_) => closed_loop(
+            worker_connectors,
             ClosedLoop {
                 target: target.clone(),
                 request: request.clone(),
@@ -386,19 +390,22 @@ struct ClosedLoop {
     stream: bool,
 }
 
-/// `connections` workers, each sending its next request when its previous one has ended, until
+/// One worker per connector, each sending its next request when its previous one has ended, until
 /// `end`. The channel closes when the last worker stops.
-fn closed_loop(connections: usize, run: ClosedLoop, tx: mpsc::UnboundedSender<Sample>) -> tokio::task::JoinHandle<()> {
+fn closed_loop(
+    connectors: Vec<Connector>,
+    run: ClosedLoop,
+    tx: mpsc::UnboundedSender<Sample>,
+) -> tokio::task::JoinHandle<()> {
     let run = Arc::new(run);
     tokio::spawn(async move {
         let mut workers = tokio::task::JoinSet::new();
-        for _ in 0..connections {
+        for connector in connectors {
             let (run, tx) = (run.clone(), tx.clone());
             workers.spawn(async move {
                 // Each worker has a pool of its own, so that it reuses its one connection. (Taking
                 // a session out of the pool and writing a new one on its stream, which skips the
                 // pool, measured 3.5x slower here: 14,000 against 49,000 requests/s.)
-                let connector = Connector::new(None);
                 tokio::time::sleep_until(run.start).await;
                 while Instant::now() < run.end {
                     let sent = Instant::now();

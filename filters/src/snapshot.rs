@@ -372,6 +372,16 @@ impl ProviderRuntime {
         }
         let mut network = NetworkSettings::from_config(&config.network_config);
         network.trusted_ca = trusted_ca(name, config.network_config.ca_cert_pem.as_deref(), lookup, warnings);
+        network.trust_group = network.trusted_ca.as_deref().map_or(0, |certificates| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = foldhash::quality::FixedState::with_seed(1).build_hasher();
+            hasher.write_usize(certificates.len());
+            for certificate in certificates {
+                hasher.write(certificate.borrow_raw_cert());
+            }
+            // Never 0, the group of connections with no CA of their own.
+            hasher.finish() | 1
+        });
         let drop_excess = whole.client.drop_excess_requests.unwrap_or(false);
         let gate = config.concurrency_and_buffer_size.map(|c| {
             Arc::new(crate::concurrency::ConcurrencyGate::new(
@@ -1068,6 +1078,11 @@ pub struct NetworkSettings {
     /// `ca_cert_pem`: the certificates the upstream's chain must end in, instead of the system
     /// roots. An empty list (nothing usable in the PEM) refuses every TLS connection.
     pub trusted_ca: Option<Arc<pingora::protocols::tls::CaType>>,
+    /// A hash of `trusted_ca`'s certificates (0 without one), set as the upstream peer's group
+    /// key: Pingora's connection pool does not tell trust stores apart, so without it a
+    /// connection verified under one provider's CA (or before a reload changed it) could be
+    /// reused for a provider that trusts another.
+    pub trust_group: u64,
     /// Prefer HTTP/2 to this upstream.
     pub enforce_http2: bool,
     /// Seconds a key is skipped after it answered 401/403, or 429 three times in ten seconds.
@@ -1101,6 +1116,7 @@ impl NetworkSettings {
                 .collect(),
             insecure_skip_verify: config.insecure_skip_verify.unwrap_or(false),
             trusted_ca: None,
+            trust_group: 0,
             enforce_http2: config.enforce_http2.unwrap_or(false),
             key_cooldown_seconds: config
                 .key_cooldown_seconds

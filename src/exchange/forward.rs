@@ -877,6 +877,7 @@ mod tests {
             extra_headers: Vec::new(),
             insecure_skip_verify: false,
             trusted_ca: None,
+            trust_group: 0,
             enforce_http2: false,
             key_cooldown_seconds: 30,
         };

@@ -3,8 +3,9 @@
 //! the socket's peer address (`getpeername`, one system call per request) to catch a file
 //! descriptor that was closed and reused behind the pool's back. Pooled connections here are
 //! only ever owned by the pool or by the request that took them, never closed by number, so that
-//! check cannot fail; this peer skips it. Connections are shared with plain `HttpPeer`s of the
-//! same address and options, because the pool key ([`Peer::reuse_hash`]) is the same.
+//! check cannot fail; this peer skips it. Connections are shared with plain `HttpPeer`s that
+//! have the same pool key ([`Peer::reuse_hash`]: address, SNI, verification flags and group key;
+//! the provider's trust store goes into the group key, see `make_peer`).
 
 use pingora::protocols::l4::socket::SocketAddr;
 use std::fmt;

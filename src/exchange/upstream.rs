@@ -228,6 +228,7 @@ fn make_peer(upstream: &Upstream, net: &NetworkSettings, addr: SocketAddr) -> Up
         peer.options.verify_hostname = false;
     }
     peer.options.ca = net.trusted_ca.clone();
+    peer.group_key = net.trust_group;
     if net.enforce_http2 {
         peer.options.set_http_version(2, 2);
     }

@@ -983,8 +983,12 @@ async fn a_provider_behind_a_private_ca_is_trusted_through_ca_cert_pem() {
     let served = upstream.state.request_count();
     assert!(served >= 1);
 
-    // The system roots do not know the private CA, and another CA is not this one.
-    for ca in [None, Some(Authority::new().cert.pem())] {
+    // The system roots do not know the private CA, and another CA is not this one. A PEM with no
+    // readable certificate, or an unset env reference, refuses TLS instead of falling back to
+    // the system roots.
+    let unreadable = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_string();
+    let unset = "env.ASBRU_TEST_CA_THAT_IS_NOT_SET".to_string();
+    for ca in [None, Some(Authority::new().cert.pem()), Some(unreadable), Some(unset)] {
         let refusing = front(ca);
         let reply = post(&refusing, "/v1/chat/completions", CHAT).await;
         assert_eq!(reply.status(), 502, "{}", reply.text());
@@ -995,6 +999,20 @@ async fn a_provider_behind_a_private_ca_is_trusted_through_ca_cert_pem() {
         served,
         "nothing reached the provider untrusted"
     );
+
+    // Two providers on the same host, one trusting the CA and one not: the connection the first
+    // verified and pooled is not lent to the second.
+    let pem = serde_json::to_string(&authority.cert.pem()).expect("PEM as a string");
+    let both = gateway(&format!(
+        "providers:\n  openai:\n    keys: [{{value: sk-front, models: [\"*\"]}}]\n    network_config: {{base_url: \"https://localhost:{port}/openai\", ca_cert_pem: {pem}}}\n  mirror:\n    keys: [{{value: sk-front, models: [\"*\"]}}]\n    network_config: {{base_url: \"https://localhost:{port}/openai\"}}\n    custom_provider_config: {{base_provider_type: openai}}\n",
+        port = secure.port()
+    ));
+    let reply = post(&both, "/v1/chat/completions", CHAT).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    let mirrored = CHAT.replace("openai/gpt-4o", "mirror/gpt-4o");
+    let reply = post(&both, "/v1/chat/completions", &mirrored).await;
+    assert_eq!(reply.status(), 502, "{}", reply.text());
+    assert_eq!(upstream.state.request_count(), served + 1);
 }
 
 #[test]
