@@ -8,6 +8,7 @@
 //! Nothing is written downstream until an attempt has succeeded or every attempt has failed, so
 //! retries and fallbacks never follow a byte sent to the client.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,7 +141,7 @@ fn target_of<'a>(
     stream: bool,
     native_method: Option<&str>,
     messages_body: bool,
-) -> Option<(&'a Upstream, String)> {
+) -> Option<(&'a Upstream, Cow<'a, str>)> {
     match provider.wire {
         Wire::Azure => {
             let azure = key.and_then(|k| k.azure.as_deref());
@@ -149,19 +150,28 @@ fn target_of<'a>(
                 .map(|a| a.api_version.as_str())
                 .unwrap_or(provider::azure::DEFAULT_API_VERSION);
             let path = provider::azure::path(&upstream.base_path, upstream_model, request_type, version)?;
-            Some((upstream, path))
+            Some((upstream, Cow::Owned(path)))
         }
         // A custom provider's path override wins; a Gemini client's own method is passed on;
         // otherwise the model and the method are in the path.
         Wire::Gemini => match (provider.path(request_type), native_method) {
-            (Some(path), _) => Some((&provider.upstream, path.to_string())),
+            (Some(path), _) => Some((&provider.upstream, Cow::Borrowed(path))),
             (None, Some(method)) => Some((
                 &provider.upstream,
-                provider::gemini::method_path(&provider.upstream.base_path, upstream_model, method),
+                Cow::Owned(provider::gemini::method_path(
+                    &provider.upstream.base_path,
+                    upstream_model,
+                    method,
+                )),
             )),
             (None, None) => Some((
                 &provider.upstream,
-                provider::gemini::path(&provider.upstream.base_path, upstream_model, request_type, stream)?,
+                Cow::Owned(provider::gemini::path(
+                    &provider.upstream.base_path,
+                    upstream_model,
+                    request_type,
+                    stream,
+                )?),
             )),
         },
         // The key's region (or the provider's base URL), project and publisher name the path.
@@ -175,7 +185,7 @@ fn target_of<'a>(
                 })
             });
             let path = provider::vertex::path(&upstream.base_path, location, upstream_model, request_type, stream)?;
-            Some((upstream, path))
+            Some((upstream, Cow::Owned(path)))
         }
         // The key's region (or the provider's base URL) names the host; the model id, with the
         // key's inference-profile ARN when set, is one path segment.
@@ -189,10 +199,11 @@ fn target_of<'a>(
             } else {
                 provider::bedrock::path(&upstream.base_path, &model_id, request_type, stream)?
             };
-            Some((upstream, path))
+            Some((upstream, Cow::Owned(path)))
         }
+        // The path built once per config: borrowed, not copied per try.
         Wire::OpenAi | Wire::Anthropic | Wire::Cohere => {
-            Some((&provider.upstream, provider.path(request_type)?.to_string()))
+            Some((&provider.upstream, Cow::Borrowed(provider.path(request_type)?)))
         }
     }
 }
@@ -442,9 +453,10 @@ async fn try_target(
         );
         // A stored response's call: `{responses path}/{id}{suffix}`, with the client's query.
         let target = match (ex.stored, target) {
-            (Some(call), Some((upstream, path))) if provider.native(ex.request_type, false) => {
-                Some((upstream, stored_path(&path, call, ctx.request.query.as_deref())))
-            }
+            (Some(call), Some((upstream, path))) if provider.native(ex.request_type, false) => Some((
+                upstream,
+                Cow::Owned(stored_path(&path, call, ctx.request.query.as_deref())),
+            )),
             (Some(_), _) => None,
             (None, target) => target,
         };

@@ -185,13 +185,56 @@ pub async fn deliver(
     idle: std::time::Duration,
     settlement: &mut Settlement<'_>,
 ) -> pingora::Result<()> {
-    let Some(upstream_head) = upstream_session.response_header().cloned() else {
+    let Some(head) = upstream_session.response_header() else {
         return Err(pingora::Error::explain(
             pingora::ErrorType::InternalError,
             "upstream head missing",
         ));
     };
-    if is_event_stream(&upstream_head) {
+    let (event_stream, binary) = (is_event_stream(head), reply.relays_verbatim() && is_binary(head));
+    if event_stream || binary {
+        // The session moves into the relay, so the head it reads from is copied first.
+        let upstream_head = head.clone();
+        return relay_unbuffered(
+            state,
+            session,
+            served,
+            reply,
+            (upstream_session, peer),
+            &upstream_head,
+            event_stream,
+            idle,
+            settlement,
+        )
+        .await;
+    }
+    deliver_whole(
+        state,
+        session,
+        served,
+        reply,
+        upstream_session,
+        peer,
+        deadline,
+        settlement,
+    )
+    .await
+}
+
+/// A streamed or binary reply: relayed as it arrives.
+#[allow(clippy::too_many_arguments)]
+async fn relay_unbuffered(
+    state: &Gateway,
+    session: &mut Session,
+    served: &Served<'_>,
+    reply: ReplyTranslator,
+    (upstream_session, peer): (HttpSession, UpstreamPeer),
+    upstream_head: &ResponseHeader,
+    event_stream: bool,
+    idle: std::time::Duration,
+    settlement: &mut Settlement<'_>,
+) -> pingora::Result<()> {
+    if event_stream {
         return relay_stream(
             state,
             session,
@@ -199,27 +242,40 @@ pub async fn deliver(
             reply,
             upstream_session,
             peer,
-            &upstream_head,
+            upstream_head,
             idle,
             settlement,
         )
         .await;
     }
-    if reply.relays_verbatim() && is_binary(&upstream_head) {
-        return relay_binary(
-            state,
-            session,
-            served,
-            upstream_session,
-            peer,
-            &upstream_head,
-            idle,
-            settlement,
-        )
-        .await;
-    }
+    relay_binary(
+        state,
+        session,
+        served,
+        upstream_session,
+        peer,
+        upstream_head,
+        idle,
+        settlement,
+    )
+    .await
+}
+
+/// A whole reply: read, translated when the wires differ, settled, then written in one go. The
+/// upstream session is pooled again once its head has served the client's.
+#[allow(clippy::too_many_arguments)]
+async fn deliver_whole(
+    state: &Gateway,
+    session: &mut Session,
+    served: &Served<'_>,
+    reply: ReplyTranslator,
+    mut upstream_session: HttpSession,
+    peer: UpstreamPeer,
+    deadline: Instant,
+    settlement: &mut Settlement<'_>,
+) -> pingora::Result<()> {
     let translated = !reply.is_passthrough();
-    let Some(body) = upstream::read_whole_body(state, upstream_session, &peer, MAX_REPLY_BODY, deadline).await else {
+    let Some(body) = upstream::read_body(&mut upstream_session, MAX_REPLY_BODY, deadline).await else {
         let err = WireError::gateway(
             502,
             "api_error",
@@ -253,12 +309,24 @@ pub async fn deliver(
         Some(raw) => with_raw_response(body, &raw),
         None => (body, false),
     };
-    let mut head = client_head(
-        &upstream_head,
-        served,
-        translated || rewritten,
-        settlement.response_headers(),
-    )?;
+    let mut head = match upstream_session.response_header() {
+        Some(upstream_head) => client_head(
+            upstream_head,
+            served,
+            translated || rewritten,
+            settlement.response_headers(),
+        )?,
+        None => {
+            return Err(pingora::Error::explain(
+                pingora::ErrorType::InternalError,
+                "upstream head missing",
+            ));
+        }
+    };
+    state
+        .connector
+        .release_http_session(upstream_session, &peer, None)
+        .await;
     if translated || rewritten {
         head.insert_header("content-type", "application/json")?;
     }

@@ -394,6 +394,16 @@ pub async fn read_whole_body<P: Peer + Send + Sync + 'static>(
     limit: usize,
     deadline: Instant,
 ) -> Option<Bytes> {
+    let body = read_body(&mut session, limit, deadline).await?;
+    state.connector.release_http_session(session, peer, None).await;
+    Some(body)
+}
+
+/// Reads a whole response body, bounded by `limit` bytes and `deadline`, leaving the session to
+/// the caller (its response head still readable); hand it back with
+/// `Connector::release_http_session` once done. `None` if the body was too large, late or
+/// broken (the session must then be dropped, not pooled).
+pub async fn read_body(session: &mut HttpSession, limit: usize, deadline: Instant) -> Option<Bytes> {
     let mut body = BytesMut::new();
     loop {
         match timeout_at(deadline, session.read_response_body()).await {
@@ -403,7 +413,6 @@ pub async fn read_whole_body<P: Peer + Send + Sync + 'static>(
                 }
                 if body.is_empty() && session.response_done() {
                     // The common case: the whole body arrived in one read; no copy.
-                    state.connector.release_http_session(session, peer, None).await;
                     return Some(chunk);
                 }
                 body.extend_from_slice(&chunk);
@@ -412,6 +421,5 @@ pub async fn read_whole_body<P: Peer + Send + Sync + 'static>(
             _ => return None,
         }
     }
-    state.connector.release_http_session(session, peer, None).await;
     Some(body.freeze())
 }
