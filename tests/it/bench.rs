@@ -100,24 +100,22 @@ fn compare_json(scenario: &str) -> serde_json::Value {
 }
 
 fn compare_json_with(scenario: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = extra.to_vec();
+    args.extend(["--rate", "50"]);
+    one_second_compare(scenario, &args)
+}
+
+/// A one-second `bench compare` of `scenario` with no warm-up and a 0 ms mock, as JSON.
+fn one_second_compare(scenario: &str, extra: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_asbru"))
         .args(["bench", "compare", "--scenario", scenario])
         .args(extra)
-        .args([
-            "--duration",
-            "1",
-            "--warmup",
-            "0",
-            "--rate",
-            "50",
-            "--latency-ms",
-            "0",
-            "--json",
-        ])
+        .args(["--duration", "1", "--warmup", "0", "--latency-ms", "0", "--json"])
         .output()
         .expect("run compare");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("JSON report")
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("JSON report: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[test]
@@ -194,24 +192,7 @@ fn compare_reference_nginx_runs_the_direct_load_through_nginx() {
 
 #[test]
 fn compare_closed_loop_runs_each_proxy_at_saturation() {
-    let out = Command::new(env!("CARGO_BIN_EXE_asbru"))
-        .args(["bench", "compare", "--scenario", "passthrough", "--connections", "4"])
-        .args([
-            "--duration",
-            "1",
-            "--warmup",
-            "0",
-            "--latency-ms",
-            "0",
-            "--reference",
-            "nginx",
-            "--json",
-        ])
-        .output()
-        .expect("run compare");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("JSON report: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let report = one_second_compare("passthrough", &["--connections", "4", "--reference", "nginx"]);
     let run = &report["runs"][0];
     for side in [&run["direct"], &run["gateway"]] {
         assert_eq!(side["connections"], 4, "{report}");
@@ -231,23 +212,7 @@ fn compare_closed_loop_runs_each_proxy_at_saturation() {
 
     // One request in flight with the gateway pinned: the report prices a cross-core round trip
     // with a mock pinned to the gateway's core.
-    let out = Command::new(env!("CARGO_BIN_EXE_asbru"))
-        .args(["bench", "compare", "--scenario", "passthrough", "--connections", "1"])
-        .args([
-            "--duration",
-            "1",
-            "--warmup",
-            "0",
-            "--latency-ms",
-            "0",
-            "--gateway-cpu",
-            "0",
-            "--json",
-        ])
-        .output()
-        .expect("run compare");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let report = one_second_compare("passthrough", &["--connections", "1", "--gateway-cpu", "0"]);
     let wake_ups = &report["runs"][0]["wake_ups"];
     assert!(
         wake_ups["cross_core"]["count"].as_u64().is_some_and(|n| n > 0),
