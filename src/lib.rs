@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod connection;
 pub mod cors;
 pub mod dns;

@@ -97,6 +97,37 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
         }
         None => None,
     };
+    // Cluster metering: every meter is leased, so it must be set before the first build.
+    let cluster = config
+        .governance
+        .as_ref()
+        .and_then(|g| g.cluster.clone())
+        .filter(|c| c.enabled);
+    let lease_signal = match (&cluster, &spend_journal) {
+        (Some(settings), Some(_)) => {
+            let waited = prometheus::Histogram::with_opts(
+                prometheus::HistogramOpts::new(
+                    "asbru_cluster_lease_wait_seconds",
+                    "Time refused requests waited for a lease fetch",
+                )
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            )
+            .map_err(|e| StartError::Logs(e.to_string()))?;
+            let signal = Arc::new(crate::cluster::signal::LeaseSignal::new(
+                Duration::from_millis(settings.lease_wait_ms),
+                waited.clone(),
+            ));
+            registry.set_leases(signal.clone());
+            Some((signal, waited))
+        }
+        (Some(_), None) => {
+            tracing::warn!(
+                "governance.cluster needs a PostgreSQL config store; budgets are metered on this node alone"
+            );
+            None
+        }
+        _ => None,
+    };
     let reconciler = match &layers.store {
         Some(store) => Some(Arc::new(crate::usage_flush::restore(&registry, store.as_ref())?)),
         None => None,
@@ -165,6 +196,27 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
         "asbru dns refresh",
         DnsRefresh { state: state.clone() },
     ));
+    if let (Some(store), Some(journal), Some((signal, waited)), Some(settings)) =
+        (&layers.store, &spend_journal, lease_signal, cluster)
+    {
+        let metrics = crate::cluster::metrics::ClusterMetrics::register(&state.metrics, waited);
+        let manager = crate::cluster::manager::LeaseManager::new(
+            state.clone(),
+            store.clone(),
+            journal.owner().to_string(),
+            signal,
+            settings,
+            metrics,
+        );
+        tracing::info!(
+            node = journal.owner(),
+            "cluster metering on: budgets and rate limits are leased from the shared store"
+        );
+        server.add_service(background_service(
+            "asbru cluster leases",
+            crate::cluster::manager::LeaseService(Arc::new(manager)),
+        ));
+    }
     if let (Some(store), Some(journal)) = (layers.store, spend_journal) {
         let watching = journal.others_alive();
         if watching {

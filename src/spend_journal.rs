@@ -200,9 +200,21 @@ impl Journal {
             }
             let prefix = format!("{owner}-");
             applied += self.apply_segments(store, |name| name.starts_with(&prefix), &mut |_| {})?;
+            // Its spend is in the store now: what is left of its cluster leases was never spent.
+            match store.lease_release_node(&owner) {
+                Ok(0) => {}
+                Ok(released) => tracing::info!(node = %owner, released, "leases of a stopped node settled"),
+                Err(e) => tracing::warn!(node = %owner, "leases of a stopped node not settled yet: {e}"),
+            }
             let _ = std::fs::remove_file(&lock_path);
         }
         Ok(applied)
+    }
+
+    /// This process's journal owner, `<pid>-<start tag>`: also its node id in cluster
+    /// metering, so whoever replays its journal can settle its leases.
+    pub fn owner(&self) -> &str {
+        self.prefix.trim_end_matches('-')
     }
 
     /// Whether another process holding a journal in this directory is running (an upgrade's

@@ -483,6 +483,41 @@ impl Validation<'_> {
     /// agree.
     fn check_store(&mut self, config: &Config) {
         use PathSegment::Key;
+        if let Some(cluster) = config.governance.as_ref().and_then(|g| g.cluster.as_ref())
+            && cluster.enabled
+        {
+            let on_postgres = config
+                .config_store
+                .as_ref()
+                .is_some_and(|s| s.enabled && s.kind == crate::model::StoreKind::Postgres);
+            if !on_postgres {
+                self.problem(
+                    &[Key("governance"), Key("cluster"), Key("enabled")],
+                    "governance.cluster needs a PostgreSQL config store (config_store: {enabled: true, type: postgres}) that every node shares",
+                );
+            }
+            if !(cluster.lease_fraction > 0.0 && cluster.lease_fraction <= 1.0) {
+                self.problem(
+                    &[Key("governance"), Key("cluster"), Key("lease_fraction")],
+                    format!(
+                        "governance.cluster.lease_fraction {} must be above 0 and at most 1",
+                        cluster.lease_fraction
+                    ),
+                );
+            }
+            if cluster.lease_ttl_seconds < 2 {
+                self.problem(
+                    &[Key("governance"), Key("cluster"), Key("lease_ttl_seconds")],
+                    "governance.cluster.lease_ttl_seconds must be at least 2 (leases are renewed every second)",
+                );
+            }
+            if cluster.lease_wait_ms > 10_000 {
+                self.problem(
+                    &[Key("governance"), Key("cluster"), Key("lease_wait_ms")],
+                    "governance.cluster.lease_wait_ms must be at most 10000",
+                );
+            }
+        }
         let Some(store) = &config.config_store else {
             return;
         };

@@ -40,6 +40,60 @@ pub struct GovernanceConfig {
     /// Model prices synced into the config store (a datasheet); not part of the file format.
     #[serde(skip)]
     pub model_prices: Vec<ModelPrice>,
+    /// Several gateways sharing one PostgreSQL store meter budgets and rate limits together,
+    /// by leases (an asbru extension; unrelated to Bifrost enterprise's `cluster_config`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// What a node does when the config store cannot be reached and its leases run out.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreDown {
+    /// Refuse what no lease covers (402 for budgets, 429 for rate limits).
+    #[default]
+    FailClosed,
+    /// Admit against the configured limits on this node alone until the store is back.
+    FailOpen,
+}
+
+/// `governance.cluster`: budgets and rate limits metered across nodes by leases.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Turns cluster metering on (needs a PostgreSQL config store).
+    pub enabled: bool,
+    /// What to do when the store is down and a lease is spent.
+    pub on_store_down: StoreDown,
+    /// Share of what is left of a limit one lease takes (0 < f <= 1).
+    pub lease_fraction: f64,
+    /// A lease not renewed for this long belongs to a node presumed dead: it stays counted as
+    /// spent (never handed back blind) and is shown as stranded.
+    pub lease_ttl_seconds: u64,
+    /// How long a request waits for a lease before it is refused.
+    pub lease_wait_ms: u64,
+    /// A lease nothing was admitted against for this long is given back.
+    pub idle_return_seconds: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            enabled: false,
+            on_store_down: StoreDown::FailClosed,
+            lease_fraction: 0.1,
+            lease_ttl_seconds: 10,
+            lease_wait_ms: 50,
+            idle_return_seconds: 5,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether cluster metering is on.
+    pub fn is_on(cluster: Option<&ClusterConfig>) -> bool {
+        cluster.is_some_and(|c| c.enabled)
+    }
 }
 
 /// A budget: a spending cap in USD that resets every `reset_duration`.

@@ -37,12 +37,19 @@ impl FilterChain {
 
     /// `on_request` in order; the first rejection wins.
     pub fn on_request(&self, live: &Live, ctx: &mut RequestCtx) -> Flow {
-        for filter in &self.filters {
+        self.on_request_from(0, live, ctx).0
+    }
+
+    /// `on_request` from the filter at `start` on; returns the flow and, on a rejection, the
+    /// index of the filter that refused (to ask again from there, see
+    /// [`crate::ctx::Recheck`]).
+    pub fn on_request_from(&self, start: usize, live: &Live, ctx: &mut RequestCtx) -> (Flow, usize) {
+        for (index, filter) in self.filters.iter().enumerate().skip(start) {
             if let Flow::Reject(rejection) = filter.on_request(live, ctx) {
-                return Flow::Reject(rejection);
+                return (Flow::Reject(rejection), index);
             }
         }
-        Flow::Continue
+        (Flow::Continue, self.filters.len())
     }
 
     /// `on_attempt` in order; the first skip or failure wins.

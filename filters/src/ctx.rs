@@ -308,6 +308,19 @@ pub struct RequestCtx {
     /// The client's address as the gateway resolved it (its connection's peer, or the address
     /// a trusted proxy named), for the filters that record it.
     pub client_ip: Option<std::net::IpAddr>,
+    /// Set by a refusal that a lease fetch in progress may clear (cluster mode).
+    pub recheck: Option<Recheck>,
+}
+
+/// A governance refusal a cluster lease fetch in progress may clear: the gateway waits for the
+/// fetch round `round` of `source` to end (the source bounds the wait), at most once per
+/// request, then runs `on_request` again from the filter that refused.
+#[derive(Debug)]
+pub struct Recheck {
+    /// The lease source.
+    pub source: Arc<dyn crate::policy::meter::LeaseSource>,
+    /// The fetch round to wait for.
+    pub round: u64,
 }
 
 impl RequestCtx {
@@ -325,6 +338,7 @@ impl RequestCtx {
             capture: Capture::default(),
             slots: Slots::default(),
             client_ip: None,
+            recheck: None,
         }
     }
 

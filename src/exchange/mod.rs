@@ -45,6 +45,9 @@ use crate::respond;
 use crate::state::Gateway;
 use asbru_config::catalog::Wire;
 
+/// How many times one request waits for a cluster lease fetch before its refusal stands.
+const MAX_LEASE_RECHECKS: usize = 3;
+
 /// An inference request in flight: the config it runs on and its context. Kept in Pingora's
 /// per-request `CTX`, so the `logging` phase can run the completion hooks.
 pub struct InFlight {
@@ -390,7 +393,20 @@ pub async fn handle(
         ctx: RequestCtx::new(request_id.to_string(), started, request),
     });
     ctx.client_ip = crate::edge::client_addr::client_ip(&state.trusted_proxies, session);
-    if let Flow::Reject(rejection) = state.chain.on_request(live, ctx) {
+    let (mut flow, mut refused_at) = state.chain.on_request_from(0, live, ctx);
+    // A cluster lease fetch this refusal woke may clear it: wait for it (each wait bounded by
+    // lease_wait_ms), a few times at most (a key's budgets and rate limits may each need one).
+    let mut rechecks = 0;
+    while matches!(flow, Flow::Reject(_))
+        && rechecks < MAX_LEASE_RECHECKS
+        && let Some(recheck) = ctx.recheck.take()
+    {
+        rechecks += 1;
+        recheck.source.after(recheck.round).await;
+        (flow, refused_at) = state.chain.on_request_from(refused_at, live, ctx);
+    }
+    ctx.recheck = None;
+    if let Flow::Reject(rejection) = flow {
         ctx.record_error(rejection.kind, rejection.decision, &rejection.message);
         let err_ctx = ErrorContext {
             model_requested: Some(&ctx.request.model_requested),

@@ -23,6 +23,8 @@ pub fn effective_config(file: &Config, store: &dyn ConfigStore) -> Result<Config
             Some(value) => Some(value),
             None => file_governance.auth_config,
         },
+        // A process setting: the file's, never the store's.
+        cluster: file_governance.cluster,
         ..Default::default()
     };
     load_governance(store, &mut governance)?;

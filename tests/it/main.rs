@@ -7,6 +7,7 @@ mod admin;
 mod bedrock;
 mod bench;
 mod cli;
+mod cluster;
 mod cohere;
 mod dashboard;
 mod dropin;

@@ -393,7 +393,15 @@ impl Ticket {
             let used = match cap.meter.try_reserve(self.reserved, max) {
                 Ok(used) => used,
                 Err(seen) => {
-                    let detail = if seen >= max {
+                    let detail = if cap.meter.is_leased() {
+                        let spent = cap.meter.global().unwrap_or(seen);
+                        format!(
+                            "no room left for up to {} for this request across the cluster's nodes ({} spent of {} dollars, the rest held by the nodes' leases)",
+                            usd(self.reserved),
+                            usd(spent),
+                            usd(max)
+                        )
+                    } else if seen >= max {
                         format!("{} >= {} dollars", usd(seen), usd(max))
                     } else {
                         format!(

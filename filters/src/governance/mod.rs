@@ -66,7 +66,18 @@ impl Filter for GovernanceFilter {
                 ctx.slots.insert(Held { index: 0, ticket });
                 Flow::Continue
             }
-            Err(rejection) => Flow::Reject(rejection),
+            Err(rejection) => {
+                if matches!(rejection.status, 402 | 429)
+                    && let Some(source) = &live.governance.leases
+                    && let Some(round) = source.pending()
+                {
+                    ctx.recheck = Some(crate::ctx::Recheck {
+                        source: source.clone(),
+                        round,
+                    });
+                }
+                Flow::Reject(rejection)
+            }
         }
     }
 

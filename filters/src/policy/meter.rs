@@ -9,8 +9,16 @@
 //!
 //! Meters live in a [`Registry`] outside the snapshot, keyed by id, so a config change keeps
 //! the usage of every id that survives it.
+//!
+//! In cluster mode (`governance.cluster`) a meter is *leased*: besides the limit it is checked
+//! against a `cap`, the share of the limit this node holds ([`LeaseSource`] fetches it, in the
+//! background). `total` then counts this node's own usage in the window, windows change only
+//! when a grant says the database rolled them, and a meter short of its lease or running low
+//! wakes the lease source. Outside cluster mode the cap is `i64::MAX` and costs one load.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -63,6 +71,18 @@ pub trait SpendJournal: Send + Sync + std::fmt::Debug {
     fn append(&self, changes: &[Spent<'_>]);
 }
 
+/// Where a leased meter's share of its limit comes from (the gateway's cluster lease manager).
+/// Called from the request path: each method only flips flags and wakes a task.
+pub trait LeaseSource: Send + Sync + std::fmt::Debug {
+    /// A meter ran short of its lease, or low: fetch more in the background.
+    fn wake(&self);
+    /// The fetch round a refused request can wait for: `Some(mark)` while a fetch a shortfall
+    /// asked for is pending, `None` when waiting would not help.
+    fn pending(&self) -> Option<u64>;
+    /// Completes once the fetch round after `mark` has ended (the caller bounds the wait).
+    fn after(&self, mark: u64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+}
+
 /// One meter's live state.
 #[derive(Debug)]
 pub struct Meter {
@@ -75,6 +95,24 @@ pub struct Meter {
     dirty: AtomicBool,
     /// The last config build that used this meter.
     generation: AtomicU64,
+    /// The most `total` may reach on this node: the lease held (`i64::MAX` when not leased).
+    cap: AtomicI64,
+    /// Leased meters: who fetches the lease.
+    lease: Option<Arc<dyn LeaseSource>>,
+    /// A lease with less room than this left is topped up in the background.
+    low_water: AtomicI64,
+    /// A fetch was asked for and has not been made yet.
+    wanted: AtomicBool,
+    /// What the requests refused since the last fetch needed, added up.
+    need: AtomicI64,
+    /// The database had no room at the last fetch: shortfalls are refused without waiting
+    /// until the next periodic fetch.
+    dry: AtomicBool,
+    /// Usage over every node, as last read from the database (-1: not read yet).
+    global: AtomicI64,
+    /// The amount the last request reserved (leased meters): leases are fetched in multiples
+    /// of it, so a lease never ends in a fragment no request can use.
+    typical: AtomicI64,
 }
 
 impl Meter {
@@ -88,7 +126,66 @@ impl Meter {
             window_end: AtomicI64::new(window.1),
             dirty: AtomicBool::new(false),
             generation: AtomicU64::new(0),
+            cap: AtomicI64::new(i64::MAX),
+            lease: None,
+            low_water: AtomicI64::new(0),
+            wanted: AtomicBool::new(false),
+            need: AtomicI64::new(0),
+            dry: AtomicBool::new(false),
+            global: AtomicI64::new(-1),
+            typical: AtomicI64::new(1),
         }
+    }
+
+    fn leased(mut self, source: Arc<dyn LeaseSource>) -> Meter {
+        self.lease = Some(source);
+        self.cap = AtomicI64::new(0);
+        self
+    }
+
+    /// Whether this meter is metered across nodes by leases.
+    pub fn is_leased(&self) -> bool {
+        self.lease.is_some()
+    }
+
+    /// A refusal for lack of lease (the limit itself had room for `amount`): ask for a fetch.
+    fn short(&self, current: i64, amount: i64, max: i64) {
+        let Some(source) = &self.lease else {
+            return;
+        };
+        if current.saturating_add(amount) > max || self.dry.load(Ordering::Acquire) {
+            return;
+        }
+        self.typical.store(amount.max(1), Ordering::Relaxed);
+        // Every refused request's need adds up: the fetch asks for what the burst needs.
+        self.need.fetch_add(amount.max(1), Ordering::AcqRel);
+        if !self.wanted.swap(true, Ordering::AcqRel) {
+            source.wake();
+        }
+    }
+
+    /// An admission of `amount` left `room` of the lease: top it up in the background when
+    /// it runs low.
+    fn after_admit(&self, amount: i64, room: i64) {
+        if let Some(source) = &self.lease {
+            if self.typical.load(Ordering::Relaxed) != amount {
+                self.typical.store(amount.max(1), Ordering::Relaxed);
+            }
+            if room < self.low_water.load(Ordering::Relaxed) && !self.wanted.swap(true, Ordering::AcqRel) {
+                source.wake();
+            }
+        }
+    }
+
+    /// The amount a request of this meter typically reserves (the last one's).
+    pub fn typical(&self) -> i64 {
+        self.typical.load(Ordering::Relaxed)
+    }
+
+    /// Whether a refusal of this meter could clear once a lease fetch ends (a shortfall was
+    /// flagged and the database was not found dry).
+    pub fn lease_pending(&self) -> bool {
+        self.lease.is_some() && self.wanted.load(Ordering::Acquire) && !self.dry.load(Ordering::Acquire)
     }
 
     /// The meter's id.
@@ -106,7 +203,8 @@ impl Meter {
     /// stay held.
     pub fn roll(&self, window: &Window, now: i64) {
         let end = self.window_end.load(Ordering::Acquire);
-        if now < end {
+        // A leased meter's windows are decided by the database (see the module doc).
+        if now < end || self.lease.is_some() {
             return;
         }
         let (start, new_end) = window.containing(now, self.window_start.load(Ordering::Acquire));
@@ -126,25 +224,141 @@ impl Meter {
     /// its cap, or when the amount would take it past. Returns the usage with this reservation,
     /// or the usage seen when refused.
     pub fn try_reserve(&self, amount: i64, max: i64) -> Result<i64, i64> {
+        let limit = max.min(self.cap.load(Ordering::Acquire));
         let mut current = self.total.load(Ordering::Acquire);
         loop {
-            if current >= max || current.saturating_add(amount) > max {
+            if current >= limit || current.saturating_add(amount) > limit {
+                if limit < max {
+                    self.short(current, amount, max);
+                }
                 return Err(current);
             }
             match self
                 .total
                 .compare_exchange_weak(current, current + amount, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Ok(current + amount),
+                Ok(_) => {
+                    if limit < max {
+                        self.after_admit(amount, limit - current - amount);
+                    }
+                    return Ok(current + amount);
+                }
                 Err(seen) => current = seen,
             }
         }
     }
 
-    /// Refused when the meter is already at `max` (tokens are counted after the response).
+    /// Refused when the meter is already at `max` (tokens are counted after the response), or
+    /// at its lease.
     pub fn check_below(&self, max: i64) -> Result<(), i64> {
+        let limit = max.min(self.cap.load(Ordering::Acquire));
         let current = self.total.load(Ordering::Acquire);
-        if current >= max { Err(current) } else { Ok(()) }
+        if current >= limit {
+            if limit < max {
+                self.short(current, 1, max);
+            }
+            Err(current)
+        } else {
+            if limit < max {
+                self.after_admit(1, limit - current);
+            }
+            Ok(())
+        }
+    }
+
+    /// The lease held (`i64::MAX` when not leased, or admitting without one).
+    pub fn cap(&self) -> i64 {
+        self.cap.load(Ordering::Acquire)
+    }
+
+    /// Sets the lease held (the lease manager only).
+    pub fn set_cap(&self, cap: i64) {
+        self.cap.store(cap, Ordering::Release);
+    }
+
+    /// Adds a granted slice to the lease held, and sets the level below which it is topped up.
+    pub fn add_lease(&self, slice: i64, low_water: i64) {
+        self.cap.fetch_add(slice, Ordering::AcqRel);
+        self.low_water.store(low_water, Ordering::Release);
+    }
+
+    /// Moves a leased meter into the window the database decided: this node's usage of the old
+    /// window is cleared (reservations in flight stay held) and the lease is `slice` alone.
+    pub fn adopt_window(&self, start: i64, end: i64, slice: i64, low_water: i64) {
+        self.window_start.store(start, Ordering::Release);
+        self.window_end.store(end, Ordering::Release);
+        let cleared = self.settled.swap(0, Ordering::AcqRel);
+        self.total.fetch_sub(cleared, Ordering::AcqRel);
+        self.cap.store(slice, Ordering::Release);
+        self.low_water.store(low_water, Ordering::Release);
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Takes the fetch a shortfall or a low lease asked for: what the refused requests needed
+    /// (0 when it was only running low), or `None` when none was asked.
+    pub fn take_wanted(&self) -> Option<i64> {
+        if !self.wanted.load(Ordering::Acquire) {
+            return None;
+        }
+        let need = self.need.swap(0, Ordering::AcqRel);
+        self.wanted.store(false, Ordering::Release);
+        Some(need)
+    }
+
+    /// Whether the database had no room at the last fetch.
+    pub fn set_dry(&self, dry: bool) {
+        self.dry.store(dry, Ordering::Release);
+    }
+
+    /// Whether the database had no room at the last fetch.
+    pub fn is_dry(&self) -> bool {
+        self.dry.load(Ordering::Acquire)
+    }
+
+    /// Room left on the lease.
+    pub fn headroom(&self) -> i64 {
+        self.cap().saturating_sub(self.total())
+    }
+
+    /// Takes the lease's unused room above `keep` off the lease, for handing back: reserved
+    /// first (so no admission can use it meanwhile), then taken off the cap. Returns the
+    /// amount taken.
+    pub fn take_headroom(&self, keep: i64) -> i64 {
+        let cap = self.cap();
+        if cap == i64::MAX {
+            return 0;
+        }
+        let amount = cap.saturating_sub(self.total()).saturating_sub(keep.max(0));
+        if amount <= 0 {
+            return 0;
+        }
+        let mut current = self.total.load(Ordering::Acquire);
+        loop {
+            if current.saturating_add(amount) > cap {
+                return 0;
+            }
+            match self
+                .total
+                .compare_exchange_weak(current, current + amount, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(seen) => current = seen,
+            }
+        }
+        self.cap.fetch_sub(amount, Ordering::AcqRel);
+        self.total.fetch_sub(amount, Ordering::AcqRel);
+        amount
+    }
+
+    /// Usage over every node, as last read from the database.
+    pub fn global(&self) -> Option<i64> {
+        let v = self.global.load(Ordering::Acquire);
+        (v >= 0).then_some(v)
+    }
+
+    /// Records the usage over every node.
+    pub fn set_global(&self, value: i64) {
+        self.global.store(value.max(0), Ordering::Release);
     }
 
     /// Turns a reservation of `reserved` into a charge of `actual`.
@@ -215,6 +429,8 @@ pub struct Registry {
     meters: Mutex<HashMap<String, Arc<Meter>>>,
     /// The spend journal settlements are written to, when usage is persisted.
     journal: OnceLock<Arc<dyn SpendJournal>>,
+    /// Cluster mode: meters are leased from this source.
+    leases: OnceLock<Arc<dyn LeaseSource>>,
     /// Meters whose config-given usage was journaled by this process: a meter dropped by a
     /// rebuild and created again must not set its value back to the config's.
     initial_journaled: Mutex<std::collections::HashSet<String>>,
@@ -240,6 +456,25 @@ impl Registry {
         self.journal.get().cloned()
     }
 
+    /// Turns cluster mode on (once, at start, before the first config is built): every meter
+    /// created from now on is leased from `source`.
+    pub fn set_leases(&self, source: Arc<dyn LeaseSource>) {
+        let _ = self.leases.set(source);
+    }
+
+    /// The lease source, in cluster mode.
+    pub fn leases(&self) -> Option<Arc<dyn LeaseSource>> {
+        self.leases.get().cloned()
+    }
+
+    /// Every meter (for the lease manager and reports).
+    pub fn all(&self) -> Vec<Arc<Meter>> {
+        match self.meters.lock() {
+            Ok(meters) => meters.values().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
+        }
+    }
+
     /// Seeds meters not yet created with persisted usage (read at start).
     pub fn restore(&self, records: Vec<UsageRecord>) {
         if let Ok(mut restored) = self.restored.lock() {
@@ -262,11 +497,14 @@ impl Registry {
             return meter.clone();
         }
         let restored = self.restored.lock().ok().and_then(|mut r| r.remove(id));
+        let leases = self.leases.get();
         let meter = match restored.filter(|r| r.unit == unit.as_str()) {
             Some(record) => Meter::new(
                 id.to_string(),
                 unit,
-                record.value,
+                // A leased meter counts this node's usage only: the stored (all nodes') usage
+                // is the database's side of the lease.
+                if leases.is_some() { 0 } else { record.value },
                 (record.window_start, window.end(record.window_start)),
             ),
             None => {
@@ -290,8 +528,17 @@ impl Registry {
                         kind: SpendKind::Set(initial.0),
                     }]);
                 }
-                Meter::new(id.to_string(), unit, initial.0, bounds)
+                Meter::new(
+                    id.to_string(),
+                    unit,
+                    if leases.is_some() { 0 } else { initial.0 },
+                    bounds,
+                )
             }
+        };
+        let meter = match leases {
+            Some(source) => meter.leased(source.clone()),
+            None => meter,
         };
         meter.generation.store(generation, Ordering::Release);
         let meter = Arc::new(meter);
@@ -313,7 +560,8 @@ impl Registry {
             }
             return Absorbed::Skipped;
         };
-        if meter.unit.as_str() != record.unit {
+        // A leased meter's other nodes are counted by the database's side of the lease.
+        if meter.unit.as_str() != record.unit || meter.is_leased() {
             return Absorbed::Skipped;
         }
         let record_end = record.window_end.max(record.window_start + 1);
@@ -377,6 +625,11 @@ impl Registry {
         for (_, meter) in meters.iter().filter(|(id, _)| matches(id)) {
             let settled = meter.settled.swap(0, Ordering::AcqRel);
             meter.total.fetch_sub(settled, Ordering::AcqRel);
+            if meter.is_leased() {
+                // The lease stays what it was: the reset frees room in the database, which
+                // grants it like any other.
+                meter.cap.fetch_sub(settled, Ordering::AcqRel);
+            }
             meter.dirty.store(true, Ordering::Release);
             if let Some(journal) = self.journal.get() {
                 journal.append(&[Spent {

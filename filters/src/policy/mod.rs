@@ -9,4 +9,4 @@ pub mod runtime;
 pub mod window;
 
 pub use meter::{Meter, Registry};
-pub use runtime::{Governance, VirtualKeyRuntime, key_hash};
+pub use runtime::{Governance, MeterLimit, VirtualKeyRuntime, key_hash};

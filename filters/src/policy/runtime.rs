@@ -183,6 +183,17 @@ impl ModelScope {
     }
 }
 
+/// A meter with the limit and window of the cap it counts for.
+#[derive(Debug, Clone)]
+pub struct MeterLimit {
+    /// The meter.
+    pub meter: Arc<Meter>,
+    /// Its limit in force.
+    pub max: i64,
+    /// Its reset window.
+    pub window: Window,
+}
+
 /// SHA-256 of a virtual key's value.
 pub type KeyHash = [u8; 32];
 
@@ -209,6 +220,8 @@ pub struct Governance {
     pub has_caps: bool,
     /// Where settlements are journaled, when usage is persisted.
     pub journal: Option<Arc<dyn super::meter::SpendJournal>>,
+    /// Cluster mode: where leased meters get their share.
+    pub leases: Option<Arc<dyn super::meter::LeaseSource>>,
 }
 
 impl Governance {
@@ -225,6 +238,57 @@ impl Governance {
     /// Whether any virtual key is configured.
     pub fn has_keys(&self) -> bool {
         !self.keys.is_empty()
+    }
+
+    /// Every cap's meter with its limit in force at `now` and its window, each meter once (a
+    /// shared budget appears in many scopes). For the cluster lease manager.
+    pub fn limits(&self, now: i64) -> Vec<MeterLimit> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        let mut scope = |scope: &Scope| {
+            for cap in &scope.budgets {
+                if seen.insert(Arc::as_ptr(&cap.meter)) {
+                    out.push(MeterLimit {
+                        meter: cap.meter.clone(),
+                        max: cap.max_at(now),
+                        window: cap.window,
+                    });
+                }
+            }
+            if let Some(rate) = &scope.rate {
+                for cap in [&rate.tokens, &rate.requests].into_iter().flatten() {
+                    if seen.insert(Arc::as_ptr(&cap.meter)) {
+                        out.push(MeterLimit {
+                            meter: cap.meter.clone(),
+                            max: cap.max,
+                            window: cap.window,
+                        });
+                    }
+                }
+            }
+        };
+        for provider in self.providers.values() {
+            scope(provider);
+        }
+        for model in &self.models {
+            scope(&model.scope);
+        }
+        for vk in self.keys.values() {
+            scope(&vk.scope);
+            for access in &vk.provider_configs {
+                scope(&access.scope);
+            }
+            for model in &vk.model_scopes {
+                scope(&model.scope);
+            }
+            if let Some(team) = &vk.team {
+                scope(team);
+            }
+            if let Some(customer) = &vk.customer {
+                scope(customer);
+            }
+        }
+        out
     }
 
     /// Builds the governance view of `config`, creating or reusing meters in `registry`.
@@ -438,6 +502,7 @@ impl Governance {
                 .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
             has_caps,
             journal: registry.journal(),
+            leases: registry.leases(),
         };
         (governance, b.warnings)
     }

@@ -126,6 +126,11 @@ impl Metrics {
         }
     }
 
+    /// Registers a collector another part of the gateway owns (the cluster lease manager's).
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(collector)
+    }
+
     /// Counts a governance refusal (lock-free: the handles were resolved at start).
     pub fn count_rejection(&self, decision: &str) {
         if let Some(i) = decision::ALL.iter().position(|d| *d == decision) {

@@ -53,6 +53,11 @@ pub const SQLITE: &[Migration] = &[
         name: "spend_journal",
         sql: include_str!("../../migrations/sqlite/0008_spend_journal.sql"),
     },
+    Migration {
+        version: 9,
+        name: "governance_leases",
+        sql: include_str!("../../migrations/sqlite/0009_governance_leases.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -96,6 +101,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 8,
         name: "spend_journal",
         sql: include_str!("../../migrations/postgres/0008_spend_journal.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "governance_leases",
+        sql: include_str!("../../migrations/postgres/0009_governance_leases.sql"),
     },
 ];
 

@@ -15,6 +15,7 @@ use asbru_config::model::ProviderConfig;
 use entities::EntityKind;
 
 pub mod entities;
+pub mod leases;
 pub(crate) mod migrate;
 pub(crate) mod open;
 pub mod postgres;
@@ -149,11 +150,35 @@ pub trait ConfigStore: Send + Sync {
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The audit trail, newest first.
     fn audit_log(&self, limit: usize, offset: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Grants `node` a lease on a meter (cluster metering; PostgreSQL only).
+    fn lease_grant(&self, _node: &str, _ask: &leases::LeaseAsk<'_>) -> Result<leases::LeaseGrant, StoreError> {
+        Err(cluster_needs_postgres())
+    }
+    /// Hands back `amount` of `node`'s lease on a meter's window.
+    fn lease_return(&self, _node: &str, _counter_id: &str, _window_start: i64, _amount: i64) -> Result<(), StoreError> {
+        Err(cluster_needs_postgres())
+    }
+    /// Renews every lease `node` holds.
+    fn lease_renew(&self, _node: &str, _ttl_seconds: i64) -> Result<(), StoreError> {
+        Err(cluster_needs_postgres())
+    }
+    /// Drops every lease of `node`, whose spend is all in the usage (see [`leases`]).
+    fn lease_release_node(&self, _node: &str) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    /// Every meter's leases over all nodes.
+    fn lease_totals(&self) -> Result<Vec<leases::LeaseTotals>, StoreError> {
+        Err(cluster_needs_postgres())
+    }
     /// Blocks until another writer may have changed the config, or `timeout` passes. The default
     /// just waits; PostgreSQL returns early on a NOTIFY from any node's committed write.
     fn wait_for_change(&self, timeout: std::time::Duration) {
         std::thread::sleep(timeout);
     }
+}
+
+fn cluster_needs_postgres() -> StoreError {
+    StoreError::Unavailable("cluster metering needs a PostgreSQL config store".into())
 }
 
 impl dyn ConfigStore + '_ {

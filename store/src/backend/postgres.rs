@@ -64,7 +64,7 @@ fn stored_doc(text: &str, status: String) -> Result<StoredDoc, StoreError> {
     Ok(StoredDoc { doc, status })
 }
 
-fn db_error(e: postgres::Error) -> StoreError {
+pub(crate) fn db_error(e: postgres::Error) -> StoreError {
     match e.code() {
         Some(code) if *code == SqlState::UNIQUE_VIOLATION || *code == SqlState::FOREIGN_KEY_VIOLATION => {
             StoreError::Conflict(
@@ -530,6 +530,7 @@ impl ConfigStore for PostgresStore {
         for record in current.values().flatten() {
             write_usage(&mut tx, record)?;
         }
+        super::leases::take_flushed_spend(&mut tx, segment, entries)?;
         tx.execute(
             "DELETE FROM usage_journal_applied WHERE applied_at < extract(epoch from now())::bigint - 7 * 86400",
             &[],
@@ -537,6 +538,30 @@ impl ConfigStore for PostgresStore {
         .map_err(db_error)?;
         tx.commit().map_err(db_error)?;
         Ok(true)
+    }
+
+    fn lease_grant(
+        &self,
+        node: &str,
+        ask: &super::leases::LeaseAsk<'_>,
+    ) -> Result<super::leases::LeaseGrant, StoreError> {
+        super::leases::grant(&mut *self.conn()?, node, ask)
+    }
+
+    fn lease_return(&self, node: &str, counter_id: &str, window_start: i64, amount: i64) -> Result<(), StoreError> {
+        super::leases::give_back(&mut *self.conn()?, node, counter_id, window_start, amount)
+    }
+
+    fn lease_renew(&self, node: &str, ttl_seconds: i64) -> Result<(), StoreError> {
+        super::leases::renew(&mut *self.conn()?, node, ttl_seconds)
+    }
+
+    fn lease_release_node(&self, node: &str) -> Result<u64, StoreError> {
+        super::leases::release_node(&mut *self.conn()?, node)
+    }
+
+    fn lease_totals(&self) -> Result<Vec<super::leases::LeaseTotals>, StoreError> {
+        super::leases::totals(&mut *self.conn()?)
     }
 
     fn save_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
@@ -654,7 +679,7 @@ fn child_insert_sql(child: &Child) -> String {
 }
 
 /// Creates or replaces one meter's persisted usage.
-fn write_usage(tx: &mut postgres::Transaction<'_>, record: &UsageRecord) -> Result<(), StoreError> {
+pub(crate) fn write_usage(tx: &mut postgres::Transaction<'_>, record: &UsageRecord) -> Result<(), StoreError> {
     let doc = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.execute(
         "INSERT INTO governance_usage (counter_id, doc_json) VALUES ($1, $2)

@@ -1,0 +1,390 @@
+//! [`LeaseManager`]: the background task that keeps this node's leases (see [`super`]). It
+//! runs a round when a meter wakes it (short of its lease, or running low) and at least every
+//! [`ROUND`]; every [`REPORT`] it also renews the node's leases, reads the usage over all
+//! nodes, hands back leases left idle and refreshes the metrics. All store calls run on a
+//! blocking thread.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use asbru_config::governance::{ClusterConfig, StoreDown};
+use asbru_filters::policy::MeterLimit;
+use asbru_store::backend::ConfigStore;
+use asbru_store::backend::leases::{LeaseAsk, LeaseGrant};
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use super::metrics::ClusterMetrics;
+use super::signal::LeaseSignal;
+use crate::state::Gateway;
+
+/// The longest a round waits for a wake.
+pub const ROUND: Duration = Duration::from_millis(250);
+/// How often leases are renewed and usage over all nodes is read.
+pub const REPORT: Duration = Duration::from_secs(1);
+
+/// What the manager knows of one meter between rounds.
+#[derive(Debug)]
+struct Tracked {
+    /// The lease this node holds in the meter's window (its cap when admitting by lease).
+    granted: i64,
+    /// `total` at the last report, and since when it has not moved.
+    last_total: i64,
+    quiet_since: Instant,
+}
+
+/// Per meter id: an amount and the start of the window it belongs to.
+type Ledger = HashMap<String, (i64, i64)>;
+
+/// One fetch a round makes.
+struct Ask {
+    limit: MeterLimit,
+    /// The least amount worth granting (0: only the window is checked).
+    want: i64,
+    /// What a refused request needed (0: the lease was only running low).
+    need: i64,
+}
+
+/// Keeps this node's leases.
+pub struct LeaseManager {
+    /// The gateway (its live governance names every meter with its limit).
+    pub state: Arc<Gateway>,
+    /// The shared PostgreSQL store.
+    pub store: Arc<dyn ConfigStore>,
+    /// This node's id (its spend journal's owner).
+    pub node: String,
+    /// The request path's side.
+    pub signal: Arc<LeaseSignal>,
+    /// `governance.cluster`.
+    pub settings: ClusterConfig,
+    /// Metrics.
+    pub metrics: ClusterMetrics,
+    tracked: Mutex<HashMap<String, Tracked>>,
+    store_up: AtomicBool,
+}
+
+impl LeaseManager {
+    /// A manager for `node`.
+    pub fn new(
+        state: Arc<Gateway>,
+        store: Arc<dyn ConfigStore>,
+        node: String,
+        signal: Arc<LeaseSignal>,
+        settings: ClusterConfig,
+        metrics: ClusterMetrics,
+    ) -> LeaseManager {
+        LeaseManager {
+            state,
+            store,
+            node,
+            signal,
+            settings,
+            metrics,
+            tracked: Mutex::new(HashMap::new()),
+            store_up: AtomicBool::new(true),
+        }
+    }
+
+    fn ttl(&self) -> i64 {
+        i64::try_from(self.settings.lease_ttl_seconds).unwrap_or(i64::MAX)
+    }
+
+    /// One round: the fetches meters asked for (and windows that ended), plus, with `report`,
+    /// renewal, usage over all nodes, idle hand-backs and metrics.
+    pub fn round(&self, report: bool) {
+        self.signal.begin_round();
+        let live = self.state.live.load_full();
+        let now = crate::state::unix_now();
+        let limits: Vec<MeterLimit> = live
+            .governance
+            .limits(now)
+            .into_iter()
+            .filter(|l| l.meter.is_leased())
+            .collect();
+        let mut asks = Vec::new();
+        for limit in &limits {
+            if report {
+                // A meter found dry may find room now (a lease handed back, a reset).
+                limit.meter.set_dry(false);
+            }
+            let wanted = limit.meter.take_wanted();
+            let ended = limit.meter.window_end() <= now;
+            if wanted.is_none() && !ended {
+                continue;
+            }
+            let need = wanted.unwrap_or(0);
+            // What refused requests need beyond the room held, at least one typical request
+            // (a lease running low is topped up by one).
+            let least = limit.meter.typical().max(1);
+            let want = match wanted {
+                Some(need) => need.saturating_sub(limit.meter.headroom()).max(least),
+                None => 0,
+            };
+            asks.push(Ask {
+                limit: limit.clone(),
+                want,
+                need,
+            });
+        }
+        for ask in &asks {
+            self.fetch(ask);
+        }
+        if report {
+            self.report(&limits);
+        }
+        self.signal.end_round();
+    }
+
+    fn fetch(&self, ask: &Ask) {
+        let meter = &ask.limit.meter;
+        let window = ask.limit.window;
+        let window_of = move |now: i64, anchor: Option<i64>| match anchor {
+            Some(anchor) => window.containing(now, anchor),
+            None => window.first(now),
+        };
+        let begun = Instant::now();
+        let result = self.store.lease_grant(
+            &self.node,
+            &LeaseAsk {
+                counter_id: meter.id(),
+                unit: meter.unit().as_str(),
+                max: ask.limit.max,
+                want: ask.want,
+                least: meter.typical().max(1),
+                fraction: self.settings.lease_fraction,
+                ttl_seconds: self.ttl(),
+                window: &window_of,
+            },
+        );
+        self.metrics.fetch_seconds.observe(begun.elapsed().as_secs_f64());
+        match result {
+            Ok(grant) => {
+                self.store_answered();
+                self.granted(ask, &grant);
+            }
+            Err(e) => {
+                self.metrics.fetches.with_label_values(&[meter.id(), "error"]).inc();
+                self.store_failed(&e.to_string());
+            }
+        }
+    }
+
+    fn granted(&self, ask: &Ask, grant: &LeaseGrant) {
+        let meter = &ask.limit.meter;
+        let result = if grant.granted > 0 { "granted" } else { "empty" };
+        if ask.want > 0 {
+            self.metrics.fetches.with_label_values(&[meter.id(), result]).inc();
+        }
+        let low_water = grant.granted / 2;
+        let Ok(mut tracked) = self.tracked.lock() else {
+            return;
+        };
+        let entry = tracked.entry(meter.id().to_string()).or_insert_with(|| Tracked {
+            granted: 0,
+            last_total: 0,
+            quiet_since: Instant::now(),
+        });
+        if grant.window_start != meter.window_start() {
+            meter.adopt_window(grant.window_start, grant.window_end, grant.granted, low_water);
+            entry.granted = grant.granted;
+        } else {
+            meter.add_lease(grant.granted, low_water);
+            entry.granted = entry.granted.saturating_add(grant.granted);
+        }
+        entry.quiet_since = Instant::now();
+        meter.set_global(grant.spent);
+        if ask.want > 0 && grant.granted == 0 {
+            meter.set_dry(true);
+            // What this node holds cannot serve the request that asked: handed back, so the
+            // last of the limit can come together on one node.
+            if ask.need > meter.headroom() {
+                let taken = meter.take_headroom(0);
+                if taken > 0 {
+                    entry.granted -= taken;
+                    drop(tracked);
+                    self.give_back(meter, taken);
+                }
+            }
+        } else {
+            meter.set_dry(false);
+        }
+    }
+
+    /// Hands `amount` of `meter`'s lease back to the store; on failure it is put back on the
+    /// meter (the store still counts it).
+    fn give_back(&self, meter: &asbru_filters::policy::Meter, amount: i64) {
+        match self
+            .store
+            .lease_return(&self.node, meter.id(), meter.window_start(), amount)
+        {
+            Ok(()) => self.store_answered(),
+            Err(e) => {
+                meter.add_lease(amount, 0);
+                if let Ok(mut tracked) = self.tracked.lock()
+                    && let Some(entry) = tracked.get_mut(meter.id())
+                {
+                    entry.granted += amount;
+                }
+                self.store_failed(&e.to_string());
+            }
+        }
+    }
+
+    /// Renews this node's leases and reads, per meter, the usage over all nodes and the
+    /// stranded leases, each with its window's start.
+    fn renew_and_read(&self) -> Result<(Ledger, Ledger), asbru_store::backend::StoreError> {
+        self.store.lease_renew(&self.node, self.ttl())?;
+        let usage = self
+            .store
+            .load_usage()?
+            .into_iter()
+            .map(|r| (r.counter_id, (r.value, r.window_start)))
+            .collect();
+        let stranded = self
+            .store
+            .lease_totals()?
+            .into_iter()
+            .map(|t| (t.counter_id, (t.stranded, t.window_start)))
+            .collect();
+        Ok((usage, stranded))
+    }
+
+    fn report(&self, limits: &[MeterLimit]) {
+        let (usage, stranded) = match self.renew_and_read() {
+            Ok(read) => {
+                self.store_answered();
+                read
+            }
+            Err(e) => {
+                self.store_failed(&e.to_string());
+                return;
+            }
+        };
+        let idle = Duration::from_secs(self.settings.idle_return_seconds);
+        let mut give_back = Vec::new();
+        if let Ok(mut tracked) = self.tracked.lock() {
+            for limit in limits {
+                let meter = &limit.meter;
+                let start = meter.window_start();
+                let spent = usage.get(meter.id()).filter(|u| u.1 == start).map_or(0, |u| u.0);
+                let lost = stranded.get(meter.id()).filter(|s| s.1 == start).map_or(0, |s| s.0);
+                // A dead node's lease is counted as spent: nothing can be spent past the limit.
+                meter.set_global(spent.saturating_add(lost));
+                self.metrics
+                    .global_usage
+                    .with_label_values(&[meter.id()])
+                    .set(spent.saturating_add(lost));
+                self.metrics.stranded.with_label_values(&[meter.id()]).set(lost);
+                let Some(entry) = tracked.get_mut(meter.id()) else {
+                    continue;
+                };
+                let total = meter.total();
+                let quiet = total == entry.last_total;
+                if !quiet {
+                    entry.last_total = total;
+                    entry.quiet_since = Instant::now();
+                }
+                // A lease left idle goes back; so does room too small for one typical request,
+                // which another node may put together with what it holds.
+                let idle_now = quiet && entry.quiet_since.elapsed() >= idle;
+                let fragment = meter.headroom() > 0 && meter.headroom() < meter.typical();
+                if meter.cap() != i64::MAX && (idle_now || fragment) {
+                    let taken = meter.take_headroom(0);
+                    if taken > 0 {
+                        entry.granted -= taken;
+                        give_back.push((meter.clone(), taken));
+                    }
+                }
+                let held = if meter.cap() == i64::MAX { 0 } else { meter.headroom() };
+                self.metrics.lease_held.with_label_values(&[meter.id()]).set(held);
+            }
+        }
+        for (meter, amount) in give_back {
+            self.give_back(&meter, amount);
+        }
+    }
+
+    /// Hands back every lease's unused room (a stopping node); what requests in flight hold
+    /// stays until their spend is flushed.
+    pub fn hand_back_all(&self) {
+        let live = self.state.live.load_full();
+        for limit in live.governance.limits(crate::state::unix_now()) {
+            if limit.meter.is_leased() && limit.meter.cap() != i64::MAX {
+                let taken = limit.meter.take_headroom(0);
+                if taken > 0 {
+                    self.give_back(&limit.meter, taken);
+                }
+            }
+        }
+    }
+
+    fn store_answered(&self) {
+        if !self.store_up.swap(true, Ordering::AcqRel) {
+            self.metrics.store_up.set(1);
+            tracing::info!("cluster store reachable again: leases resume");
+            if self.settings.on_store_down == StoreDown::FailOpen {
+                // Back to admitting by lease.
+                if let Ok(tracked) = self.tracked.lock() {
+                    for limit in self.state.live.load().governance.limits(crate::state::unix_now()) {
+                        if limit.meter.is_leased() {
+                            let granted = tracked.get(limit.meter.id()).map_or(0, |t| t.granted);
+                            limit.meter.set_cap(granted);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn store_failed(&self, error: &str) {
+        if self.store_up.swap(false, Ordering::AcqRel) {
+            self.metrics.store_up.set(0);
+            match self.settings.on_store_down {
+                StoreDown::FailClosed => tracing::error!(
+                    "cluster store unreachable ({error}): serving within the leases held, then refusing (on_store_down: fail_closed)"
+                ),
+                StoreDown::FailOpen => {
+                    tracing::error!(
+                        "cluster store unreachable ({error}): admitting against each limit on this node alone until it is back (on_store_down: fail_open)"
+                    );
+                    for limit in self.state.live.load().governance.limits(crate::state::unix_now()) {
+                        if limit.meter.is_leased() {
+                            limit.meter.set_cap(i64::MAX);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The background service: rounds until shutdown, then the leases' unused room handed back.
+pub struct LeaseService(pub Arc<LeaseManager>);
+
+#[async_trait]
+impl BackgroundService for LeaseService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let manager = self.0.clone();
+        let mut last_report = Instant::now() - REPORT;
+        loop {
+            tokio::select! {
+                _ = manager.signal.woken(ROUND) => {}
+                _ = shutdown.changed() => break,
+            }
+            let report = last_report.elapsed() >= REPORT;
+            if report {
+                last_report = Instant::now();
+            }
+            let worker = manager.clone();
+            if tokio::task::spawn_blocking(move || worker.round(report)).await.is_err() {
+                tracing::warn!("a cluster lease round failed");
+            }
+        }
+        let worker = manager.clone();
+        let _ = tokio::task::spawn_blocking(move || worker.hand_back_all()).await;
+        tracing::info!("cluster leases handed back");
+    }
+}
