@@ -101,6 +101,16 @@ pub const SCENARIOS: &[Scenario] = &[
         client: ClientApi::Chat,
     },
     Scenario {
+        // Governance leased from a shared PostgreSQL store (`governance.cluster`), one node.
+        name: "cluster",
+        config: include_str!("../../benches/scenarios/cluster.yaml"),
+        model: "openai/gpt-4o-mini",
+        stream: false,
+        skip: None,
+        gateway_headers: &[("authorization", "Bearer sk-bf-bench-key")],
+        client: ClientApi::Chat,
+    },
+    Scenario {
         name: "logged",
         config: include_str!("../../benches/scenarios/logged.yaml"),
         model: "openai/gpt-4o-mini",
@@ -181,6 +191,8 @@ pub struct LatencyRun {
     pub reference_skipped: Option<String>,
     /// At one request in flight with the gateway pinned: what cross-core wake-ups cost.
     pub wake_ups: Option<crate::wakeups::WakeUps>,
+    /// Cluster mode: lease fetches the gateway made during the measured run.
+    pub lease_fetches: Option<u64>,
 }
 
 /// The reference proxy's run: the direct run's requests through it, to the same mock.
@@ -252,6 +264,12 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
                     SCENARIOS.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
                 )
             })?;
+            if scenario.name == "cluster" && std::env::var_os(crate::compare_setup::POSTGRES_ENV).is_none() {
+                return Err(CompareError::Config(format!(
+                    "the cluster scenario leases from PostgreSQL: set {} to a connection string of a scratch database (postgres://... or host=... dbname=...)",
+                    crate::compare_setup::POSTGRES_ENV
+                )));
+            }
             if let Some(reason) = scenario.skip {
                 return Ok(CompareReport {
                     scenario: scenario.name.to_string(),
@@ -530,6 +548,7 @@ async fn run_one(
         ),
         _ => None,
     };
+    let fetches_before = crate::compare_setup::lease_fetches(gateway_addr).await;
     let cpu_before = process::cpu_time(pid).unwrap_or_default();
     let through = load::run(&load_options(
         gateway_url,
@@ -539,6 +558,10 @@ async fn run_one(
     ))
     .await?;
     let cpu_after = process::cpu_time(pid).unwrap_or_default();
+    let lease_fetches = match (fetches_before, crate::compare_setup::lease_fetches(gateway_addr).await) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+        _ => None,
+    };
     let rss = process::peak_rss(pid).unwrap_or(0);
     drop(gateway);
     // The reference proxy runs after the gateway has stopped, on the same CPU, to the same mock,
@@ -622,6 +645,7 @@ async fn run_one(
         reference,
         reference_skipped,
         wake_ups,
+        lease_fetches,
     })
 }
 
@@ -710,6 +734,12 @@ impl CompareReport {
                     w.round_trip_us,
                     fmt_us(w.cross_core.p50),
                     w.proxy_path_us
+                ));
+            }
+            if let Some(fetches) = run.lease_fetches {
+                out.push_str(&format!(
+                    "  cluster        {fetches} lease fetches in the measured run ({:.1}/s)\n",
+                    fetches as f64 / run.gateway.duration_s.max(f64::EPSILON)
                 ));
             }
             if let Some(why) = &run.reference_skipped {

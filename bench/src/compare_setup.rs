@@ -90,8 +90,26 @@ pub fn gateway_config(base: &Config, mock_url: &str, listen: &str) -> Config {
     let mut config = base.clone();
     config.server.listen = listen.to_string();
     config.mock = None;
-    // The bench measures the proxy path; a store left by another run must not redirect providers.
-    config.config_store = Some(asbru_config::model::ConfigStoreConfig::disabled());
+    let cluster = config
+        .governance
+        .as_ref()
+        .and_then(|g| g.cluster.as_ref())
+        .is_some_and(|c| c.enabled);
+    if cluster {
+        // Cluster mode leases from the scenario's PostgreSQL store, with a journal of its own.
+        config.server.data_dir = std::env::temp_dir()
+            .join(format!(
+                "asbru-bench-node-{}-{}",
+                std::process::id(),
+                listen.replace([':', '.'], "-")
+            ))
+            .display()
+            .to_string();
+    } else {
+        // The bench measures the proxy path; a store left by another run must not redirect
+        // providers.
+        config.config_store = Some(asbru_config::model::ConfigStoreConfig::disabled());
+    }
     // The request log is off unless the scenario turns it on, and then writes a fresh file.
     match &mut config.logs_store {
         None => {
@@ -115,6 +133,32 @@ pub fn gateway_config(base: &Config, mock_url: &str, listen: &str) -> Config {
         provider.network_config.base_url = Some(mock_url.to_string());
     }
     config
+}
+
+/// The environment variable naming the PostgreSQL database the `cluster` scenario leases from.
+pub const POSTGRES_ENV: &str = "ASBRU_BENCH_POSTGRES_URL";
+
+/// The sum of the gateway's `asbru_cluster_lease_fetches_total` series, from its `/metrics`
+/// (`None` when it has none: not in cluster mode).
+pub async fn lease_fetches(gateway: std::net::SocketAddr) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(gateway).await.ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut text = Vec::new();
+    stream.read_to_end(&mut text).await.ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let mut found = None;
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("asbru_cluster_lease_fetches_total{"))
+    {
+        let value: f64 = line.rsplit(' ').next()?.parse().ok()?;
+        *found.get_or_insert(0) += value as u64;
+    }
+    found.or_else(|| text.contains("asbru_cluster_store_up").then_some(0))
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 //! ask how much it may still spend.
 
 use asbru_filters::Live;
-use asbru_filters::policy::key_hash;
 use asbru_filters::policy::runtime::{Scope, VirtualKeyRuntime};
+use asbru_filters::policy::{Meter, key_hash};
 use asbru_filters::pricing::to_dollars;
 use http::HeaderMap;
 use serde_json::{Value, json};
@@ -32,31 +32,55 @@ fn calling_key<'a>(live: &'a Live, headers: &HeaderMap) -> Option<&'a VirtualKey
     .map(|vk| vk.as_ref())
 }
 
+/// A meter's usage as the API shows it: in cluster mode, over every node (as last read from
+/// the store, a dead node's lease counted as spent), never less than this node's own; else this
+/// process's settled usage (`with_held`: reservations in flight included).
+fn usage_of(meter: &Meter, with_held: bool) -> i64 {
+    let own = if with_held { meter.total() } else { meter.settled() };
+    match meter.global() {
+        Some(global) if meter.is_leased() => global.max(own),
+        _ => own,
+    }
+}
+
+/// This node's lease on a meter, in cluster mode.
+fn lease_of(meter: &Meter) -> Option<i64> {
+    (meter.is_leased() && meter.cap() != i64::MAX).then(|| meter.headroom().max(0))
+}
+
 fn scope_view(level: &str, scope: &Scope, now: i64) -> Value {
     let budgets: Vec<Value> = scope
         .budgets
         .iter()
         .map(|cap| {
             let start = cap.meter.window_start();
-            json!({
+            let mut view = json!({
                 "name": cap.name,
                 "max_limit": to_dollars(cap.max_at(now)),
-                "current_usage": to_dollars(cap.meter.settled()),
-                "remaining": to_dollars((cap.max_at(now) - cap.meter.total()).max(0)),
+                "current_usage": to_dollars(usage_of(&cap.meter, false)),
+                "remaining": to_dollars((cap.max_at(now) - usage_of(&cap.meter, true)).max(0)),
                 "reset_duration": cap.duration,
                 "resets_at": cap.window.end(start).max(now),
-            })
+            });
+            if let Some(lease) = lease_of(&cap.meter) {
+                view["node_lease"] = json!(to_dollars(lease));
+            }
+            view
         })
         .collect();
     let rate = scope.rate.as_ref().map(|rate| {
         let side = |cap: &Option<asbru_filters::policy::runtime::LimitCap>| {
             cap.as_ref().map(|c| {
-                json!({
+                let mut view = json!({
                     "max_limit": c.max,
-                    "current_usage": c.meter.total(),
+                    "current_usage": usage_of(&c.meter, true),
                     "reset_duration": c.duration,
                     "resets_at": c.window.end(c.meter.window_start()).max(now),
-                })
+                });
+                if let Some(lease) = lease_of(&c.meter) {
+                    view["node_lease"] = json!(lease);
+                }
+                view
             })
         };
         json!({"name": rate.name, "tokens": side(&rate.tokens), "requests": side(&rate.requests)})

@@ -153,6 +153,11 @@ impl LeaseManager {
                 unit: meter.unit().as_str(),
                 max: ask.limit.max,
                 want: ask.want,
+                held: if meter.cap() == i64::MAX {
+                    0
+                } else {
+                    meter.headroom().max(0)
+                },
                 least: meter.typical().max(1),
                 fraction: self.settings.lease_fraction,
                 ttl_seconds: self.ttl(),
@@ -178,7 +183,8 @@ impl LeaseManager {
         if ask.want > 0 {
             self.metrics.fetches.with_label_values(&[meter.id(), result]).inc();
         }
-        let low_water = grant.granted / 2;
+        // Topped up again when less than half of the room after this grant is left.
+        let low_water = (meter.headroom().max(0).saturating_add(grant.granted)) / 2;
         let Ok(mut tracked) = self.tracked.lock() else {
             return;
         };
@@ -196,6 +202,9 @@ impl LeaseManager {
         }
         entry.quiet_since = Instant::now();
         meter.set_global(grant.spent);
+        if grant.granted > 0 {
+            meter.need_covered();
+        }
         if ask.want > 0 && grant.granted == 0 {
             meter.set_dry(true);
             // What this node holds cannot serve the request that asked: handed back, so the

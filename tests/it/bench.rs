@@ -296,3 +296,35 @@ fn load_cli_refuses_non_loopback() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-remote"));
 }
+
+#[test]
+fn compare_cluster_leases_from_postgres_and_names_what_it_needs() {
+    // Without a database the scenario says what it needs.
+    let out = Command::new(env!("CARGO_BIN_EXE_asbru"))
+        .args(["bench", "compare", "--scenario", "cluster", "--duration", "1"])
+        .env_remove("ASBRU_BENCH_POSTGRES_URL")
+        .output()
+        .expect("run compare");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ASBRU_BENCH_POSTGRES_URL"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let Some(url) = postgres_url("bench_cluster") else {
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_asbru"))
+        .args(["bench", "compare", "--scenario", "cluster", "--rate", "50"])
+        .args(["--duration", "1", "--warmup", "0", "--latency-ms", "0", "--json"])
+        .env("ASBRU_BENCH_POSTGRES_URL", &url)
+        .output()
+        .expect("run compare");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let run = &report["runs"][0];
+    assert_eq!(run["gateway"]["status_counts"]["200"], 50, "{report}");
+    // Leases are fetched ahead: a handful of fetches, not one per request.
+    let fetches = run["lease_fetches"].as_u64().expect("lease fetches reported");
+    assert!(fetches < 25, "{fetches} lease fetches for 50 requests");
+}

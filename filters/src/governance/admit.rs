@@ -141,7 +141,46 @@ pub fn admit(
         }
         Err(rejection) => {
             ticket.release();
+            if gov.leases.is_some() {
+                ask_leases(gov, vk, provider, model, amount);
+            }
             Err(rejection)
+        }
+    }
+}
+
+/// Cluster mode, after a refusal: every leased meter the attempt needs and whose lease has no
+/// room for it asks for a fetch now, so one round serves them all (admission stops at the
+/// first cap that refuses, and a first request meets every lease empty).
+fn ask_leases(gov: &Governance, vk: Option<&VirtualKeyRuntime>, provider: &str, model: &str, reserved: i64) {
+    let mut scopes: Vec<&Scope> = Vec::new();
+    scopes.extend(gov.providers.get(provider));
+    scopes.extend(
+        gov.models
+            .iter()
+            .filter(|m| m.covers(provider, model))
+            .map(|m| &m.scope),
+    );
+    if let Some(vk) = vk {
+        scopes.push(&vk.scope);
+        scopes.extend(vk.access(provider).map(|a| &a.scope));
+        scopes.extend(vk.team.as_deref());
+        scopes.extend(vk.customer.as_deref());
+        scopes.extend(
+            vk.model_scopes
+                .iter()
+                .filter(|m| m.covers(provider, model))
+                .map(|m| &m.scope),
+        );
+    }
+    for scope in scopes {
+        for cap in &scope.budgets {
+            cap.meter.ask_lease(reserved, cap.max_at(cap.meter.window_start()));
+        }
+        if let Some(rate) = &scope.rate {
+            for cap in [&rate.tokens, &rate.requests].into_iter().flatten() {
+                cap.meter.ask_lease(1, cap.max);
+            }
         }
     }
 }

@@ -182,6 +182,15 @@ impl Meter {
         self.typical.load(Ordering::Relaxed)
     }
 
+    /// A leased meter whose lease has no room for `amount` asks for a fetch (as a refusal
+    /// would); nothing otherwise.
+    pub fn ask_lease(&self, amount: i64, max: i64) {
+        let current = self.total.load(Ordering::Acquire);
+        if self.lease.is_some() && current.saturating_add(amount) > self.cap() {
+            self.short(current, amount, max);
+        }
+    }
+
     /// Whether a refusal of this meter could clear once a lease fetch ends (a shortfall was
     /// flagged and the database was not found dry).
     pub fn lease_pending(&self) -> bool {
@@ -303,6 +312,16 @@ impl Meter {
         let need = self.need.swap(0, Ordering::AcqRel);
         self.wanted.store(false, Ordering::Release);
         Some(need)
+    }
+
+    /// After a grant: requests refused while it was being fetched are served by the room it
+    /// brought when that covers them (they ask again as the round ends), so they are not
+    /// fetched for twice.
+    pub fn need_covered(&self) {
+        if self.need.load(Ordering::Acquire) <= self.headroom() {
+            self.need.store(0, Ordering::Release);
+            self.wanted.store(false, Ordering::Release);
+        }
     }
 
     /// Whether the database had no room at the last fetch.

@@ -28,8 +28,11 @@ pub struct LeaseAsk<'a> {
     pub unit: &'a str,
     /// The limit in force.
     pub max: i64,
-    /// What the node wants (0: only the window is checked).
+    /// What the node wants beyond the room it holds (0: only the window is checked).
     pub want: i64,
+    /// The unused room of the node's lease: a grant tops the lease up to one slice, never
+    /// beyond, so a node that dies strands at most one slice.
+    pub held: i64,
     /// The least amount worth granting (one request's): a grant is a multiple of it.
     pub least: i64,
     /// Share of what is left one grant takes.
@@ -69,17 +72,19 @@ pub struct LeaseTotals {
     pub stranded: i64,
 }
 
-/// The slice a grant hands out: what the node wants or `fraction` of what is left, whichever
-/// is more, at most what is left, in whole multiples of `least` (one request's amount); nothing
+/// What a grant hands out to a node holding `held` unused: enough to bring its room up to one
+/// slice (`fraction` of what is left, its own room counted in) or to what it wants, whichever is
+/// more; at most what is left, in whole multiples of `least` (one request's amount); nothing
 /// when not even `least` is left.
-pub fn slice(remaining: i64, want: i64, least: i64, fraction: f64) -> i64 {
+pub fn slice(remaining: i64, held: i64, want: i64, least: i64, fraction: f64) -> i64 {
     let least = least.max(1);
+    let held = held.max(0);
     if want <= 0 || remaining < least {
         return 0;
     }
-    let share = (remaining as f64 * fraction).floor() as i64;
-    let slice = share.max(want).min(remaining);
-    (slice - slice % least).max(least)
+    let share = (remaining.saturating_add(held) as f64 * fraction).floor() as i64;
+    let top_up = share.saturating_sub(held).max(want).min(remaining);
+    (top_up - top_up % least).max(least)
 }
 
 /// The node (`<pid>-<start tag>`) a spend journal segment belongs to: segments are named
@@ -146,7 +151,7 @@ pub(crate) fn grant(conn: &mut postgres::Client, node: &str, ask: &LeaseAsk<'_>)
     let leased: i64 = rows.iter().map(|r| r.get::<_, i64>(1)).sum();
     let held = rows.iter().any(|r| r.get::<_, &str>(0) == node);
     let remaining = ask.max.saturating_sub(record.value).saturating_sub(leased);
-    let granted = slice(remaining, ask.want, ask.least, ask.fraction);
+    let granted = slice(remaining, ask.held, ask.want, ask.least, ask.fraction);
     if granted > 0 || held {
         tx.execute(
             "INSERT INTO governance_leases (counter_id, node_id, window_start, amount, expires_at)
@@ -272,20 +277,30 @@ mod tests {
 
     #[test]
     fn slices_shrink_near_the_limit_and_never_pass_it() {
-        assert_eq!(slice(1_000, 1, 1, 0.1), 100);
-        assert_eq!(slice(50, 1, 1, 0.1), 5);
-        assert_eq!(slice(5, 1, 1, 0.1), 1, "at least what was asked");
-        assert_eq!(slice(5, 3, 1, 0.1), 3);
-        assert_eq!(slice(10, 0, 1, 0.5), 0, "nothing asked, nothing granted");
-        assert_eq!(slice(10, 4, 1, 1.0), 10);
+        assert_eq!(slice(1_000, 0, 1, 1, 0.1), 100);
+        assert_eq!(slice(50, 0, 1, 1, 0.1), 5);
+        assert_eq!(slice(5, 0, 1, 1, 0.1), 1, "at least what was asked");
+        assert_eq!(slice(5, 0, 3, 1, 0.1), 3);
+        assert_eq!(slice(10, 0, 0, 1, 0.5), 0, "nothing asked, nothing granted");
+        assert_eq!(slice(10, 0, 4, 1, 1.0), 10);
         // In whole requests: 27 left, requests of 6, a tenth is 2 -> one request's 6.
-        assert_eq!(slice(27, 1, 6, 0.1), 6);
+        assert_eq!(slice(27, 0, 1, 6, 0.1), 6);
         assert_eq!(
-            slice(27, 100, 6, 0.1),
+            slice(27, 0, 100, 6, 0.1),
             24,
             "a burst gets what is left, in whole requests"
         );
-        assert_eq!(slice(5, 6, 6, 0.1), 0, "nothing when not even one request fits");
+        assert_eq!(slice(5, 0, 6, 6, 0.1), 0, "nothing when not even one request fits");
+    }
+
+    #[test]
+    fn a_top_up_never_takes_a_lease_past_one_slice() {
+        // 900 left plus 100 held: a slice is 100, and the node holds it already.
+        assert_eq!(slice(900, 100, 1, 1, 0.1), 1, "only what was asked");
+        // Holding 40 of a slice of 100: topped up by 60.
+        assert_eq!(slice(960, 40, 1, 1, 0.1), 60);
+        // Waiting requests that need more than a slice still get what they need.
+        assert_eq!(slice(960, 40, 500, 1, 0.1), 500);
     }
 
     #[test]
