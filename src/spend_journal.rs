@@ -14,7 +14,6 @@
 //! Loss bound: nothing on `kill -9`; an OS crash or power loss can lose what the OS had not
 //! written to disk, at most about a flush interval.
 
-use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -346,35 +345,58 @@ fn format_line(change: &Spent<'_>, out: &mut String) {
 }
 
 /// The entries of a segment; a line cut short by a crash (no newline) or unreadable is skipped.
+/// The entries of a journal's text, additions to one meter's window merged: a segment holds a
+/// line per settlement (thousands a second under load), and the store needs only their sum.
+/// An addition is merged into the meter's last entry only while that is an addition too, so a
+/// reset between additions keeps its place.
 fn parse(text: &str) -> Vec<SpendEntry> {
-    let mut lines: VecDeque<&str> = text.split('\n').collect();
+    let mut entries: Vec<SpendEntry> = Vec::new();
+    // (escaped id, unit, window start, window end) -> index of that meter's last entry.
+    let mut last: std::collections::HashMap<(&str, &str, i64, i64), usize> = std::collections::HashMap::new();
     // The part after the last newline is an incomplete write.
-    lines.pop_back();
-    lines
-        .into_iter()
-        .filter_map(|line| {
-            let line = line.rsplit(RECORD).next().unwrap_or(line);
-            let mut fields = line.splitn(6, '\t');
-            let kind = fields.next()?;
-            let unit = fields.next()?.to_string();
-            let window_start = fields.next()?.parse().ok()?;
-            let window_end = fields.next()?.parse().ok()?;
-            let amount: i64 = fields.next()?.parse().ok()?;
-            let counter_id = unescape(fields.next()?);
-            let kind = match kind {
-                "A" => SpendKind::Add(amount),
-                "S" => SpendKind::Set(amount),
-                _ => return None,
-            };
-            Some(SpendEntry {
-                counter_id,
-                unit,
-                window_start,
-                window_end,
-                kind,
-            })
-        })
-        .collect()
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => return entries,
+    };
+    for line in complete.split('\n') {
+        let line = line.rsplit(RECORD).next().unwrap_or(line);
+        let mut fields = line.splitn(6, '\t');
+        let (Some(kind), Some(unit), Some(start), Some(end), Some(amount), Some(id)) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            continue;
+        };
+        let (Ok(window_start), Ok(window_end), Ok(amount)) = (start.parse(), end.parse(), amount.parse::<i64>()) else {
+            continue;
+        };
+        let kind = match kind {
+            "A" => SpendKind::Add(amount),
+            "S" => SpendKind::Set(amount),
+            _ => continue,
+        };
+        let key = (id, unit, window_start, window_end);
+        if let SpendKind::Add(more) = kind
+            && let Some(&at) = last.get(&key)
+            && let SpendKind::Add(sum) = &mut entries[at].kind
+        {
+            *sum = sum.saturating_add(more);
+            continue;
+        }
+        last.insert(key, entries.len());
+        entries.push(SpendEntry {
+            counter_id: unescape(id),
+            unit: unit.to_string(),
+            window_start,
+            window_end,
+            kind,
+        });
+    }
+    entries
 }
 
 impl SpendJournal for Journal {
@@ -412,6 +434,45 @@ impl SpendJournal for Journal {
 mod tests {
     use super::*;
     use asbru_filters::policy::meter::Unit;
+
+    #[test]
+    fn additions_to_one_window_are_merged_around_resets() {
+        let mut text = String::new();
+        let line = |kind, meter: &str, start: i64, text: &mut String| {
+            format_line(
+                &Spent {
+                    meter,
+                    unit: Unit::UsdMicros,
+                    window_start: start,
+                    window_end: start + 60,
+                    kind,
+                },
+                text,
+            );
+            text.push('\n');
+        };
+        line(SpendKind::Add(5), "b", 0, &mut text);
+        line(SpendKind::Add(7), "other", 0, &mut text);
+        line(SpendKind::Add(6), "b", 0, &mut text);
+        line(SpendKind::Add(1), "b", 60, &mut text);
+        line(SpendKind::Set(0), "b", 0, &mut text);
+        line(SpendKind::Add(2), "b", 0, &mut text);
+        line(SpendKind::Add(3), "b", 0, &mut text);
+        let merged: Vec<(String, i64, SpendKind)> = parse(&text)
+            .into_iter()
+            .map(|e| (e.counter_id, e.window_start, e.kind))
+            .collect();
+        assert_eq!(
+            merged,
+            vec![
+                ("b".to_string(), 0, SpendKind::Add(11)),
+                ("other".to_string(), 0, SpendKind::Add(7)),
+                ("b".to_string(), 60, SpendKind::Add(1)),
+                ("b".to_string(), 0, SpendKind::Set(0)),
+                ("b".to_string(), 0, SpendKind::Add(5)),
+            ]
+        );
+    }
 
     #[test]
     fn lines_round_trip_and_a_torn_tail_is_skipped() {

@@ -101,6 +101,16 @@ pub const SCENARIOS: &[Scenario] = &[
         client: ClientApi::Chat,
     },
     Scenario {
+        // Governance with a PostgreSQL store, cluster mode off: the baseline for `cluster`.
+        name: "governance-postgres",
+        config: include_str!("../../benches/scenarios/governance-postgres.yaml"),
+        model: "openai/gpt-4o-mini",
+        stream: false,
+        skip: None,
+        gateway_headers: &[("authorization", "Bearer sk-bf-bench-key")],
+        client: ClientApi::Chat,
+    },
+    Scenario {
         // Governance leased from a shared PostgreSQL store (`governance.cluster`), one node.
         name: "cluster",
         config: include_str!("../../benches/scenarios/cluster.yaml"),
@@ -264,9 +274,12 @@ pub async fn run(options: &CompareOptions) -> Result<CompareReport, CompareError
                     SCENARIOS.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
                 )
             })?;
-            if scenario.name == "cluster" && std::env::var_os(crate::compare_setup::POSTGRES_ENV).is_none() {
+            if scenario.config.contains(crate::compare_setup::POSTGRES_ENV)
+                && std::env::var_os(crate::compare_setup::POSTGRES_ENV).is_none()
+            {
                 return Err(CompareError::Config(format!(
-                    "the cluster scenario leases from PostgreSQL: set {} to a connection string of a scratch database (postgres://... or host=... dbname=...)",
+                    "the {} scenario needs PostgreSQL: set {} to a connection string of a scratch database (postgres://... or host=... dbname=...)",
+                    scenario.name,
                     crate::compare_setup::POSTGRES_ENV
                 )));
             }
@@ -392,12 +405,14 @@ fn write_gateway_config(base: &Config, mock_url: &str, listen: &str) -> Result<P
     Ok(path)
 }
 
-fn start_gateway(bin: &Path, config: &Path, cpu: Option<usize>) -> Result<ChildGuard, CompareError> {
+fn start_gateway(bin: &Path, config: &Path, cpu: Option<usize>, reseed: bool) -> Result<ChildGuard, CompareError> {
     let mut command = process::pinned(bin, cpu);
+    command.arg("serve").arg("--config").arg(config);
+    if reseed {
+        // A store kept from an earlier run names that run's mock: this run's file wins.
+        command.arg("--reseed");
+    }
     command
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
         .env("ASBRU_LOG", "warn")
         .env_remove("ASBRU_LISTEN")
         .stdout(Stdio::null())
@@ -442,7 +457,8 @@ async fn run_one(
         }
     }
     let config_path = write_gateway_config(&base, &mock.base_url(), &gateway_addr.to_string())?;
-    let gateway = start_gateway(&options.gateway_bin, &config_path, options.gateway_cpu)?;
+    let with_store = base.config_store.as_ref().is_some_and(|s| s.enabled);
+    let gateway = start_gateway(&options.gateway_bin, &config_path, options.gateway_cpu, with_store)?;
     let ready = tokio::task::spawn_blocking(move || super::process::wait_ready(gateway_addr)).await;
     let _ = std::fs::remove_file(&config_path);
     if !matches!(ready, Ok(true)) {

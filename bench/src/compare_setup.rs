@@ -90,13 +90,13 @@ pub fn gateway_config(base: &Config, mock_url: &str, listen: &str) -> Config {
     let mut config = base.clone();
     config.server.listen = listen.to_string();
     config.mock = None;
-    let cluster = config
-        .governance
+    let postgres = config
+        .config_store
         .as_ref()
-        .and_then(|g| g.cluster.as_ref())
-        .is_some_and(|c| c.enabled);
-    if cluster {
-        // Cluster mode leases from the scenario's PostgreSQL store, with a journal of its own.
+        .is_some_and(|s| s.enabled && s.kind == asbru_config::model::StoreKind::Postgres);
+    if postgres {
+        // A PostgreSQL store the config names (cluster mode leases from it) is kept, seeded from
+        // this file at start, with a data dir (the spend journal's) of its own.
         config.server.data_dir = std::env::temp_dir()
             .join(format!(
                 "asbru-bench-node-{}-{}",

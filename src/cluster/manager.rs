@@ -42,7 +42,7 @@ type Ledger = HashMap<String, (i64, i64)>;
 /// One fetch a round makes.
 struct Ask {
     limit: MeterLimit,
-    /// The least amount worth granting (0: only the window is checked).
+    /// What to ask for beyond the room held.
     want: i64,
     /// What a refused request needed (0: the lease was only running low).
     need: i64,
@@ -119,9 +119,11 @@ impl LeaseManager {
             // What refused requests need beyond the room held, at least one typical request
             // (a lease running low is topped up by one).
             let least = limit.meter.typical().max(1);
+            // A window that ended starts with a lease of one request in the new one, so the
+            // traffic that rolls it does not wait.
             let want = match wanted {
                 Some(need) => need.saturating_sub(limit.meter.headroom()).max(least),
-                None => 0,
+                None => least,
             };
             asks.push(Ask {
                 limit: limit.clone(),

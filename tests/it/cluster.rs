@@ -73,8 +73,13 @@ impl Drop for Node {
 
 /// Three nodes with their own data dirs on the store at `url`, metering `governance` together.
 fn cluster(tag: &str, url: &str, upstream: &MockHandle, governance: &str) -> Vec<Node> {
+    nodes(3, tag, url, upstream, governance)
+}
+
+/// `count` nodes with their own data dirs on the store at `url`.
+fn nodes(count: usize, tag: &str, url: &str, upstream: &MockHandle, governance: &str) -> Vec<Node> {
     let root = temp_dir(tag);
-    (0..3)
+    (0..count)
         .map(|i| {
             let dir = root.join(format!("node{i}"));
             std::fs::create_dir_all(&dir).expect("node dir");
@@ -495,4 +500,64 @@ async fn a_request_rate_limit_holds_over_three_nodes() {
         assert_eq!(chat(node.addr).await, 429, "the 101st request in the minute is refused");
     }
     assert_eq!(upstream.state.request_count() as usize, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_open_admits_on_the_node_alone_while_the_store_is_down_and_spend_is_exact_after() {
+    let Some(url) = blocking(|| postgres_url("cluster_open")) else {
+        return;
+    };
+    let proxy = Cuttable::start(postgres_port(&url)).await;
+    let via_proxy = url.replace(
+        &format!("port={}", postgres_port(&url).port()),
+        &format!("port={}", proxy.addr.port()),
+    );
+    let upstream = default_mock();
+    let budget = 100 * REQUEST_MICROS;
+    let node = nodes(
+        1,
+        "cluster-open",
+        &via_proxy,
+        &upstream,
+        &budget_key(budget as f64 / 1e6, ", on_store_down: fail_open"),
+    );
+    let addr = node[0].addr;
+    assert_eq!(chat(addr).await, 200);
+    proxy.stop();
+    // The lease (a tenth of the budget) is spent, then requests are refused until the node
+    // notices the store is gone; from then on it admits on its own.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let status = chat(addr).await;
+        assert!(matches!(status, 200 | 402), "{status}");
+        seen.push(status);
+        let refused_then_admitted = seen
+            .iter()
+            .position(|s| *s == 402)
+            .is_some_and(|at| seen[at..].contains(&200));
+        if refused_then_admitted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first_refusal = seen.iter().position(|s| *s == 402).expect("the lease ran out");
+    assert!(
+        seen[first_refusal..].contains(&200),
+        "fail_open admits once the outage is noticed: {seen:?}"
+    );
+    let metrics = send(addr, "GET", "/metrics", &[], b"").await.text();
+    assert!(metrics.contains("asbru_cluster_store_up 0"), "{metrics}");
+    proxy.resume();
+    let store = blocking(|| open(&url));
+    let admitted = upstream.state.request_count() as i64;
+    assert!(
+        until(Duration::from_secs(30), || blocking(|| ledger(&store)).0
+            == admitted * REQUEST_MICROS)
+        .await,
+        "the spend admitted during the outage reaches the store: {:?} for {admitted} requests",
+        blocking(|| ledger(&store))
+    );
+    let metrics = send(addr, "GET", "/metrics", &[], b"").await.text();
+    assert!(metrics.contains("asbru_cluster_store_up 1"), "{metrics}");
 }
