@@ -289,6 +289,7 @@ pub fn serve(config: &Config, listen: &str, options: StartOptions) -> Result<(),
     });
     // Requests that finished during the grace period settled after the service's last flush.
     crate::usage_flush::flush_gateway(&state);
+    crate::cluster::manager::release_at_exit(&state);
     Ok(())
 }
 

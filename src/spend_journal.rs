@@ -175,11 +175,17 @@ impl Journal {
     /// Applies the segments left by processes that are gone (at start): those whose owner's
     /// lock file can be locked.
     pub fn replay_dead(&self, store: &dyn ConfigStore) -> Result<usize, StoreError> {
+        // Owners with segments left, and owners whose lock file stayed (their leases were not
+        // settled yet).
         let mut owners: Vec<String> = std::fs::read_dir(&self.dir)
             .map_err(|e| io_error("read", &self.dir, e))?
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-            .filter(|name| name.ends_with(SUFFIX) && !name.starts_with(&self.prefix))
-            .filter_map(|name| owner_of(&name).map(str::to_string))
+            .filter_map(|name| match name.strip_suffix(LOCK_SUFFIX) {
+                Some(owner) => Some(owner.to_string()),
+                None if name.ends_with(SUFFIX) => owner_of(&name).map(str::to_string),
+                None => None,
+            })
+            .filter(|owner| owner != self.owner())
             .collect();
         owners.sort();
         owners.dedup();
@@ -200,12 +206,16 @@ impl Journal {
             let prefix = format!("{owner}-");
             applied += self.apply_segments(store, |name| name.starts_with(&prefix), &mut |_| {})?;
             // Its spend is in the store now: what is left of its cluster leases was never spent.
+            // The lock file stays until they are released, so a later start tries again.
             match store.lease_release_node(&owner) {
-                Ok(0) => {}
-                Ok(released) => tracing::info!(node = %owner, released, "leases of a stopped node settled"),
+                Ok(released) => {
+                    if released > 0 {
+                        tracing::info!(node = %owner, released, "leases of a stopped node settled");
+                    }
+                    let _ = std::fs::remove_file(&lock_path);
+                }
                 Err(e) => tracing::warn!(node = %owner, "leases of a stopped node not settled yet: {e}"),
             }
-            let _ = std::fs::remove_file(&lock_path);
         }
         Ok(applied)
     }

@@ -5,7 +5,6 @@
 //! blocking thread.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +24,9 @@ use crate::state::Gateway;
 pub const ROUND: Duration = Duration::from_millis(250);
 /// How often leases are renewed and usage over all nodes is read.
 pub const REPORT: Duration = Duration::from_secs(1);
+/// How long the store must keep failing before `fail_open` applies: one lost connection or a
+/// deadlock retried is not an outage.
+pub const OPEN_AFTER: Duration = Duration::from_secs(3);
 
 /// What the manager knows of one meter between rounds.
 #[derive(Debug)]
@@ -63,7 +65,8 @@ pub struct LeaseManager {
     /// Metrics.
     pub metrics: ClusterMetrics,
     tracked: Mutex<HashMap<String, Tracked>>,
-    store_up: AtomicBool,
+    /// When the store started failing (`None` while it answers).
+    down_since: Mutex<Option<Instant>>,
 }
 
 impl LeaseManager {
@@ -84,7 +87,7 @@ impl LeaseManager {
             settings,
             metrics,
             tracked: Mutex::new(HashMap::new()),
-            store_up: AtomicBool::new(true),
+            down_since: Mutex::new(None),
         }
     }
 
@@ -104,6 +107,15 @@ impl LeaseManager {
             .into_iter()
             .filter(|l| l.meter.is_leased())
             .collect();
+        let idle = Duration::from_secs(self.settings.idle_return_seconds);
+        let quiet: std::collections::HashSet<String> = match self.tracked.lock() {
+            Ok(tracked) => tracked
+                .iter()
+                .filter(|(_, t)| t.quiet_since.elapsed() >= idle)
+                .map(|(id, _)| id.clone())
+                .collect(),
+            Err(_) => Default::default(),
+        };
         let mut asks = Vec::new();
         for limit in &limits {
             if report {
@@ -111,7 +123,8 @@ impl LeaseManager {
                 limit.meter.set_dry(false);
             }
             let wanted = limit.meter.take_wanted();
-            let ended = limit.meter.window_end() <= now;
+            // A window that ended on a quiet meter rolls when a request next needs a lease.
+            let ended = limit.meter.window_end() <= now && !quiet.contains(limit.meter.id());
             if wanted.is_none() && !ended {
                 continue;
             }
@@ -120,10 +133,12 @@ impl LeaseManager {
             // (a lease running low is topped up by one).
             let least = limit.meter.typical().max(1);
             // A window that ended starts with a lease of one request in the new one, so the
-            // traffic that rolls it does not wait.
+            // traffic that rolls it does not wait, plus what requests in flight hold: they
+            // settle into the new window, and its lease must cover them.
+            let in_flight = limit.meter.total().saturating_sub(limit.meter.settled()).max(0);
             let want = match wanted {
                 Some(need) => need.saturating_sub(limit.meter.headroom()).max(least),
-                None => least,
+                None => least.saturating_add(in_flight),
             };
             asks.push(Ask {
                 limit: limit.clone(),
@@ -224,8 +239,9 @@ impl LeaseManager {
         }
     }
 
-    /// Hands `amount` of `meter`'s lease back to the store; on failure it is put back on the
-    /// meter (the store still counts it).
+    /// Hands `amount` of `meter`'s lease back to the store. On failure it stays off the meter
+    /// and counted in the store (the update may have landed): parked, never spent twice, until
+    /// the node's leases are released or the window ends.
     fn give_back(&self, meter: &asbru_filters::policy::Meter, amount: i64) {
         match self
             .store
@@ -233,12 +249,7 @@ impl LeaseManager {
         {
             Ok(()) => self.store_answered(),
             Err(e) => {
-                meter.add_lease(amount, 0);
-                if let Ok(mut tracked) = self.tracked.lock()
-                    && let Some(entry) = tracked.get_mut(meter.id())
-                {
-                    entry.granted += amount;
-                }
+                tracing::warn!(meter = meter.id(), amount, "a lease could not be handed back: {e}");
                 self.store_failed(&e.to_string());
             }
         }
@@ -318,57 +329,67 @@ impl LeaseManager {
         }
     }
 
-    /// Hands back every lease's unused room (a stopping node); what requests in flight hold
-    /// stays until their spend is flushed.
-    pub fn hand_back_all(&self) {
-        let live = self.state.live.load_full();
-        for limit in live.governance.limits(crate::state::unix_now()) {
-            if limit.meter.is_leased() && limit.meter.cap() != i64::MAX {
-                let taken = limit.meter.take_headroom(0);
-                if taken > 0 {
-                    self.give_back(&limit.meter, taken);
-                }
-            }
-        }
-    }
-
     fn store_answered(&self) {
-        if !self.store_up.swap(true, Ordering::AcqRel) {
+        let was_down = self.down_since.lock().ok().and_then(|mut since| since.take());
+        if was_down.is_some() {
             self.metrics.store_up.set(1);
+            self.signal.set_open(false);
             tracing::info!("cluster store reachable again: leases resume");
-            if self.settings.on_store_down == StoreDown::FailOpen {
-                // Back to admitting by lease.
-                if let Ok(tracked) = self.tracked.lock() {
-                    for limit in self.state.live.load().governance.limits(crate::state::unix_now()) {
-                        if limit.meter.is_leased() {
-                            let granted = tracked.get(limit.meter.id()).map_or(0, |t| t.granted);
-                            limit.meter.set_cap(granted);
-                        }
-                    }
-                }
-            }
         }
     }
 
     fn store_failed(&self, error: &str) {
-        if self.store_up.swap(false, Ordering::AcqRel) {
+        let Ok(mut since) = self.down_since.lock() else {
+            return;
+        };
+        let first = since.is_none();
+        let began = *since.get_or_insert_with(Instant::now);
+        drop(since);
+        if first {
             self.metrics.store_up.set(0);
             match self.settings.on_store_down {
                 StoreDown::FailClosed => tracing::error!(
                     "cluster store unreachable ({error}): serving within the leases held, then refusing (on_store_down: fail_closed)"
                 ),
-                StoreDown::FailOpen => {
-                    tracing::error!(
-                        "cluster store unreachable ({error}): admitting against each limit on this node alone until it is back (on_store_down: fail_open)"
-                    );
-                    for limit in self.state.live.load().governance.limits(crate::state::unix_now()) {
-                        if limit.meter.is_leased() {
-                            limit.meter.set_cap(i64::MAX);
-                        }
-                    }
-                }
+                StoreDown::FailOpen => tracing::error!(
+                    "cluster store unreachable ({error}): serving within the leases held; if it stays down, admitting against each limit on this node alone (on_store_down: fail_open)"
+                ),
             }
         }
+        if self.settings.on_store_down == StoreDown::FailOpen
+            && began.elapsed() >= OPEN_AFTER
+            && !asbru_filters::policy::meter::LeaseSource::open(self.signal.as_ref())
+        {
+            self.signal.set_open(true);
+            tracing::error!(
+                "cluster store still down: admitting against each limit on this node alone until it is back"
+            );
+        }
+    }
+}
+
+/// After the server stopped (every request finished): this node's journal is added to the
+/// store, then its leases are released, so nothing it held stays parked. When the flush fails,
+/// the leases stay counted and the next start on this data dir settles them.
+pub fn release_at_exit(state: &Gateway) {
+    let cluster = state
+        .file
+        .governance
+        .as_ref()
+        .and_then(|g| g.cluster.as_ref())
+        .is_some_and(|c| c.enabled);
+    let (Some(journal), Some(store)) = (&state.spend_journal, &state.store) else {
+        return;
+    };
+    if !cluster {
+        return;
+    }
+    match journal.flush(store.as_ref()) {
+        Ok(_) => match store.lease_release_node(journal.owner()) {
+            Ok(_) => tracing::info!("cluster leases released"),
+            Err(e) => tracing::warn!("cluster leases not released (the next start settles them): {e}"),
+        },
+        Err(e) => tracing::warn!("spend journal not flushed, cluster leases kept for the next start: {e}"),
     }
 }
 
@@ -380,10 +401,14 @@ impl BackgroundService for LeaseService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let manager = self.0.clone();
         let mut last_report = Instant::now() - REPORT;
+        let mut stopping = false;
         loop {
+            // Requests are still served through the grace period after a stop was asked for:
+            // rounds go on until the server drops this task, and the leases are released
+            // after the last request (`release_at_exit`).
             tokio::select! {
                 _ = manager.signal.woken(ROUND) => {}
-                _ = shutdown.changed() => break,
+                _ = shutdown.changed(), if !stopping => stopping = true,
             }
             let report = last_report.elapsed() >= REPORT;
             if report {
@@ -394,8 +419,5 @@ impl BackgroundService for LeaseService {
                 tracing::warn!("a cluster lease round failed");
             }
         }
-        let worker = manager.clone();
-        let _ = tokio::task::spawn_blocking(move || worker.hand_back_all()).await;
-        tracing::info!("cluster leases handed back");
     }
 }

@@ -28,6 +28,8 @@ pub struct LeaseSignal {
     wait: Duration,
     /// Time refused requests spent waiting.
     waited: Histogram,
+    /// Failing open: leased meters admit against their limits alone.
+    open: AtomicBool,
 }
 
 impl LeaseSignal {
@@ -41,7 +43,13 @@ impl LeaseSignal {
             ended: watch::Sender::new(0),
             wait,
             waited,
+            open: AtomicBool::new(false),
         }
+    }
+
+    /// Turns failing open on or off.
+    pub fn set_open(&self, open: bool) {
+        self.open.store(open, Ordering::Release);
     }
 
     /// Waits until woken, or `tick` passes.
@@ -79,6 +87,10 @@ impl LeaseSource for LeaseSignal {
         } else {
             None
         }
+    }
+
+    fn open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
     }
 
     fn after(&self, round: u64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {

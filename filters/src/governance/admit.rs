@@ -153,6 +153,39 @@ pub fn admit(
 /// room for it asks for a fetch now, so one round serves them all (admission stops at the
 /// first cap that refuses, and a first request meets every lease empty).
 fn ask_leases(gov: &Governance, vk: Option<&VirtualKeyRuntime>, provider: &str, model: &str, reserved: i64) {
+    for scope in attempt_scopes(gov, vk, provider, model) {
+        for cap in &scope.budgets {
+            cap.meter.ask_lease(reserved, cap.max_at(cap.meter.window_start()));
+        }
+        if let Some(rate) = &scope.rate {
+            for cap in [&rate.tokens, &rate.requests].into_iter().flatten() {
+                cap.meter.ask_lease(1, cap.max);
+            }
+        }
+    }
+}
+
+/// Cluster mode: whether a lease fetch that may clear a refusal of this attempt is pending (a
+/// refusal for a limit really spent, or with the database found dry, does not wait).
+pub fn leases_pending(gov: &Governance, vk: Option<&VirtualKeyRuntime>, provider: &str, model: &str) -> bool {
+    attempt_scopes(gov, vk, provider, model).into_iter().any(|scope| {
+        scope.budgets.iter().any(|cap| cap.meter.lease_pending())
+            || scope.rate.as_ref().is_some_and(|rate| {
+                [&rate.tokens, &rate.requests]
+                    .into_iter()
+                    .flatten()
+                    .any(|cap| cap.meter.lease_pending())
+            })
+    })
+}
+
+/// Every scope whose caps an attempt at `provider`/`model` by `vk` meets.
+fn attempt_scopes<'a>(
+    gov: &'a Governance,
+    vk: Option<&'a VirtualKeyRuntime>,
+    provider: &str,
+    model: &str,
+) -> Vec<&'a Scope> {
     let mut scopes: Vec<&Scope> = Vec::new();
     scopes.extend(gov.providers.get(provider));
     scopes.extend(
@@ -173,16 +206,7 @@ fn ask_leases(gov: &Governance, vk: Option<&VirtualKeyRuntime>, provider: &str, 
                 .map(|m| &m.scope),
         );
     }
-    for scope in scopes {
-        for cap in &scope.budgets {
-            cap.meter.ask_lease(reserved, cap.max_at(cap.meter.window_start()));
-        }
-        if let Some(rate) = &scope.rate {
-            for cap in [&rate.tokens, &rate.requests].into_iter().flatten() {
-                cap.meter.ask_lease(1, cap.max);
-            }
-        }
-    }
+    scopes
 }
 
 /// A budget is near its edge when less than this many reservations of the request's size fit in

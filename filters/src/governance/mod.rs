@@ -69,6 +69,12 @@ impl Filter for GovernanceFilter {
             Err(rejection) => {
                 if matches!(rejection.status, 402 | 429)
                     && let Some(source) = &live.governance.leases
+                    && admit::leases_pending(
+                        &live.governance,
+                        ctx.facts.vk.as_deref(),
+                        &primary.provider.name,
+                        &primary.model,
+                    )
                     && let Some(round) = source.pending()
                 {
                     ctx.recheck = Some(crate::ctx::Recheck {

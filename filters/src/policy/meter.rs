@@ -81,6 +81,9 @@ pub trait LeaseSource: Send + Sync + std::fmt::Debug {
     fn pending(&self) -> Option<u64>;
     /// Completes once the fetch round after `mark` has ended (the caller bounds the wait).
     fn after(&self, mark: u64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+    /// The store has been down long enough and `on_store_down` is `fail_open`: leased meters
+    /// admit against their limits alone.
+    fn open(&self) -> bool;
 }
 
 /// One meter's live state.
@@ -233,7 +236,7 @@ impl Meter {
     /// its cap, or when the amount would take it past. Returns the usage with this reservation,
     /// or the usage seen when refused.
     pub fn try_reserve(&self, amount: i64, max: i64) -> Result<i64, i64> {
-        let limit = max.min(self.cap.load(Ordering::Acquire));
+        let limit = self.limit(max);
         let mut current = self.total.load(Ordering::Acquire);
         loop {
             if current >= limit || current.saturating_add(amount) > limit {
@@ -260,7 +263,7 @@ impl Meter {
     /// Refused when the meter is already at `max` (tokens are counted after the response), or
     /// at its lease.
     pub fn check_below(&self, max: i64) -> Result<(), i64> {
-        let limit = max.min(self.cap.load(Ordering::Acquire));
+        let limit = self.limit(max);
         let current = self.total.load(Ordering::Acquire);
         if current >= limit {
             if limit < max {
@@ -275,7 +278,17 @@ impl Meter {
         }
     }
 
-    /// The lease held (`i64::MAX` when not leased, or admitting without one).
+    /// What admission checks against: the limit, or the lease when it is lower (unless the
+    /// lease source is failing open).
+    fn limit(&self, max: i64) -> i64 {
+        let cap = self.cap.load(Ordering::Acquire);
+        if cap < max && self.lease.as_ref().is_some_and(|source| source.open()) {
+            return max;
+        }
+        max.min(cap)
+    }
+
+    /// The lease held (`i64::MAX` when not leased).
     pub fn cap(&self) -> i64 {
         self.cap.load(Ordering::Acquire)
     }
@@ -294,6 +307,9 @@ impl Meter {
     /// Moves a leased meter into the window the database decided: this node's usage of the old
     /// window is cleared (reservations in flight stay held) and the lease is `slice` alone.
     pub fn adopt_window(&self, start: i64, end: i64, slice: i64, low_water: i64) {
+        // No admission between the old lease and the new: the cap is closed first, and the
+        // old window's usage leaves `total` only after.
+        self.cap.store(0, Ordering::Release);
         self.window_start.store(start, Ordering::Release);
         self.window_end.store(end, Ordering::Release);
         let cleared = self.settled.swap(0, Ordering::AcqRel);
@@ -531,8 +547,10 @@ impl Registry {
                     Some(start) => (start, window.end(start)),
                     None => window.first(now),
                 };
-                // Usage the config gives a new meter is persisted like a reset to that value.
+                // Usage the config gives a new meter is persisted like a reset to that value
+                // (not in cluster mode: a node joining later would wipe the others' spend).
                 if initial.0 != 0
+                    && leases.is_none()
                     && let Some(journal) = self.journal.get()
                     && self
                         .initial_journaled
@@ -643,12 +661,13 @@ impl Registry {
         let mut count = 0;
         for (_, meter) in meters.iter().filter(|(id, _)| matches(id)) {
             let settled = meter.settled.swap(0, Ordering::AcqRel);
-            meter.total.fetch_sub(settled, Ordering::AcqRel);
             if meter.is_leased() {
-                // The lease stays what it was: the reset frees room in the database, which
-                // grants it like any other.
+                // The lease stays what it was (the cap moves first, so no admission can use
+                // the room in between): the reset frees room in the database, which grants it
+                // like any other.
                 meter.cap.fetch_sub(settled, Ordering::AcqRel);
             }
+            meter.total.fetch_sub(settled, Ordering::AcqRel);
             meter.dirty.store(true, Ordering::Release);
             if let Some(journal) = self.journal.get() {
                 journal.append(&[Spent {

@@ -13,7 +13,7 @@
 //!   adding its spend. A lease not renewed within its TTL stays counted: it is shown as
 //!   stranded, never returned blind.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use asbru_config::usage::{SpendEntry, SpendKind, UsageRecord};
 use r2d2_postgres::postgres;
@@ -119,7 +119,14 @@ pub(crate) fn grant(conn: &mut postgres::Client, node: &str, ask: &LeaseAsk<'_>)
     let stored: Option<UsageRecord> = serde_json::from_str::<UsageRecord>(&text)
         .map_err(|e| StoreError::Corrupt(format!("usage row: {e}")))
         .map(Some)?
-        .filter(|r| !r.counter_id.is_empty() && r.unit == ask.unit);
+        .filter(|r| !r.counter_id.is_empty() && r.unit == ask.unit)
+        .map(|mut r| {
+            // A row written before windows had ends: its end from its start.
+            if r.window_end == 0 {
+                r.window_end = (ask.window)(r.window_start, Some(r.window_start)).1;
+            }
+            r
+        });
     // The window, decided here by the database's clock.
     let record = match stored {
         Some(r) if r.window_end > now => r,
@@ -197,7 +204,10 @@ pub(crate) fn give_back(
 /// Renews every lease `node` holds for `ttl_seconds`.
 pub(crate) fn renew(conn: &mut postgres::Client, node: &str, ttl_seconds: i64) -> Result<(), StoreError> {
     conn.execute(
-        "UPDATE governance_leases SET expires_at = extract(epoch from clock_timestamp())::bigint + $2 WHERE node_id = $1",
+        // Rows locked in meter order, as the spend flush locks them: the two never deadlock.
+        "UPDATE governance_leases SET expires_at = extract(epoch from clock_timestamp())::bigint + $2
+         WHERE (counter_id, node_id) IN (
+             SELECT counter_id, node_id FROM governance_leases WHERE node_id = $1 ORDER BY counter_id FOR UPDATE)",
         &[&node, &ttl_seconds],
     )
     .map_err(db)?;
@@ -250,7 +260,8 @@ pub(crate) fn take_flushed_spend(
     if !holds.get::<_, bool>(0) {
         return Ok(());
     }
-    let mut spent: HashMap<(&str, i64), i64> = HashMap::new();
+    // In meter order, as `renew` locks them.
+    let mut spent: BTreeMap<(&str, i64), i64> = BTreeMap::new();
     for entry in entries {
         if let SpendKind::Add(amount) = entry.kind
             && amount > 0
