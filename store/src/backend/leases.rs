@@ -97,7 +97,7 @@ pub fn segment_owner(segment: &str) -> &str {
 }
 
 fn db(e: postgres::Error) -> StoreError {
-    super::postgres::db_error(e)
+    super::pg_shared::db_error(e)
 }
 
 /// Grants `node` a slice of `ask`'s meter, in one transaction holding the meter's row lock.
@@ -139,7 +139,7 @@ pub(crate) fn grant(conn: &mut postgres::Client, node: &str, ask: &LeaseAsk<'_>)
                 window_start,
                 window_end,
             };
-            super::postgres::write_usage(&mut tx, &fresh)?;
+            super::pg_shared::write_usage(&mut tx, &fresh)?;
             fresh
         }
     };

@@ -18,6 +18,7 @@ pub mod entities;
 pub mod leases;
 pub(crate) mod migrate;
 pub(crate) mod open;
+mod pg_shared;
 pub mod postgres;
 pub mod sqlite;
 pub mod tables;

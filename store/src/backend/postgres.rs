@@ -7,13 +7,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use r2d2_postgres::PostgresConnectionManager;
-use r2d2_postgres::postgres::error::SqlState;
 use r2d2_postgres::postgres::fallible_iterator::FallibleIterator;
 use r2d2_postgres::postgres::{self, NoTls};
 use serde_json::Value;
 
 use super::entities::EntityKind;
 use super::migrate::{self, Migration};
+use super::pg_shared::{db_error, write_usage};
 use super::tables::{Child, Column, ColumnType, Table, not_null_fallback, table};
 use super::{
     AuditEntry, ConfigStore, KeyRow, StoreError, StoredDoc, Tx, TxBody, join_provider, panic_message, split_provider,
@@ -62,20 +62,6 @@ const CHANNEL: &str = "asbru_config";
 fn stored_doc(text: &str, status: String) -> Result<StoredDoc, StoreError> {
     let doc = serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(StoredDoc { doc, status })
-}
-
-pub(crate) fn db_error(e: postgres::Error) -> StoreError {
-    match e.code() {
-        Some(code) if *code == SqlState::UNIQUE_VIOLATION || *code == SqlState::FOREIGN_KEY_VIOLATION => {
-            StoreError::Conflict(
-                e.as_db_error()
-                    .map(|d| d.message().to_string())
-                    .unwrap_or_else(|| e.to_string()),
-            )
-        }
-        _ if e.is_closed() || e.code().is_none() => StoreError::Unavailable(e.to_string()),
-        _ => StoreError::Database(e.to_string()),
-    }
 }
 
 impl PostgresStore {
@@ -676,16 +662,4 @@ fn child_insert_sql(child: &Child) -> String {
         names.join(", "),
         values.join(", ")
     )
-}
-
-/// Creates or replaces one meter's persisted usage.
-pub(crate) fn write_usage(tx: &mut postgres::Transaction<'_>, record: &UsageRecord) -> Result<(), StoreError> {
-    let doc = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.execute(
-        "INSERT INTO governance_usage (counter_id, doc_json) VALUES ($1, $2)
-         ON CONFLICT (counter_id) DO UPDATE SET doc_json = excluded.doc_json, updated_at = now()",
-        &[&record.counter_id, &doc],
-    )
-    .map_err(db_error)?;
-    Ok(())
 }
