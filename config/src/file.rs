@@ -1264,6 +1264,32 @@ mod tests {
     }
 
     #[test]
+    fn cluster_metering_needs_a_postgres_store_and_sane_leases() {
+        let found = problems(
+            "governance:\n  cluster: {enabled: true, lease_fraction: 1.5, lease_ttl_seconds: 1, lease_wait_ms: 60000}\n",
+        );
+        let text: Vec<String> = found.iter().map(|p| p.reason.clone()).collect();
+        for expected in [
+            "needs a PostgreSQL config store",
+            "lease_fraction 1.5",
+            "lease_ttl_seconds must be at least 2",
+            "lease_wait_ms must be at most 10000",
+        ] {
+            assert!(text.iter().any(|t| t.contains(expected)), "{expected}: {text:?}");
+        }
+        let found = problems("governance:\n  cluster: {enabled: true, on_store_down: fail_sideways}\n");
+        assert!(!found.is_empty(), "an unknown on_store_down is refused");
+        // On PostgreSQL, with the defaults, nothing to say; turned off, nothing is checked.
+        assert!(
+            problems(
+                "config_store: {enabled: true, type: postgres, config: {url: env.PG_URL}}\ngovernance:\n  cluster: {enabled: true}\n"
+            )
+            .is_empty()
+        );
+        assert!(problems("governance:\n  cluster: {enabled: false, lease_fraction: 7}\n").is_empty());
+    }
+
+    #[test]
     fn edge_settings_are_checked() {
         let found = problems(
             "server:\n  h2_idle_timeout_seconds: 18446744073709551615\n  real_ip_header: \"bad header\"\n  trusted_proxies: [10.0.0.0/33, nope]\n  tls:\n    cert_file: a.pem\n    key_file: a.key\n    certificates:\n      - {server_names: [api.example.com, \"127.0.0.1\"], cert_file: b.pem, key_file: b.key}\n      - {server_names: [API.example.com.], cert_file: c.pem, key_file: c.key}\n  listeners:\n    - {address: \"127.0.0.1:9443\", tls: true, h2c: true}\n    - {address: \"127.0.0.1:9443\", roles: []}\n",
