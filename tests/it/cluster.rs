@@ -397,6 +397,16 @@ impl Cuttable {
         Cuttable { addr, down, generation }
     }
 
+    /// A proxy in front of the PostgreSQL that `url` names, and `url` pointed at it.
+    async fn in_front_of(url: &str) -> (Cuttable, String) {
+        let proxy = Cuttable::start(postgres_port(url)).await;
+        let via_proxy = url.replace(
+            &format!("port={}", postgres_port(url).port()),
+            &format!("port={}", proxy.addr.port()),
+        );
+        (proxy, via_proxy)
+    }
+
     fn stop(&self) {
         self.down.store(true, Ordering::Release);
         self.generation.send_modify(|g| *g += 1);
@@ -422,11 +432,7 @@ async fn with_the_store_down_nodes_serve_within_their_leases_then_fail_closed_an
     let Some(url) = blocking(|| postgres_url("cluster_down")) else {
         return;
     };
-    let proxy = Cuttable::start(postgres_port(&url)).await;
-    let via_proxy = url.replace(
-        &format!("port={}", postgres_port(&url).port()),
-        &format!("port={}", proxy.addr.port()),
-    );
+    let (proxy, via_proxy) = Cuttable::in_front_of(&url).await;
     let upstream = default_mock();
     let budget = 200 * REQUEST_MICROS;
     let nodes = cluster(
@@ -514,11 +520,7 @@ async fn fail_open_admits_on_the_node_alone_while_the_store_is_down_and_spend_is
     let Some(url) = blocking(|| postgres_url("cluster_open")) else {
         return;
     };
-    let proxy = Cuttable::start(postgres_port(&url)).await;
-    let via_proxy = url.replace(
-        &format!("port={}", postgres_port(&url).port()),
-        &format!("port={}", proxy.addr.port()),
-    );
+    let (proxy, via_proxy) = Cuttable::in_front_of(&url).await;
     let upstream = default_mock();
     let budget = 100 * REQUEST_MICROS;
     let node = nodes(

@@ -237,24 +237,29 @@ impl Meter {
     /// or the usage seen when refused.
     pub fn try_reserve(&self, amount: i64, max: i64) -> Result<i64, i64> {
         let limit = self.limit(max);
+        let reserved = self.reserve_within(amount, limit);
+        if limit < max {
+            match reserved {
+                Ok(used) => self.after_admit(amount, limit - used),
+                Err(current) => self.short(current, amount, max),
+            }
+        }
+        reserved
+    }
+
+    /// One compare-and-swap loop on `total`: adds `amount` if it stays within `limit`. Returns
+    /// the total with it, or the total seen when refused.
+    fn reserve_within(&self, amount: i64, limit: i64) -> Result<i64, i64> {
         let mut current = self.total.load(Ordering::Acquire);
         loop {
             if current >= limit || current.saturating_add(amount) > limit {
-                if limit < max {
-                    self.short(current, amount, max);
-                }
                 return Err(current);
             }
             match self
                 .total
                 .compare_exchange_weak(current, current + amount, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => {
-                    if limit < max {
-                        self.after_admit(amount, limit - current - amount);
-                    }
-                    return Ok(current + amount);
-                }
+                Ok(_) => return Ok(current + amount),
                 Err(seen) => current = seen,
             }
         }
@@ -367,18 +372,8 @@ impl Meter {
         if amount <= 0 {
             return 0;
         }
-        let mut current = self.total.load(Ordering::Acquire);
-        loop {
-            if current.saturating_add(amount) > cap {
-                return 0;
-            }
-            match self
-                .total
-                .compare_exchange_weak(current, current + amount, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => break,
-                Err(seen) => current = seen,
-            }
+        if self.reserve_within(amount, cap).is_err() {
+            return 0;
         }
         self.cap.fetch_sub(amount, Ordering::AcqRel);
         self.total.fetch_sub(amount, Ordering::AcqRel);
