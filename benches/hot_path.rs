@@ -158,10 +158,22 @@ fn governance_bench(c: &mut Criterion) {
             black_box(ticket.charge(Some(usage)))
         })
     });
-    // The same with the spend journal on (a config store persists usage): one line per meter,
-    // one write per settlement, to a file in the temp dir.
+    // The same with the spend journal on (a config store persists usage): one record per meter,
+    // copied into a mapped segment in the temp dir, flushed into a SQLite store on another
+    // thread every 200 ms, as the gateway's usage flush does every second.
     let journal_dir = std::env::temp_dir().join(format!("asbru-bench-journal-{}", std::process::id()));
     let journal = std::sync::Arc::new(asbru::spend_journal::Journal::open(&journal_dir).expect("journal"));
+    let flushing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flusher = {
+        let (journal, flushing) = (journal.clone(), flushing.clone());
+        let store = asbru_store::backend::sqlite::SqliteStore::open(&journal_dir.join("config.db")).expect("store");
+        std::thread::spawn(move || {
+            while flushing.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                journal.flush(&store).expect("flush");
+            }
+        })
+    };
     let journaled = {
         let loaded = asbru_config::load_str(&format!("{PROVIDERS}{GOVERNANCE}"), "bench.yaml").expect("valid");
         let registry = std::sync::Arc::new(Registry::new());
@@ -188,6 +200,8 @@ fn governance_bench(c: &mut Criterion) {
             black_box(ticket.charge(Some(usage)))
         })
     });
+    flushing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = flusher.join();
     let _ = std::fs::remove_dir_all(&journal_dir);
     let chain = standard_chain();
     let mut request = request("gpt-4o-mini", Vec::new());

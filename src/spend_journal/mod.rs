@@ -1,44 +1,49 @@
-//! The spend journal: every governed settlement is appended to a file of this process before
-//! the reply's last byte goes out (one `write`, no fsync), so a process killed at any moment
-//! has already handed all its settled spend to the OS.
+//! The spend journal: every governed settlement is copied into a memory-mapped file of this
+//! process before the reply's last byte goes out (no system call, no fsync), so a process
+//! killed at any moment has already handed all its settled spend to the OS's page cache.
 //!
 //! The journal is a series of segment files under `<data_dir>/spend-journal/`, named
-//! `<pid>-<start tag>-<sequence>.journal`. The usage flush (every second, and at shutdown)
-//! starts a new segment, waits for writers still holding the old one, and adds the old
+//! `<pid>-<start tag>-<sequence>.spend`, each holding binary records (`record.rs`) in blocks
+//! allocated when the segment is made (`segment.rs`). The usage flush (every second, and at
+//! shutdown) starts a new segment, waits for writers still holding the old one, and adds the old
 //! segment's entries to the config store in one transaction that also records the segment as
 //! applied; then it deletes the file. Because the store only ever receives additions (and the
 //! resets an operator asked for), any number of processes can flush the same meter. At start, a
 //! process applies the segments left by processes that are gone (a segment already applied is
-//! skipped, so a crash between the commit and the delete counts nothing twice).
+//! skipped, so a crash between the commit and the delete counts nothing twice); text segments
+//! (`.journal`) of older versions are read too (`text.rs`).
 //!
 //! Loss bound: nothing on `kill -9`; an OS crash or power loss can lose what the OS had not
-//! written to disk, at most about a flush interval.
+//! written to disk, at most about a flush interval. While no segment can be made (a full disk),
+//! settlements are kept in memory until the next flush, and a `kill -9` then loses them.
 
+mod record;
+mod segment;
+mod text;
+
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use asbru_config::usage::{SpendEntry, SpendKind};
+use asbru_config::usage::SpendEntry;
 use asbru_filters::policy::meter::{SpendJournal, Spent};
 use asbru_store::backend::{ConfigStore, StoreError};
 
+use segment::Segment;
+
 /// The journal directory under the data dir.
 pub const DIR: &str = "spend-journal";
-const SUFFIX: &str = ".journal";
+/// The file name suffix of binary segments.
+const SUFFIX: &str = ".spend";
 const LOCK_SUFFIX: &str = ".lock";
-/// Starts every journal line.
-const RECORD: char = '\u{1e}';
-
-/// One segment file.
-#[derive(Debug)]
-struct Segment {
-    name: String,
-    file: File,
-}
+/// The smallest and largest segment made. A segment is sized at twice what the one before it
+/// used, so one segment holds a flush interval's settlements; a full one is replaced at once.
+const MIN_SEGMENT: usize = 1 << 20;
+const MAX_SEGMENT: usize = 64 << 20;
 
 /// Entries whose write failed (disk full, ...), applied by the next flush from memory under a
 /// name fixed at the first try, so a retried batch is still applied once.
@@ -56,14 +61,38 @@ pub struct Journal {
     prefix: String,
     sequence: AtomicU64,
     current: ArcSwap<Segment>,
+    /// The size of the next segment made by a rotation.
+    next_capacity: AtomicUsize,
+    /// The smallest segment this journal makes.
+    min_capacity: usize,
+    /// Set while no segment can be made, so the transition is logged once.
+    degraded: AtomicBool,
     unwritten: Mutex<Unwritten>,
-    /// Segments replaced but possibly still being written by a slow writer.
+    /// Segments replaced but possibly still being written by a slow writer. Its lock also
+    /// serialises replacing the current segment.
     retired: Mutex<Vec<Arc<Segment>>>,
     /// One flush at a time (the background flush, the final flush, an interrupt).
     flushing: Mutex<()>,
     /// Held locked for the life of the process: a segment whose owner's lock can be taken
     /// belongs to a process that is gone (pids are reused, and differ across containers).
     _liveness: File,
+}
+
+thread_local! {
+    /// A settlement's records, encoded before they are copied into the segment.
+    static ENCODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether `name` is a segment file, of either format.
+fn is_segment(name: &str) -> bool {
+    name.ends_with(SUFFIX) || name.ends_with(text::SUFFIX)
+}
+
+/// A segment's name without its suffix: the name the store records it as applied under.
+fn stem(name: &str) -> &str {
+    name.strip_suffix(SUFFIX)
+        .or_else(|| name.strip_suffix(text::SUFFIX))
+        .unwrap_or(name)
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> StoreError {
@@ -77,6 +106,10 @@ fn poisoned() -> StoreError {
 impl Journal {
     /// Opens a journal of this process in `dir` (created if needed).
     pub fn open(dir: &Path) -> Result<Journal, StoreError> {
+        Journal::open_sized(dir, MIN_SEGMENT)
+    }
+
+    fn open_sized(dir: &Path, min_capacity: usize) -> Result<Journal, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
         let tag = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -86,12 +119,17 @@ impl Journal {
         let liveness = File::create(&lock_path).map_err(|e| io_error("create", &lock_path, e))?;
         liveness.lock().map_err(|e| io_error("lock", &lock_path, e))?;
         let prefix = format!("{owner}-");
-        let first = open_segment(dir, &prefix, 0)?;
+        let first_name = segment_name(&prefix, 0);
+        let first =
+            Segment::create(dir, first_name.clone(), min_capacity).map_err(|e| io_error("create", &dir.join(first_name), e))?;
         Ok(Journal {
             dir: dir.to_path_buf(),
             prefix,
             sequence: AtomicU64::new(0),
             current: ArcSwap::from_pointee(first),
+            next_capacity: AtomicUsize::new(min_capacity),
+            min_capacity,
+            degraded: AtomicBool::new(false),
             unwritten: Mutex::new(Unwritten::default()),
             retired: Mutex::new(Vec::new()),
             flushing: Mutex::new(()),
@@ -99,21 +137,74 @@ impl Journal {
         })
     }
 
+    /// Makes a new current segment and retires the old one. With `full`, only if that is
+    /// still the current one (writers that found it full all ask), at twice its size. When no
+    /// segment can be made, the current one becomes a stand-in that takes nothing, so
+    /// writers keep their records in memory; the next rotation tries again.
+    fn replace_current(&self, full: Option<&Arc<Segment>>) -> Result<(), StoreError> {
+        let mut retired = self.retired.lock().map_err(|_| poisoned())?;
+        let capacity = match full {
+            Some(full) if !Arc::ptr_eq(full, &self.current.load()) => return Ok(()),
+            Some(full) => full.capacity().saturating_mul(2).min(MAX_SEGMENT),
+            None => self.next_capacity.load(Ordering::Relaxed),
+        };
+        let name = segment_name(&self.prefix, self.sequence.fetch_add(1, Ordering::AcqRel) + 1);
+        let segment = match Segment::create(&self.dir, name, capacity) {
+            Ok(segment) => {
+                if self.degraded.swap(false, Ordering::Relaxed) {
+                    tracing::info!("spend journal writes to a file again");
+                }
+                segment
+            }
+            Err(e) => {
+                if !self.degraded.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "spend journal cannot make a segment in {}, settlements kept in memory until the next flush: {e}",
+                        self.dir.display()
+                    );
+                }
+                Segment::unavailable()
+            }
+        };
+        let old = self.current.swap(Arc::new(segment));
+        if old.is_file() {
+            retired.push(old);
+        }
+        Ok(())
+    }
+
     /// Starts a new segment, retiring the previous one, and waits (briefly) for writers still
     /// holding a retired segment. Returns the names of segments still held: they are applied by
     /// a later flush, never while a writer may add to them.
     fn rotate(&self) -> Result<Vec<String>, StoreError> {
-        let next = self.sequence.fetch_add(1, Ordering::AcqRel) + 1;
-        let segment = open_segment(&self.dir, &self.prefix, next)?;
-        let old = self.current.swap(Arc::new(segment));
-        let mut retired = self.retired.lock().map_err(|_| poisoned())?;
-        retired.push(old);
+        // An idle process keeps its empty segment instead of making a file a second.
+        let current = self.current.load();
+        if !current.is_file() || current.used() > 0 {
+            self.replace_current(None)?;
+        }
+        drop(current);
         let deadline = Instant::now() + Duration::from_secs(2);
-        while retired.iter().any(|s| Arc::strong_count(s) > 1) && Instant::now() < deadline {
+        loop {
+            let mut retired = self.retired.lock().map_err(|_| poisoned())?;
+            retired.retain(|segment| {
+                if Arc::strong_count(segment) > 1 {
+                    return true;
+                }
+                // Every writer has let go (their release pairs with this acquire): what they
+                // copied is visible here, and the file can be cut to it.
+                std::sync::atomic::fence(Ordering::Acquire);
+                let used = segment.used();
+                let next = used.saturating_mul(2).clamp(self.min_capacity, MAX_SEGMENT);
+                self.next_capacity.store(next.next_multiple_of(64 << 10), Ordering::Relaxed);
+                segment.trim();
+                false
+            });
+            if retired.is_empty() || Instant::now() >= deadline {
+                return Ok(retired.iter().map(|s| s.name.clone()).collect());
+            }
+            drop(retired);
             std::thread::sleep(Duration::from_millis(1));
         }
-        retired.retain(|s| Arc::strong_count(s) > 1);
-        Ok(retired.iter().map(|s| s.name.clone()).collect())
     }
 
     /// Adds everything journaled so far to `store`: starts a new segment, then applies and
@@ -182,7 +273,7 @@ impl Journal {
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
             .filter_map(|name| match name.strip_suffix(LOCK_SUFFIX) {
                 Some(owner) => Some(owner.to_string()),
-                None if name.ends_with(SUFFIX) => owner_of(&name).map(str::to_string),
+                None if is_segment(&name) => owner_of(&name).map(str::to_string),
                 None => None,
             })
             .filter(|owner| owner != self.owner())
@@ -255,21 +346,25 @@ impl Journal {
         let mut names: Vec<String> = std::fs::read_dir(&self.dir)
             .map_err(|e| io_error("read", &self.dir, e))?
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-            .filter(|name| name.ends_with(SUFFIX) && wanted(name))
+            .filter(|name| is_segment(name) && wanted(name))
             .collect();
         names.sort();
         let mut applied = 0;
         for name in names {
             let path = self.dir.join(&name);
-            let text = match std::fs::read(&path) {
-                Ok(text) => text,
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
                 // Applied and removed by another process meanwhile.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_error("read", &path, e)),
             };
-            let entries = parse(&String::from_utf8_lossy(&text));
+            let entries = if name.ends_with(text::SUFFIX) {
+                text::parse(&String::from_utf8_lossy(&bytes))
+            } else {
+                record::parse(&bytes)
+            };
             if !entries.is_empty() {
-                if store.apply_spend(name.trim_end_matches(SUFFIX), &entries)? {
+                if store.apply_spend(stem(&name), &entries)? {
                     observe(&entries);
                 }
                 applied += entries.len();
@@ -284,15 +379,9 @@ impl Journal {
     }
 }
 
-fn open_segment(dir: &Path, prefix: &str, sequence: u64) -> Result<Segment, StoreError> {
-    let name = format!("{prefix}{sequence:012}{SUFFIX}");
-    let path = dir.join(&name);
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| io_error("open", &path, e))?;
-    Ok(Segment { name, file })
+/// The file name of a segment of this process.
+fn segment_name(prefix: &str, sequence: u64) -> String {
+    format!("{prefix}{sequence:012}{SUFFIX}")
 }
 
 /// The `<pid>-<tag>` owner part of a segment's name.
@@ -301,141 +390,38 @@ fn owner_of(name: &str) -> Option<&str> {
     Some(&name[..second])
 }
 
-/// A meter id as one journal field: `\`, tab and newline escaped.
-fn escape(id: &str, out: &mut String) {
-    for c in id.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            RECORD => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-}
-
-fn unescape(field: &str) -> String {
-    let mut out = String::with_capacity(field.len());
-    let mut chars = field.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some('t') => out.push('\t'),
-                Some('n') => out.push('\n'),
-                Some('r') => out.push(RECORD),
-                Some(other) => out.push(other),
-                None => {}
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// One line per change: a record separator, then `A|S <tab> unit <tab> window start <tab>
-/// window end <tab> amount <tab> meter id`. The separator lets a line written after a torn one
-/// (a write cut short by a full disk) still be read.
-fn format_line(change: &Spent<'_>, out: &mut String) {
-    use std::fmt::Write as _;
-    let (kind, amount) = match change.kind {
-        SpendKind::Add(n) => ('A', n),
-        SpendKind::Set(n) => ('S', n),
-    };
-    out.push(RECORD);
-    let _ = write!(
-        out,
-        "{kind}\t{}\t{}\t{}\t{amount}\t",
-        change.unit.as_str(),
-        change.window_start,
-        change.window_end
-    );
-    escape(change.meter, out);
-    out.push('\n');
-}
-
-/// The entries of a segment; a line cut short by a crash (no newline) or unreadable is skipped.
-/// The entries of a journal's text, additions to one meter's window merged: a segment holds a
-/// line per settlement (thousands a second under load), and the store needs only their sum.
-/// An addition is merged into the meter's last entry only while that is an addition too, so a
-/// reset between additions keeps its place.
-fn parse(text: &str) -> Vec<SpendEntry> {
-    let mut entries: Vec<SpendEntry> = Vec::new();
-    // (escaped id, unit, window start, window end) -> index of that meter's last entry.
-    let mut last: std::collections::HashMap<(&str, &str, i64, i64), usize> = std::collections::HashMap::new();
-    // The part after the last newline is an incomplete write.
-    let complete = match text.rfind('\n') {
-        Some(end) => &text[..end],
-        None => return entries,
-    };
-    for line in complete.split('\n') {
-        let line = line.rsplit(RECORD).next().unwrap_or(line);
-        let mut fields = line.splitn(6, '\t');
-        let (Some(kind), Some(unit), Some(start), Some(end), Some(amount), Some(id)) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
-            continue;
-        };
-        let (Ok(window_start), Ok(window_end), Ok(amount)) = (start.parse(), end.parse(), amount.parse::<i64>()) else {
-            continue;
-        };
-        let kind = match kind {
-            "A" => SpendKind::Add(amount),
-            "S" => SpendKind::Set(amount),
-            _ => continue,
-        };
-        let key = (id, unit, window_start, window_end);
-        if let SpendKind::Add(more) = kind
-            && let Some(&at) = last.get(&key)
-            && let SpendKind::Add(sum) = &mut entries[at].kind
-        {
-            *sum = sum.saturating_add(more);
-            continue;
-        }
-        last.insert(key, entries.len());
-        entries.push(SpendEntry {
-            counter_id: unescape(id),
-            unit: unit.to_string(),
-            window_start,
-            window_end,
-            kind,
-        });
-    }
-    entries
-}
-
 impl SpendJournal for Journal {
     fn append(&self, changes: &[Spent<'_>]) {
-        let mut text = String::with_capacity(64 * changes.len());
-        for change in changes {
-            format_line(change, &mut text);
-        }
-        let segment = self.current.load_full();
-        let bytes = text.as_bytes();
-        let mut written = 0;
-        while written < bytes.len() {
-            match (&segment.file).write(&bytes[written..]) {
-                Ok(0) => break,
-                Ok(n) => written += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    tracing::warn!("spend journal write failed, kept in memory until the next flush: {e}");
+        ENCODED.with_borrow_mut(|bytes| {
+            bytes.clear();
+            for change in changes {
+                record::encode(change, bytes);
+            }
+            // A full segment is replaced at once; a second full one means the writers outran
+            // even a doubled segment, and the rest waits in memory.
+            for _ in 0..3 {
+                let segment = self.current.load_full();
+                if segment.append(bytes) {
+                    return;
+                }
+                if !segment.is_file() || self.replace_current(Some(&segment)).is_err() {
                     break;
                 }
             }
-        }
-        if written < bytes.len() {
-            // The whole lines that reached the file are applied from it; the rest (a torn line
-            // included) from memory.
-            let kept = text[..written].rfind('\n').map_or(0, |i| i + 1);
             if let Ok(mut unwritten) = self.unwritten.lock() {
-                unwritten.entries.extend(parse(&text[kept..]));
+                unwritten.entries.extend(record::parse(bytes));
             }
+        });
+    }
+}
+
+impl Drop for Journal {
+    /// A current segment nothing was written to is removed rather than left for the next
+    /// start to read.
+    fn drop(&mut self) {
+        let current = self.current.load();
+        if current.is_file() && current.used() == 0 {
+            let _ = std::fs::remove_file(self.dir.join(&current.name));
         }
     }
 }
@@ -443,81 +429,119 @@ impl SpendJournal for Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use asbru_config::usage::SpendKind;
     use asbru_filters::policy::meter::Unit;
+    use asbru_store::backend::sqlite::SqliteStore;
 
-    #[test]
-    fn additions_to_one_window_are_merged_around_resets() {
-        let mut text = String::new();
-        let line = |kind, meter: &str, start: i64, text: &mut String| {
-            format_line(
-                &Spent {
-                    meter,
-                    unit: Unit::UsdMicros,
-                    window_start: start,
-                    window_end: start + 60,
-                    kind,
-                },
-                text,
-            );
-            text.push('\n');
-        };
-        line(SpendKind::Add(5), "b", 0, &mut text);
-        line(SpendKind::Add(7), "other", 0, &mut text);
-        line(SpendKind::Add(6), "b", 0, &mut text);
-        line(SpendKind::Add(1), "b", 60, &mut text);
-        line(SpendKind::Set(0), "b", 0, &mut text);
-        line(SpendKind::Add(2), "b", 0, &mut text);
-        line(SpendKind::Add(3), "b", 0, &mut text);
-        let merged: Vec<(String, i64, SpendKind)> = parse(&text)
+    fn usage_of(store: &SqliteStore, meter: &str) -> Option<i64> {
+        store
+            .load_usage()
+            .expect("usage")
             .into_iter()
-            .map(|e| (e.counter_id, e.window_start, e.kind))
-            .collect();
-        assert_eq!(
-            merged,
-            vec![
-                ("b".to_string(), 0, SpendKind::Add(11)),
-                ("other".to_string(), 0, SpendKind::Add(7)),
-                ("b".to_string(), 60, SpendKind::Add(1)),
-                ("b".to_string(), 0, SpendKind::Set(0)),
-                ("b".to_string(), 0, SpendKind::Add(5)),
-            ]
-        );
+            .find(|r| r.counter_id == meter)
+            .map(|r| r.value)
     }
 
-    #[test]
-    fn lines_round_trip_and_a_torn_tail_is_skipped() {
-        let mut text = String::new();
-        format_line(
-            &Spent {
-                meter: "vk:odd\tid\\with\nbreaks:budget:0",
-                unit: Unit::UsdMicros,
-                window_start: 1_700_000_000,
-                window_end: 1_700_086_400,
-                kind: SpendKind::Add(1234),
-            },
-            &mut text,
-        );
-        format_line(
-            &Spent {
-                meter: "rate_limit:r:requests",
-                unit: Unit::Requests,
-                window_start: 5,
-                window_end: 65,
-                kind: SpendKind::Set(0),
-            },
-            &mut text,
-        );
-        text.push_str("A\tusd_micros\t1\t61\t99");
-        let entries = parse(&text);
-        assert_eq!(entries.len(), 2, "the unfinished last line is not counted");
-        assert_eq!(entries[0].counter_id, "vk:odd\tid\\with\nbreaks:budget:0");
-        assert_eq!(entries[0].kind, SpendKind::Add(1234));
-        assert_eq!(entries[0].unit, "usd_micros");
-        assert_eq!(entries[1].kind, SpendKind::Set(0));
-        assert_eq!(owner_of("123-456-000000000001.journal"), Some("123-456"));
-        let torn = format!("{}{}", "\u{1e}A\tusd_micros\t1\t6", text);
-        assert_eq!(parse(&torn).len(), 2, "a line behind a torn fragment is still read");
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("asbru-journal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
     }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Far more settlements than the first segment holds, from several threads at once: the
+    /// full segment is replaced by a larger one as it fills, and the flush adds every one.
+    #[test]
+    fn writers_outgrowing_a_segment_lose_nothing() {
+        let dir = scratch("grow");
+        let store = SqliteStore::open(&dir.join("config.db")).expect("store");
+        let journal = Journal::open_sized(&dir.join(DIR), 4096).expect("journal");
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..2_000 {
+                        journal.append(&[
+                            Spent {
+                                meter: "budget:grow",
+                                unit: Unit::UsdMicros,
+                                window_start: 0,
+                                window_end: 60,
+                                kind: SpendKind::Add(3),
+                            },
+                            Spent {
+                                meter: "rate:grow",
+                                unit: Unit::Requests,
+                                window_start: 0,
+                                window_end: 60,
+                                kind: SpendKind::Add(1),
+                            },
+                        ]);
+                    }
+                });
+            }
+        });
+        assert!(journal.sequence.load(Ordering::Relaxed) > 2, "the first segment was outgrown");
+        assert!(journal.unwritten.lock().expect("lock").entries.is_empty(), "nothing fell back to memory");
+        journal.flush(&store).expect("flush");
+        assert_eq!(usage_of(&store, "budget:grow"), Some(24_000));
+        assert_eq!(usage_of(&store, "rate:grow"), Some(8_000));
+        let left = files(&dir.join(DIR));
+        assert_eq!(left.iter().filter(|n| is_segment(n)).count(), 1, "only the current segment is left: {left:?}");
+        drop(journal);
+        assert!(files(&dir.join(DIR)).iter().all(|n| !is_segment(n)), "an unused current segment is removed at the end");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A text segment of an older version, left by a process that is gone, is applied.
+    #[test]
+    fn a_text_segment_of_an_older_version_is_applied() {
+        let dir = scratch("text");
+        let store = SqliteStore::open(&dir.join("config.db")).expect("store");
+        std::fs::create_dir_all(dir.join(DIR)).expect("dir");
+        std::fs::write(
+            dir.join(DIR).join("41-7-000000000003.journal"),
+            "\u{1e}A\tusd_micros\t100\t200\t5\tbudget:old\n\u{1e}A\tusd_micros\t100\t200\t6\tbudget:old\n",
+        )
+        .expect("write");
+        let journal = Journal::open(&dir.join(DIR)).expect("journal");
+        assert_eq!(journal.replay_dead(&store).expect("replay"), 1, "one merged entry");
+        assert_eq!(usage_of(&store, "budget:old"), Some(11));
+        assert!(!dir.join(DIR).join("41-7-000000000003.journal").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// While no segment can be made, settlements wait in memory and the next flush adds them.
+    #[test]
+    fn settlements_wait_in_memory_while_no_segment_can_be_made() {
+        let dir = scratch("nodisk");
+        let store = SqliteStore::open(&dir.join("config.db")).expect("store");
+        let journal = Journal::open_sized(&dir.join(DIR), 4096).expect("journal");
+        journal.current.store(Arc::new(Segment::unavailable()));
+        let change = Spent {
+            meter: "budget:mem",
+            unit: Unit::UsdMicros,
+            window_start: 0,
+            window_end: 60,
+            kind: SpendKind::Add(9),
+        };
+        journal.append(&[change]);
+        journal.append(&[change]);
+        journal.flush(&store).expect("flush");
+        assert_eq!(usage_of(&store, "budget:mem"), Some(18));
+        journal.append(&[change]);
+        journal.flush(&store).expect("flush");
+        assert_eq!(usage_of(&store, "budget:mem"), Some(27), "the flush made a segment again");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
 
     /// A journal left by a process that is gone is applied at the next start, even when the
     /// new process has the same pid (as in a container, where the gateway is often pid 1); a
