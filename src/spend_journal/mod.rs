@@ -120,8 +120,8 @@ impl Journal {
         liveness.lock().map_err(|e| io_error("lock", &lock_path, e))?;
         let prefix = format!("{owner}-");
         let first_name = segment_name(&prefix, 0);
-        let first =
-            Segment::create(dir, first_name.clone(), min_capacity).map_err(|e| io_error("create", &dir.join(first_name), e))?;
+        let first = Segment::create(dir, first_name.clone(), min_capacity)
+            .map_err(|e| io_error("create", &dir.join(first_name), e))?;
         Ok(Journal {
             dir: dir.to_path_buf(),
             prefix,
@@ -195,7 +195,8 @@ impl Journal {
                 std::sync::atomic::fence(Ordering::Acquire);
                 let used = segment.used();
                 let next = used.saturating_mul(2).clamp(self.min_capacity, MAX_SEGMENT);
-                self.next_capacity.store(next.next_multiple_of(64 << 10), Ordering::Relaxed);
+                self.next_capacity
+                    .store(next.next_multiple_of(64 << 10), Ordering::Relaxed);
                 segment.trim();
                 false
             });
@@ -488,15 +489,28 @@ mod tests {
                 });
             }
         });
-        assert!(journal.sequence.load(Ordering::Relaxed) > 2, "the first segment was outgrown");
-        assert!(journal.unwritten.lock().expect("lock").entries.is_empty(), "nothing fell back to memory");
+        assert!(
+            journal.sequence.load(Ordering::Relaxed) > 2,
+            "the first segment was outgrown"
+        );
+        assert!(
+            journal.unwritten.lock().expect("lock").entries.is_empty(),
+            "nothing fell back to memory"
+        );
         journal.flush(&store).expect("flush");
         assert_eq!(usage_of(&store, "budget:grow"), Some(24_000));
         assert_eq!(usage_of(&store, "rate:grow"), Some(8_000));
         let left = files(&dir.join(DIR));
-        assert_eq!(left.iter().filter(|n| is_segment(n)).count(), 1, "only the current segment is left: {left:?}");
+        assert_eq!(
+            left.iter().filter(|n| is_segment(n)).count(),
+            1,
+            "only the current segment is left: {left:?}"
+        );
         drop(journal);
-        assert!(files(&dir.join(DIR)).iter().all(|n| !is_segment(n)), "an unused current segment is removed at the end");
+        assert!(
+            files(&dir.join(DIR)).iter().all(|n| !is_segment(n)),
+            "an unused current segment is removed at the end"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -538,10 +552,13 @@ mod tests {
         assert_eq!(usage_of(&store, "budget:mem"), Some(18));
         journal.append(&[change]);
         journal.flush(&store).expect("flush");
-        assert_eq!(usage_of(&store, "budget:mem"), Some(27), "the flush made a segment again");
+        assert_eq!(
+            usage_of(&store, "budget:mem"),
+            Some(27),
+            "the flush made a segment again"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
-
 
     /// A journal left by a process that is gone is applied at the next start, even when the
     /// new process has the same pid (as in a container, where the gateway is often pid 1); a

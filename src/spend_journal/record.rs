@@ -125,6 +125,9 @@ pub fn decode_all(bytes: &[u8], mut each: impl FnMut(Record<'_>)) {
     }
 }
 
+/// One meter window seen in a journal: unit, start, end, and the index of its last entry.
+type Window = (&'static str, i64, i64, usize);
+
 /// Builds the store's entries from a journal's changes, additions to one meter's window merged:
 /// a segment holds a change per settlement (thousands a second under load), and the store
 /// needs only their sum. An addition is merged into the meter's last entry only while that is
@@ -133,7 +136,7 @@ pub fn decode_all(bytes: &[u8], mut each: impl FnMut(Record<'_>)) {
 pub struct Entries {
     entries: Vec<SpendEntry>,
     /// Per meter id: (unit, window start, window end, index of that window's last entry).
-    last: std::collections::HashMap<String, Vec<(&'static str, i64, i64, usize)>, foldhash::fast::RandomState>,
+    last: std::collections::HashMap<String, Vec<Window>, foldhash::fast::RandomState>,
 }
 
 impl Entries {
@@ -146,7 +149,7 @@ impl Entries {
         let Some(windows) = self.last.get_mut(meter) else {
             return;
         };
-        let same = |w: &&mut (&'static str, i64, i64, usize)| w.0 == unit && w.1 == window_start && w.2 == window_end;
+        let same = |w: &&mut Window| w.0 == unit && w.1 == window_start && w.2 == window_end;
         match windows.iter_mut().find(same) {
             Some(last) => {
                 if let SpendKind::Add(more) = kind
@@ -200,7 +203,12 @@ mod tests {
     #[test]
     fn records_round_trip_with_any_id() {
         let changes = [
-            spent("vk:odd\tid\\with\nbreaks\u{1e}:budget:0", Unit::UsdMicros, 1_700_000_000, SpendKind::Add(1234)),
+            spent(
+                "vk:odd\tid\\with\nbreaks\u{1e}:budget:0",
+                Unit::UsdMicros,
+                1_700_000_000,
+                SpendKind::Add(1234),
+            ),
             spent("rate_limit:r:requests", Unit::Requests, -5, SpendKind::Set(0)),
             spent("", Unit::Tokens, 0, SpendKind::Add(i64::MAX)),
         ];
@@ -211,7 +219,9 @@ mod tests {
             assert_eq!(bytes.len() - before, encoded_len(change));
         }
         let mut read = Vec::new();
-        decode_all(&bytes, |r| read.push((r.meter.to_string(), r.unit, r.window_start, r.window_end, r.kind)));
+        decode_all(&bytes, |r| {
+            read.push((r.meter.to_string(), r.unit, r.window_start, r.window_end, r.kind))
+        });
         let expected: Vec<_> = changes
             .iter()
             .map(|c| (c.meter.to_string(), c.unit, c.window_start, c.window_end, c.kind))

@@ -130,7 +130,11 @@ mod tests {
         assert!(segment.append(b"abcd"));
         assert!(segment.append(b"efg"));
         assert!(!segment.append(b"hijk"), "no room for all of it");
-        assert_eq!(std::fs::read(dir.join("s")).expect("read"), b"abcdefg\0\0\0", "in the page cache at once");
+        assert_eq!(
+            std::fs::read(dir.join("s")).expect("read"),
+            b"abcdefg\0\0\0",
+            "in the page cache at once"
+        );
         segment.trim();
         assert_eq!(segment.used(), 10, "a failed reservation still counts");
         let unavailable = Segment::unavailable();

@@ -106,7 +106,13 @@ mod tests {
             "vk:odd\tid\\with\nbreaks:budget:0",
         );
         text.push_str(&line(SpendKind::Set(0), "requests", 5, 65, "rate_limit:r:requests"));
-        text.push_str(&line(SpendKind::Add(3), "usd_micros", 1_700_000_000, 1_700_086_400, "vk:odd\tid\\with\nbreaks:budget:0"));
+        text.push_str(&line(
+            SpendKind::Add(3),
+            "usd_micros",
+            1_700_000_000,
+            1_700_086_400,
+            "vk:odd\tid\\with\nbreaks:budget:0",
+        ));
         text.push_str("\u{1e}A\tusd_micros\t1\t61\t99");
         let entries = parse(&text);
         assert_eq!(entries.len(), 2, "the unfinished last line is not counted");
