@@ -87,7 +87,7 @@ fn decode_one(bytes: &[u8]) -> Option<(Record<'_>, usize)> {
     let unit = unit_of(*bytes.get(2)?)?;
     let id_len = usize::try_from(u32::from_le_bytes(bytes.get(3..7)?.try_into().ok()?)).ok()?;
     let end = HEAD.checked_add(id_len)?;
-    let stored = u32::from_le_bytes(bytes.get(end..end + CHECKSUM)?.try_into().ok()?);
+    let stored = u32::from_le_bytes(bytes.get(end..end.checked_add(CHECKSUM)?)?.try_into().ok()?);
     if crc32fast::hash(&bytes[1..end]) != stored {
         return None;
     }
@@ -149,6 +149,11 @@ impl Entries {
         let Some(windows) = self.last.get_mut(meter) else {
             return;
         };
+        if let SpendKind::Set(_) = kind {
+            // A reset ends every merge of this meter: an addition after it, to any window
+            // (windows that overlap are one window in the store), comes after it.
+            windows.clear();
+        }
         let same = |w: &&mut Window| w.0 == unit && w.1 == window_start && w.2 == window_end;
         match windows.iter_mut().find(same) {
             Some(last) => {
