@@ -45,12 +45,14 @@ const LOCK_SUFFIX: &str = ".lock";
 const MIN_SEGMENT: usize = 1 << 20;
 const MAX_SEGMENT: usize = 64 << 20;
 
-/// Entries whose write failed (disk full, ...), applied by the next flush from memory under a
-/// name fixed at the first try, so a retried batch is still applied once.
+/// Entries whose write failed (disk full, ...), applied by the next flush from memory. A flush
+/// freezes what is there into a named batch; a batch whose apply failed is retried as it was,
+/// under its name, so it is applied once, and entries added meanwhile wait for a later batch.
 #[derive(Debug, Default)]
 struct Unwritten {
-    name: Option<String>,
     entries: Vec<SpendEntry>,
+    frozen: Option<(String, Vec<SpendEntry>)>,
+    batches: u64,
 }
 
 /// This process's journal.
@@ -255,24 +257,22 @@ impl Journal {
         )?;
         let (name, pending) = {
             let mut unwritten = self.unwritten.lock().map_err(|_| poisoned())?;
-            if unwritten.entries.is_empty() {
-                return Ok(applied);
+            if unwritten.frozen.is_none() && !unwritten.entries.is_empty() {
+                unwritten.batches += 1;
+                let name = format!("{}mem-{}", self.prefix, unwritten.batches);
+                let entries = std::mem::take(&mut unwritten.entries);
+                unwritten.frozen = Some((name, entries));
             }
-            let sequence = self.sequence.load(Ordering::Acquire);
-            let name = unwritten
-                .name
-                .get_or_insert_with(|| format!("{}mem-{sequence}", self.prefix))
-                .clone();
-            (name, unwritten.entries.clone())
+            match &unwritten.frozen {
+                Some((name, entries)) => (name.clone(), entries.clone()),
+                None => return Ok(applied),
+            }
         };
         if store.apply_spend(&name, &pending)? {
             observe(&pending);
         }
         applied += pending.len();
-        let mut unwritten = self.unwritten.lock().map_err(|_| poisoned())?;
-        // Entries added meanwhile stay for the next flush, under a new name.
-        unwritten.entries.drain(..pending.len());
-        unwritten.name = None;
+        self.unwritten.lock().map_err(|_| poisoned())?.frozen = None;
         Ok(applied)
     }
 
