@@ -20,8 +20,25 @@ const MIGRATION_LOCK: i64 = 0x6173_6272_756c_6f67;
 
 /// A log store in a PostgreSQL database.
 pub struct PostgresLogStore {
-    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    /// Always `Some` until dropped.
+    pool: Option<r2d2::Pool<PostgresConnectionManager<NoTls>>>,
     migrated: AtomicBool,
+}
+
+impl Drop for PostgresLogStore {
+    /// The synchronous client closes each connection by blocking on a runtime of its own,
+    /// which panics on a thread that drives an async runtime (the last owner may be a
+    /// background service). So the pool is dropped on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let closing = std::thread::Builder::new()
+                .name("asbru log store close".into())
+                .spawn(move || drop(pool));
+            if let Ok(thread) = closing {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 fn db_error(e: postgres::Error) -> LogStoreError {
@@ -103,14 +120,17 @@ impl PostgresLogStore {
             .connection_timeout(Duration::from_secs(3))
             .build_unchecked(manager);
         Ok(PostgresLogStore {
-            pool,
+            pool: Some(pool),
             migrated: AtomicBool::new(false),
         })
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, LogStoreError> {
-        let mut conn = self
+        let pool = self
             .pool
+            .as_ref()
+            .ok_or_else(|| LogStoreError::Unavailable("the log store is closed".into()))?;
+        let mut conn = pool
             .get()
             .map_err(|e| LogStoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
         if !self.migrated.load(Ordering::Acquire) {
