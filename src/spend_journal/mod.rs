@@ -407,9 +407,7 @@ impl SpendJournal for Journal {
     fn append(&self, changes: &[Spent<'_>]) {
         ENCODED.with_borrow_mut(|bytes| {
             bytes.clear();
-            for change in changes {
-                record::encode(change, bytes);
-            }
+            record::encode_settlement(changes, bytes);
             // A full segment is replaced at once; a second full one means the writers outran
             // even a doubled segment, and the rest waits in memory.
             for _ in 0..3 {
