@@ -49,11 +49,32 @@ pub fn scratch_database(base_url: &str, name: &str) -> Result<String, StoreError
 
 /// A config store in a PostgreSQL database.
 pub struct PostgresStore {
-    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    /// Always `Some` until dropped.
+    pool: Option<r2d2::Pool<PostgresConnectionManager<NoTls>>>,
     cipher: Option<Arc<Cipher>>,
     connect: postgres::Config,
     /// The connection that LISTENs for change notifications (the sync thread's only).
     listener: Mutex<Option<postgres::Client>>,
+}
+
+impl Drop for PostgresStore {
+    /// The synchronous client closes each connection by blocking on a runtime of its own,
+    /// which panics on a thread that drives an async runtime (the last owner may be a
+    /// background service, such as the config sync). So the pool and the listening connection
+    /// are dropped on a thread of their own.
+    fn drop(&mut self) {
+        let pool = self.pool.take();
+        let listener = self.listener.get_mut().ok().and_then(Option::take);
+        if pool.is_none() && listener.is_none() {
+            return;
+        }
+        let closing = std::thread::Builder::new()
+            .name("asbru config store close".into())
+            .spawn(move || drop((pool, listener)));
+        if let Ok(thread) = closing {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The channel committed writes NOTIFY.
@@ -92,7 +113,7 @@ impl PostgresStore {
             .build(manager)
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
         let store = PostgresStore {
-            pool,
+            pool: Some(pool),
             cipher: None,
             connect: config,
             listener: Mutex::new(None),
@@ -108,7 +129,11 @@ impl PostgresStore {
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
-        self.pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))
+        let pool = self
+            .pool
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the config store is closed".into()))?;
+        pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     fn migrate(&self, migrations: &[Migration], target: u32) -> Result<(), StoreError> {
