@@ -3,15 +3,19 @@
 //! killed at any moment has already handed all its settled spend to the OS's page cache.
 //!
 //! The journal is a series of segment files under `<data_dir>/spend-journal/`, named
-//! `<pid>-<start tag>-<sequence>.spend`, each holding binary records (`record.rs`) in blocks
-//! allocated when the segment is made (`segment.rs`). The usage flush (every second, and at
+//! `<pid>-<start tag>-<sequence>.settlements`, each holding binary records (`record.rs`) in
+//! blocks allocated when the segment is made (`segment.rs`). The usage flush (every second, and at
 //! shutdown) starts a new segment, waits for writers still holding the old one, and adds the old
 //! segment's entries to the config store in one transaction that also records the segment as
 //! applied; then it deletes the file. Because the store only ever receives additions (and the
 //! resets an operator asked for), any number of processes can flush the same meter. At start, a
 //! process applies the segments left by processes that are gone (a segment already applied is
-//! skipped, so a crash between the commit and the delete counts nothing twice); text segments
-//! (`.journal`) of older versions are read too (`text.rs`).
+//! skipped, so a crash between the commit and the delete counts nothing twice). Segments of older
+//! versions are read too: `.spend` (binary, either record layout) and `.journal` (`text.rs`).
+//!
+//! The suffix changes whenever the record layout does, because a reader that finds nothing it
+//! knows in a segment deletes it: a version rolled back to ignores segments of a newer one and
+//! leaves them for the next upgrade, instead of losing the spend they hold.
 //!
 //! Loss bound: nothing on `kill -9`; an OS crash or power loss can lose what the OS had not
 //! written to disk, at most about a flush interval. While no segment can be made (a full disk),
@@ -37,8 +41,10 @@ use segment::Segment;
 
 /// The journal directory under the data dir.
 pub const DIR: &str = "spend-journal";
-/// The file name suffix of binary segments.
-const SUFFIX: &str = ".spend";
+/// The file name suffix of the segments this version writes (settlement records).
+const SUFFIX: &str = ".settlements";
+/// The suffix of binary segments of older versions (single records, then settlement records).
+const LEGACY_SUFFIX: &str = ".spend";
 const LOCK_SUFFIX: &str = ".lock";
 /// The smallest and largest segment made. A segment is sized at twice what the one before it
 /// used, so one segment holds a flush interval's settlements; a full one is replaced at once.
@@ -87,12 +93,13 @@ thread_local! {
 
 /// Whether `name` is a segment file, of either format.
 fn is_segment(name: &str) -> bool {
-    name.ends_with(SUFFIX) || name.ends_with(text::SUFFIX)
+    name.ends_with(SUFFIX) || name.ends_with(LEGACY_SUFFIX) || name.ends_with(text::SUFFIX)
 }
 
 /// A segment's name without its suffix: the name the store records it as applied under.
 fn stem(name: &str) -> &str {
     name.strip_suffix(SUFFIX)
+        .or_else(|| name.strip_suffix(LEGACY_SUFFIX))
         .or_else(|| name.strip_suffix(text::SUFFIX))
         .unwrap_or(name)
 }
@@ -558,6 +565,37 @@ mod tests {
         assert_eq!(journal.replay_dead(&store).expect("replay"), 1, "one merged entry");
         assert_eq!(usage_of(&store, "budget:old"), Some(11));
         assert!(!dir.join(DIR).join("41-7-000000000003.journal").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A binary segment of the previous version (`.spend`, settlement records) left by a
+    /// process that is gone is applied; this version's segments carry another suffix, so the
+    /// previous version, rolled back to, would leave them alone rather than delete them.
+    #[test]
+    fn a_binary_segment_of_the_previous_version_is_applied() {
+        let dir = scratch("legacy");
+        let store = SqliteStore::open(&dir.join("config.db")).expect("store");
+        std::fs::create_dir_all(dir.join(DIR)).expect("dir");
+        let change = Spent {
+            meter: "budget:prev",
+            unit: Unit::UsdMicros,
+            window_start: 100,
+            window_end: 200,
+            kind: SpendKind::Add(4),
+        };
+        let mut bytes = Vec::new();
+        record::encode_settlement(&[change, change], &mut bytes);
+        let legacy = dir.join(DIR).join("41-7-000000000002.spend");
+        std::fs::write(&legacy, &bytes).expect("write");
+        let journal = Journal::open(&dir.join(DIR)).expect("journal");
+        assert_eq!(journal.replay_dead(&store).expect("replay"), 1, "one merged entry");
+        assert_eq!(usage_of(&store, "budget:prev"), Some(8));
+        assert!(!legacy.exists(), "applied, then removed");
+        let own = files(&dir.join(DIR));
+        assert!(
+            own.iter().any(|n| n.ends_with(".settlements")) && !own.iter().any(|n| n.ends_with(LEGACY_SUFFIX)),
+            "this version writes its own suffix: {own:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
