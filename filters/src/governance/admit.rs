@@ -560,8 +560,8 @@ impl Ticket {
 
     /// Appends what this settlement added to each meter to the spend journal, in one write.
     fn journal_settlement(&self, journal: &dyn SpendJournal, cost: i64, tokens: i64) {
-        let mut changes: Vec<Spent<'_>> =
-            Vec::with_capacity(self.budgets.len() + self.tokens.len() + self.requests.len());
+        // On the stack for chains of up to eight meters (no allocation per settlement).
+        let mut changes: smallvec::SmallVec<[Spent<'_>; 8]> = smallvec::SmallVec::new();
         let groups: [(&[Arc<Meter>], i64); 3] = [(&self.budgets, cost), (&self.tokens, tokens), (&self.requests, 1)];
         for (meters, amount) in groups {
             if amount == 0 {
