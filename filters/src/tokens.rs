@@ -4,10 +4,15 @@
 //! message, the role's and content's tokens, 1 more for a `name`, and 3 to prime the reply.
 //!
 //! A request the count cannot be exact for (tools, images, audio, tool calls, another wire) gets
-//! `None`, and the byte bound stays: a guess that could undercount is never used. The
-//! tokenizer's tables are loaded on first use only.
+//! `None`, and the byte bound stays: a guess that could undercount is never used.
+//!
+//! A tokenizer's tables are loaded on first need, on a thread of their own: building one takes
+//! about 150 ms of CPU and 40 MiB, which on a worker thread would hold up every request it
+//! serves. Until they are loaded the byte bound stays, so a request near a budget's edge may be
+//! refused in that moment, and none is ever admitted on a guess.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use asbru_config::catalog::Wire;
 use serde_json::Value;
@@ -40,13 +45,75 @@ pub fn encoding_for(model: &str) -> Option<Encoding> {
     }
 }
 
-fn tokenizer(encoding: Encoding) -> Option<&'static CoreBPE> {
-    static O200K: OnceLock<Option<CoreBPE>> = OnceLock::new();
-    static CL100K: OnceLock<Option<CoreBPE>> = OnceLock::new();
-    match encoding {
-        Encoding::O200k => O200K.get_or_init(|| tiktoken_rs::o200k_base().ok()).as_ref(),
-        Encoding::Cl100k => CL100K.get_or_init(|| tiktoken_rs::cl100k_base().ok()).as_ref(),
+/// A table built once, in the background, the first time it is asked for.
+struct Lazy<T: 'static> {
+    value: OnceLock<Option<T>>,
+    /// A thread building the table was started.
+    started: AtomicBool,
+    build: fn() -> Option<T>,
+    /// The building thread's name.
+    name: &'static str,
+}
+
+impl<T: Send + Sync + 'static> Lazy<T> {
+    const fn new(name: &'static str, build: fn() -> Option<T>) -> Lazy<T> {
+        Lazy {
+            value: OnceLock::new(),
+            started: AtomicBool::new(false),
+            build,
+            name,
+        }
     }
+
+    /// The table when it is built; otherwise starts building it and returns `None` at once.
+    fn get(&'static self) -> Option<&'static T> {
+        if let Some(value) = self.value.get() {
+            return value.as_ref();
+        }
+        if !self.started.swap(true, Ordering::AcqRel) {
+            let spawned = std::thread::Builder::new().name(self.name.to_string()).spawn(move || {
+                self.wait();
+            });
+            if let Err(e) = spawned {
+                tracing::warn!("cannot start the {} thread: {e}", self.name);
+                self.started.store(false, Ordering::Release);
+            }
+        }
+        None
+    }
+
+    /// The table, built on this thread if no one built it yet.
+    fn wait(&self) -> Option<&T> {
+        self.value
+            .get_or_init(|| {
+                let built = (self.build)();
+                if built.is_none() {
+                    tracing::warn!("{}: the tables could not be built; byte bounds stay", self.name);
+                }
+                built
+            })
+            .as_ref()
+    }
+}
+
+fn table(encoding: Encoding) -> &'static Lazy<CoreBPE> {
+    static O200K: Lazy<CoreBPE> = Lazy::new("asbru tokenizer o200k", || tiktoken_rs::o200k_base().ok());
+    static CL100K: Lazy<CoreBPE> = Lazy::new("asbru tokenizer cl100k", || tiktoken_rs::cl100k_base().ok());
+    match encoding {
+        Encoding::O200k => &O200K,
+        Encoding::Cl100k => &CL100K,
+    }
+}
+
+fn tokenizer(encoding: Encoding) -> Option<&'static CoreBPE> {
+    table(encoding).get()
+}
+
+/// Builds `encoding`'s tables now, on the calling thread, unless they are built already: for
+/// callers that must count exactly from their first request (tests, a warm-up off the request
+/// path). Returns whether they could be built.
+pub fn load(encoding: Encoding) -> bool {
+    table(encoding).wait().is_some()
 }
 
 /// The prompt tokens `model` will bill for a chat request `body` in the client's `wire`, when
@@ -106,6 +173,7 @@ mod tests {
 
     #[test]
     fn chat_prompts_count_as_openai_documents() {
+        assert!(load(Encoding::O200k));
         // 3 to prime + 3 per message + "user" (1) + "Say hello to everyone." (5).
         let body = br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"Say hello to everyone."}]}"#;
         assert_eq!(prompt_tokens("gpt-4o-mini", Wire::OpenAi, body), Some(12));
@@ -119,6 +187,34 @@ mod tests {
         assert_eq!(prompt_tokens("gpt-4o", Wire::OpenAi, tool_result), None);
         let counted = prompt_tokens("gpt-4o", Wire::OpenAi, parts).expect("countable");
         assert!(counted > 12, "{counted}");
+    }
+
+    /// A table not built yet is built on a thread of its own: the first asker gets `None` at
+    /// once (the byte bound) instead of waiting, and a later one gets the table.
+    #[test]
+    fn the_first_need_builds_the_table_in_the_background() {
+        use std::sync::{Condvar, Mutex};
+        static GATE: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+        fn build() -> Option<u32> {
+            let (open, turned) = &GATE;
+            let mut open = open.lock().expect("gate");
+            while !*open {
+                open = turned.wait(open).expect("gate");
+            }
+            Some(7)
+        }
+        static TABLE: Lazy<u32> = Lazy::new("test table", build);
+        // The builder is held at the gate: a `get` that waited for it would never return.
+        let (sent, asked) = std::sync::mpsc::channel();
+        std::thread::spawn(move || sent.send((TABLE.get(), TABLE.get())));
+        let first = asked
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("get returned");
+        assert_eq!(first, (None, None), "not built yet: no table, no wait");
+        *GATE.0.lock().expect("gate") = true;
+        GATE.1.notify_all();
+        assert_eq!(TABLE.wait(), Some(&7), "built once, by the background thread");
+        assert_eq!(TABLE.get(), Some(&7));
     }
 
     #[test]

@@ -218,7 +218,10 @@ pub const EDGE_RESERVATIONS: i64 = 64;
 /// [`admit`], with a tight reservation near a budget's edge: when a budget has less than
 /// [`EDGE_RESERVATIONS`] reservations' room (or refuses), and `exact_input` can count the
 /// prompt's tokens exactly, the admission is made again with that count instead of the byte
-/// bound. Far from every edge the count is never asked for.
+/// bound. Far from every edge the count is never asked for, and neither is it for a refusal a
+/// pending cluster lease fetch may clear: such a request waits for the fetch first, and is
+/// counted exactly on its recheck if it is still refused (a node starting cold does not build
+/// the tokenizer's tables for budgets far from their edge).
 pub fn admit_tight(
     gov: &Governance,
     vk: Option<&VirtualKeyRuntime>,
@@ -231,7 +234,9 @@ pub fn admit_tight(
     let first = admit(gov, vk, provider, model, estimate, now);
     let near_edge = match &first {
         Ok(ticket) => ticket.near_edge,
-        Err(rejection) => rejection.decision == Some(decision::BUDGET_EXCEEDED),
+        Err(rejection) => {
+            rejection.decision == Some(decision::BUDGET_EXCEEDED) && !leases_pending(gov, vk, provider, model)
+        }
     };
     if !near_edge {
         return first;
