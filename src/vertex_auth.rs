@@ -20,17 +20,21 @@ use asbru_providers::provider::vertex;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use asbru_filters::snapshot::Upstream;
+use asbru_filters::snapshot::{NetworkSettings, Upstream};
 
-/// Where token requests go: an `application/x-www-form-urlencoded` POST outside any provider.
-/// The gateway's pooled connector implements it (see `exchange::upstream`).
+/// Where token requests go: an `application/x-www-form-urlencoded` POST outside any provider,
+/// verified as the provider's own connections are (`network_config.ca_cert_pem`,
+/// `insecure_skip_verify`): a private CA in front of Vertex is in front of its token endpoint
+/// too. The gateway's pooled connector implements it (see `exchange::upstream`).
 #[async_trait::async_trait]
 pub trait FormPoster: Send + Sync {
-    /// POSTs `form` to `path` at `upstream`; the status and at most `limit` bytes of the body,
-    /// or why it failed, in words that carry no address or secret.
+    /// POSTs `form` to `path` at `upstream`, trusting what `net` trusts; the status and at
+    /// most `limit` bytes of the body, or why it failed, in words that carry no address or
+    /// secret.
     async fn post_form(
         &self,
         upstream: &Upstream,
+        net: &NetworkSettings,
         path: &str,
         form: String,
         limit: usize,
@@ -90,11 +94,13 @@ fn failure(message: String) -> WireError {
 
 impl VertexTokens {
     /// A bearer token for `account`: cached, refreshed ahead of expiry off the request path,
-    /// fetched (once for all waiting requests) when none is usable.
+    /// fetched (once for all waiting requests) when none is usable. `net` is the provider's
+    /// network settings, whose trust the token endpoint's connection follows.
     pub async fn bearer(
         &self,
         state: &Arc<dyn FormPoster>,
         account: &Arc<ServiceAccount>,
+        net: &NetworkSettings,
     ) -> Result<Arc<str>, WireError> {
         let id = format!(
             "{}\n{}\n{}",
@@ -124,9 +130,9 @@ impl VertexTokens {
             && token.expires_at > now + EXPIRY_MARGIN
         {
             if token.expires_at < now + REFRESH_AHEAD && !source.refreshing.swap(true, Ordering::AcqRel) {
-                let (state, source) = (Arc::clone(state), Arc::clone(&source));
+                let (state, source, net) = (Arc::clone(state), Arc::clone(&source), net.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = source.refresh(state.as_ref()).await {
+                    if let Err(e) = source.refresh(state.as_ref(), &net).await {
                         tracing::warn!(account = %source.account.client_email, "vertex token refresh failed: {}", e.message);
                     }
                     source.refreshing.store(false, Ordering::Release);
@@ -141,13 +147,13 @@ impl VertexTokens {
         {
             return Ok(Arc::clone(&token.value));
         }
-        source.refresh(state.as_ref()).await
+        source.refresh(state.as_ref(), net).await
     }
 }
 
 impl TokenSource {
     /// Exchanges a fresh assertion for a token and caches it.
-    async fn refresh(&self, state: &dyn FormPoster) -> Result<Arc<str>, WireError> {
+    async fn refresh(&self, state: &dyn FormPoster, net: &NetworkSettings) -> Result<Arc<str>, WireError> {
         let account = &self.account;
         let assertion = sign_assertion(account)?;
         let form = format!("grant_type=urn%3Aietf%3Aparams%3Aoauth2%3Agrant-type%3Ajwt-bearer&assertion={assertion}");
@@ -155,6 +161,7 @@ impl TokenSource {
         let (status, body) = state
             .post_form(
                 &account.token_upstream,
+                net,
                 &account.token_path,
                 form,
                 MAX_TOKEN_REPLY,

@@ -428,7 +428,11 @@ async fn try_target(
             None => None,
             Some(account) => match state
                 .vertex_tokens
-                .bearer(&(Arc::clone(state) as Arc<dyn crate::vertex_auth::FormPoster>), account)
+                .bearer(
+                    &(Arc::clone(state) as Arc<dyn crate::vertex_auth::FormPoster>),
+                    account,
+                    net,
+                )
                 .await
             {
                 Ok(token) => Some(token),

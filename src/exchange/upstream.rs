@@ -163,21 +163,23 @@ impl crate::vertex_auth::FormPoster for Gateway {
     async fn post_form(
         &self,
         upstream: &Upstream,
+        net: &NetworkSettings,
         path: &str,
         form: String,
         limit: usize,
         deadline: Instant,
     ) -> Result<(u16, Bytes), &'static str> {
-        post_form(self, upstream, path, form, limit, deadline).await
+        post_form(self, upstream, net, path, form, limit, deadline).await
     }
 }
 
 /// One `application/x-www-form-urlencoded` POST outside any provider (an OAuth2 token
 /// exchange): the status and the body, at most `limit` bytes. The error says what went wrong
-/// in words that carry no address or secret.
+/// in words that carry no address or secret. The connection trusts what `net` trusts.
 pub async fn post_form(
     state: &Gateway,
     upstream: &Upstream,
+    net: &NetworkSettings,
     path: &str,
     form: String,
     limit: usize,
@@ -191,6 +193,7 @@ pub async fn post_form(
     let mut peer = HttpPeer::new(addr, upstream.tls, upstream.host.clone());
     peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
     peer.options.total_connection_timeout = Some(CONNECT_TIMEOUT);
+    apply_trust(&mut peer, net);
     let head = (|| -> pingora::Result<RequestHeader> {
         let mut head = RequestHeader::build("POST", path.as_bytes(), Some(5))?;
         head.insert_header("host", upstream.authority.as_str())?;
@@ -219,16 +222,22 @@ pub async fn post_form(
     Ok((status, body))
 }
 
-fn make_peer(upstream: &Upstream, net: &NetworkSettings, addr: SocketAddr) -> UpstreamPeer {
-    let mut peer = HttpPeer::new(addr, upstream.tls, upstream.host.clone());
-    peer.options.connection_timeout = Some(CONNECT_TIMEOUT.min(net.request_timeout));
-    peer.options.total_connection_timeout = Some(CONNECT_TIMEOUT.min(net.request_timeout));
+/// The provider's TLS trust on a peer: `insecure_skip_verify`, and `ca_cert_pem` with the pool
+/// group that keeps connections verified under one trust store from serving another.
+fn apply_trust(peer: &mut HttpPeer, net: &NetworkSettings) {
     if net.insecure_skip_verify {
         peer.options.verify_cert = false;
         peer.options.verify_hostname = false;
     }
     peer.options.ca = net.trusted_ca.clone();
     peer.group_key = net.trust_group;
+}
+
+fn make_peer(upstream: &Upstream, net: &NetworkSettings, addr: SocketAddr) -> UpstreamPeer {
+    let mut peer = HttpPeer::new(addr, upstream.tls, upstream.host.clone());
+    peer.options.connection_timeout = Some(CONNECT_TIMEOUT.min(net.request_timeout));
+    peer.options.total_connection_timeout = Some(CONNECT_TIMEOUT.min(net.request_timeout));
+    apply_trust(&mut peer, net);
     if net.enforce_http2 {
         peer.options.set_http_version(2, 2);
     }

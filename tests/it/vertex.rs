@@ -234,6 +234,52 @@ async fn credential_failures_are_clear_and_keep_the_key_secret() {
     assert!(reply.status() >= 400, "{}", reply.text());
 }
 
+/// Vertex behind a private CA (`network_config.ca_cert_pem`): the service account's token
+/// endpoint is reached through the same trust as the provider's own calls, so a TLS-intercepting
+/// proxy's CA covers both; a gateway trusting another CA fetches no token and calls nothing.
+#[tokio::test]
+async fn the_token_endpoint_is_trusted_as_the_provider_is() {
+    let dir = temp_dir("vertex-private-ca");
+    let ca = asbru_bench::upstream_tls::make(&dir).expect("CA");
+    let upstream = mock(MockOptions {
+        tls: Some(ca.server.clone()),
+        ..MockOptions::default()
+    });
+    let base = format!("https://localhost:{}", upstream.addr.port());
+    let gateway_trusting = |pem: &str| {
+        let config = json!({"providers": {"vertex": {
+            "keys": [{"name": "sa", "value": "", "models": ["*"],
+                "vertex_key_config": {"project_id": "p-1", "region": "europe-west4",
+                    "auth_credentials": service_account(&format!("{base}/token"), PRIVATE_KEY)}}],
+            "network_config": {"base_url": base, "ca_cert_pem": pem}}}});
+        gateway(&config.to_string())
+    };
+
+    std::fs::create_dir_all(dir.join("other")).expect("dir");
+    let other = asbru_bench::upstream_tls::make(&dir.join("other")).expect("another CA");
+    let refusing = gateway_trusting(&other.ca_pem);
+    let reply = ask_gemini(&refusing).await;
+    assert_eq!(reply.status(), 502, "{}", reply.text());
+    assert!(reply.text().contains("token endpoint"), "{}", reply.text());
+    assert_eq!(
+        upstream.state.token_requests(),
+        0,
+        "no token over an untrusted connection"
+    );
+
+    let trusting = gateway_trusting(&ca.ca_pem);
+    let reply = ask_gemini(&trusting).await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert_eq!(upstream.state.token_requests(), 1);
+    let seen = upstream.state.recorded();
+    assert!(
+        seen.iter().any(|r| r.path.contains(":generateContent")),
+        "the model was called over TLS: {:?}",
+        seen.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn an_api_key_reaches_gemini_models_in_express_mode() {
     let upstream = default_mock();
