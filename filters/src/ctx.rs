@@ -308,19 +308,45 @@ pub struct RequestCtx {
     /// The client's address as the gateway resolved it (its connection's peer, or the address
     /// a trusted proxy named), for the filters that record it.
     pub client_ip: Option<std::net::IpAddr>,
-    /// Set by a refusal that a lease fetch in progress may clear (cluster mode).
+    /// Set by a refusal that work in progress may clear (a cluster lease fetch, the
+    /// tokenizer's tables being built).
     pub recheck: Option<Recheck>,
 }
 
-/// A governance refusal a cluster lease fetch in progress may clear: the gateway waits for the
-/// fetch round `round` of `source` to end (the source bounds the wait), at most once per
-/// request, then runs `on_request` again from the filter that refused.
-#[derive(Debug)]
+/// A governance refusal that work in progress may clear: a cluster lease fetch round, or the
+/// tokenizer's tables an exact prompt count needs. The gateway awaits `wait` (which bounds
+/// itself), a few times per request at most, then runs `on_request` again from the filter that
+/// refused. No thread is held while it waits.
 pub struct Recheck {
-    /// The lease source.
-    pub source: Arc<dyn crate::policy::meter::LeaseSource>,
-    /// The fetch round to wait for.
-    pub round: u64,
+    /// Completes when the work ends, or when its bound passes. In a mutex only so that the
+    /// context stays `Sync`; it is taken out whole, never locked while awaited.
+    wait: std::sync::Mutex<WaitFuture>,
+}
+
+/// What a [`Recheck`] awaits.
+pub type WaitFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+
+impl Recheck {
+    /// A recheck after `wait`.
+    pub fn new(wait: WaitFuture) -> Recheck {
+        Recheck {
+            wait: std::sync::Mutex::new(wait),
+        }
+    }
+
+    /// The future to await.
+    pub fn into_wait(self) -> WaitFuture {
+        match self.wait.into_inner() {
+            Ok(wait) => wait,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Recheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Recheck")
+    }
 }
 
 impl RequestCtx {

@@ -6,9 +6,9 @@
 //! A request the count cannot be exact for (tools, images, audio, tool calls, another wire) gets
 //! `None`, and the byte bound stays: a guess that could undercount is never used.
 //!
-//! A tokenizer's tables are loaded on first need, on a thread of their own: building one takes
-//! about 150 ms of CPU and 40 MiB, which on a worker thread would hold up every request it
-//! serves. Until they are loaded the byte bound stays, so a request near a budget's edge may be
+//! A tokenizer's tables are loaded on first need, on a thread of their own at the lowest CPU
+//! priority: building one takes about 150 ms of CPU and 40 MiB, which on a worker thread would
+//! hold up every request it serves. Until they are loaded the byte bound stays, so a request near a budget's edge may be
 //! refused in that moment, and none is ever admitted on a guess.
 
 use std::sync::OnceLock;
@@ -72,6 +72,7 @@ impl<T: Send + Sync + 'static> Lazy<T> {
         }
         if !self.started.swap(true, Ordering::AcqRel) {
             let spawned = std::thread::Builder::new().name(self.name.to_string()).spawn(move || {
+                lowest_priority();
                 self.wait();
             });
             if let Err(e) = spawned {
@@ -96,6 +97,24 @@ impl<T: Send + Sync + 'static> Lazy<T> {
     }
 }
 
+/// Puts the calling thread at the lowest CPU priority (nice 19): building tables is background
+/// work, and must not slow the threads serving requests, nor a cluster lease fetch a cold node's
+/// first requests wait for. On Linux the nice value is the thread's own.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority only reads its integer arguments; `who` 0 is the calling thread.
+        #[allow(unsafe_code)]
+        let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+        if done != 0 {
+            tracing::debug!(
+                "tokenizer thread keeps its priority: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 fn table(encoding: Encoding) -> &'static Lazy<CoreBPE> {
     static O200K: Lazy<CoreBPE> = Lazy::new("asbru tokenizer o200k", || tiktoken_rs::o200k_base().ok());
     static CL100K: Lazy<CoreBPE> = Lazy::new("asbru tokenizer cl100k", || tiktoken_rs::cl100k_base().ok());
@@ -108,6 +127,28 @@ fn table(encoding: Encoding) -> &'static Lazy<CoreBPE> {
 fn tokenizer(encoding: Encoding) -> Option<&'static CoreBPE> {
     table(encoding).get()
 }
+
+/// When `model`'s prompts in `wire` are counted with tables that are being built: a future that
+/// completes once they are (on a blocking thread, so no worker waits), or after
+/// [`BUILD_WAIT`]. `None` when there is nothing to wait for.
+pub fn until_built(model: &str, wire: Wire) -> Option<crate::ctx::WaitFuture> {
+    if wire != Wire::OpenAi {
+        return None;
+    }
+    let table = table(encoding_for(model)?);
+    if table.value.get().is_some() || !table.started.load(Ordering::Acquire) {
+        return None;
+    }
+    Some(Box::pin(async move {
+        let built = tokio::task::spawn_blocking(move || {
+            table.wait();
+        });
+        let _ = tokio::time::timeout(BUILD_WAIT, built).await;
+    }))
+}
+
+/// The longest a refused request waits for tables being built.
+pub const BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Builds `encoding`'s tables now, on the calling thread, unless they are built already: for
 /// callers that must count exactly from their first request (tests, a warm-up off the request

@@ -394,15 +394,16 @@ pub async fn handle(
     });
     ctx.client_ip = crate::edge::client_addr::client_ip(&state.trusted_proxies, session);
     let (mut flow, mut refused_at) = state.chain.on_request_from(0, live, ctx);
-    // A cluster lease fetch this refusal woke may clear it: wait for it (each wait bounded by
-    // lease_wait_ms), a few times at most (a key's budgets and rate limits may each need one).
+    // A cluster lease fetch this refusal woke, or the tokenizer's tables an exact count needs,
+    // may clear it: wait for it (each wait bounded), a few times at most (a key's budgets and
+    // rate limits may each need a fetch).
     let mut rechecks = 0;
     while matches!(flow, Flow::Reject(_))
         && rechecks < MAX_LEASE_RECHECKS
         && let Some(recheck) = ctx.recheck.take()
     {
         rechecks += 1;
-        recheck.source.after(recheck.round).await;
+        recheck.into_wait().await;
         (flow, refused_at) = state.chain.on_request_from(refused_at, live, ctx);
     }
     ctx.recheck = None;

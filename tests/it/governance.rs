@@ -1001,6 +1001,41 @@ async fn near_the_edge_the_reservation_is_the_exact_prompt() {
     assert_eq!(settled(&gw, "vk:vk-five:budget:0"), 90);
 }
 
+/// A gateway process that has not built the tokenizer's tables yet: the first request near a
+/// budget's edge, which only its exact prompt count fits, waits (without holding a thread) for
+/// the tables being built in the background, and is admitted, as it would be with them built.
+/// (In-process test gateways build them up front; this one is a process of its own.)
+#[tokio::test]
+async fn the_first_request_near_the_edge_waits_for_the_tokenizer_instead_of_a_refusal() {
+    let upstream = default_mock();
+    let dir = temp_dir("tokenizer-cold");
+    let config = dir.join("asbru.yaml");
+    // 18 µ$ a request counted exactly (12 prompt and 6 completion tokens at 1 µ$), about 110
+    // on the byte bound: 40 µ$ fits two exactly and none on the byte bound.
+    std::fs::write(
+        &config,
+        format!(
+            "server: {{data_dir: \"{}\"}}\nproviders:\n  openai:\n    keys: [{{value: sk-one}}]\n    network_config: {{base_url: \"{}\"}}\ngovernance:\n  pricing_overrides:\n    - {{provider: openai, model: gpt-4o-mini, input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}}\n  virtual_keys:\n    - {{id: vk-cold, name: Cold, value: sk-bf-cold, budgets: [{{max_limit: 0.00004, reset_duration: 1d}}], provider_configs: [{{provider: openai, weight: 1}}]}}\n",
+            dir.display(),
+            upstream.base_url()
+        ),
+    )
+    .expect("write config");
+    let (_gateway, addr) = start_binary(&config);
+    let body = br#"{"model":"openai/gpt-4o-mini","max_tokens":6,"messages":[{"role":"user","content":"Say hello to everyone."}]}"#;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(
+            send(addr, "POST", "/v1/chat/completions", &[("x-bf-vk", "sk-bf-cold")], body)
+                .await
+                .status(),
+        );
+    }
+    assert_eq!(statuses, [200, 200, 402], "counted exactly from the first request");
+    assert_eq!(upstream.state.request_count(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A budgeted request that sets no output limit is sent upstream with the limit its reservation
 /// assumed (`client.default_max_output_tokens`), so the provider cannot bill past it; a request
 /// that sets one, or one no budget counts, goes as sent.

@@ -218,10 +218,7 @@ pub const EDGE_RESERVATIONS: i64 = 64;
 /// [`admit`], with a tight reservation near a budget's edge: when a budget has less than
 /// [`EDGE_RESERVATIONS`] reservations' room (or refuses), and `exact_input` can count the
 /// prompt's tokens exactly, the admission is made again with that count instead of the byte
-/// bound. Far from every edge the count is never asked for, and neither is it for a refusal a
-/// pending cluster lease fetch may clear: such a request waits for the fetch first, and is
-/// counted exactly on its recheck if it is still refused (a node starting cold does not build
-/// the tokenizer's tables for budgets far from their edge).
+/// bound. Far from every edge the count is never asked for.
 pub fn admit_tight(
     gov: &Governance,
     vk: Option<&VirtualKeyRuntime>,
@@ -234,9 +231,7 @@ pub fn admit_tight(
     let first = admit(gov, vk, provider, model, estimate, now);
     let near_edge = match &first {
         Ok(ticket) => ticket.near_edge,
-        Err(rejection) => {
-            rejection.decision == Some(decision::BUDGET_EXCEEDED) && !leases_pending(gov, vk, provider, model)
-        }
+        Err(rejection) => rejection.decision == Some(decision::BUDGET_EXCEEDED),
     };
     if !near_edge {
         return first;
@@ -677,62 +672,6 @@ mod tests {
             200,
             "without an exact count the byte bound stays"
         );
-    }
-
-    /// A lease source that never fetches: refusals for lack of lease stay pending.
-    #[derive(Debug, Default)]
-    struct NoFetch {
-        wakes: std::sync::atomic::AtomicUsize,
-    }
-
-    impl crate::policy::meter::LeaseSource for NoFetch {
-        fn wake(&self) {
-            self.wakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        fn pending(&self) -> Option<u64> {
-            Some(1)
-        }
-        fn after(&self, _mark: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
-            Box::pin(std::future::ready(()))
-        }
-        fn open(&self) -> bool {
-            false
-        }
-    }
-
-    /// Cluster mode: a refusal for lack of lease, while its fetch is pending, waits for the fetch
-    /// rather than counting the prompt (a cold node builds no tokenizer for a budget far from
-    /// its edge); once the database finds the budget without room, the count is asked for.
-    #[test]
-    fn a_pending_lease_fetch_comes_before_the_exact_count() {
-        let yaml = "providers:\n  openai: {keys: [{value: k}]}\ngovernance:\n  pricing_overrides:\n    - {provider: openai, model: m, input_cost_per_token: 0.000001, output_cost_per_token: 0.00001}\n  virtual_keys:\n    - {id: far, name: F, value: far, budgets: [{max_limit: 1, reset_duration: 1d}], provider_configs: [{provider: openai, weight: 1}]}\n";
-        let loaded = asbru_config::load_str(yaml, "t.yaml").expect("valid");
-        let registry = Arc::new(Registry::new());
-        let source = Arc::new(NoFetch::default());
-        registry.set_leases(source.clone());
-        let live = Live::build_with(&loaded.config, &registry, NOW, &|_| None).0;
-        let gov = &live.governance;
-        let far = gov.key(&key_hash("far")).expect("far").clone();
-        let mut asked = 0;
-        let refused = admit_tight(gov, Some(&far), "openai", "m", &estimate(), NOW, &mut || {
-            asked += 1;
-            Some(10)
-        })
-        .expect_err("no lease yet");
-        assert_eq!(refused.decision, Some(decision::BUDGET_EXCEEDED));
-        assert!(
-            source.wakes.load(std::sync::atomic::Ordering::Relaxed) > 0,
-            "a fetch was asked for"
-        );
-        assert_eq!(asked, 0, "the fetch comes first, not the count");
-        for meter in registry.all() {
-            meter.set_dry(true);
-        }
-        let _ = admit_tight(gov, Some(&far), "openai", "m", &estimate(), NOW, &mut || {
-            asked += 1;
-            Some(10)
-        });
-        assert_eq!(asked, 1, "with no fetch to wait for, the prompt is counted");
     }
 
     #[test]

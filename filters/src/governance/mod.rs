@@ -19,7 +19,7 @@ pub use crate::policy::{meter, runtime, window};
 pub use admit::{Ticket, admit, admit_tight, check_access, check_provider_access};
 
 use crate::ctx::{Attempt, RequestCtx};
-use crate::filter::{AttemptFlow, Filter, Flow, Rejection};
+use crate::filter::{AttemptFlow, Filter, Flow, Rejection, decision};
 use crate::live::Live;
 use crate::pricing::TokenUsage;
 
@@ -77,10 +77,12 @@ impl Filter for GovernanceFilter {
                     )
                     && let Some(round) = source.pending()
                 {
-                    ctx.recheck = Some(crate::ctx::Recheck {
-                        source: source.clone(),
-                        round,
-                    });
+                    ctx.recheck = Some(crate::ctx::Recheck::new(source.after(round)));
+                } else if rejection.decision == Some(decision::BUDGET_EXCEEDED)
+                    && let Some(wait) = crate::tokens::until_built(&primary.model, ctx.request.ingress)
+                {
+                    // Near the edge, the exact prompt count may fit where the byte bound did not.
+                    ctx.recheck = Some(crate::ctx::Recheck::new(wait));
                 }
                 Flow::Reject(rejection)
             }
