@@ -8,8 +8,9 @@
 //!
 //! A tokenizer's tables are loaded on first need, on a thread of their own at the lowest CPU
 //! priority: building one takes about 150 ms of CPU and 40 MiB, which on a worker thread would
-//! hold up every request it serves. Until they are loaded the byte bound stays, so a request near a budget's edge may be
-//! refused in that moment, and none is ever admitted on a guess.
+//! hold up every request it serves. Until they are loaded the byte bound stays: a request it
+//! refuses waits for them ([`until_built`]) and is counted again, and none is ever admitted on a
+//! guess.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
