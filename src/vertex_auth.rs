@@ -102,11 +102,15 @@ impl VertexTokens {
         account: &Arc<ServiceAccount>,
         net: &NetworkSettings,
     ) -> Result<Arc<str>, WireError> {
+        // A token fetched under one provider's TLS trust is not lent to a provider that trusts
+        // otherwise (another CA, or verification off).
         let id = format!(
-            "{}\n{}\n{}",
+            "{}\n{}\n{}\n{}\n{}",
             account.client_email,
             account.token_uri,
-            account.private_key_id.as_deref().unwrap_or_default()
+            account.private_key_id.as_deref().unwrap_or_default(),
+            net.trust_group,
+            net.insecure_skip_verify
         );
         let source = {
             let sources = self.sources.pin();

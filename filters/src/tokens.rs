@@ -88,7 +88,8 @@ impl<T: Send + Sync + 'static> Lazy<T> {
     fn wait(&self) -> Option<&T> {
         self.value
             .get_or_init(|| {
-                let built = (self.build)();
+                // A build that panics counts as one that failed, so no one waits for it again.
+                let built = std::panic::catch_unwind(self.build).ok().flatten();
                 if built.is_none() {
                     tracing::warn!("{}: the tables could not be built; byte bounds stay", self.name);
                 }
@@ -98,15 +99,16 @@ impl<T: Send + Sync + 'static> Lazy<T> {
     }
 }
 
-/// Puts the calling thread at the lowest CPU priority (nice 19): building tables is background
-/// work, and must not slow the threads serving requests, nor a cluster lease fetch a cold node's
-/// first requests wait for. On Linux the nice value is the thread's own.
+/// Lowers the calling thread's CPU priority (nice 10, a tenth of a normal thread's share when
+/// the CPU is busy): building tables is background work that must not slow the threads serving
+/// requests much, yet the few requests waiting for it must not wait for long (about 1.5 s at
+/// worst for 150 ms of work). On Linux the nice value is the thread's own.
 fn lowest_priority() {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: setpriority only reads its integer arguments; `who` 0 is the calling thread.
         #[allow(unsafe_code)]
-        let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+        let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
         if done != 0 {
             tracing::debug!(
                 "tokenizer thread keeps its priority: {}",
@@ -129,27 +131,25 @@ fn tokenizer(encoding: Encoding) -> Option<&'static CoreBPE> {
     table(encoding).get()
 }
 
-/// When `model`'s prompts in `wire` are counted with tables that are being built: a future that
-/// completes once they are (on a blocking thread, so no worker waits), or after
-/// [`BUILD_WAIT`]. `None` when there is nothing to wait for.
-pub fn until_built(model: &str, wire: Wire) -> Option<crate::ctx::WaitFuture> {
-    if wire != Wire::OpenAi {
+/// When this request's prompt could be counted exactly but the tables are still being built: a
+/// future that completes once they are, or after [`BUILD_WAIT`]. It holds no thread (it looks
+/// again every few milliseconds). `None` when there is nothing to wait for: the prompt cannot be
+/// counted (another wire or family, tools, images), or the tables are there (or failed).
+pub fn until_built(model: &str, wire: Wire, body: &[u8]) -> Option<crate::ctx::WaitFuture> {
+    let Count::TablesPending(encoding) = count(model, wire, body) else {
         return None;
-    }
-    let table = table(encoding_for(model)?);
-    if table.value.get().is_some() || !table.started.load(Ordering::Acquire) {
-        return None;
-    }
+    };
+    let table = table(encoding);
     Some(Box::pin(async move {
-        let built = tokio::task::spawn_blocking(move || {
-            table.wait();
-        });
-        let _ = tokio::time::timeout(BUILD_WAIT, built).await;
+        let deadline = tokio::time::Instant::now() + BUILD_WAIT;
+        while table.value.get().is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }))
 }
 
-/// The longest a refused request waits for tables being built.
-pub const BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The longest a refused request waits for tables being built (once per request).
+pub const BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Builds `encoding`'s tables now, on the calling thread, unless they are built already: for
 /// callers that must count exactly from their first request (tests, a warm-up off the request
@@ -158,9 +158,98 @@ pub fn load(encoding: Encoding) -> bool {
     table(encoding).wait().is_some()
 }
 
+/// What counting a prompt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// The prompt's tokens, exactly.
+    Exact(u64),
+    /// The prompt can be counted once this encoding's tables are built (they are being built).
+    TablesPending(Encoding),
+    /// The prompt cannot be counted exactly: another wire or family, tools, images, audio.
+    Uncountable,
+}
+
 /// The prompt tokens `model` will bill for a chat request `body` in the client's `wire`, when
-/// they can be counted exactly.
+/// they can be counted exactly (and the tables are built).
 pub fn prompt_tokens(model: &str, wire: Wire, body: &[u8]) -> Option<u64> {
+    match count(model, wire, body) {
+        Count::Exact(tokens) => Some(tokens),
+        Count::TablesPending(_) | Count::Uncountable => None,
+    }
+}
+
+/// Counts `body`'s prompt tokens for `model` in `wire`. The body is checked whole before the
+/// tables are asked for, so [`Count::TablesPending`] means a count will be possible.
+pub fn count(model: &str, wire: Wire, body: &[u8]) -> Count {
+    let Some((encoding, request)) = countable(model, wire, body) else {
+        return Count::Uncountable;
+    };
+    let Some(bpe) = tokenizer(encoding) else {
+        return if table(encoding).started.load(Ordering::Acquire) {
+            Count::TablesPending(encoding)
+        } else {
+            Count::Uncountable
+        };
+    };
+    let tokens = |text: &str| bpe.encode_ordinary(text).len() as u64;
+    // 3 to prime the reply, 3 per message, 1 more for a name.
+    let mut total: u64 = 3;
+    for message in request.get("messages").and_then(Value::as_array).into_iter().flatten() {
+        let Some(texts) = message_texts(message) else {
+            return Count::Uncountable;
+        };
+        total += 3 + tokens(texts.role);
+        if let Some(name) = texts.name {
+            total += tokens(name) + 1;
+        }
+        if let Some(content) = texts.content {
+            total += tokens(content);
+        }
+    }
+    Count::Exact(total)
+}
+
+/// The parts of one message that are counted.
+struct MessageTexts<'a> {
+    role: &'a str,
+    name: Option<&'a str>,
+    content: Option<&'a str>,
+}
+
+/// A message's counted texts, when it is of a shape the documented formula covers: only
+/// `role`, `content` and `name` (tool calls, tool results, refusals and audio keep the byte
+/// bound), and text content, as a string or one text part.
+fn message_texts(message: &Value) -> Option<MessageTexts<'_>> {
+    let fields = message.as_object()?;
+    if fields
+        .iter()
+        .any(|(k, v)| !v.is_null() && !matches!(k.as_str(), "role" | "content" | "name"))
+    {
+        return None;
+    }
+    let content = match message.get("content") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(text.as_str()),
+        // One text part reads as a string; how several are joined is not documented.
+        Some(Value::Array(parts)) if parts.len() == 1 => {
+            let part = &parts[0];
+            if part.get("type").and_then(Value::as_str) != Some("text") {
+                return None;
+            }
+            Some(part.get("text")?.as_str()?)
+        }
+        Some(_) => return None,
+    };
+    Some(MessageTexts {
+        role: message.get("role")?.as_str()?,
+        name: message.get("name").and_then(Value::as_str),
+        content,
+    })
+}
+
+/// The encoding and the parsed request, when the whole prompt is of a shape the documented
+/// formula covers (checked before any table is asked for).
+fn countable(model: &str, wire: Wire, body: &[u8]) -> Option<(Encoding, Value)> {
     if wire != Wire::OpenAi {
         return None;
     }
@@ -175,38 +264,10 @@ pub fn prompt_tokens(model: &str, wire: Wire, body: &[u8]) -> Option<u64> {
         return None;
     }
     let messages = request.get("messages")?.as_array()?;
-    let bpe = tokenizer(encoding)?;
-    let count = |text: &str| bpe.encode_ordinary(text).len() as u64;
-    let mut total: u64 = 3;
-    for message in messages {
-        // Only `role`, `content` and `name` are counted: a message with any other field
-        // (tool calls, tool results, refusals, audio) keeps the byte bound.
-        let fields = message.as_object()?;
-        if fields
-            .iter()
-            .any(|(k, v)| !v.is_null() && !matches!(k.as_str(), "role" | "content" | "name"))
-        {
-            return None;
-        }
-        total += 3 + count(message.get("role")?.as_str()?);
-        if let Some(name) = message.get("name").and_then(Value::as_str) {
-            total += count(name) + 1;
-        }
-        match message.get("content") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(text)) => total += count(text),
-            // One text part reads as a string; how several are joined is not documented.
-            Some(Value::Array(parts)) if parts.len() == 1 => {
-                let part = &parts[0];
-                if part.get("type").and_then(Value::as_str) != Some("text") {
-                    return None;
-                }
-                total += count(part.get("text")?.as_str()?);
-            }
-            Some(_) => return None,
-        }
+    if !messages.iter().all(|m| message_texts(m).is_some()) {
+        return None;
     }
-    Some(total)
+    Some((encoding, request))
 }
 
 #[cfg(test)]
@@ -264,6 +325,16 @@ mod tests {
         let tools =
             br#"{"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}]}"#;
         assert_eq!(prompt_tokens("gpt-4o", Wire::OpenAi, tools), None);
+        // A prompt that cannot be counted never waits for tables, built or not.
+        assert!(countable("gpt-4o", Wire::OpenAi, tools).is_none());
+        assert!(until_built("gpt-4o", Wire::OpenAi, tools).is_none());
+        assert!(load(Encoding::O200k));
+        let plain_chat = br#"{"messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(count("gpt-4o", Wire::OpenAi, plain_chat), Count::Exact(8));
+        assert!(
+            until_built("gpt-4o", Wire::OpenAi, plain_chat).is_none(),
+            "built: nothing to wait for"
+        );
         let image = br#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:x"}}]}]}"#;
         assert_eq!(prompt_tokens("gpt-4o", Wire::OpenAi, image), None);
         let plain = br#"{"messages":[{"role":"user","content":"hi"}]}"#;

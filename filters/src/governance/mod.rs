@@ -79,9 +79,13 @@ impl Filter for GovernanceFilter {
                 {
                     ctx.recheck = Some(crate::ctx::Recheck::new(source.after(round)));
                 } else if rejection.decision == Some(decision::BUDGET_EXCEEDED)
-                    && let Some(wait) = crate::tokens::until_built(&primary.model, ctx.request.ingress)
+                    && ctx.slots.get::<WaitedForTables>().is_none()
+                    && let Some(wait) =
+                        crate::tokens::until_built(&primary.model, ctx.request.ingress, &ctx.request.body)
                 {
-                    // Near the edge, the exact prompt count may fit where the byte bound did not.
+                    // Near the edge, the exact prompt count may fit where the byte bound did
+                    // not: wait for the tables once.
+                    ctx.slots.insert(WaitedForTables);
                     ctx.recheck = Some(crate::ctx::Recheck::new(wait));
                 }
                 Flow::Reject(rejection)
@@ -148,6 +152,9 @@ impl Filter for GovernanceFilter {
         }
     }
 }
+
+/// Marks a request that already waited for the tokenizer's tables (it waits once at most).
+struct WaitedForTables;
 
 /// Admits one attempt: `Ok(None)` when no governance applies. A request the provider does not
 /// bill (token counting) reserves nothing, but the key must still be allowed to use the
