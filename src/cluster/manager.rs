@@ -149,10 +149,14 @@ impl LeaseManager {
         for ask in &asks {
             self.fetch(ask);
         }
+        // Requests waiting for these fetches ask again now, not after the report's reads.
+        self.signal.end_round();
+        for ask in &asks {
+            ask.limit.meter.fetch_ended();
+        }
         if report {
             self.report(&limits);
         }
-        self.signal.end_round();
     }
 
     fn fetch(&self, ask: &Ask) {
@@ -196,6 +200,7 @@ impl LeaseManager {
 
     fn granted(&self, ask: &Ask, grant: &LeaseGrant) {
         let meter = &ask.limit.meter;
+        meter.fetch_answered();
         let result = if grant.granted > 0 { "granted" } else { "empty" };
         if ask.want > 0 {
             self.metrics.fetches.with_label_values(&[meter.id(), result]).inc();
@@ -402,13 +407,18 @@ impl BackgroundService for LeaseService {
         let manager = self.0.clone();
         let mut last_report = Instant::now() - REPORT;
         let mut stopping = false;
+        // The first round runs at once: it opens the store connection and reads the usage over
+        // all nodes before the first request needs a lease.
+        let mut first = true;
         loop {
             // Requests are still served through the grace period after a stop was asked for:
             // rounds go on until the server drops this task, and the leases are released
             // after the last request (`release_at_exit`).
-            tokio::select! {
-                _ = manager.signal.woken(ROUND) => {}
-                _ = shutdown.changed(), if !stopping => stopping = true,
+            if !std::mem::take(&mut first) {
+                tokio::select! {
+                    _ = manager.signal.woken(ROUND) => {}
+                    _ = shutdown.changed(), if !stopping => stopping = true,
+                }
             }
             let report = last_report.elapsed() >= REPORT;
             if report {

@@ -12,6 +12,11 @@ use asbru_filters::policy::meter::LeaseSource;
 use prometheus::Histogram;
 use tokio::sync::{Notify, watch};
 
+/// The longest a refused request waits for a meter's first lease on this node. The first fetch
+/// may open a store connection on a node just started and busy warming up; refusing there
+/// after `lease_wait_ms` would turn a cold start into a burst of 402s.
+pub const FIRST_WAIT: Duration = Duration::from_secs(2);
+
 /// Wakes the lease manager and lets refused requests wait for its next round.
 #[derive(Debug)]
 pub struct LeaseSignal {
@@ -24,6 +29,8 @@ pub struct LeaseSignal {
     started: AtomicU64,
     /// Rounds ended.
     ended: watch::Sender<u64>,
+    /// Rounds ended, readable without the watch channel's lock.
+    rounds_ended: AtomicU64,
     /// The longest a refused request waits.
     wait: Duration,
     /// Time refused requests spent waiting.
@@ -41,6 +48,7 @@ impl LeaseSignal {
             running: AtomicBool::new(false),
             started: AtomicU64::new(0),
             ended: watch::Sender::new(0),
+            rounds_ended: AtomicU64::new(0),
             wait,
             waited,
             open: AtomicBool::new(false),
@@ -68,6 +76,7 @@ impl LeaseSignal {
     pub fn end_round(&self) {
         self.running.store(false, Ordering::Release);
         let done = self.started.load(Ordering::Acquire);
+        self.rounds_ended.store(done, Ordering::Release);
         self.ended.send_replace(done);
     }
 }
@@ -93,9 +102,14 @@ impl LeaseSource for LeaseSignal {
         self.open.load(Ordering::Acquire)
     }
 
-    fn after(&self, round: u64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+    fn rounds_ended(&self) -> u64 {
+        self.rounds_ended.load(Ordering::Acquire)
+    }
+
+    fn after(&self, round: u64, first: bool) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
         let mut ended = self.ended.subscribe();
-        let (wait, waited) = (self.wait, self.waited.clone());
+        let wait = if first { self.wait.max(FIRST_WAIT) } else { self.wait };
+        let waited = self.waited.clone();
         Box::pin(async move {
             let begun = Instant::now();
             let _ = tokio::time::timeout(wait, ended.wait_for(|done| *done >= round)).await;
@@ -119,7 +133,7 @@ mod tests {
         assert_eq!(signal.pending(), None, "nothing asked, nothing to wait for");
         signal.wake();
         let round = signal.pending().expect("a fetch is pending");
-        let waiting = signal.after(round);
+        let waiting = signal.after(round, false);
         let ender = signal.clone();
         let begun = Instant::now();
         tokio::spawn(async move {
@@ -140,8 +154,9 @@ mod tests {
         let signal = signal(30);
         signal.wake();
         let begun = Instant::now();
-        signal.after(signal.pending().expect("pending")).await;
+        signal.after(signal.pending().expect("pending"), false).await;
         assert!(begun.elapsed() >= Duration::from_millis(30));
+        assert!(begun.elapsed() < FIRST_WAIT, "{:?}", begun.elapsed());
         assert_eq!(signal.waited.get_sample_count(), 1);
     }
 }

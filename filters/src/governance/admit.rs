@@ -168,13 +168,29 @@ fn ask_leases(gov: &Governance, vk: Option<&VirtualKeyRuntime>, provider: &str, 
 /// Cluster mode: whether a lease fetch that may clear a refusal of this attempt is pending (a
 /// refusal for a limit really spent, or with the database found dry, does not wait).
 pub fn leases_pending(gov: &Governance, vk: Option<&VirtualKeyRuntime>, provider: &str, model: &str) -> bool {
+    any_meter(gov, vk, provider, model, Meter::lease_pending)
+}
+
+/// Cluster mode: whether one of those fetches is a meter's first on this node.
+pub fn first_lease_pending(gov: &Governance, vk: Option<&VirtualKeyRuntime>, provider: &str, model: &str) -> bool {
+    any_meter(gov, vk, provider, model, Meter::first_lease_pending)
+}
+
+/// Whether `test` holds for a meter of a cap an attempt at `provider`/`model` by `vk` meets.
+fn any_meter(
+    gov: &Governance,
+    vk: Option<&VirtualKeyRuntime>,
+    provider: &str,
+    model: &str,
+    test: impl Fn(&Meter) -> bool,
+) -> bool {
     attempt_scopes(gov, vk, provider, model).into_iter().any(|scope| {
-        scope.budgets.iter().any(|cap| cap.meter.lease_pending())
+        scope.budgets.iter().any(|cap| test(&cap.meter))
             || scope.rate.as_ref().is_some_and(|rate| {
                 [&rate.tokens, &rate.requests]
                     .into_iter()
                     .flatten()
-                    .any(|cap| cap.meter.lease_pending())
+                    .any(|cap| test(&cap.meter))
             })
     })
 }

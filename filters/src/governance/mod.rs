@@ -60,6 +60,9 @@ impl Filter for GovernanceFilter {
         let Some(primary) = ctx.plan.first() else {
             return Flow::Continue;
         };
+        // Cluster mode: a lease fetch round that ends during admission may bring the room a
+        // refusal lacked.
+        let rounds_seen = live.governance.leases.as_ref().map(|source| source.rounds_ended());
         match admit_attempt(live, ctx, primary) {
             Ok(ticket) => {
                 publish(ctx, &ticket);
@@ -69,15 +72,27 @@ impl Filter for GovernanceFilter {
             Err(rejection) => {
                 if matches!(rejection.status, 402 | 429)
                     && let Some(source) = &live.governance.leases
-                    && admit::leases_pending(
+                    && (admit::leases_pending(
                         &live.governance,
                         ctx.facts.vk.as_deref(),
                         &primary.provider.name,
                         &primary.model,
-                    )
-                    && let Some(round) = source.pending()
+                    ) || rounds_seen != Some(source.rounds_ended()))
                 {
-                    ctx.recheck = Some(crate::ctx::Recheck::new(source.after(round)));
+                    let wait: crate::ctx::WaitFuture = match source.pending() {
+                        Some(round) => source.after(
+                            round,
+                            admit::first_lease_pending(
+                                &live.governance,
+                                ctx.facts.vk.as_deref(),
+                                &primary.provider.name,
+                                &primary.model,
+                            ),
+                        ),
+                        // The round this refusal needed has already ended: ask again at once.
+                        None => Box::pin(std::future::ready(())),
+                    };
+                    ctx.recheck = Some(crate::ctx::Recheck::new(wait));
                 } else if rejection.decision == Some(decision::BUDGET_EXCEEDED)
                     && ctx.slots.get::<WaitedForTables>().is_none()
                     && let Some(wait) =

@@ -7,6 +7,7 @@
 //!   model without a price, or a reply without usage.
 
 pub mod record;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -19,6 +20,12 @@ use crate::live::Live;
 /// Most bytes of a streamed reply kept for the log, as a multiple of the per-field cap (the
 /// stream's framing is larger than the text it carries).
 const STREAM_CAPTURE_FACTOR: usize = 4;
+
+/// How often each money warning below may be logged: it can repeat on every request, and
+/// `asbru_unpriced_requests_total` and `asbru_estimated_charges_total` count every one.
+const WARNING_INTERVAL_SECS: u64 = 60;
+static UNPRICED: throttle::Throttle = throttle::Throttle::new(WARNING_INTERVAL_SECS);
+static ESTIMATED: throttle::Throttle = throttle::Throttle::new(WARNING_INTERVAL_SECS);
 
 /// The logging filter.
 #[derive(Default)]
@@ -193,21 +200,30 @@ impl LoggingFilter {
         let model = &*attempt.model;
         let charge = outcome.charge;
         if let Some(charge) = charge {
-            if charge.unpriced && charge.budgeted {
+            let now = u64::try_from(ctx.request.now).unwrap_or(0);
+            if charge.unpriced
+                && charge.budgeted
+                && let Some(held_back) = UNPRICED.allow(now)
+            {
                 tracing::warn!(
                     request_id,
                     provider,
                     model,
-                    "model has no price: its cost is counted as 0 (add a governance.pricing_overrides entry)"
+                    held_back,
+                    "model has no price: its cost is counted as 0 (add a governance.pricing_overrides entry; logged at most once a minute, asbru_unpriced_requests_total counts every request)"
                 );
             }
-            if charge.estimated && charge.budgeted {
+            if charge.estimated
+                && charge.budgeted
+                && let Some(held_back) = ESTIMATED.allow(now)
+            {
                 tracing::warn!(
                     request_id,
                     provider,
                     model,
                     cost_micros = charge.cost_micros,
-                    "provider reported no usage: the reservation was charged"
+                    held_back,
+                    "provider reported no usage: the reservation was charged (logged at most once a minute, asbru_estimated_charges_total counts every request)"
                 );
             }
         }

@@ -79,8 +79,13 @@ pub trait LeaseSource: Send + Sync + std::fmt::Debug {
     /// The fetch round a refused request can wait for: `Some(mark)` while a fetch a shortfall
     /// asked for is pending, `None` when waiting would not help.
     fn pending(&self) -> Option<u64>;
-    /// Completes once the fetch round after `mark` has ended (the caller bounds the wait).
-    fn after(&self, mark: u64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+    /// Completes once the fetch round after `mark` has ended, or its bound passes: the
+    /// configured wait, or a longer one for a `first` fetch (a meter the store has not answered
+    /// for yet, whose fetch may open a connection on a node just started).
+    fn after(&self, mark: u64, first: bool) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+    /// Fetch rounds ended so far. A refusal compares it with its value before admission: a
+    /// round that ended in between may have brought the room the refusal lacked.
+    fn rounds_ended(&self) -> u64;
     /// The store has been down long enough and `on_store_down` is `fail_open`: leased meters
     /// admit against their limits alone.
     fn open(&self) -> bool;
@@ -106,6 +111,10 @@ pub struct Meter {
     low_water: AtomicI64,
     /// A fetch was asked for and has not been made yet.
     wanted: AtomicBool,
+    /// A fetch was taken by a round that has not ended yet.
+    fetching: AtomicBool,
+    /// The store has answered a fetch for this meter since the process started.
+    answered: AtomicBool,
     /// What the requests refused since the last fetch needed, added up.
     need: AtomicI64,
     /// The database had no room at the last fetch: shortfalls are refused without waiting
@@ -133,6 +142,8 @@ impl Meter {
             lease: None,
             low_water: AtomicI64::new(0),
             wanted: AtomicBool::new(false),
+            fetching: AtomicBool::new(false),
+            answered: AtomicBool::new(false),
             need: AtomicI64::new(0),
             dry: AtomicBool::new(false),
             global: AtomicI64::new(-1),
@@ -156,7 +167,7 @@ impl Meter {
         let Some(source) = &self.lease else {
             return;
         };
-        if current.saturating_add(amount) > max || self.dry.load(Ordering::Acquire) {
+        if current.saturating_add(amount.max(1)) > max || self.dry.load(Ordering::Acquire) {
             return;
         }
         self.typical.store(amount.max(1), Ordering::Relaxed);
@@ -189,7 +200,9 @@ impl Meter {
     /// would); nothing otherwise.
     pub fn ask_lease(&self, amount: i64, max: i64) {
         let current = self.total.load(Ordering::Acquire);
-        if self.lease.is_some() && current.saturating_add(amount) > self.cap() {
+        // A request that costs nothing (a model with no price) still needs room: a meter at its
+        // cap refuses it (see `reserve_within`), so an empty lease is short for it too.
+        if self.lease.is_some() && current.saturating_add(amount.max(1)) > self.cap() {
             self.short(current, amount, max);
         }
     }
@@ -197,7 +210,9 @@ impl Meter {
     /// Whether a refusal of this meter could clear once a lease fetch ends (a shortfall was
     /// flagged and the database was not found dry).
     pub fn lease_pending(&self) -> bool {
-        self.lease.is_some() && self.wanted.load(Ordering::Acquire) && !self.dry.load(Ordering::Acquire)
+        self.lease.is_some()
+            && (self.wanted.load(Ordering::Acquire) || self.fetching.load(Ordering::Acquire))
+            && !self.dry.load(Ordering::Acquire)
     }
 
     /// The meter's id.
@@ -330,9 +345,29 @@ impl Meter {
         if !self.wanted.load(Ordering::Acquire) {
             return None;
         }
+        // Marked as being fetched before the want is cleared: a refusal checking in between
+        // sees one or the other.
+        self.fetching.store(true, Ordering::Release);
         let need = self.need.swap(0, Ordering::AcqRel);
         self.wanted.store(false, Ordering::Release);
         Some(need)
+    }
+
+    /// The store answered a fetch for this meter (with room or without).
+    pub fn fetch_answered(&self) {
+        self.answered.store(true, Ordering::Release);
+    }
+
+    /// Whether a fetch is pending for this meter and the store has never answered one: the
+    /// first of a node just started.
+    pub fn first_lease_pending(&self) -> bool {
+        self.lease_pending() && !self.answered.load(Ordering::Acquire)
+    }
+
+    /// The round that took this meter's fetch has ended (called after its end is signalled,
+    /// so a refusal sees the fetch pending or the round ended).
+    pub fn fetch_ended(&self) {
+        self.fetching.store(false, Ordering::Release);
     }
 
     /// After a grant: requests refused while it was being fetched are served by the room it
@@ -752,6 +787,65 @@ mod tests {
         });
         assert_eq!(admitted, 10_000 / 7);
         assert!(m.total() <= 10_000);
+    }
+
+    /// Counts wakes; never fetches.
+    #[derive(Debug, Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl LeaseSource for Wakes {
+        fn wake(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        fn pending(&self) -> Option<u64> {
+            None
+        }
+        fn after(&self, _mark: u64, _first: bool) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+            Box::pin(async {})
+        }
+        fn open(&self) -> bool {
+            false
+        }
+        fn rounds_ended(&self) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn an_empty_lease_is_short_even_for_a_request_that_costs_nothing() {
+        let registry = Registry::new();
+        let wakes = Arc::new(Wakes::default());
+        registry.set_leases(wakes.clone());
+        let first = registry.meter("vk:a:budget:0", Unit::UsdMicros, &window(), (0, None), 0);
+        let second = registry.meter("team:t:budget:0", Unit::UsdMicros, &window(), (0, None), 0);
+        assert!(first.is_leased() && second.is_leased());
+        // The first cap refuses (nothing leased yet) and asks; admission stops there, and
+        // the other caps the request meets are asked for in the same breath.
+        assert_eq!(first.try_reserve(0, 1_000), Err(0));
+        second.ask_lease(0, 1_000);
+        assert!(
+            first.lease_pending() && second.lease_pending(),
+            "both fetched in one round, not one round per cap"
+        );
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+        assert!(
+            first.first_lease_pending(),
+            "never answered: the longer first wait applies"
+        );
+        // A round takes the fetch: it stays pending until the round's end is signalled.
+        assert_eq!(first.take_wanted(), Some(1));
+        assert!(first.lease_pending(), "taken by a round still running");
+        first.fetch_answered();
+        first.add_lease(500, 0);
+        assert!(first.lease_pending() && !first.first_lease_pending());
+        first.fetch_ended();
+        assert!(!first.lease_pending());
+        // A meter really at its limit asks for nothing: no lease could help.
+        let spent = registry.meter("vk:b:budget:0", Unit::UsdMicros, &window(), (0, None), 0);
+        spent.add_lease(100, 0);
+        assert!(spent.try_reserve(100, 100).is_ok());
+        spent.ask_lease(0, 100);
+        assert!(!spent.lease_pending());
     }
 
     #[test]
