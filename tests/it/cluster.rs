@@ -608,3 +608,45 @@ async fn a_cold_node_admits_its_first_requests_for_a_model_with_no_price_under_m
         assert_eq!(task.await.expect("task"), 200);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_store_is_gone_before_its_first_lease_refuses_in_bounded_time_and_says_why() {
+    let Some(url) = blocking(|| postgres_url("cluster_unanswered")) else {
+        return;
+    };
+    let (proxy, via_proxy) = Cuttable::in_front_of(&url).await;
+    let upstream = default_mock();
+    let node = nodes(
+        1,
+        "cluster-unanswered",
+        &via_proxy,
+        &upstream,
+        &budget_key(100.0 * REQUEST_MICROS as f64 / 1e6, ""),
+    );
+    let addr = node[0].addr;
+    proxy.stop();
+    let body = br#"{"model":"openai/gpt-4o","max_tokens":6,"messages":[{"role":"user","content":"hi"}]}"#;
+    let begun = Instant::now();
+    let reply = send(addr, "POST", "/v1/chat/completions", &[("x-bf-vk", "sk-bf-c")], body).await;
+    let waited = begun.elapsed();
+    assert_eq!(reply.status(), 402, "{}", reply.text());
+    assert!(
+        reply.text().contains("holds no lease on it yet"),
+        "the refusal says the store never answered: {}",
+        reply.text()
+    );
+    // One longer wait for the first lease (2 s), then the configured 50 ms ones.
+    assert!(waited < Duration::from_secs(5), "refused after {waited:?}");
+    assert_eq!(upstream.state.request_count(), 0);
+    proxy.resume();
+    let mut status = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        status = chat(addr).await;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "leases are fetched once the store is back");
+}

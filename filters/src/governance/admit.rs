@@ -472,7 +472,13 @@ impl Ticket {
             let used = match cap.meter.try_reserve(self.reserved, max) {
                 Ok(used) => used,
                 Err(seen) => {
-                    let detail = if cap.meter.is_leased() {
+                    let detail = if cap.meter.is_leased() && !cap.meter.fetch_was_answered() {
+                        format!(
+                            "this node holds no lease on it yet: the cluster store has not answered a lease fetch in time (up to {} for this request, limit {} dollars)",
+                            usd(self.reserved),
+                            usd(max)
+                        )
+                    } else if cap.meter.is_leased() {
                         let spent = cap.meter.global().unwrap_or(seen);
                         format!(
                             "no room left for up to {} for this request across the cluster's nodes ({} spent of {} dollars, the rest held by the nodes' leases)",

@@ -79,16 +79,20 @@ impl Filter for GovernanceFilter {
                         &primary.model,
                     ) || rounds_seen != Some(source.rounds_ended()))
                 {
+                    // A cap's first fetch on this node may take longer: a request waits for
+                    // it longer, once.
+                    let first = ctx.slots.get::<WaitedForFirstLease>().is_none()
+                        && admit::first_lease_pending(
+                            &live.governance,
+                            ctx.facts.vk.as_deref(),
+                            &primary.provider.name,
+                            &primary.model,
+                        );
+                    if first {
+                        ctx.slots.insert(WaitedForFirstLease);
+                    }
                     let wait: crate::ctx::WaitFuture = match source.pending() {
-                        Some(round) => source.after(
-                            round,
-                            admit::first_lease_pending(
-                                &live.governance,
-                                ctx.facts.vk.as_deref(),
-                                &primary.provider.name,
-                                &primary.model,
-                            ),
-                        ),
+                        Some(round) => source.after(round, first),
                         // The round this refusal needed has already ended: ask again at once.
                         None => Box::pin(std::future::ready(())),
                     };
@@ -170,6 +174,9 @@ impl Filter for GovernanceFilter {
 
 /// Marks a request that already waited for the tokenizer's tables (it waits once at most).
 struct WaitedForTables;
+
+/// A refused request already waited the longer wait for a cap's first lease on this node.
+struct WaitedForFirstLease;
 
 /// Admits one attempt: `Ok(None)` when no governance applies. A request the provider does not
 /// bill (token counting) reserves nothing, but the key must still be allowed to use the

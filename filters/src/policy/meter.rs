@@ -358,6 +358,11 @@ impl Meter {
         self.answered.store(true, Ordering::Release);
     }
 
+    /// Whether the store has answered a fetch for this meter since the process started.
+    pub fn fetch_was_answered(&self) -> bool {
+        self.answered.load(Ordering::Acquire)
+    }
+
     /// Whether a fetch is pending for this meter and the store has never answered one: the
     /// first of a node just started.
     pub fn first_lease_pending(&self) -> bool {
