@@ -67,9 +67,11 @@ impl LeaseSignal {
 
     /// A round begins: wakes so far are served by it.
     pub fn begin_round(&self) {
-        self.awake.store(false, Ordering::Release);
-        self.started.fetch_add(1, Ordering::AcqRel);
+        // Running first and awake cleared last, so `pending` always names a round: this one,
+        // or (for an instant) the next.
         self.running.store(true, Ordering::Release);
+        self.started.fetch_add(1, Ordering::AcqRel);
+        self.awake.store(false, Ordering::Release);
     }
 
     /// The round ended: requests waiting for it ask again.
