@@ -456,6 +456,7 @@ async fn run_one(
             provider.network_config.ca_cert_pem = Some(ca.ca_pem.clone());
         }
     }
+    let _scratch = crate::compare_setup::Scratch(gateway_addr.to_string());
     let config_path = write_gateway_config(&base, &mock.base_url(), &gateway_addr.to_string())?;
     let with_store = base.config_store.as_ref().is_some_and(|s| s.enabled);
     let gateway = start_gateway(&options.gateway_bin, &config_path, options.gateway_cpu, with_store)?;

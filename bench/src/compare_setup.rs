@@ -84,6 +84,28 @@ pub fn chat_body(model: &str, stream: bool, size: Option<usize>) -> Bytes {
     Bytes::from(text)
 }
 
+/// A scratch directory of the gateway listening on `listen` in this bench process: `node` (its
+/// data dir, with a PostgreSQL store) or `logs` (its request log).
+fn scratch_dir(kind: &str, listen: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "asbru-bench-{kind}-{}-{}",
+        std::process::id(),
+        listen.replace([':', '.'], "-")
+    ))
+}
+
+/// Removes the scratch directories of the gateway listening on `listen` when dropped: declare
+/// it before the gateway's process guard, so the process has exited first.
+pub struct Scratch(pub String);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for kind in ["node", "logs"] {
+            let _ = std::fs::remove_dir_all(scratch_dir(kind, &self.0));
+        }
+    }
+}
+
 /// The gateway's config for a run: `base` listening on `listen`, with no store, and every
 /// provider pointed at the mock.
 pub fn gateway_config(base: &Config, mock_url: &str, listen: &str) -> Config {
@@ -97,14 +119,7 @@ pub fn gateway_config(base: &Config, mock_url: &str, listen: &str) -> Config {
     if postgres {
         // A PostgreSQL store the config names (cluster mode leases from it) is kept, seeded from
         // this file at start, with a data dir (the spend journal's) of its own.
-        config.server.data_dir = std::env::temp_dir()
-            .join(format!(
-                "asbru-bench-node-{}-{}",
-                std::process::id(),
-                listen.replace([':', '.'], "-")
-            ))
-            .display()
-            .to_string();
+        config.server.data_dir = scratch_dir("node", listen).display().to_string();
     } else {
         // The bench measures the proxy path; a store left by another run must not redirect
         // providers.
@@ -119,11 +134,7 @@ pub fn gateway_config(base: &Config, mock_url: &str, listen: &str) -> Config {
             });
         }
         Some(logs) if logs.kind == asbru_config::model::StoreKind::Sqlite => {
-            let dir = std::env::temp_dir().join(format!(
-                "asbru-bench-logs-{}-{}",
-                std::process::id(),
-                listen.replace([':', '.'], "-")
-            ));
+            let dir = scratch_dir("logs", listen);
             let _ = std::fs::remove_dir_all(&dir);
             logs.config.path = Some(dir.join("logs.db").display().to_string());
         }

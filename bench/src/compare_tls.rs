@@ -161,6 +161,7 @@ pub async fn run_one(
 
     // asbru: a plaintext and a TLS listener.
     let (plain, tls) = (free_addr()?, free_addr()?);
+    let _scratch = crate::compare_setup::Scratch(plain.to_string());
     let mut config = gateway_config(base, &upstream.base_url(), &plain.to_string());
     config.server.tls = Some(asbru_config::model::TlsConfig {
         cert_file: cert.display().to_string(),
