@@ -26,6 +26,7 @@ pub mod headers;
 pub mod multipart;
 pub mod peer;
 pub mod relay;
+pub mod request_head;
 pub mod scrub;
 pub mod settlement;
 pub mod upstream;

@@ -9,14 +9,16 @@ use asbru_filters::snapshot::{BedrockKey, NetworkSettings, ProviderKey, Provider
 use asbru_providers::errors::WireError;
 use asbru_providers::provider::{self, Wire};
 use bytes::{Bytes, BytesMut};
+use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
-use pingora::protocols::http::v1::client::{HttpSession as Http1Session, http_req_header_to_wire};
+use pingora::protocols::http::v1::client::HttpSession as Http1Session;
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use rand::Rng;
 use tokio::time::{Instant, timeout_at};
 
 use super::peer::UpstreamPeer;
+use super::request_head::{InvalidHead, RequestHead};
 use crate::state::Gateway;
 
 /// Longest time spent establishing one upstream connection.
@@ -61,32 +63,41 @@ fn build_request_head(
     upstream: &Upstream,
     key: Option<&ProviderKey>,
     request: &UpstreamRequest<'_>,
-) -> pingora::Result<RequestHeader> {
-    let mut head = RequestHeader::build(request.method, request.path.as_bytes(), Some(10))?;
-    head.insert_header("host", upstream.authority.as_str())?;
-    head.insert_header("user-agent", concat!("asbru/", env!("CARGO_PKG_VERSION")))?;
+) -> Result<RequestHead, InvalidHead> {
+    use http::header;
+    let mut head = RequestHead::new(request.method, request.path)?;
+    head.set(header::HOST, upstream.authority.as_str())?;
+    head.set(
+        header::USER_AGENT,
+        HeaderValue::from_static(concat!("asbru/", env!("CARGO_PKG_VERSION"))),
+    )?;
     if let Some(body) = &request.body {
-        head.insert_header("content-type", request.content_type.unwrap_or(b"application/json"))?;
-        head.insert_header("content-length", body.len().to_string())?;
+        match request.content_type {
+            Some(content_type) => head.set(header::CONTENT_TYPE, content_type)?,
+            None => head.set(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))?,
+        }
+        head.set(header::CONTENT_LENGTH, HeaderValue::from(body.len()))?;
     }
     // AWS answers JSON, or its event stream, whatever the client accepts.
-    let accept = request.accept.filter(|_| provider.wire != Wire::Bedrock);
-    head.insert_header("accept", accept.unwrap_or(b"application/json"))?;
+    match request.accept.filter(|_| provider.wire != Wire::Bedrock) {
+        Some(accept) => head.set(header::ACCEPT, accept)?,
+        None => head.set(header::ACCEPT, HeaderValue::from_static("application/json"))?,
+    }
     for (name, value) in request.forwarded {
-        head.insert_header(name.clone(), value.as_slice())?;
+        head.set(name.as_str(), value.as_slice())?;
     }
     for (name, value) in request.attempt_headers {
-        head.insert_header(name.clone(), value.clone())?;
+        head.set(name.clone(), value.clone())?;
     }
     let client = provider::ClientHeaders {
         anthropic_version: request.anthropic_version,
         anthropic_beta: request.anthropic_beta,
     };
     for (name, value) in provider::wire_headers(provider.wire, &client) {
-        head.insert_header(name, value)?;
+        head.set(name, value)?;
     }
     for (name, value) in &provider.network.extra_headers {
-        head.insert_header(name.clone(), value.as_str())?;
+        head.set(name.as_str(), value.as_str())?;
     }
     let aws = key
         .and_then(|k| k.bedrock.as_deref())
@@ -101,23 +112,30 @@ fn build_request_head(
             }),
         ) => {
             for (name, value) in sign_aws(upstream, request, credentials, region)? {
-                head.insert_header(name, value)?;
+                head.set(name, value)?;
             }
         }
         (Some(key), _) => match (&key.auth, provider.wire) {
-            (Some(auth), _) => head.insert_header(auth.name, auth.value.clone())?,
+            (Some(auth), _) => head.set(auth.name, auth.value.clone())?,
             (None, Wire::Vertex) => {
                 let (name, value) = provider::vertex::auth_header(request.bearer, &key.secret);
-                head.insert_header(name, value)?;
+                head.set(name, sensitive(value)?)?;
             }
             (None, wire) => {
                 let (name, value) = provider::auth_header(wire, &key.secret);
-                head.insert_header(name, value)?;
+                head.set(name, sensitive(value)?)?;
             }
         },
         (None, _) => {}
     }
     Ok(head)
+}
+
+/// A credential's header value, marked sensitive (kept out of debug output and HPACK tables).
+fn sensitive(value: String) -> Result<HeaderValue, InvalidHead> {
+    let mut value = HeaderValue::try_from(value).map_err(|_| InvalidHead)?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// SigV4 headers for a Bedrock request, signing what is sent: the method, the URL (host and
@@ -127,7 +145,7 @@ fn sign_aws(
     request: &UpstreamRequest<'_>,
     credentials: &provider::bedrock::AwsCredentials,
     region: &str,
-) -> pingora::Result<Vec<(&'static str, String)>> {
+) -> Result<Vec<(&'static str, String)>, InvalidHead> {
     let scheme = if upstream.tls { "https" } else { "http" };
     let url = format!("{scheme}://{}{}", upstream.authority, request.path);
     let body = request.body.as_deref().unwrap_or_default();
@@ -155,7 +173,7 @@ fn sign_aws(
             content_sha256_header: false,
         },
     )
-    .map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string()))
+    .map_err(|_| InvalidHead)
 }
 
 #[async_trait::async_trait]
@@ -291,9 +309,9 @@ pub async fn send(
         .with_code("upstream_timeout"),
         retryable: true,
     };
-    // The head and body go out in one write (see `write_request`); built once, reused when a
-    // stale pooled connection forces another try.
-    let wire = request_bytes(&head, request.body.as_deref());
+    // The head and body go out in one write (see `write_request`); the head is written once,
+    // and reused when a stale pooled connection forces another try.
+    let head_bytes = head.to_http1();
     let mut stale_retries = 0;
     loop {
         let (session, reused) = match timeout_at(deadline, state.connector.get_http_session(&peer)).await {
@@ -315,14 +333,14 @@ pub async fn send(
             Ok(Ok(pair)) => pair,
         };
         let sent = timeout_at(deadline, async {
-            match (session, &wire) {
-                (HttpSession::H1(h1), Some(wire)) => {
-                    let mut h1 = write_request(h1, wire, &peer).await?;
+            match session {
+                HttpSession::H1(h1) => {
+                    let mut h1 = write_request(h1, &head_bytes, request.body.as_ref(), &peer).await?;
                     h1.read_response().await?;
                     Ok(HttpSession::H1(h1))
                 }
-                (mut other, _) => {
-                    send_and_read_head(&mut other, head.clone(), request.body.clone()).await?;
+                mut other => {
+                    send_and_read_head(&mut other, head.to_pingora()?, request.body.clone()).await?;
                     Ok(other)
                 }
             }
@@ -350,27 +368,24 @@ pub async fn send(
     }
 }
 
-/// The request head and body serialized as one buffer; `None` if the head cannot be written
-/// on the HTTP/1 wire (the generic path then reports the error).
-fn request_bytes(head: &RequestHeader, body: Option<&[u8]>) -> Option<Bytes> {
-    let mut wire = http_req_header_to_wire(head)?;
-    if let Some(body) = body {
-        wire.reserve(body.len());
-        wire.extend_from_slice(body);
-    }
-    Some(wire.freeze())
-}
-
 /// Writes a whole HTTP/1.1 request in one write, as nginx's `writev` does. Pingora's HTTP/1
 /// client flushes the head before the body (two sends, each paying the receiver's wake-up on
 /// loopback), so the pooled connection is taken out of its session, written directly, and
 /// wrapped in a fresh session to read the response; the connection goes back to the pool as
-/// usual when the body ends.
-async fn write_request(h1: Http1Session, wire: &[u8], peer: &UpstreamPeer) -> pingora::Result<Http1Session> {
+/// usual when the body ends. Head and body are handed over as two slices: the stream's write
+/// buffer joins a small request, and a large one goes out by `writev` without being copied.
+async fn write_request(
+    h1: Http1Session,
+    head: &Bytes,
+    body: Option<&Bytes>,
+    peer: &UpstreamPeer,
+) -> pingora::Result<Http1Session> {
+    use bytes::Buf;
     use tokio::io::AsyncWriteExt;
     let mut stream = h1.into_inner();
+    let mut wire = head.clone().chain(body.cloned().unwrap_or_default());
     stream
-        .write_all(wire)
+        .write_all_buf(&mut wire)
         .await
         .map_err(|e| pingora::Error::because(pingora::ErrorType::WriteError, "writing the request", e))?;
     stream
