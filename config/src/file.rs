@@ -943,6 +943,24 @@ impl Validation<'_> {
                     if provider.network_config.base_url.is_none() {
                         self.problem(&here, format!("custom provider {name:?} needs network_config.base_url"));
                     }
+                    for (request_type, path) in &custom.request_path_overrides {
+                        let valid =
+                            path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic()) && !path.contains('#');
+                        if !valid {
+                            self.problem(
+                                &[
+                                    Key("providers"),
+                                    Key(name),
+                                    Key("custom_provider_config"),
+                                    Key("request_path_overrides"),
+                                    Key(request_type),
+                                ],
+                                format!(
+                                    "custom provider {name:?}: request_path_overrides.{request_type} {path:?} must be a path starting with '/', without spaces, control characters or '#'"
+                                ),
+                            );
+                        }
+                    }
                     Some(wire)
                 }
                 None => {
@@ -1444,6 +1462,11 @@ providers:
         );
         assert_eq!(p.len(), 1);
         assert!(p[0].reason.contains("soap"));
+        let p = problems(
+            "providers:\n  mine:\n    custom_provider_config: {base_provider_type: openai, request_path_overrides: {chat_completion: v1/chat, embedding: '/v1/em beddings', text_completion: /v1/completions}}\n    network_config: {base_url: 'http://x'}\n",
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p.iter().all(|p| p.reason.contains("must be a path starting with '/'")));
     }
 
     #[test]

@@ -10,9 +10,14 @@ use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
-/// A method, path or header field that cannot be sent (a character HTTP does not allow).
+/// What cannot be sent (a character HTTP does not allow there).
 #[derive(Debug, PartialEq, Eq)]
-pub struct InvalidHead;
+pub enum InvalidHead {
+    /// The method, or the path (which must start with `/`).
+    Target,
+    /// A header field's name or value.
+    Field,
+}
 
 /// The head of one upstream request.
 #[derive(Debug, Clone)]
@@ -30,11 +35,11 @@ impl RequestHead {
     /// A head for `method` on `path` (path and query, checked as a URI's).
     pub fn new(method: &'static str, path: &str) -> Result<RequestHead, InvalidHead> {
         if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(InvalidHead);
+            return Err(InvalidHead::Target);
         }
-        let path = PathAndQuery::try_from(path).map_err(|_| InvalidHead)?;
+        let path = PathAndQuery::try_from(path).map_err(|_| InvalidHead::Target)?;
         if !path.as_str().starts_with('/') {
-            return Err(InvalidHead);
+            return Err(InvalidHead::Target);
         }
         Ok(RequestHead {
             method,
@@ -49,8 +54,8 @@ impl RequestHead {
         N: TryInto<HeaderName>,
         V: TryInto<HeaderValue>,
     {
-        let name = name.try_into().map_err(|_| InvalidHead)?;
-        let value = value.try_into().map_err(|_| InvalidHead)?;
+        let name = name.try_into().map_err(|_| InvalidHead::Field)?;
+        let value = value.try_into().map_err(|_| InvalidHead::Field)?;
         match self.fields.iter_mut().find(|(set, _)| *set == name) {
             Some(field) => field.1 = value,
             None => self.fields.push((name, value)),
@@ -122,14 +127,14 @@ mod tests {
     fn what_could_split_the_request_is_refused() {
         assert_eq!(
             RequestHead::new("POST", "/v1/models/a b:generate").err(),
-            Some(InvalidHead),
+            Some(InvalidHead::Target),
             "a space would end the request line"
         );
         assert!(RequestHead::new("POST", "/v1/x\r\nHost: evil").is_err());
         assert!(RequestHead::new("POST", "http://elsewhere/v1").is_err());
         assert!(RequestHead::new("P OST", "/").is_err());
         let mut head = RequestHead::new("GET", "/").expect("head");
-        assert!(head.set("x-a", "1\r\nx-injected: 2").is_err());
+        assert_eq!(head.set("x-a", "1\r\nx-injected: 2"), Err(InvalidHead::Field));
         assert!(head.set("bad name", "1").is_err());
         assert!(
             head.set("x-a", &b"caf\xc3\xa9"[..]).is_ok(),

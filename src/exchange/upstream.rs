@@ -96,8 +96,9 @@ fn build_request_head(
     for (name, value) in provider::wire_headers(provider.wire, &client) {
         head.set(name, value)?;
     }
+    // Configured values may be secrets (`env.` references): kept out of debug output.
     for (name, value) in &provider.network.extra_headers {
-        head.set(name.as_str(), value.as_str())?;
+        head.set(name.as_str(), sensitive(value.clone())?)?;
     }
     let aws = key
         .and_then(|k| k.bedrock.as_deref())
@@ -112,7 +113,7 @@ fn build_request_head(
             }),
         ) => {
             for (name, value) in sign_aws(upstream, request, credentials, region)? {
-                head.set(name, value)?;
+                head.set(name, sensitive(value)?)?;
             }
         }
         (Some(key), _) => match (&key.auth, provider.wire) {
@@ -133,7 +134,7 @@ fn build_request_head(
 
 /// A credential's header value, marked sensitive (kept out of debug output and HPACK tables).
 fn sensitive(value: String) -> Result<HeaderValue, InvalidHead> {
-    let mut value = HeaderValue::try_from(value).map_err(|_| InvalidHead)?;
+    let mut value = HeaderValue::try_from(value).map_err(|_| InvalidHead::Field)?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -173,7 +174,7 @@ fn sign_aws(
             content_sha256_header: false,
         },
     )
-    .map_err(|_| InvalidHead)
+    .map_err(|_| InvalidHead::Field)
 }
 
 #[async_trait::async_trait]
@@ -289,11 +290,18 @@ pub async fn send(
         n => addrs[rand::rng().random_range(0..n)],
     };
     let peer = make_peer(upstream, &provider.network, addr);
-    let head = build_request_head(provider, upstream, key, request).map_err(|_| AttemptError {
+    let head = build_request_head(provider, upstream, key, request).map_err(|invalid| AttemptError {
         error: WireError::gateway(
             500,
             "api_error",
-            format!("provider {name}: the request headers (key or extra_headers) contain invalid characters"),
+            match invalid {
+                InvalidHead::Target => format!(
+                    "provider {name}: the request path is not a valid HTTP path (a request_path_overrides entry must start with '/')"
+                ),
+                InvalidHead::Field => {
+                    format!("provider {name}: the request headers (key or extra_headers) contain invalid characters")
+                }
+            },
         ),
         retryable: false,
     })?;
@@ -372,8 +380,8 @@ pub async fn send(
 /// client flushes the head before the body (two sends, each paying the receiver's wake-up on
 /// loopback), so the pooled connection is taken out of its session, written directly, and
 /// wrapped in a fresh session to read the response; the connection goes back to the pool as
-/// usual when the body ends. Head and body are handed over as two slices: the stream's write
-/// buffer joins a small request, and a large one goes out by `writev` without being copied.
+/// usual when the body ends. Head and body are handed over as two slices, which a plain
+/// connection (it has no write buffer) sends with one `writev`, the body not copied.
 async fn write_request(
     h1: Http1Session,
     head: &Bytes,

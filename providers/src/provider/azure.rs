@@ -41,6 +41,7 @@ pub fn path(base_path: &str, deployment: &str, request_type: RequestType, api_ve
         RequestType::Batches => return Some(format!("{base_path}/openai/v1/batches")),
         RequestType::ListModels | RequestType::CountTokens | RequestType::Moderation => return None,
     };
+    let deployment = super::name_segment(deployment);
     Some(format!(
         "{base_path}/openai/deployments/{deployment}/{resource}?api-version={api_version}"
     ))

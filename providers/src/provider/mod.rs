@@ -26,6 +26,25 @@ pub mod vertex;
 
 pub use asbru_config::catalog::{RequestType, Wire};
 
+/// Characters a name keeps as they are in one path segment: RFC 3986's unreserved set and `@`
+/// (Vertex's `model@version`).
+const NAME_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'@');
+
+/// A name a client chose (a model, an Azure deployment) as exactly one path segment: `/`, `?`,
+/// `#`, `%`, `:` and the rest percent-encoded, and `.` or `..` (which a path would resolve)
+/// encoded too, so the name cannot reach another path or method of the upstream.
+pub fn name_segment(name: &str) -> std::borrow::Cow<'_, str> {
+    if name == "." || name == ".." {
+        return name.replace('.', "%2E").into();
+    }
+    percent_encoding::utf8_percent_encode(name, NAME_SEGMENT).into()
+}
+
 /// The default base URL of built-in provider `name`; `None` when it must be configured.
 pub fn default_base_url(name: &str, wire: Wire) -> Option<&'static str> {
     match wire {
@@ -144,6 +163,14 @@ pub fn key_refused(wire: Wire, status: u16, body: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_stays_one_path_segment() {
+        assert_eq!(name_segment("claude-3-5-sonnet@20240620"), "claude-3-5-sonnet@20240620");
+        assert_eq!(name_segment("gpt-4o.mini_x~1"), "gpt-4o.mini_x~1");
+        assert_eq!(name_segment("a/../b?x#y:z%"), "a%2F..%2Fb%3Fx%23y%3Az%25");
+        assert_eq!(name_segment(".."), "%2E%2E");
+    }
 
     #[test]
     fn paths_and_auth_per_family() {

@@ -96,7 +96,7 @@ pub fn path(
         Publisher::Google => "google",
         Publisher::Anthropic => "anthropic",
     };
-    let model = model.trim_start_matches('/');
+    let model = super::name_segment(model.trim_start_matches('/'));
     Some(match location {
         Some(Location { project, region }) => format!(
             "{base_path}/v1/projects/{project}/locations/{region}/publishers/{publisher}/models/{model}:{method}"
@@ -151,6 +151,11 @@ mod tests {
         assert_eq!(
             path("", None, "gemini-2.5-flash", RequestType::ChatCompletion, false).as_deref(),
             Some("/v1/publishers/google/models/gemini-2.5-flash:generateContent")
+        );
+        assert_eq!(
+            path("", None, "gemini/../../x:y?z", RequestType::ChatCompletion, false).as_deref(),
+            Some("/v1/publishers/google/models/gemini%2F..%2F..%2Fx%3Ay%3Fz:generateContent"),
+            "a client's model name stays one path segment"
         );
         assert_eq!(path("", at, "claude-3", RequestType::CountTokens, false), None);
         assert_eq!(path("", at, "gemini", RequestType::Embedding, false), None);
