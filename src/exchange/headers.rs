@@ -25,13 +25,21 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// (Bifrost's `x-bf-eh-*` header forwarding): credentials, framing and routing headers never pass this way.
 pub fn extra_headers(req: &RequestHeader) -> Vec<(String, Vec<u8>)> {
     const PREFIX: &str = "x-bf-eh-";
-    const DENIED: [&str; 13] = [
+    const DENIED: [&str; 19] = [
         "proxy-authorization",
         "cookie",
         "host",
         "content-length",
         "connection",
         "transfer-encoding",
+        // Hop-by-hop and framing: the gateway frames the upstream request itself, and an
+        // `expect: 100-continue` would make the upstream answer an interim head first.
+        "expect",
+        "te",
+        "trailer",
+        "upgrade",
+        "keep-alive",
+        "proxy-connection",
         "x-api-key",
         "x-goog-api-key",
         "x-bf-api-key",
@@ -60,6 +68,8 @@ mod tests {
         req.insert_header("x-bf-eh-openai-organization", "org-1").expect("h");
         req.insert_header("x-bf-eh-authorization", "Bearer stolen").expect("h");
         req.insert_header("x-bf-eh-x-bf-vk", "vk").expect("h");
+        req.insert_header("x-bf-eh-expect", "100-continue").expect("h");
+        req.insert_header("x-bf-eh-upgrade", "websocket").expect("h");
         req.insert_header("authorization", "Bearer client").expect("h");
         let forwarded = extra_headers(&req);
         assert_eq!(forwarded, vec![("openai-organization".to_string(), b"org-1".to_vec())]);
