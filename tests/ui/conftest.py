@@ -9,6 +9,7 @@ import json
 import os
 import pathlib
 import signal
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -83,6 +84,11 @@ class Gateway:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def close(self):
+        """Stops the gateway and removes its directory (config, databases, log)."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def restart(self):
         self.stop()

@@ -17,7 +17,7 @@ PAGES = ["overview", "providers", "virtual-keys", "teams", "budgets", "routing",
 def gateway():
     gw = Gateway().start()
     yield gw
-    gw.stop()
+    gw.close()
 
 
 def goto(page, gw, name):
@@ -254,7 +254,7 @@ def test_login_gates_everything_and_logout_works(page):
         status = page.evaluate("fetch('/api/governance/virtual-keys').then((r) => r.status)")
         assert status == 401
     finally:
-        gw.stop()
+        gw.close()
 
 
 def test_edits_keep_what_the_form_does_not_show(page, gateway):
@@ -359,4 +359,4 @@ def test_shared_budgets_and_limits_show_where_they_are_attached(page):
         expect(rate).to_contain_text("shared-user")
         expect(rate).to_contain_text("100 requests per minute")
     finally:
-        gw.stop()
+        gw.close()
