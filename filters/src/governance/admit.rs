@@ -78,19 +78,6 @@ pub fn admit(
     estimate: &Estimate,
     now: i64,
 ) -> Result<Ticket, Rejection> {
-    admit_noting(gov, vk, provider, model, estimate, now).map_err(|(rejection, _)| rejection)
-}
-
-/// [`admit`], a refusal noting whether it was only for lack of a cluster lease on a budget far
-/// from its limit (over all nodes), where a tighter bound on the request would change nothing.
-fn admit_noting(
-    gov: &Governance,
-    vk: Option<&VirtualKeyRuntime>,
-    provider: &str,
-    model: &str,
-    estimate: &Estimate,
-    now: i64,
-) -> Result<Ticket, (Rejection, bool)> {
     let listed = gov.pricing.lookup(provider, model);
     // Each of `n` choices may use up to the output bound.
     let max_output = estimate
@@ -136,19 +123,15 @@ fn admit_noting(
         rate_used: None,
         journal: None,
         near_edge: false,
-        short_of_lease_far_from_edge: false,
     };
     match reserve_all(gov, vk, provider, model, now, &mut ticket) {
         // An endpoint billed per unit with no price for this model cannot be metered: a
         // budget refuses it rather than count it as free.
         Ok(()) if ticket.price.is_none() && estimate.units.is_some() && !ticket.budgets.is_empty() => {
             ticket.release();
-            Err((
-                Rejection::bad_request(format!(
-                    "model '{model}' of provider '{provider}' has no price for this endpoint, and a budget applies to this request: add a governance.pricing_overrides entry (output_cost_per_image, input_cost_per_character or input_cost_per_second)"
-                )),
-                false,
-            ))
+            Err(Rejection::bad_request(format!(
+                "model '{model}' of provider '{provider}' has no price for this endpoint, and a budget applies to this request: add a governance.pricing_overrides entry (output_cost_per_image, input_cost_per_character or input_cost_per_second)"
+            )))
         }
         Ok(()) => {
             if !(ticket.budgets.is_empty() && ticket.tokens.is_empty() && ticket.requests.is_empty()) {
@@ -161,7 +144,7 @@ fn admit_noting(
             if gov.leases.is_some() {
                 ask_leases(gov, vk, provider, model, amount);
             }
-            Err((rejection, ticket.short_of_lease_far_from_edge))
+            Err(rejection)
         }
     }
 }
@@ -261,14 +244,11 @@ pub fn admit_tight(
     now: i64,
     exact_input: &mut dyn FnMut() -> Option<u64>,
 ) -> Result<Ticket, Rejection> {
-    let first = admit_noting(gov, vk, provider, model, estimate, now);
+    let first = admit(gov, vk, provider, model, estimate, now);
     let near_edge = match &first {
         Ok(ticket) => ticket.near_edge,
-        // On a cold cluster node every lease starts empty: a refusal for lack of lease far
-        // from the limit is not the edge (and builds no tokenizer tables).
-        Err((rejection, far)) => rejection.decision == Some(decision::BUDGET_EXCEEDED) && !far,
+        Err(rejection) => rejection.decision == Some(decision::BUDGET_EXCEEDED),
     };
-    let first = first.map_err(|(rejection, _)| rejection);
     if !near_edge {
         return first;
     }
@@ -371,10 +351,6 @@ pub struct Ticket {
     /// A budget has less than [`EDGE_RESERVATIONS`] reservations' room left: a tighter bound is
     /// worth finding.
     near_edge: bool,
-    /// The refusal was a cluster lease running short on a budget that, as last read over all
-    /// nodes, has room for [`EDGE_RESERVATIONS`] reservations beyond this node's own usage: the
-    /// lease fetch will admit the request, and a tighter bound on it would change nothing.
-    short_of_lease_far_from_edge: bool,
 }
 
 /// The fullest cap seen, as `(used, max)`: compared by cross-multiplication, divided only when
@@ -426,7 +402,6 @@ impl Ticket {
             rate_used: None,
             journal: None,
             near_edge: false,
-            short_of_lease_far_from_edge: false,
         }
     }
 
@@ -497,11 +472,6 @@ impl Ticket {
             let used = match cap.meter.try_reserve(self.reserved, max) {
                 Ok(used) => used,
                 Err(seen) => {
-                    self.short_of_lease_far_from_edge = cap.meter.is_leased()
-                        && cap.meter.global().is_some_and(|spent| {
-                            max.saturating_sub(spent).saturating_sub(seen)
-                                >= self.reserved.saturating_mul(EDGE_RESERVATIONS)
-                        });
                     let detail = if cap.meter.is_leased() && !cap.meter.fetch_was_answered() {
                         format!(
                             "this node holds no lease on it yet: the cluster store has not answered a lease fetch in time (up to {} for this request, limit {} dollars)",
@@ -724,57 +694,6 @@ mod tests {
             200,
             "without an exact count the byte bound stays"
         );
-    }
-
-    /// A lease source that never fetches: every lease stays empty.
-    #[derive(Debug)]
-    struct NoFetch;
-
-    impl crate::policy::meter::LeaseSource for NoFetch {
-        fn wake(&self) {}
-        fn pending(&self) -> Option<u64> {
-            None
-        }
-        fn after(&self, _mark: u64, _first: bool) -> crate::ctx::WaitFuture {
-            Box::pin(async {})
-        }
-        fn open(&self) -> bool {
-            false
-        }
-        fn rounds_ended(&self) -> u64 {
-            0
-        }
-    }
-
-    #[test]
-    fn a_refusal_for_lack_of_lease_far_from_the_limit_asks_for_no_exact_count() {
-        let yaml = "providers:\n  openai: {keys: [{value: k}]}\ngovernance:\n  pricing_overrides:\n    - {provider: openai, model: m, input_cost_per_token: 0.000001, output_cost_per_token: 0.00001}\n  virtual_keys:\n    - {id: far, name: F, value: far, budgets: [{max_limit: 1, reset_duration: 1d}], provider_configs: [{provider: openai, weight: 1}]}\n";
-        let loaded = asbru_config::load_str(yaml, "t.yaml").expect("valid");
-        let registry = Arc::new(Registry::new());
-        registry.set_leases(Arc::new(NoFetch));
-        let live = Live::build_with(&loaded.config, &registry, NOW, &|_| None).0;
-        let gov = &live.governance;
-        let far = gov.key(&key_hash("far")).expect("far").clone();
-        let meter = registry.get("vk:far:budget:0").expect("leased meter");
-        assert!(meter.is_leased());
-        let mut asked = 0;
-        let try_once = |asked: &mut usize| {
-            admit_tight(gov, Some(&far), "openai", "m", &estimate(), NOW, &mut || {
-                *asked += 1;
-                Some(10)
-            })
-            .expect_err("the lease is empty")
-        };
-        try_once(&mut asked);
-        assert_eq!(asked, 1, "usage over all nodes not read yet: counted as near the edge");
-        // 0 spent of 1 $ over all nodes: 5,000 reservations of room.
-        meter.set_global(0);
-        try_once(&mut asked);
-        assert_eq!(asked, 1, "only the lease is short: no exact count, no tokenizer");
-        // 0.995 $ spent: 25 reservations left, the edge.
-        meter.set_global(995_000);
-        try_once(&mut asked);
-        assert_eq!(asked, 2, "near the limit the exact count is asked for again");
     }
 
     #[test]
