@@ -19,7 +19,7 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign as sigv4_sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
 use super::RequestType;
 
@@ -45,10 +45,7 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'
 /// `model` as one path segment (an ARN's `:` and `/` encoded; `.` and `..`, which a path
 /// would resolve, encoded too).
 pub fn model_segment(model: &str) -> String {
-    if model == "." || model == ".." {
-        return model.replace('.', "%2E");
-    }
-    utf8_percent_encode(model, SEGMENT).to_string()
+    super::segment_keeping(model, SEGMENT).into_owned()
 }
 
 /// The model id a request names upstream: the key's inference-profile ARN prefix (Bifrost's

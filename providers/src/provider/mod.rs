@@ -39,10 +39,19 @@ const NAME_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANU
 /// `#`, `%`, `:` and the rest percent-encoded, and `.` or `..` (which a path would resolve)
 /// encoded too, so the name cannot reach another path or method of the upstream.
 pub fn name_segment(name: &str) -> std::borrow::Cow<'_, str> {
+    segment_keeping(name, NAME_SEGMENT)
+}
+
+/// `name` as one path segment, keeping the characters `kept` does not encode; `.` and `..`
+/// (which a path would resolve) are encoded whatever `kept` says.
+pub(crate) fn segment_keeping<'a>(
+    name: &'a str,
+    kept: &'static percent_encoding::AsciiSet,
+) -> std::borrow::Cow<'a, str> {
     if name == "." || name == ".." {
         return name.replace('.', "%2E").into();
     }
-    percent_encoding::utf8_percent_encode(name, NAME_SEGMENT).into()
+    percent_encoding::utf8_percent_encode(name, kept).into()
 }
 
 /// The default base URL of built-in provider `name`; `None` when it must be configured.
