@@ -146,11 +146,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         if self.limits.max_connections > 0 && slot.count > self.limits.max_connections {
             // A TLS client could not read a plaintext reply: it is just closed.
             if self.entry.tls.is_none() {
-                refuse_over_cap(&mut stream).await;
+                Box::pin(refuse_over_cap(&mut stream)).await;
             }
             return None;
         }
-        let stream = self.entry.open(stream).await?;
+        // The TLS handshake and the PROXY header read are boxed: their state lives only until
+        // the connection is open, instead of inside this future for the connection's life.
+        let stream = Box::pin(self.entry.open(stream)).await?;
         let guarded: Stream = if self.limits.header_timeout.is_zero() && self.limits.max_connections == 0 {
             // Nothing to watch: the stream is handed over as accepted (Pingora's 400 stays bodiless).
             drop(slot);
