@@ -26,7 +26,7 @@ pub async fn json_with(
     request_id: &str,
     extra: ExtraHeaders<'_>,
 ) -> pingora::Result<()> {
-    let mut head = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    let mut head = ResponseHeader::build_no_case(status, Some(4 + extra.len()))?;
     head.insert_header("content-type", "application/json")?;
     head.insert_header("content-length", body.len().to_string())?;
     head.insert_header("x-request-id", request_id)?;

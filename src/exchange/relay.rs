@@ -49,14 +49,16 @@ pub struct Served<'a> {
 }
 
 /// Copies an upstream head for the client, minus hop-by-hop and framing headers, plus asbru's own
-/// and the ones filters added.
+/// and the ones filters added. Built without Pingora's map of name spellings: every name here
+/// comes from a `HeaderName` or a lowercase literal, which Pingora writes the same way from
+/// either (common names title-cased, the rest lowercase), so the map only cost its upkeep.
 pub fn client_head(
     upstream: &ResponseHeader,
     served: &Served<'_>,
     translated: bool,
     extra: ExtraHeaders<'_>,
 ) -> pingora::Result<ResponseHeader> {
-    let mut head = ResponseHeader::build(upstream.status, Some(upstream.headers.len() + 5 + extra.len()))?;
+    let mut head = ResponseHeader::build_no_case(upstream.status, Some(upstream.headers.len() + 5 + extra.len()))?;
     for (name, value) in upstream.headers.iter() {
         // A translated body has its own type and encoding.
         let body_specific =
