@@ -92,6 +92,11 @@ pub fn build_with(file: &Config, listen: &str, options: StartOptions) -> Result<
                 Ok(replayed) => tracing::info!(entries = replayed, "spend journal of a stopped process applied"),
                 Err(e) => tracing::warn!("spend journal of a stopped process not applied yet: {e}"),
             }
+            if let Err(e) = journal.make_spares_ahead() {
+                tracing::warn!(
+                    "spend journal: no thread to make segments ahead of need ({e}); a full segment's replacement is made by the writer that fills it"
+                );
+            }
             registry.set_journal(journal.clone());
             Some(journal)
         }

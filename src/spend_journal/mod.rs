@@ -17,6 +17,11 @@
 //! knows in a segment deletes it: a version rolled back to ignores segments of a newer one and
 //! leaves them for the next upgrade, instead of losing the spend they hold.
 //!
+//! A segment that fills is replaced at once by one twice its size. That file is made ahead of
+//! need: when a writer takes the current segment past half full, a thread of the journal's own
+//! creates and maps the next one, so the writer that later finds the segment full only swaps
+//! it in, and no file is created on a request's path.
+//!
 //! Loss bound: nothing on `kill -9`; an OS crash or power loss can lose what the OS had not
 //! written to disk, at most about a flush interval. While no segment can be made (a full disk),
 //! settlements are kept in memory until the next flush, and a `kill -9` then loses them.
@@ -29,7 +34,8 @@ use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -61,6 +67,15 @@ struct Unwritten {
     batches: u64,
 }
 
+/// Between the journal and the thread making its spare segments.
+#[derive(Debug, Default)]
+struct SpareSignal {
+    /// The current segment has passed half full: a spare is wanted.
+    wanted: AtomicBool,
+    /// The journal is gone: the thread ends.
+    closed: AtomicBool,
+}
+
 /// This process's journal.
 #[derive(Debug)]
 pub struct Journal {
@@ -77,8 +92,15 @@ pub struct Journal {
     degraded: AtomicBool,
     unwritten: Mutex<Unwritten>,
     /// Segments replaced but possibly still being written by a slow writer. Its lock also
-    /// serialises replacing the current segment.
+    /// serialises replacing the current segment and making the spare.
     retired: Mutex<Vec<Arc<Segment>>>,
+    /// The segment that replaces the current one, made ahead by another thread once the
+    /// current one is half full, so a writer finding it full does not create a file itself.
+    /// Its sequence number is the current one's plus one. Locked under `retired`.
+    spare: Mutex<Option<(u64, Segment)>>,
+    spare_signal: Arc<SpareSignal>,
+    /// The thread making spares ([`Journal::make_spares_ahead`]).
+    spare_maker: OnceLock<Thread>,
     /// One flush at a time (the background flush, the final flush, an interrupt).
     flushing: Mutex<()>,
     /// Held locked for the life of the process: a segment whose owner's lock can be taken
@@ -141,6 +163,9 @@ impl Journal {
             degraded: AtomicBool::new(false),
             unwritten: Mutex::new(Unwritten::default()),
             retired: Mutex::new(Vec::new()),
+            spare: Mutex::new(None),
+            spare_signal: Arc::default(),
+            spare_maker: OnceLock::new(),
             flushing: Mutex::new(()),
             _liveness: liveness,
         })
@@ -158,9 +183,18 @@ impl Journal {
             Some(full) => full.capacity().saturating_mul(2).min(MAX_SEGMENT),
             None => self.next_capacity.load(Ordering::Relaxed),
         };
-        let sequence = self.sequence.fetch_add(1, Ordering::AcqRel) + 1;
-        let name = segment_name(&self.prefix, sequence);
-        let segment = match Segment::create(&self.dir, name, capacity) {
+        // The spare was made for the current segment, at twice its size: enough for a full
+        // one's replacement, and for a rotation's too (sized at twice what was used).
+        let spare = self.spare.lock().map_err(|_| poisoned())?.take();
+        let (sequence, made) = match spare {
+            Some((sequence, segment)) => (sequence, Ok(segment)),
+            None => {
+                let sequence = self.sequence.fetch_add(1, Ordering::AcqRel) + 1;
+                let name = segment_name(&self.prefix, sequence);
+                (sequence, Segment::create(&self.dir, name, capacity))
+            }
+        };
+        let segment = match made {
             Ok(segment) => {
                 if self.degraded.swap(false, Ordering::Relaxed) {
                     tracing::info!("spend journal writes to a file again");
@@ -182,6 +216,65 @@ impl Journal {
             retired.push(old);
         }
         Ok(sequence)
+    }
+
+    /// Starts a thread that makes the next segment ahead of need: when the current segment
+    /// passes half full, the file that will replace it is created and mapped there, so the
+    /// writer that finds the current one full only swaps it in. Without this thread (tests),
+    /// that writer creates the file itself, as a rotation does.
+    pub fn make_spares_ahead(self: &Arc<Self>) -> std::io::Result<()> {
+        let journal: Weak<Journal> = Arc::downgrade(self);
+        let signal = self.spare_signal.clone();
+        let maker = std::thread::Builder::new()
+            .name("spend-journal-spare".into())
+            .spawn(move || {
+                loop {
+                    std::thread::park();
+                    if signal.closed.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if signal.wanted.swap(false, Ordering::AcqRel) {
+                        // The journal is held only while the spare is made, so its owner's
+                        // drop is not held up.
+                        match journal.upgrade() {
+                            Some(journal) => journal.make_spare(),
+                            None => return,
+                        }
+                    }
+                }
+            })?;
+        let _ = self.spare_maker.set(maker.thread().clone());
+        Ok(())
+    }
+
+    /// Asks the spare-making thread for a spare (a writer just took the current segment past
+    /// half full): an atomic store and a wake-up, no lock.
+    fn want_spare(&self) {
+        if let Some(maker) = self.spare_maker.get() {
+            self.spare_signal.wanted.store(true, Ordering::Release);
+            maker.unpark();
+        }
+    }
+
+    /// Makes the spare for the current segment, unless there is one. A spare that cannot be
+    /// made (a full disk) is left to the writer that finds the segment full, which then tries
+    /// itself and, failing, keeps its records in memory as before.
+    fn make_spare(&self) {
+        let Ok(_replacing) = self.retired.lock() else {
+            return;
+        };
+        let Ok(mut spare) = self.spare.lock() else {
+            return;
+        };
+        let current = self.current.load();
+        if spare.is_some() || !current.is_file() {
+            return;
+        }
+        let sequence = self.sequence.fetch_add(1, Ordering::AcqRel) + 1;
+        let capacity = current.capacity().saturating_mul(2).min(MAX_SEGMENT);
+        if let Ok(segment) = Segment::create(&self.dir, segment_name(&self.prefix, sequence), capacity) {
+            *spare = Some((sequence, segment));
+        }
     }
 
     /// Starts a new segment, retiring the previous one, and waits (briefly) for writers still
@@ -419,7 +512,12 @@ impl SpendJournal for Journal {
             // even a doubled segment, and the rest waits in memory.
             for _ in 0..3 {
                 let segment = self.current.load_full();
-                if segment.append(bytes) {
+                if let Some(end) = segment.append(bytes) {
+                    // Exactly one writer's range crosses the middle.
+                    let half = segment.capacity() / 2;
+                    if end > half && end - bytes.len() <= half {
+                        self.want_spare();
+                    }
                     return;
                 }
                 if !segment.is_file() || self.replace_current(Some(&segment)).is_err() {
@@ -434,12 +532,19 @@ impl SpendJournal for Journal {
 }
 
 impl Drop for Journal {
-    /// A current segment nothing was written to is removed rather than left for the next
-    /// start to read.
+    /// A current segment nothing was written to, and an unused spare, are removed rather than
+    /// left for the next start to read.
     fn drop(&mut self) {
+        self.spare_signal.closed.store(true, Ordering::Release);
+        if let Some(maker) = self.spare_maker.get() {
+            maker.unpark();
+        }
         let current = self.current.load();
         if current.is_file() && current.used() == 0 {
             let _ = std::fs::remove_file(self.dir.join(&current.name));
+        }
+        if let Ok(Some((_, spare))) = self.spare.get_mut().map(Option::take) {
+            let _ = std::fs::remove_file(self.dir.join(&spare.name));
         }
     }
 }
@@ -491,9 +596,23 @@ mod tests {
     /// and is too narrow to hit on demand.)
     #[test]
     fn writers_outgrowing_a_segment_lose_nothing() {
-        let dir = scratch("grow");
+        outgrow("grow", false);
+    }
+
+    /// The same with the spare thread making each replacement ahead of need, racing the
+    /// writers that fill segments and the flushes that rotate them.
+    #[test]
+    fn writers_outgrowing_segments_made_ahead_lose_nothing() {
+        outgrow("grow-spares", true);
+    }
+
+    fn outgrow(name: &str, spares: bool) {
+        let dir = scratch(name);
         let store = SqliteStore::open(&dir.join("config.db")).expect("store");
-        let journal = Journal::open_sized(&dir.join(DIR), 4096).expect("journal");
+        let journal = Arc::new(Journal::open_sized(&dir.join(DIR), 4096).expect("journal"));
+        if spares {
+            journal.make_spares_ahead().expect("spare thread");
+        }
         let writing = std::sync::atomic::AtomicUsize::new(4);
         std::thread::scope(|scope| {
             scope.spawn(|| {
@@ -536,17 +655,27 @@ mod tests {
         journal.flush(&store).expect("flush");
         assert_eq!(usage_of(&store, "budget:grow"), Some(24_000));
         assert_eq!(usage_of(&store, "rate:grow"), Some(8_000));
+        // Left: the current segment, and a spare the thread may be making for it right now.
+        let current = journal.current.load().name.clone();
         let left = files(&dir.join(DIR));
-        assert_eq!(
-            left.iter().filter(|n| is_segment(n)).count(),
-            1,
-            "only the current segment is left: {left:?}"
-        );
-        drop(journal);
         assert!(
-            files(&dir.join(DIR)).iter().all(|n| !is_segment(n)),
-            "an unused current segment is removed at the end"
+            left.iter()
+                .filter(|n| is_segment(n))
+                .all(|n| n.as_str() >= current.as_str()),
+            "no segment older than the current one is left: {left:?}"
         );
+        assert!(left.contains(&current), "{left:?}");
+        drop(journal);
+        // The spare thread may hold the journal a moment longer (its drop then runs there).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while files(&dir.join(DIR)).iter().any(|n| is_segment(n)) {
+            assert!(
+                Instant::now() < deadline,
+                "an unused current segment and spare are removed at the end: {:?}",
+                files(&dir.join(DIR))
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -600,6 +729,82 @@ mod tests {
     }
 
     /// While no segment can be made, settlements wait in memory and the next flush adds them.
+    /// Waits (bounded) until the journal holds a spare segment; returns its name and size.
+    fn spare_of(journal: &Journal) -> (String, usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some((_, spare)) = journal.spare.lock().expect("lock").as_ref() {
+                return (spare.name.clone(), spare.capacity());
+            }
+            assert!(Instant::now() < deadline, "no spare segment was made");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Once the current segment is half full, the file replacing it is made by the spare
+    /// thread; the writer that fills the segment swaps it in (no file made on its path), the
+    /// flush applies both, and an unused spare is removed with the journal.
+    #[test]
+    fn the_next_segment_is_made_ahead_and_swapped_in_when_the_current_one_fills() {
+        let dir = scratch("spare");
+        let store = SqliteStore::open(&dir.join("config.db")).expect("store");
+        let journal = Arc::new(Journal::open_sized(&dir.join(DIR), 4096).expect("journal"));
+        journal.make_spares_ahead().expect("spare thread");
+        let change = Spent {
+            meter: "budget:spare",
+            unit: Unit::UsdMicros,
+            window_start: 0,
+            window_end: 60,
+            kind: SpendKind::Add(5),
+        };
+        let first = journal.current.load().name.clone();
+        let mut appended = 0;
+        while journal.current.load().used() < 1024 {
+            journal.append(&[change]);
+            appended += 1;
+        }
+        assert!(
+            journal.spare.lock().expect("lock").is_none(),
+            "no spare before half full"
+        );
+        while journal.current.load().used() <= 2048 {
+            journal.append(&[change]);
+            appended += 1;
+        }
+        let (spare, capacity) = spare_of(&journal);
+        assert_eq!(capacity, 8192, "twice the current segment");
+        assert!(dir.join(DIR).join(&spare).exists(), "the spare is a file already");
+        while journal.current.load().name == first {
+            journal.append(&[change]);
+            appended += 1;
+        }
+        assert_eq!(
+            journal.current.load().name,
+            spare,
+            "the spare became the current segment"
+        );
+        assert!(journal.spare.lock().expect("lock").is_none(), "the spare was used up");
+        journal.flush(&store).expect("flush");
+        assert_eq!(usage_of(&store, "budget:spare"), Some(5 * appended));
+        // The segment after the flush fills past half: a spare is made, then left unused.
+        while journal.current.load().used() <= journal.current.load().capacity() / 2 {
+            journal.append(&[change]);
+            appended += 1;
+        }
+        let (unused, _) = spare_of(&journal);
+        journal.flush(&store).expect("flush");
+        assert_eq!(usage_of(&store, "budget:spare"), Some(5 * appended));
+        assert_eq!(journal.current.load().name, unused, "a rotation takes the spare too");
+        while journal.current.load().used() <= journal.current.load().capacity() / 2 {
+            journal.append(&[change]);
+        }
+        let (left, _) = spare_of(&journal);
+        drop(journal);
+        let files = files(&dir.join(DIR));
+        assert!(!files.contains(&left), "an unused spare is removed: {files:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn settlements_wait_in_memory_while_no_segment_can_be_made() {
         let dir = scratch("nodisk");

@@ -74,21 +74,17 @@ impl Segment {
         self.capacity
     }
 
-    /// Copies `bytes` into the next free range. False, with nothing written, when the segment
-    /// has no room for all of them.
-    pub fn append(&self, bytes: &[u8]) -> bool {
-        let Some(map) = &self.map else {
-            return false;
-        };
+    /// Copies `bytes` into the next free range and returns where that range ends. `None`, with
+    /// nothing written, when the segment has no room for all of them.
+    pub fn append(&self, bytes: &[u8]) -> Option<usize> {
+        let map = self.map.as_ref()?;
         let at = self.reserved.fetch_add(bytes.len(), Ordering::Relaxed);
-        if at.checked_add(bytes.len()).is_none_or(|end| end > self.capacity) {
-            return false;
-        }
+        let end = at.checked_add(bytes.len()).filter(|end| *end <= self.capacity)?;
         // SAFETY: `at..at + len` lies inside the mapping (checked above), and the atomic add
         // gave this range to this call alone, so no other writer touches it; readers only read
         // a segment after every writer has let go of it (`Journal::rotate`).
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.as_mut_ptr().add(at), bytes.len()) };
-        true
+        Some(end)
     }
 
     /// The bytes reserved, bounded by the capacity.
@@ -127,9 +123,9 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let segment = Segment::create(&dir, "s".into(), 10).expect("segment");
         assert!(Segment::create(&dir, "s".into(), 10).is_err(), "never reuses a file");
-        assert!(segment.append(b"abcd"));
-        assert!(segment.append(b"efg"));
-        assert!(!segment.append(b"hijk"), "no room for all of it");
+        assert_eq!(segment.append(b"abcd"), Some(4));
+        assert_eq!(segment.append(b"efg"), Some(7));
+        assert_eq!(segment.append(b"hijk"), None, "no room for all of it");
         assert_eq!(
             std::fs::read(dir.join("s")).expect("read"),
             b"abcdefg\0\0\0",
@@ -138,7 +134,7 @@ mod tests {
         segment.trim();
         assert_eq!(segment.used(), 10, "a failed reservation still counts");
         let unavailable = Segment::unavailable();
-        assert!(!unavailable.append(b"a"));
+        assert_eq!(unavailable.append(b"a"), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
