@@ -82,7 +82,10 @@ pub struct Journal {
     dir: PathBuf,
     /// `<pid>-<start tag>-`: the prefix of this process's segments.
     prefix: String,
+    /// The last segment number handed out (to the current segment or to the spare).
     sequence: AtomicU64,
+    /// The current segment's number. Set under `retired`.
+    current_sequence: AtomicU64,
     current: ArcSwap<Segment>,
     /// The size of the next segment made by a rotation.
     next_capacity: AtomicUsize,
@@ -157,6 +160,7 @@ impl Journal {
             dir: dir.to_path_buf(),
             prefix,
             sequence: AtomicU64::new(0),
+            current_sequence: AtomicU64::new(0),
             current: ArcSwap::from_pointee(first),
             next_capacity: AtomicUsize::new(min_capacity),
             min_capacity,
@@ -179,7 +183,9 @@ impl Journal {
     fn replace_current(&self, full: Option<&Arc<Segment>>) -> Result<u64, StoreError> {
         let mut retired = self.retired.lock().map_err(|_| poisoned())?;
         let capacity = match full {
-            Some(full) if !Arc::ptr_eq(full, &self.current.load()) => return Ok(self.sequence.load(Ordering::Acquire)),
+            Some(full) if !Arc::ptr_eq(full, &self.current.load()) => {
+                return Ok(self.current_sequence.load(Ordering::Acquire));
+            }
             Some(full) => full.capacity().saturating_mul(2).min(MAX_SEGMENT),
             None => self.next_capacity.load(Ordering::Relaxed),
         };
@@ -211,6 +217,7 @@ impl Journal {
                 Segment::unavailable()
             }
         };
+        self.current_sequence.store(sequence, Ordering::Release);
         let old = self.current.swap(Arc::new(segment));
         if old.is_file() {
             retired.push(old);
@@ -266,8 +273,10 @@ impl Journal {
         let Ok(mut spare) = self.spare.lock() else {
             return;
         };
+        // Made for the segment that asked only: if a rotation replaced it meanwhile, the new
+        // current segment asks again when it passes half full.
         let current = self.current.load();
-        if spare.is_some() || !current.is_file() {
+        if spare.is_some() || !current.is_file() || current.used() <= current.capacity() / 2 {
             return;
         }
         let sequence = self.sequence.fetch_add(1, Ordering::AcqRel) + 1;
@@ -288,9 +297,10 @@ impl Journal {
         let boundary = if !current.is_file() || current.used() > 0 {
             self.replace_current(None)?
         } else {
-            // Read under the lock that replacing takes: the current segment's number.
+            // Read under the lock that replacing takes: the current segment's number (not the
+            // last one handed out, which may be a spare's).
             let _replacing = self.retired.lock().map_err(|_| poisoned())?;
-            self.sequence.load(Ordering::Acquire)
+            self.current_sequence.load(Ordering::Acquire)
         };
         drop(current);
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -800,8 +810,57 @@ mod tests {
         }
         let (left, _) = spare_of(&journal);
         drop(journal);
-        let files = files(&dir.join(DIR));
-        assert!(!files.contains(&left), "an unused spare is removed: {files:?}");
+        // The spare thread may hold the journal a moment longer (its drop then runs there).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while files(&dir.join(DIR)).contains(&left) {
+            assert!(Instant::now() < deadline, "an unused spare is removed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A spare asked for by a segment that a rotation replaced before the spare was made is
+    /// not made for its successor; and an idle flush keeps the current segment, whose number
+    /// (not the last one handed out) is the flush's boundary.
+    #[test]
+    fn a_late_spare_request_neither_makes_a_spare_nor_lets_a_flush_take_the_current_segment() {
+        let dir = scratch("late-spare");
+        let store = SqliteStore::open(&dir.join("config.db")).expect("store");
+        let journal = Journal::open_sized(&dir.join(DIR), 4096).expect("journal");
+        let change = Spent {
+            meter: "budget:late",
+            unit: Unit::UsdMicros,
+            window_start: 0,
+            window_end: 60,
+            kind: SpendKind::Add(7),
+        };
+        let mut appended = 0;
+        while journal.current.load().used() <= 2048 {
+            journal.append(&[change]);
+            appended += 1;
+        }
+        journal.flush(&store).expect("flush");
+        let current = journal.current.load().name.clone();
+        // The spare thread only now gets to the request the first segment made.
+        journal.make_spare();
+        assert!(
+            journal.spare.lock().expect("lock").is_none(),
+            "no spare for an empty segment"
+        );
+        journal.flush(&store).expect("idle flush");
+        assert_eq!(journal.current.load().name, current, "an idle flush keeps its segment");
+        assert!(files(&dir.join(DIR)).contains(&current), "and its file");
+        journal.append(&[change]);
+        appended += 1;
+        // A spare handed a number while the current segment is busy does not move the boundary.
+        while journal.current.load().used() <= 2048 {
+            journal.append(&[change]);
+            appended += 1;
+        }
+        journal.make_spare();
+        assert!(journal.spare.lock().expect("lock").is_some(), "a spare past half");
+        journal.flush(&store).expect("flush");
+        assert_eq!(usage_of(&store, "budget:late"), Some(7 * appended));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
