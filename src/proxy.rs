@@ -375,12 +375,17 @@ impl ProxyHttp for GatewayProxy {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         // Pingora drains an unread request body after this hook; drained now, those bytes are
         // not taken for the start of the next request's head.
-        let reused = session.as_downstream().as_http1().is_some_and(|h1| h1.will_keepalive());
-        if reused && !session.is_body_done() {
+        let http1 = session.as_downstream().as_http1().map(|h1| h1.will_keepalive());
+        if http1 == Some(true) && !session.is_body_done() {
             let drained = tokio::time::timeout(std::time::Duration::from_secs(5), session.drain_request_body()).await;
             if !matches!(drained, Ok(Ok(()))) {
                 session.set_keepalive(None);
             }
+        } else if http1 == Some(false) && !session.is_body_done() {
+            // Lingering close: a connection closed with request bytes still unread is reset,
+            // and a client that has not read the reply yet loses it. What the client sent is
+            // read and dropped first, bounded in bytes and time.
+            exchange::body::drain(session).await;
         }
         crate::connection::request_done(session.as_downstream().stream());
         let status = session.response_written().map_or(0, |h| h.status.as_u16());

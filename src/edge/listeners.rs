@@ -28,13 +28,19 @@ pub enum ListenerError {
     Certificate(String, tls::CertError),
 }
 
-/// Accepted connections read straight from the socket. Pingora's default puts a 64 KiB read
+/// Plaintext connections read straight from the socket. Pingora's default puts a 64 KiB read
 /// buffer in front of every accepted socket, zero-filled when the connection opens: 64 KiB of
-/// resident memory per open connection, and one more copy of every byte read, because the
-/// HTTP/1 session reads its head and body into buffers of its own anyway. Writes keep
-/// Pingora's small write buffer, which gathers a response head and a short body into one send.
-fn unbuffered_reads() -> L4BufferSettings {
-    L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)
+/// memory per open connection, and one more copy of every byte read, because the HTTP/1
+/// session reads its head and body into buffers of its own anyway. TLS connections keep it:
+/// rustls reads at most 4 KiB at a time, so without it a 16 KiB record would take four reads.
+/// Writes keep Pingora's small write buffer, which gathers a response head and a short body
+/// into one send.
+fn read_buffering(tls: bool) -> L4BufferSettings {
+    if tls {
+        L4BufferSettings::default()
+    } else {
+        L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)
+    }
 }
 
 /// One Pingora service per listener, sharing the connection count.
@@ -83,12 +89,13 @@ pub fn services(
             h2c: options_h2c,
             trusted: trusted.clone(),
         };
-        let scheme = if entry.tls.is_some() { "https" } else { "http" };
+        let tls = entry.tls.is_some();
+        let scheme = if tls { "https" } else { "http" };
         let mut service = pingora::services::listening::Service::new(
             format!("asbru gateway {scheme}://{}", listener.address),
             Guarded::new(http, limits, entry, open.clone()),
         );
-        service.add_listener(ListenerConfig::tcp(&listener.address).l4_buffer(unbuffered_reads()));
+        service.add_listener(ListenerConfig::tcp(&listener.address).l4_buffer(read_buffering(tls)));
         services.push(Box::new(service));
     }
     Ok(services)

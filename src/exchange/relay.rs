@@ -49,9 +49,9 @@ pub struct Served<'a> {
 }
 
 /// Copies an upstream head for the client, minus hop-by-hop and framing headers, plus asbru's own
-/// and the ones filters added. Built without Pingora's map of name spellings: every name here
-/// comes from a `HeaderName` or a lowercase literal, which Pingora writes the same way from
-/// either (common names title-cased, the rest lowercase), so the map only cost its upkeep.
+/// and the ones filters added. Built without Pingora's map of name spellings, which only cost
+/// its upkeep: Pingora then writes common names title-cased (`Content-Type`) and the rest
+/// lowercase, as it writes any `HeaderName` (header names are case-insensitive).
 pub fn client_head(
     upstream: &ResponseHeader,
     served: &Served<'_>,

@@ -55,6 +55,35 @@ async fn unknown_route_and_wrong_method() {
     assert_bifrost_error(&reply, 405, "POST");
 }
 
+/// An early reply on a connection that then closes (a 404 to an upload the gateway never
+/// needs) reaches a client still sending its body: the gateway reads and drops what the client
+/// sends before closing (bounded), instead of closing on unread bytes, which resets the
+/// connection and fails the client's upload before it reads the reply.
+#[tokio::test]
+async fn an_early_reply_reaches_a_client_still_uploading_its_body() {
+    use std::io::{Read, Write};
+    let gw = gateway("");
+    let body = vec![b' '; 12 << 20];
+    let mut stream = std::net::TcpStream::connect(gw.addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let head = format!(
+        "POST /v2/uploads HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut writer = stream.try_clone().expect("clone");
+    let upload = std::thread::spawn(move || {
+        writer.write_all(head.as_bytes())?;
+        writer.write_all(&body)
+    });
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    let uploaded = upload.join().expect("upload thread");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+    assert!(text.contains("Route not found: /v2/uploads"), "{text}");
+    assert!(uploaded.is_ok(), "the upload was cut: {uploaded:?}");
+}
+
 #[tokio::test]
 async fn oversized_bodies_are_413() {
     let upstream = default_mock();
