@@ -43,6 +43,15 @@ impl GatewayProxy {
 
 const MAX_REQUEST_ID_LEN: usize = 128;
 
+/// Whether a closing connection reads and drops the rest of its request body first: not when
+/// the client is gone or broke the connection, nor after a 408, whose client was too slow to be
+/// worth waiting for.
+fn lingers(session: &Session, error: Option<&Error>) -> bool {
+    let downstream_failed = error.is_some_and(|e| e.esource() == &ErrorSource::Downstream);
+    let too_slow = session.response_written().is_some_and(|h| h.status.as_u16() == 408);
+    !downstream_failed && !too_slow
+}
+
 /// A 414 for a URI longer than `server.max_uri_bytes`, or a 431 for a head larger than
 /// `server.max_header_bytes` (names and values).
 fn oversized_head(session: &Session, server: &asbru_config::model::ServerConfig) -> Option<WireError> {
@@ -372,7 +381,7 @@ impl ProxyHttp for GatewayProxy {
 
     /// Pingora calls this after every request, answered in `request_filter` or not: the
     /// completion hooks get the final outcome.
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         // Pingora drains an unread request body after this hook; drained now, those bytes are
         // not taken for the start of the next request's head.
         let http1 = session.as_downstream().as_http1().map(|h1| h1.will_keepalive());
@@ -381,7 +390,7 @@ impl ProxyHttp for GatewayProxy {
             if !matches!(drained, Ok(Ok(()))) {
                 session.set_keepalive(None);
             }
-        } else if http1 == Some(false) && !session.is_body_done() {
+        } else if http1 == Some(false) && !session.is_body_done() && lingers(session, e) {
             // Lingering close: a connection closed with request bytes still unread is reset,
             // and a client that has not read the reply yet loses it. What the client sent is
             // read and dropped first, bounded in bytes and time.
@@ -406,6 +415,9 @@ impl ProxyHttp for GatewayProxy {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         let downstream_gone = matches!(e.etype(), ErrorType::WriteError | ErrorType::ConnectionClosed)
             && e.esource() == &ErrorSource::Downstream;
+        // The connection is not reused: the logging hook treats it as closing (a bounded drain,
+        // none when the client is gone) instead of draining a body for another request.
+        session.set_keepalive(None);
         if downstream_gone || session.response_written().is_some() {
             return FailToProxy {
                 error_code: 0,

@@ -144,9 +144,8 @@ pub async fn handle(
                     "request body is larger than the {limit_mb} MB limit (server.max_request_body_size_mb)"
                 ))
             };
-            respond::error(session, ingress, &err, &err_ctx).await?;
-            body::drain(session).await;
-            return Ok(());
+            // The rest of the body is read and dropped before the close, by the logging hook.
+            return respond::error(session, ingress, &err, &err_ctx).await;
         }
         body::BodyRead::TooSlow => {
             session.set_keepalive(None);

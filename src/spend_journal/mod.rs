@@ -99,7 +99,7 @@ pub struct Journal {
     retired: Mutex<Vec<Arc<Segment>>>,
     /// The segment that replaces the current one, made ahead by another thread once the
     /// current one is half full, so a writer finding it full does not create a file itself.
-    /// Its sequence number is the current one's plus one. Locked under `retired`.
+    /// Its sequence number is above the current one's. Locked under `retired`.
     spare: Mutex<Option<(u64, Segment)>>,
     spare_signal: Arc<SpareSignal>,
     /// The thread making spares ([`Journal::make_spares_ahead`]).
